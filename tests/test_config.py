@@ -1,0 +1,38 @@
+"""Config defaults, YAML files and CLI-style overrides."""
+
+import pytest
+
+from vision3d_kd.config import CONFIG_DIR, apply_overrides, load_fit_config
+from vision3d_kd.errors import ConfigError
+from vision3d_kd.fields import FIELDS, build_field
+
+
+@pytest.mark.parametrize("name", sorted(FIELDS))
+def test_every_field_has_a_config_that_builds(name):
+    cfg = load_fit_config(name)
+    cfg.train.validate()
+    field = build_field({**cfg.field, "field": name})
+    assert field.name == name
+
+
+def test_every_config_file_names_a_field():
+    assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(FIELDS)
+
+
+def test_overrides_parse_yaml_values():
+    cfg = apply_overrides(load_fit_config("hashgrid"), ["train.steps=12", "field.n_levels=4", "train.background=white"])
+    assert cfg.train.steps == 12 and cfg.field["n_levels"] == 4 and cfg.train.background == "white"
+
+
+@pytest.mark.parametrize("bad", ["train.nope=1", "steps=3", "train.steps=abc", "other.x=1"])
+def test_bad_overrides_are_config_errors(bad):
+    with pytest.raises(ConfigError):
+        apply_overrides(load_fit_config("hashgrid"), [bad])
+
+
+def test_out_of_range_values_are_rejected():
+    cfg = apply_overrides(load_fit_config("grid"), ["train.occ_alpha_threshold=2"])
+    with pytest.raises(ConfigError):
+        cfg.train.validate()
+    with pytest.raises(ConfigError):
+        load_fit_config("nerf-does-not-exist")

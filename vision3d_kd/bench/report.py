@@ -1,0 +1,64 @@
+"""Write benchmark results: bench/results/NAME.json ({rows, summary, command, machine}) and NAME.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import atomic_write_text, write_json
+
+__all__ = ["machine_info", "write_results", "markdown_table"]
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "torch": torch.__version__, "cpu_count": os.cpu_count(),
+                            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """Rows (dicts) as a GitHub Markdown table; columns in first-seen order."""
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_results(name: str, result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Write NAME.json and NAME.md under out_dir; returns both paths."""
+    payload = {"rows": result["rows"], "summary": result["summary"],
+               "command": "v3kd " + " ".join(sys.argv[1:]) if sys.argv else f"v3kd bench {name}",
+               "machine": machine_info()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jpath, mpath = out_dir / f"{name}.json", out_dir / f"{name}.md"
+    write_json(jpath, payload)
+    summary = "\n".join(f"- `{k}`: {_fmt(v)}" for k, v in result["summary"].items())
+    md = (f"# bench {name}\n\nCommand: `{payload['command']}`  \nMachine: {payload['machine'].get('cpu', '?')}, "
+          f"{payload['machine']['torch_threads']} torch threads, torch {payload['machine']['torch']}\n\n"
+          f"## Summary\n\n{summary}\n\n## Rows\n\n{markdown_table(result['rows'])}\n")
+    atomic_write_text(mpath, md)
+    return jpath, mpath

@@ -1,0 +1,50 @@
+"""`v3kd bench NAME [--quick]`: run a benchmark and write bench/results/NAME.{json,md}."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import ConfigError
+
+__all__ = ["register", "bench_command", "BENCHMARKS"]
+
+BENCHMARKS = {
+    "kernels": "fused CPU kernels vs their PyTorch references (samples/s, speed-up)",
+    "fit-lego": "every field on the lego scene with the same wall-clock budget (test PSNR/SSIM)",
+}
+
+
+def bench_command(
+    name: str = typer.Argument(..., help="Benchmark: " + "; ".join(f"{k}: {v}" for k, v in BENCHMARKS.items())),
+    quick: bool = typer.Option(False, "--quick", help="Small sizes and budgets (a smoke run, minutes)."),
+    out_dir: Path = typer.Option(Path("bench/results"), "--out-dir", help="Where NAME.json and NAME.md go."),
+    data: Path = typer.Option(None, "--data", help="fit-lego: the lego folder (default ../shared/data/nerf_synthetic_lego_200)."),
+    budget: float = typer.Option(None, "--budget", help="fit-lego: training seconds per field (default 780; quick 45)."),
+    fields: str = typer.Option(None, "--fields", help="fit-lego: comma-separated subset of fields."),
+) -> None:
+    """Run benchmark NAME and write its JSON and Markdown table."""
+    from ..bench.report import markdown_table, write_results
+
+    if name == "kernels":
+        from ..bench.kernels import run as run_kernels
+
+        result = run_kernels(quick=quick)
+    elif name == "fit-lego":
+        from ..bench.fit_lego import run as run_fit
+
+        if budget is not None and budget <= 0:
+            raise ConfigError("--budget must be > 0")
+        result = run_fit(quick=quick, data=data, budget_s=budget,
+                         fields=[f.strip() for f in fields.split(",")] if fields else None)
+    else:
+        raise ConfigError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARKS)})")
+    jpath, mpath = write_results(name, result, out_dir)
+    print(markdown_table(result["rows"]))
+    print("summary: " + ", ".join(f"{k}={v}" for k, v in result["summary"].items()))
+    print(f"wrote {jpath} and {mpath}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench_command)

@@ -1,0 +1,64 @@
+"""`v3kd fit DATA --field F --out RUN`: train a radiance field and report held-out PSNR/SSIM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from ..config import FitConfig, apply_overrides, load_fit_config
+from ..errors import ConfigError
+from .common import held_out_split, pick_device
+
+__all__ = ["register", "fit_command"]
+
+
+def fit_command(
+    data: Path = typer.Argument(..., help="Dataset folder (Blender transforms_*.json or nerfstudio transforms.json)."),
+    field: str = typer.Option("hashgrid", "--field", "-f", help="Field family: mlp, hashgrid, tensorf-vm, tensorf-cp, grid."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run directory to create (default runs/<data>-<field>)."),
+    steps: int = typer.Option(None, "--steps", help="Optimisation steps (default from the field's config)."),
+    max_seconds: float = typer.Option(None, "--max-seconds", help="Wall-clock budget for training in seconds."),
+    seed: int = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    downscale: int = typer.Option(None, "--downscale", help="Integer image downscale factor."),
+    config: Path = typer.Option(None, "--config", help="YAML file replacing the field's default config."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config value: field.KEY=VALUE or train.KEY=VALUE (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Fit a radiance field to posed images; writes RUN/{config.json, weights.safetensors, log.jsonl, metrics.json}."""
+    from ..checkpoint import read_config
+    from ..data import load_dataset
+    from ..trainer import fit
+
+    out = out or Path("runs") / f"{Path(data).name}-{field}"
+    if resume:
+        cfg = FitConfig.from_dict(read_config(out).get("fit") or {})
+    else:
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"{out}: already exists and is not empty (use --resume or another --out)")
+        cfg = load_fit_config(field, config)
+    flags = {"steps": steps, "max_seconds": max_seconds, "seed": seed, "downscale": downscale}
+    cfg = apply_overrides(cfg, [*overrides, *(f"train.{k}={v}" for k, v in flags.items() if v is not None)])
+    cfg.train.validate()
+    dev = pick_device(device)
+    train_ds = load_dataset(data, "train", cfg.train.downscale)
+    split = held_out_split(data)
+    test_ds = load_dataset(data, split, cfg.train.downscale) if split else None
+    console = Console(stderr=True)
+    if test_ds is None:
+        console.print(f"[yellow]warning: {data} has no test or val split; no held-out metrics[/]")
+    console.print(f"fit {cfg.field_name} on {data} ({len(train_ds.cameras)} train views"
+                  f"{f', {len(test_ds.cameras)} {split} views' if test_ds else ''}) -> {out}")
+    metrics = fit(train_ds, test_ds, out, cfg, data_path=Path(data).resolve(), resume=resume, device=dev,
+                  show_progress=progress)
+    line = f"{cfg.field_name}: {metrics['steps']} steps in {metrics['seconds']:.0f} s"
+    if "psnr_test" in metrics:
+        line += f"; {split} PSNR {metrics['psnr_test']:.2f} dB, SSIM {metrics['ssim_test']:.4f}"
+    print(line)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fit")(fit_command)

@@ -1,0 +1,46 @@
+"""The `v3kd` command: one typer app; each verb lives in its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import V3KDError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="v3kd",
+    help="vision3d_kd: fit, distil, render and export 3D students on CPU or GPU.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    from . import bench, data, eval, fit, render
+
+    fit.register(app)
+    eval.register(app)
+    render.register(app)
+    bench.register(app)
+    app.add_typer(data.data_app, name="data")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print one line `error: ...` on stderr and exit with status 2."""
+    _register()
+    try:
+        app(args=argv, standalone_mode=True)
+    except V3KDError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted (last checkpoint kept; continue with --resume)", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

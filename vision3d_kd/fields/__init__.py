@@ -1,0 +1,42 @@
+"""Radiance fields: encoder -> density head -> colour head (the split Progressive Volume Distillation
+matches), one module per family, and a small name -> class table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ConfigError
+from .base import DEFAULT_AABB, Field
+from .grid import VoxelGridField
+from .hashgrid import HashGridField
+from .mlp import MLPField
+from .tensorf import TensoRFCP, TensoRFVM
+
+__all__ = [
+    "Field",
+    "FIELDS",
+    "build_field",
+    "DEFAULT_AABB",
+    "MLPField",
+    "HashGridField",
+    "TensoRFVM",
+    "TensoRFCP",
+    "VoxelGridField",
+]
+
+FIELDS: dict[str, type[Field]] = {
+    cls.name: cls for cls in (MLPField, HashGridField, TensoRFVM, TensoRFCP, VoxelGridField)
+}
+
+
+def build_field(cfg: dict[str, Any]) -> Field:
+    """Field from a config {"field": name, "aabb": [[...], [...]], **options} (as `Field.to_dict`).
+
+    Raises ConfigError for a missing/unknown name, an unknown option or a bad value.
+    """
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"field config must be a mapping, got {type(cfg).__name__}")
+    name = cfg.get("field")
+    if name not in FIELDS:
+        raise ConfigError(f"unknown field {name!r}; choose one of {', '.join(FIELDS)}")
+    return FIELDS[name].from_dict(cfg)

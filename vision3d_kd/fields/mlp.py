@@ -1,0 +1,98 @@
+"""Vanilla NeRF field: frequency encoding -> ReLU MLP trunk with a skip connection -> density and
+geometry features -> small view-dependent colour MLP. Defaults are sized for CPU training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import DEFAULT_AABB, Field, check_float, check_int
+from .encodings import mlp, positional_encoding, positional_encoding_dim
+
+__all__ = ["MLPField"]
+
+
+class MLPField(Field):
+    """NeRF MLP (Mildenhall et al. 2020) at CPU size.
+
+    encode: box coords mapped to [-1, 1]^3 -> frequency encoding [N, 3 * (2 * xyz_freqs + 1)].
+    density_head: `depth` ReLU layers of `width` (input re-concatenated before layer `skip`) ->
+    sigma = softplus(raw + density_shift) [N] and `geo_features` [N, G].
+    color_head: [geo, PE(d, dir_freqs)] -> `color_hidden` ReLU layer -> sigmoid rgb [N, 3].
+    """
+
+    name = "mlp"
+
+    def __init__(
+        self,
+        *,
+        aabb: Any = DEFAULT_AABB,
+        xyz_freqs: int = 10,
+        dir_freqs: int = 4,
+        width: int = 128,
+        depth: int = 4,
+        skip: int = 2,
+        geo_features: int = 64,
+        color_hidden: int = 64,
+        density_shift: float = -1.0,
+    ) -> None:
+        super().__init__(aabb)
+        xyz_freqs = check_int("xyz_freqs", xyz_freqs, 0, 16)
+        dir_freqs = check_int("dir_freqs", dir_freqs, 0, 16)
+        width = check_int("width", width, 1, 4096)
+        depth = check_int("depth", depth, 1, 32)
+        skip = check_int("skip", skip, 0, 32)  # 0 or >= depth: no skip connection
+        geo_features = check_int("geo_features", geo_features, 1, 4096)
+        color_hidden = check_int("color_hidden", color_hidden, 1, 4096)
+        density_shift = check_float("density_shift", density_shift)
+        self.config = dict(
+            xyz_freqs=xyz_freqs,
+            dir_freqs=dir_freqs,
+            width=width,
+            depth=depth,
+            skip=skip,
+            geo_features=geo_features,
+            color_hidden=color_hidden,
+            density_shift=density_shift,
+        )
+        self.xyz_freqs, self.dir_freqs = xyz_freqs, dir_freqs
+        self.skip = skip if 0 < skip < depth else -1
+        self.density_shift = density_shift
+        enc_dim = positional_encoding_dim(3, xyz_freqs)
+        self.trunk = nn.ModuleList(
+            nn.Linear((enc_dim if i == 0 else width) + (enc_dim if i == self.skip else 0), width)
+            for i in range(depth)
+        )
+        self.density_out = nn.Linear(width, 1 + geo_features)
+        dir_dim = positional_encoding_dim(3, dir_freqs)
+        self.color_net = mlp(geo_features + dir_dim, color_hidden, 1, 3, nn.Sigmoid())
+
+    def encode(self, x: Tensor) -> Tensor:
+        """x: [N, 3] world -> [N, 3 * (2 * xyz_freqs + 1)] frequency features of coords in [-1, 1]."""
+        return positional_encoding(self.normalize(x) * 2.0 - 1.0, self.xyz_freqs)
+
+    def density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
+        """feat: [N, E] -> sigma [N] (1/scene-unit), geo [N, geo_features]."""
+        h = feat
+        for i, layer in enumerate(self.trunk):
+            if i == self.skip:
+                h = torch.cat([h, feat], dim=-1)
+            h = F.relu(layer(h))
+        out = self.density_out(h)
+        sigma = F.softplus(out[:, 0] + self.density_shift)
+        return sigma, out[:, 1:]
+
+    def encode_dirs(self, d: Tensor) -> Tensor:
+        """Unit world directions [R, 3] -> frequency encoding [R, K]."""
+        return positional_encoding(d, self.dir_freqs)
+
+    def color_from_dirs(self, geo: Tensor, d_enc: Tensor) -> Tensor:
+        """geo: [N, G], encoded directions [N, K] -> rgb [N, 3] in [0, 1]."""
+        return self.color_net(torch.cat([geo, d_enc], dim=-1))
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """One group at `lr` (all parameters are network weights)."""
+        return [{"params": list(self.parameters()), "lr": lr}]

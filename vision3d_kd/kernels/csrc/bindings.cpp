@@ -1,0 +1,123 @@
+// pybind11 bindings of the fused CPU kernels. Tensors cross as raw addresses (int) plus sizes: the
+// Python wrappers in kernels/*.py validate dtype/shape/contiguity and allocate every output, which
+// keeps this file free of torch headers and the first-use build short. The GIL is released.
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+
+namespace py = pybind11;
+
+namespace v3kd {
+void hash_forward(const float* x, const float* table, const int32_t* res, int64_t n, int64_t nl, int64_t ts,
+                  int nf, float* scratch, float* out, int nt);
+void hash_backward(const float* grad_out, const float* x, const int32_t* res, int64_t n, int64_t nl, int64_t ts,
+                   int nf, float* scratch, float* grad_table, int nt);
+void volume_forward(const float* grid, int64_t d, int64_t h, int64_t w, int64_t c, const float* x, int64_t n,
+                    float* out, int nt);
+void volume_backward(const float* grad_out, const float* x, int64_t n, int64_t d, int64_t h, int64_t w, int64_t c,
+                     float* grad_grid, int nt);
+void planes_forward(const float* planes, int64_t np, int64_t h, int64_t w, int64_t c, const float* uv, int64_t n,
+                    float* out, int nt);
+void planes_backward(const float* grad_out, const float* uv, int64_t np, int64_t n, int64_t h, int64_t w, int64_t c,
+                     float* grad_planes, int nt);
+void lines_forward(const float* lines, int64_t np, int64_t len, int64_t c, const float* t, int64_t n, float* out,
+                   int nt);
+void lines_backward(const float* grad_out, const float* t, int64_t np, int64_t n, int64_t len, int64_t c,
+                    float* grad_lines, int nt);
+int composite_offsets(const int64_t* ray_idx, int64_t n_samples, int64_t n_rays, int64_t* offsets, int nt);
+void composite_forward(const float* sigmas, const float* rgbs, const float* t_starts, const float* t_ends,
+                       const int64_t* offsets, int64_t n_rays, float* out_rgb, float* out_opacity,
+                       float* out_depth, int nt);
+void composite_backward(const float* g_rgb, const float* g_opacity, const float* g_depth, const float* sigmas,
+                        const float* rgbs, const float* t_starts, const float* t_ends, const int64_t* offsets,
+                        int64_t n_rays, const float* out_rgb, const float* out_opacity, const float* out_depth,
+                        float* grad_sigmas, float* grad_rgbs, int nt);
+}  // namespace v3kd
+
+namespace {
+using Addr = std::uintptr_t;
+template <class T>
+T* ptr(Addr a) {
+  return reinterpret_cast<T*>(a);
+}
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "vision3d_kd fused CPU kernels (OpenMP); call through vision3d_kd.kernels, not directly";
+  const auto nogil = py::call_guard<py::gil_scoped_release>();
+  m.def(
+      "hash_forward",
+      [](Addr x, Addr table, Addr res, int64_t n, int64_t nl, int64_t ts, int nf, Addr scratch, Addr out, int nt) {
+        v3kd::hash_forward(ptr<const float>(x), ptr<const float>(table), ptr<const int32_t>(res), n, nl, ts, nf,
+                           ptr<float>(scratch), ptr<float>(out), nt);
+      },
+      nogil);
+  m.def(
+      "hash_backward",
+      [](Addr g, Addr x, Addr res, int64_t n, int64_t nl, int64_t ts, int nf, Addr scratch, Addr gt, int nt) {
+        v3kd::hash_backward(ptr<const float>(g), ptr<const float>(x), ptr<const int32_t>(res), n, nl, ts, nf,
+                            ptr<float>(scratch), ptr<float>(gt), nt);
+      },
+      nogil);
+  m.def(
+      "volume_forward",
+      [](Addr grid, int64_t d, int64_t h, int64_t w, int64_t c, Addr x, int64_t n, Addr out, int nt) {
+        v3kd::volume_forward(ptr<const float>(grid), d, h, w, c, ptr<const float>(x), n, ptr<float>(out), nt);
+      },
+      nogil);
+  m.def(
+      "volume_backward",
+      [](Addr g, Addr x, int64_t n, int64_t d, int64_t h, int64_t w, int64_t c, Addr gg, int nt) {
+        v3kd::volume_backward(ptr<const float>(g), ptr<const float>(x), n, d, h, w, c, ptr<float>(gg), nt);
+      },
+      nogil);
+  m.def(
+      "planes_forward",
+      [](Addr planes, int64_t np, int64_t h, int64_t w, int64_t c, Addr uv, int64_t n, Addr out, int nt) {
+        v3kd::planes_forward(ptr<const float>(planes), np, h, w, c, ptr<const float>(uv), n, ptr<float>(out), nt);
+      },
+      nogil);
+  m.def(
+      "planes_backward",
+      [](Addr g, Addr uv, int64_t np, int64_t n, int64_t h, int64_t w, int64_t c, Addr gp, int nt) {
+        v3kd::planes_backward(ptr<const float>(g), ptr<const float>(uv), np, n, h, w, c, ptr<float>(gp), nt);
+      },
+      nogil);
+  m.def(
+      "lines_forward",
+      [](Addr lines, int64_t np, int64_t len, int64_t c, Addr t, int64_t n, Addr out, int nt) {
+        v3kd::lines_forward(ptr<const float>(lines), np, len, c, ptr<const float>(t), n, ptr<float>(out), nt);
+      },
+      nogil);
+  m.def(
+      "lines_backward",
+      [](Addr g, Addr t, int64_t np, int64_t n, int64_t len, int64_t c, Addr gl, int nt) {
+        v3kd::lines_backward(ptr<const float>(g), ptr<const float>(t), np, n, len, c, ptr<float>(gl), nt);
+      },
+      nogil);
+  m.def(
+      "composite_offsets",
+      [](Addr ridx, int64_t s, int64_t r, Addr offsets, int nt) {
+        return v3kd::composite_offsets(ptr<const int64_t>(ridx), s, r, ptr<int64_t>(offsets), nt);
+      },
+      nogil);
+  m.def(
+      "composite_forward",
+      [](Addr sig, Addr rgbs, Addr ts, Addr te, Addr off, int64_t r, Addr rgb, Addr op, Addr dp, int nt) {
+        v3kd::composite_forward(ptr<const float>(sig), ptr<const float>(rgbs), ptr<const float>(ts),
+                                ptr<const float>(te), ptr<const int64_t>(off), r, ptr<float>(rgb), ptr<float>(op),
+                                ptr<float>(dp), nt);
+      },
+      nogil);
+  m.def(
+      "composite_backward",
+      [](Addr grgb, Addr gop, Addr gdp, Addr sig, Addr rgbs, Addr ts, Addr te, Addr off, int64_t r, Addr rgb,
+         Addr op, Addr dp, Addr gsig, Addr grgbs, int nt) {
+        v3kd::composite_backward(ptr<const float>(grgb), ptr<const float>(gop), ptr<const float>(gdp),
+                                 ptr<const float>(sig), ptr<const float>(rgbs), ptr<const float>(ts),
+                                 ptr<const float>(te), ptr<const int64_t>(off), r, ptr<const float>(rgb),
+                                 ptr<const float>(op), ptr<const float>(dp), ptr<float>(gsig), ptr<float>(grgbs),
+                                 nt);
+      },
+      nogil);
+}

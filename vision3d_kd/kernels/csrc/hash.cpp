@@ -1,0 +1,178 @@
+// Fused multiresolution hash encoding (Instant-NGP), CPU + OpenMP. Plain C++ on raw pointers:
+// the Python wrapper (kernels/hash.py) checks shapes/dtypes and allocates; bindings.cpp binds.
+//
+// x: [N, 3] float32 in [0, 1]; table: [L, T, F] float32; resolutions: [L] int32.
+// Output [N, L*F], level-major columns. Maths mirrors kernels/hash_ref.py exactly.
+//
+// Memory layout: both passes work level by level so one level's table block stays in cache, and
+// read/write a level-major scratch [L, N, F] (streaming) that is transposed to/from [N, L*F] once.
+// The backward parallelises over levels: each thread owns whole table blocks -> no atomics and a
+// deterministic result (points are visited in order).
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+namespace {
+
+constexpr uint32_t kPrimeY = 2654435761u;
+constexpr uint32_t kPrimeZ = 805459861u;
+
+struct Level {
+  int32_t res;
+  uint32_t size;  // T
+  bool dense;
+  bool pow2;
+};
+
+inline Level make_level(int32_t res, int64_t table_size) {
+  Level lv;
+  lv.res = res;
+  lv.size = static_cast<uint32_t>(table_size);
+  const int64_t r1 = static_cast<int64_t>(res) + 1;
+  lv.dense = r1 * r1 * r1 <= table_size;
+  lv.pow2 = (table_size & (table_size - 1)) == 0;
+  return lv;
+}
+
+// Rows of the 8 corners (bit k of the corner number = offset along axis k) and their weights.
+inline void corners(const float* xp, const Level& lv, uint32_t* idx, float* wt) {
+  const float rf = static_cast<float>(lv.res);
+  const float hi = static_cast<float>(lv.res - 1);
+  uint32_t c[3];
+  float w[3];
+  for (int d = 0; d < 3; ++d) {
+    const float p = xp[d] * rf;
+    const float cf = std::min(std::max(std::floor(p), 0.0f), hi);
+    c[d] = static_cast<uint32_t>(cf);
+    w[d] = p - cf;
+  }
+  uint32_t ax[2], ay[2], az[2];
+  if (lv.dense) {
+    const uint32_t r1 = static_cast<uint32_t>(lv.res) + 1u;
+    ax[0] = c[0];
+    ax[1] = c[0] + 1u;
+    ay[0] = c[1] * r1;
+    ay[1] = (c[1] + 1u) * r1;
+    az[0] = c[2] * r1 * r1;
+    az[1] = (c[2] + 1u) * r1 * r1;
+  } else {
+    ax[0] = c[0];
+    ax[1] = c[0] + 1u;
+    ay[0] = c[1] * kPrimeY;
+    ay[1] = (c[1] + 1u) * kPrimeY;
+    az[0] = c[2] * kPrimeZ;
+    az[1] = (c[2] + 1u) * kPrimeZ;
+  }
+  const float wx[2] = {1.0f - w[0], w[0]};
+  const float wy[2] = {1.0f - w[1], w[1]};
+  const float wz[2] = {1.0f - w[2], w[2]};
+  for (int k = 0; k < 8; ++k) {
+    const int bx = k & 1, by = (k >> 1) & 1, bz = (k >> 2) & 1;
+    uint32_t i;
+    if (lv.dense) {
+      i = ax[bx] + ay[by] + az[bz];
+    } else {
+      i = ax[bx] ^ ay[by] ^ az[bz];
+      i = lv.pow2 ? (i & (lv.size - 1u)) : (i % lv.size);
+    }
+    idx[k] = i;
+    wt[k] = wx[bx] * wy[by] * wz[bz];
+  }
+}
+
+template <int F>
+void level_forward(const float* x, const float* tab, const Level& lv, int64_t n, int nf, float* dst) {
+  const int f_count = F > 0 ? F : nf;
+#pragma omp for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t idx[8];
+    float wt[8];
+    corners(x + 3 * i, lv, idx, wt);
+    float acc[F > 0 ? F : 64];
+    for (int f = 0; f < f_count; ++f) acc[f] = 0.0f;
+    for (int k = 0; k < 8; ++k) {
+      const float* row = tab + static_cast<int64_t>(idx[k]) * f_count;
+      for (int f = 0; f < f_count; ++f) acc[f] += wt[k] * row[f];
+    }
+    float* o = dst + i * f_count;
+    for (int f = 0; f < f_count; ++f) o[f] = acc[f];
+  }
+}
+
+template <int F>
+void level_backward(const float* x, const float* g, const Level& lv, int64_t n, int nf, float* gtab) {
+  const int f_count = F > 0 ? F : nf;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t idx[8];
+    float wt[8];
+    corners(x + 3 * i, lv, idx, wt);
+    const float* gi = g + i * f_count;
+    for (int k = 0; k < 8; ++k) {
+      float* row = gtab + static_cast<int64_t>(idx[k]) * f_count;
+      for (int f = 0; f < f_count; ++f) row[f] += wt[k] * gi[f];
+    }
+  }
+}
+
+#define V3KD_DISPATCH_F(nf, FN, ...)       \
+  switch (nf) {                            \
+    case 1: FN<1>(__VA_ARGS__); break;     \
+    case 2: FN<2>(__VA_ARGS__); break;     \
+    case 4: FN<4>(__VA_ARGS__); break;     \
+    case 8: FN<8>(__VA_ARGS__); break;     \
+    default: FN<0>(__VA_ARGS__); break;    \
+  }
+
+}  // namespace
+
+namespace v3kd {
+
+// out: [N, L*F]; scratch: [L, N, F] (any contents).
+void hash_forward(const float* x, const float* table, const int32_t* res, int64_t n, int64_t nl,
+                  int64_t ts, int nf, float* scratch, float* out, int nt) {
+#pragma omp parallel num_threads(nt)
+  {
+    for (int64_t l = 0; l < nl; ++l) {
+      const Level lv = make_level(res[l], ts);
+      V3KD_DISPATCH_F(nf, level_forward, x, table + l * ts * nf, lv, n, nf, scratch + l * n * nf)
+    }
+    // Level-major scratch [L, N, F] -> [N, L*F].
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      float* o = out + i * nl * nf;
+      for (int64_t l = 0; l < nl; ++l) {
+        const float* s = scratch + (l * n + i) * nf;
+        for (int f = 0; f < nf; ++f) o[l * nf + f] = s[f];
+      }
+    }
+  }
+}
+
+// grad_table: [L, T, F] (any contents, fully overwritten); scratch: [L, N, F].
+void hash_backward(const float* grad_out, const float* x, const int32_t* res, int64_t n, int64_t nl,
+                   int64_t ts, int nf, float* scratch, float* grad_table, int nt) {
+#pragma omp parallel num_threads(nt)
+  {
+    // [N, L*F] -> level-major [L, N, F] so each level streams its own gradients.
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const float* g = grad_out + i * nl * nf;
+      for (int64_t l = 0; l < nl; ++l) {
+        float* s = scratch + (l * n + i) * nf;
+        for (int f = 0; f < nf; ++f) s[f] = g[l * nf + f];
+      }
+    }
+    // One level per thread at a time: the thread zeroes and fills its own table block.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t l = 0; l < nl; ++l) {
+      float* block = grad_table + l * ts * nf;
+      std::fill(block, block + ts * nf, 0.0f);
+      const Level lv = make_level(res[l], ts);
+      V3KD_DISPATCH_F(nf, level_backward, x, scratch + l * n * nf, lv, n, nf, block)
+    }
+  }
+}
+
+}  // namespace v3kd

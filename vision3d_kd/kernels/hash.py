@@ -1,0 +1,73 @@
+"""Multiresolution hash encoding (Instant-NGP) with a fused C++/OpenMP forward and backward.
+
+Same maths and conventions as :func:`vision3d_kd.kernels.hash_ref.hash_encode_ref`. The backward
+is parallel over levels (each level's table block is owned by one thread), so it needs no atomics
+and is deterministic.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .dispatch import n_threads, use_fused
+from .hash_ref import hash_encode_ref
+
+__all__ = ["hash_encode"]
+
+
+class _HashEncode(torch.autograd.Function):
+    """Autograd wrapper of the fused kernel; gradient w.r.t. ``table`` only."""
+
+    @staticmethod
+    def forward(ctx, ext, x: Tensor, table: Tensor, resolutions: Tensor) -> Tensor:  # type: ignore[override]
+        n_levels, table_size, n_feat = table.shape
+        n = x.shape[0]
+        scratch = x.new_empty(n_levels, n, n_feat)
+        out = x.new_empty(n, n_levels * n_feat)
+        ext.hash_forward(x.data_ptr(), table.data_ptr(), resolutions.data_ptr(), n, n_levels, table_size,
+                         n_feat, scratch.data_ptr(), out.data_ptr(), n_threads())
+        ctx.ext = ext
+        ctx.table_shape = (n_levels, table_size, n_feat)
+        ctx.save_for_backward(x, resolutions)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        x, resolutions = ctx.saved_tensors
+        grad_table = None
+        if ctx.needs_input_grad[2]:
+            n_levels, table_size, n_feat = ctx.table_shape
+            g = grad_out.contiguous().to(torch.float32)
+            n = x.shape[0]
+            scratch = x.new_empty(n_levels, n, n_feat)
+            grad_table = x.new_empty(n_levels, table_size, n_feat)
+            ctx.ext.hash_backward(g.data_ptr(), x.data_ptr(), resolutions.data_ptr(), n, n_levels, table_size,
+                                  n_feat, scratch.data_ptr(), grad_table.data_ptr(), n_threads())
+        return None, None, grad_table, None
+
+
+def hash_encode(x: Tensor, table: Tensor, resolutions: Tensor) -> Tensor:
+    """Multiresolution hash encoding.
+
+    Args:
+        x: ``[N, 3]`` points in ``[0, 1]^3`` (outside points extrapolate from the border cell).
+            ``x`` receives **no gradient**.
+        table: ``[L, T, F]`` float feature table.
+        resolutions: ``[L]`` int32 CPU tensor, cells per axis of each level.
+
+    Returns:
+        ``[N, L * F]`` level-major features (columns ``l*F .. l*F+F-1`` are level ``l``),
+        differentiable w.r.t. ``table``. Level ``l`` is dense (``cx + cy*(R+1) + cz*(R+1)^2``) when
+        ``(R+1)^3 <= T``, else hashed ``(cx ^ cy*2654435761 ^ cz*805459861) mod T`` in uint32.
+        Uses the fused kernel for float32 CPU tensors, otherwise :func:`hash_encode_ref`.
+    """
+    if x.dim() != 2 or x.shape[1] != 3 or table.dim() != 3 or resolutions.numel() != table.shape[0]:
+        return hash_encode_ref(x, table, resolutions)  # raises the shape error
+    ext = use_fused("hash", x, table)
+    if ext is None or table.shape[2] > 64 or table.shape[1] > 2**32:
+        return hash_encode_ref(x, table, resolutions)
+    res = resolutions.detach().to(device="cpu", dtype=torch.int32).contiguous()
+    if res.numel() and int(res.min()) < 1:
+        raise ValueError("resolutions must be >= 1")
+    return _HashEncode.apply(ext, x.detach().contiguous(), table.contiguous(), res)

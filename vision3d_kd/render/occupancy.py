@@ -1,0 +1,90 @@
+"""Occupancy grid over a scene box (Instant-NGP style): an EMA of density per cell and a binary mask
+used to skip empty space while marching rays. Pure torch; works on any device."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = ["OccupancyGrid"]
+
+
+class OccupancyGrid(torch.nn.Module):
+    """Density cache on a `resolution`³ lattice of cells covering `aabb` ([2,3], world units).
+
+    `density[i]` is an EMA (max with decay) of the field's density at random points inside cell i;
+    `binary[i]` says the cell may hold matter (density above a threshold). Cells are indexed
+    x-major: i = ix * R² + iy * R + iz.
+    """
+
+    def __init__(self, aabb: Tensor, resolution: int = 128) -> None:
+        super().__init__()
+        self.resolution = int(resolution)
+        n = self.resolution**3
+        self.register_buffer("aabb", aabb.detach().clone().float().reshape(2, 3))
+        self.register_buffer("density", torch.zeros(n))
+        self.register_buffer("binary", torch.ones(n, dtype=torch.bool))
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    def cell_index(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """World points [N,3] -> (flat cell index [N] int64, inside-box mask [N] bool)."""
+        lo, hi = self.aabb[0], self.aabb[1]
+        u = (x - lo) / (hi - lo)
+        inside = ((u >= 0) & (u <= 1)).all(dim=-1)
+        r = self.resolution
+        ijk = (u * r).long().clamp_(0, r - 1)
+        return (ijk[:, 0] * r + ijk[:, 1]) * r + ijk[:, 2], inside
+
+    def occupied(self, x: Tensor) -> Tensor:
+        """True where world points [N,3] fall in an occupied cell inside the box."""
+        idx, inside = self.cell_index(x)
+        return self.binary[idx] & inside
+
+    def _cell_points(self, cells: Tensor, generator: torch.Generator | None) -> Tensor:
+        r = self.resolution
+        ijk = torch.stack([cells // (r * r), (cells // r) % r, cells % r], dim=-1).float()
+        jitter = torch.rand(ijk.shape, generator=generator, device=ijk.device)
+        lo, hi = self.aabb[0], self.aabb[1]
+        return lo + (ijk + jitter) / r * (hi - lo)
+
+    @torch.no_grad()
+    def update(
+        self,
+        density_fn: Callable[[Tensor], Tensor],
+        threshold: float,
+        decay: float = 0.95,
+        warmup: bool = False,
+        generator: torch.Generator | None = None,
+        chunk: int = 1 << 18,
+    ) -> None:
+        """One refresh. `threshold` is a density (1/scene-unit); cells whose EMA exceeds
+        min(threshold, mean EMA) become occupied. During warm-up every cell is refreshed, later a
+        random quarter of all cells plus as many occupied cells (as Instant-NGP does)."""
+        n = self.density.numel()
+        dev = self.density.device
+        if warmup:
+            cells = torch.arange(n, device=dev)
+        else:
+            rand_cells = torch.randint(0, n, (n // 4,), generator=generator, device=dev)
+            occ = torch.nonzero(self.binary).flatten()
+            if occ.numel() > 0:
+                pick = torch.randint(0, occ.numel(), (min(n // 4, occ.numel()),), generator=generator, device=dev)
+                cells = torch.cat([rand_cells, occ[pick]])
+            else:
+                cells = rand_cells
+        new = torch.empty(cells.numel(), device=dev)
+        for s in range(0, cells.numel(), chunk):
+            pts = self._cell_points(cells[s : s + chunk], generator)
+            new[s : s + chunk] = density_fn(pts).float().reshape(-1)
+        decayed = self.density * decay
+        decayed.scatter_reduce_(0, cells, new, reduce="amax")
+        self.density.copy_(decayed)
+        thresh = min(threshold, float(self.density.mean()))
+        self.binary.copy_(self.density > thresh)
+        self.updates += 1
+
+    def occupancy_fraction(self) -> float:
+        """Fraction of cells currently marked occupied."""
+        return float(self.binary.float().mean())

@@ -1,0 +1,169 @@
+"""Volume rendering of radiance fields: ray-box intersection, occupancy-grid ray marching into packed
+samples (nerfacc layout: ray_indices, t_starts, t_ends), transmittance pruning and compositing.
+
+Rays are in world units with unit-length directions, so `t` and depth are Euclidean distances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..kernels import composite
+from .occupancy import OccupancyGrid
+
+__all__ = ["ray_aabb", "march_rays", "RenderSettings", "render_rays", "render_rays_chunked", "background_color"]
+
+
+def ray_aabb(rays_o: Tensor, rays_d: Tensor, aabb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Slab test. rays_o, rays_d: [R,3]; aabb: [2,3]. Returns t_near [R] (>= 0), t_far [R], hit [R] bool."""
+    inv = 1.0 / torch.where(rays_d.abs() < 1e-12, torch.full_like(rays_d, 1e-12), rays_d)
+    t0 = (aabb[0] - rays_o) * inv
+    t1 = (aabb[1] - rays_o) * inv
+    t_near = torch.minimum(t0, t1).amax(dim=-1).clamp_min(0.0)
+    t_far = torch.maximum(t0, t1).amin(dim=-1)
+    return t_near, t_far, t_far > t_near
+
+
+def march_rays(
+    rays_o: Tensor,
+    rays_d: Tensor,
+    aabb: Tensor,
+    step_size: float,
+    grid: OccupancyGrid | None = None,
+    near: float = 0.0,
+    jitter: bool = False,
+    generator: torch.Generator | None = None,
+    max_points: int = 1 << 22,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Uniform steps of `step_size` (world units) through the box, kept where the grid is occupied.
+
+    Returns packed samples sorted by ray: ray_indices [S] int64, t_starts [S], t_ends [S].
+    `jitter` offsets each ray's first step by U[0, step) (training) to avoid banding.
+    """
+    t_near, t_far, hit = ray_aabb(rays_o, rays_d, aabb)
+    t_near = t_near.clamp_min(near)
+    hit = hit & (t_far > t_near)
+    rid = torch.nonzero(hit).flatten()
+    empty = torch.zeros(0, device=rays_o.device)
+    if rid.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=rays_o.device), empty, empty
+    tn, tf = t_near[rid], t_far[rid]
+    if jitter:
+        tn = tn + torch.rand(tn.shape, generator=generator, device=tn.device) * step_size
+    n_steps = int(torch.ceil((tf - tn).max() / step_size).item()) + 1
+    out_i, out_s, out_e = [], [], []
+    per_chunk = max(1, max_points // n_steps)
+    steps = torch.arange(n_steps, device=rays_o.device, dtype=rays_o.dtype)
+    for c in range(0, rid.numel(), per_chunk):
+        r = rid[c : c + per_chunk]
+        starts = tn[c : c + per_chunk, None] + steps[None, :] * step_size  # [r, n]
+        ends = torch.minimum(starts + step_size, tf[c : c + per_chunk, None])
+        valid = starts < tf[c : c + per_chunk, None]
+        if grid is not None:
+            mids = (starts + ends) * 0.5
+            pts = rays_o[r, None, :] + rays_d[r, None, :] * mids[..., None]
+            cand = valid.nonzero(as_tuple=True)
+            keep = grid.occupied(pts[cand])
+            sel = (cand[0][keep], cand[1][keep])
+        else:
+            sel = valid.nonzero(as_tuple=True)
+        out_i.append(r[sel[0]])
+        out_s.append(starts[sel])
+        out_e.append(ends[sel])
+    return torch.cat(out_i), torch.cat(out_s), torch.cat(out_e)
+
+
+@dataclass
+class RenderSettings:
+    """How rays are sampled. step_size in world units; alpha_thre/early_stop_eps prune samples whose
+    alpha is negligible or that lie behind an opaque surface (their weight < eps), using a
+    gradient-free density pass first (nerfacc's `sigma_fn` trick)."""
+
+    step_size: float = 0.01
+    near: float = 0.0
+    alpha_thre: float = 1e-4
+    early_stop_eps: float = 1e-4
+    prune: bool = True
+
+
+def background_color(kind: str | Tensor, n: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
+    """Per-ray background [n,3] from 'white', 'black', 'random' (uniform per ray) or an RGB tensor [3]."""
+    if isinstance(kind, Tensor):
+        return kind.to(device).float().expand(n, 3)
+    if kind == "white":
+        return torch.ones(n, 3, device=device)
+    if kind == "black":
+        return torch.zeros(n, 3, device=device)
+    if kind == "random":
+        return torch.rand(n, 3, generator=generator, device=device)
+    raise ValueError(f"unknown background {kind!r}")
+
+
+def _prune(field, rays_o, rays_d, ray_i, t_s, t_e, settings: RenderSettings) -> Tensor:
+    """Mask [S] of samples worth a gradient pass: alpha above threshold and not occluded."""
+    with torch.no_grad():
+        mids = (t_s + t_e) * 0.5
+        pts = rays_o[ray_i] + rays_d[ray_i] * mids[:, None]
+        sd = field.density(pts).reshape(-1).double() * (t_e - t_s).double()
+        alpha = 1.0 - torch.exp(-sd)
+        cs = torch.cumsum(sd, 0)
+        first = torch.ones_like(ray_i, dtype=torch.bool)
+        first[1:] = ray_i[1:] != ray_i[:-1]
+        start_idx = torch.cummax(torch.where(first, torch.arange(len(ray_i), device=ray_i.device), 0), 0).values
+        excl = cs - sd - (cs[start_idx] - sd[start_idx])
+        trans = torch.exp(-excl)
+        return (alpha > settings.alpha_thre) & (trans > settings.early_stop_eps)
+
+
+def render_rays(
+    field,
+    rays_o: Tensor,
+    rays_d: Tensor,
+    grid: OccupancyGrid | None,
+    background: Tensor,
+    settings: RenderSettings,
+    jitter: bool = False,
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """Render rays [R,3] through `field` (sigma, rgb = field(x, d)). background: [R,3].
+
+    Returns rgb [R,3] (composited over the background), opacity [R], depth [R] (ray distance,
+    weighted by opacity; 0 where empty) and n_samples (a 0-dim tensor)."""
+    aabb = field.aabb if grid is None else grid.aabb
+    ray_i, t_s, t_e = march_rays(rays_o, rays_d, aabb, settings.step_size, grid, settings.near, jitter, generator)
+    if settings.prune and ray_i.numel() > 0:
+        keep = _prune(field, rays_o, rays_d, ray_i, t_s, t_e, settings)
+        ray_i, t_s, t_e = ray_i[keep], t_s[keep], t_e[keep]
+    n = rays_o.shape[0]
+    if ray_i.numel() == 0:
+        zeros = torch.zeros(n, device=rays_o.device)
+        rgb = background + 0.0 * sum(p.sum() for p in field.parameters())  # keep the graph alive
+        return {"rgb": rgb, "opacity": zeros, "depth": zeros, "n_samples": torch.tensor(0)}
+    mids = (t_s + t_e) * 0.5
+    pts = rays_o[ray_i] + rays_d[ray_i] * mids[:, None]
+    sigma, rgb_s = field.forward_rays(pts, rays_d, ray_i)
+    rgb, opacity, depth = composite(sigma.reshape(-1), rgb_s, t_s, t_e, ray_i, n)
+    rgb = rgb + (1.0 - opacity[:, None]) * background
+    return {"rgb": rgb, "opacity": opacity, "depth": depth, "n_samples": torch.tensor(ray_i.numel())}
+
+
+@torch.no_grad()
+def render_rays_chunked(
+    field,
+    rays_o: Tensor,
+    rays_d: Tensor,
+    grid: OccupancyGrid | None,
+    background: Tensor,
+    settings: RenderSettings,
+    chunk: int = 8192,
+) -> dict[str, Tensor]:
+    """Render many rays [R,3] without gradients, `chunk` rays at a time; same outputs as render_rays."""
+    outs: dict[str, list[Tensor]] = {"rgb": [], "opacity": [], "depth": []}
+    for s in range(0, rays_o.shape[0], chunk):
+        o = render_rays(field, rays_o[s : s + chunk], rays_d[s : s + chunk], grid, background[s : s + chunk], settings)
+        for k in outs:
+            outs[k].append(o[k])
+    return {k: torch.cat(v) for k, v in outs.items()}
