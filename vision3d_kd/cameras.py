@@ -12,6 +12,7 @@ Conventions used throughout the package:
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -73,7 +74,8 @@ class Cameras:
 
     def __getitem__(self, idx: int | slice | Tensor) -> Cameras:
         """Select cameras; an int keeps the batch dimension (returns 1 camera)."""
-        if isinstance(idx, int):
+        if not isinstance(idx, (slice, Tensor)):
+            idx = operator.index(idx)  # ints, numpy integers
             n = len(self)
             if not -n <= idx < n:
                 raise IndexError(f"camera index {idx} out of range for {n} cameras")

@@ -15,6 +15,11 @@ data_app = typer.Typer(
 )
 
 
+@data_app.callback()
+def _group() -> None:
+    """Keep `data` a command group even while it has a single command."""
+
+
 @data_app.command("scene")
 def scene_command(
     name: str = typer.Argument(..., help="Scene: sphere, box, torus, cylinder, cone or composite."),

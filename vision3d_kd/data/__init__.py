@@ -8,8 +8,21 @@ from .blender import load_blender
 from .dataset import DEFAULT_AABB, Dataset
 from .frames import data_error
 from .nerfstudio import load_nerfstudio
+from .procedural import write_scene
+from .sdf import SCENE_NAMES, SDFScene, load_scene_sdf, scene_sdf
 
-__all__ = ["Dataset", "DEFAULT_AABB", "load_dataset", "load_blender", "load_nerfstudio"]
+__all__ = [
+    "Dataset",
+    "DEFAULT_AABB",
+    "load_dataset",
+    "load_blender",
+    "load_nerfstudio",
+    "write_scene",
+    "scene_sdf",
+    "load_scene_sdf",
+    "SDFScene",
+    "SCENE_NAMES",
+]
 
 
 def load_dataset(path: str | Path, split: str = "train", downscale: int = 1) -> Dataset:

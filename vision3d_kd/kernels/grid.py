@@ -17,41 +17,55 @@ from .grid_ref import sample_lines_ref, sample_planes_ref, sample_volume_ref
 __all__ = ["sample_volume", "sample_planes", "sample_lines"]
 
 
-def _forward(ext, kind: str, grid: Tensor, coords: Tensor) -> Tensor:
+def _forward(ext, kind: str, grid: Tensor, coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Sort the samples by grid row, then interpolate: ``(out, order [M] int32, starts [K+1] int64)``."""
     nt = n_threads()
     if kind == "volume":
         d, h, w, c = grid.shape
         n = coords.shape[0]
-        out = grid.new_empty(n, c)
-        ext.volume_forward(grid.data_ptr(), d, h, w, c, coords.data_ptr(), n, out.data_ptr(), nt)
+        n_items, n_keys = n, d * h
     elif kind == "planes":
         p, h, w, c = grid.shape
         n = coords.shape[1]
-        out = grid.new_empty(p, n, c)
-        ext.planes_forward(grid.data_ptr(), p, h, w, c, coords.data_ptr(), n, out.data_ptr(), nt)
+        n_items, n_keys = p * n, p * h
     else:
         p, length, c = grid.shape
         n = coords.shape[1]
-        out = grid.new_empty(p, n, c)
-        ext.lines_forward(grid.data_ptr(), p, length, c, coords.data_ptr(), n, out.data_ptr(), nt)
-    return out
-
-
-def _backward(ext, kind: str, grad_out: Tensor, coords: Tensor, grid_shape: tuple[int, ...]) -> Tensor:
-    nt = n_threads()
-    g = grad_out.contiguous().to(torch.float32)
-    grad = g.new_empty(grid_shape)  # every cell is written by the kernel
+        n_items, n_keys = p * n, p * length
+    order = torch.empty(n_items, dtype=torch.int32)
+    starts = torch.empty(n_keys + 1, dtype=torch.int64)
+    out = grid.new_empty(n, c) if kind == "volume" else grid.new_empty(p, n, c)
+    xp, op, sp = coords.data_ptr(), order.data_ptr(), starts.data_ptr()
     if kind == "volume":
-        d, h, w, c = grid_shape
-        ext.volume_backward(g.data_ptr(), coords.data_ptr(), coords.shape[0], d, h, w, c, grad.data_ptr(), nt)
+        ext.volume_sort(xp, n, d, h, op, sp, nt)
+        ext.volume_forward(grid.data_ptr(), d, h, w, c, xp, op, n, out.data_ptr(), nt)
     elif kind == "planes":
-        p, h, w, c = grid_shape
-        ext.planes_backward(g.data_ptr(), coords.data_ptr(), p, coords.shape[1], h, w, c, grad.data_ptr(), nt)
+        ext.planes_sort(xp, p, n, h, op, sp, nt)
+        ext.planes_forward(grid.data_ptr(), p, h, w, c, xp, op, n, out.data_ptr(), nt)
     else:
-        p, length, c = grid_shape
-        n = coords.shape[1]
-        ext.lines_backward(g.data_ptr(), coords.data_ptr(), p, n, length, c, grad.data_ptr(), nt)
-    return grad
+        ext.lines_sort(xp, p, n, length, op, sp, nt)
+        ext.lines_forward(grid.data_ptr(), p, length, c, xp, op, n, out.data_ptr(), nt)
+    return out, order, starts
+
+
+def _backward(
+    ext, kind: str, grad: Tensor, coords: Tensor, order: Tensor, starts: Tensor, shape: tuple[int, ...]
+) -> Tensor:
+    """Scatter ``grad [*, C]`` of the outputs into a new gradient of the grid (``shape``)."""
+    nt = n_threads()
+    g = grad.contiguous().to(torch.float32)
+    out = g.new_empty(shape)  # every cell is written by the kernel
+    args = (g.data_ptr(), coords.data_ptr(), order.data_ptr(), starts.data_ptr())
+    if kind == "volume":
+        d, h, w, c = shape
+        ext.volume_backward(*args, coords.shape[0], d, h, w, c, out.data_ptr(), nt)
+    elif kind == "planes":
+        p, h, w, c = shape
+        ext.planes_backward(*args, p, coords.shape[1], h, w, c, out.data_ptr(), nt)
+    else:
+        p, length, c = shape
+        ext.lines_backward(*args, p, coords.shape[1], length, c, out.data_ptr(), nt)
+    return out
 
 
 class _Sample(torch.autograd.Function):
@@ -59,22 +73,23 @@ class _Sample(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, ext, kind: str, grid: Tensor, coords: Tensor) -> Tensor:  # type: ignore[override]
+        out, order, starts = _forward(ext, kind, grid, coords)
         ctx.ext, ctx.kind, ctx.grid_shape = ext, kind, tuple(grid.shape)
-        ctx.save_for_backward(coords)
-        return _forward(ext, kind, grid, coords)
+        ctx.save_for_backward(coords, order, starts)
+        return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        (coords,) = ctx.saved_tensors
+        coords, order, starts = ctx.saved_tensors
         grad_grid = None
         if ctx.needs_input_grad[2]:
-            grad_grid = _backward(ctx.ext, ctx.kind, grad_out, coords, ctx.grid_shape)
+            grad_grid = _backward(ctx.ext, ctx.kind, grad_out, coords, order, starts, ctx.grid_shape)
         return None, None, grad_grid, None
 
 
 def _run(kind: str, grid: Tensor, coords: Tensor) -> Tensor | None:
     ext = use_fused("grid", grid, coords)
-    if ext is None or grid.numel() == 0:
+    if ext is None or grid.numel() == 0 or coords.numel() >= 2**31:
         return None
     return _Sample.apply(ext, kind, grid.contiguous(), coords.detach().contiguous())
 

@@ -12,68 +12,10 @@ import torch
 from torch import Tensor
 
 from ..kernels import composite
+from .march import march_rays, ray_aabb
 from .occupancy import OccupancyGrid
 
-__all__ = ["ray_aabb", "march_rays", "RenderSettings", "render_rays", "render_rays_chunked", "background_color"]
-
-
-def ray_aabb(rays_o: Tensor, rays_d: Tensor, aabb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Slab test. rays_o, rays_d: [R,3]; aabb: [2,3]. Returns t_near [R] (>= 0), t_far [R], hit [R] bool."""
-    inv = 1.0 / torch.where(rays_d.abs() < 1e-12, torch.full_like(rays_d, 1e-12), rays_d)
-    t0 = (aabb[0] - rays_o) * inv
-    t1 = (aabb[1] - rays_o) * inv
-    t_near = torch.minimum(t0, t1).amax(dim=-1).clamp_min(0.0)
-    t_far = torch.maximum(t0, t1).amin(dim=-1)
-    return t_near, t_far, t_far > t_near
-
-
-def march_rays(
-    rays_o: Tensor,
-    rays_d: Tensor,
-    aabb: Tensor,
-    step_size: float,
-    grid: OccupancyGrid | None = None,
-    near: float = 0.0,
-    jitter: bool = False,
-    generator: torch.Generator | None = None,
-    max_points: int = 1 << 22,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Uniform steps of `step_size` (world units) through the box, kept where the grid is occupied.
-
-    Returns packed samples sorted by ray: ray_indices [S] int64, t_starts [S], t_ends [S].
-    `jitter` offsets each ray's first step by U[0, step) (training) to avoid banding.
-    """
-    t_near, t_far, hit = ray_aabb(rays_o, rays_d, aabb)
-    t_near = t_near.clamp_min(near)
-    hit = hit & (t_far > t_near)
-    rid = torch.nonzero(hit).flatten()
-    empty = torch.zeros(0, device=rays_o.device)
-    if rid.numel() == 0:
-        return torch.zeros(0, dtype=torch.long, device=rays_o.device), empty, empty
-    tn, tf = t_near[rid], t_far[rid]
-    if jitter:
-        tn = tn + torch.rand(tn.shape, generator=generator, device=tn.device) * step_size
-    n_steps = int(torch.ceil((tf - tn).max() / step_size).item()) + 1
-    out_i, out_s, out_e = [], [], []
-    per_chunk = max(1, max_points // n_steps)
-    steps = torch.arange(n_steps, device=rays_o.device, dtype=rays_o.dtype)
-    for c in range(0, rid.numel(), per_chunk):
-        r = rid[c : c + per_chunk]
-        starts = tn[c : c + per_chunk, None] + steps[None, :] * step_size  # [r, n]
-        ends = torch.minimum(starts + step_size, tf[c : c + per_chunk, None])
-        valid = starts < tf[c : c + per_chunk, None]
-        if grid is not None:
-            mids = (starts + ends) * 0.5
-            pts = rays_o[r, None, :] + rays_d[r, None, :] * mids[..., None]
-            cand = valid.nonzero(as_tuple=True)
-            keep = grid.occupied(pts[cand])
-            sel = (cand[0][keep], cand[1][keep])
-        else:
-            sel = valid.nonzero(as_tuple=True)
-        out_i.append(r[sel[0]])
-        out_s.append(starts[sel])
-        out_e.append(ends[sel])
-    return torch.cat(out_i), torch.cat(out_s), torch.cat(out_e)
+__all__ = ["RenderSettings", "render_rays", "render_rays_chunked", "background_color"]
 
 
 @dataclass

@@ -12,18 +12,21 @@ void hash_forward(const float* x, const float* table, const int32_t* res, int64_
                   int nf, float* scratch, float* out, int nt);
 void hash_backward(const float* grad_out, const float* x, const int32_t* res, int64_t n, int64_t nl, int64_t ts,
                    int nf, float* scratch, float* grad_table, int nt);
-void volume_forward(const float* grid, int64_t d, int64_t h, int64_t w, int64_t c, const float* x, int64_t n,
-                    float* out, int nt);
-void volume_backward(const float* grad_out, const float* x, int64_t n, int64_t d, int64_t h, int64_t w, int64_t c,
-                     float* grad_grid, int nt);
-void planes_forward(const float* planes, int64_t np, int64_t h, int64_t w, int64_t c, const float* uv, int64_t n,
-                    float* out, int nt);
-void planes_backward(const float* grad_out, const float* uv, int64_t np, int64_t n, int64_t h, int64_t w, int64_t c,
-                     float* grad_planes, int nt);
-void lines_forward(const float* lines, int64_t np, int64_t len, int64_t c, const float* t, int64_t n, float* out,
-                   int nt);
-void lines_backward(const float* grad_out, const float* t, int64_t np, int64_t n, int64_t len, int64_t c,
-                    float* grad_lines, int nt);
+void volume_sort(const float* x, int64_t n, int64_t d, int64_t h, int32_t* order, int64_t* starts, int nt);
+void volume_forward(const float* grid, int64_t d, int64_t h, int64_t w, int64_t c, const float* x,
+                    const int32_t* order, int64_t n, float* out, int nt);
+void volume_backward(const float* grad_out, const float* x, const int32_t* order, const int64_t* starts, int64_t n,
+                     int64_t d, int64_t h, int64_t w, int64_t c, float* grad_grid, int nt);
+void planes_sort(const float* uv, int64_t np, int64_t n, int64_t h, int32_t* order, int64_t* starts, int nt);
+void planes_forward(const float* planes, int64_t np, int64_t h, int64_t w, int64_t c, const float* uv,
+                    const int32_t* order, int64_t n, float* out, int nt);
+void planes_backward(const float* grad_out, const float* uv, const int32_t* order, const int64_t* starts,
+                     int64_t np, int64_t n, int64_t h, int64_t w, int64_t c, float* grad_planes, int nt);
+void lines_sort(const float* t, int64_t np, int64_t n, int64_t len, int32_t* order, int64_t* starts, int nt);
+void lines_forward(const float* lines, int64_t np, int64_t len, int64_t c, const float* t, const int32_t* order,
+                   int64_t n, float* out, int nt);
+void lines_backward(const float* grad_out, const float* t, const int32_t* order, const int64_t* starts, int64_t np,
+                    int64_t n, int64_t len, int64_t c, float* grad_lines, int nt);
 int composite_offsets(const int64_t* ray_idx, int64_t n_samples, int64_t n_rays, int64_t* offsets, int nt);
 void composite_forward(const float* sigmas, const float* rgbs, const float* t_starts, const float* t_ends,
                        const int64_t* offsets, int64_t n_rays, float* out_rgb, float* out_opacity,
@@ -60,39 +63,66 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       nogil);
   m.def(
+      "volume_sort",
+      [](Addr x, int64_t n, int64_t d, int64_t h, Addr order, Addr starts, int nt) {
+        v3kd::volume_sort(ptr<const float>(x), n, d, h, ptr<int32_t>(order), ptr<int64_t>(starts), nt);
+      },
+      nogil);
+  m.def(
       "volume_forward",
-      [](Addr grid, int64_t d, int64_t h, int64_t w, int64_t c, Addr x, int64_t n, Addr out, int nt) {
-        v3kd::volume_forward(ptr<const float>(grid), d, h, w, c, ptr<const float>(x), n, ptr<float>(out), nt);
+      [](Addr grid, int64_t d, int64_t h, int64_t w, int64_t c, Addr x, Addr order, int64_t n, Addr out, int nt) {
+        v3kd::volume_forward(ptr<const float>(grid), d, h, w, c, ptr<const float>(x), ptr<const int32_t>(order), n,
+                             ptr<float>(out), nt);
       },
       nogil);
   m.def(
       "volume_backward",
-      [](Addr g, Addr x, int64_t n, int64_t d, int64_t h, int64_t w, int64_t c, Addr gg, int nt) {
-        v3kd::volume_backward(ptr<const float>(g), ptr<const float>(x), n, d, h, w, c, ptr<float>(gg), nt);
+      [](Addr g, Addr x, Addr order, Addr starts, int64_t n, int64_t d, int64_t h, int64_t w, int64_t c, Addr gg,
+         int nt) {
+        v3kd::volume_backward(ptr<const float>(g), ptr<const float>(x), ptr<const int32_t>(order),
+                              ptr<const int64_t>(starts), n, d, h, w, c, ptr<float>(gg), nt);
+      },
+      nogil);
+  m.def(
+      "planes_sort",
+      [](Addr uv, int64_t np, int64_t n, int64_t h, Addr order, Addr starts, int nt) {
+        v3kd::planes_sort(ptr<const float>(uv), np, n, h, ptr<int32_t>(order), ptr<int64_t>(starts), nt);
       },
       nogil);
   m.def(
       "planes_forward",
-      [](Addr planes, int64_t np, int64_t h, int64_t w, int64_t c, Addr uv, int64_t n, Addr out, int nt) {
-        v3kd::planes_forward(ptr<const float>(planes), np, h, w, c, ptr<const float>(uv), n, ptr<float>(out), nt);
+      [](Addr planes, int64_t np, int64_t h, int64_t w, int64_t c, Addr uv, Addr order, int64_t n, Addr out,
+         int nt) {
+        v3kd::planes_forward(ptr<const float>(planes), np, h, w, c, ptr<const float>(uv), ptr<const int32_t>(order),
+                             n, ptr<float>(out), nt);
       },
       nogil);
   m.def(
       "planes_backward",
-      [](Addr g, Addr uv, int64_t np, int64_t n, int64_t h, int64_t w, int64_t c, Addr gp, int nt) {
-        v3kd::planes_backward(ptr<const float>(g), ptr<const float>(uv), np, n, h, w, c, ptr<float>(gp), nt);
+      [](Addr g, Addr uv, Addr order, Addr starts, int64_t np, int64_t n, int64_t h, int64_t w, int64_t c, Addr gp,
+         int nt) {
+        v3kd::planes_backward(ptr<const float>(g), ptr<const float>(uv), ptr<const int32_t>(order),
+                              ptr<const int64_t>(starts), np, n, h, w, c, ptr<float>(gp), nt);
+      },
+      nogil);
+  m.def(
+      "lines_sort",
+      [](Addr t, int64_t np, int64_t n, int64_t len, Addr order, Addr starts, int nt) {
+        v3kd::lines_sort(ptr<const float>(t), np, n, len, ptr<int32_t>(order), ptr<int64_t>(starts), nt);
       },
       nogil);
   m.def(
       "lines_forward",
-      [](Addr lines, int64_t np, int64_t len, int64_t c, Addr t, int64_t n, Addr out, int nt) {
-        v3kd::lines_forward(ptr<const float>(lines), np, len, c, ptr<const float>(t), n, ptr<float>(out), nt);
+      [](Addr lines, int64_t np, int64_t len, int64_t c, Addr t, Addr order, int64_t n, Addr out, int nt) {
+        v3kd::lines_forward(ptr<const float>(lines), np, len, c, ptr<const float>(t), ptr<const int32_t>(order), n,
+                            ptr<float>(out), nt);
       },
       nogil);
   m.def(
       "lines_backward",
-      [](Addr g, Addr t, int64_t np, int64_t n, int64_t len, int64_t c, Addr gl, int nt) {
-        v3kd::lines_backward(ptr<const float>(g), ptr<const float>(t), np, n, len, c, ptr<float>(gl), nt);
+      [](Addr g, Addr t, Addr order, Addr starts, int64_t np, int64_t n, int64_t len, int64_t c, Addr gl, int nt) {
+        v3kd::lines_backward(ptr<const float>(g), ptr<const float>(t), ptr<const int32_t>(order),
+                             ptr<const int64_t>(starts), np, n, len, c, ptr<float>(gl), nt);
       },
       nogil);
   m.def(
