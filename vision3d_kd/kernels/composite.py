@@ -22,34 +22,35 @@ class _Composite(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, ext, sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays):  # type: ignore[override]
-        nt = n_threads()
         s = sigmas.shape[0]
+        nt = n_threads(s, 1 << 18)
         offsets = torch.empty(n_rays + 1, dtype=torch.int64)
-        if ext.composite_offsets(ray_indices.data_ptr(), s, n_rays, offsets.data_ptr(), nt) != 0:
-            raise ValueError("ray_indices must be sorted non-decreasing and lie in [0, n_rays)")
+        ext.composite_offsets(ray_indices.data_ptr(), s, n_rays, offsets.data_ptr(), nt)
         rgb = sigmas.new_empty(n_rays, 3)
         opacity = sigmas.new_empty(n_rays)
         depth = sigmas.new_empty(n_rays)
-        ext.composite_forward(sigmas.data_ptr(), rgbs.data_ptr(), t_starts.data_ptr(), t_ends.data_ptr(),
-                              offsets.data_ptr(), n_rays, rgb.data_ptr(), opacity.data_ptr(),
-                              depth.data_ptr(), nt)
+        bad = ext.composite_forward(sigmas.data_ptr(), rgbs.data_ptr(), t_starts.data_ptr(), t_ends.data_ptr(),
+                                    ray_indices.data_ptr(), s, offsets.data_ptr(), n_rays, rgb.data_ptr(),
+                                    opacity.data_ptr(), depth.data_ptr(), nt)
+        if bad:
+            raise ValueError("ray_indices must be sorted non-decreasing and lie in [0, n_rays)")
         ctx.ext = ext
-        ctx.save_for_backward(sigmas, rgbs, t_starts, t_ends, offsets, rgb, opacity, depth)
+        ctx.save_for_backward(sigmas, rgbs, t_starts, t_ends, offsets)
         return rgb, opacity, depth
 
     @staticmethod
     def backward(ctx, g_rgb, g_opacity, g_depth):  # type: ignore[override]
-        sigmas, rgbs, t_starts, t_ends, offsets, rgb, opacity, depth = ctx.saved_tensors
+        sigmas, rgbs, t_starts, t_ends, offsets = ctx.saved_tensors
+        n_rays = offsets.shape[0] - 1
         grads = []
-        for g, ref in ((g_rgb, rgb), (g_opacity, opacity), (g_depth, depth)):
-            grads.append(torch.zeros_like(ref) if g is None else g.contiguous().to(torch.float32))
+        for g, shape in ((g_rgb, (n_rays, 3)), (g_opacity, (n_rays,)), (g_depth, (n_rays,))):
+            grads.append(sigmas.new_zeros(shape) if g is None else g.contiguous().to(torch.float32))
         g_sigmas = torch.empty_like(sigmas)
         g_rgbs = torch.empty_like(rgbs)
         ctx.ext.composite_backward(
             *(g.data_ptr() for g in grads),
             sigmas.data_ptr(), rgbs.data_ptr(), t_starts.data_ptr(), t_ends.data_ptr(), offsets.data_ptr(),
-            offsets.shape[0] - 1, rgb.data_ptr(), opacity.data_ptr(), depth.data_ptr(),
-            g_sigmas.data_ptr(), g_rgbs.data_ptr(), n_threads(),
+            n_rays, g_sigmas.data_ptr(), g_rgbs.data_ptr(), n_threads(sigmas.shape[0], 1 << 18),
         )
         return (
             None,

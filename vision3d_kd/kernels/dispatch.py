@@ -31,9 +31,15 @@ def get_extension(kernel: str) -> ModuleType | None:
     return load_extension("kernels", [_CSRC / f for f in _SOURCES])
 
 
-def n_threads() -> int:
-    """Threads the fused kernels use: ``torch.get_num_threads()``."""
-    return max(1, torch.get_num_threads())
+def n_threads(work: int | None = None, grain: int = 1 << 16) -> int:
+    """Threads for a fused kernel call: ``torch.get_num_threads()``, but at most one per ``grain``
+    items of ``work``. Callers pick ``grain`` as roughly 5-10 ms of single-thread work: on a shared
+    machine a parallel region can stall for a scheduler tick (~4 ms) waiting for a thread whose core
+    is busy, which only pays off for long calls."""
+    nt = max(1, torch.get_num_threads())
+    if work is not None:
+        nt = min(nt, max(1, work // grain))
+    return nt
 
 
 def use_fused(kernel: str, *tensors: Tensor) -> ModuleType | None:

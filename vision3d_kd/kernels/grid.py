@@ -1,70 +1,112 @@
 """Channels-last trilinear / bilinear / linear interpolation with fused C++/OpenMP kernels.
 
 Same conventions as :mod:`vision3d_kd.kernels.grid_ref` (``align_corners=True``, border padding).
-The backward scatters into the grid without atomics: each thread owns a contiguous range of
-outermost slices (D for volumes, plane rows for planes, line cells for lines) balanced by a
-histogram of the samples, and visits the samples in order, so the result is deterministic.
+When the grid needs a gradient, the forward also counting-sorts the samples by grid row (reused by
+the next call with the same coordinate tensor and grid layout, e.g. density and feature grids);
+the backward then scatters row range by row range, each owned by one thread (no atomics, and
+deterministic: see ``csrc/grid.cpp``), into a pooled buffer (:mod:`vision3d_kd.kernels.pool`).
 """
 
 from __future__ import annotations
+
+import math
+import weakref
 
 import torch
 from torch import Tensor
 
 from .dispatch import n_threads, use_fused
 from .grid_ref import sample_lines_ref, sample_planes_ref, sample_volume_ref
+from .pool import pooled_empty
 
 __all__ = ["sample_volume", "sample_planes", "sample_lines"]
 
 
-def _forward(ext, kind: str, grid: Tensor, coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Sort the samples by grid row, then interpolate: ``(out, order [M] int32, starts [K+1] int64)``."""
-    nt = n_threads()
+def _sizes(kind: str, grid: Tensor, coords: Tensor) -> tuple[int, int, int]:
+    """``(items, n_keys, coordinate dim)`` of a sampling call."""
+    if kind == "volume":
+        return coords.shape[0], grid.shape[0] * grid.shape[1], 3
+    if kind == "planes":
+        return grid.shape[0] * coords.shape[1], grid.shape[0] * grid.shape[1], 2
+    return grid.shape[0] * coords.shape[1], grid.shape[0] * grid.shape[1], 1
+
+
+def _forward(ext, kind: str, grid: Tensor, coords: Tensor) -> Tensor:
+    nt = n_threads(_sizes(kind, grid, coords)[0], 1 << 16)
+    gp, xp = grid.data_ptr(), coords.data_ptr()
     if kind == "volume":
         d, h, w, c = grid.shape
-        n = coords.shape[0]
-        n_items, n_keys = n, d * h
+        out = pooled_empty((coords.shape[0], c))
+        ext.volume_forward(gp, d, h, w, c, xp, coords.shape[0], out.data_ptr(), nt)
     elif kind == "planes":
         p, h, w, c = grid.shape
-        n = coords.shape[1]
-        n_items, n_keys = p * n, p * h
+        out = pooled_empty((p, coords.shape[1], c))
+        ext.planes_forward(gp, p, h, w, c, xp, coords.shape[1], out.data_ptr(), nt)
     else:
         p, length, c = grid.shape
-        n = coords.shape[1]
-        n_items, n_keys = p * n, p * length
+        out = pooled_empty((p, coords.shape[1], c))
+        ext.lines_forward(gp, p, length, c, xp, coords.shape[1], out.data_ptr(), nt)
+    return out
+
+
+def _sort(ext, kind: str, grid: Tensor, coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Samples sorted by grid row: ``(order [M] int32, starts [K + 1] int64, sorted coords [M, dim])``."""
+    n_items, n_keys, dim = _sizes(kind, grid, coords)
     order = torch.empty(n_items, dtype=torch.int32)
     starts = torch.empty(n_keys + 1, dtype=torch.int64)
-    out = grid.new_empty(n, c) if kind == "volume" else grid.new_empty(p, n, c)
-    xp, op, sp = coords.data_ptr(), order.data_ptr(), starts.data_ptr()
+    sorted_coords = coords.new_empty(n_items, dim)
+    args = (order.data_ptr(), starts.data_ptr(), sorted_coords.data_ptr(), n_threads(n_items, 1 << 18))
     if kind == "volume":
-        ext.volume_sort(xp, n, d, h, op, sp, nt)
-        ext.volume_forward(grid.data_ptr(), d, h, w, c, xp, op, n, out.data_ptr(), nt)
+        ext.volume_sort(coords.data_ptr(), coords.shape[0], grid.shape[0], grid.shape[1], *args)
     elif kind == "planes":
-        ext.planes_sort(xp, p, n, h, op, sp, nt)
-        ext.planes_forward(grid.data_ptr(), p, h, w, c, xp, op, n, out.data_ptr(), nt)
+        ext.planes_sort(coords.data_ptr(), grid.shape[0], coords.shape[1], grid.shape[1], *args)
     else:
-        ext.lines_sort(xp, p, n, length, op, sp, nt)
-        ext.lines_forward(grid.data_ptr(), p, length, c, xp, op, n, out.data_ptr(), nt)
-    return out, order, starts
+        ext.lines_sort(coords.data_ptr(), grid.shape[0], coords.shape[1], grid.shape[1], *args)
+    return order, starts, sorted_coords
+
+
+# The last sort: a field often samples several grids at the same points (DVGO: density and
+# features), and they share one sort. Keyed by the caller's coordinate tensor (same object, storage,
+# layout and version, so in-place edits invalidate it) and the grid's two leading sizes.
+_LAST_SORT: dict[str, tuple] = {}
+
+
+def _sort_key(kind: str, grid: Tensor, source: Tensor) -> tuple:
+    """Identity of a sort: ``(layout tuple, weak reference to the caller's coordinate tensor)``."""
+    layout = (kind, tuple(grid.shape[:2]), source.data_ptr(), source._version, tuple(source.shape), source.stride())
+    return layout, weakref.ref(source)
+
+
+def _cached_sort(ext, kind: str, grid: Tensor, coords: Tensor, key: tuple) -> tuple[Tensor, Tensor, Tensor]:
+    last = _LAST_SORT.get("entry")
+    if last is not None and last[0][0] == key[0] and last[0][1]() is not None and last[0][1]() is key[1]():
+        return last[1]
+    value = _sort(ext, kind, grid, coords)
+    _LAST_SORT["entry"] = (key, value)
+    return value
 
 
 def _backward(
-    ext, kind: str, grad: Tensor, coords: Tensor, order: Tensor, starts: Tensor, shape: tuple[int, ...]
+    ext,
+    kind: str,
+    grad: Tensor,
+    n: int,
+    order: Tensor,
+    starts: Tensor,
+    coords: Tensor,
+    shape: tuple[int, ...],
 ) -> Tensor:
-    """Scatter ``grad [*, C]`` of the outputs into a new gradient of the grid (``shape``)."""
-    nt = n_threads()
+    """Scatter ``grad`` of the ``n`` outputs (per plane) into a new gradient of the grid (``shape``)."""
+    nt = n_threads(order.shape[0] + math.prod(shape) // 16, 1 << 15)
     g = grad.contiguous().to(torch.float32)
-    out = g.new_empty(shape)  # every cell is written by the kernel
+    out = pooled_empty(shape)  # every cell is written by the kernel
     args = (g.data_ptr(), coords.data_ptr(), order.data_ptr(), starts.data_ptr())
     if kind == "volume":
-        d, h, w, c = shape
-        ext.volume_backward(*args, coords.shape[0], d, h, w, c, out.data_ptr(), nt)
+        ext.volume_backward(*args, *shape, out.data_ptr(), nt)
     elif kind == "planes":
-        p, h, w, c = shape
-        ext.planes_backward(*args, p, coords.shape[1], h, w, c, out.data_ptr(), nt)
+        ext.planes_backward(*args, shape[0], n, *shape[1:], out.data_ptr(), nt)
     else:
-        p, length, c = shape
-        ext.lines_backward(*args, p, coords.shape[1], length, c, out.data_ptr(), nt)
+        ext.lines_backward(*args, shape[0], n, *shape[1:], out.data_ptr(), nt)
     return out
 
 
@@ -72,26 +114,27 @@ class _Sample(torch.autograd.Function):
     """Autograd wrapper: ``kind`` in {volume, planes, lines}; gradient w.r.t. the grid only."""
 
     @staticmethod
-    def forward(ctx, ext, kind: str, grid: Tensor, coords: Tensor) -> Tensor:  # type: ignore[override]
-        out, order, starts = _forward(ext, kind, grid, coords)
+    def forward(ctx, ext, kind: str, grid: Tensor, coords: Tensor, key: tuple) -> Tensor:  # type: ignore[override]
+        out = _forward(ext, kind, grid, coords)
         ctx.ext, ctx.kind, ctx.grid_shape = ext, kind, tuple(grid.shape)
-        ctx.save_for_backward(coords, order, starts)
+        ctx.n = coords.shape[0] if kind == "volume" else coords.shape[1]
+        if ctx.needs_input_grad[2]:
+            ctx.save_for_backward(*_cached_sort(ext, kind, grid, coords, key))
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        coords, order, starts = ctx.saved_tensors
-        grad_grid = None
-        if ctx.needs_input_grad[2]:
-            grad_grid = _backward(ctx.ext, ctx.kind, grad_out, coords, order, starts, ctx.grid_shape)
-        return None, None, grad_grid, None
+        order, starts, sorted_coords = ctx.saved_tensors
+        grad = _backward(ctx.ext, ctx.kind, grad_out, ctx.n, order, starts, sorted_coords, ctx.grid_shape)
+        return None, None, grad, None, None
 
 
 def _run(kind: str, grid: Tensor, coords: Tensor) -> Tensor | None:
     ext = use_fused("grid", grid, coords)
     if ext is None or grid.numel() == 0 or coords.numel() >= 2**31:
         return None
-    return _Sample.apply(ext, kind, grid.contiguous(), coords.detach().contiguous())
+    key = _sort_key(kind, grid, coords)
+    return _Sample.apply(ext, kind, grid.contiguous(), coords.detach().contiguous(), key)
 
 
 def sample_volume(grid: Tensor, x: Tensor) -> Tensor:

@@ -1,8 +1,8 @@
 """Multiresolution hash encoding (Instant-NGP) with a fused C++/OpenMP forward and backward.
 
-Same maths and conventions as :func:`vision3d_kd.kernels.hash_ref.hash_encode_ref`. The backward
-is parallel over levels (each level's table block is owned by one thread), so it needs no atomics
-and is deterministic.
+Same maths and conventions as :func:`vision3d_kd.kernels.hash_ref.hash_encode_ref`. The forward is
+parallel over blocks of points; the backward is parallel over levels (each level's table block is
+owned by one thread), so it needs no atomics and is deterministic.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .dispatch import n_threads, use_fused
 from .hash_ref import hash_encode_ref
+from .pool import pooled_empty
 
 __all__ = ["hash_encode"]
 
@@ -23,10 +24,9 @@ class _HashEncode(torch.autograd.Function):
     def forward(ctx, ext, x: Tensor, table: Tensor, resolutions: Tensor) -> Tensor:  # type: ignore[override]
         n_levels, table_size, n_feat = table.shape
         n = x.shape[0]
-        scratch = x.new_empty(n_levels, n, n_feat)
-        out = x.new_empty(n, n_levels * n_feat)
+        out = pooled_empty((n, n_levels * n_feat))
         ext.hash_forward(x.data_ptr(), table.data_ptr(), resolutions.data_ptr(), n, n_levels, table_size,
-                         n_feat, scratch.data_ptr(), out.data_ptr(), n_threads())
+                         n_feat, out.data_ptr(), n_threads(n * n_levels, 1 << 17))
         ctx.ext = ext
         ctx.table_shape = (n_levels, table_size, n_feat)
         ctx.save_for_backward(x, resolutions)
@@ -40,10 +40,11 @@ class _HashEncode(torch.autograd.Function):
             n_levels, table_size, n_feat = ctx.table_shape
             g = grad_out.contiguous().to(torch.float32)
             n = x.shape[0]
-            scratch = x.new_empty(n_levels, n, n_feat)
-            grad_table = x.new_empty(n_levels, table_size, n_feat)
+            scratch = pooled_empty((n_levels, n, n_feat))  # level-major copy of grad_out
+            grad_table = pooled_empty((n_levels, table_size, n_feat))  # fully written by the kernel
             ctx.ext.hash_backward(g.data_ptr(), x.data_ptr(), resolutions.data_ptr(), n, n_levels, table_size,
-                                  n_feat, scratch.data_ptr(), grad_table.data_ptr(), n_threads())
+                                  n_feat, scratch.data_ptr(), grad_table.data_ptr(),
+                                  n_threads(n * n_levels + grad_table.numel() // 8, 1 << 15))
         return None, None, grad_table, None
 
 

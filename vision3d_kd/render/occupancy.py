@@ -60,7 +60,7 @@ class OccupancyGrid(torch.nn.Module):
         chunk: int = 1 << 18,
     ) -> None:
         """One refresh. `threshold` is a density (1/scene-unit); cells whose EMA exceeds
-        min(threshold, mean EMA) become occupied. During warm-up every cell is refreshed, later a
+        min(threshold, mean EMA) are occupied. During warm-up every cell is refreshed, later a
         random quarter of all cells plus as many occupied cells (as Instant-NGP does)."""
         n = self.density.numel()
         dev = self.density.device
@@ -81,8 +81,10 @@ class OccupancyGrid(torch.nn.Module):
         decayed = self.density * decay
         decayed.scatter_reduce_(0, cells, new, reduce="amax")
         self.density.copy_(decayed)
+        # ">=" keeps a constant-density field (e.g. a freshly initialised grid) fully occupied
+        # instead of fully empty, which would starve it of samples and gradients forever.
         thresh = min(threshold, float(self.density.mean()))
-        self.binary.copy_(self.density > thresh)
+        self.binary.copy_(self.density >= thresh)
         self.updates += 1
 
     def occupancy_fraction(self) -> float:

@@ -6,6 +6,7 @@ Rays are in world units with unit-length directions, so `t` and depth are Euclid
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -44,20 +45,25 @@ def background_color(kind: str | Tensor, n: int, device: torch.device, generator
     raise ValueError(f"unknown background {kind!r}")
 
 
-def _prune(field, rays_o, rays_d, ray_i, t_s, t_e, settings: RenderSettings) -> Tensor:
-    """Mask [S] of samples worth a gradient pass: alpha above threshold and not occluded."""
+def _sample_points(rays_o: Tensor, rays_d: Tensor, ray_i: Tensor, t_s: Tensor, t_e: Tensor) -> Tensor:
+    """World positions [S,3] of the packed samples' midpoints."""
+    mids = ((t_s + t_e) * 0.5)[:, None]
+    return torch.addcmul(rays_o.index_select(0, ray_i), rays_d.index_select(0, ray_i), mids)
+
+
+def _prune(field, pts: Tensor, ray_i: Tensor, t_s: Tensor, t_e: Tensor, settings: RenderSettings) -> Tensor:
+    """Indices [K] of samples worth a gradient pass: alpha above threshold and not occluded
+    (transmittance before the sample above early_stop_eps), from a gradient-free density pass."""
     with torch.no_grad():
-        mids = (t_s + t_e) * 0.5
-        pts = rays_o[ray_i] + rays_d[ray_i] * mids[:, None]
         sd = field.density(pts).reshape(-1).double() * (t_e - t_s).double()
         alpha = 1.0 - torch.exp(-sd)
         cs = torch.cumsum(sd, 0)
         first = torch.ones_like(ray_i, dtype=torch.bool)
         first[1:] = ray_i[1:] != ray_i[:-1]
         start_idx = torch.cummax(torch.where(first, torch.arange(len(ray_i), device=ray_i.device), 0), 0).values
-        excl = cs - sd - (cs[start_idx] - sd[start_idx])
-        trans = torch.exp(-excl)
-        return (alpha > settings.alpha_thre) & (trans > settings.early_stop_eps)
+        excl = cs - sd - (cs.index_select(0, start_idx) - sd.index_select(0, start_idx))
+        keep = (alpha > settings.alpha_thre) & (excl < -math.log(settings.early_stop_eps))
+        return keep.nonzero().flatten()
 
 
 def render_rays(
@@ -76,16 +82,15 @@ def render_rays(
     weighted by opacity; 0 where empty) and n_samples (a 0-dim tensor)."""
     aabb = field.aabb if grid is None else grid.aabb
     ray_i, t_s, t_e = march_rays(rays_o, rays_d, aabb, settings.step_size, grid, settings.near, jitter, generator)
+    pts = _sample_points(rays_o, rays_d, ray_i, t_s, t_e)
     if settings.prune and ray_i.numel() > 0:
-        keep = _prune(field, rays_o, rays_d, ray_i, t_s, t_e, settings)
-        ray_i, t_s, t_e = ray_i[keep], t_s[keep], t_e[keep]
+        keep = _prune(field, pts, ray_i, t_s, t_e, settings)
+        ray_i, t_s, t_e, pts = (t.index_select(0, keep) for t in (ray_i, t_s, t_e, pts))
     n = rays_o.shape[0]
     if ray_i.numel() == 0:
         zeros = torch.zeros(n, device=rays_o.device)
         rgb = background + 0.0 * sum(p.sum() for p in field.parameters())  # keep the graph alive
         return {"rgb": rgb, "opacity": zeros, "depth": zeros, "n_samples": torch.tensor(0)}
-    mids = (t_s + t_e) * 0.5
-    pts = rays_o[ray_i] + rays_d[ray_i] * mids[:, None]
     sigma, rgb_s = field.forward_rays(pts, rays_d, ray_i)
     rgb, opacity, depth = composite(sigma.reshape(-1), rgb_s, t_s, t_e, ray_i, n)
     rgb = rgb + (1.0 - opacity[:, None]) * background

@@ -9,32 +9,34 @@ namespace py = pybind11;
 
 namespace v3kd {
 void hash_forward(const float* x, const float* table, const int32_t* res, int64_t n, int64_t nl, int64_t ts,
-                  int nf, float* scratch, float* out, int nt);
+                  int nf, float* out, int nt);
 void hash_backward(const float* grad_out, const float* x, const int32_t* res, int64_t n, int64_t nl, int64_t ts,
                    int nf, float* scratch, float* grad_table, int nt);
-void volume_sort(const float* x, int64_t n, int64_t d, int64_t h, int32_t* order, int64_t* starts, int nt);
-void volume_forward(const float* grid, int64_t d, int64_t h, int64_t w, int64_t c, const float* x,
-                    const int32_t* order, int64_t n, float* out, int nt);
-void volume_backward(const float* grad_out, const float* x, const int32_t* order, const int64_t* starts, int64_t n,
+void volume_sort(const float* x, int64_t n, int64_t d, int64_t h, int32_t* order, int64_t* starts, float* xs,
+                 int nt);
+void volume_forward(const float* grid, int64_t d, int64_t h, int64_t w, int64_t c, const float* x, int64_t n,
+                    float* out, int nt);
+void volume_backward(const float* grad_out, const float* xs, const int32_t* order, const int64_t* starts,
                      int64_t d, int64_t h, int64_t w, int64_t c, float* grad_grid, int nt);
-void planes_sort(const float* uv, int64_t np, int64_t n, int64_t h, int32_t* order, int64_t* starts, int nt);
-void planes_forward(const float* planes, int64_t np, int64_t h, int64_t w, int64_t c, const float* uv,
-                    const int32_t* order, int64_t n, float* out, int nt);
-void planes_backward(const float* grad_out, const float* uv, const int32_t* order, const int64_t* starts,
+void planes_sort(const float* uv, int64_t np, int64_t n, int64_t h, int32_t* order, int64_t* starts, float* uvs,
+                 int nt);
+void planes_forward(const float* planes, int64_t np, int64_t h, int64_t w, int64_t c, const float* uv, int64_t n,
+                    float* out, int nt);
+void planes_backward(const float* grad_out, const float* uvs, const int32_t* order, const int64_t* starts,
                      int64_t np, int64_t n, int64_t h, int64_t w, int64_t c, float* grad_planes, int nt);
-void lines_sort(const float* t, int64_t np, int64_t n, int64_t len, int32_t* order, int64_t* starts, int nt);
-void lines_forward(const float* lines, int64_t np, int64_t len, int64_t c, const float* t, const int32_t* order,
-                   int64_t n, float* out, int nt);
-void lines_backward(const float* grad_out, const float* t, const int32_t* order, const int64_t* starts, int64_t np,
+void lines_sort(const float* t, int64_t np, int64_t n, int64_t len, int32_t* order, int64_t* starts, float* ts,
+                int nt);
+void lines_forward(const float* lines, int64_t np, int64_t len, int64_t c, const float* t, int64_t n, float* out,
+                   int nt);
+void lines_backward(const float* grad_out, const float* ts, const int32_t* order, const int64_t* starts, int64_t np,
                     int64_t n, int64_t len, int64_t c, float* grad_lines, int nt);
-int composite_offsets(const int64_t* ray_idx, int64_t n_samples, int64_t n_rays, int64_t* offsets, int nt);
-void composite_forward(const float* sigmas, const float* rgbs, const float* t_starts, const float* t_ends,
-                       const int64_t* offsets, int64_t n_rays, float* out_rgb, float* out_opacity,
-                       float* out_depth, int nt);
+void composite_offsets(const int64_t* ray_idx, int64_t n_samples, int64_t n_rays, int64_t* offsets, int nt);
+int composite_forward(const float* sigmas, const float* rgbs, const float* t_starts, const float* t_ends,
+                      const int64_t* ray_idx, int64_t n_samples, const int64_t* offsets, int64_t n_rays,
+                      float* out_rgb, float* out_opacity, float* out_depth, int nt);
 void composite_backward(const float* g_rgb, const float* g_opacity, const float* g_depth, const float* sigmas,
                         const float* rgbs, const float* t_starts, const float* t_ends, const int64_t* offsets,
-                        int64_t n_rays, const float* out_rgb, const float* out_opacity, const float* out_depth,
-                        float* grad_sigmas, float* grad_rgbs, int nt);
+                        int64_t n_rays, float* grad_sigmas, float* grad_rgbs, int nt);
 }  // namespace v3kd
 
 namespace {
@@ -50,9 +52,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   const auto nogil = py::call_guard<py::gil_scoped_release>();
   m.def(
       "hash_forward",
-      [](Addr x, Addr table, Addr res, int64_t n, int64_t nl, int64_t ts, int nf, Addr scratch, Addr out, int nt) {
+      [](Addr x, Addr table, Addr res, int64_t n, int64_t nl, int64_t ts, int nf, Addr out, int nt) {
         v3kd::hash_forward(ptr<const float>(x), ptr<const float>(table), ptr<const int32_t>(res), n, nl, ts, nf,
-                           ptr<float>(scratch), ptr<float>(out), nt);
+                           ptr<float>(out), nt);
       },
       nogil);
   m.def(
@@ -62,92 +64,91 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                             ptr<float>(scratch), ptr<float>(gt), nt);
       },
       nogil);
+  // Grid samplers: *_sort(coords, sizes..., order, starts, sorted_coords, nt) prepares the backward.
   m.def(
       "volume_sort",
-      [](Addr x, int64_t n, int64_t d, int64_t h, Addr order, Addr starts, int nt) {
-        v3kd::volume_sort(ptr<const float>(x), n, d, h, ptr<int32_t>(order), ptr<int64_t>(starts), nt);
+      [](Addr x, int64_t n, int64_t d, int64_t h, Addr order, Addr starts, Addr xs, int nt) {
+        v3kd::volume_sort(ptr<const float>(x), n, d, h, ptr<int32_t>(order), ptr<int64_t>(starts), ptr<float>(xs),
+                          nt);
       },
       nogil);
   m.def(
       "volume_forward",
-      [](Addr grid, int64_t d, int64_t h, int64_t w, int64_t c, Addr x, Addr order, int64_t n, Addr out, int nt) {
-        v3kd::volume_forward(ptr<const float>(grid), d, h, w, c, ptr<const float>(x), ptr<const int32_t>(order), n,
-                             ptr<float>(out), nt);
+      [](Addr grid, int64_t d, int64_t h, int64_t w, int64_t c, Addr x, int64_t n, Addr out, int nt) {
+        v3kd::volume_forward(ptr<const float>(grid), d, h, w, c, ptr<const float>(x), n, ptr<float>(out), nt);
       },
       nogil);
   m.def(
       "volume_backward",
-      [](Addr g, Addr x, Addr order, Addr starts, int64_t n, int64_t d, int64_t h, int64_t w, int64_t c, Addr gg,
-         int nt) {
-        v3kd::volume_backward(ptr<const float>(g), ptr<const float>(x), ptr<const int32_t>(order),
-                              ptr<const int64_t>(starts), n, d, h, w, c, ptr<float>(gg), nt);
+      [](Addr g, Addr xs, Addr order, Addr starts, int64_t d, int64_t h, int64_t w, int64_t c, Addr gg, int nt) {
+        v3kd::volume_backward(ptr<const float>(g), ptr<const float>(xs), ptr<const int32_t>(order),
+                              ptr<const int64_t>(starts), d, h, w, c, ptr<float>(gg), nt);
       },
       nogil);
   m.def(
       "planes_sort",
-      [](Addr uv, int64_t np, int64_t n, int64_t h, Addr order, Addr starts, int nt) {
-        v3kd::planes_sort(ptr<const float>(uv), np, n, h, ptr<int32_t>(order), ptr<int64_t>(starts), nt);
+      [](Addr uv, int64_t np, int64_t n, int64_t h, Addr order, Addr starts, Addr uvs, int nt) {
+        v3kd::planes_sort(ptr<const float>(uv), np, n, h, ptr<int32_t>(order), ptr<int64_t>(starts),
+                          ptr<float>(uvs), nt);
       },
       nogil);
   m.def(
       "planes_forward",
-      [](Addr planes, int64_t np, int64_t h, int64_t w, int64_t c, Addr uv, Addr order, int64_t n, Addr out,
-         int nt) {
-        v3kd::planes_forward(ptr<const float>(planes), np, h, w, c, ptr<const float>(uv), ptr<const int32_t>(order),
-                             n, ptr<float>(out), nt);
+      [](Addr planes, int64_t np, int64_t h, int64_t w, int64_t c, Addr uv, int64_t n, Addr out, int nt) {
+        v3kd::planes_forward(ptr<const float>(planes), np, h, w, c, ptr<const float>(uv), n, ptr<float>(out), nt);
       },
       nogil);
   m.def(
       "planes_backward",
-      [](Addr g, Addr uv, Addr order, Addr starts, int64_t np, int64_t n, int64_t h, int64_t w, int64_t c, Addr gp,
+      [](Addr g, Addr uvs, Addr order, Addr starts, int64_t np, int64_t n, int64_t h, int64_t w, int64_t c, Addr gp,
          int nt) {
-        v3kd::planes_backward(ptr<const float>(g), ptr<const float>(uv), ptr<const int32_t>(order),
+        v3kd::planes_backward(ptr<const float>(g), ptr<const float>(uvs), ptr<const int32_t>(order),
                               ptr<const int64_t>(starts), np, n, h, w, c, ptr<float>(gp), nt);
       },
       nogil);
   m.def(
       "lines_sort",
-      [](Addr t, int64_t np, int64_t n, int64_t len, Addr order, Addr starts, int nt) {
-        v3kd::lines_sort(ptr<const float>(t), np, n, len, ptr<int32_t>(order), ptr<int64_t>(starts), nt);
+      [](Addr t, int64_t np, int64_t n, int64_t len, Addr order, Addr starts, Addr ts, int nt) {
+        v3kd::lines_sort(ptr<const float>(t), np, n, len, ptr<int32_t>(order), ptr<int64_t>(starts),
+                         ptr<float>(ts), nt);
       },
       nogil);
   m.def(
       "lines_forward",
-      [](Addr lines, int64_t np, int64_t len, int64_t c, Addr t, Addr order, int64_t n, Addr out, int nt) {
-        v3kd::lines_forward(ptr<const float>(lines), np, len, c, ptr<const float>(t), ptr<const int32_t>(order), n,
-                            ptr<float>(out), nt);
+      [](Addr lines, int64_t np, int64_t len, int64_t c, Addr t, int64_t n, Addr out, int nt) {
+        v3kd::lines_forward(ptr<const float>(lines), np, len, c, ptr<const float>(t), n, ptr<float>(out), nt);
       },
       nogil);
   m.def(
       "lines_backward",
-      [](Addr g, Addr t, Addr order, Addr starts, int64_t np, int64_t n, int64_t len, int64_t c, Addr gl, int nt) {
-        v3kd::lines_backward(ptr<const float>(g), ptr<const float>(t), ptr<const int32_t>(order),
+      [](Addr g, Addr ts, Addr order, Addr starts, int64_t np, int64_t n, int64_t len, int64_t c, Addr gl, int nt) {
+        v3kd::lines_backward(ptr<const float>(g), ptr<const float>(ts), ptr<const int32_t>(order),
                              ptr<const int64_t>(starts), np, n, len, c, ptr<float>(gl), nt);
       },
       nogil);
   m.def(
       "composite_offsets",
       [](Addr ridx, int64_t s, int64_t r, Addr offsets, int nt) {
-        return v3kd::composite_offsets(ptr<const int64_t>(ridx), s, r, ptr<int64_t>(offsets), nt);
+        v3kd::composite_offsets(ptr<const int64_t>(ridx), s, r, ptr<int64_t>(offsets), nt);
       },
       nogil);
   m.def(
       "composite_forward",
-      [](Addr sig, Addr rgbs, Addr ts, Addr te, Addr off, int64_t r, Addr rgb, Addr op, Addr dp, int nt) {
-        v3kd::composite_forward(ptr<const float>(sig), ptr<const float>(rgbs), ptr<const float>(ts),
-                                ptr<const float>(te), ptr<const int64_t>(off), r, ptr<float>(rgb), ptr<float>(op),
-                                ptr<float>(dp), nt);
+      [](Addr sig, Addr rgbs, Addr ts, Addr te, Addr ridx, int64_t s, Addr off, int64_t r, Addr rgb, Addr op,
+         Addr dp, int nt) {
+        return v3kd::composite_forward(ptr<const float>(sig), ptr<const float>(rgbs), ptr<const float>(ts),
+                                       ptr<const float>(te), ptr<const int64_t>(ridx), s, ptr<const int64_t>(off), r,
+                                       ptr<float>(rgb), ptr<float>(op), ptr<float>(dp), nt);
       },
       nogil);
   m.def(
       "composite_backward",
-      [](Addr grgb, Addr gop, Addr gdp, Addr sig, Addr rgbs, Addr ts, Addr te, Addr off, int64_t r, Addr rgb,
-         Addr op, Addr dp, Addr gsig, Addr grgbs, int nt) {
+      [](Addr grgb, Addr gop, Addr gdp, Addr sig, Addr rgbs, Addr ts, Addr te, Addr off, int64_t r, Addr gsig,
+         Addr grgbs, int nt) {
         v3kd::composite_backward(ptr<const float>(grgb), ptr<const float>(gop), ptr<const float>(gdp),
                                  ptr<const float>(sig), ptr<const float>(rgbs), ptr<const float>(ts),
-                                 ptr<const float>(te), ptr<const int64_t>(off), r, ptr<const float>(rgb),
-                                 ptr<const float>(op), ptr<const float>(dp), ptr<float>(gsig), ptr<float>(grgbs),
-                                 nt);
+                                 ptr<const float>(te), ptr<const int64_t>(off), r, ptr<float>(gsig),
+                                 ptr<float>(grgbs), nt);
       },
       nogil);
 }

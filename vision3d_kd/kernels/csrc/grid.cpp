@@ -4,16 +4,22 @@
 // Conventions of F.grid_sample(align_corners=True, padding_mode='border'): a coordinate u in [-1, 1]
 // maps to v = clamp((u + 1) / 2 * (size - 1), 0, size - 1); corners floor(v) and floor(v) + 1 (the
 // latter clamped; its weight is 0 at the border) with weights floor(v) + 1 - v and v - floor(v).
+// A NaN coordinate gives NaN outputs (and gradients), never an out-of-range read.
 //
-// Memory locality: the samples are first counting-sorted (stable) by the grid row they read
-// (volume: z * H + y; planes: p * H + y; lines: p * L + i), and both passes visit them in that order,
-// so the rows being read or written stay in cache even for scattered samples.
+// Samples are processed in blocks of kB: a vectorised pass computes every corner offset and weight
+// of the block (structure of arrays), a second pass prefetches the rows the block will touch, and
+// the last pass gathers (forward) or scatters (backward), with many cache misses in flight at once.
 //
-// Backward without atomics: a "bucket" is the set of samples whose lower corner lies in region b
-// (volume: slice z; planes: row; lines: cell); it writes regions b and b + 1 only. Even buckets run
-// in parallel first (each zeroes regions b and b + 1, then scatters), then odd buckets. Every
-// gradient cell therefore sums its contributions in a fixed order: deterministic, and independent
-// of the thread count.
+// When a gradient is needed, the forward also counting-sorts the samples (stable) by the grid row of
+// their lower corner (volume: z * H + y; planes: p * H + y; lines: p * L + i) and keeps a sorted copy
+// of the coordinates, so the backward sweeps the gradient row by row (cache-friendly writes).
+//
+// Backward without atomics (owner computes): "bucket" b holds the samples whose lower corner lies in
+// region b (volume: slice z; planes: row; lines: cell); it writes regions b and b + 1 only. A task
+// owns a contiguous range of regions [lo, hi), zeroes each just before its first write, and walks
+// buckets lo - 1 .. hi - 1 in order, adding only the corners inside its range. Every gradient cell
+// sums its contributions in the same order (bucket b - 1, then bucket b, samples in sorted order):
+// deterministic, and independent of the thread count.
 #include <omp.h>
 
 #include <algorithm>
@@ -24,27 +30,94 @@
 
 namespace {
 
-struct Lerp {
-  int64_t i0, i1;
-  float w0, w1;
+constexpr int64_t kB = 128;  // samples per block
+
+// Corner offsets (in floats, relative to the grid or plane base) and weights of a block, per axis.
+struct Block {
+  int64_t base[kB];           // offset of the lower corner
+  int64_t step[3][kB];        // offset from lower to upper corner along x (W), y (H), z (D); 0 at a border
+  float w0[3][kB], w1[3][kB];  // lower / upper weight per axis
+  int64_t lower[3][kB];       // lower corner index per axis
 };
 
-inline Lerp axis(float u, int64_t size) {
-  const float hi = static_cast<float>(size - 1);
-  float v = ((u + 1.0f) * 0.5f) * hi;
-  v = std::min(hi, std::max(v, 0.0f));
-  const float f = std::floor(v);
-  Lerp a;
-  a.i0 = static_cast<int64_t>(f);
-  a.i1 = std::min(a.i0 + 1, size - 1);
-  a.w1 = v - f;
-  a.w0 = (f + 1.0f) - v;
-  return a;
+// Continuous grid coordinate of u in [-1, 1], clamped to [0, size - 1]; NaN maps to 0 (a valid
+// corner) and the caller adds nan_of(u) to the weights so that the output is NaN, not a clamp.
+inline float grid_coord(float u, float hi) {
+  const float v = ((u + 1.0f) * 0.5f) * hi;
+  const float lo_clamped = v > 0.0f ? v : 0.0f;  // ternaries (std::min/max take references) vectorise
+  return lo_clamped < hi ? lo_clamped : hi;
 }
 
-// Stable parallel counting sort of items by key_of(i) in [0, n_keys): order [n] and starts [n_keys + 1].
+inline float nan_of(float u) { return u == u ? 0.0f : u; }
+
+// Fills axis a of the block for m coordinates u[k * stride]; vectorises.
+inline void block_axis(Block& b, int a, const float* u, int64_t stride, int64_t m, int64_t size) {
+  const float hi = static_cast<float>(size - 1);
+#pragma omp simd
+  for (int64_t k = 0; k < m; ++k) {
+    const float v = grid_coord(u[k * stride], hi);
+    const int32_t i0 = static_cast<int32_t>(v);  // v >= 0: truncation is floor (and vectorises)
+    const float f = static_cast<float>(i0);
+    const float nan = nan_of(u[k * stride]);
+    b.lower[a][k] = i0;
+    b.step[a][k] = (i0 + 1 < size) ? 1 : 0;
+    b.w1[a][k] = (v - f) + nan;
+    b.w0[a][k] = ((f + 1.0f) - v) + nan;
+  }
+}
+
+// Fills base offsets and scales the steps: strides[a] = floats between neighbours along axis a.
+inline void block_offsets(Block& b, int dims, const int64_t* strides, int64_t m) {
+  for (int64_t k = 0; k < m; ++k) {
+    int64_t off = 0;
+    for (int a = 0; a < dims; ++a) {
+      off += b.lower[a][k] * strides[a];
+      b.step[a][k] *= strides[a];
+    }
+    b.base[k] = off;
+  }
+}
+
+inline void prefetch_span(const float* p, int64_t floats) {
+  const char* c = reinterpret_cast<const char*>(p);
+  const int64_t bytes = floats * 4;
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
+  __builtin_prefetch(c + bytes - 1);
+}
+
+// dst[:c] += w * src[:c]; CT > 0 fixes c at compile time.
+template <int64_t CT = 0>
+inline void axpy(float* __restrict dst, const float* __restrict src, float w, int64_t c) {
+  const int64_t nc = CT > 0 ? CT : c;
+  for (int64_t k = 0; k < nc; ++k) dst[k] += w * src[k];
+}
+
+template <int64_t V>
+using CInt = std::integral_constant<int64_t, V>;
+
+// Calls fn(CInt<C>{}) for common channel counts (loops unrolled at compile time), else fn(CInt<0>{}).
+#define V3KD_DISPATCH_C(c, ...)             \
+  do {                                       \
+    auto v3kd_fn_ = __VA_ARGS__;             \
+    switch (c) {                             \
+      case 1: v3kd_fn_(CInt<1>{}); break;    \
+      case 2: v3kd_fn_(CInt<2>{}); break;    \
+      case 4: v3kd_fn_(CInt<4>{}); break;    \
+      case 8: v3kd_fn_(CInt<8>{}); break;    \
+      case 12: v3kd_fn_(CInt<12>{}); break;  \
+      case 16: v3kd_fn_(CInt<16>{}); break;  \
+      case 24: v3kd_fn_(CInt<24>{}); break;  \
+      case 32: v3kd_fn_(CInt<32>{}); break;  \
+      case 48: v3kd_fn_(CInt<48>{}); break;  \
+      default: v3kd_fn_(CInt<0>{}); break;   \
+    }                                        \
+  } while (0)
+
+// Stable parallel counting sort of items by key_of(i) in [0, n_keys): order [n], starts [n_keys + 1],
+// and sorted[j * dim + k] = coords[order[j] * dim + k] (the coordinates in sorted order).
 template <class KeyOf>
-void counting_sort(int64_t n, int64_t n_keys, KeyOf key_of, int32_t* order, int64_t* starts, int nt) {
+void counting_sort(int64_t n, int64_t n_keys, KeyOf key_of, const float* coords, int dim, int32_t* order,
+                   int64_t* starts, float* sorted, int nt) {
   std::vector<int32_t> keys(static_cast<size_t>(n));
   std::vector<int64_t> hist(static_cast<size_t>(nt) * n_keys);
 #pragma omp parallel num_threads(nt)
@@ -72,207 +145,234 @@ void counting_sort(int64_t n, int64_t n_keys, KeyOf key_of, int32_t* order, int6
       }
       starts[n_keys] = acc;
     }  // implicit barrier
-    for (int64_t i = a; i < b; ++i) order[h[keys[i]]++] = static_cast<int32_t>(i);
-  }
-}
-
-// Visits every item in sorted order: fn(item).
-template <class Fn>
-void for_sorted(const int32_t* order, int64_t n, Fn fn, int nt) {
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 2048)
-  for (int64_t j = 0; j < n; ++j) fn(static_cast<int64_t>(order[j]));
-}
-
-// Two-phase bucket scatter (see the file comment). Bucket b holds the sorted items with keys in
-// [b * keys_per_bucket, (b + 1) * keys_per_bucket) and owns grad[b * region, (b + 1) * region).
-template <class Scatter>
-void bucket_scatter(const int32_t* order, const int64_t* starts, int64_t n_buckets, int64_t keys_per_bucket,
-                    float* grad, int64_t region, int64_t chunk, Scatter scatter, int nt) {
-#pragma omp parallel num_threads(nt)
-  for (int phase = 0; phase < 2; ++phase) {
-#pragma omp for schedule(dynamic, chunk)
-    for (int64_t half = 0; half < (n_buckets + 1 - phase) / 2; ++half) {
-      const int64_t b = 2 * half + phase;
-      if (phase == 0) {
-        const int64_t end = std::min(b + 2, n_buckets);
-        std::fill(grad + b * region, grad + end * region, 0.0f);
-      }
-      const int64_t j1 = starts[(b + 1) * keys_per_bucket];
-      for (int64_t j = starts[b * keys_per_bucket]; j < j1; ++j) scatter(static_cast<int64_t>(order[j]));
+    for (int64_t i = a; i < b; ++i) {
+      const int64_t j = h[keys[i]]++;
+      order[j] = static_cast<int32_t>(i);
+      for (int k = 0; k < dim; ++k) sorted[j * dim + k] = coords[i * dim + k];
     }
   }
 }
 
-// dst[:c] += w * src[:c]; CT > 0 fixes c at compile time.
-template <int64_t CT = 0>
-inline void axpy(float* __restrict dst, const float* __restrict src, float w, int64_t c) {
-  const int64_t nc = CT > 0 ? CT : c;
-  for (int64_t k = 0; k < nc; ++k) dst[k] += w * src[k];
+// Lower corner index along one axis (as block_axis computes it).
+inline int32_t lower_index(float u, int64_t size) {
+  return static_cast<int32_t>(grid_coord(u, static_cast<float>(size - 1)));
 }
 
-template <int64_t V>
-using CInt = std::integral_constant<int64_t, V>;
+// fn(i0, m) for blocks [i0, i0 + m) covering [0, n).
+template <class Fn>
+void for_each_block(int64_t n, Fn fn, int nt) {
+  const int64_t n_blocks = (n + kB - 1) / kB;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 16)
+  for (int64_t blk = 0; blk < n_blocks; ++blk) fn(blk * kB, std::min(kB, n - blk * kB));
+}
 
-// Calls fn(CInt<C>) for common channel counts (loops unrolled at compile time), else fn(CInt<0>).
-#define V3KD_DISPATCH_C(c, fn)              \
-  switch (c) {                              \
-    case 1: fn(CInt<1>{}); break;           \
-    case 2: fn(CInt<2>{}); break;           \
-    case 4: fn(CInt<4>{}); break;           \
-    case 8: fn(CInt<8>{}); break;           \
-    case 12: fn(CInt<12>{}); break;         \
-    case 16: fn(CInt<16>{}); break;         \
-    case 24: fn(CInt<24>{}); break;         \
-    case 32: fn(CInt<32>{}); break;         \
-    case 48: fn(CInt<48>{}); break;         \
-    default: fn(CInt<0>{}); break;          \
+// Owner-computes scatter (see the file comment). Region r is grad[r * region, (r + 1) * region); bucket
+// b holds the sorted items [starts[b * kpb], starts[(b + 1) * kpb]). scatter(j0, m, lo, hi) handles the
+// sorted items [j0, j0 + m) and must add only corners in regions [lo, hi).
+template <class Scatter>
+void owned_scatter(const int64_t* starts, int64_t n_regions, int64_t kpb, float* grad, int64_t region,
+                   Scatter scatter, int nt) {
+  const int64_t per_task = std::max<int64_t>(2, (n_regions + 8 * nt - 1) / (8 * nt));
+  const int64_t n_tasks = (n_regions + per_task - 1) / per_task;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (int64_t task = 0; task < n_tasks; ++task) {
+    const int64_t lo = task * per_task, hi = std::min(lo + per_task, n_regions);
+    std::fill(grad + lo * region, grad + (lo + 1) * region, 0.0f);
+    for (int64_t b = std::max<int64_t>(lo - 1, 0); b < hi; ++b) {
+      if (b + 1 > lo && b + 1 < hi) std::fill(grad + (b + 1) * region, grad + (b + 2) * region, 0.0f);
+      const int64_t j1 = starts[(b + 1) * kpb];
+      for (int64_t j = starts[b * kpb]; j < j1; j += kB) scatter(j, std::min(kB, j1 - j), lo, hi);
+    }
   }
+}
+
+// Geometry of an interpolation: DIMS axes, axis 0 fastest (W, then H, then D); items are grouped in
+// planes of per_plane items, plane p reading the grid at p * plane_stride (volume: one plane).
+template <int DIMS>
+struct Geo {
+  int64_t size[DIMS];
+  int64_t stride[DIMS];  // floats between neighbours along each axis
+  int64_t per_plane, plane_stride;
+};
+
+// Offsets and weights of the items [i0, i0 + m) (coordinates at coords + i0 * DIMS; plane of item i0).
+template <int DIMS>
+inline void setup_block(Block& b, const Geo<DIMS>& g, const float* coords, int64_t i0, int64_t m,
+                        const int32_t* order) {
+  for (int a = 0; a < DIMS; ++a) block_axis(b, a, coords + i0 * DIMS + a, DIMS, m, g.size[a]);
+  block_offsets(b, DIMS, g.stride, m);
+  for (int64_t k = 0; k < m; ++k) {
+    const int64_t item = order ? static_cast<int64_t>(order[i0 + k]) : i0 + k;
+    b.base[k] += (item / g.per_plane) * g.plane_stride;
+  }
+}
+
+template <int DIMS, int64_t CT>
+void interp_forward(const Geo<DIMS>& g, const float* grid, int64_t c, const float* coords, int64_t n_items,
+                    float* out, int nt) {
+  const int64_t nc = CT > 0 ? CT : c;
+  for_each_block(
+      n_items,
+      [&](int64_t i0, int64_t m) {
+        Block b;
+        setup_block<DIMS>(b, g, coords, i0, m, nullptr);
+        for (int64_t k = 0; k < m; ++k) {
+          for (int q = 0; q < (1 << (DIMS - 1)); ++q) {
+            int64_t off = b.base[k];
+            for (int a = 1; a < DIMS; ++a) off += ((q >> (a - 1)) & 1) ? b.step[a][k] : 0;
+            prefetch_span(grid + off, b.step[0][k] + nc);
+          }
+        }
+        for (int64_t k = 0; k < m; ++k) {
+          const float* p[1 << DIMS];
+          float wt[1 << DIMS];
+          for (int q = 0; q < (1 << DIMS); ++q) {
+            int64_t off = b.base[k];
+            float wq = 1.0f;
+            for (int a = 0; a < DIMS; ++a) {
+              const bool up = (q >> a) & 1;
+              off += up ? b.step[a][k] : 0;
+              wq = (a == 0) ? (up ? b.w1[0][k] : b.w0[0][k]) : wq * (up ? b.w1[a][k] : b.w0[a][k]);
+            }
+            p[q] = grid + off;
+            wt[q] = wq;
+          }
+          float* o = out + (i0 + k) * nc;
+          for (int64_t ch = 0; ch < nc; ++ch) {
+            float acc = 0.0f;
+            for (int q = 0; q < (1 << DIMS); ++q) acc += wt[q] * p[q][ch];
+            o[ch] = acc;
+          }
+        }
+      },
+      nt);
+}
+
+// Regions are units of the outermost axis per plane (plane * size[DIMS - 1] + index).
+template <int DIMS, int64_t CT>
+void interp_backward(const Geo<DIMS>& g, const float* grad_out, int64_t c, const float* sorted,
+                     const int32_t* order, const int64_t* starts, int64_t n_regions, int64_t kpb, float* grad,
+                     int nt) {
+  const int64_t nc = CT > 0 ? CT : c;
+  constexpr int O = DIMS - 1;  // outermost axis
+  owned_scatter(
+      starts, n_regions, kpb, grad, g.stride[O],
+      [&](int64_t j0, int64_t m, int64_t lo, int64_t hi) {
+        Block b;
+        for (int64_t k = 0; k < m; ++k) prefetch_span(grad_out + static_cast<int64_t>(order[j0 + k]) * nc, nc);
+        setup_block<DIMS>(b, g, sorted, j0, m, order);
+        for (int64_t k = 0; k < m; ++k) {
+          const int64_t item = order[j0 + k];
+          const float* src = grad_out + item * nc;
+          const int64_t r0 = (item / g.per_plane) * g.size[O] + b.lower[O][k];
+          for (int up_o = 0; up_o < 2; ++up_o) {
+            const int64_t r = r0 + ((up_o && b.step[O][k] != 0) ? 1 : 0);
+            if (r < lo || r >= hi) continue;
+            for (int q = 0; q < (1 << O); ++q) {
+              int64_t off = b.base[k] + (up_o ? b.step[O][k] : 0);
+              float wq = up_o ? b.w1[O][k] : b.w0[O][k];
+              for (int a = 0; a < O; ++a) {
+                const bool up = (q >> a) & 1;
+                off += up ? b.step[a][k] : 0;
+                wq *= up ? b.w1[a][k] : b.w0[a][k];
+              }
+              axpy<CT>(grad + off, src, wq, nc);
+            }
+          }
+        }
+      },
+      nt);
+}
+
+template <int DIMS>
+Geo<DIMS> make_geo(const int64_t* sizes, int64_t c, int64_t per_plane) {
+  Geo<DIMS> g;
+  int64_t s = c;
+  for (int a = 0; a < DIMS; ++a) {
+    g.size[a] = sizes[a];
+    g.stride[a] = s;
+    s *= sizes[a];
+  }
+  g.per_plane = per_plane;
+  g.plane_stride = s;
+  return g;
+}
 
 }  // namespace
 
 namespace v3kd {
 
-// ---- volume: grid [D, H, W, C], x [N, 3] (x -> W, y -> H, z -> D) -------------------------------
-
-// order [N], starts [D * H + 1]: samples sorted by row z0 * H + y0.
-void volume_sort(const float* x, int64_t n, int64_t d, int64_t h, int32_t* order, int64_t* starts, int nt) {
-  counting_sort(
-      n, d * h,
-      [&](int64_t i) { return static_cast<int32_t>(axis(x[3 * i + 2], d).i0 * h + axis(x[3 * i + 1], h).i0); },
-      order, starts, nt);
+// Sorting for the backward: order [M], starts [K + 1], sorted coordinates [M, dim].
+// volume (x [N, 3], keys z0 * H + y0), planes (uv [P, N, 2], keys p * H + y0), lines (t [P, N], p * L + i0).
+void volume_sort(const float* x, int64_t n, int64_t d, int64_t h, int32_t* order, int64_t* starts, float* xs,
+                 int nt) {
+  auto key = [&](int64_t i) {
+    return lower_index(x[3 * i + 2], d) * static_cast<int32_t>(h) + lower_index(x[3 * i + 1], h);
+  };
+  counting_sort(n, d * h, key, x, 3, order, starts, xs, nt);
 }
 
-void volume_forward(const float* grid, int64_t d, int64_t h, int64_t w, int64_t c, const float* x,
-                    const int32_t* order, int64_t n, float* out, int nt) {
-  V3KD_DISPATCH_C(c, [&](auto cc) {
-    constexpr int64_t CT = decltype(cc)::value;
-    for_sorted(
-        order, n,
-        [&](int64_t i) {
-          const int64_t nc = CT > 0 ? CT : c;
-          const Lerp ax = axis(x[3 * i], w), ay = axis(x[3 * i + 1], h), az = axis(x[3 * i + 2], d);
-          const float* p[8];
-          float wt[8];
-          for (int k = 0; k < 8; ++k) {
-            const int64_t zi = (k & 4) ? az.i1 : az.i0, yi = (k & 2) ? ay.i1 : ay.i0;
-            const int64_t xi = (k & 1) ? ax.i1 : ax.i0;
-            p[k] = grid + ((zi * h + yi) * w + xi) * nc;
-            wt[k] = ((k & 1) ? ax.w1 : ax.w0) * ((k & 2) ? ay.w1 : ay.w0) * ((k & 4) ? az.w1 : az.w0);
-          }
-          float* o = out + i * nc;
-          for (int64_t ch = 0; ch < nc; ++ch) {
-            o[ch] = wt[0] * p[0][ch] + wt[1] * p[1][ch] + wt[2] * p[2][ch] + wt[3] * p[3][ch] +
-                    wt[4] * p[4][ch] + wt[5] * p[5][ch] + wt[6] * p[6][ch] + wt[7] * p[7][ch];
-          }
-        },
-        nt);
-  });
+void planes_sort(const float* uv, int64_t np, int64_t n, int64_t h, int32_t* order, int64_t* starts, float* uvs,
+                 int nt) {
+  auto key = [&](int64_t j) { return static_cast<int32_t>((j / n) * h) + lower_index(uv[2 * j + 1], h); };
+  counting_sort(np * n, np * h, key, uv, 2, order, starts, uvs, nt);
 }
 
-// grad_out [N, C] -> grad_grid [D, H, W, C] (fully overwritten); buckets are z slices.
-void volume_backward(const float* grad_out, const float* x, const int32_t* order, const int64_t* starts, int64_t n,
+void lines_sort(const float* t, int64_t np, int64_t n, int64_t len, int32_t* order, int64_t* starts, float* ts,
+                int nt) {
+  auto key = [&](int64_t j) { return static_cast<int32_t>((j / n) * len) + lower_index(t[j], len); };
+  counting_sort(np * n, np * len, key, t, 1, order, starts, ts, nt);
+}
+
+// Forward: volume grid [D, H, W, C] at x [N, 3] -> [N, C]; planes [P, H, W, C] at uv [P, N, 2] ->
+// [P, N, C]; lines [P, L, C] at t [P, N] -> [P, N, C].
+void volume_forward(const float* grid, int64_t d, int64_t h, int64_t w, int64_t c, const float* x, int64_t n,
+                    float* out, int nt) {
+  const int64_t sizes[3] = {w, h, d};
+  const auto g = make_geo<3>(sizes, c, std::max<int64_t>(n, 1));
+  V3KD_DISPATCH_C(c, [&](auto cc) { interp_forward<3, decltype(cc)::value>(g, grid, c, x, n, out, nt); });
+}
+
+void planes_forward(const float* planes, int64_t np, int64_t h, int64_t w, int64_t c, const float* uv, int64_t n,
+                    float* out, int nt) {
+  const int64_t sizes[2] = {w, h};
+  const auto g = make_geo<2>(sizes, c, std::max<int64_t>(n, 1));
+  V3KD_DISPATCH_C(c, [&](auto cc) { interp_forward<2, decltype(cc)::value>(g, planes, c, uv, np * n, out, nt); });
+}
+
+void lines_forward(const float* lines, int64_t np, int64_t len, int64_t c, const float* t, int64_t n, float* out,
+                   int nt) {
+  const int64_t sizes[1] = {len};
+  const auto g = make_geo<1>(sizes, c, std::max<int64_t>(n, 1));
+  V3KD_DISPATCH_C(c, [&](auto cc) { interp_forward<1, decltype(cc)::value>(g, lines, c, t, np * n, out, nt); });
+}
+
+// Backward: grad_out of the forward -> gradient of the grid (fully overwritten), from the sort.
+void volume_backward(const float* grad_out, const float* xs, const int32_t* order, const int64_t* starts,
                      int64_t d, int64_t h, int64_t w, int64_t c, float* grad_grid, int nt) {
-  (void)n;
+  const int64_t sizes[3] = {w, h, d};
+  const auto g = make_geo<3>(sizes, c, std::max<int64_t>(starts[d * h], 1));
   V3KD_DISPATCH_C(c, [&](auto cc) {
-    constexpr int64_t CT = decltype(cc)::value;
-    bucket_scatter(
-        order, starts, d, h, grad_grid, h * w * c, 1,
-        [&](int64_t i) {
-          const int64_t nc = CT > 0 ? CT : c;
-          const Lerp ax = axis(x[3 * i], w), ay = axis(x[3 * i + 1], h), az = axis(x[3 * i + 2], d);
-          const float* g = grad_out + i * nc;
-          for (int k = 0; k < 8; ++k) {
-            const int64_t zi = (k & 4) ? az.i1 : az.i0, yi = (k & 2) ? ay.i1 : ay.i0;
-            const int64_t xi = (k & 1) ? ax.i1 : ax.i0;
-            const float wk = ((k & 1) ? ax.w1 : ax.w0) * ((k & 2) ? ay.w1 : ay.w0) * ((k & 4) ? az.w1 : az.w0);
-            axpy<CT>(grad_grid + ((zi * h + yi) * w + xi) * nc, g, wk, nc);
-          }
-        },
-        nt);
+    interp_backward<3, decltype(cc)::value>(g, grad_out, c, xs, order, starts, d, h, grad_grid, nt);
   });
 }
 
-// ---- planes: planes [P, H, W, C], uv [P, N, 2] (u -> W, v -> H) -----------------------------------
-
-// order [P * N], starts [P * H + 1]: samples sorted by row p * H + y0.
-void planes_sort(const float* uv, int64_t np, int64_t n, int64_t h, int32_t* order, int64_t* starts, int nt) {
-  counting_sort(
-      np * n, np * h, [&](int64_t j) { return static_cast<int32_t>((j / n) * h + axis(uv[2 * j + 1], h).i0); },
-      order, starts, nt);
-}
-
-void planes_forward(const float* planes, int64_t np, int64_t h, int64_t w, int64_t c, const float* uv,
-                    const int32_t* order, int64_t n, float* out, int nt) {
-  for_sorted(
-      order, np * n,
-      [&](int64_t j) {
-        const float* base = planes + (j / n) * h * w * c;
-        const Lerp ax = axis(uv[2 * j], w), ay = axis(uv[2 * j + 1], h);
-        const float* p00 = base + (ay.i0 * w + ax.i0) * c;
-        const float* p01 = base + (ay.i0 * w + ax.i1) * c;
-        const float* p10 = base + (ay.i1 * w + ax.i0) * c;
-        const float* p11 = base + (ay.i1 * w + ax.i1) * c;
-        const float w00 = ax.w0 * ay.w0, w01 = ax.w1 * ay.w0, w10 = ax.w0 * ay.w1, w11 = ax.w1 * ay.w1;
-        float* o = out + j * c;
-        for (int64_t ch = 0; ch < c; ++ch) o[ch] = w00 * p00[ch] + w01 * p01[ch] + w10 * p10[ch] + w11 * p11[ch];
-      },
-      nt);
-}
-
-// grad_out [P, N, C] -> grad_planes [P, H, W, C] (fully overwritten); buckets are rows.
-void planes_backward(const float* grad_out, const float* uv, const int32_t* order, const int64_t* starts,
+void planes_backward(const float* grad_out, const float* uvs, const int32_t* order, const int64_t* starts,
                      int64_t np, int64_t n, int64_t h, int64_t w, int64_t c, float* grad_planes, int nt) {
-  bucket_scatter(
-      order, starts, np * h, 1, grad_planes, w * c, 4,
-      [&](int64_t j) {
-        float* base = grad_planes + (j / n) * h * w * c;
-        const Lerp ax = axis(uv[2 * j], w), ay = axis(uv[2 * j + 1], h);
-        const float* g = grad_out + j * c;
-        axpy(base + (ay.i0 * w + ax.i0) * c, g, ax.w0 * ay.w0, c);
-        axpy(base + (ay.i0 * w + ax.i1) * c, g, ax.w1 * ay.w0, c);
-        axpy(base + (ay.i1 * w + ax.i0) * c, g, ax.w0 * ay.w1, c);
-        axpy(base + (ay.i1 * w + ax.i1) * c, g, ax.w1 * ay.w1, c);
-      },
-      nt);
+  const int64_t sizes[2] = {w, h};
+  const auto g = make_geo<2>(sizes, c, std::max<int64_t>(n, 1));
+  V3KD_DISPATCH_C(c, [&](auto cc) {
+    interp_backward<2, decltype(cc)::value>(g, grad_out, c, uvs, order, starts, np * h, 1, grad_planes, nt);
+  });
 }
 
-// ---- lines: lines [P, L, C], t [P, N] -------------------------------------------------------------
-
-// order [P * N], starts [P * L + 1]: samples sorted by cell p * L + i0.
-void lines_sort(const float* t, int64_t np, int64_t n, int64_t len, int32_t* order, int64_t* starts, int nt) {
-  counting_sort(
-      np * n, np * len, [&](int64_t j) { return static_cast<int32_t>((j / n) * len + axis(t[j], len).i0); },
-      order, starts, nt);
-}
-
-void lines_forward(const float* lines, int64_t np, int64_t len, int64_t c, const float* t, const int32_t* order,
-                   int64_t n, float* out, int nt) {
-  for_sorted(
-      order, np * n,
-      [&](int64_t j) {
-        const float* base = lines + (j / n) * len * c;
-        const Lerp a = axis(t[j], len);
-        const float* p0 = base + a.i0 * c;
-        const float* p1 = base + a.i1 * c;
-        float* o = out + j * c;
-        for (int64_t ch = 0; ch < c; ++ch) o[ch] = a.w0 * p0[ch] + a.w1 * p1[ch];
-      },
-      nt);
-}
-
-// grad_out [P, N, C] -> grad_lines [P, L, C] (fully overwritten); buckets are cells.
-void lines_backward(const float* grad_out, const float* t, const int32_t* order, const int64_t* starts, int64_t np,
+void lines_backward(const float* grad_out, const float* ts, const int32_t* order, const int64_t* starts, int64_t np,
                     int64_t n, int64_t len, int64_t c, float* grad_lines, int nt) {
-  bucket_scatter(
-      order, starts, np * len, 1, grad_lines, c, 16,
-      [&](int64_t j) {
-        float* base = grad_lines + (j / n) * len * c;
-        const Lerp a = axis(t[j], len);
-        const float* g = grad_out + j * c;
-        axpy(base + a.i0 * c, g, a.w0, c);
-        axpy(base + a.i1 * c, g, a.w1, c);
-      },
-      nt);
+  const int64_t sizes[1] = {len};
+  const auto g = make_geo<1>(sizes, c, std::max<int64_t>(n, 1));
+  V3KD_DISPATCH_C(c, [&](auto cc) {
+    interp_backward<1, decltype(cc)::value>(g, grad_out, c, ts, order, starts, np * len, 1, grad_lines, nt);
+  });
 }
 
 }  // namespace v3kd

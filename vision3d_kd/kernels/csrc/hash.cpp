@@ -4,15 +4,19 @@
 // x: [N, 3] float32 in [0, 1]; table: [L, T, F] float32; resolutions: [L] int32.
 // Output [N, L*F], level-major columns. Maths mirrors kernels/hash_ref.py exactly.
 //
-// Memory layout: both passes work level by level so one level's table block stays in cache, and
-// read/write a level-major scratch [L, N, F] (streaming) that is transposed to/from [N, L*F] once.
-// The backward parallelises over levels: each thread owns whole table blocks -> no atomics and a
-// deterministic result (points are visited in order).
+// Forward: blocks of kBlock points are independent tasks (no barrier per level); a task walks the
+// levels and, per level, first computes all corner rows and weights of its block (prefetching the
+// rows), then gathers, so many random table reads are in flight at once. The output rows of a
+// block (kBlock * L * F floats) stay in L2 while the levels fill them.
+// Backward: parallel over levels; each thread owns whole table blocks -> no atomics and a
+// deterministic result (points visited in order). grad_out [N, L*F] is first transposed to a
+// level-major scratch [L, N, F] so each level streams its own gradients.
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 namespace {
 
@@ -44,7 +48,9 @@ inline void corners(const float* xp, const Level& lv, uint32_t* idx, float* wt) 
   float w[3];
   for (int d = 0; d < 3; ++d) {
     const float p = xp[d] * rf;
-    const float cf = std::min(std::max(std::floor(p), 0.0f), hi);
+    float cf = std::floor(p);
+    cf = cf >= 0.0f ? cf : 0.0f;  // also maps NaN to 0: a valid row, and w stays NaN below
+    cf = cf <= hi ? cf : hi;
     c[d] = static_cast<uint32_t>(cf);
     w[d] = p - cf;
   }
@@ -82,21 +88,27 @@ inline void corners(const float* xp, const Level& lv, uint32_t* idx, float* wt) 
   }
 }
 
+constexpr int64_t kBlock = 1024;
+
 template <int F>
-void level_forward(const float* x, const float* tab, const Level& lv, int64_t n, int nf, float* dst) {
+void block_forward(const float* x, const float* tab, const Level& lv, int64_t i0, int64_t i1, int nf,
+                   int64_t out_stride, float* out, uint32_t* idx, float* wt) {
   const int f_count = F > 0 ? F : nf;
-#pragma omp for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t idx[8];
-    float wt[8];
-    corners(x + 3 * i, lv, idx, wt);
+  for (int64_t i = i0; i < i1; ++i) {
+    uint32_t* id = idx + 8 * (i - i0);
+    corners(x + 3 * i, lv, id, wt + 8 * (i - i0));
+    for (int k = 0; k < 8; ++k) __builtin_prefetch(tab + static_cast<int64_t>(id[k]) * f_count);
+  }
+  for (int64_t i = i0; i < i1; ++i) {
+    const uint32_t* id = idx + 8 * (i - i0);
+    const float* w = wt + 8 * (i - i0);
     float acc[F > 0 ? F : 64];
     for (int f = 0; f < f_count; ++f) acc[f] = 0.0f;
     for (int k = 0; k < 8; ++k) {
-      const float* row = tab + static_cast<int64_t>(idx[k]) * f_count;
-      for (int f = 0; f < f_count; ++f) acc[f] += wt[k] * row[f];
+      const float* row = tab + static_cast<int64_t>(id[k]) * f_count;
+      for (int f = 0; f < f_count; ++f) acc[f] += w[k] * row[f];
     }
-    float* o = dst + i * f_count;
+    float* o = out + i * out_stride;
     for (int f = 0; f < f_count; ++f) o[f] = acc[f];
   }
 }
@@ -104,55 +116,66 @@ void level_forward(const float* x, const float* tab, const Level& lv, int64_t n,
 template <int F>
 void level_backward(const float* x, const float* g, const Level& lv, int64_t n, int nf, float* gtab) {
   const int f_count = F > 0 ? F : nf;
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t idx[8];
-    float wt[8];
-    corners(x + 3 * i, lv, idx, wt);
-    const float* gi = g + i * f_count;
-    for (int k = 0; k < 8; ++k) {
-      float* row = gtab + static_cast<int64_t>(idx[k]) * f_count;
-      for (int f = 0; f < f_count; ++f) row[f] += wt[k] * gi[f];
+  std::vector<uint32_t> idx_buf(8 * kBlock);
+  std::vector<float> wt_buf(8 * kBlock);
+  uint32_t* idx = idx_buf.data();
+  float* wt = wt_buf.data();
+  for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
+    const int64_t i1 = std::min(i0 + kBlock, n);
+    for (int64_t i = i0; i < i1; ++i) {
+      uint32_t* id = idx + 8 * (i - i0);
+      corners(x + 3 * i, lv, id, wt + 8 * (i - i0));
+      for (int k = 0; k < 8; ++k) __builtin_prefetch(gtab + static_cast<int64_t>(id[k]) * f_count, 1);
+    }
+    for (int64_t i = i0; i < i1; ++i) {
+      const uint32_t* id = idx + 8 * (i - i0);
+      const float* w = wt + 8 * (i - i0);
+      const float* gi = g + i * f_count;
+      for (int k = 0; k < 8; ++k) {
+        float* row = gtab + static_cast<int64_t>(id[k]) * f_count;
+        for (int f = 0; f < f_count; ++f) row[f] += w[k] * gi[f];
+      }
     }
   }
 }
 
-#define V3KD_DISPATCH_F(nf, FN, ...)       \
-  switch (nf) {                            \
-    case 1: FN<1>(__VA_ARGS__); break;     \
-    case 2: FN<2>(__VA_ARGS__); break;     \
-    case 4: FN<4>(__VA_ARGS__); break;     \
-    case 8: FN<8>(__VA_ARGS__); break;     \
-    default: FN<0>(__VA_ARGS__); break;    \
+#define V3KD_DISPATCH_F(nf, FN, ...)   \
+  switch (nf) {                        \
+    case 1: FN<1>(__VA_ARGS__); break; \
+    case 2: FN<2>(__VA_ARGS__); break; \
+    case 4: FN<4>(__VA_ARGS__); break; \
+    case 8: FN<8>(__VA_ARGS__); break; \
+    default: FN<0>(__VA_ARGS__); break; \
   }
 
 }  // namespace
 
 namespace v3kd {
 
-// out: [N, L*F]; scratch: [L, N, F] (any contents).
-void hash_forward(const float* x, const float* table, const int32_t* res, int64_t n, int64_t nl,
-                  int64_t ts, int nf, float* scratch, float* out, int nt) {
+// out: [N, L*F].
+void hash_forward(const float* x, const float* table, const int32_t* res, int64_t n, int64_t nl, int64_t ts,
+                  int nf, float* out, int nt) {
+  std::vector<Level> levels;
+  for (int64_t l = 0; l < nl; ++l) levels.push_back(make_level(res[l], ts));
+  const int64_t n_blocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel num_threads(nt)
   {
-    for (int64_t l = 0; l < nl; ++l) {
-      const Level lv = make_level(res[l], ts);
-      V3KD_DISPATCH_F(nf, level_forward, x, table + l * ts * nf, lv, n, nf, scratch + l * n * nf)
-    }
-    // Level-major scratch [L, N, F] -> [N, L*F].
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      float* o = out + i * nl * nf;
+    std::vector<uint32_t> idx(8 * kBlock);
+    std::vector<float> wt(8 * kBlock);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const int64_t i0 = b * kBlock, i1 = std::min(i0 + kBlock, n);
       for (int64_t l = 0; l < nl; ++l) {
-        const float* s = scratch + (l * n + i) * nf;
-        for (int f = 0; f < nf; ++f) o[l * nf + f] = s[f];
+        V3KD_DISPATCH_F(nf, block_forward, x, table + l * ts * nf, levels[l], i0, i1, nf, nl * nf, out + l * nf,
+                        idx.data(), wt.data())
       }
     }
   }
 }
 
 // grad_table: [L, T, F] (any contents, fully overwritten); scratch: [L, N, F].
-void hash_backward(const float* grad_out, const float* x, const int32_t* res, int64_t n, int64_t nl,
-                   int64_t ts, int nf, float* scratch, float* grad_table, int nt) {
+void hash_backward(const float* grad_out, const float* x, const int32_t* res, int64_t n, int64_t nl, int64_t ts,
+                   int nf, float* scratch, float* grad_table, int nt) {
 #pragma omp parallel num_threads(nt)
   {
     // [N, L*F] -> level-major [L, N, F] so each level streams its own gradients.
@@ -164,7 +187,7 @@ void hash_backward(const float* grad_out, const float* x, const int32_t* res, in
         for (int f = 0; f < nf; ++f) s[f] = g[l * nf + f];
       }
     }
-    // One level per thread at a time: the thread zeroes and fills its own table block.
+    // One level per task: the thread zeroes and fills its own table block.
 #pragma omp for schedule(dynamic, 1)
     for (int64_t l = 0; l < nl; ++l) {
       float* block = grad_table + l * ts * nf;

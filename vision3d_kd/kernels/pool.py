@@ -1,0 +1,93 @@
+"""Reusable memory for the large outputs of the fused kernels (gradients and forward results).
+
+A dense gradient of a big grid (a 160^3 x 12 voxel grid is 196 MB) is allocated fresh on every
+backward, and so are large forward outputs. On virtual machines a fresh allocation costs a page
+fault per 4 KiB page, which can take longer than the kernel itself. This pool keeps a few anonymous
+memory maps alive and hands one out again only when no tensor refers to it any more (a tensor made
+by ``torch.frombuffer`` holds a reference to its map; ``sys.getrefcount`` tells when the last one
+is gone). Autograd stores a returned gradient as ``param.grad`` without a copy, so a training loop
+that sets ``grad = None`` each step reuses the same memory.
+
+``V3KD_GRAD_POOL_MB`` caps the pooled memory (default 1024; ``0`` disables the pool).
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import sys
+import threading
+
+import torch
+from torch import Tensor
+
+__all__ = ["pooled_empty", "clear_pool", "pooled_bytes", "POOL_MIN_BYTES"]
+
+POOL_MIN_BYTES = 4 << 20  # smaller outputs use torch.empty: their page faults are cheap
+_LOCK = threading.Lock()
+_MAPS: list[mmap.mmap] = []
+
+
+def _cap_bytes() -> int:
+    try:
+        return int(float(os.environ.get("V3KD_GRAD_POOL_MB", "1024")) * (1 << 20))
+    except ValueError:
+        return 1024 << 20
+
+
+def _rounded(nbytes: int) -> int:
+    """Map size for a request: rounded up to 1/8 of its power of two (so nearby sizes share maps)."""
+    step = 1 << max(12, nbytes.bit_length() - 4)
+    return -(-nbytes // step) * step
+
+
+def _idle_maps() -> list[mmap.mmap]:
+    """Maps no tensor refers to, oldest first. Call with the lock held."""
+    # Evaluated as ``_MAPS[i]``, an idle map is referenced only by the list and getrefcount's argument.
+    return [_MAPS[i] for i in range(len(_MAPS)) if sys.getrefcount(_MAPS[i]) <= 2]
+
+
+def pooled_bytes() -> int:
+    """Bytes currently held by the pool (in use or idle)."""
+    with _LOCK:
+        return sum(len(m) for m in _MAPS)
+
+
+def clear_pool() -> None:
+    """Forget every idle map (maps still used by a tensor are freed when that tensor dies)."""
+    with _LOCK:
+        _MAPS.clear()
+
+
+def pooled_empty(shape: tuple[int, ...] | list[int]) -> Tensor:
+    """An uninitialised float32 CPU tensor of ``shape`` (contents arbitrary: fill all of it).
+
+    Large buffers come from the pool (their storage cannot be resized; everything else about them is
+    an ordinary tensor); the caller must overwrite every element.
+    """
+    numel = math.prod(shape)
+    nbytes = numel * 4
+    cap = _cap_bytes()
+    if nbytes < POOL_MIN_BYTES or nbytes > cap:
+        return torch.empty(tuple(shape), dtype=torch.float32)
+    with _LOCK:
+        idle = _idle_maps()
+        fits = [m for m in idle if nbytes <= len(m) < 2 * nbytes]
+        if fits:
+            mm = min(fits, key=len)
+        else:
+            size = _rounded(nbytes)
+            total = sum(len(m) for m in _MAPS)
+            for victim in idle:  # oldest idle maps first
+                if total + size <= cap:
+                    break
+                _MAPS.remove(victim)
+                total -= len(victim)
+            if total + size > cap:
+                return torch.empty(tuple(shape), dtype=torch.float32)
+            mm = mmap.mmap(-1, size)
+            _MAPS.append(mm)
+        _MAPS.remove(mm)  # most recently used last
+        _MAPS.append(mm)
+        return torch.frombuffer(mm, dtype=torch.float32, count=numel).view(tuple(shape))
