@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import warnings
 
 import pytest
@@ -128,7 +129,8 @@ def _coords(shape, seed=0):
     return u
 
 
-@pytest.mark.parametrize("dhwc", [(7, 9, 11, 12), (5, 6, 4, 1), (1, 3, 8, 5)])
+# (5, 20, 21, 12): z slices of >= 4096 floats take the staged (scratch + streaming store) backward.
+@pytest.mark.parametrize("dhwc", [(7, 9, 11, 12), (5, 6, 4, 1), (1, 3, 8, 5), (5, 20, 21, 12)])
 def test_sample_volume_matches_grid_sample(ext, dhwc):
     grid = torch.randn(*dhwc, requires_grad=True)
     x = _coords((2000, 3))
@@ -138,9 +140,9 @@ def test_sample_volume_matches_grid_sample(ext, dhwc):
     _close(g1, g2)
 
 
-@pytest.mark.parametrize("c", [16, 7])
-def test_sample_planes_and_lines_match_reference(ext, c):
-    planes = torch.randn(3, 13, 17, c, requires_grad=True)
+@pytest.mark.parametrize("c,w", [(16, 17), (7, 17), (48, 90)])  # 90 * 48: staged plane rows
+def test_sample_planes_and_lines_match_reference(ext, c, w):
+    planes = torch.randn(3, 13, w, c, requires_grad=True)
     lines = torch.randn(3, 19, c, requires_grad=True)
     uv, t = _coords((3, 1500, 2), 1), _coords((3, 1500), 2)
     (p1,), (gp1,) = _grads(lambda: K.sample_planes(planes, uv), [planes])
@@ -260,6 +262,7 @@ def test_composite_rejects_unsorted_rays(ext):
 # ---- dispatch and build ------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:vision3d_kd. V3KD_NO_EXT=1:RuntimeWarning")
 def test_float64_and_disabled_use_reference(monkeypatch):
     grid = torch.randn(3, 4, 5, 2, dtype=torch.float64)
     x = torch.rand(7, 3, dtype=torch.float64) * 2 - 1
@@ -269,6 +272,26 @@ def test_float64_and_disabled_use_reference(monkeypatch):
     assert build.load_extension("anything", []) is None
     assert dispatch.use_fused("grid", grid.float(), x.float()) is None
     assert K.fused_available() == {"hash": False, "grid": False, "composite": False}
+
+
+def test_run_tuned_prefers_the_faster_thread_count(monkeypatch):
+    seen: list[int] = []
+
+    def call(nt: int) -> int:
+        seen.append(nt)
+        time.sleep(0.003 if nt == 1 else 0.0)
+        return nt
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for _ in range(12):
+            dispatch.run_tuned("test_tuner", 1 << 20, 1, call)
+        assert seen[:2] == [2, 1] and seen.count(2) >= 9  # tries both, then probes 1 every 8th call
+        monkeypatch.setenv("V3KD_THREADS", "1")
+        assert dispatch.run_tuned("test_tuner", 1 << 20, 1, call) == 1
+    finally:
+        torch.set_num_threads(old)
 
 
 def test_pool_reuses_memory_only_when_unreferenced(monkeypatch):

@@ -32,6 +32,8 @@ class TrainConfig:
     lr_final: float = 0.03  # final learning rate as a fraction of lr (exponential decay)
     warmup_steps: int = 50  # linear warm-up of the learning rate
     step_size: float = 0.01  # ray-marching step (scene units)
+    alpha_thre: float = 0.0  # training: drop samples with alpha below this (0 keeps a fresh field trainable)
+    early_stop_eps: float = 1e-4  # training: drop samples behind an opaque surface (transmittance below this)
     occ_resolution: int = 128  # occupancy grid cells per axis
     occ_update_every: int = 16  # steps between occupancy refreshes
     occ_warmup_steps: int = 256  # steps during which every cell is refreshed
@@ -54,6 +56,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
         if not (self.lr > 0 and self.step_size > 0 and 0 < self.lr_final <= 1):
             raise ConfigError("train.lr and train.step_size must be > 0 and train.lr_final in (0, 1]")
+        if not (0 <= self.alpha_thre < 1 and 0 <= self.early_stop_eps < 1):
+            raise ConfigError("train.alpha_thre and train.early_stop_eps must be in [0, 1)")
         if not 0 < self.occ_alpha_threshold < 1:
             raise ConfigError(f"train.occ_alpha_threshold must be in (0, 1), got {self.occ_alpha_threshold}")
         for name in ("background", "eval_background"):

@@ -114,7 +114,8 @@ def fit(
         field = build_field({**cfg.field, "field": cfg.field_name, "aabb": train_ds.aabb.tolist()})
     field = field.to(device).train()
     grid = OccupancyGrid(field.aabb.cpu(), tc.occ_resolution).to(device)
-    settings = RenderSettings(step_size=tc.step_size)
+    settings = RenderSettings(step_size=tc.step_size, alpha_thre=tc.alpha_thre, early_stop_eps=tc.early_stop_eps)
+    eval_settings = RenderSettings(step_size=tc.step_size)
     opt = _make_optimizer(field, tc.lr)
     step, elapsed_before, batch_rays = 0, 0.0, tc.batch_rays
     if resume:
@@ -196,7 +197,7 @@ def fit(
     metrics: dict[str, Any] = {"steps": step, "seconds": round(train_seconds, 2), "field": cfg.field_name,
                                "params": sum(p.numel() for p in field.parameters())}
     if test_ds is not None:
-        ev = evaluate_field(field, test_ds, grid, settings, tc.eval_background, tc.eval_chunk, out / "renders")
+        ev = evaluate_field(field, test_ds, grid, eval_settings, tc.eval_background, tc.eval_chunk, out / "renders")
         metrics.update({"psnr_test": ev["psnr"], "ssim_test": ev["ssim"], "n_test_views": ev["n_views"],
                         "render_seconds_per_view": ev["render_seconds_per_view"]})
     metrics["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -95,9 +95,10 @@ def load_extension(name: str, sources: list[pathlib.Path]) -> ModuleType | None:
 
     Returns:
         The loaded module, or ``None`` (with a one-time ``RuntimeWarning``) when the build fails or
-        ``V3KD_NO_EXT=1``. The result is cached per process.
+        ``V3KD_NO_EXT=1``. The result is cached per process (a failed build is not retried).
     """
     if extensions_disabled():
+        _warn_once("V3KD_NO_EXT", "vision3d_kd: V3KD_NO_EXT=1: fused C++ kernels off, using the PyTorch references.")
         return None
     sources = [pathlib.Path(s) for s in sources]
     with _LOCK:

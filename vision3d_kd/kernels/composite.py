@@ -8,11 +8,13 @@ delta_i``, per-sample loss slope ``v_i = g_rgb . c_i + g_opacity + g_depth * mid
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor
 
 from .composite_ref import check_packed, composite_ref, composite_weights_ref
-from .dispatch import n_threads, use_fused
+from .dispatch import run_tuned, use_fused
 
 __all__ = ["composite", "composite_weights"]
 
@@ -23,16 +25,19 @@ class _Composite(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ext, sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays):  # type: ignore[override]
         s = sigmas.shape[0]
-        nt = n_threads(s, 1 << 18)
         offsets = torch.empty(n_rays + 1, dtype=torch.int64)
-        ext.composite_offsets(ray_indices.data_ptr(), s, n_rays, offsets.data_ptr(), nt)
         rgb = sigmas.new_empty(n_rays, 3)
         opacity = sigmas.new_empty(n_rays)
         depth = sigmas.new_empty(n_rays)
-        bad = ext.composite_forward(sigmas.data_ptr(), rgbs.data_ptr(), t_starts.data_ptr(), t_ends.data_ptr(),
-                                    ray_indices.data_ptr(), s, offsets.data_ptr(), n_rays, rgb.data_ptr(),
-                                    opacity.data_ptr(), depth.data_ptr(), nt)
-        if bad:
+
+        def call(nt: int) -> int:
+            ext.composite_offsets(ray_indices.data_ptr(), s, n_rays, offsets.data_ptr(), nt)
+            return ext.composite_forward(
+                sigmas.data_ptr(), rgbs.data_ptr(), t_starts.data_ptr(), t_ends.data_ptr(), ray_indices.data_ptr(),
+                s, offsets.data_ptr(), n_rays, rgb.data_ptr(), opacity.data_ptr(), depth.data_ptr(), nt,
+            )
+
+        if run_tuned("composite_fwd", s, 1 << 17, call):
             raise ValueError("ray_indices must be sorted non-decreasing and lie in [0, n_rays)")
         ctx.ext = ext
         ctx.save_for_backward(sigmas, rgbs, t_starts, t_ends, offsets)
@@ -47,11 +52,13 @@ class _Composite(torch.autograd.Function):
             grads.append(sigmas.new_zeros(shape) if g is None else g.contiguous().to(torch.float32))
         g_sigmas = torch.empty_like(sigmas)
         g_rgbs = torch.empty_like(rgbs)
-        ctx.ext.composite_backward(
+        call = partial(
+            ctx.ext.composite_backward,
             *(g.data_ptr() for g in grads),
             sigmas.data_ptr(), rgbs.data_ptr(), t_starts.data_ptr(), t_ends.data_ptr(), offsets.data_ptr(),
-            n_rays, g_sigmas.data_ptr(), g_rgbs.data_ptr(), n_threads(sigmas.shape[0], 1 << 18),
+            n_rays, g_sigmas.data_ptr(), g_rgbs.data_ptr(),
         )
+        run_tuned("composite_bwd", sigmas.shape[0], 1 << 17, call)
         return (
             None,
             g_sigmas if ctx.needs_input_grad[1] else None,

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 import weakref
+from functools import partial
 
 import torch
 from torch import Tensor
 
-from .dispatch import n_threads, use_fused
+from .dispatch import run_tuned, use_fused
 from .grid_ref import sample_lines_ref, sample_planes_ref, sample_volume_ref
 from .pool import pooled_empty
 
@@ -31,21 +32,20 @@ def _sizes(kind: str, grid: Tensor, coords: Tensor) -> tuple[int, int, int]:
     return grid.shape[0] * coords.shape[1], grid.shape[0] * grid.shape[1], 1
 
 
-def _forward(ext, kind: str, grid: Tensor, coords: Tensor) -> Tensor:
-    nt = n_threads(_sizes(kind, grid, coords)[0], 1 << 16)
-    gp, xp = grid.data_ptr(), coords.data_ptr()
+def _forward(ext, kind: str, grid: Tensor, coords: Tensor, sort: tuple[Tensor, Tensor, Tensor] | None) -> Tensor:
+    """Interpolate; with ``sort`` (from :func:`_sort`) the samples are read in grid-row order."""
+    gp = grid.data_ptr()
+    xp, op = (coords.data_ptr(), 0) if sort is None else (sort[2].data_ptr(), sort[0].data_ptr())
     if kind == "volume":
-        d, h, w, c = grid.shape
-        out = pooled_empty((coords.shape[0], c))
-        ext.volume_forward(gp, d, h, w, c, xp, coords.shape[0], out.data_ptr(), nt)
+        out = pooled_empty((coords.shape[0], grid.shape[3]))
+        call = partial(ext.volume_forward, gp, *grid.shape, xp, op, coords.shape[0], out.data_ptr())
     elif kind == "planes":
-        p, h, w, c = grid.shape
-        out = pooled_empty((p, coords.shape[1], c))
-        ext.planes_forward(gp, p, h, w, c, xp, coords.shape[1], out.data_ptr(), nt)
+        out = pooled_empty((grid.shape[0], coords.shape[1], grid.shape[3]))
+        call = partial(ext.planes_forward, gp, *grid.shape, xp, op, coords.shape[1], out.data_ptr())
     else:
-        p, length, c = grid.shape
-        out = pooled_empty((p, coords.shape[1], c))
-        ext.lines_forward(gp, p, length, c, xp, coords.shape[1], out.data_ptr(), nt)
+        out = pooled_empty((grid.shape[0], coords.shape[1], grid.shape[2]))
+        call = partial(ext.lines_forward, gp, *grid.shape, xp, op, coords.shape[1], out.data_ptr())
+    run_tuned(f"{kind}_fwd", _sizes(kind, grid, coords)[0], 1 << 16, call)
     return out
 
 
@@ -55,13 +55,14 @@ def _sort(ext, kind: str, grid: Tensor, coords: Tensor) -> tuple[Tensor, Tensor,
     order = torch.empty(n_items, dtype=torch.int32)
     starts = torch.empty(n_keys + 1, dtype=torch.int64)
     sorted_coords = coords.new_empty(n_items, dim)
-    args = (order.data_ptr(), starts.data_ptr(), sorted_coords.data_ptr(), n_threads(n_items, 1 << 18))
+    args = (order.data_ptr(), starts.data_ptr(), sorted_coords.data_ptr())
     if kind == "volume":
-        ext.volume_sort(coords.data_ptr(), coords.shape[0], grid.shape[0], grid.shape[1], *args)
+        call = partial(ext.volume_sort, coords.data_ptr(), coords.shape[0], grid.shape[0], grid.shape[1], *args)
     elif kind == "planes":
-        ext.planes_sort(coords.data_ptr(), grid.shape[0], coords.shape[1], grid.shape[1], *args)
+        call = partial(ext.planes_sort, coords.data_ptr(), grid.shape[0], coords.shape[1], grid.shape[1], *args)
     else:
-        ext.lines_sort(coords.data_ptr(), grid.shape[0], coords.shape[1], grid.shape[1], *args)
+        call = partial(ext.lines_sort, coords.data_ptr(), grid.shape[0], coords.shape[1], grid.shape[1], *args)
+    run_tuned(f"{kind}_sort", n_items, 1 << 18, call)
     return order, starts, sorted_coords
 
 
@@ -97,16 +98,16 @@ def _backward(
     shape: tuple[int, ...],
 ) -> Tensor:
     """Scatter ``grad`` of the ``n`` outputs (per plane) into a new gradient of the grid (``shape``)."""
-    nt = n_threads(order.shape[0] + math.prod(shape) // 16, 1 << 15)
     g = grad.contiguous().to(torch.float32)
     out = pooled_empty(shape)  # every cell is written by the kernel
     args = (g.data_ptr(), coords.data_ptr(), order.data_ptr(), starts.data_ptr())
     if kind == "volume":
-        ext.volume_backward(*args, *shape, out.data_ptr(), nt)
+        call = partial(ext.volume_backward, *args, *shape, out.data_ptr())
     elif kind == "planes":
-        ext.planes_backward(*args, shape[0], n, *shape[1:], out.data_ptr(), nt)
+        call = partial(ext.planes_backward, *args, shape[0], n, *shape[1:], out.data_ptr())
     else:
-        ext.lines_backward(*args, shape[0], n, *shape[1:], out.data_ptr(), nt)
+        call = partial(ext.lines_backward, *args, shape[0], n, *shape[1:], out.data_ptr())
+    run_tuned(f"{kind}_bwd", order.shape[0] + math.prod(shape) // 16, 1 << 15, call)
     return out
 
 
@@ -115,12 +116,13 @@ class _Sample(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, ext, kind: str, grid: Tensor, coords: Tensor, key: tuple) -> Tensor:  # type: ignore[override]
-        out = _forward(ext, kind, grid, coords)
         ctx.ext, ctx.kind, ctx.grid_shape = ext, kind, tuple(grid.shape)
         ctx.n = coords.shape[0] if kind == "volume" else coords.shape[1]
-        if ctx.needs_input_grad[2]:
-            ctx.save_for_backward(*_cached_sort(ext, kind, grid, coords, key))
-        return out
+        sort = None
+        if ctx.needs_input_grad[2]:  # the backward needs the sort; the forward then uses it too
+            sort = _cached_sort(ext, kind, grid, coords, key)
+            ctx.save_for_backward(*sort)
+        return _forward(ext, kind, grid, coords, sort)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]

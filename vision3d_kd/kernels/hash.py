@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .dispatch import n_threads, use_fused
+from .dispatch import run_tuned, use_fused
 from .hash_ref import hash_encode_ref
 from .pool import pooled_empty
 
@@ -25,8 +25,8 @@ class _HashEncode(torch.autograd.Function):
         n_levels, table_size, n_feat = table.shape
         n = x.shape[0]
         out = pooled_empty((n, n_levels * n_feat))
-        ext.hash_forward(x.data_ptr(), table.data_ptr(), resolutions.data_ptr(), n, n_levels, table_size,
-                         n_feat, out.data_ptr(), n_threads(n * n_levels, 1 << 17))
+        args = (x.data_ptr(), table.data_ptr(), resolutions.data_ptr(), n, n_levels, table_size, n_feat)
+        run_tuned("hash_fwd", n * n_levels, 1 << 17, lambda nt: ext.hash_forward(*args, out.data_ptr(), nt))
         ctx.ext = ext
         ctx.table_shape = (n_levels, table_size, n_feat)
         ctx.save_for_backward(x, resolutions)
@@ -42,9 +42,10 @@ class _HashEncode(torch.autograd.Function):
             n = x.shape[0]
             scratch = pooled_empty((n_levels, n, n_feat))  # level-major copy of grad_out
             grad_table = pooled_empty((n_levels, table_size, n_feat))  # fully written by the kernel
-            ctx.ext.hash_backward(g.data_ptr(), x.data_ptr(), resolutions.data_ptr(), n, n_levels, table_size,
-                                  n_feat, scratch.data_ptr(), grad_table.data_ptr(),
-                                  n_threads(n * n_levels + grad_table.numel() // 8, 1 << 15))
+            args = (g.data_ptr(), x.data_ptr(), resolutions.data_ptr(), n, n_levels, table_size, n_feat,
+                    scratch.data_ptr(), grad_table.data_ptr())
+            work = n * n_levels + grad_table.numel() // 8
+            run_tuned("hash_bwd", work, 1 << 15, lambda nt: ctx.ext.hash_backward(*args, nt))
         return None, None, grad_table, None
 
 

@@ -14,20 +14,20 @@ void hash_backward(const float* grad_out, const float* x, const int32_t* res, in
                    int nf, float* scratch, float* grad_table, int nt);
 void volume_sort(const float* x, int64_t n, int64_t d, int64_t h, int32_t* order, int64_t* starts, float* xs,
                  int nt);
-void volume_forward(const float* grid, int64_t d, int64_t h, int64_t w, int64_t c, const float* x, int64_t n,
-                    float* out, int nt);
+void volume_forward(const float* grid, int64_t d, int64_t h, int64_t w, int64_t c, const float* x,
+                    const int32_t* order, int64_t n, float* out, int nt);
 void volume_backward(const float* grad_out, const float* xs, const int32_t* order, const int64_t* starts,
                      int64_t d, int64_t h, int64_t w, int64_t c, float* grad_grid, int nt);
 void planes_sort(const float* uv, int64_t np, int64_t n, int64_t h, int32_t* order, int64_t* starts, float* uvs,
                  int nt);
-void planes_forward(const float* planes, int64_t np, int64_t h, int64_t w, int64_t c, const float* uv, int64_t n,
-                    float* out, int nt);
+void planes_forward(const float* planes, int64_t np, int64_t h, int64_t w, int64_t c, const float* uv,
+                    const int32_t* order, int64_t n, float* out, int nt);
 void planes_backward(const float* grad_out, const float* uvs, const int32_t* order, const int64_t* starts,
                      int64_t np, int64_t n, int64_t h, int64_t w, int64_t c, float* grad_planes, int nt);
 void lines_sort(const float* t, int64_t np, int64_t n, int64_t len, int32_t* order, int64_t* starts, float* ts,
                 int nt);
-void lines_forward(const float* lines, int64_t np, int64_t len, int64_t c, const float* t, int64_t n, float* out,
-                   int nt);
+void lines_forward(const float* lines, int64_t np, int64_t len, int64_t c, const float* t, const int32_t* order,
+                   int64_t n, float* out, int nt);
 void lines_backward(const float* grad_out, const float* ts, const int32_t* order, const int64_t* starts, int64_t np,
                     int64_t n, int64_t len, int64_t c, float* grad_lines, int nt);
 void composite_offsets(const int64_t* ray_idx, int64_t n_samples, int64_t n_rays, int64_t* offsets, int nt);
@@ -74,8 +74,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       nogil);
   m.def(
       "volume_forward",
-      [](Addr grid, int64_t d, int64_t h, int64_t w, int64_t c, Addr x, int64_t n, Addr out, int nt) {
-        v3kd::volume_forward(ptr<const float>(grid), d, h, w, c, ptr<const float>(x), n, ptr<float>(out), nt);
+      [](Addr grid, int64_t d, int64_t h, int64_t w, int64_t c, Addr x, Addr order, int64_t n, Addr out, int nt) {
+        v3kd::volume_forward(ptr<const float>(grid), d, h, w, c, ptr<const float>(x), ptr<const int32_t>(order), n,
+                             ptr<float>(out), nt);
       },
       nogil);
   m.def(
@@ -94,8 +95,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       nogil);
   m.def(
       "planes_forward",
-      [](Addr planes, int64_t np, int64_t h, int64_t w, int64_t c, Addr uv, int64_t n, Addr out, int nt) {
-        v3kd::planes_forward(ptr<const float>(planes), np, h, w, c, ptr<const float>(uv), n, ptr<float>(out), nt);
+      [](Addr planes, int64_t np, int64_t h, int64_t w, int64_t c, Addr uv, Addr order, int64_t n, Addr out,
+         int nt) {
+        v3kd::planes_forward(ptr<const float>(planes), np, h, w, c, ptr<const float>(uv), ptr<const int32_t>(order),
+                             n, ptr<float>(out), nt);
       },
       nogil);
   m.def(
@@ -115,8 +118,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       nogil);
   m.def(
       "lines_forward",
-      [](Addr lines, int64_t np, int64_t len, int64_t c, Addr t, int64_t n, Addr out, int nt) {
-        v3kd::lines_forward(ptr<const float>(lines), np, len, c, ptr<const float>(t), n, ptr<float>(out), nt);
+      [](Addr lines, int64_t np, int64_t len, int64_t c, Addr t, Addr order, int64_t n, Addr out, int nt) {
+        v3kd::lines_forward(ptr<const float>(lines), np, len, c, ptr<const float>(t), ptr<const int32_t>(order), n,
+                            ptr<float>(out), nt);
       },
       nogil);
   m.def(

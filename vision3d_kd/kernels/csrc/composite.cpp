@@ -13,7 +13,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -35,7 +34,7 @@ inline float exp_poly(float x) {
   y = y * r + 1.6666665459e-1f;
   y = y * r + 5.0000001201e-1f;
   y = y * (r * r) + r + 1.0f;
-  return y * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+  return y * __builtin_bit_cast(float, (static_cast<int32_t>(n) + 127) << 23);  // 2^n (C++17-safe)
 }
 
 // out[k] = exp(-min(x[k], 87)) for x >= 0 (exp(-87) ~ 1.6e-38 keeps 2^n a normal number). Two loops:
@@ -47,37 +46,32 @@ inline void exp_neg(const float* __restrict x, int64_t m, float* __restrict out)
   for (int64_t k = 0; k < m; ++k) out[k] = exp_poly(out[k]);
 }
 
-// Per-thread scratch for one ray of m samples: optical depths tau_k, exclusive cumulative depths,
-// decay factors e_k = exp(-tau_k), transmittances T_k = exp(-sum_{j<k} tau_j) (as the reference),
-// weights w_k and two free rows for the backward.
+// Per-thread scratch for one ray of m samples, in one buffer: optical depths tau_k, exclusive
+// cumulative depths, then (at the same distance, so one exp pass covers both) decay factors
+// e_k = exp(-tau_k) and transmittances T_k = exp(-sum_{j<k} tau_j) (as the reference), then two free
+// rows for the backward.
 struct Ray {
   std::vector<float> buf;
-  float *tau, *cum, *e, *trans, *w, *a, *b;
+  float *tau, *cum, *e, *trans, *a, *b;
   void compute(const float* sigmas, const float* t_starts, const float* t_ends, int64_t i0, int64_t m) {
-    if (static_cast<int64_t>(buf.size()) < 7 * m) buf.resize(7 * m);
+    if (static_cast<int64_t>(buf.size()) < 6 * m) buf.resize(6 * m);
     float* p = buf.data();
-    tau = p, cum = p + m, e = p + 2 * m, trans = p + 3 * m, w = p + 4 * m, a = p + 5 * m, b = p + 6 * m;
+    tau = p, cum = p + m, e = p + 2 * m, trans = p + 3 * m, a = p + 4 * m, b = p + 5 * m;
     const float* __restrict s = sigmas + i0;
     const float* __restrict t0 = t_starts + i0;
     const float* __restrict t1 = t_ends + i0;
     float* __restrict tau_ = tau;
     float* __restrict cum_ = cum;
-#pragma omp simd
-    for (int64_t k = 0; k < m; ++k) tau_[k] = s[k] * (t1[k] - t0[k]);
     float acc = 0.0f;
 #pragma omp simd reduction(inscan, + : acc)
     for (int64_t k = 0; k < m; ++k) {
       cum_[k] = acc;
 #pragma omp scan exclusive(acc)
-      acc += tau_[k];
+      const float t = s[k] * (t1[k] - t0[k]);
+      tau_[k] = t;
+      acc += t;
     }
-    exp_neg(tau, m, e);
-    exp_neg(cum, m, trans);
-    float* __restrict w_ = w;
-    const float* __restrict e_ = e;
-    const float* __restrict tr_ = trans;
-#pragma omp simd
-    for (int64_t k = 0; k < m; ++k) w_[k] = tr_[k] * (1.0f - e_[k]);
+    exp_neg(tau, 2 * m, e);  // [tau | cum] -> [e | trans]
   }
 };
 
@@ -120,7 +114,8 @@ int composite_forward(const float* sigmas, const float* rgbs, const float* t_sta
     for (int64_t r = 0; r < n_rays; ++r) {
       const int64_t i0 = offsets[r], m = offsets[r + 1] - i0;
       ray.compute(sigmas, t_starts, t_ends, i0, m);
-      const float* __restrict w = ray.w;
+      const float* __restrict e = ray.e;
+      const float* __restrict tr = ray.trans;
       const float* __restrict c = rgbs + 3 * i0;
       const float* __restrict ta = t_starts + i0;
       const float* __restrict tb = t_ends + i0;
@@ -129,11 +124,12 @@ int composite_forward(const float* sigmas, const float* rgbs, const float* t_sta
       int mismatch = 0;
 #pragma omp simd reduction(+ : cr, cg, cb, op, dp) reduction(| : mismatch)
       for (int64_t k = 0; k < m; ++k) {
-        cr += w[k] * c[3 * k];
-        cg += w[k] * c[3 * k + 1];
-        cb += w[k] * c[3 * k + 2];
-        op += w[k];
-        dp += w[k] * (0.5f * (ta[k] + tb[k]));
+        const float w = tr[k] * (1.0f - e[k]);
+        cr += w * c[3 * k];
+        cg += w * c[3 * k + 1];
+        cb += w * c[3 * k + 2];
+        op += w;
+        dp += w * (0.5f * (ta[k] + tb[k]));
         mismatch |= ri[k] != r ? 1 : 0;
       }
       bad |= mismatch;
@@ -159,11 +155,11 @@ void composite_backward(const float* g_rgb, const float* g_opacity, const float*
       ray.compute(sigmas, t_starts, t_ends, i0, m);
       const float gr = g_rgb[3 * r], gg = g_rgb[3 * r + 1], gb = g_rgb[3 * r + 2];
       const float go = g_opacity[r], gd = g_depth[r];
-      const float* __restrict w = ray.w;
       const float* __restrict e = ray.e;
       const float* __restrict tr = ray.trans;
-      float* __restrict v = ray.a;    // slope v_k
-      float* __restrict suf = ray.b;  // sum_{i>k} v_i w_i
+      float* __restrict vw = ray.tau;  // v_k w_k (tau is no longer needed)
+      float* __restrict v = ray.a;     // slope v_k
+      float* __restrict suf = ray.b;   // sum_{i>k} v_i w_i
       const float* __restrict c = rgbs + 3 * i0;
       const float* __restrict ta = t_starts + i0;
       const float* __restrict tb = t_ends + i0;
@@ -171,17 +167,19 @@ void composite_backward(const float* g_rgb, const float* g_opacity, const float*
       float* __restrict gs = grad_sigmas + i0;
 #pragma omp simd
       for (int64_t k = 0; k < m; ++k) {
+        const float w = tr[k] * (1.0f - e[k]);
         v[k] = gr * c[3 * k] + gg * c[3 * k + 1] + gb * c[3 * k + 2] + go + gd * (0.5f * (ta[k] + tb[k]));
-        gc[3 * k] = w[k] * gr;
-        gc[3 * k + 1] = w[k] * gg;
-        gc[3 * k + 2] = w[k] * gb;
+        vw[k] = v[k] * w;
+        gc[3 * k] = w * gr;
+        gc[3 * k + 1] = w * gg;
+        gc[3 * k + 2] = w * gb;
       }
       float acc = 0.0f;  // suffix sums, accumulated from the far end (no cancellation)
 #pragma omp simd reduction(inscan, + : acc)
       for (int64_t k = 0; k < m; ++k) {
         suf[m - 1 - k] = acc;
 #pragma omp scan exclusive(acc)
-        acc += v[m - 1 - k] * w[m - 1 - k];
+        acc += vw[m - 1 - k];
       }
 #pragma omp simd
       for (int64_t k = 0; k < m; ++k) gs[k] = (v[k] * (tr[k] * e[k]) - suf[k]) * (tb[k] - ta[k]);

@@ -28,6 +28,10 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
 namespace {
 
 constexpr int64_t kB = 128;  // samples per block
@@ -166,23 +170,75 @@ void for_each_block(int64_t n, Fn fn, int nt) {
   for (int64_t blk = 0; blk < n_blocks; ++blk) fn(blk * kB, std::min(kB, n - blk * kB));
 }
 
+// Copies n floats to dst with non-temporal stores where the ISA has them: each gradient region is
+// written once, so this saves reading it into the cache first (read-for-ownership).
+inline void stream_copy(float* dst, const float* src, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512F__) || defined(__AVX__) || defined(__SSE2__)
+#if defined(__AVX512F__)
+  constexpr int64_t kV = 16;
+#elif defined(__AVX__)
+  constexpr int64_t kV = 8;
+#else
+  constexpr int64_t kV = 4;
+#endif
+  for (; i < n && reinterpret_cast<std::uintptr_t>(dst + i) % (4 * kV) != 0; ++i) dst[i] = src[i];
+  for (; i + kV <= n; i += kV) {
+#if defined(__AVX512F__)
+    _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+#elif defined(__AVX__)
+    _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+#else
+    _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+#endif
+  }
+#endif
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
+// Where a task accumulates region r: large regions go to a two-slot scratch ring (cache resident,
+// streamed out once complete), small ones straight into the gradient.
+struct Target {
+  float* grad;
+  int64_t region;
+  float* slot[2];
+  bool staged;
+  // Address of absolute offset off, which lies in region r.
+  float* at(int64_t r, int64_t off) const { return staged ? slot[r & 1] + (off - r * region) : grad + off; }
+};
+
+constexpr int64_t kStageMin = 1 << 12, kStageMax = 1 << 22;  // region sizes (floats) that are staged
+
 // Owner-computes scatter (see the file comment). Region r is grad[r * region, (r + 1) * region); bucket
-// b holds the sorted items [starts[b * kpb], starts[(b + 1) * kpb]). scatter(j0, m, lo, hi) handles the
-// sorted items [j0, j0 + m) and must add only corners in regions [lo, hi).
+// b holds the sorted items [starts[b * kpb], starts[(b + 1) * kpb]). scatter(j0, m, lo, hi, target)
+// handles the sorted items [j0, j0 + m) and must add only corners in regions [lo, hi), at target.at().
+// Region r is complete after bucket r, which is when a staged region is streamed out.
 template <class Scatter>
 void owned_scatter(const int64_t* starts, int64_t n_regions, int64_t kpb, float* grad, int64_t region,
                    Scatter scatter, int nt) {
   const int64_t per_task = std::max<int64_t>(2, (n_regions + 8 * nt - 1) / (8 * nt));
   const int64_t n_tasks = (n_regions + per_task - 1) / per_task;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-  for (int64_t task = 0; task < n_tasks; ++task) {
-    const int64_t lo = task * per_task, hi = std::min(lo + per_task, n_regions);
-    std::fill(grad + lo * region, grad + (lo + 1) * region, 0.0f);
-    for (int64_t b = std::max<int64_t>(lo - 1, 0); b < hi; ++b) {
-      if (b + 1 > lo && b + 1 < hi) std::fill(grad + (b + 1) * region, grad + (b + 2) * region, 0.0f);
-      const int64_t j1 = starts[(b + 1) * kpb];
-      for (int64_t j = starts[b * kpb]; j < j1; j += kB) scatter(j, std::min(kB, j1 - j), lo, hi);
+  const bool staged = region >= kStageMin && region <= kStageMax;
+#pragma omp parallel num_threads(nt)
+  {
+    thread_local std::vector<float> scratch;  // OpenMP threads persist: reused across calls
+    if (staged && static_cast<int64_t>(scratch.size()) < 2 * region) scratch.resize(2 * region);
+    const Target t{grad, region, {scratch.data(), scratch.data() + (staged ? region : 0)}, staged};
+    auto zero = [&](int64_t r) { std::fill(t.at(r, r * region), t.at(r, r * region) + region, 0.0f); };
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < n_tasks; ++task) {
+      const int64_t lo = task * per_task, hi = std::min(lo + per_task, n_regions);
+      zero(lo);
+      for (int64_t b = std::max<int64_t>(lo - 1, 0); b < hi; ++b) {
+        if (b + 1 > lo && b + 1 < hi) zero(b + 1);
+        const int64_t j1 = starts[(b + 1) * kpb];
+        for (int64_t j = starts[b * kpb]; j < j1; j += kB) scatter(j, std::min(kB, j1 - j), lo, hi, t);
+        if (staged && b >= lo) stream_copy(grad + b * region, t.at(b, b * region), region);
+      }
     }
+#if defined(__SSE2__)
+    _mm_sfence();  // make the streamed stores visible before the region ends
+#endif
   }
 }
 
@@ -207,15 +263,16 @@ inline void setup_block(Block& b, const Geo<DIMS>& g, const float* coords, int64
   }
 }
 
+// order == nullptr: coords in item order. Otherwise coords are sorted and item order[j] is at j.
 template <int DIMS, int64_t CT>
-void interp_forward(const Geo<DIMS>& g, const float* grid, int64_t c, const float* coords, int64_t n_items,
-                    float* out, int nt) {
+void interp_forward(const Geo<DIMS>& g, const float* grid, int64_t c, const float* coords, const int32_t* order,
+                    int64_t n_items, float* out, int nt) {
   const int64_t nc = CT > 0 ? CT : c;
   for_each_block(
       n_items,
       [&](int64_t i0, int64_t m) {
         Block b;
-        setup_block<DIMS>(b, g, coords, i0, m, nullptr);
+        setup_block<DIMS>(b, g, coords, i0, m, order);
         for (int64_t k = 0; k < m; ++k) {
           for (int q = 0; q < (1 << (DIMS - 1)); ++q) {
             int64_t off = b.base[k];
@@ -237,7 +294,7 @@ void interp_forward(const Geo<DIMS>& g, const float* grid, int64_t c, const floa
             p[q] = grid + off;
             wt[q] = wq;
           }
-          float* o = out + (i0 + k) * nc;
+          float* o = out + (order ? static_cast<int64_t>(order[i0 + k]) : i0 + k) * nc;
           for (int64_t ch = 0; ch < nc; ++ch) {
             float acc = 0.0f;
             for (int q = 0; q < (1 << DIMS); ++q) acc += wt[q] * p[q][ch];
@@ -257,7 +314,7 @@ void interp_backward(const Geo<DIMS>& g, const float* grad_out, int64_t c, const
   constexpr int O = DIMS - 1;  // outermost axis
   owned_scatter(
       starts, n_regions, kpb, grad, g.stride[O],
-      [&](int64_t j0, int64_t m, int64_t lo, int64_t hi) {
+      [&](int64_t j0, int64_t m, int64_t lo, int64_t hi, const Target& target) {
         Block b;
         for (int64_t k = 0; k < m; ++k) prefetch_span(grad_out + static_cast<int64_t>(order[j0 + k]) * nc, nc);
         setup_block<DIMS>(b, g, sorted, j0, m, order);
@@ -276,7 +333,7 @@ void interp_backward(const Geo<DIMS>& g, const float* grad_out, int64_t c, const
                 off += up ? b.step[a][k] : 0;
                 wq *= up ? b.w1[a][k] : b.w0[a][k];
               }
-              axpy<CT>(grad + off, src, wq, nc);
+              axpy<CT>(target.at(r, off), src, wq, nc);
             }
           }
         }
@@ -325,26 +382,29 @@ void lines_sort(const float* t, int64_t np, int64_t n, int64_t len, int32_t* ord
 }
 
 // Forward: volume grid [D, H, W, C] at x [N, 3] -> [N, C]; planes [P, H, W, C] at uv [P, N, 2] ->
-// [P, N, C]; lines [P, L, C] at t [P, N] -> [P, N, C].
-void volume_forward(const float* grid, int64_t d, int64_t h, int64_t w, int64_t c, const float* x, int64_t n,
-                    float* out, int nt) {
+// [P, N, C]; lines [P, L, C] at t [P, N] -> [P, N, C]. With order (may be null) the coordinates are
+// the sorted copy from *_sort (row-ordered reads: cache friendly for scattered samples).
+void volume_forward(const float* grid, int64_t d, int64_t h, int64_t w, int64_t c, const float* x,
+                    const int32_t* order, int64_t n, float* out, int nt) {
   const int64_t sizes[3] = {w, h, d};
   const auto g = make_geo<3>(sizes, c, std::max<int64_t>(n, 1));
-  V3KD_DISPATCH_C(c, [&](auto cc) { interp_forward<3, decltype(cc)::value>(g, grid, c, x, n, out, nt); });
+  V3KD_DISPATCH_C(c, [&](auto cc) { interp_forward<3, decltype(cc)::value>(g, grid, c, x, order, n, out, nt); });
 }
 
-void planes_forward(const float* planes, int64_t np, int64_t h, int64_t w, int64_t c, const float* uv, int64_t n,
-                    float* out, int nt) {
+void planes_forward(const float* planes, int64_t np, int64_t h, int64_t w, int64_t c, const float* uv,
+                    const int32_t* order, int64_t n, float* out, int nt) {
   const int64_t sizes[2] = {w, h};
   const auto g = make_geo<2>(sizes, c, std::max<int64_t>(n, 1));
-  V3KD_DISPATCH_C(c, [&](auto cc) { interp_forward<2, decltype(cc)::value>(g, planes, c, uv, np * n, out, nt); });
+  V3KD_DISPATCH_C(c, [&](auto cc) {
+    interp_forward<2, decltype(cc)::value>(g, planes, c, uv, order, np * n, out, nt);
+  });
 }
 
-void lines_forward(const float* lines, int64_t np, int64_t len, int64_t c, const float* t, int64_t n, float* out,
-                   int nt) {
+void lines_forward(const float* lines, int64_t np, int64_t len, int64_t c, const float* t, const int32_t* order,
+                   int64_t n, float* out, int nt) {
   const int64_t sizes[1] = {len};
   const auto g = make_geo<1>(sizes, c, std::max<int64_t>(n, 1));
-  V3KD_DISPATCH_C(c, [&](auto cc) { interp_forward<1, decltype(cc)::value>(g, lines, c, t, np * n, out, nt); });
+  V3KD_DISPATCH_C(c, [&](auto cc) { interp_forward<1, decltype(cc)::value>(g, lines, c, t, order, np * n, out, nt); });
 }
 
 // Backward: grad_out of the forward -> gradient of the grid (fully overwritten), from the sort.
