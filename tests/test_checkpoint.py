@@ -17,7 +17,7 @@ def test_save_load_round_trip(tmp_path):
     assert cfg["note"] == "x"
     x = torch.rand(50, 3) * 2 - 1
     d = torch.nn.functional.normalize(torch.randn(50, 3), dim=-1)
-    for a, b in zip(field(x, d), loaded(x, d)):
+    for a, b in zip(field(x, d), loaded(x, d), strict=True):
         assert torch.equal(a, b)
     assert not list((tmp_path / "run").glob("*.tmp"))
 

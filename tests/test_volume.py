@@ -81,7 +81,9 @@ def test_occupancy_grid_finds_a_sphere_and_rendering_is_unchanged():
     assert occ[r < 0.4].all() and not occ[r > 0.6 + math.sqrt(3) / 16].any()
     # Skipping empty cells and pruning occluded samples must not change the image.
     o = torch.tensor([[0.0, 0.0, 3.0]]).expand(64, 3)
-    d = torch.nn.functional.normalize(torch.cat([torch.rand(64, 2, generator=g) * 0.3 - 0.15, -torch.ones(64, 1)], 1), dim=-1)
+    d = torch.nn.functional.normalize(
+        torch.cat([torch.rand(64, 2, generator=g) * 0.3 - 0.15, -torch.ones(64, 1)], 1), dim=-1
+    )
     bg = torch.ones(64, 3)
     full = render_rays(field, o, d, None, bg, RenderSettings(step_size=0.005, prune=False))
     fast = render_rays(field, o, d, grid, bg, RenderSettings(step_size=0.005))

@@ -13,7 +13,7 @@ from torch import Tensor
 from .cameras import Cameras, image_rays
 from .metrics import psnr, ssim
 from .render.occupancy import OccupancyGrid
-from .render.volume import RenderSettings, background_color, render_rays_chunked
+from .render.volume import RenderSettings, ray_background, render_rays_chunked
 
 __all__ = ["render_image", "evaluate_field", "save_png"]
 
@@ -22,7 +22,7 @@ def render_image(field, cams: Cameras, i: int, grid: OccupancyGrid | None, setti
                  background: str = "white", chunk: int = 8192) -> dict[str, Tensor]:
     """Render camera i: rgb [H,W,3], opacity [H,W], depth [H,W] (ray distance, 0 where empty)."""
     rays_o, rays_d = image_rays(cams, i)
-    bg = background_color(background, rays_o.shape[0], rays_o.device)
+    bg = ray_background(background, rays_o.shape[0], rays_o.device)
     out = render_rays_chunked(field, rays_o, rays_d, grid, bg, settings, chunk)
     h, w = cams.height, cams.width
     return {"rgb": out["rgb"].reshape(h, w, 3).clamp(0, 1), "opacity": out["opacity"].reshape(h, w),

@@ -24,7 +24,7 @@ from .errors import RunError
 from .evaluate import evaluate_field
 from .fields import build_field
 from .render.occupancy import OccupancyGrid
-from .render.volume import RenderSettings, background_color, render_rays
+from .render.volume import RenderSettings, ray_background, render_rays
 from .train_state import TRAIN_STATE, load_train_state, save_train_state
 
 __all__ = ["fit", "OCCUPANCY", "load_run", "render_settings_from"]
@@ -51,7 +51,7 @@ def load_run(run: Path, device: torch.device | str = "cpu") -> tuple[Any, Occupa
 
 
 def _all_rays(cams: Cameras) -> tuple[torch.Tensor, torch.Tensor]:
-    os_, ds = zip(*(image_rays(cams, i) for i in range(len(cams))))
+    os_, ds = zip(*(image_rays(cams, i) for i in range(len(cams))), strict=True)
     return torch.cat(os_), torch.cat(ds)
 
 
@@ -60,8 +60,13 @@ def _orbit_defaults(cams: Cameras) -> dict[str, float]:
     radius = float(pos.norm(dim=-1).mean())
     fov_y = 2 * math.degrees(math.atan(cams.height / (2 * float(cams.fy[0]))))
     elevation = float(torch.rad2deg(torch.asin((pos[:, 2] / pos.norm(dim=-1)).clamp(-1, 1))).mean())
-    return {"radius": radius, "fov_y_deg": fov_y, "elevation_deg": elevation,
-            "width": cams.width, "height": cams.height}
+    return {
+        "radius": radius,
+        "fov_y_deg": fov_y,
+        "elevation_deg": elevation,
+        "width": cams.width,
+        "height": cams.height,
+    }
 
 
 def _make_optimizer(field, lr: float) -> torch.optim.Optimizer:
@@ -123,13 +128,21 @@ def fit(
             raise RunError(f"{out / TRAIN_STATE}: no training state to resume from")
         meta, extra = load_train_state(out, opt, gen)
         step, elapsed_before, batch_rays = meta["step"], meta["elapsed"], meta["batch_rays"]
-        grid.load_state_dict({k[len("occ."):]: v for k, v in extra.items() if k.startswith("occ.")})
-    run_cfg = {"fit": cfg.to_dict(), "data": str(data_path) if data_path else None,
-               "render": {"step_size": tc.step_size, **_orbit_defaults(train_ds.cameras)}}
+        grid.load_state_dict({k[len("occ.") :]: v for k, v in extra.items() if k.startswith("occ.")})
+    run_cfg = {
+        "fit": cfg.to_dict(),
+        "data": str(data_path) if data_path else None,
+        "render": {"step_size": tc.step_size, **_orbit_defaults(train_ds.cameras)},
+    }
 
     def checkpoint(at_step: int, elapsed: float) -> None:
-        save_train_state(out, opt, {"step": at_step, "elapsed": elapsed, "batch_rays": batch_rays}, gen,
-                         {f"occ.{k}": v for k, v in grid.state_dict().items()})
+        save_train_state(
+            out,
+            opt,
+            {"step": at_step, "elapsed": elapsed, "batch_rays": batch_rays},
+            gen,
+            {f"occ.{k}": v for k, v in grid.state_dict().items()},
+        )
         save_tensors(out / OCCUPANCY, grid.state_dict())
         save_field(out, field, run_cfg)
 
@@ -143,8 +156,13 @@ def fit(
         _truncate_log(out / "log.jsonl", step)
     log_f = open(out / "log.jsonl", "a")
     t_start = time.perf_counter()
-    columns = [TextColumn("[bold]fit {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("{task.fields[info]}")]
+    columns = [
+        TextColumn("[bold]fit {task.fields[name]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+    ]
     try:
         with Progress(*columns, disable=not show_progress) as bar:
             task = bar.add_task("fit", total=tc.steps, completed=step, name=cfg.field_name, info="")
@@ -159,7 +177,7 @@ def fit(
                 if step % tc.occ_update_every == 0:
                     grid.update(field.density, density_thr, warmup=step < tc.occ_warmup_steps, generator=gen)
                 idx = torch.randint(0, n_pix, (batch_rays,), generator=gen).to(device)
-                bg = background_color(tc.background, batch_rays, torch.device(device), gen)
+                bg = ray_background(tc.background, batch_rays, torch.device(device), gen)
                 # index_select: much faster than fancy indexing when the cores are shared
                 a = alpha_all.index_select(0, idx)
                 target = rgb_all.index_select(0, idx) * a + bg * (1 - a)
@@ -175,9 +193,16 @@ def fit(
                 if tc.target_samples and n_samples > 0:
                     ratio = tc.target_samples / n_samples
                     batch_rays = int(min(tc.max_batch_rays, max(256, batch_rays * min(1.5, max(0.67, ratio)))))
-                rec = {"step": step, "loss": loss.item(), "psnr_train": -10 * math.log10(max(mse.item(), 1e-10)),
-                       "lr": lr, "rays": int(idx.numel()), "samples": n_samples,
-                       "occupancy": grid.occupancy_fraction(), "elapsed": round(elapsed, 3)}
+                rec = {
+                    "step": step,
+                    "loss": loss.item(),
+                    "psnr_train": -10 * math.log10(max(mse.item(), 1e-10)),
+                    "lr": lr,
+                    "rays": int(idx.numel()),
+                    "samples": n_samples,
+                    "occupancy": grid.occupancy_fraction(),
+                    "elapsed": round(elapsed, 3),
+                }
                 if step % tc.log_every == 0 or step == tc.steps:
                     log_f.write(json.dumps(rec) + "\n")
                     log_f.flush()
@@ -194,12 +219,22 @@ def fit(
     checkpoint(step, train_seconds)
     log_f.close()
     field.eval()
-    metrics: dict[str, Any] = {"steps": step, "seconds": round(train_seconds, 2), "field": cfg.field_name,
-                               "params": sum(p.numel() for p in field.parameters())}
+    metrics: dict[str, Any] = {
+        "steps": step,
+        "seconds": round(train_seconds, 2),
+        "field": cfg.field_name,
+        "params": sum(p.numel() for p in field.parameters()),
+    }
     if test_ds is not None:
         ev = evaluate_field(field, test_ds, grid, eval_settings, tc.eval_background, tc.eval_chunk, out / "renders")
-        metrics.update({"psnr_test": ev["psnr"], "ssim_test": ev["ssim"], "n_test_views": ev["n_views"],
-                        "render_seconds_per_view": ev["render_seconds_per_view"]})
+        metrics.update(
+            {
+                "psnr_test": ev["psnr"],
+                "ssim_test": ev["ssim"],
+                "n_test_views": ev["n_views"],
+                "render_seconds_per_view": ev["render_seconds_per_view"],
+            }
+        )
     metrics["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     write_json(out / "metrics.json", metrics)
     return metrics

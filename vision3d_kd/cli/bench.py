@@ -20,10 +20,16 @@ def bench_command(
     name: str = typer.Argument(..., help="Benchmark: " + "; ".join(f"{k}: {v}" for k, v in BENCHMARKS.items())),
     quick: bool = typer.Option(False, "--quick", help="Small sizes and budgets (a smoke run, minutes)."),
     out_dir: Path = typer.Option(Path("bench/results"), "--out-dir", help="Where NAME.json and NAME.md go."),
-    data: Path = typer.Option(None, "--data", help="fit-lego: the lego folder (default ../shared/data/nerf_synthetic_lego_200)."),
-    budget: float = typer.Option(None, "--budget", help="fit-lego: training seconds per field (default 780; quick 45)."),
+    data: Path = typer.Option(
+        None, "--data", help="fit-lego: the lego folder (default ../shared/data/nerf_synthetic_lego_200)."
+    ),
+    budget: float = typer.Option(
+        None, "--budget", help="fit-lego: training seconds per field (default 780; quick 45)."
+    ),
     fields: str = typer.Option(None, "--fields", help="fit-lego: comma-separated subset of fields."),
-    runs_dir: Path = typer.Option(None, "--runs-dir", help="fit-lego: keep the run directories here (default: a temp dir)."),
+    runs_dir: Path = typer.Option(
+        None, "--runs-dir", help="fit-lego: keep the run directories here (default: a temp dir)."
+    ),
 ) -> None:
     """Run benchmark NAME and write its JSON and Markdown table."""
     from ..bench.report import markdown_table, write_results
@@ -37,8 +43,13 @@ def bench_command(
 
         if budget is not None and budget <= 0:
             raise ConfigError("--budget must be > 0")
-        result = run_fit(quick=quick, data=data, budget_s=budget,
-                         fields=[f.strip() for f in fields.split(",")] if fields else None, keep_dir=runs_dir)
+        result = run_fit(
+            quick=quick,
+            data=data,
+            budget_s=budget,
+            fields=[f.strip() for f in fields.split(",")] if fields else None,
+            keep_dir=runs_dir,
+        )
     else:
         raise ConfigError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARKS)})")
     jpath, mpath = write_results(name, result, out_dir)

@@ -16,14 +16,18 @@ __all__ = ["register", "fit_command"]
 
 def fit_command(
     data: Path = typer.Argument(..., help="Dataset folder (Blender transforms_*.json or nerfstudio transforms.json)."),
-    field: str = typer.Option("hashgrid", "--field", "-f", help="Field family: mlp, hashgrid, tensorf-vm, tensorf-cp, grid."),
+    field: str = typer.Option(
+        "hashgrid", "--field", "-f", help="Field family: mlp, hashgrid, tensorf-vm, tensorf-cp, grid."
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory to create (default runs/<data>-<field>)."),
     steps: int = typer.Option(None, "--steps", help="Optimisation steps (default from the field's config)."),
     max_seconds: float = typer.Option(None, "--max-seconds", help="Wall-clock budget for training in seconds."),
     seed: int = typer.Option(None, "--seed", help="Random seed (default 0)."),
     downscale: int = typer.Option(None, "--downscale", help="Integer image downscale factor."),
     config: Path = typer.Option(None, "--config", help="YAML file replacing the field's default config."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a config value: field.KEY=VALUE or train.KEY=VALUE (repeatable)."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override a config value: field.KEY=VALUE or train.KEY=VALUE (repeatable)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -50,10 +54,13 @@ def fit_command(
     console = Console(stderr=True)
     if test_ds is None:
         console.print(f"[yellow]warning: {data} has no test or val split; no held-out metrics[/]")
-    console.print(f"fit {cfg.field_name} on {data} ({len(train_ds.cameras)} train views"
-                  f"{f', {len(test_ds.cameras)} {split} views' if test_ds else ''}) -> {out}")
-    metrics = fit(train_ds, test_ds, out, cfg, data_path=Path(data).resolve(), resume=resume, device=dev,
-                  show_progress=progress)
+    console.print(
+        f"fit {cfg.field_name} on {data} ({len(train_ds.cameras)} train views"
+        f"{f', {len(test_ds.cameras)} {split} views' if test_ds else ''}) -> {out}"
+    )
+    metrics = fit(
+        train_ds, test_ds, out, cfg, data_path=Path(data).resolve(), resume=resume, device=dev, show_progress=progress
+    )
     line = f"{cfg.field_name}: {metrics['steps']} steps in {metrics['seconds']:.0f} s"
     if "psnr_test" in metrics:
         line += f"; {split} PSNR {metrics['psnr_test']:.2f} dB, SSIM {metrics['ssim_test']:.4f}"

@@ -45,8 +45,12 @@ def render_command(
     run: Path = typer.Argument(..., help="Run directory written by `v3kd fit`."),
     orbit: int = typer.Option(60, "--orbit", help="Number of frames on a full turn around the scene (> 0)."),
     out: Path = typer.Option(Path("orbit.mp4"), "--out", "-o", help="Output .mp4, .gif, or a folder for PNG frames."),
-    elevation: float = typer.Option(None, "--elevation", help="Camera elevation in degrees (default: mean of training views)."),
-    radius: float = typer.Option(None, "--radius", help="Camera distance from the centre in scene units (default: training mean)."),
+    elevation: float = typer.Option(
+        None, "--elevation", help="Camera elevation in degrees (default: mean of training views)."
+    ),
+    radius: float = typer.Option(
+        None, "--radius", help="Camera distance from the centre in scene units (default: training mean)."
+    ),
     size: int = typer.Option(None, "--size", help="Square frame size in pixels (default: training image size)."),
     fps: int = typer.Option(30, "--fps", help="Frames per second of the video."),
     background: str = typer.Option("white", "--background", help="white or black."),
@@ -68,8 +72,14 @@ def render_command(
     r = cfg.get("render", {})
     w = size or int(r.get("width", 200))
     h = size or int(r.get("height", 200))
-    cams = orbit_cameras(orbit, radius or float(r.get("radius", 4.0)), elevation if elevation is not None
-                         else float(r.get("elevation_deg", 30.0)), float(r.get("fov_y_deg", 40.0)), w, h).to(dev)
+    cams = orbit_cameras(
+        orbit,
+        radius or float(r.get("radius", 4.0)),
+        elevation if elevation is not None else float(r.get("elevation_deg", 30.0)),
+        float(r.get("fov_y_deg", 40.0)),
+        w,
+        h,
+    ).to(dev)
     settings = render_settings_from(cfg)
     frames = []
     for i in track(range(orbit), description="render orbit"):

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..data.dataset import background_color
 from ..kernels import composite
-from .march import march_rays, ray_aabb
+from .march import march_rays
 from .occupancy import OccupancyGrid
 
-__all__ = ["RenderSettings", "render_rays", "render_rays_chunked", "background_color"]
+__all__ = ["RenderSettings", "render_rays", "render_rays_chunked", "ray_background"]
 
 
 @dataclass
@@ -32,17 +33,13 @@ class RenderSettings:
     prune: bool = True
 
 
-def background_color(kind: str | Tensor, n: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
-    """Per-ray background [n,3] from 'white', 'black', 'random' (uniform per ray) or an RGB tensor [3]."""
-    if isinstance(kind, Tensor):
-        return kind.to(device).float().expand(n, 3)
-    if kind == "white":
-        return torch.ones(n, 3, device=device)
-    if kind == "black":
-        return torch.zeros(n, 3, device=device)
-    if kind == "random":
+def ray_background(
+    kind: str | Tensor, n: int, device: torch.device, generator: torch.Generator | None = None
+) -> Tensor:
+    """Per-ray background [n,3]: 'random' (uniform per ray), or any colour `data.background_color` accepts."""
+    if isinstance(kind, str) and kind == "random":
         return torch.rand(n, 3, generator=generator, device=device)
-    raise ValueError(f"unknown background {kind!r}")
+    return background_color(kind).to(device).expand(n, 3)
 
 
 def _sample_points(rays_o: Tensor, rays_d: Tensor, ray_i: Tensor, t_s: Tensor, t_e: Tensor) -> Tensor:
