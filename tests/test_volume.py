@@ -7,8 +7,9 @@ import math
 import torch
 
 from vision3d_kd.fields.base import Field
+from vision3d_kd.render.march import march_rays, ray_aabb
 from vision3d_kd.render.occupancy import OccupancyGrid
-from vision3d_kd.render.volume import RenderSettings, march_rays, ray_aabb, render_rays
+from vision3d_kd.render.volume import RenderSettings, render_rays
 
 BOX = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
 
