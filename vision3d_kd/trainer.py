@@ -126,9 +126,9 @@ def fit(
     if resume:
         if not (out / TRAIN_STATE).is_file():
             raise RunError(f"{out / TRAIN_STATE}: no training state to resume from")
-        meta, extra = load_train_state(out, opt, gen)
+        meta, _ = load_train_state(out, opt, gen)
         step, elapsed_before, batch_rays = meta["step"], meta["elapsed"], meta["batch_rays"]
-        grid.load_state_dict({k[len("occ.") :]: v for k, v in extra.items() if k.startswith("occ.")})
+        grid.load_state_dict(load_tensors(out / OCCUPANCY))  # written by the same checkpoint()
     run_cfg = {
         "fit": cfg.to_dict(),
         "data": str(data_path) if data_path else None,
@@ -141,7 +141,6 @@ def fit(
             opt,
             {"step": at_step, "elapsed": elapsed, "batch_rays": batch_rays},
             gen,
-            {f"occ.{k}": v for k, v in grid.state_dict().items()},
         )
         save_tensors(out / OCCUPANCY, grid.state_dict())
         save_field(out, field, run_cfg)
