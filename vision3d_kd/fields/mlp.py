@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import DEFAULT_AABB, Field, check_float, check_int
+from .base import DEFAULT_AABB, Field, check_choice, check_float, check_int
 from .encodings import mlp, positional_encoding, positional_encoding_dim
+from .precision import PRECISIONS, run_in_precision
 
 __all__ = ["MLPField"]
 
@@ -22,6 +23,7 @@ class MLPField(Field):
     density_head: `depth` ReLU layers of `width` (input re-concatenated before layer `skip`) ->
     sigma = softplus(raw + density_shift) [N] and `geo_features` [N, G].
     color_head: [geo, PE(d, dir_freqs)] -> `color_hidden` ReLU layer -> sigmoid rgb [N, 3].
+    precision: 'auto' computes the layers in bf16 on CPUs with AMX (see fields/precision.py).
     """
 
     name = "mlp"
@@ -38,6 +40,7 @@ class MLPField(Field):
         geo_features: int = 64,
         color_hidden: int = 64,
         density_shift: float = -1.0,
+        precision: str = "auto",
     ) -> None:
         super().__init__(aabb)
         xyz_freqs = check_int("xyz_freqs", xyz_freqs, 0, 16)
@@ -48,6 +51,7 @@ class MLPField(Field):
         geo_features = check_int("geo_features", geo_features, 1, 4096)
         color_hidden = check_int("color_hidden", color_hidden, 1, 4096)
         density_shift = check_float("density_shift", density_shift)
+        self.precision = check_choice("precision", precision, PRECISIONS)
         self.config = dict(
             xyz_freqs=xyz_freqs,
             dir_freqs=dir_freqs,
@@ -57,6 +61,7 @@ class MLPField(Field):
             geo_features=geo_features,
             color_hidden=color_hidden,
             density_shift=density_shift,
+            precision=self.precision,
         )
         self.xyz_freqs, self.dir_freqs = xyz_freqs, dir_freqs
         self.skip = skip if 0 < skip < depth else -1
@@ -76,12 +81,7 @@ class MLPField(Field):
 
     def density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
         """feat: [N, E] -> sigma [N] (1/scene-unit), geo [N, geo_features]."""
-        h = feat
-        for i, layer in enumerate(self.trunk):
-            if i == self.skip:
-                h = torch.cat([h, feat], dim=-1)
-            h = F.relu(layer(h))
-        out = self.density_out(h)
+        out = run_in_precision(self.precision, self._trunk, feat)
         sigma = F.softplus(out[:, 0] + self.density_shift)
         return sigma, out[:, 1:]
 
@@ -91,7 +91,16 @@ class MLPField(Field):
 
     def color_from_dirs(self, geo: Tensor, d_enc: Tensor) -> Tensor:
         """geo: [N, G], encoded directions [N, K] -> rgb [N, 3] in [0, 1]."""
-        return self.color_net(torch.cat([geo, d_enc], dim=-1))
+        return run_in_precision(self.precision, self.color_net, torch.cat([geo, d_enc], dim=-1))
+
+    def _trunk(self, feat: Tensor) -> Tensor:
+        """[N, E] encoded points -> raw [N, 1 + geo_features] (density logit, geometry features)."""
+        h = feat
+        for i, layer in enumerate(self.trunk):
+            if i == self.skip:
+                h = torch.cat([h, feat], dim=-1)
+            h = F.relu(layer(h))
+        return self.density_out(h)
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """One group at `lr` (all parameters are network weights)."""

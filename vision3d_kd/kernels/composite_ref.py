@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["composite_weights_ref", "composite_ref", "check_packed"]
+__all__ = ["composite_weights_ref", "composite_ref", "check_packed", "exclusive_optical_depth"]
 
 
 def check_packed(sigmas: Tensor, t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> None:
@@ -41,18 +41,25 @@ def composite_weights_ref(
     if s == 0:
         return sigmas * 0.0
     tau = sigmas * (t_ends - t_starts).detach()  # optical depth of each sample
+    return torch.exp(-exclusive_optical_depth(tau, ray_indices, n_rays)) * (1.0 - torch.exp(-tau))
+
+
+def exclusive_optical_depth(tau: Tensor, ray_indices: Tensor, n_rays: int) -> Tensor:
+    """Per packed sample, the optical depth of the samples before it on its ray: [S] from tau [S]
+    (sigma * delta) and sorted ray_indices [S]. -log of the transmittance reaching the sample."""
+    s = tau.shape[0]
+    if s == 0:
+        return tau * 0.0
     ray_indices = ray_indices.long()
     counts = torch.bincount(ray_indices, minlength=n_rays)
     starts = torch.cumsum(counts, 0) - counts
-    pos = torch.arange(s, device=sigmas.device) - starts[ray_indices]
+    pos = torch.arange(s, device=tau.device) - starts[ray_indices]
     # Scatter into a dense [R, M] layout so the segmented cumsum never mixes rays (and keeps
     # float32 precision that a global cumsum minus offsets would lose).
     dense = tau.new_zeros(n_rays, int(counts.max()))
     dense = dense.index_put((ray_indices, pos), tau)
     excl = torch.cat([dense.new_zeros(n_rays, 1), torch.cumsum(dense, dim=1)[:, :-1]], dim=1)
-    trans = torch.exp(-excl[ray_indices, pos])
-    alpha = 1.0 - torch.exp(-tau)
-    return trans * alpha
+    return excl[ray_indices, pos]
 
 
 def composite_ref(

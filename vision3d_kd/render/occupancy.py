@@ -57,7 +57,7 @@ class OccupancyGrid(torch.nn.Module):
         decay: float = 0.95,
         warmup: bool = False,
         generator: torch.Generator | None = None,
-        chunk: int = 1 << 18,
+        chunk: int = 1 << 15,
     ) -> None:
         """One refresh. `threshold` is a density (1/scene-unit); cells whose EMA exceeds
         min(threshold, mean EMA) are occupied. During warm-up every cell is refreshed, later a

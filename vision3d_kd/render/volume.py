@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..data.dataset import background_color
 from ..kernels import composite
+from ..kernels.composite_ref import exclusive_optical_depth
 from .march import march_rays
 from .occupancy import OccupancyGrid
 
@@ -52,14 +53,9 @@ def _prune(field, pts: Tensor, ray_i: Tensor, t_s: Tensor, t_e: Tensor, settings
     """Indices [K] of samples worth a gradient pass: alpha above threshold and not occluded
     (transmittance before the sample above early_stop_eps), from a gradient-free density pass."""
     with torch.no_grad():
-        sd = field.density(pts).reshape(-1).double() * (t_e - t_s).double()
-        alpha = 1.0 - torch.exp(-sd)
-        cs = torch.cumsum(sd, 0)
-        first = torch.ones_like(ray_i, dtype=torch.bool)
-        first[1:] = ray_i[1:] != ray_i[:-1]
-        start_idx = torch.cummax(torch.where(first, torch.arange(len(ray_i), device=ray_i.device), 0), 0).values
-        excl = cs - sd - (cs.index_select(0, start_idx) - sd.index_select(0, start_idx))
-        keep = (alpha > settings.alpha_thre) & (excl < -math.log(settings.early_stop_eps))
+        tau = field.density(pts).reshape(-1) * (t_e - t_s)
+        excl = exclusive_optical_depth(tau, ray_i, int(ray_i[-1]) + 1)
+        keep = (tau > -math.log1p(-settings.alpha_thre)) & (excl < -math.log(settings.early_stop_eps))
         return keep.nonzero().flatten()
 
 
