@@ -4,10 +4,10 @@ import pytest
 
 from vision3d_kd.config import CONFIG_DIR, apply_overrides, load_fit_config
 from vision3d_kd.errors import ConfigError
-from vision3d_kd.fields import FIELDS, build_field
+from vision3d_kd.fields import MODELS, build_field
 
 
-@pytest.mark.parametrize("name", sorted(FIELDS))
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_field_has_a_config_that_builds(name):
     cfg = load_fit_config(name)
     cfg.train.validate()
@@ -16,7 +16,7 @@ def test_every_field_has_a_config_that_builds(name):
 
 
 def test_every_config_file_names_a_field():
-    assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(FIELDS)
+    assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(MODELS)
 
 
 def test_overrides_parse_yaml_values():
@@ -36,3 +36,13 @@ def test_out_of_range_values_are_rejected():
         cfg.train.validate()
     with pytest.raises(ConfigError):
         load_fit_config("nerf-does-not-exist")
+
+
+def test_splats_get_their_own_training_settings():
+    cfg = apply_overrides(load_fit_config("splats"), ["train.init_points=10", "train.ssim_lambda=0.5"])
+    assert cfg.train.init_points == 10 and cfg.train.ssim_lambda == 0.5
+    with pytest.raises(ConfigError):
+        apply_overrides(load_fit_config("splats"), ["train.batch_rays=3"])  # a field option, not a splat one
+    bad = apply_overrides(load_fit_config("splats"), ["train.backend=vulkan"])
+    with pytest.raises(ConfigError):
+        bad.train.validate()

@@ -271,7 +271,7 @@ def test_float64_and_disabled_use_reference(monkeypatch):
     monkeypatch.setenv("V3KD_NO_EXT", "1")
     assert build.load_extension("anything", []) is None
     assert dispatch.use_fused("grid", grid.float(), x.float()) is None
-    assert K.fused_available() == {"hash": False, "grid": False, "composite": False}
+    assert K.fused_available() == {k: False for k in dispatch.KERNELS} and "splat" in dispatch.KERNELS
 
 
 def test_run_tuned_prefers_the_faster_thread_count(monkeypatch):

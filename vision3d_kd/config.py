@@ -15,7 +15,7 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["TrainConfig", "FitConfig", "CONFIG_DIR", "load_fit_config", "apply_overrides"]
+__all__ = ["TrainConfig", "SplatTrainConfig", "FitConfig", "CONFIG_DIR", "load_fit_config", "apply_overrides"]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -68,27 +68,90 @@ class TrainConfig:
 
 
 @dataclass
+class SplatTrainConfig:
+    """Training settings of `v3kd fit --field splats` (3D Gaussian Splatting; lengths in scene units,
+    learning rates per parameter group, densification steps scaled to a CPU budget)."""
+
+    steps: int = 6000
+    max_seconds: float = 0.0  # wall-clock budget (0 = none); schedules follow max(step, time) progress
+    init: str = "random"  # "random" (points in the scene box) or a path to a fitted field run
+    init_points: int = 20000  # Gaussians at initialisation
+    init_opacity: float = 0.1
+    sh_degree_every: int = 500  # steps between raising the active SH degree by one
+    lr_means: float = 1.6e-4  # times the scene extent; decays exponentially to lr_means_final
+    lr_means_final: float = 1.6e-6
+    lr_scales: float = 5e-3
+    lr_quats: float = 1e-3
+    lr_opacity: float = 5e-2
+    lr_sh: float = 2.5e-3  # DC; higher bands use lr_sh / 20
+    ssim_lambda: float = 0.2  # loss = (1 - l) L1 + l (1 - SSIM)
+    refine_start: int = 300  # densification window [refine_start, refine_stop) every refine_every steps
+    refine_stop: int = 3000
+    refine_every: int = 100
+    reset_every: int = 1500  # opacity reset period (steps); 0 = never
+    grow_grad2d: float = 2e-4  # mean screen-space gradient (NDC units) above which a Gaussian grows
+    grow_scale3d: float = 0.01  # largest axis below this fraction of the extent: clone, else split
+    prune_opacity: float = 0.005
+    prune_scale3d: float = 0.1  # prune Gaussians larger than this fraction of the extent
+    max_gaussians: int = 300000  # densification stops adding beyond this count
+    background: str = "random"  # training background: random (per image), white or black
+    eval_background: str = "white"
+    backend: str = "auto"  # splat rasterizer: auto, cpu, torch, gsplat
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    seed: int = 0
+    downscale: int = 1
+
+    def validate(self) -> None:
+        """Raise ConfigError for out-of-range values."""
+        for name in ("steps", "init_points", "sh_degree_every", "refine_every", "checkpoint_every", "log_every",
+                     "downscale", "max_gaussians"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("lr_means", "lr_means_final", "lr_scales", "lr_quats", "lr_opacity", "lr_sh", "grow_grad2d",
+                     "grow_scale3d", "prune_scale3d"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
+        if not (0 < self.init_opacity < 1 and 0 <= self.ssim_lambda <= 1 and 0 <= self.prune_opacity < 1):
+            raise ConfigError("train.init_opacity must be in (0,1); ssim_lambda and prune_opacity in [0,1]")
+        if self.max_seconds < 0 or self.reset_every < 0 or self.refine_start < 0:
+            raise ConfigError("train.max_seconds, reset_every and refine_start must be >= 0")
+        for name in ("background", "eval_background"):
+            if getattr(self, name) not in ("random", "white", "black"):
+                raise ConfigError(f"train.{name} must be random, white or black, got {getattr(self, name)!r}")
+        if self.backend not in ("auto", "cpu", "torch", "gsplat"):
+            raise ConfigError(f"train.backend must be auto, cpu, torch or gsplat, got {self.backend!r}")
+
+
+@dataclass
 class FitConfig:
     """Everything `v3kd fit` needs besides the data path: field options and training settings."""
 
     field_name: str
     field: dict[str, Any] = dataclasses.field(default_factory=dict)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    train: Any = dataclasses.field(default_factory=TrainConfig)  # TrainConfig, or SplatTrainConfig for splats
 
     def to_dict(self) -> dict[str, Any]:
         return {"field_name": self.field_name, "field": dict(self.field), "train": dataclasses.asdict(self.train)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FitConfig:
-        return cls(d["field_name"], dict(d.get("field", {})), _train_from(d.get("train", {})))
+        name = d["field_name"]
+        return cls(name, dict(d.get("field", {})), _train_from(d.get("train", {}), name))
 
 
-def _train_from(values: dict[str, Any]) -> TrainConfig:
-    names = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+def train_config_class(field_name: str) -> type:
+    """The training-settings dataclass of a field family (splats train differently from fields)."""
+    return SplatTrainConfig if field_name == "splats" else TrainConfig
+
+
+def _train_from(values: dict[str, Any], field_name: str) -> Any:
+    klass = train_config_class(field_name)
+    names = {f.name: f.type for f in dataclasses.fields(klass)}
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise ConfigError(f"unknown train option(s): {', '.join(unknown)} (known: {', '.join(names)})")
-    cfg = TrainConfig()
+    cfg = klass()
     for k, v in values.items():
         default = getattr(cfg, k)
         try:
@@ -112,7 +175,7 @@ def load_fit_config(field_name: str, config_file: Path | None = None) -> FitConf
         raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict) or set(raw) - {"field", "train"}:
         raise ConfigError(f"{path}: expected top-level keys 'field' and 'train'")
-    return FitConfig(field_name, dict(raw.get("field") or {}), _train_from(raw.get("train") or {}))
+    return FitConfig(field_name, dict(raw.get("field") or {}), _train_from(raw.get("train") or {}, field_name))
 
 
 def apply_overrides(cfg: FitConfig, overrides: list[str]) -> FitConfig:
@@ -129,4 +192,4 @@ def apply_overrides(cfg: FitConfig, overrides: list[str]) -> FitConfig:
         except yaml.YAMLError:
             raise ConfigError(f"override {item!r}: value is not valid YAML") from None
         (fld if section == "field" else train)[name] = parsed
-    return FitConfig(cfg.field_name, fld, _train_from(train))
+    return FitConfig(cfg.field_name, fld, _train_from(train, cfg.field_name))

@@ -20,13 +20,31 @@ __all__ = ["render_image", "evaluate_field", "save_png"]
 
 def render_image(field, cams: Cameras, i: int, grid: OccupancyGrid | None, settings: RenderSettings,
                  background: str = "white", chunk: int = 8192) -> dict[str, Tensor]:
-    """Render camera i: rgb [H,W,3], opacity [H,W], depth [H,W] (ray distance, 0 where empty)."""
+    """Render camera i of a field or GaussianSplats: rgb [H,W,3], opacity [H,W], depth [H,W]
+    (ray distance, 0 where empty). `grid`/`settings`/`chunk` only apply to fields."""
+    if getattr(field, "name", "") == "splats":
+        return _render_splats_image(field, cams, i, background)
     rays_o, rays_d = image_rays(cams, i)
     bg = ray_background(background, rays_o.shape[0], rays_o.device)
     out = render_rays_chunked(field, rays_o, rays_d, grid, bg, settings, chunk)
     h, w = cams.height, cams.width
     return {"rgb": out["rgb"].reshape(h, w, 3).clamp(0, 1), "opacity": out["opacity"].reshape(h, w),
             "depth": out["depth"].reshape(h, w)}
+
+
+def _render_splats_image(splats, cams: Cameras, i: int, background: str) -> dict[str, Tensor]:
+    from .render.splat import render_splats
+
+    cam = cams[i].to(splats.means.device)
+    bg = ray_background(background, 1, cam.device)[0]
+    with torch.no_grad():
+        out = render_splats(splats, cam)
+    # composite here so the background is exact; camera z -> ray distance (z * |ray in camera units|)
+    _, rays_d = image_rays(cam, 0)
+    rays_cam = rays_d.to(cam.device) @ cam.c2w[0, :3, :3]
+    cos = (-rays_cam[:, 2]).reshape(cam.height, cam.width).clamp_min(1e-6)
+    rgb = (out["rgb"] + (1 - out["alpha"])[..., None] * bg).clamp(0, 1)
+    return {"rgb": rgb, "opacity": out["alpha"], "depth": out["depth"] / cos}
 
 
 def save_png(path: Path, rgb: Tensor) -> None:

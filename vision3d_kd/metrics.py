@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["psnr", "ssim", "mask_iou"]
+__all__ = ["psnr", "ssim", "ssim_tensor", "mask_iou"]
 
 
 def psnr(pred: Tensor, target: Tensor) -> float:
@@ -30,6 +30,11 @@ def ssim(pred: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5) -> 
 
     pred, target: [H, W, C] or [N, H, W, C] in [0, 1]. Returns the mean SSIM over pixels, channels and images.
     """
+    return float(ssim_tensor(pred.detach(), target.detach(), window, sigma))
+
+
+def ssim_tensor(pred: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
+    """`ssim` as a differentiable 0-dim tensor (for D-SSIM losses)."""
     if pred.shape != target.shape:
         raise ValueError(f"ssim: shape mismatch {tuple(pred.shape)} vs {tuple(target.shape)}")
     if pred.dim() == 3:
@@ -46,7 +51,7 @@ def ssim(pred: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5) -> 
     sxy = F.conv2d(x * y, w, groups=c) - mu_x * mu_y
     num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
     den = (mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2)
-    return float((num / den).mean())
+    return (num / den).mean()
 
 
 def mask_iou(pred: Tensor, target: Tensor) -> float:

@@ -13,7 +13,7 @@ from torch import Tensor
 from .checkpoint import load_tensors, save_tensors
 from .errors import RunError
 
-__all__ = ["TRAIN_STATE", "save_train_state", "load_train_state"]
+__all__ = ["TRAIN_STATE", "save_train_state", "load_train_state", "truncate_log"]
 
 TRAIN_STATE = "train_state.safetensors"
 
@@ -59,3 +59,10 @@ def load_train_state(run: Path, optimizer: torch.optim.Optimizer, generator: tor
         raise RunError(f"{path}: optimizer state does not match the field ({exc})") from None
     generator.set_state(tensors["rng"])
     return meta, extra
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop log.jsonl records written after the checkpoint we resume from (they will be redone)."""
+    if path.is_file():
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+        path.write_text("".join(ln + "\n" for ln in keep))

@@ -25,7 +25,7 @@ from .evaluate import evaluate_field
 from .fields import build_field
 from .render.occupancy import OccupancyGrid
 from .render.volume import RenderSettings, ray_background, render_rays
-from .train_state import TRAIN_STATE, load_train_state, save_train_state
+from .train_state import TRAIN_STATE, load_train_state, save_train_state, truncate_log
 
 __all__ = ["fit", "OCCUPANCY", "load_run", "render_settings_from"]
 
@@ -84,13 +84,6 @@ def _set_lr(opt: torch.optim.Optimizer, progress: float, step: int, cfg) -> floa
     for g in opt.param_groups:
         g["lr"] = g["base_lr"] * factor
     return factor * cfg.lr
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log records written after the checkpoint we resume from (they will be redone)."""
-    if path.is_file():
-        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
-        path.write_text("".join(ln + "\n" for ln in keep))
 
 
 def fit(
@@ -152,7 +145,7 @@ def fit(
     density_thr = -math.log(1.0 - tc.occ_alpha_threshold) / tc.step_size
     out.mkdir(parents=True, exist_ok=True)
     if resume:
-        _truncate_log(out / "log.jsonl", step)
+        truncate_log(out / "log.jsonl", step)
     log_f = open(out / "log.jsonl", "a")
     t_start = time.perf_counter()
     columns = [

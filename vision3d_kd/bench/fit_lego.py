@@ -14,7 +14,7 @@ from ..errors import DataError
 
 __all__ = ["run", "FIELDS_BENCHED", "default_lego_path"]
 
-FIELDS_BENCHED = ["hashgrid", "tensorf-vm", "tensorf-cp", "grid", "mlp"]
+FIELDS_BENCHED = ["hashgrid", "tensorf-vm", "tensorf-cp", "grid", "mlp", "splats"]
 
 
 def default_lego_path() -> Path:

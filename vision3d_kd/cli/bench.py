@@ -13,6 +13,7 @@ __all__ = ["register", "bench_command", "BENCHMARKS"]
 BENCHMARKS = {
     "kernels": "fused CPU kernels vs their PyTorch references (samples/s, speed-up)",
     "fit-lego": "every field on the lego scene with the same wall-clock budget (test PSNR/SSIM)",
+    "rasterizer": "Gaussian splat rasterizer fwd / fwd+bwd time and peak memory (10k-300k, 200/400 px)",
 }
 
 
@@ -38,6 +39,10 @@ def bench_command(
         from ..bench.kernels import run as run_kernels
 
         result = run_kernels(quick=quick)
+    elif name == "rasterizer":
+        from ..bench.rasterizer import run as run_raster
+
+        result = run_raster(quick=quick)
     elif name == "fit-lego":
         from ..bench.fit_lego import run as run_fit
 

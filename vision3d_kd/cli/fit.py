@@ -17,7 +17,7 @@ __all__ = ["register", "fit_command"]
 def fit_command(
     data: Path = typer.Argument(..., help="Dataset folder (Blender transforms_*.json or nerfstudio transforms.json)."),
     field: str = typer.Option(
-        "hashgrid", "--field", "-f", help="Field family: mlp, hashgrid, tensorf-vm, tensorf-cp, grid."
+        "hashgrid", "--field", "-f", help="Field family: mlp, hashgrid, tensorf-vm, tensorf-cp, grid, or splats (3D Gaussian splatting)."
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory to create (default runs/<data>-<field>)."),
     steps: int = typer.Option(None, "--steps", help="Optimisation steps (default from the field's config)."),
@@ -35,6 +35,7 @@ def fit_command(
     """Fit a radiance field to posed images; writes RUN/{config.json, weights.safetensors, log.jsonl, metrics.json}."""
     from ..checkpoint import read_config
     from ..data import load_dataset
+    from ..splat_trainer import fit_splats
     from ..trainer import fit
 
     out = out or Path("runs") / f"{Path(data).name}-{field}"
@@ -58,7 +59,7 @@ def fit_command(
         f"fit {cfg.field_name} on {data} ({len(train_ds.cameras)} train views"
         f"{f', {len(test_ds.cameras)} {split} views' if test_ds else ''}) -> {out}"
     )
-    metrics = fit(
+    metrics = (fit_splats if cfg.field_name == "splats" else fit)(
         train_ds, test_ds, out, cfg, data_path=Path(data).resolve(), resume=resume, device=dev, show_progress=progress
     )
     line = f"{cfg.field_name}: {metrics['steps']} steps in {metrics['seconds']:.0f} s"

@@ -20,12 +20,13 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import bench, data, eval, fit, render
+    from . import bench, data, eval, export, fit, render
 
     fit.register(app)
     eval.register(app)
     render.register(app)
     bench.register(app)
+    export.register(app)
     app.add_typer(data.data_app, name="data")
 
 

@@ -10,6 +10,7 @@ from .base import DEFAULT_AABB, Field
 from .grid import VoxelGridField
 from .hashgrid import HashGridField
 from .mlp import MLPField
+from .splats import GaussianSplats
 from .tensorf import TensoRFCP, TensoRFVM
 
 __all__ = [
@@ -22,11 +23,17 @@ __all__ = [
     "TensoRFVM",
     "TensoRFCP",
     "VoxelGridField",
+    "GaussianSplats",
+    "MODELS",
 ]
 
 FIELDS: dict[str, type[Field]] = {
     cls.name: cls for cls in (MLPField, HashGridField, TensoRFVM, TensoRFCP, VoxelGridField)
 }
+
+
+# Everything a run can hold: the radiance fields plus Gaussian splats (not a Field: no density head).
+MODELS: dict[str, type] = {**FIELDS, GaussianSplats.name: GaussianSplats}
 
 
 def build_field(cfg: dict[str, Any]) -> Field:
@@ -37,6 +44,6 @@ def build_field(cfg: dict[str, Any]) -> Field:
     if not isinstance(cfg, dict):
         raise ConfigError(f"field config must be a mapping, got {type(cfg).__name__}")
     name = cfg.get("field")
-    if name not in FIELDS:
-        raise ConfigError(f"unknown field {name!r}; choose one of {', '.join(FIELDS)}")
-    return FIELDS[name].from_dict(cfg)
+    if name not in MODELS:
+        raise ConfigError(f"unknown field {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name].from_dict(cfg)

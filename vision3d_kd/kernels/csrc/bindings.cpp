@@ -37,6 +37,14 @@ int composite_forward(const float* sigmas, const float* rgbs, const float* t_sta
 void composite_backward(const float* g_rgb, const float* g_opacity, const float* g_depth, const float* sigmas,
                         const float* rgbs, const float* t_starts, const float* t_ends, const int64_t* offsets,
                         int64_t n_rays, float* grad_sigmas, float* grad_rgbs, int nt);
+void splat_forward(const float* m2d, const float* con, const float* col, const float* opa, const float* dep,
+                   const int64_t* offsets, const int64_t* ids, int64_t ntx, int64_t nty, int64_t width,
+                   int64_t height, const float* bg, float* out_rgb, float* out_alpha, float* out_depth,
+                   int32_t* out_last, int nt);
+void splat_backward(const float* g_rgb, const float* g_alpha, const float* g_depth, const float* m2d,
+                    const float* con, const float* col, const float* opa, const float* dep, const int64_t* offsets,
+                    const int64_t* ids, int64_t ntx, int64_t nty, int64_t width, int64_t height, const float* bg,
+                    const float* out_alpha, const int32_t* out_last, float* pair_grads, int nt);
 }  // namespace v3kd
 
 namespace {
@@ -155,4 +163,26 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                                  ptr<float>(grgbs), nt);
       },
       nogil);
+  m.def(
+      "splat_forward",
+      [](Addr m2d, Addr con, Addr col, Addr opa, Addr dep, Addr off, Addr ids, int64_t ntx, int64_t nty, int64_t w,
+         int64_t h, Addr bg, Addr rgb, Addr alpha, Addr depth, Addr last, int nt) {
+        v3kd::splat_forward(ptr<const float>(m2d), ptr<const float>(con), ptr<const float>(col),
+                            ptr<const float>(opa), ptr<const float>(dep), ptr<const int64_t>(off),
+                            ptr<const int64_t>(ids), ntx, nty, w, h, ptr<const float>(bg), ptr<float>(rgb),
+                            ptr<float>(alpha), ptr<float>(depth), ptr<int32_t>(last), nt);
+      },
+      nogil);
+  m.def(
+      "splat_backward",
+      [](Addr grgb, Addr galpha, Addr gdepth, Addr m2d, Addr con, Addr col, Addr opa, Addr dep, Addr off, Addr ids,
+         int64_t ntx, int64_t nty, int64_t w, int64_t h, Addr bg, Addr alpha, Addr last, Addr pg, int nt) {
+        v3kd::splat_backward(ptr<const float>(grgb), ptr<const float>(galpha), ptr<const float>(gdepth),
+                             ptr<const float>(m2d), ptr<const float>(con), ptr<const float>(col),
+                             ptr<const float>(opa), ptr<const float>(dep), ptr<const int64_t>(off),
+                             ptr<const int64_t>(ids), ntx, nty, w, h, ptr<const float>(bg), ptr<const float>(alpha),
+                             ptr<const int32_t>(last), ptr<float>(pg), nt);
+      },
+      nogil);
+
 }

@@ -1,0 +1,124 @@
+"""Gaussian splats: the module, density control, training on a procedural scene, resume, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from vision3d_kd.checkpoint import load_field, save_field
+from vision3d_kd.config import SplatTrainConfig, apply_overrides, load_fit_config
+from vision3d_kd.data import load_dataset
+from vision3d_kd.fields import build_field
+from vision3d_kd.fields.splats import GaussianSplats, knn_distance
+from vision3d_kd.splat_density import DensityController
+from vision3d_kd.splat_trainer import camera_extent, fit_splats
+
+FAST = ["train.init_points=3000", "train.refine_start=50", "train.refine_every=50", "train.refine_stop=250",
+        "train.reset_every=0", "train.sh_degree_every=100", "train.checkpoint_every=1000", "train.max_seconds=0"]
+
+
+def _cfg(extra: list[str]):
+    return apply_overrides(load_fit_config("splats"), FAST + extra)
+
+
+def _optimizer(sp: GaussianSplats) -> torch.optim.Adam:
+    return torch.optim.Adam([{"params": [getattr(sp, k)], "lr": 1e-3} for k in
+                             ("means", "log_scales", "quats", "opacity_logits", "sh_dc", "sh_rest")])
+
+
+def test_knn_distance_on_a_lattice():
+    g = torch.stack(torch.meshgrid(*[torch.arange(4.0)] * 3, indexing="ij"), -1).reshape(-1, 3) * 0.5
+    torch.testing.assert_close(knn_distance(g, 3), torch.full((64,), 0.5), rtol=1e-6, atol=1e-6)
+
+
+def test_save_load_round_trip_with_changed_count(tmp_path):
+    sp = GaussianSplats(n=0, sh_degree=2).init_random(123, generator=torch.Generator().manual_seed(0))
+    sp.active_sh_degree.fill_(2)
+    save_field(tmp_path, sp)
+    back, cfg = load_field(tmp_path)
+    assert isinstance(back, GaussianSplats) and back.n == 123 and cfg["field"]["n"] == 123
+    assert int(back.active_sh_degree) == 2
+    for k, v in sp.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v), k
+    assert build_field(sp.to_dict()).sh_rest.shape == (123, 8, 3)
+
+
+def test_density_control_clones_splits_prunes_and_keeps_adam_state():
+    cfg = SplatTrainConfig(refine_start=0, refine_every=1, refine_stop=100, reset_every=0, grow_grad2d=1e-3,
+                           grow_scale3d=0.1, prune_opacity=0.05)
+    sp = GaussianSplats(n=0, sh_degree=0)
+    sp.set_params({
+        "means": torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0], [3.0, 0, 0]]),
+        "log_scales": torch.log(torch.tensor([[0.01] * 3, [0.5] * 3, [0.01] * 3, [0.01] * 3])),
+        "quats": torch.tensor([[1.0, 0, 0, 0]]).repeat(4, 1),
+        "opacity_logits": torch.logit(torch.tensor([0.5, 0.5, 0.5, 0.01])),
+        "sh": torch.zeros(4, 1, 3),
+    })
+    opt = _optimizer(sp)
+    sp.means.sum().backward()
+    opt.step()  # creates Adam moments
+    moments_before = opt.state[sp.means]["exp_avg"].clone()
+    ctl = DensityController(cfg, extent=1.0)
+    g = torch.zeros(4, 2)
+    g[:2] = 0.01  # Gaussians 0 (small: clone) and 1 (large: split) have high screen-space gradient
+    m2d = torch.zeros(4, 2, requires_grad=True)
+    m2d.grad = g
+    ctl.accumulate(m2d, torch.ones(4, dtype=torch.bool), 2, 2)
+    rep = ctl.step(1, sp, opt, torch.Generator().manual_seed(0))
+    # 4 + 1 clone + 2 split samples - split original - transparent Gaussian 3 = 5
+    assert rep == {"cloned": 1, "split": 1, "pruned": 2, "n": 5}
+    assert sp.n == 5 and all(getattr(sp, k).shape[0] == 5 for k in ("log_scales", "quats", "sh_dc", "sh_rest"))
+    # survivors keep their moments, new Gaussians start at zero; optimizer holds the new tensors
+    assert opt.param_groups[0]["params"][0] is sp.means
+    st = opt.state[sp.means]["exp_avg"]
+    torch.testing.assert_close(st[:2], moments_before[[0, 2]])
+    assert torch.count_nonzero(st[2:]) == 0
+    # split children are 1.6x smaller than their parent
+    torch.testing.assert_close(sp.scales[3:].max(), torch.tensor(0.5 / 1.6))
+    opt.step()  # still a valid optimizer
+
+
+def test_opacity_reset_caps_opacity():
+    cfg = SplatTrainConfig(refine_start=10**6, refine_stop=100, reset_every=10)
+    sp = GaussianSplats(n=0, sh_degree=0).init_random(10, generator=torch.Generator().manual_seed(0), opacity=0.9)
+    ctl = DensityController(cfg, 1.0)
+    assert ctl.step(10, sp, _optimizer(sp)) == {"reset": 1}
+    assert float(sp.opacities.max()) <= 0.0100001
+
+
+def test_camera_extent_of_a_ring():
+    c2w = torch.eye(4).repeat(8, 1, 1)
+    ang = torch.arange(8) * math.pi / 4
+    c2w[:, 0, 3], c2w[:, 1, 3] = 4 * torch.cos(ang), 4 * torch.sin(ang)
+    assert abs(camera_extent(c2w) - 4.4) < 1e-5
+
+
+def test_fit_splats_on_a_procedural_scene_reaches_psnr(sphere_scene, tmp_path):
+    train, test = load_dataset(sphere_scene, "train"), load_dataset(sphere_scene, "test")
+    m = fit_splats(train, test, tmp_path / "run", _cfg(["train.steps=300"]), show_progress=False)
+    assert m["steps"] == 300 and m["gaussians"] > 0
+    assert m["psnr_test"] > 25.0, m
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any("densify" in r for r in log)
+    assert max(r["sh_degree"] for r in log) == 2
+
+
+def test_resume_splats_after_a_crash(sphere_scene, tmp_path):
+    train = load_dataset(sphere_scene, "train")
+    cfg = _cfg(["train.steps=120", "train.checkpoint_every=60", "train.log_every=10"])
+    run = tmp_path / "run"
+
+    def crash(step, rec):
+        if step == 90:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated"):
+        fit_splats(train, None, run, cfg, callback=crash, show_progress=False)
+    seen = []
+    m = fit_splats(train, None, run, cfg, resume=True, callback=lambda s, r: seen.append(s), show_progress=False)
+    assert seen[0] == 61 and m["steps"] == 120
+    steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 120

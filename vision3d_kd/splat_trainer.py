@@ -1,0 +1,174 @@
+"""`v3kd fit --field splats`: optimise 3D Gaussian splats on posed images (one full image per step,
+L1 + D-SSIM loss, adaptive density control, SH degree schedule). Same run directory, metrics and
+resume contract as `trainer.fit`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .checkpoint import load_field, load_tensors, save_field, save_tensors, write_json
+from .config import FitConfig
+from .errors import RunError
+from .evaluate import evaluate_field
+from .fields.splats import GaussianSplats
+from .metrics import ssim_tensor
+from .render.splat import render_splats
+from .splat_density import DensityController
+from .splat_init import points_from_run
+from .train_state import TRAIN_STATE, load_train_state, save_train_state, truncate_log
+
+__all__ = ["fit_splats", "camera_extent", "DENSITY_STATE"]
+
+DENSITY_STATE = "densify.safetensors"
+
+
+def camera_extent(c2w: torch.Tensor) -> float:
+    """Scene extent as 3DGS defines it: 1.1 x the largest distance of a camera centre from their mean."""
+    centres = c2w[:, :3, 3]
+    return 1.1 * float((centres - centres.mean(0)).norm(dim=-1).max().clamp_min(1e-3))
+
+
+def _optimizer(splats: GaussianSplats, tc, extent: float) -> torch.optim.Optimizer:
+    lrs = {"means": tc.lr_means * extent, "log_scales": tc.lr_scales, "quats": tc.lr_quats,
+           "opacity_logits": tc.lr_opacity, "sh_dc": tc.lr_sh, "sh_rest": tc.lr_sh / 20}
+    groups = [{"params": [getattr(splats, k)], "lr": lr, "name": k} for k, lr in lrs.items()]
+    return torch.optim.Adam(groups, eps=1e-15)
+
+
+def _background(kind: str, gen: torch.Generator) -> torch.Tensor:
+    if kind == "random":
+        return torch.rand(3, generator=gen)
+    return torch.ones(3) if kind == "white" else torch.zeros(3)
+
+
+def _init_splats(tc, aabb: torch.Tensor, gen: torch.Generator, sh_degree: int) -> GaussianSplats:
+    splats = GaussianSplats(aabb=aabb.tolist(), n=0, sh_degree=sh_degree)
+    if tc.init == "random":
+        return splats.init_random(tc.init_points, generator=gen, opacity=tc.init_opacity)
+    pts, cols = points_from_run(Path(tc.init), tc.init_points, gen)
+    return splats.init_points(pts, cols, opacity=tc.init_opacity, generator=gen)
+
+
+def fit_splats(
+    train_ds,
+    test_ds,
+    out: Path,
+    cfg: FitConfig,
+    data_path: Path | None = None,
+    resume: bool = False,
+    device: torch.device | str = "cpu",
+    show_progress: bool = True,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train Gaussian splats on `train_ds`, evaluate on `test_ds`, write RUN `out`; returns metrics."""
+    tc = cfg.train
+    tc.validate()
+    out = Path(out)
+    torch.manual_seed(tc.seed)
+    gen = torch.Generator().manual_seed(tc.seed)
+    extent = camera_extent(train_ds.cameras.c2w)
+    sh_degree = int(cfg.field.get("sh_degree", 3))
+    if resume:
+        splats, _ = load_field(out)
+        if not isinstance(splats, GaussianSplats):
+            raise RunError(f"{out}: not a splats run")
+    else:
+        splats = _init_splats(tc, train_ds.aabb, gen, sh_degree)
+    splats = splats.to(device).train()
+    opt = _optimizer(splats, tc, extent)
+    density = DensityController(tc, extent)
+    step, elapsed_before = 0, 0.0
+    if resume:
+        if not (out / TRAIN_STATE).is_file():
+            raise RunError(f"{out / TRAIN_STATE}: no training state to resume from")
+        meta, _ = load_train_state(out, opt, gen)
+        step, elapsed_before = meta["step"], meta["elapsed"]
+        if (out / DENSITY_STATE).is_file():
+            density.load_state_dict(load_tensors(out / DENSITY_STATE, check_finite=False))
+    run_cfg = {"fit": cfg.to_dict(), "data": str(data_path) if data_path else None, "render": {"kind": "splats"}}
+
+    def checkpoint(at_step: int, elapsed: float) -> None:
+        save_train_state(out, opt, {"step": at_step, "elapsed": elapsed}, gen)
+        save_tensors(out / DENSITY_STATE, density.state_dict())
+        save_field(out, splats, run_cfg)
+
+    cams = train_ds.cameras
+    rgb_all, alpha_all = train_ds.rgb, train_ds.alpha
+    n_views = len(cams)
+    out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        truncate_log(out / "log.jsonl", step)
+    log_f = open(out / "log.jsonl", "a")
+    t_start = time.perf_counter()
+    columns = [TextColumn("[bold]fit splats"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[info]}")]
+    order = torch.randperm(n_views, generator=gen)
+    try:
+        with Progress(*columns, disable=not show_progress) as bar:
+            task = bar.add_task("fit", total=tc.steps, completed=step, info="")
+            while step < tc.steps:
+                elapsed = elapsed_before + time.perf_counter() - t_start
+                if tc.max_seconds and elapsed >= tc.max_seconds:
+                    break
+                frac = min(1.0, max(step / tc.steps, elapsed / tc.max_seconds if tc.max_seconds else 0.0))
+                lr_means = tc.lr_means * extent * (tc.lr_means_final / tc.lr_means) ** frac
+                opt.param_groups[0]["lr"] = lr_means
+                splats.active_sh_degree.fill_(min(splats.sh_degree, step // tc.sh_degree_every))
+                if step % n_views == 0 and step > 0:
+                    order = torch.randperm(n_views, generator=gen)
+                i = int(order[step % n_views])
+                bg = _background(tc.background, gen).to(device)
+                a = alpha_all[i].to(device)
+                target = rgb_all[i].to(device) * a + bg * (1 - a)
+                res = render_splats(splats, cams[i].to(device), bg, backend=tc.backend)
+                l1 = (res["rgb"] - target).abs().mean()
+                loss = (1 - tc.ssim_lambda) * l1
+                if tc.ssim_lambda > 0:
+                    loss = loss + tc.ssim_lambda * (1 - ssim_tensor(res["rgb"], target))
+                loss.backward()
+                density.accumulate(res["means2d"], res["visible"], cams.width, cams.height)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                step += 1
+                changed = density.step(step, splats, opt, gen)
+                mse = float(((res["rgb"].detach() - target) ** 2).mean())
+                rec = {"step": step, "loss": loss.item(), "psnr_train": -10 * math.log10(max(mse, 1e-10)),
+                       "gaussians": splats.n, "sh_degree": int(splats.active_sh_degree), "lr_means": lr_means,
+                       "elapsed": round(elapsed, 3)}
+                if changed:
+                    rec["densify"] = changed
+                if step % tc.log_every == 0 or step == tc.steps or changed:
+                    log_f.write(json.dumps(rec) + "\n")
+                    log_f.flush()
+                bar.update(task, completed=step, info=f"psnr {rec['psnr_train']:.2f}  gaussians {splats.n}")
+                if step % tc.checkpoint_every == 0 and step < tc.steps:
+                    checkpoint(step, elapsed_before + time.perf_counter() - t_start)
+                if callback is not None:
+                    callback(step, rec)
+    except KeyboardInterrupt:
+        checkpoint(step, elapsed_before + time.perf_counter() - t_start)
+        log_f.close()
+        raise
+    train_seconds = elapsed_before + time.perf_counter() - t_start
+    checkpoint(step, train_seconds)
+    log_f.close()
+    splats.eval()
+    metrics: dict[str, Any] = {"steps": step, "seconds": round(train_seconds, 2), "field": "splats",
+                               "gaussians": splats.n, "params": sum(p.numel() for p in splats.parameters())}
+    if test_ds is not None:
+        ev = evaluate_field(splats, test_ds, None, None, tc.eval_background, save_dir=out / "renders")
+        metrics.update({"psnr_test": ev["psnr"], "ssim_test": ev["ssim"], "n_test_views": ev["n_views"],
+                        "render_seconds_per_view": ev["render_seconds_per_view"]})
+    metrics["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    write_json(out / "metrics.json", metrics)
+    return metrics
