@@ -53,7 +53,7 @@ def test_mlp_field_bf16_matches_fp32_values_and_gradients():
     torch.testing.assert_close(cbf, c32, atol=1e-2, rtol=1e-2)
     (s32.sum() + c32.sum()).backward()
     (sbf.sum() + cbf.sum()).backward()
-    for (name, p32), pbf in zip(f32.named_parameters(), bf.parameters()):
+    for (name, p32), pbf in zip(f32.named_parameters(), bf.parameters(), strict=True):
         assert pbf.grad is not None, name
         cos = torch.nn.functional.cosine_similarity(p32.grad.flatten(), pbf.grad.flatten(), dim=0)
         assert cos > 0.99, (name, float(cos))

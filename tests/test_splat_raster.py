@@ -27,10 +27,8 @@ def camera(width: int = W, height: int = H) -> tuple[torch.Tensor, torch.Tensor]
 
 def random_scene(n: int, seed: int = 0, dtype=torch.float32) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    means = torch.stack(
-        [torch.rand(n, generator=g) * 1.6 - 0.8, torch.rand(n, generator=g) * 1.4 - 0.7, 2 + 2 * torch.rand(n, generator=g)],
-        -1,
-    )
+    u = torch.rand(n, 3, generator=g)
+    means = torch.stack([u[:, 0] * 1.6 - 0.8, u[:, 1] * 1.4 - 0.7, 2 + 2 * u[:, 2]], -1)
     return {
         "means": means.to(dtype),
         "quats": torch.randn(n, 4, generator=g).to(dtype),

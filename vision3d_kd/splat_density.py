@@ -18,6 +18,10 @@ from .render.splat_project import quat_to_rotmat
 __all__ = ["DensityController", "edit_gaussians"]
 
 
+def _per_gaussian(v: object, n: int) -> bool:
+    return torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == n
+
+
 def edit_gaussians(splats: GaussianSplats, opt: torch.optim.Optimizer, fn: Callable[[Tensor, bool], Tensor]) -> None:
     """Replace every per-Gaussian parameter p by fn(p, False) and its Adam moments m by fn(m, True)
     (fn keeps/reorders rows and appends new ones; for moments it should append zeros)."""
@@ -31,8 +35,7 @@ def edit_gaussians(splats: GaussianSplats, opt: torch.optim.Optimizer, fn: Calla
         state = opt.state.pop(old, None)
         if state is not None:
             opt.state[new] = {
-                k: (fn(v, True).contiguous() if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == old.shape[0] else v)
-                for k, v in state.items()
+                k: (fn(v, True).contiguous() if _per_gaussian(v, old.shape[0]) else v) for k, v in state.items()
             }
         setattr(splats, name, new)
 
@@ -77,7 +80,7 @@ class DensityController:
         if c.reset_every and step % c.reset_every == 0 and 0 < step < c.refine_stop:
             cap = math.log(2 * c.prune_opacity / (1 - 2 * c.prune_opacity))
             splats.opacity_logits.data.clamp_(max=cap)
-            for k, v in opt.state.get(splats.opacity_logits, {}).items():
+            for v in opt.state.get(splats.opacity_logits, {}).values():
                 if torch.is_tensor(v) and v.dim() > 0:
                     v.zero_()
             report = {**(report or {}), "reset": 1}

@@ -5,16 +5,13 @@ resume contract as `trainer.fit`.
 
 from __future__ import annotations
 
-import json
 import math
 import resource
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .checkpoint import load_field, load_tensors, save_field, save_tensors, write_json
 from .config import FitConfig
@@ -25,7 +22,8 @@ from .metrics import ssim_tensor
 from .render.splat import render_splats
 from .splat_density import DensityController
 from .splat_init import points_from_run
-from .train_state import TRAIN_STATE, load_train_state, save_train_state, truncate_log
+from .train_loop import TrainLoop
+from .train_state import TRAIN_STATE, load_train_state, save_train_state
 
 __all__ = ["fit_splats", "camera_extent", "DENSITY_STATE"]
 
@@ -105,63 +103,39 @@ def fit_splats(
     cams = train_ds.cameras
     rgb_all, alpha_all = train_ds.rgb, train_ds.alpha
     n_views = len(cams)
-    out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        truncate_log(out / "log.jsonl", step)
-    log_f = open(out / "log.jsonl", "a")
-    t_start = time.perf_counter()
-    columns = [TextColumn("[bold]fit splats"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[info]}")]
+    loop = TrainLoop(out, "splats", tc.steps, checkpoint, start_step=step, elapsed_before=elapsed_before,
+                     max_seconds=tc.max_seconds, log_every=tc.log_every, checkpoint_every=tc.checkpoint_every,
+                     resume=resume, show_progress=show_progress, callback=callback)
     order = torch.randperm(n_views, generator=gen)
-    try:
-        with Progress(*columns, disable=not show_progress) as bar:
-            task = bar.add_task("fit", total=tc.steps, completed=step, info="")
-            while step < tc.steps:
-                elapsed = elapsed_before + time.perf_counter() - t_start
-                if tc.max_seconds and elapsed >= tc.max_seconds:
-                    break
-                frac = min(1.0, max(step / tc.steps, elapsed / tc.max_seconds if tc.max_seconds else 0.0))
-                lr_means = tc.lr_means * extent * (tc.lr_means_final / tc.lr_means) ** frac
-                opt.param_groups[0]["lr"] = lr_means
-                splats.active_sh_degree.fill_(min(splats.sh_degree, step // tc.sh_degree_every))
-                if step % n_views == 0 and step > 0:
-                    order = torch.randperm(n_views, generator=gen)
-                i = int(order[step % n_views])
-                bg = _background(tc.background, gen).to(device)
-                a = alpha_all[i].to(device)
-                target = rgb_all[i].to(device) * a + bg * (1 - a)
-                res = render_splats(splats, cams[i].to(device), bg, backend=tc.backend)
-                l1 = (res["rgb"] - target).abs().mean()
-                loss = (1 - tc.ssim_lambda) * l1
-                if tc.ssim_lambda > 0:
-                    loss = loss + tc.ssim_lambda * (1 - ssim_tensor(res["rgb"], target))
-                loss.backward()
-                density.accumulate(res["means2d"], res["visible"], cams.width, cams.height)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                step += 1
-                changed = density.step(step, splats, opt, gen)
-                mse = float(((res["rgb"].detach() - target) ** 2).mean())
-                rec = {"step": step, "loss": loss.item(), "psnr_train": -10 * math.log10(max(mse, 1e-10)),
-                       "gaussians": splats.n, "sh_degree": int(splats.active_sh_degree), "lr_means": lr_means,
-                       "elapsed": round(elapsed, 3)}
-                if changed:
-                    rec["densify"] = changed
-                if step % tc.log_every == 0 or step == tc.steps or changed:
-                    log_f.write(json.dumps(rec) + "\n")
-                    log_f.flush()
-                bar.update(task, completed=step, info=f"psnr {rec['psnr_train']:.2f}  gaussians {splats.n}")
-                if step % tc.checkpoint_every == 0 and step < tc.steps:
-                    checkpoint(step, elapsed_before + time.perf_counter() - t_start)
-                if callback is not None:
-                    callback(step, rec)
-    except KeyboardInterrupt:
-        checkpoint(step, elapsed_before + time.perf_counter() - t_start)
-        log_f.close()
-        raise
-    train_seconds = elapsed_before + time.perf_counter() - t_start
-    checkpoint(step, train_seconds)
-    log_f.close()
+    with loop:
+        while loop.running():
+            step = loop.step
+            lr_means = tc.lr_means * extent * (tc.lr_means_final / tc.lr_means) ** loop.progress()
+            opt.param_groups[0]["lr"] = lr_means
+            splats.active_sh_degree.fill_(min(splats.sh_degree, step // tc.sh_degree_every))
+            if step % n_views == 0 and step > 0:
+                order = torch.randperm(n_views, generator=gen)
+            i = int(order[step % n_views])
+            bg = _background(tc.background, gen).to(device)
+            a = alpha_all[i].to(device)
+            target = rgb_all[i].to(device) * a + bg * (1 - a)
+            res = render_splats(splats, cams[i].to(device), bg, backend=tc.backend)
+            l1 = (res["rgb"] - target).abs().mean()
+            loss = (1 - tc.ssim_lambda) * l1
+            if tc.ssim_lambda > 0:
+                loss = loss + tc.ssim_lambda * (1 - ssim_tensor(res["rgb"], target))
+            loss.backward()
+            density.accumulate(res["means2d"], res["visible"], cams.width, cams.height)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            changed = density.step(step + 1, splats, opt, gen)
+            psnr_train = -10 * math.log10(max(float(((res["rgb"].detach() - target) ** 2).mean()), 1e-10))
+            rec = {"loss": loss.item(), "psnr_train": psnr_train, "gaussians": splats.n,
+                   "sh_degree": int(splats.active_sh_degree), "lr_means": lr_means}
+            if changed:
+                rec["densify"] = changed
+            loop.end_step(rec, f"psnr {psnr_train:.2f}  gaussians {splats.n}", force_log=bool(changed))
+    step, train_seconds = loop.step, loop.elapsed
     splats.eval()
     metrics: dict[str, Any] = {"steps": step, "seconds": round(train_seconds, 2), "field": "splats",
                                "gaussians": splats.n, "params": sum(p.numel() for p in splats.parameters())}

@@ -6,16 +6,13 @@ directory, and can resume from the last checkpoint (weights, optimizer moments, 
 
 from __future__ import annotations
 
-import json
 import math
 import resource
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .cameras import Cameras, image_rays
 from .checkpoint import load_field, load_tensors, save_field, save_tensors, write_json
@@ -25,7 +22,8 @@ from .evaluate import evaluate_field
 from .fields import build_field
 from .render.occupancy import OccupancyGrid
 from .render.volume import RenderSettings, ray_background, render_rays
-from .train_state import TRAIN_STATE, load_train_state, save_train_state, truncate_log
+from .train_loop import TrainLoop
+from .train_state import TRAIN_STATE, load_train_state, save_train_state
 
 __all__ = ["fit", "OCCUPANCY", "load_run", "render_settings_from"]
 
@@ -143,73 +141,38 @@ def fit(
     alpha_all = train_ds.alpha.reshape(-1, 1).to(device)
     n_pix = rgb_all.shape[0]
     density_thr = -math.log(1.0 - tc.occ_alpha_threshold) / tc.step_size
-    out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        truncate_log(out / "log.jsonl", step)
-    log_f = open(out / "log.jsonl", "a")
-    t_start = time.perf_counter()
-    columns = [
-        TextColumn("[bold]fit {task.fields[name]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"),
-    ]
-    try:
-        with Progress(*columns, disable=not show_progress) as bar:
-            task = bar.add_task("fit", total=tc.steps, completed=step, name=cfg.field_name, info="")
-            while step < tc.steps:
-                elapsed = elapsed_before + time.perf_counter() - t_start
-                if tc.max_seconds and elapsed >= tc.max_seconds:
-                    break
-                frac = max(step / tc.steps, elapsed / tc.max_seconds if tc.max_seconds else 0.0)
-                if field.on_step(step):
-                    opt = _make_optimizer(field, tc.lr)
-                lr = _set_lr(opt, frac, step, tc)
-                if step % tc.occ_update_every == 0:
-                    grid.update(field.density, density_thr, warmup=step < tc.occ_warmup_steps, generator=gen)
-                idx = torch.randint(0, n_pix, (batch_rays,), generator=gen).to(device)
-                bg = ray_background(tc.background, batch_rays, torch.device(device), gen)
-                # index_select: much faster than fancy indexing when the cores are shared
-                a = alpha_all.index_select(0, idx)
-                target = rgb_all.index_select(0, idx) * a + bg * (1 - a)
-                ro, rd = rays_o.index_select(0, idx), rays_d.index_select(0, idx)
-                res = render_rays(field, ro, rd, grid, bg, settings, jitter=True, generator=gen)
-                mse = torch.mean((res["rgb"] - target) ** 2)
-                loss = mse + field.regularization()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                n_samples = int(res["n_samples"])
-                if tc.target_samples and n_samples > 0:
-                    ratio = tc.target_samples / n_samples
-                    batch_rays = int(min(tc.max_batch_rays, max(256, batch_rays * min(1.5, max(0.67, ratio)))))
-                rec = {
-                    "step": step,
-                    "loss": loss.item(),
-                    "psnr_train": -10 * math.log10(max(mse.item(), 1e-10)),
-                    "lr": lr,
-                    "rays": int(idx.numel()),
-                    "samples": n_samples,
-                    "occupancy": grid.occupancy_fraction(),
-                    "elapsed": round(elapsed, 3),
-                }
-                if step % tc.log_every == 0 or step == tc.steps:
-                    log_f.write(json.dumps(rec) + "\n")
-                    log_f.flush()
-                bar.update(task, completed=step, info=f"psnr {rec['psnr_train']:.2f}  samples {n_samples}")
-                if step % tc.checkpoint_every == 0 and step < tc.steps:
-                    checkpoint(step, elapsed_before + time.perf_counter() - t_start)
-                if callback is not None:
-                    callback(step, rec)
-    except KeyboardInterrupt:
-        checkpoint(step, elapsed_before + time.perf_counter() - t_start)
-        log_f.close()
-        raise
-    train_seconds = elapsed_before + time.perf_counter() - t_start
-    checkpoint(step, train_seconds)
-    log_f.close()
+    loop = TrainLoop(out, cfg.field_name, tc.steps, checkpoint, start_step=step, elapsed_before=elapsed_before,
+                     max_seconds=tc.max_seconds, log_every=tc.log_every, checkpoint_every=tc.checkpoint_every,
+                     resume=resume, show_progress=show_progress, callback=callback)
+    with loop:
+        while loop.running():
+            step = loop.step
+            if field.on_step(step):
+                opt = _make_optimizer(field, tc.lr)
+            lr = _set_lr(opt, loop.progress(), step, tc)
+            if step % tc.occ_update_every == 0:
+                grid.update(field.density, density_thr, warmup=step < tc.occ_warmup_steps, generator=gen)
+            idx = torch.randint(0, n_pix, (batch_rays,), generator=gen).to(device)
+            bg = ray_background(tc.background, batch_rays, torch.device(device), gen)
+            # index_select: much faster than fancy indexing when the cores are shared
+            a = alpha_all.index_select(0, idx)
+            target = rgb_all.index_select(0, idx) * a + bg * (1 - a)
+            ro, rd = rays_o.index_select(0, idx), rays_d.index_select(0, idx)
+            res = render_rays(field, ro, rd, grid, bg, settings, jitter=True, generator=gen)
+            mse = torch.mean((res["rgb"] - target) ** 2)
+            loss = mse + field.regularization()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n_samples = int(res["n_samples"])
+            if tc.target_samples and n_samples > 0:
+                ratio = tc.target_samples / n_samples
+                batch_rays = int(min(tc.max_batch_rays, max(256, batch_rays * min(1.5, max(0.67, ratio)))))
+            psnr_train = -10 * math.log10(max(mse.item(), 1e-10))
+            rec = {"loss": loss.item(), "psnr_train": psnr_train, "lr": lr, "rays": int(idx.numel()),
+                   "samples": n_samples, "occupancy": grid.occupancy_fraction()}
+            loop.end_step(rec, f"psnr {psnr_train:.2f}  samples {n_samples}")
+    step, train_seconds = loop.step, loop.elapsed
     field.eval()
     metrics: dict[str, Any] = {
         "steps": step,

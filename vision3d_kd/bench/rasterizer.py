@@ -30,7 +30,8 @@ def _scene(n: int, res: int, device: str):
     pts = torch.rand(n, 3, generator=g) * 2 - 1
     sh = torch.randn(n, 16, 3, generator=g) * 0.2
     scale = 0.6 * (8.0 / n) ** (1 / 3)  # about the mean neighbour distance
-    sp.set_params({"means": pts, "log_scales": torch.full((n, 3), math.log(scale)) + 0.3 * torch.randn(n, 3, generator=g),
+    log_scales = torch.full((n, 3), math.log(scale)) + 0.3 * torch.randn(n, 3, generator=g)
+    sp.set_params({"means": pts, "log_scales": log_scales,
                    "quats": torch.randn(n, 4, generator=g), "opacity_logits": torch.randn(n, generator=g), "sh": sh})
     sp.active_sh_degree.fill_(3)
     c2w = look_at(torch.tensor([2.5, -2.5, 2.0]), torch.zeros(3), "+z")

@@ -26,7 +26,8 @@ def export_command(
     from ..export import write_splats
 
     if fmt in MESH_FORMATS:
-        raise ConfigError(f"--format {fmt}: mesh export is not implemented yet (splat formats: {', '.join(SPLAT_FORMATS)})")
+        known = ", ".join(SPLAT_FORMATS)
+        raise ConfigError(f"--format {fmt}: mesh export is not implemented yet (splat formats: {known})")
     if fmt not in SPLAT_FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(SPLAT_FORMATS + MESH_FORMATS)}, got {fmt!r}")
     model, _ = load_field(run)

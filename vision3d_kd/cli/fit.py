@@ -17,7 +17,8 @@ __all__ = ["register", "fit_command"]
 def fit_command(
     data: Path = typer.Argument(..., help="Dataset folder (Blender transforms_*.json or nerfstudio transforms.json)."),
     field: str = typer.Option(
-        "hashgrid", "--field", "-f", help="Field family: mlp, hashgrid, tensorf-vm, tensorf-cp, grid, or splats (3D Gaussian splatting)."
+        "hashgrid", "--field", "-f",
+        help="Field family: mlp, hashgrid, tensorf-vm, tensorf-cp, grid, or splats (3D Gaussian splatting).",
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory to create (default runs/<data>-<field>)."),
     steps: int = typer.Option(None, "--steps", help="Optimisation steps (default from the field's config)."),

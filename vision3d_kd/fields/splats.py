@@ -101,7 +101,11 @@ class GaussianSplats(nn.Module):
 
     @torch.no_grad()
     def init_points(
-        self, points: Tensor, colors: Tensor | None = None, opacity: float = 0.1, generator: torch.Generator | None = None
+        self,
+        points: Tensor,
+        colors: Tensor | None = None,
+        opacity: float = 0.1,
+        generator: torch.Generator | None = None,
     ) -> GaussianSplats:
         """One isotropic Gaussian per point [N,3] (world), scale = mean distance to its 3 nearest
         neighbours (as 3DGS), random rotation, given opacity, colour [N,3] in [0,1] (grey if None)."""

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ..render.splat_project import TILE, Projection
-from ..render.splat_torch import rasterize_ref, tile_bins
+from ..render.splat_torch import finish_image, rasterize_ref, tile_bins
 from .dispatch import run_tuned, use_fused
 
 __all__ = ["rasterize"]
@@ -72,5 +72,4 @@ def rasterize(
         ext, offsets, ids, int(width), int(height), bg,
         *(t.contiguous().float() for t in (proj.means2d, proj.conics, colors, opacities, proj.depths)),
     )
-    depth = torch.where(alpha > 0, acc / alpha.clamp_min(1e-10), torch.zeros_like(acc))
-    return {"rgb": rgb, "alpha": alpha, "depth": depth}
+    return finish_image(rgb, alpha, acc)

@@ -18,7 +18,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .splat_project import TILE, Projection
 
-__all__ = ["tile_bins", "rasterize_ref", "ALPHA_MIN", "ALPHA_MAX", "T_MIN"]
+__all__ = ["tile_bins", "rasterize_ref", "finish_image", "ALPHA_MIN", "ALPHA_MAX", "T_MIN"]
 
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.99
@@ -134,9 +134,14 @@ def rasterize_ref(
 
     rgb = assemble(rgb_t, 3)
     alpha = assemble(alpha_t, 1)[..., 0]
-    acc_z = assemble(depth_t, 1)[..., 0]
     if background is not None:
         rgb = rgb + (1.0 - alpha)[..., None] * background.to(dev, dt)
+    return finish_image(rgb, alpha, assemble(depth_t, 1)[..., 0])
+
+
+def finish_image(rgb: Tensor, alpha: Tensor, acc_z: Tensor) -> dict[str, Tensor]:
+    """Rasterizer outputs from composited rgb [H,W,3], alpha [H,W] and accumulated w*z [H,W]:
+    depth = acc_z / alpha (expected camera z of what is visible), 0 where alpha is 0."""
     depth = torch.where(alpha > 0, acc_z / alpha.clamp_min(1e-10), torch.zeros_like(acc_z))
     return {"rgb": rgb, "alpha": alpha, "depth": depth}
 

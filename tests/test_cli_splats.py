@@ -1,0 +1,79 @@
+"""CLI for splats: fit -> export (3 formats) -> import-splats -> eval; bad splat files and bad runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vision3d_kd.checkpoint import load_field
+from vision3d_kd.export import read_splats
+
+from .conftest import BAD_INPUTS, need_shared
+from .test_cli import _one_line_error, run_cli
+
+SPLAT_BAD = ["splats_missing_opacity.ply", "splats_nan.ply", "truncated.splat"]
+FAST = ["--set", "train.init_points=1500", "--set", "train.refine_start=20", "--set", "train.refine_every=20",
+        "--set", "train.refine_stop=200"]
+
+
+@pytest.fixture(scope="module")
+def splat_run(sphere_scene, tmp_path_factory):
+    run = tmp_path_factory.mktemp("splats") / "run"
+    assert run_cli(["fit", str(sphere_scene), "--field", "splats", "--out", str(run), "--steps", "300",
+                    "--no-progress", *FAST]) == 0
+    return run
+
+
+def test_fit_splats_writes_a_run(splat_run):
+    m = json.loads((splat_run / "metrics.json").read_text())
+    assert m["field"] == "splats" and m["steps"] == 300 and m["gaussians"] > 0 and m["psnr_test"] > 22
+    for name in ("config.json", "weights.safetensors", "log.jsonl", "train_state.safetensors"):
+        assert (splat_run / name).is_file()
+
+
+@pytest.mark.parametrize("fmt,suffix", [("3dgs-ply", ".ply"), ("splat", ".splat"), ("spz", ".spz")])
+def test_export_import_round_trip(splat_run, fmt, suffix, tmp_path, capsys):
+    out = tmp_path / f"scene{suffix}"
+    assert run_cli(["export", str(splat_run), "--format", fmt, "--out", str(out)]) == 0
+    model, _ = load_field(splat_run)
+    params = read_splats(out)
+    assert params["means"].shape == (model.n, 3)
+    if fmt == "3dgs-ply":
+        plyfile = pytest.importorskip("plyfile")
+        ply = plyfile.PlyData.read(str(out))
+        assert ply["vertex"].count == model.n and "opacity" in ply["vertex"].data.dtype.names
+        torch.testing.assert_close(params["means"], model.means.detach(), atol=1e-6, rtol=0)
+    else:  # quantised formats: positions within a millimetre-scale tolerance of the run's
+        order = torch.cdist(params["means"], model.means.detach()).argmin(1)
+        assert (params["means"] - model.means.detach()[order]).abs().max() < 2e-3
+    run2 = tmp_path / "imported"
+    assert run_cli(["import-splats", str(out), "--out", str(run2)]) == 0
+    data = json.loads((splat_run / "config.json").read_text())["data"]
+    assert run_cli(["eval", str(run2), "--data", data]) == 0
+    m = json.loads((run2 / "metrics.json").read_text())
+    assert m["psnr_test"] > (20 if fmt == "3dgs-ply" else 15)
+
+
+def test_export_refuses_mesh_formats_and_field_runs(splat_run, tmp_path, capsys):
+    assert run_cli(["export", str(splat_run), "--format", "glb", "--out", str(tmp_path / "m.glb")]) == 2
+    _one_line_error(capsys, "glb")
+    assert not (tmp_path / "m.glb").exists()
+
+
+@pytest.mark.parametrize("entry", SPLAT_BAD)
+def test_import_rejects_bad_splat_files(entry, tmp_path, capsys):
+    path = need_shared(BAD_INPUTS / entry)
+    assert run_cli(["import-splats", str(path), "--out", str(tmp_path / "run")]) == 2
+    _one_line_error(capsys, entry)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("entry", ["run_nan_weights", "run_pickle_checkpoint"])
+def test_export_rejects_bad_runs(entry, tmp_path, capsys):
+    run = need_shared(BAD_INPUTS / entry)
+    out = tmp_path / "x.ply"
+    assert run_cli(["export", str(run), "--format", "3dgs-ply", "--out", str(out)]) == 2
+    err = _one_line_error(capsys, entry)
+    assert "UNSAFE" not in err and not out.exists()

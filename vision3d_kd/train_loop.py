@@ -1,0 +1,85 @@
+"""Bookkeeping every trainer shares: step counter, wall-clock budget, `log.jsonl`, a rich progress bar,
+periodic checkpoints, a checkpoint on Ctrl-C and after the last step, and a per-step callback."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .train_state import truncate_log
+
+__all__ = ["TrainLoop"]
+
+
+class TrainLoop:
+    """Use as `with TrainLoop(...) as loop: while loop.running(): ...; loop.end_step(record, info)`.
+
+    `checkpoint(step, elapsed_seconds)` writes everything `--resume` needs; it runs every
+    `checkpoint_every` steps, on KeyboardInterrupt (then re-raised) and when the loop ends normally.
+    `elapsed` counts training time across resumes (`elapsed_before` from the checkpoint)."""
+
+    def __init__(self, out: Path, name: str, steps: int, checkpoint: Callable[[int, float], None], *,
+                 start_step: int = 0, elapsed_before: float = 0.0, max_seconds: float = 0.0, log_every: int = 25,
+                 checkpoint_every: int = 500, resume: bool = False, show_progress: bool = True,
+                 callback: Callable[[int, dict[str, Any]], None] | None = None) -> None:
+        self.out, self.name, self.steps = Path(out), name, steps
+        self.step, self.elapsed_before, self.max_seconds = start_step, elapsed_before, max_seconds
+        self.log_every, self.checkpoint_every = log_every, checkpoint_every
+        self._checkpoint, self._callback = checkpoint, callback
+        self._resume, self._show = resume, show_progress
+
+    def __enter__(self) -> TrainLoop:
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self._resume:
+            truncate_log(self.out / "log.jsonl", self.step)
+        self._log = open(self.out / "log.jsonl", "a")
+        self._t0 = time.perf_counter()
+        cols = [TextColumn(f"[bold]fit {self.name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.fields[info]}")]
+        self._bar = Progress(*cols, disable=not self._show)
+        self._bar.__enter__()
+        self._task = self._bar.add_task("fit", total=self.steps, completed=self.step, info="")
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._bar.__exit__(exc_type, exc, tb)
+        try:
+            if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
+                self._checkpoint(self.step, self.elapsed)
+        finally:
+            self._log.close()
+
+    @property
+    def elapsed(self) -> float:
+        """Training seconds so far, including earlier sessions of a resumed run."""
+        return self.elapsed_before + time.perf_counter() - self._t0
+
+    def running(self) -> bool:
+        """True while steps remain and the wall-clock budget (if any) is not spent."""
+        return self.step < self.steps and not (self.max_seconds and self.elapsed >= self.max_seconds)
+
+    def progress(self) -> float:
+        """Schedule position in [0, 1]: the larger of the step and the time fraction."""
+        frac = self.step / self.steps
+        if self.max_seconds:
+            frac = max(frac, self.elapsed / self.max_seconds)
+        return min(1.0, frac)
+
+    def end_step(self, record: dict[str, Any], info: str = "", force_log: bool = False) -> None:
+        """Count one finished step: log `record` (gets step and elapsed), update the bar, checkpoint
+        when due, call the callback."""
+        self.step += 1
+        record = {"step": self.step, **record, "elapsed": round(self.elapsed, 3)}
+        if force_log or self.step % self.log_every == 0 or self.step == self.steps:
+            self._log.write(json.dumps(record) + "\n")
+            self._log.flush()
+        self._bar.update(self._task, completed=self.step, info=info)
+        if self.step % self.checkpoint_every == 0 and self.step < self.steps:
+            self._checkpoint(self.step, self.elapsed)
+        if self._callback is not None:
+            self._callback(self.step, record)
