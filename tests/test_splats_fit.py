@@ -122,3 +122,30 @@ def test_resume_splats_after_a_crash(sphere_scene, tmp_path):
     assert seen[0] == 61 and m["steps"] == 120
     steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 120
+
+
+def test_init_from_a_field_run_places_gaussians_on_its_density(tmp_path):
+    """A grid field that is dense only inside a ball of radius 0.5: Gaussians land in the ball."""
+    from vision3d_kd.splat_init import points_from_run
+
+    field = build_field({"field": "grid", "aabb": [[-1, -1, -1], [1, 1, 1]], "resolution": 32, "upsample": [],
+                         "density_scale": 25.0})
+    with torch.no_grad():
+        c = (torch.arange(32) + 0.5) / 32 * 2 - 1  # voxel centres (align_corners=False layout)
+        zz, yy, xx = torch.meshgrid(c, c, c, indexing="ij")
+        inside = (xx**2 + yy**2 + zz**2) < 0.5**2
+        field.density_grid.copy_(torch.where(inside, 10.0, -20.0)[..., None])
+    save_field(tmp_path / "run", field, {"render": {"step_size": 0.01}})
+    pts, cols = points_from_run(tmp_path / "run", 500, torch.Generator().manual_seed(0))
+    assert pts.shape == (500, 3) and cols.shape == (500, 3)
+    assert float(pts.norm(dim=-1).max()) < 0.5 + 2 / 32  # within a voxel of the ball
+    assert 0 <= float(cols.min()) and float(cols.max()) <= 1
+
+
+def test_init_from_a_splats_run_is_refused(tmp_path):
+    from vision3d_kd.errors import RunError
+    from vision3d_kd.splat_init import points_from_run
+
+    save_field(tmp_path / "run", GaussianSplats(n=0).init_random(10, generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(RunError):
+        points_from_run(tmp_path / "run", 5, torch.Generator())

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
+from ..fields.splats import SH_C0
 from .spz import ALPHA_EPS, decode_spz, encode_spz
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
     "read_spz",
 ]
 
-SH_C0 = 0.28209479177387814
 FORMATS = {".ply": "3dgs-ply", ".splat": "splat", ".spz": "spz"}
 KEYS = ("means", "log_scales", "quats", "opacity_logits", "sh")
 _REQUIRED_PLY = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",

@@ -35,8 +35,10 @@ import struct
 import zlib
 
 import numpy as np
+import torch
 
 from ..errors import DataError
+from ..fields.encodings import sh_encoding
 
 __all__ = ["MAGIC", "COLOR_SCALE", "encode_spz", "decode_spz", "frame_rotation", "rotate_arrays"]
 
@@ -50,10 +52,6 @@ _REST_DIM = {0: 0, 1: 3, 2: 8, 3: 15}  # SH coefficients beyond DC per channel
 _ZUP_TO_RUB = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 _ZUP_TO_RUB_Q = np.array([_SQRT1_2, -_SQRT1_2, 0.0, 0.0])  # the same rotation, wxyz
 
-_C1 = 0.4886025119029199
-_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
-_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154, -0.4570457994644658,
-       1.445305721320277, -0.5900435899266435)
 
 
 def _round(x: np.ndarray) -> np.ndarray:
@@ -66,19 +64,8 @@ def _u8(x: np.ndarray) -> np.ndarray:
 
 
 def _sh_basis(d: np.ndarray, degree: int) -> np.ndarray:
-    """Real SH basis [M, (degree+1)^2] of unit directions d [M, 3], 3DGS sign convention."""
-    x, y, z = d[:, 0], d[:, 1], d[:, 2]
-    out = [np.full_like(x, 0.28209479177387814)]
-    if degree >= 1:
-        out += [-_C1 * y, _C1 * z, -_C1 * x]
-    if degree >= 2:
-        xx, yy, zz = x * x, y * y, z * z
-        out += [_C2[0] * x * y, _C2[1] * y * z, _C2[2] * (2 * zz - xx - yy), _C2[3] * x * z, _C2[4] * (xx - yy)]
-    if degree >= 3:
-        out += [_C3[0] * y * (3 * xx - yy), _C3[1] * x * y * z, _C3[2] * y * (4 * zz - xx - yy),
-                _C3[3] * z * (2 * zz - 3 * xx - 3 * yy), _C3[4] * x * (4 * zz - xx - yy),
-                _C3[5] * z * (xx - yy), _C3[6] * x * (xx - 3 * yy)]
-    return np.stack(out, axis=1)
+    """Real SH basis [M, (degree+1)^2] of unit directions d [M, 3] (the package's 3DGS-convention basis)."""
+    return sh_encoding(torch.from_numpy(d).double(), degree + 1).numpy()
 
 
 def _sh_rotation(rot: np.ndarray, degree: int) -> np.ndarray:

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ..fields.encodings import sh_encoding
+from ..fields.splats import SH_C0
 
 __all__ = ["Projection", "quat_to_rotmat", "covariance_3d", "project_gaussians", "sh_colors", "TILE"]
 
@@ -111,7 +112,7 @@ def sh_colors(sh: Tensor, means: Tensor, cam_center: Tensor, degree: int) -> Ten
     if sh.shape[1] < n_coef:
         raise ValueError(f"SH degree {degree} needs {n_coef} coefficients, got {sh.shape[1]}")
     if degree == 0:
-        basis = sh.new_full((sh.shape[0], 1), 0.28209479177387814)
+        basis = sh.new_full((sh.shape[0], 1), SH_C0)
     else:
         dirs = means - cam_center
         dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
