@@ -56,6 +56,16 @@ def test_export_import_round_trip(splat_run, fmt, suffix, tmp_path, capsys):
     assert m["psnr_test"] > (20 if fmt == "3dgs-ply" else 15)
 
 
+def test_render_orbit_of_a_splats_run(splat_run, tmp_path):
+    imageio = pytest.importorskip("imageio")
+    out = tmp_path / "orbit.gif"
+    assert run_cli(["render", str(splat_run), "--orbit", "4", "--out", str(out), "--size", "32"]) == 0
+    frames = imageio.mimread(out)
+    assert len(frames) == 4 and frames[0].shape[:2] == (32, 32)
+    centre = torch.tensor(frames[0][12:20, 12:20, :3]).float()
+    assert centre.std() > 1 or (centre < 250).any()  # the object, not just the white background
+
+
 def test_export_refuses_mesh_formats_and_field_runs(splat_run, tmp_path, capsys):
     assert run_cli(["export", str(splat_run), "--format", "glb", "--out", str(tmp_path / "m.glb")]) == 2
     _one_line_error(capsys, "glb")

@@ -149,3 +149,24 @@ def test_init_from_a_splats_run_is_refused(tmp_path):
     save_field(tmp_path / "run", GaussianSplats(n=0).init_random(10, generator=torch.Generator().manual_seed(0)))
     with pytest.raises(RunError):
         points_from_run(tmp_path / "run", 5, torch.Generator())
+
+
+def test_init_from_a_point_cloud_ply_and_a_splat_file(tmp_path):
+    from vision3d_kd.errors import DataError
+    from vision3d_kd.export import write_splats
+    from vision3d_kd.splat_init import initial_points
+
+    ply = tmp_path / "cloud.ply"
+    ply.write_text("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+                   "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+                   "0 0 0 255 0 0\n1 0 0 0 255 0\n0 1 0 0 0 255\n")
+    pts, cols = initial_points(str(ply), 10, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(pts, torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]]))
+    torch.testing.assert_close(cols, torch.eye(3))
+    sp = GaussianSplats(n=0, sh_degree=0).init_points(pts, cols)
+    write_splats(sp.to_params(), tmp_path / "s.splat")
+    pts2, cols2 = initial_points(str(tmp_path / "s.splat"), 2, torch.Generator().manual_seed(0))
+    assert pts2.shape == (2, 3) and cols2.shape == (2, 3)  # a random subset when the file has more
+    assert torch.cdist(pts2, pts).min(dim=1).values.max() < 1e-6
+    with pytest.raises(DataError):
+        initial_points(str(tmp_path / "missing.ply"), 5, torch.Generator())

@@ -28,6 +28,7 @@ __all__ = [
     "image_rays",
     "sample_pixels",
     "look_at",
+    "orbit_defaults",
     "up_vector",
     "cameras_from_spherical",
     "orbit_cameras",
@@ -337,3 +338,19 @@ class RandomCameraSampler:
     def sample(self, n: int, generator: torch.Generator) -> Cameras:
         """``n`` random cameras (on CPU)."""
         return self.cameras(self.sample_params(n, generator))
+
+
+def orbit_defaults(cams: Cameras) -> dict[str, float]:
+    """Turntable settings that match a training rig: mean camera distance from the origin, vertical
+    field of view, mean elevation (degrees above the z = 0 plane) and image size."""
+    pos = cams.c2w[:, :3, 3]
+    radius = float(pos.norm(dim=-1).mean())
+    fov_y = 2 * math.degrees(math.atan(cams.height / (2 * float(cams.fy[0]))))
+    elevation = float(torch.rad2deg(torch.asin((pos[:, 2] / pos.norm(dim=-1)).clamp(-1, 1))).mean())
+    return {
+        "radius": radius,
+        "fov_y_deg": fov_y,
+        "elevation_deg": elevation,
+        "width": cams.width,
+        "height": cams.height,
+    }

@@ -74,7 +74,7 @@ class SplatTrainConfig:
 
     steps: int = 6000
     max_seconds: float = 0.0  # wall-clock budget (0 = none); schedules follow max(step, time) progress
-    init: str = "random"  # "random" (points in the scene box) or a path to a fitted field run
+    init: str = "random"  # "random" (points in the scene box), a fitted field run, or a .ply/.splat/.spz file
     init_points: int = 20000  # Gaussians at initialisation
     init_opacity: float = 0.1
     sh_degree_every: int = 500  # steps between raising the active SH degree by one

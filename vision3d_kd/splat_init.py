@@ -1,4 +1,6 @@
-"""Initial Gaussian positions and colours from a fitted radiance-field run (`--init RUN`)."""
+"""Initial Gaussian positions and colours (`fit --field splats --init SOURCE`): a fitted radiance-field
+run directory, or a point cloud / splat file (.ply with x,y,z and optional red,green,blue or 3DGS
+f_dc_*, .splat, .spz)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from torch import Tensor
 
 from .errors import RunError
 
-__all__ = ["points_from_run"]
+__all__ = ["points_from_run", "points_from_file", "initial_points"]
 
 
 @torch.no_grad()
@@ -46,3 +48,52 @@ def points_from_run(run: Path, n: int, generator: torch.Generator, step_size: fl
     pts = pts[keep]
     _, rgb = field(pts)
     return pts, rgb.clamp(0, 1)
+
+
+def points_from_file(path: Path, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Up to `n` points [n,3] and colours [n,3] in [0,1] from a point-cloud PLY (x, y, z and optional
+    red/green/blue, 8-bit or float) or a splat file (.ply in the 3DGS layout, .splat, .spz: means
+    and DC colours). A random subset is taken when the file has more than `n` points."""
+    import numpy as np
+
+    from .errors import DataError
+    from .export.splat_io import read_ply_vertices, read_splats
+    from .fields.splats import SH_C0
+
+    path = Path(path)
+    if path.suffix.lower() == ".ply":
+        cols = read_ply_vertices(path)
+        if "f_dc_0" in cols and "opacity" in cols:
+            params = read_splats(path)
+            pts, rgb = params["means"], 0.5 + SH_C0 * params["sh"][:, 0]
+        else:
+            if not all(k in cols for k in ("x", "y", "z")):
+                raise DataError(f"{path}: point cloud PLY needs x, y, z vertex properties")
+            pts = torch.from_numpy(np.stack([cols[k] for k in "xyz"], 1).astype(np.float32))
+            if all(k in cols for k in ("red", "green", "blue")):
+                raw = np.stack([cols[k] for k in ("red", "green", "blue")], 1)
+                scale = 255.0 if raw.dtype.kind in "iu" else 1.0
+                rgb = torch.from_numpy((raw / scale).astype(np.float32))
+            else:
+                rgb = torch.full_like(pts, 0.5)
+    else:
+        params = read_splats(path)
+        pts, rgb = params["means"], 0.5 + SH_C0 * params["sh"][:, 0]
+    if not torch.isfinite(pts).all():
+        raise DataError(f"{path}: non-finite point coordinates")
+    if pts.shape[0] > n:
+        keep = torch.randperm(pts.shape[0], generator=generator)[:n]
+        pts, rgb = pts[keep], rgb[keep]
+    return pts, rgb.clamp(0, 1)
+
+
+def initial_points(source: str, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Points and colours from `source`: a run directory (field density) or a file (see module doc)."""
+    from .errors import DataError
+
+    path = Path(source)
+    if path.is_dir():
+        return points_from_run(path, n, generator)
+    if path.is_file():
+        return points_from_file(path, n, generator)
+    raise DataError(f"{path}: --init source not found (a field run directory or a .ply/.splat/.spz file)")

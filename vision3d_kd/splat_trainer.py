@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from .cameras import orbit_defaults
 from .checkpoint import load_field, load_tensors, save_field, save_tensors, write_json
 from .config import FitConfig
 from .errors import RunError
@@ -21,7 +22,7 @@ from .fields.splats import GaussianSplats
 from .metrics import ssim_tensor
 from .render.splat import render_splats
 from .splat_density import DensityController
-from .splat_init import points_from_run
+from .splat_init import initial_points
 from .train_loop import TrainLoop
 from .train_state import TRAIN_STATE, load_train_state, save_train_state
 
@@ -53,7 +54,7 @@ def _init_splats(tc, aabb: torch.Tensor, gen: torch.Generator, sh_degree: int) -
     splats = GaussianSplats(aabb=aabb.tolist(), n=0, sh_degree=sh_degree)
     if tc.init == "random":
         return splats.init_random(tc.init_points, generator=gen, opacity=tc.init_opacity)
-    pts, cols = points_from_run(Path(tc.init), tc.init_points, gen)
+    pts, cols = initial_points(tc.init, tc.init_points, gen)
     return splats.init_points(pts, cols, opacity=tc.init_opacity, generator=gen)
 
 
@@ -93,7 +94,8 @@ def fit_splats(
         step, elapsed_before = meta["step"], meta["elapsed"]
         if (out / DENSITY_STATE).is_file():
             density.load_state_dict(load_tensors(out / DENSITY_STATE, check_finite=False))
-    run_cfg = {"fit": cfg.to_dict(), "data": str(data_path) if data_path else None, "render": {"kind": "splats"}}
+    run_cfg = {"fit": cfg.to_dict(), "data": str(data_path) if data_path else None,
+               "render": orbit_defaults(train_ds.cameras)}
 
     def checkpoint(at_step: int, elapsed: float) -> None:
         save_train_state(out, opt, {"step": at_step, "elapsed": elapsed}, gen)

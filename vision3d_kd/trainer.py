@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .cameras import Cameras, image_rays
+from .cameras import Cameras, image_rays, orbit_defaults
 from .checkpoint import load_field, load_tensors, save_field, save_tensors, write_json
 from .config import FitConfig
 from .errors import RunError
@@ -51,20 +51,6 @@ def load_run(run: Path, device: torch.device | str = "cpu") -> tuple[Any, Occupa
 def _all_rays(cams: Cameras) -> tuple[torch.Tensor, torch.Tensor]:
     os_, ds = zip(*(image_rays(cams, i) for i in range(len(cams))), strict=True)
     return torch.cat(os_), torch.cat(ds)
-
-
-def _orbit_defaults(cams: Cameras) -> dict[str, float]:
-    pos = cams.c2w[:, :3, 3]
-    radius = float(pos.norm(dim=-1).mean())
-    fov_y = 2 * math.degrees(math.atan(cams.height / (2 * float(cams.fy[0]))))
-    elevation = float(torch.rad2deg(torch.asin((pos[:, 2] / pos.norm(dim=-1)).clamp(-1, 1))).mean())
-    return {
-        "radius": radius,
-        "fov_y_deg": fov_y,
-        "elevation_deg": elevation,
-        "width": cams.width,
-        "height": cams.height,
-    }
 
 
 def _make_optimizer(field, lr: float) -> torch.optim.Optimizer:
@@ -123,7 +109,7 @@ def fit(
     run_cfg = {
         "fit": cfg.to_dict(),
         "data": str(data_path) if data_path else None,
-        "render": {"step_size": tc.step_size, **_orbit_defaults(train_ds.cameras)},
+        "render": {"step_size": tc.step_size, **orbit_defaults(train_ds.cameras)},
     }
 
     def checkpoint(at_step: int, elapsed: float) -> None:

@@ -29,6 +29,9 @@ def fit_command(
     overrides: list[str] = typer.Option(
         [], "--set", help="Override a config value: field.KEY=VALUE or train.KEY=VALUE (repeatable)."
     ),
+    init: str = typer.Option(
+        None, "--init", help="splats: initialise from a fitted field RUN or a .ply/.splat/.spz point/splat file."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -46,7 +49,9 @@ def fit_command(
         if out.exists() and any(out.iterdir()):
             raise ConfigError(f"{out}: already exists and is not empty (use --resume or another --out)")
         cfg = load_fit_config(field, config)
-    flags = {"steps": steps, "max_seconds": max_seconds, "seed": seed, "downscale": downscale}
+    if init is not None and field != "splats" and not resume:
+        raise ConfigError("--init applies to --field splats")
+    flags = {"steps": steps, "max_seconds": max_seconds, "seed": seed, "downscale": downscale, "init": init}
     cfg = apply_overrides(cfg, [*overrides, *(f"train.{k}={v}" for k, v in flags.items() if v is not None)])
     cfg.train.validate()
     dev = pick_device(device)

@@ -38,6 +38,7 @@ __all__ = [
     "read_splats",
     "write_ply",
     "read_ply",
+    "read_ply_vertices",
     "write_splat",
     "read_splat",
     "write_spz",
@@ -195,8 +196,8 @@ def _parse_ply_header(path: PathLike, text: str) -> tuple[str, list[tuple[str, i
     return fmt, elements
 
 
-def read_ply(path: PathLike) -> dict[str, Tensor]:
-    """Read a 3DGS PLY (binary or ascii, any property order/type, extra properties ignored)."""
+def read_ply_vertices(path: PathLike) -> dict[str, np.ndarray]:
+    """Columns of a PLY's `vertex` element by property name (binary or ascii, scalar properties)."""
     data = _read_bytes(path)
     if not data.startswith(b"ply"):
         raise DataError(f"{path}: not a PLY file (no 'ply' magic)")
@@ -237,6 +238,13 @@ def read_ply(path: PathLike) -> dict[str, Tensor]:
                             f"{offset + n * dtype.itemsize} needed for {n} vertices)")
         arr = np.frombuffer(body, dtype, n, offset)
         cols = {p: arr[p] for p in pnames}
+    return cols
+
+
+def read_ply(path: PathLike) -> dict[str, Tensor]:
+    """Read a 3DGS PLY (binary or ascii, any property order/type, extra properties ignored)."""
+    cols = read_ply_vertices(path)
+    n = len(cols["x"]) if "x" in cols else len(next(iter(cols.values())))
     missing = [p for p in _REQUIRED_PLY if p not in cols]
     if missing:
         raise DataError(f"{path}: missing PLY properties: {', '.join(missing)}")
