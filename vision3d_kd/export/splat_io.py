@@ -295,7 +295,11 @@ def write_splat(params: Mapping[str, Tensor], path: PathLike) -> None:
     rgb = np.clip(0.5 + SH_C0 * a["sh"][:, 0, :], 0.0, 1.0) * 255.0
     alpha = 255.0 / (1.0 + np.exp(-a["opacity_logits"]))
     rec["rgba"] = np.clip(np.rint(np.concatenate([rgb, alpha[:, None]], axis=1)), 0, 255)
-    q = a["quats"] / np.linalg.norm(a["quats"], axis=1, keepdims=True)
+    # Normalise only quaternions visibly off the unit sphere: ones read back from a .splat are
+    # within 8-bit rounding of unit length and stay as they are, so writing them again gives the
+    # same bytes (a second export -> import round trip renders identically).
+    norm = np.linalg.norm(a["quats"], axis=1, keepdims=True)
+    q = np.where(np.abs(norm - 1.0) > 0.02, a["quats"] / norm, a["quats"])
     rec["rot"] = np.clip(np.rint(q * 128.0 + 128.0), 0, 255)
     _atomic_write(path, lambda f: _write_array(f, rec))
 
