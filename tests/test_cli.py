@@ -62,7 +62,8 @@ def test_fit_eval_render_on_a_procedural_scene(sphere_scene, tmp_path, capsys):
     run = tmp_path / "run"
     args = ["fit", str(sphere_scene), "--field", "grid", "--out", str(run), "--steps", "200", "--no-progress",
             "--set", "field.resolution=32", "--set", "field.upsample=[]", "--set", "train.batch_rays=512",
-            "--set", "train.target_samples=0", "--set", "train.occ_resolution=32", "--set", "train.step_size=0.03"]
+            "--set", "train.target_samples=0", "--set", "train.occ_resolution=32", "--set", "train.step_size=0.03",
+            "--max-seconds", "0"]
     assert run_cli(args) == 0
     assert "PSNR" in capsys.readouterr().out
     assert run_cli(["fit", str(sphere_scene), "--out", str(run)]) == 2  # refuses to overwrite

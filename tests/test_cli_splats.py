@@ -15,7 +15,7 @@ from .test_cli import _one_line_error, run_cli
 
 SPLAT_BAD = ["splats_missing_opacity.ply", "splats_nan.ply", "truncated.splat"]
 FAST = ["--set", "train.init_points=1500", "--set", "train.refine_start=20", "--set", "train.refine_every=20",
-        "--set", "train.refine_stop=200"]
+        "--set", "train.refine_stop=200", "--set", "train.max_seconds=0"]
 
 
 @pytest.fixture(scope="module")
