@@ -33,7 +33,7 @@ def points_from_run(run: Path, n: int, generator: torch.Generator, step_size: fl
     pts_all, alpha_all = [], []
     for _ in range(32):  # draw candidate batches until enough of them hold matter
         if occupied.numel():
-            pts = grid._cell_points(occupied[torch.randint(0, occupied.numel(), (m,), generator=generator)], generator)
+            pts = grid.cell_points(occupied[torch.randint(0, occupied.numel(), (m,), generator=generator)], generator)
         else:
             pts = lo + torch.rand(m, 3, generator=generator) * (hi - lo)
         sigma = torch.cat([field.density(c) for c in pts.split(65536)])

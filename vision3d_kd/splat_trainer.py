@@ -21,6 +21,7 @@ from .evaluate import evaluate_field
 from .fields.splats import GaussianSplats
 from .metrics import ssim_tensor
 from .render.splat import render_splats
+from .render.volume import ray_background
 from .splat_density import DensityController
 from .splat_init import initial_points
 from .train_loop import TrainLoop
@@ -42,12 +43,6 @@ def _optimizer(splats: GaussianSplats, tc, extent: float) -> torch.optim.Optimiz
            "opacity_logits": tc.lr_opacity, "sh_dc": tc.lr_sh, "sh_rest": tc.lr_sh / 20}
     groups = [{"params": [getattr(splats, k)], "lr": lr, "name": k} for k, lr in lrs.items()]
     return torch.optim.Adam(groups, eps=1e-15)
-
-
-def _background(kind: str, gen: torch.Generator) -> torch.Tensor:
-    if kind == "random":
-        return torch.rand(3, generator=gen)
-    return torch.ones(3) if kind == "white" else torch.zeros(3)
 
 
 def _init_splats(tc, aabb: torch.Tensor, gen: torch.Generator, sh_degree: int) -> GaussianSplats:
@@ -118,7 +113,7 @@ def fit_splats(
             if step % n_views == 0 and step > 0:
                 order = torch.randperm(n_views, generator=gen)
             i = int(order[step % n_views])
-            bg = _background(tc.background, gen).to(device)
+            bg = ray_background(tc.background, 1, torch.device("cpu"), gen)[0].to(device)
             a = alpha_all[i].to(device)
             target = rgb_all[i].to(device) * a + bg * (1 - a)
             res = render_splats(splats, cams[i].to(device), bg, backend=tc.backend)

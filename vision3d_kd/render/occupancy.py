@@ -42,7 +42,8 @@ class OccupancyGrid(torch.nn.Module):
         idx, inside = self.cell_index(x)
         return self.binary[idx] & inside
 
-    def _cell_points(self, cells: Tensor, generator: torch.Generator | None) -> Tensor:
+    def cell_points(self, cells: Tensor, generator: torch.Generator | None) -> Tensor:
+        """One uniformly random world point [N,3] inside each flat cell index [N]."""
         r = self.resolution
         ijk = torch.stack([cells // (r * r), (cells // r) % r, cells % r], dim=-1).float()
         jitter = torch.rand(ijk.shape, generator=generator, device=ijk.device)
@@ -76,7 +77,7 @@ class OccupancyGrid(torch.nn.Module):
                 cells = rand_cells
         new = torch.empty(cells.numel(), device=dev)
         for s in range(0, cells.numel(), chunk):
-            pts = self._cell_points(cells[s : s + chunk], generator)
+            pts = self.cell_points(cells[s : s + chunk], generator)
             new[s : s + chunk] = density_fn(pts).float().reshape(-1)
         decayed = self.density * decay
         decayed.scatter_reduce_(0, cells, new, reduce="amax")
