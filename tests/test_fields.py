@@ -20,7 +20,7 @@ from vision3d_kd.fields.encodings import (
 
 AABB = [[-1.0, -0.5, -2.0], [1.0, 1.5, 0.5]]  # not a cube, to catch axis mix-ups
 TINY = {
-    "mlp": dict(xyz_freqs=4, dir_freqs=2, width=32, depth=3, skip=2, geo_features=8, color_hidden=16),
+    "mlp": dict(xyz_freqs=4, width=32, depth=3, skip=2, geo_features=8, color_hidden=16),
     "hashgrid": dict(
         n_levels=4,
         log2_table_size=10,
@@ -129,6 +129,36 @@ def test_stages_compose_to_forward(name):
         s4, rgb4 = field(x, rays_d[ray_i])
     torch.testing.assert_close(s3, s4)
     torch.testing.assert_close(rgb3, rgb4)
+
+
+@pytest.mark.parametrize("name", list(FIELDS))
+def test_log_density_block_matches_density(name):
+    """The block contract: log_density_head gives log(sigma) and the same geo features, and stays finite
+    where sigma underflows to 0 or is huge."""
+    field = make(name)
+    perturb(field, 0.05)
+    x, _ = points(300)
+    with torch.no_grad():
+        feat = field.encode(x)
+        sigma, geo = field.density_head(feat)
+        log_sigma, geo2 = field.log_density_head(feat)
+    torch.testing.assert_close(geo2, geo, rtol=0, atol=0)
+    ok = sigma > 1e-30
+    torch.testing.assert_close(log_sigma[ok], sigma[ok].log(), rtol=1e-4, atol=1e-4)
+    extreme = torch.cat([feat * 0 - 300.0, feat * 0 + 60.0]).requires_grad_(True)
+    log_extreme, _ = field.log_density_head(extreme)
+    log_extreme.sum().backward()
+    assert torch.isfinite(log_extreme).all() and torch.isfinite(extreme.grad).all()
+
+
+@pytest.mark.parametrize("name", list(FIELDS))
+def test_shared_color_head_design(name):
+    """Every family ends in the same colour head (PVD copies it between families)."""
+    field = make(name, **({"geo_features": 15} if name in ("mlp", "hashgrid") else {}))
+    ref = make("hashgrid", geo_features=field.geo_features, color_hidden=16)
+    shapes = [p.shape for p in field.color_net.parameters()]
+    assert shapes == [p.shape for p in ref.color_net.parameters()]
+    assert field.encode_dirs(torch.eye(3)).shape == (3, 16)
 
 
 @pytest.mark.parametrize("name", list(FIELDS))

@@ -54,3 +54,22 @@ def test_resume_truncates_records_after_the_checkpoint(tmp_path):
         while loop.running():
             loop.end_step({})
     assert [r["step"] for r in _records(tmp_path)] == [5, 10, 11, 12]
+
+
+def test_snapshots_every_n_seconds_pause_the_clock(tmp_path):
+    import time
+
+    taken = []
+
+    def snapshot(path):
+        taken.append(path)
+        time.sleep(0.05)  # writing time is not training time
+
+    with TrainLoop(tmp_path, "x", 6, lambda s, e: None, show_progress=False, snapshot=snapshot,
+                   snapshot_every=0.02) as loop:
+        while loop.running():
+            time.sleep(0.021)
+            loop.end_step({})
+    assert len(taken) == 6 and all(p.parent == tmp_path / "snapshots" for p in taken)
+    seconds = [float(p.name[:-1]) for p in taken]
+    assert seconds == sorted(seconds) and seconds[-1] < 0.2  # 6 x 21 ms of training, sleeps excluded

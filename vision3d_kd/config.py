@@ -46,6 +46,7 @@ class TrainConfig:
     max_seconds: float = 0.0  # wall-clock budget for training (0 = none); the LR schedule follows it
     downscale: int = 1  # integer image downscale factor
     eval_chunk: int = 8192  # rays per chunk when rendering full images
+    snapshot_every_seconds: float = 0.0  # write RUN/snapshots/<t>s/ every this many training seconds (0 = off)
 
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
@@ -63,8 +64,8 @@ class TrainConfig:
         for name in ("background", "eval_background"):
             if getattr(self, name) not in ("random", "white", "black"):
                 raise ConfigError(f"train.{name} must be random, white or black, got {getattr(self, name)!r}")
-        if self.max_seconds < 0 or self.target_samples < 0:
-            raise ConfigError("train.max_seconds and train.target_samples must be >= 0")
+        if self.max_seconds < 0 or self.target_samples < 0 or self.snapshot_every_seconds < 0:
+            raise ConfigError("train.max_seconds, target_samples and snapshot_every_seconds must be >= 0")
 
 
 @dataclass
@@ -85,6 +86,7 @@ class SplatTrainConfig:
     lr_opacity: float = 5e-2
     lr_sh: float = 2.5e-3  # DC; higher bands use lr_sh / 20
     ssim_lambda: float = 0.2  # loss = (1 - l) L1 + l (1 - SSIM)
+    depth_weight: float = 0.0  # + this x L1 of expected depth (scene units) where the data has depth and alpha > 0.5
     refine_start: int = 300  # densification window [refine_start, refine_stop) every refine_every steps
     refine_stop: int = 3000
     refine_every: int = 100
@@ -101,6 +103,7 @@ class SplatTrainConfig:
     log_every: int = 50
     seed: int = 0
     downscale: int = 1
+    snapshot_every_seconds: float = 0.0  # write RUN/snapshots/<t>s/ every this many training seconds (0 = off)
 
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
@@ -114,8 +117,10 @@ class SplatTrainConfig:
                 raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
         if not (0 < self.init_opacity < 1 and 0 <= self.ssim_lambda <= 1 and 0 <= self.prune_opacity < 1):
             raise ConfigError("train.init_opacity must be in (0,1); ssim_lambda and prune_opacity in [0,1]")
-        if self.max_seconds < 0 or self.reset_every < 0 or self.refine_start < 0:
-            raise ConfigError("train.max_seconds, reset_every and refine_start must be >= 0")
+        if min(self.max_seconds, self.reset_every, self.refine_start, self.snapshot_every_seconds,
+               self.depth_weight) < 0:
+            raise ConfigError("train.max_seconds, reset_every, refine_start, snapshot_every_seconds and depth_weight "
+                              "must be >= 0")
         for name in ("background", "eval_background"):
             if getattr(self, name) not in ("random", "white", "black"):
                 raise ConfigError(f"train.{name} must be random, white or black, got {getattr(self, name)!r}")

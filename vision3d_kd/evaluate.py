@@ -15,7 +15,7 @@ from .metrics import psnr, ssim
 from .render.occupancy import OccupancyGrid
 from .render.volume import RenderSettings, ray_background, render_rays_chunked
 
-__all__ = ["render_image", "evaluate_field", "save_png"]
+__all__ = ["render_image", "evaluate_field", "save_png", "ray_cos"]
 
 
 def render_image(field, cams: Cameras, i: int, grid: OccupancyGrid | None, settings: RenderSettings,
@@ -39,12 +39,18 @@ def _render_splats_image(splats, cams: Cameras, i: int, background: str) -> dict
     bg = ray_background(background, 1, cam.device)[0]
     with torch.no_grad():
         out = render_splats(splats, cam)
-    # composite here so the background is exact; camera z -> ray distance (z * |ray in camera units|)
-    _, rays_d = image_rays(cam, 0)
-    rays_cam = rays_d.to(cam.device) @ cam.c2w[0, :3, :3]
-    cos = (-rays_cam[:, 2]).reshape(cam.height, cam.width).clamp_min(1e-6)
+    # composite here so the background is exact; camera z -> ray distance
+    cos = ray_cos(cam)
     rgb = (out["rgb"] + (1 - out["alpha"])[..., None] * bg).clamp(0, 1)
     return {"rgb": rgb, "opacity": out["alpha"], "depth": out["depth"] / cos}
+
+
+def ray_cos(cam: Cameras) -> Tensor:
+    """[H,W] cosine between each pixel's ray and the optical axis of the single camera `cam`
+    (camera z = ray distance * cos)."""
+    _, rays_d = image_rays(cam, 0)
+    rays_cam = rays_d.to(cam.device) @ cam.c2w[0, :3, :3]
+    return (-rays_cam[:, 2]).reshape(cam.height, cam.width).clamp_min(1e-6)
 
 
 def save_png(path: Path, rgb: Tensor) -> None:

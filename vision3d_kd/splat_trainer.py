@@ -17,7 +17,7 @@ from .cameras import orbit_defaults
 from .checkpoint import load_field, load_tensors, save_field, save_tensors, write_json
 from .config import FitConfig
 from .errors import RunError
-from .evaluate import evaluate_field
+from .evaluate import evaluate_field, ray_cos
 from .fields.splats import GaussianSplats
 from .metrics import ssim_tensor
 from .render.splat import render_splats
@@ -51,6 +51,16 @@ def _init_splats(tc, aabb: torch.Tensor, gen: torch.Generator, sh_degree: int) -
         return splats.init_random(tc.init_points, generator=gen, opacity=tc.init_opacity)
     pts, cols = initial_points(tc.init, tc.init_points, gen)
     return splats.init_points(pts, cols, opacity=tc.init_opacity, generator=gen)
+
+
+def _depth_l1(res: dict[str, torch.Tensor], depth: torch.Tensor, alpha: torch.Tensor, cam) -> torch.Tensor:
+    """L1 (scene units) between the rendered expected camera z and the target's (ray distance
+    `depth` [H,W] -> z), over pixels with alpha > 0.5 and finite depth."""
+    solid = (alpha > 0.5) & torch.isfinite(depth)
+    if not bool(solid.any()):
+        return res["depth"].sum() * 0.0
+    target_z = depth.nan_to_num(0.0, posinf=0.0) * ray_cos(cam).to(depth.device)
+    return (res["depth"] - target_z).abs()[solid].mean()
 
 
 def fit_splats(
@@ -102,7 +112,8 @@ def fit_splats(
     n_views = len(cams)
     loop = TrainLoop(out, "splats", tc.steps, checkpoint, start_step=step, elapsed_before=elapsed_before,
                      max_seconds=tc.max_seconds, log_every=tc.log_every, checkpoint_every=tc.checkpoint_every,
-                     resume=resume, show_progress=show_progress, callback=callback)
+                     resume=resume, show_progress=show_progress, callback=callback,
+                     snapshot=lambda path: save_field(path, splats, run_cfg), snapshot_every=tc.snapshot_every_seconds)
     order = torch.randperm(n_views, generator=gen)
     with loop:
         while loop.running():
@@ -121,6 +132,8 @@ def fit_splats(
             loss = (1 - tc.ssim_lambda) * l1
             if tc.ssim_lambda > 0:
                 loss = loss + tc.ssim_lambda * (1 - ssim_tensor(res["rgb"], target))
+            if tc.depth_weight > 0 and train_ds.depth is not None:
+                loss = loss + tc.depth_weight * _depth_l1(res, train_ds.depth[i].to(device), a[..., 0], cams[i])
             loss.backward()
             density.accumulate(res["means2d"], res["visible"], cams.width, cams.height)
             opt.step()

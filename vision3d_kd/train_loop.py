@@ -1,5 +1,6 @@
 """Bookkeeping every trainer shares: step counter, wall-clock budget, `log.jsonl`, a rich progress bar,
-periodic checkpoints, a checkpoint on Ctrl-C and after the last step, and a per-step callback."""
+periodic checkpoints, a checkpoint on Ctrl-C and after the last step, a per-step callback and optional
+weight snapshots every N training seconds (`RUN/snapshots/<seconds>s/`, for learning curves)."""
 
 from __future__ import annotations
 
@@ -26,12 +27,15 @@ class TrainLoop:
     def __init__(self, out: Path, name: str, steps: int, checkpoint: Callable[[int, float], None], *,
                  start_step: int = 0, elapsed_before: float = 0.0, max_seconds: float = 0.0, log_every: int = 25,
                  checkpoint_every: int = 500, resume: bool = False, show_progress: bool = True,
-                 callback: Callable[[int, dict[str, Any]], None] | None = None) -> None:
+                 callback: Callable[[int, dict[str, Any]], None] | None = None,
+                 snapshot: Callable[[Path], None] | None = None, snapshot_every: float = 0.0) -> None:
         self.out, self.name, self.steps = Path(out), name, steps
         self.step, self.elapsed_before, self.max_seconds = start_step, elapsed_before, max_seconds
         self.log_every, self.checkpoint_every = log_every, checkpoint_every
         self._checkpoint, self._callback = checkpoint, callback
         self._resume, self._show = resume, show_progress
+        self._snapshot, self._snapshot_every = snapshot, snapshot_every
+        self._next_snapshot = (int(elapsed_before // snapshot_every) + 1) * snapshot_every if snapshot_every else 0.0
 
     def __enter__(self) -> TrainLoop:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -81,5 +85,15 @@ class TrainLoop:
         self._bar.update(self._task, completed=self.step, info=info)
         if self.step % self.checkpoint_every == 0 and self.step < self.steps:
             self._checkpoint(self.step, self.elapsed)
+        if self._snapshot is not None and self._snapshot_every and self.elapsed >= self._next_snapshot:
+            self._take_snapshot()
         if self._callback is not None:
             self._callback(self.step, record)
+
+    def _take_snapshot(self) -> None:
+        """Write the weights to RUN/snapshots/<elapsed>s/; the clock is paused while writing."""
+        t0 = time.perf_counter()
+        self._snapshot(self.out / "snapshots" / f"{self.elapsed:07.1f}s")
+        self.elapsed_before -= time.perf_counter() - t0
+        while self._next_snapshot <= self.elapsed:
+            self._next_snapshot += self._snapshot_every

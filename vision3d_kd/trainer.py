@@ -25,7 +25,7 @@ from .render.volume import RenderSettings, ray_background, render_rays
 from .train_loop import TrainLoop
 from .train_state import TRAIN_STATE, load_train_state, save_train_state
 
-__all__ = ["fit", "OCCUPANCY", "load_run", "render_settings_from"]
+__all__ = ["fit", "OCCUPANCY", "load_run", "render_settings_from", "make_optimizer", "set_lr", "adapt_batch_rays"]
 
 OCCUPANCY = "occupancy.safetensors"
 
@@ -53,7 +53,8 @@ def _all_rays(cams: Cameras) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(os_), torch.cat(ds)
 
 
-def _make_optimizer(field, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(field, lr: float) -> torch.optim.Optimizer:
+    """Adam (betas 0.9/0.99, eps 1e-15) over the field's parameter groups; each group keeps `base_lr`."""
     groups = field.param_groups(lr)
     for g in groups:
         g["base_lr"] = g["lr"]
@@ -62,12 +63,21 @@ def _make_optimizer(field, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, fused=fused)
 
 
-def _set_lr(opt: torch.optim.Optimizer, progress: float, step: int, cfg) -> float:
+def set_lr(opt: torch.optim.Optimizer, progress: float, step: int, cfg) -> float:
+    """Linear warm-up then exponential decay to lr_final at progress 1; returns the peak group's lr."""
     warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
     factor = warm * cfg.lr_final ** min(1.0, progress)
     for g in opt.param_groups:
         g["lr"] = g["base_lr"] * factor
     return factor * cfg.lr
+
+
+def adapt_batch_rays(batch_rays: int, n_samples: int, cfg) -> int:
+    """Rays for the next step so that a step holds about cfg.target_samples samples (0: unchanged)."""
+    if not cfg.target_samples or n_samples <= 0:
+        return batch_rays
+    ratio = cfg.target_samples / n_samples
+    return int(min(cfg.max_batch_rays, max(256, batch_rays * min(1.5, max(0.67, ratio)))))
 
 
 def fit(
@@ -98,7 +108,7 @@ def fit(
     grid = OccupancyGrid(field.aabb.cpu(), tc.occ_resolution).to(device)
     settings = RenderSettings(step_size=tc.step_size, alpha_thre=tc.alpha_thre, early_stop_eps=tc.early_stop_eps)
     eval_settings = RenderSettings(step_size=tc.step_size)
-    opt = _make_optimizer(field, tc.lr)
+    opt = make_optimizer(field, tc.lr)
     step, elapsed_before, batch_rays = 0, 0.0, tc.batch_rays
     if resume:
         if not (out / TRAIN_STATE).is_file():
@@ -122,6 +132,10 @@ def fit(
         save_tensors(out / OCCUPANCY, grid.state_dict())
         save_field(out, field, run_cfg)
 
+    def snapshot(path: Path) -> None:
+        save_field(path, field, run_cfg)
+        save_tensors(path / OCCUPANCY, grid.state_dict())
+
     rays_o, rays_d = (t.to(device) for t in _all_rays(train_ds.cameras))
     rgb_all = train_ds.rgb.reshape(-1, 3).to(device)
     alpha_all = train_ds.alpha.reshape(-1, 1).to(device)
@@ -129,13 +143,14 @@ def fit(
     density_thr = -math.log(1.0 - tc.occ_alpha_threshold) / tc.step_size
     loop = TrainLoop(out, cfg.field_name, tc.steps, checkpoint, start_step=step, elapsed_before=elapsed_before,
                      max_seconds=tc.max_seconds, log_every=tc.log_every, checkpoint_every=tc.checkpoint_every,
-                     resume=resume, show_progress=show_progress, callback=callback)
+                     resume=resume, show_progress=show_progress, callback=callback,
+                     snapshot=snapshot, snapshot_every=tc.snapshot_every_seconds)
     with loop:
         while loop.running():
             step = loop.step
             if field.on_step(step):
-                opt = _make_optimizer(field, tc.lr)
-            lr = _set_lr(opt, loop.progress(), step, tc)
+                opt = make_optimizer(field, tc.lr)
+            lr = set_lr(opt, loop.progress(), step, tc)
             if step % tc.occ_update_every == 0:
                 grid.update(field.density, density_thr, warmup=step < tc.occ_warmup_steps, generator=gen)
             idx = torch.randint(0, n_pix, (batch_rays,), generator=gen).to(device)
@@ -151,9 +166,7 @@ def fit(
             loss.backward()
             opt.step()
             n_samples = int(res["n_samples"])
-            if tc.target_samples and n_samples > 0:
-                ratio = tc.target_samples / n_samples
-                batch_rays = int(min(tc.max_batch_rays, max(256, batch_rays * min(1.5, max(0.67, ratio)))))
+            batch_rays = adapt_batch_rays(batch_rays, n_samples, tc)
             psnr_train = -10 * math.log10(max(mse.item(), 1e-10))
             rec = {"loss": loss.item(), "psnr_train": psnr_train, "lr": lr, "rays": int(idx.numel()),
                    "samples": n_samples, "occupancy": grid.occupancy_fraction()}

@@ -14,6 +14,7 @@ BENCHMARKS = {
     "kernels": "fused CPU kernels vs their PyTorch references (samples/s, speed-up)",
     "fit-lego": "every field on the lego scene with the same wall-clock budget (test PSNR/SSIM)",
     "rasterizer": "Gaussian splat rasterizer fwd / fwd+bwd time and peak memory (10k-300k, 200/400 px)",
+    "pvd": "Progressive Volume Distillation vs training from scratch on lego (speed-up per pair, PVD-AL gain)",
 }
 
 
@@ -25,11 +26,15 @@ def bench_command(
         None, "--data", help="fit-lego: the lego folder (default ../shared/data/nerf_synthetic_lego_200)."
     ),
     budget: float = typer.Option(
-        None, "--budget", help="fit-lego: training seconds per field (default 780; quick 45)."
+        None, "--budget", help="fit-lego / pvd: training seconds per field (default 780 / 540; quick 45 / 40)."
+    ),
+    convert_budget: float = typer.Option(
+        None, "--convert-budget", help="pvd: seconds per conversion (default 240; quick 30)."
     ),
     fields: str = typer.Option(None, "--fields", help="fit-lego: comma-separated subset of fields."),
     runs_dir: Path = typer.Option(
-        None, "--runs-dir", help="fit-lego: keep the run directories here (default: a temp dir)."
+        None, "--runs-dir",
+        help="fit-lego / pvd: keep the run directories here (default: a temp dir); pvd reuses finished runs.",
     ),
 ) -> None:
     """Run benchmark NAME and write its JSON and Markdown table."""
@@ -55,6 +60,14 @@ def bench_command(
             fields=[f.strip() for f in fields.split(",")] if fields else None,
             keep_dir=runs_dir,
         )
+    elif name == "pvd":
+        from ..bench.pvd import run as run_pvd
+
+        for value in (budget, convert_budget):
+            if value is not None and value <= 0:
+                raise ConfigError("--budget and --convert-budget must be > 0")
+        result = run_pvd(quick=quick, data=data, budget_s=budget, convert_budget_s=convert_budget,
+                         keep_dir=runs_dir)
     else:
         raise ConfigError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARKS)})")
     jpath, mpath = write_results(name, result, out_dir)

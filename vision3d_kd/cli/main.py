@@ -20,9 +20,10 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import bench, data, eval, export, fit, render
+    from . import bench, convert, data, eval, export, fit, render
 
     fit.register(app)
+    convert.register(app)
     eval.register(app)
     render.register(app)
     bench.register(app)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from .encodings import log_softplus, mlp, sh_encoding, sh_encoding_dim
 
 __all__ = [
     "Field",
@@ -26,7 +27,14 @@ __all__ = [
     "check_schedule",
     "check_aabb",
     "check_choice",
+    "BLOCK_GEO_FEATURES",
+    "log_scaled_softplus",
 ]
+
+# The block contract (Progressive Volume Distillation lines intermediate outputs up across families):
+# every encoder ends in 1 density value + BLOCK_GEO_FEATURES geometry features, and every field uses the
+# same colour head design (geo features + SH(d, degree 4) -> 2 x 64 ReLU -> sigmoid rgb).
+BLOCK_GEO_FEATURES = 15
 
 DEFAULT_AABB: tuple[tuple[float, float, float], tuple[float, float, float]] = (
     (-1.5, -1.5, -1.5),
@@ -95,11 +103,17 @@ def check_aabb(value: Any) -> Tensor:
     return box
 
 
+def log_scaled_softplus(z: Tensor, scale: float = 1.0) -> Tensor:
+    """log(scale * softplus(z)), exact for every finite z (no -inf, finite gradients)."""
+    return math.log(scale) + log_softplus(z)
+
+
 class Field(nn.Module):
     """A radiance field over the box `aabb`: `encode` -> `density_head` -> `color_head`.
 
     Subclasses set `name`, store their JSON-able constructor options in `self.config` (the current
-    state: e.g. the resolution after upsampling) and implement the three stages.
+    state: e.g. the resolution after upsampling), implement `encode` and `log_density_head`, and build
+    the shared colour head with `_init_color_head`.
     """
 
     name: ClassVar[str] = ""
@@ -119,19 +133,32 @@ class Field(nn.Module):
         """World positions [N, 3] -> features [N, E]."""
         raise NotImplementedError
 
-    def density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
-        """Features [N, E] -> (sigma [N] >= 0 in 1/scene-unit, geometry features [N, G])."""
+    def log_density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
+        """Features [N, E] -> (log sigma [N] (sigma in 1/scene-unit), geometry features [N, G]).
+
+        The block every family ends in; distillation matches it across families."""
         raise NotImplementedError
 
+    def density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
+        """Features [N, E] -> (sigma [N] >= 0 in 1/scene-unit, geometry features [N, G])."""
+        log_sigma, geo = self.log_density_head(feat)
+        return torch.exp(log_sigma), geo
+
+    def _init_color_head(self, geo_features: int, color_hidden: int, color_layers: int, sh_degree: int) -> None:
+        """The shared colour head: [geo (G), SH(d, sh_degree bands)] -> color_layers x color_hidden ReLU
+        -> sigmoid rgb. Sets `geo_features`, `sh_degree` and the module `color_net`."""
+        self.geo_features, self.sh_degree = geo_features, sh_degree
+        self.color_net = mlp(geo_features + sh_encoding_dim(sh_degree), color_hidden, color_layers, 3, nn.Sigmoid())
+
     def encode_dirs(self, d: Tensor) -> Tensor:
-        """Unit view directions [R, 3] (world) -> direction encoding [R, K] (identity by default).
+        """Unit view directions [R, 3] (world) -> real SH basis values [R, sh_degree**2].
 
         Split from the colour head so renderers can encode once per ray, not once per sample."""
-        return d
+        return sh_encoding(d, self.sh_degree)
 
     def color_from_dirs(self, geo: Tensor, d_enc: Tensor) -> Tensor:
         """Geometry features [N, G] and encoded directions [N, K] -> rgb [N, 3] in [0, 1]."""
-        raise NotImplementedError
+        return self.color_net(torch.cat([geo, d_enc], dim=-1))
 
     def color_head(self, geo: Tensor, d: Tensor) -> Tensor:
         """Geometry features [N, G] and unit view directions [N, 3] (world) -> rgb [N, 3] in [0, 1]."""

@@ -14,6 +14,7 @@ __all__ = [
     "sh_encoding",
     "sh_encoding_dim",
     "trunc_exp",
+    "log_softplus",
     "mlp",
 ]
 
@@ -109,6 +110,13 @@ class _TruncExp(torch.autograd.Function):
 def trunc_exp(x: Tensor) -> Tensor:
     """Elementwise exp with the Instant-NGP clamped gradient (d/dx = exp(min(x, 15)))."""
     return _TruncExp.apply(x)
+
+
+def log_softplus(z: Tensor) -> Tensor:
+    """log(softplus(z)) = log(log(1 + e^z)) for any finite z: ~z below -15 (where softplus(z) ~ e^z
+    would underflow to 0 and the log to -inf), so values and gradients stay finite."""
+    safe = torch.nn.functional.softplus(z.clamp(min=-15.0)).log()
+    return torch.where(z < -15.0, z, safe)
 
 
 def mlp(

@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..kernels import sample_volume
-from .base import DEFAULT_AABB, Field, check_float, check_int, check_schedule
-from .encodings import mlp, positional_encoding, positional_encoding_dim
+from .base import BLOCK_GEO_FEATURES, DEFAULT_AABB, Field, check_float, check_int, check_schedule, log_scaled_softplus
 
 __all__ = ["VoxelGridField", "resample_volume"]
 
@@ -37,7 +36,7 @@ class VoxelGridField(Field):
     encode: x [N, 3] world -> [N, 1 + n_features] = (raw density, appearance features).
     density_head: sigma = density_scale * softplus(raw + shift) (1/scene-unit), where the shift makes
     raw = 0 give sigma = init_sigma, so the initial alpha is small.
-    color_head: [features, PE(d, view_freqs)] -> `color_layers` x `color_hidden` -> sigmoid rgb.
+    color_head: the shared design, [features, SH(d, sh_degree)] -> `color_layers` x `color_hidden` -> sigmoid.
     """
 
     name = "grid"
@@ -48,11 +47,11 @@ class VoxelGridField(Field):
         aabb: Any = DEFAULT_AABB,
         resolution: int = 96,
         upsample: Any = ((500, 128), (1000, 160)),
-        n_features: int = 12,
+        n_features: int = BLOCK_GEO_FEATURES,
         feature_init_scale: float = 0.01,
         init_sigma: float = 0.05,
         density_scale: float = 25.0,
-        view_freqs: int = 4,
+        sh_degree: int = 4,
         color_hidden: int = 64,
         color_layers: int = 2,
         tv_weight: float = 1e-4,
@@ -66,7 +65,7 @@ class VoxelGridField(Field):
         feature_init_scale = check_float("feature_init_scale", feature_init_scale, 0.0)
         density_scale = check_float("density_scale", density_scale, 1e-6)
         init_sigma = check_float("init_sigma", init_sigma, 1e-8, 0.5 * density_scale)
-        view_freqs = check_int("view_freqs", view_freqs, 0, 16)
+        sh_degree = check_int("sh_degree", sh_degree, 1, 4)
         color_hidden = check_int("color_hidden", color_hidden, 1, 4096)
         color_layers = check_int("color_layers", color_layers, 0, 16)
         tv_weight = check_float("tv_weight", tv_weight, 0.0)
@@ -79,7 +78,7 @@ class VoxelGridField(Field):
             feature_init_scale=feature_init_scale,
             init_sigma=init_sigma,
             density_scale=density_scale,
-            view_freqs=view_freqs,
+            sh_degree=sh_degree,
             color_hidden=color_hidden,
             color_layers=color_layers,
             tv_weight=tv_weight,
@@ -87,15 +86,13 @@ class VoxelGridField(Field):
             mlp_lr_factor=mlp_lr_factor,
         )
         self.schedule = sched
-        self.view_freqs = view_freqs
         self.density_scale = density_scale
         # softplus(shift) * density_scale == init_sigma  <=>  shift = log(expm1(init_sigma / scale))
         self.density_shift = math.log(math.expm1(init_sigma / density_scale))
         r = resolution
         self.density_grid = nn.Parameter(torch.zeros(r, r, r, 1))
         self.feature_grid = nn.Parameter(feature_init_scale * torch.randn(r, r, r, n_features))
-        color_in = n_features + positional_encoding_dim(3, view_freqs)
-        self.color_net = mlp(color_in, color_hidden, color_layers, 3, nn.Sigmoid())
+        self._init_color_head(n_features, color_hidden, color_layers, sh_degree)
 
     def _coords(self, x: Tensor) -> Tensor:
         return self.normalize(x) * 2.0 - 1.0
@@ -112,17 +109,13 @@ class VoxelGridField(Field):
         """feat: [N, 1 + C] -> sigma [N] (1/scene-unit), geo [N, C]."""
         return self._sigma(feat[:, 0]), feat[:, 1:]
 
+    def log_density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
+        """feat: [N, 1 + C] -> log sigma [N] (sigma in 1/scene-unit), geo [N, C]."""
+        return log_scaled_softplus(feat[:, 0] + self.density_shift, self.density_scale), feat[:, 1:]
+
     def density(self, x: Tensor) -> Tensor:
         """x: [N, 3] world -> sigma [N]; samples only the density grid."""
         return self._sigma(sample_volume(self.density_grid, self._coords(x))[:, 0])
-
-    def encode_dirs(self, d: Tensor) -> Tensor:
-        """Unit world directions [R, 3] -> frequency encoding [R, K]."""
-        return positional_encoding(d, self.view_freqs)
-
-    def color_from_dirs(self, geo: Tensor, d_enc: Tensor) -> Tensor:
-        """geo: [N, C], encoded directions [N, K] -> rgb [N, 3] in [0, 1]."""
-        return self.color_net(torch.cat([geo, d_enc], dim=-1))
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """Both grids at `lr`; colour MLP at `lr * mlp_lr_factor`."""

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from ..kernels import hash_encode
-from .base import DEFAULT_AABB, Field, check_float, check_int
-from .encodings import mlp, sh_encoding, sh_encoding_dim, trunc_exp
+from .base import BLOCK_GEO_FEATURES, DEFAULT_AABB, Field, check_float, check_int
+from .encodings import mlp, trunc_exp
 
 __all__ = ["HashGridField", "level_resolutions"]
 
@@ -46,7 +46,7 @@ class HashGridField(Field):
         max_resolution: int = 1024,
         init_scale: float = 1e-4,
         hidden: int = 64,
-        geo_features: int = 15,
+        geo_features: int = BLOCK_GEO_FEATURES,
         color_hidden: int = 64,
         color_layers: int = 2,
         sh_degree: int = 4,
@@ -79,32 +79,27 @@ class HashGridField(Field):
             sh_degree=sh_degree,
             mlp_weight_decay=mlp_weight_decay,
         )
-        self.sh_degree = sh_degree
         self.mlp_weight_decay = mlp_weight_decay
         # Plain attribute, not a buffer: the kernel wants it as int32 on the CPU whatever the device.
         self.resolutions = level_resolutions(n_levels, base_resolution, max_resolution)
         table = torch.empty(n_levels, 1 << log2_table_size, n_features).uniform_(-init_scale, init_scale)
         self.table = nn.Parameter(table)
         self.density_net = mlp(n_levels * n_features, hidden, 1, 1 + geo_features)
-        color_in = geo_features + sh_encoding_dim(sh_degree)
-        self.color_net = mlp(color_in, color_hidden, color_layers, 3, nn.Sigmoid())
+        self._init_color_head(geo_features, color_hidden, color_layers, sh_degree)
 
     def encode(self, x: Tensor) -> Tensor:
         """x: [N, 3] world -> [N, n_levels * n_features] interpolated hash-table features."""
         return hash_encode(self.normalize(x), self.table, self.resolutions)
 
+    def log_density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
+        """feat: [N, L*F] -> log sigma [N] (the raw output), geo [N, geo_features]."""
+        raw = self.density_net(feat)
+        return raw[:, 0], raw[:, 1:]
+
     def density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
         """feat: [N, L*F] -> sigma [N] (1/scene-unit), geo [N, geo_features]."""
         raw = self.density_net(feat)
         return trunc_exp(raw[:, 0]), raw[:, 1:]
-
-    def encode_dirs(self, d: Tensor) -> Tensor:
-        """Unit world directions [R, 3] -> real SH basis values [R, sh_degree**2]."""
-        return sh_encoding(d, self.sh_degree)
-
-    def color_from_dirs(self, geo: Tensor, d_enc: Tensor) -> Tensor:
-        """geo: [N, G], SH values [N, K] -> rgb [N, 3] in [0, 1]."""
-        return self.color_net(torch.cat([geo, d_enc], dim=-1))
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """Hash table at `lr` without decay; both MLPs at `lr` with weight decay `mlp_weight_decay`."""

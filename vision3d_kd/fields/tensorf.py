@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..kernels import sample_lines, sample_planes
-from .base import DEFAULT_AABB, Field, check_float, check_int, check_schedule
-from .encodings import mlp, positional_encoding, positional_encoding_dim
+from .base import BLOCK_GEO_FEATURES, DEFAULT_AABB, Field, check_float, check_int, check_schedule, log_scaled_softplus
 
 __all__ = ["TensoRFVM", "TensoRFCP", "resample_planes", "resample_lines"]
 
@@ -48,7 +47,7 @@ class _TensoRF(Field):
 
     encode: [N, 3] world -> [N, D + app_dim]: D per-component density values, then basis(app) features.
     density_head: sigma = density_scale * softplus(sum(components) + density_shift) (1/scene-unit).
-    color_head: [f, PE(f, feature_freqs), PE(d, view_freqs)] -> MLP -> sigmoid rgb.
+    color_head: the shared design, [f, SH(d, sh_degree)] -> MLP -> sigmoid rgb.
     """
 
     n_density_columns: int  # D: width of the density part of `encode`
@@ -62,8 +61,7 @@ class _TensoRF(Field):
         cfg["upsample"] = [list(item) for item in sched]
         for key in ("n_density", "n_app", "app_dim", "color_hidden"):
             cfg[key] = check_int(key, cfg[key], 1, 4096)
-        for key in ("feature_freqs", "view_freqs"):
-            cfg[key] = check_int(key, cfg[key], 0, 16)
+        cfg["sh_degree"] = check_int("sh_degree", cfg["sh_degree"], 1, 4)
         cfg["color_layers"] = check_int("color_layers", cfg["color_layers"], 0, 16)
         for key in ("init_scale", "density_scale", "l1_weight", "tv_weight", "mlp_lr_factor"):
             cfg[key] = check_float(key, cfg[key], 0.0)
@@ -71,9 +69,7 @@ class _TensoRF(Field):
         self.config = cfg
         self.schedule = sched
         self.basis = nn.Linear(cfg["n_app"] * app_planes, cfg["app_dim"], bias=False)
-        color_in = positional_encoding_dim(cfg["app_dim"], cfg["feature_freqs"])
-        color_in += positional_encoding_dim(3, cfg["view_freqs"])
-        self.color_net = mlp(color_in, cfg["color_hidden"], cfg["color_layers"], 3, nn.Sigmoid())
+        self._init_color_head(cfg["app_dim"], cfg["color_hidden"], cfg["color_layers"], cfg["sh_degree"])
 
     # subclass hooks -----------------------------------------------------------------------------
     def _density_components(self, n: Tensor) -> Tensor:
@@ -108,6 +104,12 @@ class _TensoRF(Field):
         raw = components.sum(dim=-1) + self.config["density_shift"]
         return self.config["density_scale"] * F.softplus(raw)
 
+    def log_density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
+        """feat: [N, D + app_dim] -> log sigma [N] (sigma in 1/scene-unit), geo [N, app_dim]."""
+        d_cols, cfg = self.n_density_columns, self.config
+        raw = feat[:, :d_cols].sum(dim=-1) + cfg["density_shift"]
+        return log_scaled_softplus(raw, cfg["density_scale"]), feat[:, d_cols:]
+
     def density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
         """feat: [N, D + app_dim] -> sigma [N] (1/scene-unit), geo [N, app_dim]."""
         d_cols = self.n_density_columns
@@ -116,14 +118,6 @@ class _TensoRF(Field):
     def density(self, x: Tensor) -> Tensor:
         """x: [N, 3] world -> sigma [N]; samples only the density factors."""
         return self._sigma(self._density_components(self._coords(x)))
-
-    def encode_dirs(self, d: Tensor) -> Tensor:
-        """Unit world directions [R, 3] -> frequency encoding [R, K]."""
-        return positional_encoding(d, self.config["view_freqs"])
-
-    def color_from_dirs(self, geo: Tensor, d_enc: Tensor) -> Tensor:
-        """geo: [N, app_dim], encoded directions [N, K] -> rgb [N, 3] in [0, 1]."""
-        return self.color_net(torch.cat([positional_encoding(geo, self.config["feature_freqs"]), d_enc], dim=-1))
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """Factor tensors at `lr`; basis matrix and colour MLP at `lr * mlp_lr_factor`."""
@@ -175,12 +169,11 @@ class TensoRFVM(_TensoRF):
         upsample: Any = ((300, 96), (600, 128), (900, 160), (1200, 200)),
         n_density: int = 16,
         n_app: int = 48,
-        app_dim: int = 27,
+        app_dim: int = BLOCK_GEO_FEATURES,
         init_scale: float = 0.1,
         density_shift: float = -10.0,
         density_scale: float = 25.0,
-        feature_freqs: int = 2,
-        view_freqs: int = 2,
+        sh_degree: int = 4,
         color_hidden: int = 64,
         color_layers: int = 2,
         l1_weight: float = 8e-5,
@@ -244,12 +237,11 @@ class TensoRFCP(_TensoRF):
         upsample: Any = ((300, 128), (600, 256), (900, 384), (1200, 500)),
         n_density: int = 96,
         n_app: int = 288,
-        app_dim: int = 27,
+        app_dim: int = BLOCK_GEO_FEATURES,
         init_scale: float = 0.2,
         density_shift: float = -10.0,
         density_scale: float = 25.0,
-        feature_freqs: int = 2,
-        view_freqs: int = 2,
+        sh_degree: int = 4,
         color_hidden: int = 64,
         color_layers: int = 2,
         l1_weight: float = 1e-5,

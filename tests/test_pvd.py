@@ -1,0 +1,200 @@
+"""Progressive Volume Distillation: losses, PVD-AL mining, conversions between every family (and
+splats) on a procedural scene, CLI errors, bench helpers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from tests.conftest import BAD_INPUTS, need_shared
+from vision3d_kd.bench.pvd import psnr_at, time_to_reach
+from vision3d_kd.cameras import RandomCameraSampler
+from vision3d_kd.cli.main import main
+from vision3d_kd.distill.active import HardExampleMiner, per_camera_psnr, top_sample_mask
+from vision3d_kd.distill.convert_config import load_convert_config
+from vision3d_kd.distill.pvd import _RaySource, _step_losses, density_loss, init_student_grid
+from vision3d_kd.distill.teacher import load_teacher
+from vision3d_kd.errors import ConfigError
+
+TEACHER_FIT = ["--set", "field.log2_table_size=14", "--set", "field.n_levels=8", "--set", "field.max_resolution=128",
+               "--set", "train.batch_rays=1024", "--set", "train.target_samples=0", "--set",
+               "train.occ_resolution=32", "--set", "train.step_size=0.03", "--max-seconds", "0"]
+# Small students: fast on 2 cores, big enough to copy a 40x40 sphere.
+STUDENT = {
+    "mlp": ["field.width=64", "field.depth=3", "field.xyz_freqs=6"],
+    "hashgrid": ["field.log2_table_size=14", "field.n_levels=8", "field.max_resolution=128"],
+    "tensorf-vm": ["field.resolution=32", "field.upsample=[]", "field.n_density=8", "field.n_app=16"],
+    "tensorf-cp": ["field.resolution=48", "field.upsample=[]", "field.n_density=24", "field.n_app=48"],
+    "grid": ["field.resolution=48", "field.upsample=[]"],
+}
+COMMON = ["train.batch_rays=1024", "train.target_samples=0", "train.occ_resolution=32", "train.step_size=0.03",
+          "train.max_seconds=0", "convert.eval_size=40", "convert.eval_views=4"]
+
+
+def run_cli(args: list[str]) -> int:
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def _one_line_error(capsys, name: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    assert name in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def teacher_run(sphere_scene, tmp_path_factory):
+    """A small hashgrid fitted on the procedural sphere (the teacher of the conversion tests)."""
+    run = tmp_path_factory.mktemp("pvd") / "teacher"
+    assert run_cli(["fit", str(sphere_scene), "--field", "hashgrid", "--out", str(run), "--steps", "300",
+                    "--no-progress", *TEACHER_FIT]) == 0
+    assert json.loads((run / "metrics.json").read_text())["psnr_test"] > 20
+    return run
+
+
+def test_density_loss_clamps_the_target_one_sided():
+    t = torch.tensor([50.0, 50.0, -80.0, -80.0, 1.0])
+    s = torch.tensor([8.0, 0.0, -5.0, 0.0, 3.0], requires_grad=True)
+    loss = density_loss(s, t, -2.0, 7.0)
+    loss.sum().backward()
+    assert torch.isfinite(loss).all() and torch.isfinite(s.grad).all()
+    # beyond the clamp on the target's side: done; otherwise pulled to the clamped target
+    torch.testing.assert_close(loss.detach(), torch.tensor([0.0, 49.0, 0.0, 4.0, 4.0]))
+
+
+def test_top_sample_mask_picks_the_heaviest_per_ray():
+    w = torch.tensor([0.1, 0.5, 0.3, 0.9, 0.0, 0.2, 0.7])
+    ray_i = torch.tensor([0, 0, 0, 1, 1, 2, 2])
+    mask = top_sample_mask(w, ray_i, 4, 1)
+    assert mask.tolist() == [False, True, False, True, False, False, True]
+    assert top_sample_mask(w, ray_i, 4, 2).sum() == 6
+
+
+def test_miner_keeps_the_worst_cameras_and_rays():
+    sampler = RandomCameraSampler(width=8, height=8)
+    miner = HardExampleMiner(sampler, pool=2, camera_fraction=0.5, jitter_deg=0.0, ray_fraction=0.5)
+    gen = torch.Generator().manual_seed(0)
+    _, params = miner.cameras(4, gen)
+    err = torch.tensor([1e-4, 1e-1, 1e-2, 1e-3])
+    psnrs = per_camera_psnr(err, torch.arange(4), 4)
+    torch.testing.assert_close(psnrs, torch.tensor([40.0, 10.0, 20.0, 30.0]))
+    miner.update_cameras(params, psnrs)
+    torch.testing.assert_close(miner.pool["azimuth_deg"], params["azimuth_deg"][[1, 2]])
+    _, nxt = miner.cameras(4, gen)
+    assert set(nxt["azimuth_deg"][:2].tolist()) <= set(params["azimuth_deg"][[1, 2]].tolist())
+    o, d = torch.zeros(4, 3), torch.eye(4, 3)
+    miner.update_rays(o, d, err, 4)
+    hard_o, hard_d = miner.take_rays()
+    assert hard_d.tolist() == [d[1].tolist(), d[2].tolist()] and miner.take_rays() is None
+
+
+def test_convert_config_validation():
+    cfg, fit_cfg = load_convert_config("mlp", overrides=["convert.stage1_end=0.2", "train.lr=0.001"])
+    assert cfg.stage1_end == 0.2 and fit_cfg.train.lr == 0.001 and fit_cfg.field_name == "mlp"
+    for bad in ["convert.stage1_end=0.5", "convert.nope=1", "convert.log_density_min=9", "convert.active=maybe"]:
+        with pytest.raises(ConfigError):
+            load_convert_config("mlp", overrides=[bad, "convert.stage2_end=0.4"])
+
+
+def test_bench_curve_helpers():
+    curve = [(10.0, 20.0), (20.0, 24.0), (40.0, 26.0)]
+    assert time_to_reach(curve, 22.0) == pytest.approx(15.0)
+    assert time_to_reach(curve, 19.0) == 10.0 and time_to_reach(curve, 27.0) is None
+    assert psnr_at(curve, 30.0) == pytest.approx(25.0) and psnr_at(curve, 5.0) is None
+    assert psnr_at(curve, 99.0) == 26.0
+
+
+@pytest.mark.parametrize("family", ["mlp", "tensorf-vm", "tensorf-cp", "grid"])
+def test_convert_hashgrid_teacher_into_each_family(teacher_run, family, tmp_path, capsys):
+    out = tmp_path / family
+    sets = [x for kv in STUDENT[family] + COMMON for x in ("--set", kv)]
+    assert run_cli(["convert", str(teacher_run), "--to", family, "--out", str(out), "--steps", "150",
+                    "--no-progress", *sets]) == 0
+    assert "PSNR vs teacher" in capsys.readouterr().out
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["field"] == family and m["teacher"] == "hashgrid" and m["steps"] == 150
+    assert m["psnr_vs_teacher"] > 27, m  # held-out virtual views, against the teacher's renders
+    assert m["psnr_test"] > 24, m  # the teacher's real held-out views (the teacher: ~29 dB)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["field"]["field"] == family and cfg["convert"]["teacher"] == str(teacher_run)
+
+
+def test_convert_to_hashgrid_with_pvd_al_and_real_data(teacher_run, sphere_scene, tmp_path, capsys):
+    out = tmp_path / "al"
+    sets = [x for kv in STUDENT["hashgrid"] + COMMON for x in ("--set", kv)]
+    assert run_cli(["convert", str(teacher_run), "--to", "hashgrid", "--out", str(out), "--steps", "150",
+                    "--active", "--data", str(sphere_scene), "--no-progress", *sets]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["active"] is True and m["psnr_vs_teacher"] > 30, m
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in log][0] == 1 and log[-1]["stage"] == 3
+
+
+def test_field_to_splats_and_back(teacher_run, tmp_path, capsys):
+    splats = tmp_path / "splats"
+    fast = ["train.init_points=3000", "train.refine_start=50", "train.refine_every=50", "train.refine_stop=250",
+            "train.reset_every=0", "train.max_seconds=0", "convert.virtual_views=30", "convert.eval_size=40",
+            "convert.eval_views=4"]
+    assert run_cli(["convert", str(teacher_run), "--to", "splats", "--out", str(splats), "--steps", "300",
+                    "--no-progress", *[x for kv in fast for x in ("--set", kv)]]) == 0
+    m = json.loads((splats / "metrics.json").read_text())
+    assert m["field"] == "splats" and m["psnr_vs_teacher"] > 22, m
+    back = tmp_path / "back"
+    sets = [x for kv in STUDENT["grid"] + COMMON + ["convert.virtual_views=30"] for x in ("--set", kv)]
+    assert run_cli(["convert", str(splats), "--to", "grid", "--out", str(back), "--steps", "150",
+                    "--no-progress", *sets]) == 0
+    m = json.loads((back / "metrics.json").read_text())
+    assert m["teacher"] == "splats" and m["psnr_vs_teacher"] > 20, m
+
+
+def test_huge_teacher_densities_keep_losses_finite(teacher_run):
+    teacher = load_teacher(teacher_run)
+    with torch.no_grad():  # densities ~e^60 inside the box
+        teacher.model.density_net[-1].bias[0] = 60.0
+    cfg, fit_cfg = load_convert_config("grid", overrides=[*STUDENT["grid"], *COMMON])
+    from vision3d_kd.fields import build_field
+
+    student = build_field({**fit_cfg.field, "field": "grid", "aabb": teacher.aabb.tolist()})
+    gen = torch.Generator().manual_seed(0)
+    grid = init_student_grid(teacher, student.aabb, 32, 1.0, gen)
+    rays = _RaySource(teacher, cfg, None, None, "cpu").draw(256, gen)
+    bg = torch.ones(rays.o.shape[0], 3)
+    loss, parts, ray_err, n = _step_losses(student, teacher, rays, bg, grid, cfg, 3, 0.03, True, gen)
+    loss.backward()
+    assert n > 0 and torch.isfinite(loss) and all(torch.isfinite(v) for v in parts.values())
+    assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)
+    assert float(parts["density"].detach()) <= cfg.density_weight * (7.0 + 20.0) ** 2
+
+
+def test_convert_refuses_missing_weights_and_unknown_family(teacher_run, tmp_path, capsys):
+    no_weights = tmp_path / "no_weights"
+    no_weights.mkdir()
+    shutil.copy(teacher_run / "config.json", no_weights / "config.json")
+    assert run_cli(["convert", str(no_weights), "--to", "mlp", "--out", str(tmp_path / "o1")]) == 2
+    _one_line_error(capsys, "weights")
+    unknown = tmp_path / "unknown"
+    shutil.copytree(teacher_run, unknown, ignore=shutil.ignore_patterns("snapshots", "renders"))
+    cfg = json.loads((unknown / "config.json").read_text())
+    cfg["field"]["field"] = "octree"
+    (unknown / "config.json").write_text(json.dumps(cfg))
+    assert run_cli(["convert", str(unknown), "--to", "mlp", "--out", str(tmp_path / "o2")]) == 2
+    _one_line_error(capsys, "octree")
+    assert run_cli(["convert", str(teacher_run), "--to", "octree", "--out", str(tmp_path / "o3")]) == 2
+    _one_line_error(capsys, "octree")
+    assert not any((tmp_path / f"o{i}").exists() for i in (1, 2, 3))
+
+
+@pytest.mark.parametrize("entry", ["run_nan_weights", "run_pickle_checkpoint"])
+def test_convert_rejects_bad_runs(entry, tmp_path, capsys):
+    run = need_shared(BAD_INPUTS / entry)
+    assert run_cli(["convert", str(run), "--to", "mlp", "--out", str(tmp_path / "out")]) == 2
+    err = _one_line_error(capsys, entry)
+    assert "UNSAFE" not in err and "UNSAFE" not in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,1 @@
+"""Distillation into 3D students: Progressive Volume Distillation (field <-> field <-> splats)."""

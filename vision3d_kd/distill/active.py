@@ -1,0 +1,83 @@
+"""PVD-AL hard-example mining at three levels (camera, ray, sample), all gradient-free.
+
+- cameras: the worst virtual cameras by batch PSNR against the teacher are kept in a pool; a share of
+  the next steps' cameras is drawn from it, jittered in elevation/azimuth;
+- rays: the worst rays of a step by colour (or per-ray distillation) error are re-mixed into the next batch;
+- samples: per ray, the samples with the largest teacher weights get extra weight in per-sample losses.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..cameras import Cameras, RandomCameraSampler
+
+__all__ = ["HardExampleMiner", "top_sample_mask", "per_camera_psnr"]
+
+
+def top_sample_mask(weights: Tensor, ray_i: Tensor, n_rays: int, k: int) -> Tensor:
+    """Packed samples [S] (ray_i sorted) -> bool [S]: the k samples of each ray with the largest weight."""
+    if weights.numel() == 0:
+        return torch.zeros(0, dtype=torch.bool, device=weights.device)
+    by_weight = torch.argsort(weights, descending=True, stable=True)
+    order = by_weight[torch.argsort(ray_i[by_weight], stable=True)]  # per ray, heaviest first
+    counts = torch.bincount(ray_i, minlength=n_rays)
+    first = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(order.numel(), device=weights.device) - first[ray_i[order]]
+    mask = torch.zeros_like(weights, dtype=torch.bool)
+    mask[order] = rank < k
+    return mask
+
+
+def per_camera_psnr(err: Tensor, cam_of_ray: Tensor, n_cams: int) -> Tensor:
+    """Per-ray squared colour errors [R] and their camera [R] -> PSNR per camera [n_cams] (inf if no rays)."""
+    total = torch.zeros(n_cams).index_add_(0, cam_of_ray, err.detach().float().cpu())
+    count = torch.bincount(cam_of_ray, minlength=n_cams).clamp_min(1)
+    return -10 * torch.log10((total / count).clamp_min(1e-10))
+
+
+class HardExampleMiner:
+    """Keeps the hard cameras and rays between steps (see the module docstring)."""
+
+    def __init__(self, sampler: RandomCameraSampler, pool: int, camera_fraction: float, jitter_deg: float,
+                 ray_fraction: float) -> None:
+        self.sampler, self.pool_size = sampler, pool
+        self.camera_fraction, self.jitter_deg, self.ray_fraction = camera_fraction, jitter_deg, ray_fraction
+        self.pool: dict[str, Tensor] | None = None  # camera params + "psnr"
+        self.hard_rays: tuple[Tensor, Tensor] | None = None
+
+    def cameras(self, n: int, gen: torch.Generator) -> tuple[Cameras, dict[str, Tensor]]:
+        """n cameras: a camera_fraction share re-drawn (jittered) from the hard pool, the rest random."""
+        params = self.sampler.sample_params(n, gen)
+        n_hard = min(int(round(self.camera_fraction * n)), 0 if self.pool is None else len(self.pool["psnr"]))
+        if n_hard:
+            pick = torch.randint(0, len(self.pool["psnr"]), (n_hard,), generator=gen)
+            for key in params:
+                params[key][:n_hard] = self.pool[key][pick]
+            noise = (torch.rand(2, n_hard, generator=gen) * 2 - 1) * self.jitter_deg
+            lo, hi = self.sampler.elevation_deg
+            params["elevation_deg"][:n_hard] = (params["elevation_deg"][:n_hard] + noise[0]).clamp(lo, hi)
+            params["azimuth_deg"][:n_hard] += noise[1]
+        return self.sampler.cameras(params), params
+
+    def update_cameras(self, params: dict[str, Tensor], psnr: Tensor) -> None:
+        """Merge this step's cameras (with their batch PSNR) into the pool; keep the worst `pool` ones."""
+        merged = {k: v.clone() for k, v in params.items()}
+        merged["psnr"] = psnr.clone()
+        if self.pool is not None:
+            merged = {k: torch.cat([self.pool[k], merged[k]]) for k in merged}
+        keep = torch.argsort(merged["psnr"])[: self.pool_size]
+        self.pool = {k: v[keep] for k, v in merged.items()}
+
+    def take_rays(self) -> tuple[Tensor, Tensor] | None:
+        """The hard rays (rays_o, rays_d) saved by the last `update_rays`, once."""
+        rays, self.hard_rays = self.hard_rays, None
+        return rays
+
+    def update_rays(self, rays_o: Tensor, rays_d: Tensor, err: Tensor, n_batch: int) -> None:
+        """Remember the worst ray_fraction * n_batch rays of this step by per-ray error err [R]."""
+        k = min(int(self.ray_fraction * n_batch), err.numel())
+        if k > 0:
+            idx = torch.topk(err.detach(), k).indices
+            self.hard_rays = (rays_o[idx].detach(), rays_d[idx].detach())

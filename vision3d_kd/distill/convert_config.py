@@ -1,0 +1,132 @@
+"""`v3kd convert` settings: the `convert:` section of `configs/convert/*.yaml` (stages, loss weights,
+virtual cameras, PVD-AL mining); the student's optimiser settings come from its `v3kd fit` config
+(`train:` / `field:` sections here override them)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import CONFIG_DIR, FitConfig, apply_overrides, load_fit_config
+from ..errors import ConfigError
+
+__all__ = ["ConvertConfig", "load_convert_config", "CONVERT_CONFIG_DIR"]
+
+CONVERT_CONFIG_DIR = CONFIG_DIR / "convert"
+
+
+@dataclass
+class ConvertConfig:
+    """Stages are fractions of the run (progress = max(step / steps, seconds / max_seconds)):
+    [0, stage1_end) matches the block (log density + geometry features), [stage1_end, stage2_end) adds
+    per-sample colour, the rest adds rendered RGB. Densities are compared as log(sigma) with the target
+    clamped to [log_density_min, log_density_max] (the 'special treatment of density')."""
+
+    stage1_end: float = 0.1
+    stage2_end: float = 0.3
+    feature_weight: float = 0.1  # MSE of the 15 geometry features (samples inside matter)
+    density_weight: float = 0.02  # MSE of clamped log densities (all samples)
+    color_weight: float = 1.0  # MSE of per-sample colour (samples inside matter)
+    rgb_weight: float = 1.0  # MSE of rendered colour against the teacher's render
+    depth_weight: float = 0.0  # L1 of expected ray depth (scene units) where the teacher is opaque
+    log_density_min: float = -2.0
+    log_density_max: float = 7.0
+    copy_color_head: bool = True  # start the student's colour head as a copy of the teacher's
+    cams_per_step: int = 8  # virtual cameras per step (rays are spread over them)
+    elevation_deg: tuple[float, float] = (-30.0, 89.0)  # virtual camera elevation range (degrees)
+    radius_scale: tuple[float, float] = (0.9, 1.1)  # times the teacher run's camera distance
+    virtual_views: int = 100  # pre-rendered teacher views (splat teachers; field -> splats)
+    eval_views: int = 8  # held-out virtual views for PSNR against the teacher
+    eval_size: int = 100  # their image size (pixels)
+    active: bool = False  # PVD-AL hard-example mining
+    hard_camera_fraction: float = 0.5  # share of a step's cameras drawn from the hard-camera pool
+    camera_pool: int = 16  # worst cameras kept
+    camera_jitter_deg: float = 5.0  # jitter of re-used hard cameras (elevation, azimuth)
+    hard_ray_fraction: float = 0.25  # share of a step's rays re-used from the last step's worst rays
+    top_samples: int = 8  # per ray, samples with the largest teacher weight ...
+    top_sample_boost: float = 4.0  # ... get this extra weight in the per-sample losses
+    real_ray_fraction: float = 0.25  # with --data: share of rays taken from the real training images
+
+    def validate(self) -> None:
+        """Raise ConfigError for out-of-range values."""
+        if not 0 <= self.stage1_end <= self.stage2_end <= 1:
+            raise ConfigError("convert.stage1_end <= convert.stage2_end must lie in [0, 1]")
+        for name in ("feature_weight", "density_weight", "color_weight", "rgb_weight", "depth_weight",
+                     "camera_jitter_deg", "top_sample_boost"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"convert.{name} must be >= 0, got {getattr(self, name)}")
+        if not self.log_density_min < self.log_density_max:
+            raise ConfigError("convert.log_density_min must be < convert.log_density_max")
+        for name in ("cams_per_step", "virtual_views", "eval_views", "eval_size", "camera_pool", "top_samples"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"convert.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("hard_camera_fraction", "hard_ray_fraction", "real_ray_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"convert.{name} must be in [0, 1), got {getattr(self, name)}")
+        lo, hi = self.elevation_deg
+        if not -90 <= lo <= hi <= 90:
+            raise ConfigError(f"convert.elevation_deg must be a range within [-90, 90], got {self.elevation_deg}")
+        lo, hi = self.radius_scale
+        if not 0 < lo <= hi:
+            raise ConfigError(f"convert.radius_scale must be a positive range, got {self.radius_scale}")
+
+
+def _convert_from(values: dict[str, Any]) -> ConvertConfig:
+    cfg = ConvertConfig()
+    names = {f.name for f in dataclasses.fields(ConvertConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown convert option(s): {', '.join(unknown)} (known: {', '.join(sorted(names))})")
+    for key, value in values.items():
+        default = getattr(cfg, key)
+        try:
+            if isinstance(default, tuple):
+                value = tuple(float(v) for v in value)
+                if len(value) != 2:
+                    raise ValueError
+            elif isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise ValueError
+            else:
+                value = type(default)(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"convert.{key}: expected {type(default).__name__}, got {value!r}") from None
+        setattr(cfg, key, value)
+    return cfg
+
+
+def load_convert_config(student: str, config_file: Path | None = None,
+                        overrides: list[str] | None = None) -> tuple[ConvertConfig, FitConfig]:
+    """(ConvertConfig, the student's FitConfig) from `configs/convert/default.yaml` (or `config_file`),
+    with `convert.K=V`, `train.K=V` and `field.K=V` overrides applied."""
+    path = Path(config_file) if config_file else CONVERT_CONFIG_DIR / "default.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict) or set(raw) - {"convert", "train", "field", "students"}:
+        raise ConfigError(f"{path}: expected top-level keys convert, train, field, students")
+    per_student = (raw.get("students") or {}).get(student) or {}
+    conv = {**(raw.get("convert") or {}), **(per_student.get("convert") or {})}
+    fit_over = [f"{sec}.{k}={v!r}" if isinstance(v, str) else f"{sec}.{k}={v}"
+                for sec in ("train", "field")
+                for k, v in {**(raw.get(sec) or {}), **(per_student.get(sec) or {})}.items()]
+    fit_cfg = apply_overrides(load_fit_config(student), fit_over)
+    conv_over, fit_cli = {}, []
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if key.startswith("convert.") and sep:
+            conv_over[key[len("convert."):]] = yaml.safe_load(value)
+        else:
+            fit_cli.append(item)
+    fit_cfg = apply_overrides(fit_cfg, fit_cli)
+    cfg = _convert_from({**conv, **conv_over})
+    cfg.validate()
+    fit_cfg.train.validate()
+    return cfg, fit_cfg

@@ -1,0 +1,331 @@
+"""Progressive Volume Distillation (PVD, Fang et al. AAAI 2023) and PVD-AL: convert a fitted field or
+splats run (the teacher) into a radiance field of any family (the student) without training images.
+
+Rays come from random virtual cameras around the scene; the student's occupancy grid (initialised
+from the teacher's density) chooses the sample points and the teacher is queried at the same points
+(occluded ones, by the teacher's transmittance, are dropped). Stages (fractions of the run):
+  1. the block: log densities (target clamped to [log_density_min, log_density_max]) and the 15
+     geometry features (where the teacher has matter); the colour head is the teacher's copy;
+  2. + per-sample colour;
+  3. + rendered RGB against the teacher's render of the same samples.
+A splats teacher has no per-sample block: its pre-rendered views give per-ray RGB (+ depth) targets.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..cameras import camera_rays
+from ..checkpoint import load_field, load_tensors, save_field, save_tensors, write_json
+from ..config import FitConfig
+from ..errors import RunError
+from ..evaluate import evaluate_field
+from ..fields import build_field
+from ..kernels import composite
+from ..kernels.composite_ref import composite_weights_ref, exclusive_optical_depth
+from ..metrics import psnr
+from ..render.march import march_rays
+from ..render.occupancy import OccupancyGrid
+from ..render.volume import RenderSettings, ray_background, render_rays
+from ..train_loop import TrainLoop
+from ..train_state import TRAIN_STATE, load_train_state, save_train_state
+from ..trainer import OCCUPANCY, adapt_batch_rays, make_optimizer, set_lr
+from .active import HardExampleMiner, per_camera_psnr, top_sample_mask
+from .convert_config import ConvertConfig
+from .teacher import Teacher, eval_cameras, render_views, view_rays, virtual_sampler
+
+__all__ = ["convert_to_field", "density_loss", "init_student_grid"]
+
+
+def density_loss(s: Tensor, t: Tensor, lo: float, hi: float) -> Tensor:
+    """Per-sample squared error [S] of student log densities `s` against teacher log densities `t`
+    clamped to [lo, hi]; zero where the student is already beyond the clamp on the target's side, so
+    huge or vanishing teacher densities give finite, bounded losses and no useless gradients."""
+    target = t.clamp(lo, hi)
+    done = ((t <= lo) & (s <= lo)) | ((t >= hi) & (s >= hi))
+    return torch.where(done, torch.zeros_like(s), (s - target) ** 2)
+
+
+@torch.no_grad()
+def init_student_grid(teacher: Teacher, aabb: Tensor, resolution: int, threshold: float,
+                      gen: torch.Generator) -> OccupancyGrid:
+    """Occupancy grid over `aabb` from the teacher: field density (two full refreshes) or, for splats,
+    the cells holding a Gaussian centre with opacity > 0.01, dilated by one cell."""
+    grid = OccupancyGrid(aabb.cpu(), resolution).to(aabb.device)
+    if teacher.kind == "field":
+        for _ in range(2):
+            grid.update(teacher.model.density, threshold, warmup=True, generator=gen)
+        return grid
+    splats = teacher.model
+    keep = torch.sigmoid(splats.opacity_logits.reshape(-1)) > 0.01
+    cells, inside = grid.cell_index(splats.means[keep])
+    occ = torch.zeros(resolution**3, device=aabb.device)
+    occ[cells[inside]] = 1.0
+    occ = F.max_pool3d(occ.reshape(1, 1, *(resolution,) * 3), 3, stride=1, padding=1).reshape(-1)
+    grid.density.copy_(occ * threshold * 20)
+    grid.binary.copy_(occ > 0)
+    return grid
+
+
+def _color_compatible(student, teacher: Teacher) -> bool:
+    t = teacher.model
+    return (teacher.kind == "field" and student.geo_features == t.geo_features and student.sh_degree == t.sh_degree
+            and [p.shape for p in student.color_net.parameters()] == [p.shape for p in t.color_net.parameters()])
+
+
+class _Rays:
+    """One step's rays: rays_o/rays_d [R,3], per-ray background, fixed targets (rgb [R,3], opacity,
+    depth [R]) where known (splat views, real images; NaN rows for field-teacher rays), camera of ray."""
+
+    def __init__(self, o: Tensor, d: Tensor, rgb: Tensor, op: Tensor, depth: Tensor, cam: Tensor) -> None:
+        self.o, self.d, self.rgb, self.op, self.depth, self.cam = o, d, rgb, op, depth, cam
+
+    @staticmethod
+    def cat(parts: list[_Rays]) -> _Rays:
+        return _Rays(*(torch.cat([getattr(p, k) for p in parts]) for k in ("o", "d", "rgb", "op", "depth", "cam")))
+
+
+def _unknown(n: int) -> tuple[Tensor, Tensor, Tensor]:
+    nan = torch.full((n,), float("nan"))
+    return torch.full((n, 3), float("nan")), nan, nan.clone()
+
+
+class _RaySource:
+    """Draws each step's rays: virtual cameras (mined when active), re-used hard rays, real pixels."""
+
+    def __init__(self, teacher: Teacher, cfg: ConvertConfig, views, train_ds, device) -> None:
+        self.cfg, self.views, self.train_ds, self.device = cfg, views, train_ds, device
+        self.sampler = virtual_sampler(teacher, cfg)
+        self.miner = HardExampleMiner(self.sampler, cfg.camera_pool, cfg.hard_camera_fraction,
+                                      cfg.camera_jitter_deg, cfg.hard_ray_fraction) if cfg.active else None
+        self.params: dict[str, Tensor] | None = None
+
+    def draw(self, n: int, gen: torch.Generator) -> _Rays:
+        parts: list[_Rays] = []
+        n_real = int(self.cfg.real_ray_fraction * n) if self.train_ds is not None else 0
+        if n_real:
+            ds = self.train_ds
+            flat = torch.randint(0, ds.rgb[..., 0].numel(), (n_real,), generator=gen)
+            h, w = ds.height, ds.width
+            cam, rem = flat // (h * w), flat % (h * w)
+            o, d = camera_rays(ds.cameras, cam, (rem % w).float() + 0.5, (rem // w).float() + 0.5)
+            a = ds.alpha.reshape(-1).index_select(0, flat)
+            rgb = ds.rgb.reshape(-1, 3).index_select(0, flat) * a[:, None]  # premultiplied (black background)
+            parts.append(_Rays(o, d, rgb, a, torch.full((n_real,), float("nan")), torch.full((n_real,), -1)))
+        hard = self.miner.take_rays() if self.miner is not None else None
+        if hard is not None:
+            parts.append(_Rays(hard[0], hard[1], *_unknown(hard[0].shape[0]), torch.full((hard[0].shape[0],), -1)))
+        n_virtual = max(1, n - sum(p.o.shape[0] for p in parts))
+        if self.views is not None:  # splats teacher: pixels of its pre-rendered views
+            idx = torch.randint(0, self.views.opacity.numel(), (n_virtual,), generator=gen)
+            o, d, rgb, op, depth = view_rays(self.views, idx)
+            parts.append(_Rays(o, d, rgb, op, depth, torch.full((n_virtual,), -1)))
+        else:
+            k = self.cfg.cams_per_step
+            if self.miner is not None:
+                cams, self.params = self.miner.cameras(k, gen)
+            else:
+                cams = self.sampler.sample(k, gen)
+            cam = torch.randint(0, k, (n_virtual,), generator=gen)
+            px = torch.rand(n_virtual, generator=gen) * cams.width
+            py = torch.rand(n_virtual, generator=gen) * cams.height
+            o, d = camera_rays(cams, cam, px, py)
+            parts.append(_Rays(o, d, *_unknown(n_virtual), cam))
+        rays = _Rays.cat(parts)
+        return _Rays(*(t.to(self.device) for t in (rays.o, rays.d, rays.rgb, rays.op, rays.depth)), rays.cam)
+
+    def feedback(self, rays: _Rays, err: Tensor, n: int) -> None:
+        """PVD-AL: per-ray errors [R] update the hard camera pool and hard rays."""
+        if self.miner is None:
+            return
+        self.miner.update_rays(rays.o, rays.d, err, n)
+        if self.params is not None:
+            virt = rays.cam >= 0
+            if virt.any():
+                psnrs = per_camera_psnr(err[virt.to(err.device)], rays.cam[virt], self.cfg.cams_per_step)
+                self.miner.update_cameras(self.params, psnrs)
+
+
+def _masked_mean(values: Tensor, weights: Tensor) -> Tensor:
+    return (values * weights).sum() / weights.sum().clamp_min(1e-6)
+
+
+def _step_losses(student, teacher: Teacher, rays: _Rays, bg: Tensor, grid: OccupancyGrid, cfg: ConvertConfig,
+                 stage: int, step_size: float, feats: bool, gen: torch.Generator) -> tuple[Tensor, dict, Tensor, int]:
+    """Field teacher: (loss, parts, per-ray error [R], samples) of one batch at `stage` (1, 2 or 3)."""
+    n = rays.o.shape[0]
+    ray_i, t_s, t_e = march_rays(rays.o, rays.d, grid.aabb, step_size, grid, 0.0, True, gen)
+    pts = torch.addcmul(rays.o.index_select(0, ray_i), rays.d.index_select(0, ray_i), ((t_s + t_e) * 0.5)[:, None])
+    with torch.no_grad():
+        tau = teacher.model.density(pts).reshape(-1) * (t_e - t_s)
+        keep = (exclusive_optical_depth(tau, ray_i, n) < -math.log(1e-4)).nonzero().flatten()
+    ray_i, t_s, t_e, pts = (t.index_select(0, keep) for t in (ray_i, t_s, t_e, pts))
+    t_logs, t_geo, t_rgb = teacher.samples(pts, rays.d, ray_i)
+    lo, hi = cfg.log_density_min, cfg.log_density_max
+    w = torch.ones_like(t_logs)
+    t_sigma = torch.exp(t_logs.clamp(max=30.0))
+    if cfg.active and ray_i.numel():
+        t_w = composite_weights_ref(t_sigma, t_s, t_e, ray_i, n)
+        w = w + cfg.top_sample_boost * top_sample_mask(t_w, ray_i, n, cfg.top_samples).float()
+    s_logs, s_geo = student.log_density_head(student.encode(pts))
+    per_sample = cfg.density_weight * density_loss(s_logs, t_logs, lo, hi)
+    parts = {"density": _masked_mean(per_sample, w)}
+    matter = w * (t_logs > lo).float()
+    if feats and cfg.feature_weight > 0:
+        f_err = cfg.feature_weight * ((s_geo - t_geo) ** 2).mean(-1)
+        per_sample = per_sample + f_err * (t_logs > lo).float()
+        parts["feature"] = _masked_mean(f_err, matter)
+    loss = sum(parts.values())
+    ray_err = torch.zeros(n, device=rays.o.device).index_add_(0, ray_i, per_sample.detach())
+    if stage >= 2:
+        s_rgb_s = student.color_from_dirs(s_geo, student.encode_dirs(rays.d).index_select(0, ray_i))
+        c_err = ((s_rgb_s - t_rgb) ** 2).mean(-1)
+        parts["color"] = cfg.color_weight * _masked_mean(c_err, matter)
+        loss = loss + parts["color"]
+    if stage >= 3 and ray_i.numel():
+        s_rgb, s_op, _ = composite(torch.exp(s_logs.clamp(max=15.0)), s_rgb_s, t_s, t_e, ray_i, n)
+        with torch.no_grad():
+            t_rgb_r, t_op, _ = composite(t_sigma, t_rgb, t_s, t_e, ray_i, n)
+        known = ~torch.isnan(rays.op)  # real pixels: their own colour
+        target = torch.where(known[:, None], rays.rgb.nan_to_num(0), t_rgb_r)
+        t_op = torch.where(known, rays.op.nan_to_num(0), t_op)
+        target = target + (1 - t_op[:, None]) * bg
+        ray_err = ((s_rgb + (1 - s_op[:, None]) * bg - target) ** 2).mean(-1)
+        parts["rgb"] = cfg.rgb_weight * ray_err.mean()
+        loss = loss + parts["rgb"]
+        ray_err = ray_err.detach()
+    return loss, parts, ray_err, int(ray_i.numel())
+
+
+def _render_losses(student, rays: _Rays, bg: Tensor, grid: OccupancyGrid, cfg: ConvertConfig,
+                   settings: RenderSettings, gen: torch.Generator) -> tuple[Tensor, dict, Tensor, int]:
+    """Splats teacher: rendered RGB against its views (+ depth where it is opaque)."""
+    res = render_rays(student, rays.o, rays.d, grid, bg, settings, jitter=True, generator=gen)
+    target = rays.rgb + (1 - rays.op[:, None]) * bg
+    ray_err = ((res["rgb"] - target) ** 2).mean(-1)
+    parts = {"rgb": cfg.rgb_weight * ray_err.mean()}
+    if cfg.depth_weight > 0:
+        solid = (rays.op > 0.5) & torch.isfinite(rays.depth)
+        d_err = (res["depth"] - rays.depth.nan_to_num(0) * rays.op).abs()  # both opacity-weighted ray distances
+        parts["depth"] = cfg.depth_weight * _masked_mean(d_err, solid.float())
+    return sum(parts.values()), parts, ray_err.detach(), int(res["n_samples"])
+
+
+def _stage(progress: float, cfg: ConvertConfig) -> int:
+    return 1 if progress < cfg.stage1_end else 2 if progress < cfg.stage2_end else 3
+
+
+def convert_to_field(teacher: Teacher, student_name: str, out: Path, cfg: ConvertConfig, fit_cfg: FitConfig,
+                     train_ds=None, test_ds=None, resume: bool = False, device: torch.device | str = "cpu",
+                     show_progress: bool = True, callback=None) -> dict[str, Any]:
+    """Distil `teacher` into a new field of family `student_name` written to run directory `out`.
+
+    train_ds (optional) mixes real pixels into the batches; test_ds (optional, held out) gives
+    psnr_test. Returns the metrics also written to RUN/metrics.json (psnr_vs_teacher: held-out virtual
+    views; prepare_seconds: time spent before the first step, e.g. rendering a splat teacher's views)."""
+    import time
+
+    t_prep = time.perf_counter()
+    tc, out = fit_cfg.train, Path(out)
+    gen = torch.Generator().manual_seed(tc.seed)
+    torch.manual_seed(tc.seed)
+    density_thr = -math.log(1.0 - tc.occ_alpha_threshold) / tc.step_size
+    if resume:
+        student, _ = load_field(out)
+    else:
+        student = build_field({**fit_cfg.field, "field": student_name, "aabb": teacher.aabb.cpu().tolist()})
+    student = student.to(device).train()
+    feats = _color_compatible(student, teacher)
+    if feats and cfg.copy_color_head and not resume:
+        student.color_net.load_state_dict(teacher.model.color_net.state_dict())
+    grid = init_student_grid(teacher, student.aabb, tc.occ_resolution, density_thr, gen)
+    views = None
+    if teacher.kind == "splats":
+        cams = virtual_sampler(teacher, cfg).sample(cfg.virtual_views, gen)
+        views = render_views(teacher.model, None, None, cams, background="black")
+    eval_cams = eval_cameras(teacher, cfg)
+    eval_ref = render_views(teacher.model, teacher.grid, teacher.settings, eval_cams)
+    opt = make_optimizer(student, tc.lr)
+    step, elapsed_before, batch_rays = 0, 0.0, tc.batch_rays
+    if resume:
+        if not (out / TRAIN_STATE).is_file():
+            raise RunError(f"{out / TRAIN_STATE}: no training state to resume from")
+        meta, _ = load_train_state(out, opt, gen)
+        step, elapsed_before, batch_rays = meta["step"], meta["elapsed"], meta["batch_rays"]
+        grid.load_state_dict(load_tensors(out / OCCUPANCY))
+    prepare_seconds = time.perf_counter() - t_prep
+    run_cfg = {"convert": {"teacher": str(teacher.path), "teacher_field": teacher.model.name, **asdict(cfg)},
+               "fit": fit_cfg.to_dict(), "data": teacher.config.get("data"),
+               "render": {**teacher.config["render"], "step_size": tc.step_size}}
+
+    def checkpoint(at_step: int, elapsed: float) -> None:
+        save_train_state(out, opt, {"step": at_step, "elapsed": elapsed, "batch_rays": batch_rays}, gen)
+        save_tensors(out / OCCUPANCY, grid.state_dict())
+        save_field(out, student, run_cfg)
+
+    def snapshot(path: Path) -> None:
+        save_field(path, student, run_cfg)
+        save_tensors(path / OCCUPANCY, grid.state_dict())
+
+    source = _RaySource(teacher, cfg, views, train_ds, device)
+    settings = RenderSettings(step_size=tc.step_size, alpha_thre=tc.alpha_thre, early_stop_eps=tc.early_stop_eps)
+    loop = TrainLoop(out, f"{teacher.model.name}->{student_name}", tc.steps, checkpoint, start_step=step,
+                     elapsed_before=elapsed_before, max_seconds=tc.max_seconds, log_every=tc.log_every,
+                     checkpoint_every=tc.checkpoint_every, resume=resume, show_progress=show_progress,
+                     callback=callback, snapshot=snapshot, snapshot_every=tc.snapshot_every_seconds)
+    psnr_ema = 0.0
+    with loop:
+        while loop.running():
+            step, progress = loop.step, loop.progress()
+            stage = _stage(progress, cfg) if teacher.kind == "field" else 3
+            if student.on_step(step):
+                opt = make_optimizer(student, tc.lr)
+            lr = set_lr(opt, progress, step, tc)
+            if stage >= 2 and step % tc.occ_update_every == 0:
+                grid.update(student.density, density_thr, generator=gen)
+            rays = source.draw(batch_rays, gen)
+            bg = ray_background(tc.background, rays.o.shape[0], torch.device(device), gen)
+            if teacher.kind == "field":
+                loss, parts, ray_err, n_samples = _step_losses(student, teacher, rays, bg, grid, cfg, stage,
+                                                               tc.step_size, feats, gen)
+            else:
+                loss, parts, ray_err, n_samples = _render_losses(student, rays, bg, grid, cfg, settings, gen)
+            loss = loss + student.regularization()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            source.feedback(rays, ray_err, batch_rays)
+            batch_rays = adapt_batch_rays(batch_rays, n_samples, tc)
+            rec = {"loss": loss.item(), "stage": stage, "lr": lr, "rays": int(rays.o.shape[0]), "samples": n_samples,
+                   **{k: float(v.detach()) for k, v in parts.items()}}
+            if "rgb" in parts:
+                rec["psnr_vs_teacher"] = -10 * math.log10(max(float(parts["rgb"].detach()) / cfg.rgb_weight, 1e-10))
+                psnr_ema = rec["psnr_vs_teacher"] if not psnr_ema else 0.9 * psnr_ema + 0.1 * rec["psnr_vs_teacher"]
+            info = f"stage {stage}" + (f"  PSNR vs teacher {psnr_ema:.2f}" if psnr_ema else "")
+            loop.end_step(rec, info)
+    student.eval()
+    # The grid stays as trained: a fresh one from the student's density would also mark its untrained
+    # noise in cells the teacher left empty (never sampled, so never corrected) as occupied.
+    eval_settings = RenderSettings(step_size=tc.step_size)
+    pred = render_views(student, grid, eval_settings, eval_cams)
+    metrics: dict[str, Any] = {
+        "steps": loop.step, "seconds": round(loop.elapsed, 2), "prepare_seconds": round(prepare_seconds, 2),
+        "field": student_name, "teacher": teacher.model.name, "active": cfg.active,
+        "params": sum(p.numel() for p in student.parameters()),
+        "psnr_vs_teacher": float(sum(psnr(p, r) for p, r in zip(pred.rgb, eval_ref.rgb, strict=True)) / len(pred.rgb)),
+        "n_teacher_views": len(eval_cams),
+    }
+    if test_ds is not None:
+        ev = evaluate_field(student, test_ds, grid, eval_settings, tc.eval_background, tc.eval_chunk, out / "renders")
+        metrics.update({"psnr_test": ev["psnr"], "ssim_test": ev["ssim"], "n_test_views": ev["n_views"]})
+    metrics["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    write_json(out / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,116 @@
+"""Teachers for conversion: a fitted run (field or Gaussian splats) queried at sample points or
+rendered from virtual cameras around the scene.
+
+Virtual cameras orbit the scene centre at the teacher run's camera distance and field of view (its
+config.json `render` section), azimuth uniform, elevation uniform in a configured range, z up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..cameras import Cameras, RandomCameraSampler, pixel_rays
+from ..errors import RunError
+from ..evaluate import render_image
+from ..render.occupancy import OccupancyGrid
+from ..render.volume import RenderSettings
+from ..trainer import load_run, render_settings_from
+from .convert_config import ConvertConfig
+
+__all__ = ["Teacher", "load_teacher", "virtual_sampler", "eval_cameras", "render_views", "ViewSet", "view_rays"]
+
+
+@dataclass
+class Teacher:
+    """A loaded run: `model` is a Field (with its occupancy `grid`) or GaussianSplats (grid None)."""
+
+    model: Any
+    grid: OccupancyGrid | None
+    config: dict[str, Any]
+    settings: RenderSettings
+    path: Path
+
+    @property
+    def kind(self) -> str:
+        """'splats' or 'field'."""
+        return "splats" if self.model.name == "splats" else "field"
+
+    @property
+    def aabb(self) -> Tensor:
+        return self.model.aabb
+
+    @torch.no_grad()
+    def samples(self, pts: Tensor, rays_d: Tensor, ray_i: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Field teachers: packed samples pts [S,3] (world), rays_d [R,3], ray_i [S] -> the block
+        (log sigma [S], geometry features [S,G]) and per-sample rgb [S,3]."""
+        m = self.model
+        log_sigma, geo = m.log_density_head(m.encode(pts))
+        rgb = m.color_from_dirs(geo, m.encode_dirs(rays_d).index_select(0, ray_i))
+        return log_sigma, geo, rgb
+
+
+def load_teacher(run: Path, device: torch.device | str = "cpu") -> Teacher:
+    """Load RUN as a teacher; RunError (one line) when its config, weights or field type is unusable."""
+    model, grid, cfg = load_run(Path(run), device)
+    render = cfg.get("render") or {}
+    if not {"radius", "fov_y_deg", "width", "height"} <= set(render):
+        raise RunError(f"{run}/config.json: no 'render' camera section (radius, fov_y_deg, width, height)")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Teacher(model, grid, cfg, render_settings_from(cfg), Path(run))
+
+
+def virtual_sampler(teacher: Teacher, cfg: ConvertConfig, size: int | None = None) -> RandomCameraSampler:
+    """Random cameras around the teacher's scene (its camera distance x radius_scale, its fov)."""
+    r = teacher.config["render"]
+    fov = float(r["fov_y_deg"])
+    w, h = (size, size) if size else (int(r["width"]), int(r["height"]))
+    radius = float(r["radius"])
+    return RandomCameraSampler(
+        elevation_deg=cfg.elevation_deg, radius=(radius * cfg.radius_scale[0], radius * cfg.radius_scale[1]),
+        fov_y_deg=(fov, fov), width=w, height=h,
+    )
+
+
+def eval_cameras(teacher: Teacher, cfg: ConvertConfig) -> Cameras:
+    """Fixed held-out virtual cameras (own seed, never used for training) at eval_size pixels."""
+    gen = torch.Generator().manual_seed(12345)
+    return virtual_sampler(teacher, cfg, cfg.eval_size).sample(cfg.eval_views, gen)
+
+
+@dataclass
+class ViewSet:
+    """Rendered views: cameras, rgb [N,H,W,3] on `background`, opacity [N,H,W], depth [N,H,W] (ray distance)."""
+
+    cameras: Cameras
+    rgb: Tensor
+    opacity: Tensor
+    depth: Tensor
+
+
+@torch.no_grad()
+def render_views(model, grid: OccupancyGrid | None, settings: RenderSettings | None, cams: Cameras,
+                 background: str = "white", progress=None) -> ViewSet:
+    """Render every camera of `cams` through a field (with its grid) or splats."""
+    rgb, op, depth = [], [], []
+    for i in range(len(cams)):
+        out = render_image(model, cams, i, grid, settings or RenderSettings(), background)
+        rgb.append(out["rgb"])
+        op.append(out["opacity"])
+        depth.append(out["depth"])
+        if progress is not None:
+            progress(i + 1, len(cams))
+    return ViewSet(cams, torch.stack(rgb), torch.stack(op), torch.stack(depth))
+
+
+def view_rays(views: ViewSet, idx: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Rays of flat pixel indices idx [M] into a ViewSet: rays_o, rays_d [M,3], rgb [M,3], opacity, depth [M]."""
+    n, h, w = views.opacity.shape
+    cam, rem = idx // (h * w), idx % (h * w)
+    rays_o, rays_d = pixel_rays(views.cameras, cam, rem % w, rem // w)
+    return (rays_o, rays_d, views.rgb.reshape(-1, 3).index_select(0, idx),
+            views.opacity.reshape(-1).index_select(0, idx), views.depth.reshape(-1).index_select(0, idx))
