@@ -22,6 +22,25 @@ def need_shared(path: Path) -> Path:
     return path
 
 
+def run_cli(args: list[str]) -> int:
+    """Run `v3kd ARGS` in-process; its exit status (0 when it returns normally)."""
+    from vision3d_kd.cli.main import main
+
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def one_line_error(capsys, name: str) -> str:
+    """The captured stderr, asserted to be one `error: ...` line (no traceback) naming `name`."""
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    assert name in err, err
+    return err
+
+
 @pytest.fixture(scope="session")
 def sphere_scene(tmp_path_factory) -> Path:
     """A procedural coloured-sphere scene (Blender layout, 40x40, 30 train / 6 test views)."""

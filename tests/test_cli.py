@@ -7,9 +7,7 @@ import shutil
 
 import pytest
 
-from vision3d_kd.cli.main import main
-
-from .conftest import BAD_INPUTS, need_shared
+from .conftest import BAD_INPUTS, need_shared, one_line_error, run_cli
 
 FIT_BAD = ["blender_missing_image", "blender_bad_json", "blender_bad_matrix", "blender_nan_matrix",
            "blender_truncated_png", "blender_mismatched_sizes", "blender_no_frames", "blender_no_intrinsics",
@@ -17,32 +15,17 @@ FIT_BAD = ["blender_missing_image", "blender_bad_json", "blender_bad_matrix", "b
 RUN_BAD = ["run_nan_weights", "run_pickle_checkpoint"]
 
 
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
-def _one_line_error(capsys, name: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err, err
-    assert name in err, err
-    return err
-
-
 @pytest.mark.parametrize("entry", FIT_BAD)
 def test_fit_rejects_bad_dataset_with_one_line_and_no_run_dir(entry, tmp_path, capsys):
     data = need_shared(BAD_INPUTS / entry)
     assert run_cli(["fit", str(data), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
-    _one_line_error(capsys, entry)
+    one_line_error(capsys, entry)
     assert not (tmp_path / "run").exists()
 
 
 def test_fit_missing_dataset(tmp_path, capsys):
     assert run_cli(["fit", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
-    _one_line_error(capsys, "nowhere")
+    one_line_error(capsys, "nowhere")
     assert not (tmp_path / "run").exists()
 
 
@@ -53,7 +36,7 @@ def test_run_readers_reject_bad_runs(entry, verb, tmp_path, capsys):
     out = tmp_path / "out.mp4"
     args = [verb, str(run), "--data", str(tmp_path)] if verb == "eval" else [verb, str(run), "--out", str(out)]
     assert run_cli(args) == 2
-    err = _one_line_error(capsys, entry)
+    err = one_line_error(capsys, entry)
     assert "UNSAFE" not in err and "UNSAFE" not in capsys.readouterr().out
     assert not out.exists()
 

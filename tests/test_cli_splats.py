@@ -10,8 +10,7 @@ import torch
 from vision3d_kd.checkpoint import load_field
 from vision3d_kd.export import read_splats
 
-from .conftest import BAD_INPUTS, need_shared
-from .test_cli import _one_line_error, run_cli
+from .conftest import BAD_INPUTS, need_shared, one_line_error, run_cli
 
 SPLAT_BAD = ["splats_missing_opacity.ply", "splats_nan.ply", "truncated.splat"]
 FAST = ["--set", "train.init_points=1500", "--set", "train.refine_start=20", "--set", "train.refine_every=20",
@@ -68,7 +67,7 @@ def test_render_orbit_of_a_splats_run(splat_run, tmp_path):
 
 def test_export_refuses_mesh_formats_and_field_runs(splat_run, tmp_path, capsys):
     assert run_cli(["export", str(splat_run), "--format", "glb", "--out", str(tmp_path / "m.glb")]) == 2
-    _one_line_error(capsys, "glb")
+    one_line_error(capsys, "glb")
     assert not (tmp_path / "m.glb").exists()
 
 
@@ -76,7 +75,7 @@ def test_export_refuses_mesh_formats_and_field_runs(splat_run, tmp_path, capsys)
 def test_import_rejects_bad_splat_files(entry, tmp_path, capsys):
     path = need_shared(BAD_INPUTS / entry)
     assert run_cli(["import-splats", str(path), "--out", str(tmp_path / "run")]) == 2
-    _one_line_error(capsys, entry)
+    one_line_error(capsys, entry)
     assert not (tmp_path / "run").exists()
 
 
@@ -85,5 +84,5 @@ def test_export_rejects_bad_runs(entry, tmp_path, capsys):
     run = need_shared(BAD_INPUTS / entry)
     out = tmp_path / "x.ply"
     assert run_cli(["export", str(run), "--format", "3dgs-ply", "--out", str(out)]) == 2
-    err = _one_line_error(capsys, entry)
+    err = one_line_error(capsys, entry)
     assert "UNSAFE" not in err and not out.exists()

@@ -25,7 +25,7 @@ from .render.volume import ray_background
 from .splat_density import DensityController
 from .splat_init import initial_points
 from .train_loop import TrainLoop
-from .train_state import TRAIN_STATE, load_train_state, save_train_state
+from .train_state import load_train_state, save_train_state
 
 __all__ = ["fit_splats", "camera_extent", "DENSITY_STATE"]
 
@@ -93,8 +93,6 @@ def fit_splats(
     density = DensityController(tc, extent)
     step, elapsed_before = 0, 0.0
     if resume:
-        if not (out / TRAIN_STATE).is_file():
-            raise RunError(f"{out / TRAIN_STATE}: no training state to resume from")
         meta, _ = load_train_state(out, opt, gen)
         step, elapsed_before = meta["step"], meta["elapsed"]
         if (out / DENSITY_STATE).is_file():

@@ -37,6 +37,8 @@ def load_train_state(run: Path, optimizer: torch.optim.Optimizer, generator: tor
                      ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """Restore optimizer and RNG from RUN/train_state.safetensors. Returns (meta, extra tensors)."""
     path = run / TRAIN_STATE
+    if not path.is_file():
+        raise RunError(f"{path}: no training state to resume from")
     tensors = load_tensors(path, check_finite=False)
     with safe_open(str(path), framework="pt") as f:
         md = f.metadata() or {}

@@ -17,15 +17,15 @@ import torch
 from .cameras import Cameras, image_rays, orbit_defaults
 from .checkpoint import load_field, load_tensors, save_field, save_tensors, write_json
 from .config import FitConfig
-from .errors import RunError
 from .evaluate import evaluate_field
 from .fields import build_field
 from .render.occupancy import OccupancyGrid
 from .render.volume import RenderSettings, ray_background, render_rays
 from .train_loop import TrainLoop
-from .train_state import TRAIN_STATE, load_train_state, save_train_state
+from .train_state import load_train_state, save_train_state
 
-__all__ = ["fit", "OCCUPANCY", "load_run", "render_settings_from", "make_optimizer", "set_lr", "adapt_batch_rays"]
+__all__ = ["fit", "OCCUPANCY", "load_run", "render_settings_from", "make_optimizer", "set_lr", "adapt_batch_rays",
+           "restore_field_state"]
 
 OCCUPANCY = "occupancy.safetensors"
 
@@ -72,6 +72,15 @@ def set_lr(opt: torch.optim.Optimizer, progress: float, step: int, cfg) -> float
     return factor * cfg.lr
 
 
+def restore_field_state(out: Path, opt: torch.optim.Optimizer, gen: torch.Generator,
+                        grid: OccupancyGrid) -> tuple[int, float, int]:
+    """--resume: optimizer, RNG and occupancy grid from RUN `out` (written by the same checkpoint);
+    returns (step, training seconds so far, rays per step)."""
+    meta, _ = load_train_state(out, opt, gen)
+    grid.load_state_dict(load_tensors(out / OCCUPANCY))
+    return meta["step"], meta["elapsed"], meta["batch_rays"]
+
+
 def adapt_batch_rays(batch_rays: int, n_samples: int, cfg) -> int:
     """Rays for the next step so that a step holds about cfg.target_samples samples (0: unchanged)."""
     if not cfg.target_samples or n_samples <= 0:
@@ -111,11 +120,7 @@ def fit(
     opt = make_optimizer(field, tc.lr)
     step, elapsed_before, batch_rays = 0, 0.0, tc.batch_rays
     if resume:
-        if not (out / TRAIN_STATE).is_file():
-            raise RunError(f"{out / TRAIN_STATE}: no training state to resume from")
-        meta, _ = load_train_state(out, opt, gen)
-        step, elapsed_before, batch_rays = meta["step"], meta["elapsed"], meta["batch_rays"]
-        grid.load_state_dict(load_tensors(out / OCCUPANCY))  # written by the same checkpoint()
+        step, elapsed_before, batch_rays = restore_field_state(out, opt, gen, grid)
     run_cfg = {
         "fit": cfg.to_dict(),
         "data": str(data_path) if data_path else None,

@@ -24,9 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cameras import camera_rays
-from ..checkpoint import load_field, load_tensors, save_field, save_tensors, write_json
+from ..checkpoint import load_field, save_field, save_tensors, write_json
 from ..config import FitConfig
-from ..errors import RunError
 from ..evaluate import evaluate_field
 from ..fields import build_field
 from ..kernels import composite
@@ -36,8 +35,8 @@ from ..render.march import march_rays
 from ..render.occupancy import OccupancyGrid
 from ..render.volume import RenderSettings, ray_background, render_rays
 from ..train_loop import TrainLoop
-from ..train_state import TRAIN_STATE, load_train_state, save_train_state
-from ..trainer import OCCUPANCY, adapt_batch_rays, make_optimizer, set_lr
+from ..train_state import save_train_state
+from ..trainer import OCCUPANCY, adapt_batch_rays, make_optimizer, restore_field_state, set_lr
 from .active import HardExampleMiner, per_camera_psnr, top_sample_mask
 from .convert_config import ConvertConfig
 from .teacher import Teacher, eval_cameras, render_views, view_rays, virtual_sampler
@@ -256,11 +255,7 @@ def convert_to_field(teacher: Teacher, student_name: str, out: Path, cfg: Conver
     opt = make_optimizer(student, tc.lr)
     step, elapsed_before, batch_rays = 0, 0.0, tc.batch_rays
     if resume:
-        if not (out / TRAIN_STATE).is_file():
-            raise RunError(f"{out / TRAIN_STATE}: no training state to resume from")
-        meta, _ = load_train_state(out, opt, gen)
-        step, elapsed_before, batch_rays = meta["step"], meta["elapsed"], meta["batch_rays"]
-        grid.load_state_dict(load_tensors(out / OCCUPANCY))
+        step, elapsed_before, batch_rays = restore_field_state(out, opt, gen, grid)
     prepare_seconds = time.perf_counter() - t_prep
     run_cfg = {"convert": {"teacher": str(teacher.path), "teacher_field": teacher.model.name, **asdict(cfg)},
                "fit": fit_cfg.to_dict(), "data": teacher.config.get("data"),
