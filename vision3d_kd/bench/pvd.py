@@ -6,7 +6,9 @@
    preparation (e.g. rendering the teacher's views).
 3. Target PSNR = min(teacher test PSNR - 0.5, the student family's own from-scratch final PSNR): a
    student family that cannot reach teacher - 0.5 dB from scratch within the budget is timed to
-   what it does reach. Speed-up = scratch seconds to target / conversion seconds to target.
+   what it does reach. Speed-up = scratch seconds to target / conversion seconds to target (None
+   when the conversion does not reach the target in its budget); speedup_to_convert_psnr = scratch
+   seconds to the PSNR the conversion ended at / the conversion's seconds.
 4. PVD vs PVD-AL (`--active`) at the same budget on hashgrid->mlp.
 Every process runs alone (2-core machine); curves use the dataset's test split.
 """
@@ -132,12 +134,16 @@ def run(quick: bool = False, data: Path | None = None, budget_s: float | None = 
         speed = round(t_scratch / t_conv, 2) if t_scratch and t_conv else None
         conv_end = conv[-1][0]
         at_equal = psnr_at(scratch, conv_end)
+        # how long scratch training needs for what the conversion reached in its budget
+        t_same = time_to_reach(scratch, conv[-1][1])
+        same = round(t_same / conv_end, 2) if t_same else None
         rows.append({"pair": f"{t}->{s}", "teacher_psnr": round(teachers[t]["psnr"], 2),
                      "scratch_final_psnr": round(scratch[-1][1], 2), "target_psnr": round(target, 2),
                      "scratch_s": round(t_scratch, 1) if t_scratch else None,
                      "convert_s": round(t_conv, 1) if t_conv else None, "speedup": speed,
                      "convert_psnr": round(m["psnr_test"], 2), "convert_total_s": round(conv_end, 1),
                      "scratch_psnr_same_time": round(at_equal, 2) if at_equal is not None else None,
+                     "speedup_to_convert_psnr": same,
                      "psnr_vs_teacher": round(m["psnr_vs_teacher"], 2)})
         speedups[(t, s)] = speed
     gain = None

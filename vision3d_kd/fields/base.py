@@ -122,6 +122,7 @@ class Field(nn.Module):
         super().__init__()
         self.register_buffer("aabb", check_aabb(aabb))
         self.config: dict[str, Any] = {}
+        self.sh_degree, self.geo_features = 0, 0  # set by _init_color_head; 0: no shared colour head
 
     # ----------------------------------------------------------------------------------- stages
     def normalize(self, x: Tensor) -> Tensor:
@@ -153,8 +154,9 @@ class Field(nn.Module):
     def encode_dirs(self, d: Tensor) -> Tensor:
         """Unit view directions [R, 3] (world) -> real SH basis values [R, sh_degree**2].
 
-        Split from the colour head so renderers can encode once per ray, not once per sample."""
-        return sh_encoding(d, self.sh_degree)
+        Split from the colour head so renderers can encode once per ray, not once per sample. A field
+        without the shared colour head (sh_degree 0) gets the directions unchanged."""
+        return sh_encoding(d, self.sh_degree) if self.sh_degree else d
 
     def color_from_dirs(self, geo: Tensor, d_enc: Tensor) -> Tensor:
         """Geometry features [N, G] and encoded directions [N, K] -> rgb [N, 3] in [0, 1]."""
