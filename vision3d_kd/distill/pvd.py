@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import resource
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..cameras import camera_rays
+from ..cameras import camera_rays, pixel_rays
 from ..checkpoint import load_field, save_field, save_tensors, write_json
 from ..config import FitConfig
 from ..evaluate import evaluate_field
 from ..fields import build_field
 from ..kernels import composite
 from ..kernels.composite_ref import composite_weights_ref, exclusive_optical_depth
-from ..metrics import psnr
 from ..render.march import march_rays
 from ..render.occupancy import OccupancyGrid
 from ..render.volume import RenderSettings, ray_background, render_rays
@@ -39,7 +39,7 @@ from ..train_state import save_train_state
 from ..trainer import OCCUPANCY, adapt_batch_rays, make_optimizer, restore_field_state, set_lr
 from .active import HardExampleMiner, per_camera_psnr, top_sample_mask
 from .convert_config import ConvertConfig
-from .teacher import Teacher, eval_cameras, render_views, view_rays, virtual_sampler
+from .teacher import Teacher, eval_cameras, mean_psnr, render_views, view_rays, virtual_sampler
 
 __all__ = ["convert_to_field", "density_loss", "init_student_grid"]
 
@@ -115,7 +115,7 @@ class _RaySource:
             flat = torch.randint(0, ds.rgb[..., 0].numel(), (n_real,), generator=gen)
             h, w = ds.height, ds.width
             cam, rem = flat // (h * w), flat % (h * w)
-            o, d = camera_rays(ds.cameras, cam, (rem % w).float() + 0.5, (rem // w).float() + 0.5)
+            o, d = pixel_rays(ds.cameras, cam, rem % w, rem // w)
             a = ds.alpha.reshape(-1).index_select(0, flat)
             rgb = ds.rgb.reshape(-1, 3).index_select(0, flat) * a[:, None]  # premultiplied (black background)
             parts.append(_Rays(o, d, rgb, a, torch.full((n_real,), float("nan")), torch.full((n_real,), -1)))
@@ -230,8 +230,6 @@ def convert_to_field(teacher: Teacher, student_name: str, out: Path, cfg: Conver
     train_ds (optional) mixes real pixels into the batches; test_ds (optional, held out) gives
     psnr_test. Returns the metrics also written to RUN/metrics.json (psnr_vs_teacher: held-out virtual
     views; prepare_seconds: time spent before the first step, e.g. rendering a splat teacher's views)."""
-    import time
-
     t_prep = time.perf_counter()
     tc, out = fit_cfg.train, Path(out)
     gen = torch.Generator().manual_seed(tc.seed)
@@ -315,7 +313,7 @@ def convert_to_field(teacher: Teacher, student_name: str, out: Path, cfg: Conver
         "steps": loop.step, "seconds": round(loop.elapsed, 2), "prepare_seconds": round(prepare_seconds, 2),
         "field": student_name, "teacher": teacher.model.name, "active": cfg.active,
         "params": sum(p.numel() for p in student.parameters()),
-        "psnr_vs_teacher": float(sum(psnr(p, r) for p, r in zip(pred.rgb, eval_ref.rgb, strict=True)) / len(pred.rgb)),
+        "psnr_vs_teacher": mean_psnr(pred, eval_ref),
         "n_teacher_views": len(eval_cams),
     }
     if test_ds is not None:

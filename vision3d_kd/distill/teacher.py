@@ -16,12 +16,14 @@ from torch import Tensor
 from ..cameras import Cameras, RandomCameraSampler, pixel_rays
 from ..errors import RunError
 from ..evaluate import render_image
+from ..metrics import psnr
 from ..render.occupancy import OccupancyGrid
 from ..render.volume import RenderSettings
 from ..trainer import load_run, render_settings_from
 from .convert_config import ConvertConfig
 
-__all__ = ["Teacher", "load_teacher", "virtual_sampler", "eval_cameras", "render_views", "ViewSet", "view_rays"]
+__all__ = ["Teacher", "load_teacher", "virtual_sampler", "eval_cameras", "render_views", "ViewSet", "view_rays",
+           "mean_psnr"]
 
 
 @dataclass
@@ -114,3 +116,8 @@ def view_rays(views: ViewSet, idx: Tensor) -> tuple[Tensor, Tensor, Tensor, Tens
     rays_o, rays_d = pixel_rays(views.cameras, cam, rem % w, rem // w)
     return (rays_o, rays_d, views.rgb.reshape(-1, 3).index_select(0, idx),
             views.opacity.reshape(-1).index_select(0, idx), views.depth.reshape(-1).index_select(0, idx))
+
+
+def mean_psnr(pred: ViewSet, ref: ViewSet) -> float:
+    """Mean over views of the PSNR (dB) of `pred`'s rgb against `ref`'s (same cameras)."""
+    return float(sum(psnr(p, r) for p, r in zip(pred.rgb, ref.rgb, strict=True)) / len(ref.rgb))

@@ -14,10 +14,9 @@ from ..checkpoint import write_json
 from ..config import FitConfig
 from ..data.dataset import Dataset
 from ..errors import ConfigError
-from ..metrics import psnr
 from ..splat_trainer import fit_splats
 from .convert_config import ConvertConfig
-from .teacher import Teacher, eval_cameras, render_views, virtual_sampler
+from .teacher import Teacher, eval_cameras, mean_psnr, render_views, virtual_sampler
 
 __all__ = ["convert_to_splats", "teacher_dataset"]
 
@@ -59,7 +58,6 @@ def convert_to_splats(teacher: Teacher, out: Path, cfg: ConvertConfig, fit_cfg: 
     splats, _ = load_field(out)
     pred = render_views(splats.to(device).eval(), None, None, cams)
     metrics.update({"teacher": teacher.model.name, "prepare_seconds": round(prepare, 2), "active": cfg.active,
-                    "psnr_vs_teacher": float(sum(psnr(p, r) for p, r in zip(pred.rgb, ref.rgb, strict=True))
-                                             / len(cams)), "n_teacher_views": len(cams)})
+                    "psnr_vs_teacher": mean_psnr(pred, ref), "n_teacher_views": len(cams)})
     write_json(Path(out) / "metrics.json", metrics)
     return metrics
