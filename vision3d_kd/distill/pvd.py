@@ -163,11 +163,12 @@ def _step_losses(student, teacher: Teacher, rays: _Rays, bg: Tensor, grid: Occup
     n = rays.o.shape[0]
     ray_i, t_s, t_e = march_rays(rays.o, rays.d, grid.aabb, step_size, grid, 0.0, True, gen)
     pts = torch.addcmul(rays.o.index_select(0, ray_i), rays.d.index_select(0, ray_i), ((t_s + t_e) * 0.5)[:, None])
+    t_logs, t_geo = teacher.block(pts)  # one teacher pass: occlusion test and targets
     with torch.no_grad():
-        tau = teacher.model.density(pts).reshape(-1) * (t_e - t_s)
+        tau = torch.exp(t_logs.clamp(max=30.0)) * (t_e - t_s)
         keep = (exclusive_optical_depth(tau, ray_i, n) < -math.log(1e-4)).nonzero().flatten()
-    ray_i, t_s, t_e, pts = (t.index_select(0, keep) for t in (ray_i, t_s, t_e, pts))
-    t_logs, t_geo, t_rgb = teacher.samples(pts, rays.d, ray_i)
+    ray_i, t_s, t_e, pts, t_logs, t_geo = (t.index_select(0, keep) for t in (ray_i, t_s, t_e, pts, t_logs, t_geo))
+    t_rgb = teacher.color(t_geo, rays.d, ray_i)
     lo, hi = cfg.log_density_min, cfg.log_density_max
     w = torch.ones_like(t_logs)
     t_sigma = torch.exp(t_logs.clamp(max=30.0))
@@ -243,7 +244,10 @@ def convert_to_field(teacher: Teacher, student_name: str, out: Path, cfg: Conver
     feats = _color_compatible(student, teacher)
     if feats and cfg.copy_color_head and not resume:
         student.color_net.load_state_dict(teacher.model.color_net.state_dict())
+    # A field teacher's density fixes the grid (an untrained student's density would fill it and
+    # multiply the samples); a splats teacher's cells (Gaussian centres) bound the student's updates.
     grid = init_student_grid(teacher, student.aabb, tc.occ_resolution, density_thr, gen)
+    allowed = grid.binary.clone()
     views = None
     if teacher.kind == "splats":
         cams = virtual_sampler(teacher, cfg).sample(cfg.virtual_views, gen)
@@ -282,8 +286,9 @@ def convert_to_field(teacher: Teacher, student_name: str, out: Path, cfg: Conver
             if student.on_step(step):
                 opt = make_optimizer(student, tc.lr)
             lr = set_lr(opt, progress, step, tc)
-            if stage >= 2 and step % tc.occ_update_every == 0:
+            if teacher.kind == "splats" and step % tc.occ_update_every == 0:
                 grid.update(student.density, density_thr, generator=gen)
+                grid.binary &= allowed
             rays = source.draw(batch_rays, gen)
             bg = ray_background(tc.background, rays.o.shape[0], torch.device(device), gen)
             if teacher.kind == "field":

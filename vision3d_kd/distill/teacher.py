@@ -46,13 +46,14 @@ class Teacher:
         return self.model.aabb
 
     @torch.no_grad()
-    def samples(self, pts: Tensor, rays_d: Tensor, ray_i: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Field teachers: packed samples pts [S,3] (world), rays_d [R,3], ray_i [S] -> the block
-        (log sigma [S], geometry features [S,G]) and per-sample rgb [S,3]."""
-        m = self.model
-        log_sigma, geo = m.log_density_head(m.encode(pts))
-        rgb = m.color_from_dirs(geo, m.encode_dirs(rays_d).index_select(0, ray_i))
-        return log_sigma, geo, rgb
+    def block(self, pts: Tensor) -> tuple[Tensor, Tensor]:
+        """Field teachers: world points [S,3] -> the block (log sigma [S], geometry features [S,G])."""
+        return self.model.log_density_head(self.model.encode(pts))
+
+    @torch.no_grad()
+    def color(self, geo: Tensor, rays_d: Tensor, ray_i: Tensor) -> Tensor:
+        """Field teachers: per-sample rgb [S,3] of geometry features geo [S,G] seen along rays_d[ray_i]."""
+        return self.model.color_from_dirs(geo, self.model.encode_dirs(rays_d).index_select(0, ray_i))
 
 
 def load_teacher(run: Path, device: torch.device | str = "cpu") -> Teacher:
