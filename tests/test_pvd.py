@@ -73,7 +73,10 @@ def test_miner_keeps_the_worst_cameras_and_rays():
     miner.update_cameras(params, psnrs)
     torch.testing.assert_close(miner.pool["azimuth_deg"], params["azimuth_deg"][[1, 2]])
     _, nxt = miner.cameras(4, gen)
-    assert set(nxt["azimuth_deg"][:2].tolist()) <= set(params["azimuth_deg"][[1, 2]].tolist())
+    assert set(nxt["azimuth_deg"][:2].tolist()) == set(params["azimuth_deg"][[1, 2]].tolist())
+    # re-drawn cameras are re-measured: now easy, they leave the pool for this step's two hardest new ones
+    miner.update_cameras(nxt, torch.tensor([50.0, 50.0, 15.0, 25.0]))
+    torch.testing.assert_close(miner.pool["azimuth_deg"], nxt["azimuth_deg"][[2, 3]])
     o, d = torch.zeros(4, 3), torch.eye(4, 3)
     miner.update_rays(o, d, err, 4)
     hard_o, hard_d = miner.take_rays()
@@ -138,6 +141,24 @@ def test_field_to_splats_and_back(teacher_run, tmp_path, capsys):
                     "--no-progress", *sets]) == 0
     m = json.loads((back / "metrics.json").read_text())
     assert m["teacher"] == "splats" and m["psnr_vs_teacher"] > 20, m
+
+
+def test_student_grid_resamples_the_teachers_grid():
+    from vision3d_kd.distill.teacher import Teacher
+    from vision3d_kd.render.occupancy import OccupancyGrid
+
+    aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+    t_grid = OccupancyGrid(aabb, 8)
+    t_grid.binary.zero_()
+    t_grid.binary[(3 * 8 + 4) * 8 + 5] = True  # teacher cell (3, 4, 5): x in [-0.25, 0), y in [0, 0.25), z in [0.25, 0.5)
+    model = type("Stub", (), {"name": "hashgrid", "aabb": aabb})()
+    teacher = Teacher(model, t_grid, {}, None, None)
+    gen = torch.Generator().manual_seed(0)
+    coarse = init_student_grid(teacher, aabb, 4, 1.0, gen)  # the cell holding the teacher cell's centre
+    assert coarse.binary.nonzero().flatten().tolist() == [(1 * 4 + 2) * 4 + 2]
+    fine = init_student_grid(teacher, aabb, 16, 1.0, gen)  # the 2x2x2 cells whose centres lie inside it
+    ijk = [(int(i) // 256, int(i) // 16 % 16, int(i) % 16) for i in fine.binary.nonzero().flatten()]
+    assert sorted(ijk) == [(i, j, k) for i in (6, 7) for j in (8, 9) for k in (10, 11)]
 
 
 def test_huge_teacher_densities_keep_losses_finite(teacher_run):

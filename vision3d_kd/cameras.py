@@ -342,15 +342,16 @@ class RandomCameraSampler:
 
 def orbit_defaults(cams: Cameras) -> dict[str, float]:
     """Turntable settings that match a training rig: mean camera distance from the origin, vertical
-    field of view, mean elevation (degrees above the z = 0 plane) and image size."""
+    field of view, mean elevation and [min, max] elevation (degrees above the z = 0 plane), image size."""
     pos = cams.c2w[:, :3, 3]
     radius = float(pos.norm(dim=-1).mean())
     fov_y = 2 * math.degrees(math.atan(cams.height / (2 * float(cams.fy[0]))))
-    elevation = float(torch.rad2deg(torch.asin((pos[:, 2] / pos.norm(dim=-1)).clamp(-1, 1))).mean())
+    elevations = torch.rad2deg(torch.asin((pos[:, 2] / pos.norm(dim=-1)).clamp(-1, 1)))
     return {
         "radius": radius,
         "fov_y_deg": fov_y,
-        "elevation_deg": elevation,
+        "elevation_deg": float(elevations.mean()),
+        "elevation_range_deg": [float(elevations.min()), float(elevations.max())],
         "width": cams.width,
         "height": cams.height,
     }

@@ -45,6 +45,7 @@ class HardExampleMiner:
         self.sampler, self.pool_size = sampler, pool
         self.camera_fraction, self.jitter_deg, self.ray_fraction = camera_fraction, jitter_deg, ray_fraction
         self.pool: dict[str, Tensor] | None = None  # camera params + "psnr"
+        self.picked = torch.zeros(0, dtype=torch.long)  # pool entries re-drawn as the last cameras' first ones
         self.hard_rays: tuple[Tensor, Tensor] | None = None
 
     def cameras(self, n: int, gen: torch.Generator) -> tuple[Cameras, dict[str, Tensor]]:
@@ -52,21 +53,27 @@ class HardExampleMiner:
         params = self.sampler.sample_params(n, gen)
         n_hard = min(int(round(self.camera_fraction * n)), 0 if self.pool is None else len(self.pool["psnr"]))
         if n_hard:
-            pick = torch.randint(0, len(self.pool["psnr"]), (n_hard,), generator=gen)
+            pick = torch.randperm(len(self.pool["psnr"]), generator=gen)[:n_hard]
             for key in params:
                 params[key][:n_hard] = self.pool[key][pick]
             noise = (torch.rand(2, n_hard, generator=gen) * 2 - 1) * self.jitter_deg
             lo, hi = self.sampler.elevation_deg
             params["elevation_deg"][:n_hard] = (params["elevation_deg"][:n_hard] + noise[0]).clamp(lo, hi)
             params["azimuth_deg"][:n_hard] += noise[1]
+        self.picked = pick if n_hard else torch.zeros(0, dtype=torch.long)
         return self.sampler.cameras(params), params
 
     def update_cameras(self, params: dict[str, Tensor], psnr: Tensor) -> None:
-        """Merge this step's cameras (with their batch PSNR) into the pool; keep the worst `pool` ones."""
+        """Merge this step's cameras (with their batch PSNR) into the pool; keep the worst `pool` ones.
+
+        A re-drawn camera replaces its pool entry (its old PSNR is stale: the student has trained since),
+        so a camera stays in the pool only while it stays hard."""
         merged = {k: v.clone() for k, v in params.items()}
         merged["psnr"] = psnr.clone()
         if self.pool is not None:
-            merged = {k: torch.cat([self.pool[k], merged[k]]) for k in merged}
+            stale = torch.zeros(len(self.pool["psnr"]), dtype=torch.bool)
+            stale[self.picked] = True
+            merged = {k: torch.cat([self.pool[k][~stale], merged[k]]) for k in merged}
         keep = torch.argsort(merged["psnr"])[: self.pool_size]
         self.pool = {k: v[keep] for k, v in merged.items()}
 

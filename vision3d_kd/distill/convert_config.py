@@ -37,7 +37,8 @@ class ConvertConfig:
     log_density_max: float = 7.0
     copy_color_head: bool = True  # start the student's colour head as a copy of the teacher's
     cams_per_step: int = 8  # virtual cameras per step (rays are spread over them)
-    elevation_deg: tuple[float, float] = (-30.0, 89.0)  # virtual camera elevation range (degrees)
+    # virtual camera elevation range (degrees); None: the teacher's training cameras' range
+    elevation_deg: tuple[float, float] | None = None
     radius_scale: tuple[float, float] = (0.9, 1.1)  # times the teacher run's camera distance
     virtual_views: int = 100  # pre-rendered teacher views (splat teachers; field -> splats)
     eval_views: int = 8  # held-out virtual views for PSNR against the teacher
@@ -47,7 +48,7 @@ class ConvertConfig:
     camera_pool: int = 16  # worst cameras kept
     camera_jitter_deg: float = 5.0  # jitter of re-used hard cameras (elevation, azimuth)
     hard_ray_fraction: float = 0.25  # share of a step's rays re-used from the last step's worst rays
-    top_samples: int = 8  # per ray, samples with the largest teacher weight ...
+    top_samples: int = 3  # per ray, samples with the largest teacher weight ...
     top_sample_boost: float = 4.0  # ... get this extra weight in the per-sample losses
     real_ray_fraction: float = 0.25  # with --data: share of rays taken from the real training images
 
@@ -67,7 +68,7 @@ class ConvertConfig:
         for name in ("hard_camera_fraction", "hard_ray_fraction", "real_ray_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"convert.{name} must be in [0, 1), got {getattr(self, name)}")
-        lo, hi = self.elevation_deg
+        lo, hi = self.elevation_deg or (0.0, 0.0)
         if not -90 <= lo <= hi <= 90:
             raise ConfigError(f"convert.elevation_deg must be a range within [-90, 90], got {self.elevation_deg}")
         lo, hi = self.radius_scale
@@ -83,8 +84,12 @@ def _convert_from(values: dict[str, Any]) -> ConvertConfig:
         raise ConfigError(f"unknown convert option(s): {', '.join(unknown)} (known: {', '.join(sorted(names))})")
     for key, value in values.items():
         default = getattr(cfg, key)
+        if key == "elevation_deg":
+            default = (0.0, 0.0)
         try:
-            if isinstance(default, tuple):
+            if key == "elevation_deg" and value is None:
+                pass
+            elif isinstance(default, tuple):
                 value = tuple(float(v) for v in value)
                 if len(value) != 2:
                     raise ValueError

@@ -2,7 +2,8 @@
 rendered from virtual cameras around the scene.
 
 Virtual cameras orbit the scene centre at the teacher run's camera distance and field of view (its
-config.json `render` section), azimuth uniform, elevation uniform in a configured range, z up."""
+config.json `render` section), azimuth uniform, elevation uniform in the teacher's training cameras'
+range (or a configured one), z up."""
 
 from __future__ import annotations
 
@@ -13,14 +14,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..cameras import Cameras, RandomCameraSampler, pixel_rays
-from ..errors import RunError
+from ..cameras import Cameras, RandomCameraSampler, orbit_defaults, pixel_rays
+from ..data import load_dataset
+from ..errors import DataError, RunError
 from ..evaluate import render_image
 from ..metrics import psnr
 from ..render.occupancy import OccupancyGrid
 from ..render.volume import RenderSettings
 from ..trainer import load_run, render_settings_from
 from .convert_config import ConvertConfig
+
+DEFAULT_ELEVATION = (-30.0, 89.0)  # virtual cameras when the teacher's rig is unknown
 
 __all__ = ["Teacher", "load_teacher", "virtual_sampler", "eval_cameras", "render_views", "ViewSet", "view_rays",
            "mean_psnr"]
@@ -35,6 +39,7 @@ class Teacher:
     config: dict[str, Any]
     settings: RenderSettings
     path: Path
+    elevation_range: tuple[float, float] = DEFAULT_ELEVATION  # its training cameras' elevations (degrees)
 
     @property
     def kind(self) -> str:
@@ -64,7 +69,20 @@ def load_teacher(run: Path, device: torch.device | str = "cpu") -> Teacher:
         raise RunError(f"{run}/config.json: no 'render' camera section (radius, fov_y_deg, width, height)")
     for p in model.parameters():
         p.requires_grad_(False)
-    return Teacher(model, grid, cfg, render_settings_from(cfg), Path(run))
+    return Teacher(model, grid, cfg, render_settings_from(cfg), Path(run), rig_elevation(cfg))
+
+
+def rig_elevation(cfg: dict[str, Any]) -> tuple[float, float]:
+    """[min, max] elevation (degrees) of a run's training cameras: its config's render section, else its
+    dataset's training cameras when that is still readable, else DEFAULT_ELEVATION. Virtual cameras
+    outside it would ask the teacher for views it never learnt (e.g. under the lego's base plate)."""
+    rng = (cfg.get("render") or {}).get("elevation_range_deg")
+    if rng is None and cfg.get("data"):
+        try:
+            rng = orbit_defaults(load_dataset(cfg["data"], "train").cameras)["elevation_range_deg"]
+        except (DataError, OSError):
+            rng = None
+    return (float(rng[0]), float(rng[1])) if rng is not None else DEFAULT_ELEVATION
 
 
 def virtual_sampler(teacher: Teacher, cfg: ConvertConfig, size: int | None = None) -> RandomCameraSampler:
@@ -74,7 +92,8 @@ def virtual_sampler(teacher: Teacher, cfg: ConvertConfig, size: int | None = Non
     w, h = (size, size) if size else (int(r["width"]), int(r["height"]))
     radius = float(r["radius"])
     return RandomCameraSampler(
-        elevation_deg=cfg.elevation_deg, radius=(radius * cfg.radius_scale[0], radius * cfg.radius_scale[1]),
+        elevation_deg=cfg.elevation_deg or teacher.elevation_range,
+        radius=(radius * cfg.radius_scale[0], radius * cfg.radius_scale[1]),
         fov_y_deg=(fov, fov), width=w, height=h,
     )
 
