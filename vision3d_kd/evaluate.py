@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from .metrics import psnr, ssim
 from .render.occupancy import OccupancyGrid
 from .render.volume import RenderSettings, ray_background, render_rays_chunked
 
-__all__ = ["render_image", "evaluate_field", "save_png", "ray_cos"]
+__all__ = ["render_image", "evaluate_field", "save_png", "ray_cos", "ViewSet", "render_views"]
 
 
 def render_image(field, cams: Cameras, i: int, grid: OccupancyGrid | None, settings: RenderSettings,
@@ -30,6 +31,31 @@ def render_image(field, cams: Cameras, i: int, grid: OccupancyGrid | None, setti
     h, w = cams.height, cams.width
     return {"rgb": out["rgb"].reshape(h, w, 3).clamp(0, 1), "opacity": out["opacity"].reshape(h, w),
             "depth": out["depth"].reshape(h, w)}
+
+
+@dataclass
+class ViewSet:
+    """Rendered views: cameras, rgb [N,H,W,3] on `background`, opacity [N,H,W], depth [N,H,W] (ray distance)."""
+
+    cameras: Cameras
+    rgb: Tensor
+    opacity: Tensor
+    depth: Tensor
+
+
+@torch.no_grad()
+def render_views(model, grid: OccupancyGrid | None, settings: RenderSettings | None, cams: Cameras,
+                 background: str = "white", progress=None) -> ViewSet:
+    """Render every camera of `cams` through a field (with its grid) or splats."""
+    rgb, op, depth = [], [], []
+    for i in range(len(cams)):
+        out = render_image(model, cams, i, grid, settings or RenderSettings(), background)
+        rgb.append(out["rgb"])
+        op.append(out["opacity"])
+        depth.append(out["depth"])
+        if progress is not None:
+            progress(i + 1, len(cams))
+    return ViewSet(cams, torch.stack(rgb), torch.stack(op), torch.stack(depth))
 
 
 def _render_splats_image(splats, cams: Cameras, i: int, background: str) -> dict[str, Tensor]:

@@ -1,7 +1,9 @@
-"""`v3kd export RUN --format F --out FILE` and `v3kd import-splats FILE --out RUN`."""
+"""`v3kd export RUN --format F --out FILE` (meshes, point clouds, splat files) and
+`v3kd import-splats FILE --out RUN`."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -12,24 +14,77 @@ __all__ = ["register", "export_command", "import_command"]
 
 SPLAT_FORMATS = ("3dgs-ply", "splat", "spz")
 MESH_FORMATS = ("glb", "obj", "ply")
+FORMATS = (*MESH_FORMATS, "pointcloud", *SPLAT_FORMATS)
 
 
 def export_command(
-    run: Path = typer.Argument(..., help="Run directory written by `v3kd fit` (splats runs for splat formats)."),
-    fmt: str = typer.Option(..., "--format", help="3dgs-ply (3DGS viewer PLY), splat (antimatter15), spz (Niantic)."),
+    run: Path = typer.Argument(..., help="Run directory written by `v3kd fit` / `v3kd convert`."),
+    fmt: str = typer.Option(..., "--format", help=(
+        "glb / obj / ply: coloured triangle mesh (glb is +Y up as glTF requires; obj + mtl + png with "
+        "--texture); pointcloud: PLY of surface points seen from views around the scene; 3dgs-ply, splat, "
+        "spz: Gaussians of a splats run.")),
     out: Path = typer.Option(..., "--out", "-o", help="Output file; written atomically, never half-written."),
+    resolution: int = typer.Option(256, "--resolution", help="Mesh: lattice points per axis over the run's box."),
+    level: float = typer.Option(None, "--level", help=(
+        "Mesh (density method): iso-density in 1/scene-unit (default: the density where rendered rays "
+        "reach opacity 0.5, median over views of the run).")),
+    faces: int = typer.Option(None, "--faces", help="Mesh: decimate to about this many faces (default: keep all)."),
+    min_component: float = typer.Option(0.05, "--min-component", help=(
+        "Mesh: drop floaters, i.e. connected parts smaller than this fraction of the largest (0 keeps all).")),
+    texture: bool = typer.Option(False, "--texture", help="Mesh: bake a UV texture (xatlas), not vertex colours."),
+    texture_size: int = typer.Option(1024, "--texture-size", help="Mesh: texture width and height in pixels."),
+    method: str = typer.Option("auto", "--method", help=(
+        "Mesh: density (marching cubes of a field's density), tsdf (fusion of rendered depth; any run), "
+        "auto (density for fields, tsdf for splats).")),
+    views: int = typer.Option(60, "--views", help="tsdf / pointcloud: number of rendered views around the scene."),
+    max_points: int = typer.Option(1_000_000, "--max-points", help="pointcloud: keep at most this many points."),
     spz_version: int = typer.Option(3, "--spz-version", help="spz: file version 2 or 3."),
     up: str = typer.Option("+z", "--up", help="spz: world up axis of the run (+z Blender scenes, +y already RUB)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
-    """Export a run's Gaussians to a splat file that common web/desktop viewers open."""
+    """Export a run: a mesh (GLB/OBJ/PLY), a point cloud (PLY) or its Gaussians (splat formats)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt in SPLAT_FORMATS:
+        _export_splats(run, fmt, out, spz_version, up)
+        return
+    if not out.parent.is_dir():
+        raise ConfigError(f"{out}: output directory {out.parent} does not exist")
+    from rich.progress import Progress
+
+    from ..export.mesh_io import write_mesh, write_point_cloud
+    from ..export.run_mesh import MeshOptions, mesh_from_run, point_cloud_from_run
+    from .common import pick_device
+
+    dev = pick_device(device)
+    t0 = time.perf_counter()
+    with Progress(transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, i: int, n: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=n)
+            bar.update(tasks[stage], completed=i, total=n)
+
+        if fmt == "pointcloud":
+            pts, cols = point_cloud_from_run(run, views, max_points, device=dev,
+                                             progress=lambda i, n: progress("render views", i, n))
+            write_point_cloud(pts, cols, out)
+            print(f"wrote {out} ({len(pts)} points) in {time.perf_counter() - t0:.1f} s")
+            return
+        opts = MeshOptions(resolution=resolution, level=level, min_component=min_component, faces=faces,
+                           texture=texture, texture_size=texture_size, views=views, method=method)
+        mesh = mesh_from_run(run, opts, dev, progress)
+        files = write_mesh(mesh, out, fmt)
+    extra = f", {len(files) - 1} side file(s)" if len(files) > 1 else ""
+    print(f"wrote {out} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces, {mesh.info['method']}"
+          f"{extra}) in {time.perf_counter() - t0:.1f} s")
+
+
+def _export_splats(run: Path, fmt: str, out: Path, spz_version: int, up: str) -> None:
     from ..checkpoint import load_field
     from ..export import write_splats
 
-    if fmt in MESH_FORMATS:
-        known = ", ".join(SPLAT_FORMATS)
-        raise ConfigError(f"--format {fmt}: mesh export is not implemented yet (splat formats: {known})")
-    if fmt not in SPLAT_FORMATS:
-        raise ConfigError(f"--format must be one of {', '.join(SPLAT_FORMATS + MESH_FORMATS)}, got {fmt!r}")
     model, _ = load_field(run)
     if getattr(model, "name", "") != "splats":
         raise RunError(f"{run}: --format {fmt} needs a splats run (fit with --field splats)")

@@ -17,7 +17,7 @@ from torch import Tensor
 from ..cameras import Cameras, RandomCameraSampler, orbit_defaults, pixel_rays
 from ..data import load_dataset
 from ..errors import DataError, RunError
-from ..evaluate import render_image
+from ..evaluate import ViewSet, render_views
 from ..metrics import psnr
 from ..render.occupancy import OccupancyGrid
 from ..render.volume import RenderSettings
@@ -27,7 +27,7 @@ from .convert_config import ConvertConfig
 DEFAULT_ELEVATION = (-30.0, 89.0)  # virtual cameras when the teacher's rig is unknown
 
 __all__ = ["Teacher", "load_teacher", "virtual_sampler", "eval_cameras", "render_views", "ViewSet", "view_rays",
-           "mean_psnr"]
+           "mean_psnr"]  # ViewSet / render_views live in evaluate.py; re-exported for the distillers
 
 
 @dataclass
@@ -102,31 +102,6 @@ def eval_cameras(teacher: Teacher, cfg: ConvertConfig) -> Cameras:
     """Fixed held-out virtual cameras (own seed, never used for training) at eval_size pixels."""
     gen = torch.Generator().manual_seed(12345)
     return virtual_sampler(teacher, cfg, cfg.eval_size).sample(cfg.eval_views, gen)
-
-
-@dataclass
-class ViewSet:
-    """Rendered views: cameras, rgb [N,H,W,3] on `background`, opacity [N,H,W], depth [N,H,W] (ray distance)."""
-
-    cameras: Cameras
-    rgb: Tensor
-    opacity: Tensor
-    depth: Tensor
-
-
-@torch.no_grad()
-def render_views(model, grid: OccupancyGrid | None, settings: RenderSettings | None, cams: Cameras,
-                 background: str = "white", progress=None) -> ViewSet:
-    """Render every camera of `cams` through a field (with its grid) or splats."""
-    rgb, op, depth = [], [], []
-    for i in range(len(cams)):
-        out = render_image(model, cams, i, grid, settings or RenderSettings(), background)
-        rgb.append(out["rgb"])
-        op.append(out["opacity"])
-        depth.append(out["depth"])
-        if progress is not None:
-            progress(i + 1, len(cams))
-    return ViewSet(cams, torch.stack(rgb), torch.stack(op), torch.stack(depth))
 
 
 def view_rays(views: ViewSet, idx: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:

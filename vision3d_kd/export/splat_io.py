@@ -31,6 +31,7 @@ from .spz import ALPHA_EPS, decode_spz, encode_spz
 
 __all__ = [
     "SH_C0",
+    "atomic_write",
     "FORMATS",
     "validate_params",
     "ply_property_names",
@@ -102,7 +103,7 @@ def _write_array(f: BinaryIO, a: np.ndarray) -> None:
     f.write(np.ascontiguousarray(a).tobytes())
 
 
-def _atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Run ``write`` on a temp file beside ``path``, then rename it over ``path``; remove it on any failure."""
     path = Path(path)
     if not path.parent.is_dir():
@@ -159,7 +160,7 @@ def write_ply(params: Mapping[str, Tensor], path: PathLike) -> None:
         f.write(header)
         _write_array(f, table)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def _parse_ply_header(path: PathLike, text: str) -> tuple[str, list[tuple[str, int, list[tuple[str, str | None]]]]]:
@@ -301,7 +302,7 @@ def write_splat(params: Mapping[str, Tensor], path: PathLike) -> None:
     norm = np.linalg.norm(a["quats"], axis=1, keepdims=True)
     q = np.where(np.abs(norm - 1.0) > 0.02, a["quats"] / norm, a["quats"])
     rec["rot"] = np.clip(np.rint(q * 128.0 + 128.0), 0, 255)
-    _atomic_write(path, lambda f: _write_array(f, rec))
+    atomic_write(path, lambda f: _write_array(f, rec))
 
 
 def read_splat(path: PathLike) -> dict[str, Tensor]:
@@ -334,7 +335,7 @@ def write_spz(params: Mapping[str, Tensor], path: PathLike, *, version: int = 3,
     validate_params(params)
     blob = encode_spz(_numpy(params), version=version, up=up, antialiased=antialiased, sh1_bits=sh1_bits,
                       sh_rest_bits=sh_rest_bits)
-    _atomic_write(path, lambda f: _write_array(f, np.frombuffer(blob, np.uint8)))
+    atomic_write(path, lambda f: _write_array(f, np.frombuffer(blob, np.uint8)))
 
 
 def read_spz(path: PathLike, *, up: str = "+z") -> dict[str, Tensor]:

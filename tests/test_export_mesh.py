@@ -1,0 +1,192 @@
+"""Mesh / point-cloud export: marching cubes, floaters, textures, TSDF fusion, writers and the CLI.
+
+Fast tests use analytic runs: a voxel-grid field whose density is a sharp function of a procedural
+scene's exact SDF and whose colour head outputs one known colour, saved as a run directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial import cKDTree
+
+from tests.conftest import one_line_error, run_cli
+from vision3d_kd.checkpoint import save_field
+from vision3d_kd.data.sdf import scene_sdf
+from vision3d_kd.export.mesh import Mesh, keep_large_components, mesh_from_volume, vertex_normals
+from vision3d_kd.export.mesh_io import Z_UP_TO_GLTF, write_mesh
+from vision3d_kd.export.texture import bake_texture, rasterize_uv
+from vision3d_kd.fields.grid import VoxelGridField
+
+COLOR = (0.2, 0.6, 0.3)
+RENDER = {"step_size": 0.01, "radius": 4.0, "fov_y_deg": 40.0, "width": 64, "height": 64,
+          "elevation_range_deg": [-30.0, 80.0]}
+
+
+def analytic_run(path: Path, name: str, res: int = 64, empty: bool = False) -> Path:
+    """A grid-field run of procedural scene `name`: sigma ~250 inside, ~0 outside (4-voxel ramp), colour COLOR."""
+    scene = scene_sdf(name)
+    lo, hi = torch.tensor(scene.aabb[0]), torch.tensor(scene.aabb[1])
+    field = VoxelGridField(aabb=[list(scene.aabb[0]), list(scene.aabb[1])], resolution=res, upsample=[])
+    axes = [torch.linspace(float(lo[k]), float(hi[k]), res) for k in range(3)]
+    zz, yy, xx = torch.meshgrid(axes[2], axes[1], axes[0], indexing="ij")  # grid axes D, H, W = z, y, x
+    sdf = scene.sdf(torch.stack([xx, yy, zz], -1).reshape(-1, 3)).reshape(res, res, res, 1)
+    voxel = float((hi - lo).max()) / (res - 1)
+    raw = (-sdf / voxel * 4).clamp(-30, 10) - field.density_shift
+    with torch.no_grad():
+        field.density_grid.copy_(torch.full_like(raw, -40.0) if empty else raw)
+        for m in field.color_net.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.zero_()
+                m.bias.zero_()
+        last = [m for m in field.color_net.modules() if isinstance(m, torch.nn.Linear)][-1]
+        last.bias.copy_(torch.logit(torch.tensor(COLOR)))
+    save_field(path, field, {"render": RENDER})
+    return path
+
+
+def chamfer(vertices: np.ndarray, faces: np.ndarray, name: str, n: int = 20000) -> float:
+    """Symmetric mean Chamfer distance (world units) between the mesh surface and scene `name`'s surface."""
+    import trimesh
+
+    scene = scene_sdf(name)
+    mesh_pts, _ = trimesh.sample.sample_surface(trimesh.Trimesh(vertices, faces, process=False), n, seed=0)
+    true_pts = scene.surface_points(n, torch.Generator().manual_seed(0)).numpy()
+    d1 = np.abs(scene.sdf(torch.from_numpy(np.asarray(mesh_pts, np.float32))).numpy()).mean()
+    d2 = cKDTree(mesh_pts).query(true_pts)[0].mean()
+    return float(0.5 * (d1 + d2))
+
+
+def diagonal(name: str) -> float:
+    lo, hi = (np.array(c) for c in scene_sdf(name).aabb)
+    return float(np.linalg.norm(hi - lo))
+
+
+def test_marching_cubes_of_an_analytic_sphere_drops_floaters_and_cavities():
+    r = 64
+    x = np.linspace(-1.5, 1.5, r)
+    xx, yy, zz = np.meshgrid(x, x, x, indexing="ij")
+    dist = np.sqrt(xx**2 + yy**2 + zz**2)
+    vol = np.clip(0.8 - dist, -0.5, 0.5) * 100  # sphere of radius 0.8 (level 0)
+    vol[(np.abs(dist - 0.3) < 0.1)] = -50  # an inner cavity (a shell of empty space inside)
+    floater = np.sqrt((xx - 1.2) ** 2 + (yy - 1.2) ** 2 + (zz - 1.2) ** 2) < 0.1
+    vol[floater] = 50
+    aabb = torch.tensor([[-1.5] * 3, [1.5] * 3])
+    mesh = mesh_from_volume(vol.astype(np.float32), 0.0, aabb, min_component=0.05)
+    radius = np.linalg.norm(mesh.vertices, axis=1)
+    # dropped: the floater and the core inside the cavity (the cavity fill then makes it solid again)
+    assert np.abs(radius - 0.8).max() < 0.01 and mesh.info["components_dropped"] == 2
+    normals = vertex_normals(mesh.vertices, mesh.faces)
+    assert (np.sum(normals * mesh.vertices, axis=1) > 0).mean() > 0.99  # outward, CCW seen from outside
+    kept = mesh_from_volume(vol.astype(np.float32), 0.0, aabb, min_component=0.0)
+    assert np.linalg.norm(kept.vertices, axis=1).max() > 1.8  # the floater is back
+    small = mesh_from_volume(vol.astype(np.float32), 0.0, aabb, target_faces=500)
+    assert 400 <= len(small.faces) <= 520 and np.abs(np.linalg.norm(small.vertices, axis=1) - 0.8).mean() < 0.02
+
+
+def test_keep_large_components_counts_what_it_drops():
+    inside = np.zeros((10, 10, 10), bool)
+    inside[1:6, 1:6, 1:6] = True
+    inside[8, 8, 8] = True
+    kept, dropped = keep_large_components(inside, 0.05)
+    assert dropped == 1 and kept.sum() == 125 and not kept[8, 8, 8]
+
+
+def test_uv_rasterizer_covers_each_texel_once():
+    uv = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    texel, tri, bary = rasterize_uv(uv, faces, 16, chunk=50)
+    assert texel.numel() >= 256 and set(texel.tolist()) == set(range(256))
+    assert torch.allclose(bary.sum(-1), torch.ones(len(bary))) and (bary >= -1e-6).all()
+
+
+@pytest.mark.parametrize("fmt", ["glb", "obj", "ply"])
+def test_mesh_writers_round_trip_through_trimesh(tmp_path, fmt):
+    import trimesh
+
+    verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], np.int64)
+    colors = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.5, 0.5, 0.5]], np.float32)
+    out = tmp_path / f"tet.{fmt}"
+    files = write_mesh(Mesh(verts, faces, colors), out)
+    assert files == [out] and sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temp files left
+    loaded = trimesh.load(out, process=False, force="mesh")
+    v = loaded.vertices @ Z_UP_TO_GLTF if fmt == "glb" else loaded.vertices  # glTF is +Y up
+    order = [int(np.argmin(np.linalg.norm(v - p, axis=1))) for p in verts]
+    assert np.allclose(v[order], verts, atol=1e-6) and len(loaded.faces) == 4
+    rgb = loaded.visual.vertex_colors[order, :3] / 255.0
+    assert np.abs(rgb - colors).max() <= 1 / 255 + 1e-6
+
+
+def test_textured_obj_and_glb_carry_the_baked_colours(tmp_path):
+    import trimesh
+
+    x = np.linspace(-1.5, 1.5, 32)
+    xx, yy, zz = np.meshgrid(x, x, x, indexing="ij")
+    vol = (0.8 - np.sqrt(xx**2 + yy**2 + zz**2)).astype(np.float32)
+    mesh = mesh_from_volume(vol, 0.0, torch.tensor([[-1.5] * 3, [1.5] * 3]))
+
+    def color_fn(p: np.ndarray, n: np.ndarray) -> np.ndarray:  # colour = position mapped into [0, 1]
+        return np.clip((p + 1.0) / 2.0, 0, 1)
+
+    tex = bake_texture(mesh, color_fn, size=128)
+    assert tex.uv.shape == (len(tex.vertices), 2) and tex.texture.shape == (128, 128, 3)
+    files = write_mesh(tex, tmp_path / "ball.obj")
+    assert sorted(p.name for p in files) == ["ball.mtl", "ball.obj", "ball.png"] and all(p.is_file() for p in files)
+    write_mesh(tex, tmp_path / "ball.glb")
+    for path in (tmp_path / "ball.obj", tmp_path / "ball.glb"):
+        m = trimesh.load(path, process=False, force="mesh")
+        sampled = m.visual.to_color().vertex_colors[:, :3] / 255.0  # texture looked up at each vertex's uv
+        v = m.vertices @ Z_UP_TO_GLTF if path.suffix == ".glb" else m.vertices
+        assert np.abs(sampled - color_fn(v, None)).mean() < 0.03, path
+
+
+@pytest.mark.parametrize("name", ["sphere", "box", "torus"])
+def test_export_glb_of_an_analytic_run_matches_the_true_surface(tmp_path, name):
+    import trimesh
+
+    run = analytic_run(tmp_path / "run", name)
+    out = tmp_path / f"{name}.glb"
+    assert run_cli(["export", str(run), "--format", "glb", "--out", str(out), "--resolution", "96",
+                    "--views", "12"]) == 0
+    m = trimesh.load(out, process=False, force="mesh")
+    verts = (m.vertices @ Z_UP_TO_GLTF).astype(np.float32)
+    assert chamfer(verts, np.asarray(m.faces), name) < 0.01 * diagonal(name)
+    assert np.abs(m.visual.vertex_colors[:, :3] / 255.0 - np.array(COLOR)).mean() < 0.05
+
+
+def test_tsdf_method_and_point_cloud_of_an_analytic_run(tmp_path):
+    import trimesh
+
+    run = analytic_run(tmp_path / "run", "sphere", res=48)
+    out = tmp_path / "fused.ply"
+    assert run_cli(["export", str(run), "--format", "ply", "--method", "tsdf", "--out", str(out),
+                    "--resolution", "64", "--views", "24"]) == 0
+    m = trimesh.load(out, process=False, force="mesh")
+    assert chamfer(np.asarray(m.vertices, np.float32), np.asarray(m.faces), "sphere") < 0.01 * diagonal("sphere")
+    cloud = tmp_path / "points.ply"
+    assert run_cli(["export", str(run), "--format", "pointcloud", "--out", str(cloud), "--views", "6"]) == 0
+    pc = trimesh.load(cloud)
+    pts = np.asarray(pc.vertices)
+    assert len(pts) > 1000 and np.abs(np.linalg.norm(pts, axis=1) - 0.8).mean() < 0.02
+    assert np.abs(pc.colors[:, :3] / 255.0 - np.array(COLOR)).mean() < 0.05
+
+
+def test_export_refuses_bad_input_without_leaving_files(tmp_path, capsys):
+    run = analytic_run(tmp_path / "run", "sphere", res=16, empty=True)
+    out = tmp_path / "out" / "mesh.glb"
+    out.parent.mkdir()
+    assert run_cli(["export", str(run), "--format", "glb", "--out", str(out), "--resolution", "32",
+                    "--views", "2"]) == 2
+    one_line_error(capsys, "no surface")
+    assert run_cli(["export", str(run), "--format", "stl", "--out", str(out)]) == 2
+    one_line_error(capsys, "--format")
+    missing = tmp_path / "no_weights"
+    missing.mkdir()
+    (missing / "config.json").write_text(json.dumps({"field": {"field": "grid"}, "render": RENDER}))
+    assert run_cli(["export", str(missing), "--format", "ply", "--out", str(out)]) == 2
+    one_line_error(capsys, "weights")
+    assert list(out.parent.iterdir()) == []

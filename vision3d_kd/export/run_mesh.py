@@ -1,0 +1,111 @@
+"""Meshes and point clouds of a run directory (what `v3kd export --format glb|obj|ply|pointcloud` does):
+a field's density by marching cubes, or any run (splats included) by TSDF fusion of rendered depth;
+colours per vertex or baked into a UV texture."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, RunError
+from ..trainer import load_run, render_settings_from
+from .mesh import Mesh, auto_level, extract_mesh, mesh_from_volume, surface_colors, vertex_normals
+from .rig import render_points, rig_cameras
+from .texture import bake_texture
+from .tsdf import hidden_volume, sample_volume, tsdf_fuse
+
+__all__ = ["MeshOptions", "METHODS", "mesh_from_run", "point_cloud_from_run"]
+
+METHODS = ("auto", "density", "tsdf")
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class MeshOptions:
+    """resolution: lattice points per axis; level: iso-density (density method; None = auto_level);
+    min_component: floaters below this fraction of the largest component are dropped; faces: decimation
+    target (None keeps all); texture: bake a texture_size² UV texture instead of vertex colours; views:
+    rendered views for TSDF fusion; method: density (fields), tsdf, or auto (density for fields, tsdf for
+    splats)."""
+
+    resolution: int = 256
+    level: float | None = None
+    min_component: float = 0.05
+    faces: int | None = None
+    texture: bool = False
+    texture_size: int = 1024
+    views: int = 60
+    method: str = "auto"
+
+
+def mesh_from_run(run: Path, opts: MeshOptions, device: torch.device | str = "cpu",
+                  progress: Progress | None = None) -> Mesh:
+    """The coloured (or textured) mesh of a run (see MeshOptions)."""
+    if opts.method not in METHODS:
+        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {opts.method!r}")
+    model, grid, cfg = load_run(run, device)
+    splats = getattr(model, "name", "") == "splats"
+    method = ("tsdf" if splats else "density") if opts.method == "auto" else opts.method
+    if method == "density" and splats:
+        raise ConfigError("--method density needs a field run; splats have no density lattice (use tsdf)")
+    settings = render_settings_from(cfg)
+
+    def tick(stage: str) -> Callable[[int, int], None] | None:
+        return None if progress is None else (lambda i, n: progress(stage, i, n))
+
+    if method == "density":
+        level = opts.level
+        if level is None:
+            level = auto_level(model, grid, settings, rig_cameras(cfg.get("render") or {}, 16, size=64))
+        solid = hidden_volume(model, grid, settings, rig_cameras(cfg.get("render") or {}, opts.views, size=128),
+                              model.aabb, opts.resolution, progress=tick("visibility"))
+        mesh = extract_mesh(model, grid, settings, level, opts.resolution, opts.min_component, opts.faces, solid,
+                            progress=tick("density"))
+        step = float(((model.aabb[1] - model.aabb[0]) / (opts.resolution - 1)).max())
+
+        def color_fn(p: np.ndarray, n: np.ndarray) -> np.ndarray:
+            return surface_colors(model, grid, settings, p, n, offset=2.0 * step)
+    else:
+        cams = rig_cameras(cfg.get("render") or {}, opts.views)
+        tsdf, color = tsdf_fuse(model, grid, settings, cams, model.aabb, opts.resolution, progress=tick("fuse"))
+        mesh = mesh_from_volume(-tsdf, 0.0, model.aabb, opts.min_component, opts.faces)
+        mesh.info["method"] = "tsdf"
+
+        def color_fn(p: np.ndarray, n: np.ndarray) -> np.ndarray:
+            return sample_volume(color, model.aabb, p)
+    mesh.info.setdefault("method", method)
+    if opts.texture:
+        if progress is not None:
+            progress("texture", 0, 1)
+        mesh = bake_texture(mesh, color_fn, opts.texture_size)
+    else:
+        mesh.colors = color_fn(mesh.vertices, vertex_normals(mesh.vertices, mesh.faces))
+    return mesh
+
+
+def point_cloud_from_run(run: Path, views: int = 60, max_points: int | None = 1_000_000, seed: int = 0,
+                         device: torch.device | str = "cpu",
+                         progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Points [N,3] (world units) and colours [N,3] in [0,1]: the expected surface point of every opaque
+    pixel (opacity > 0.5) of `views` rendered views around the scene, randomly thinned to max_points."""
+    model, grid, cfg = load_run(run, device)
+    settings = render_settings_from(cfg)
+    cams = rig_cameras(cfg.get("render") or {}, views)
+    pts, cols = [], []
+    for i in range(len(cams)):
+        p, c, ok = render_points(model, grid, settings, cams.to(model.aabb.device), i)
+        pts.append(p[ok].cpu())
+        cols.append(c[ok].cpu())
+        if progress is not None:
+            progress(i + 1, len(cams))
+    points, colors = torch.cat(pts), torch.cat(cols)
+    if len(points) == 0:
+        raise RunError(f"{run}: no view sees an opaque pixel: the run renders nothing (empty density?)")
+    if max_points is not None and len(points) > max_points:
+        keep = torch.randperm(len(points), generator=torch.Generator().manual_seed(seed))[:max_points]
+        points, colors = points[keep], colors[keep]
+    return points.numpy(), colors.numpy()

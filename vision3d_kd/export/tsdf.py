@@ -1,0 +1,122 @@
+"""TSDF fusion (Curless & Levoy 1996): a mesh from rendered depth maps, for runs without a density to
+threshold (Gaussian splats) and as an alternative for fields.
+
+Every voxel centre of a lattice over the box is projected into each view; with D the surface distance
+at its pixel (see view_depth; ∞ where the pixel is transparent) and r the voxel's distance from the camera,
+the truncated signed distance clamp((D − r) / trunc, −1, 1) is averaged over the views where
+D − r > −trunc (in front of, or just behind, the surface), colours over the views where |D − r| < trunc.
+Voxels only ever seen deep behind a surface are inside (−1), voxels never seen are outside (+1).
+World units throughout; the mesh is the zero level set (normals outward).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..cameras import Cameras
+from ..errors import ConfigError, RunError
+from ..render.occupancy import OccupancyGrid
+from ..render.volume import RenderSettings
+from .rig import view_colors, view_depth
+
+__all__ = ["tsdf_fuse", "hidden_volume", "project", "sample_volume"]
+
+
+def project(cams: Cameras, i: int, pts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """World points [N,3] into camera i (OpenGL: looks down −z): pixel x, y [N] (continuous, centre of
+    pixel (i, j) at (i + 0.5, j + 0.5)) and depth along the optical axis [N] (> 0 in front)."""
+    c2w = cams.c2w[i]
+    local = (pts - c2w[:3, 3]) @ c2w[:3, :3]
+    z = -local[:, 2]
+    safe = torch.where(z > 1e-6, z, torch.ones_like(z))
+    px = cams.fx[i] * local[:, 0] / safe + cams.cx[i]
+    py = -cams.fy[i] * local[:, 1] / safe + cams.cy[i]
+    return px, py, z
+
+
+def _lattice_points(aabb: Tensor, resolution: int) -> Tensor:
+    lo, hi = aabb[0].float().cpu(), aabb[1].float().cpu()
+    axes = [torch.linspace(float(lo[k]), float(hi[k]), resolution) for k in range(3)]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+
+
+def _view_sdf(cams: Cameras, i: int, pts: Tensor, depth: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Points [N,3] against view i's surface distances depth [H*W]: indices [M] of the points inside its
+    frustum, their pixel [M], and the surface distance at that pixel minus their distance from the camera."""
+    px, py, z = project(cams, i, pts)
+    ix, iy = px.floor().long(), py.floor().long()
+    v = ((z > 0) & (ix >= 0) & (ix < cams.width) & (iy >= 0) & (iy < cams.height)).nonzero().flatten()
+    flat = iy[v] * cams.width + ix[v]
+    return v, flat, depth[flat] - (pts[v] - cams.c2w[i, :3, 3]).norm(dim=-1)
+
+
+@torch.no_grad()
+def hidden_volume(model, grid: OccupancyGrid | None, settings: RenderSettings, cams: Cameras, aabb: Tensor,
+                  resolution: int, margin_voxels: float = 2.0, min_opacity: float = 0.5,
+                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Bool [R,R,R] on the lattice of `aabb`: points more than margin_voxels lattice steps behind the
+    rendered surface in every view whose frustum holds them (and in at least one). A radiance field's
+    density behind its surface is never supervised, so these count as solid when meshing."""
+    pts = _lattice_points(aabb, resolution)
+    margin = margin_voxels * float(((aabb[1] - aabb[0]).cpu() / (resolution - 1)).max())
+    seen = torch.zeros(len(pts), dtype=torch.bool)
+    visible = torch.zeros(len(pts), dtype=torch.bool)
+    cams = cams.to("cpu")
+    for i in range(len(cams)):
+        v, _, sdf = _view_sdf(cams, i, pts, view_depth(model, grid, settings, cams, i, min_opacity))
+        seen[v] = True
+        visible[v[sdf > -margin]] = True
+        if progress is not None:
+            progress(i + 1, len(cams))
+    return (seen & ~visible).reshape((resolution,) * 3).numpy()
+
+
+@torch.no_grad()
+def tsdf_fuse(model, grid: OccupancyGrid | None, settings: RenderSettings, cams: Cameras, aabb: Tensor,
+              resolution: int, trunc_voxels: float = 3.0, min_opacity: float = 0.5,
+              progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fuse the renders of `cams` into (tsdf [R,R,R] in [−1, 1], colour [R,R,R,3]) on the R³ lattice of
+    `aabb` (corners included, index order x, y, z); trunc = trunc_voxels lattice steps."""
+    if resolution < 8:
+        raise ConfigError(f"--resolution must be >= 8, got {resolution}")
+    pts = _lattice_points(aabb, resolution)
+    trunc = trunc_voxels * float(((aabb[1] - aabb[0]).cpu() / (resolution - 1)).max())
+    n = len(pts)
+    tsdf, weight = torch.zeros(n), torch.zeros(n)
+    color, c_weight = torch.zeros(n, 3), torch.zeros(n)
+    behind = torch.zeros(n, dtype=torch.bool)
+    cams = cams.to("cpu")
+    for i in range(len(cams)):
+        v, flat, sdf = _view_sdf(cams, i, pts, view_depth(model, grid, settings, cams, i, min_opacity))
+        rgb = view_colors(model, grid, settings, cams, i)
+        upd = sdf > -trunc
+        u = v[upd]
+        tsdf[u] += (sdf[upd] / trunc).clamp(-1, 1)
+        weight[u] += 1
+        behind[v[~upd]] = True
+        near = sdf.abs() < trunc
+        color[v[near]] += rgb[flat[near]]
+        c_weight[v[near]] += 1
+        if progress is not None:
+            progress(i + 1, len(cams))
+    seen = weight > 0
+    out_tsdf = torch.where(seen, tsdf / weight.clamp_min(1), torch.where(behind, -1.0, 1.0))
+    if not (out_tsdf < 0).any():
+        raise RunError("no view sees an opaque surface: nothing to fuse (is the run empty?)")
+    out_color = color / c_weight.clamp_min(1)[:, None]
+    shape = (resolution,) * 3
+    return out_tsdf.reshape(shape).numpy(), out_color.reshape(*shape, 3).numpy()
+
+
+def sample_volume(volume: np.ndarray, aabb: Tensor, pts: np.ndarray) -> np.ndarray:
+    """Trilinear samples [N,C] of a lattice volume [R,R,R,C] (corners at aabb's corners) at world points [N,3]."""
+    vol = torch.from_numpy(np.ascontiguousarray(volume)).float().permute(3, 2, 1, 0)[None]  # [1,C,Z,Y,X]
+    lo, hi = aabb[0].float().cpu(), aabb[1].float().cpu()
+    g = (torch.from_numpy(pts).float() - lo) / (hi - lo) * 2 - 1
+    out = F.grid_sample(vol, g[None, :, None, None], mode="bilinear", padding_mode="border", align_corners=True)
+    return out[0, :, :, 0, 0].T.numpy()
