@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from scipy.spatial import cKDTree
+from PIL import Image
 
 from tests.conftest import one_line_error, run_cli
 from vision3d_kd.checkpoint import save_field
@@ -20,6 +20,7 @@ from vision3d_kd.export.mesh import Mesh, keep_large_components, mesh_from_volum
 from vision3d_kd.export.mesh_io import Z_UP_TO_GLTF, write_mesh
 from vision3d_kd.export.texture import bake_texture, rasterize_uv
 from vision3d_kd.fields.grid import VoxelGridField
+from vision3d_kd.metrics import chamfer_to_sdf
 
 COLOR = (0.2, 0.6, 0.3)
 RENDER = {"step_size": 0.01, "radius": 4.0, "fov_y_deg": 40.0, "width": 64, "height": 64,
@@ -48,16 +49,8 @@ def analytic_run(path: Path, name: str, res: int = 64, empty: bool = False) -> P
     return path
 
 
-def chamfer(vertices: np.ndarray, faces: np.ndarray, name: str, n: int = 20000) -> float:
-    """Symmetric mean Chamfer distance (world units) between the mesh surface and scene `name`'s surface."""
-    import trimesh
-
-    scene = scene_sdf(name)
-    mesh_pts, _ = trimesh.sample.sample_surface(trimesh.Trimesh(vertices, faces, process=False), n, seed=0)
-    true_pts = scene.surface_points(n, torch.Generator().manual_seed(0)).numpy()
-    d1 = np.abs(scene.sdf(torch.from_numpy(np.asarray(mesh_pts, np.float32))).numpy()).mean()
-    d2 = cKDTree(mesh_pts).query(true_pts)[0].mean()
-    return float(0.5 * (d1 + d2))
+def chamfer(vertices: np.ndarray, faces: np.ndarray, name: str) -> float:
+    return chamfer_to_sdf(vertices, faces, scene_sdf(name))
 
 
 def diagonal(name: str) -> float:
@@ -163,8 +156,14 @@ def test_tsdf_method_and_point_cloud_of_an_analytic_run(tmp_path):
 
     run = analytic_run(tmp_path / "run", "sphere", res=48)
     out = tmp_path / "fused.ply"
+    png = tmp_path / "preview.png"
     assert run_cli(["export", str(run), "--format", "ply", "--method", "tsdf", "--out", str(out),
-                    "--resolution", "64", "--views", "24"]) == 0
+                    "--resolution", "64", "--views", "24", "--preview", str(png), "--preview-size", "64"]) == 0
+    img = np.asarray(Image.open(png).convert("RGB")) / 255.0
+    centre, corner = img[24:40, 24:40].reshape(-1, 3), img[:6, :6].reshape(-1, 3)
+    assert np.allclose(corner, 1.0)  # white background around the object
+    hue = centre / centre.sum(-1, keepdims=True)  # shaded, but of the mesh's colour
+    assert np.abs(hue - np.array(COLOR) / sum(COLOR)).max() < 0.05
     m = trimesh.load(out, process=False, force="mesh")
     assert chamfer(np.asarray(m.vertices, np.float32), np.asarray(m.faces), "sphere") < 0.01 * diagonal("sphere")
     cloud = tmp_path / "points.ply"

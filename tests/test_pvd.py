@@ -150,7 +150,7 @@ def test_student_grid_resamples_the_teachers_grid():
     aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
     t_grid = OccupancyGrid(aabb, 8)
     t_grid.binary.zero_()
-    t_grid.binary[(3 * 8 + 4) * 8 + 5] = True  # teacher cell (3, 4, 5): x in [-0.25, 0), y in [0, 0.25), z in [0.25, 0.5)
+    t_grid.binary[(3 * 8 + 4) * 8 + 5] = True  # cell (3, 4, 5): x in [-0.25, 0), y in [0, 0.25), z in [0.25, 0.5)
     model = type("Stub", (), {"name": "hashgrid", "aabb": aabb})()
     teacher = Teacher(model, t_grid, {}, None, None)
     gen = torch.Generator().manual_seed(0)

@@ -36,7 +36,11 @@ def export_command(
     method: str = typer.Option("auto", "--method", help=(
         "Mesh: density (marching cubes of a field's density), tsdf (fusion of rendered depth; any run), "
         "auto (density for fields, tsdf for splats).")),
-    views: int = typer.Option(60, "--views", help="tsdf / pointcloud: number of rendered views around the scene."),
+    views: int = typer.Option(60, "--views", help="Number of rendered views around the scene (visibility, tsdf, "
+                              "pointcloud)."),
+    preview: Path = typer.Option(None, "--preview", help=(
+        "Mesh: also write a PNG of the exported mesh rendered from the run's mean training elevation.")),
+    preview_size: int = typer.Option(512, "--preview-size", help="Mesh: preview image width and height."),
     max_points: int = typer.Option(1_000_000, "--max-points", help="pointcloud: keep at most this many points."),
     spz_version: int = typer.Option(3, "--spz-version", help="spz: file version 2 or 3."),
     up: str = typer.Option("+z", "--up", help="spz: world up axis of the run (+z Blender scenes, +y already RUB)."),
@@ -50,6 +54,8 @@ def export_command(
         return
     if not out.parent.is_dir():
         raise ConfigError(f"{out}: output directory {out.parent} does not exist")
+    if preview is not None and preview.suffix.lower() != ".png":
+        raise ConfigError(f"--preview {preview}: must be a .png file")
     from rich.progress import Progress
 
     from ..export.mesh_io import write_mesh, write_point_cloud
@@ -76,9 +82,33 @@ def export_command(
                            texture=texture, texture_size=texture_size, views=views, method=method)
         mesh = mesh_from_run(run, opts, dev, progress)
         files = write_mesh(mesh, out, fmt)
+        if preview is not None:
+            files.append(_write_preview(run, mesh, preview, preview_size))
     extra = f", {len(files) - 1} side file(s)" if len(files) > 1 else ""
     print(f"wrote {out} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces, {mesh.info['method']}"
           f"{extra}) in {time.perf_counter() - t0:.1f} s")
+
+
+def _write_preview(run: Path, mesh, path: Path, size: int) -> Path:
+    from ..cameras import orbit_cameras
+    from ..checkpoint import read_config
+    from ..export.raster import render_mesh
+    from ..export.splat_io import atomic_write
+
+    if size < 8:
+        raise ConfigError(f"--preview-size must be >= 8, got {size}")
+    r = read_config(run).get("render") or {}
+    cams = orbit_cameras(1, float(r.get("radius", 4.0)), float(r.get("elevation_deg", 30.0)),
+                         float(r.get("fov_y_deg", 40.0)), size, size, azimuth_offset_deg=30.0)
+    img = render_mesh(mesh, cams, 0)
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    return path
 
 
 def _export_splats(run: Path, fmt: str, out: Path, spz_version: int, up: str) -> None:

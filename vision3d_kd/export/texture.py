@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from .mesh import Mesh, vertex_normals
+from .raster import rasterize
 
 __all__ = ["ColorFn", "unwrap", "rasterize_uv", "bake_texture"]
 
@@ -33,40 +34,11 @@ def unwrap(mesh: Mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return vmap.astype(np.int64), faces.astype(np.int64), uv.astype(np.float32)
 
 
-def rasterize_uv(uv: Tensor, faces: Tensor, size: int, chunk: int = 1 << 22) -> tuple[Tensor, Tensor, Tensor]:
+def rasterize_uv(uv: Tensor, faces: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
     """Texels of a size x size texture covered by UV triangles (uv [V,2], faces [F,3]): their flat index
     row * size + col [T], triangle [T] and barycentric weights [T,3] of the texel centre."""
-    px = torch.stack([uv[:, 0] * size, (1.0 - uv[:, 1]) * size], dim=-1).double()
-    tri = px[faces]  # [F,3,2]
-    lo = torch.floor(tri.amin(1) - 0.5).clamp(0, size - 1).long()
-    hi = torch.ceil(tri.amax(1) - 0.5).clamp(0, size - 1).long()
-    w, h = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
-    counts = w * h
-    texels, tris, bary = [], [], []
-    ends = torch.cumsum(counts, 0)
-    start = 0
-    while start < len(faces):  # faces in groups of about `chunk` candidate texels
-        stop = int(torch.searchsorted(ends, ends[start] - counts[start] + chunk, right=True).clamp_min(start + 1))
-        f = torch.arange(start, stop)
-        f_idx = torch.repeat_interleave(f, counts[start:stop])
-        first = torch.cumsum(counts[start:stop], 0) - counts[start:stop]
-        local = torch.arange(len(f_idx)) - first[f_idx - start]
-        cx = lo[f_idx, 0] + local % w[f_idx]
-        cy = lo[f_idx, 1] + local // w[f_idx]
-        p = torch.stack([cx + 0.5, cy + 0.5], dim=-1).double()
-        a, b, c = tri[f_idx, 0], tri[f_idx, 1], tri[f_idx, 2]
-        area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-        ok = area.abs() > 1e-12
-        safe = torch.where(ok, area, torch.ones_like(area))
-        l1 = ((c[:, 0] - b[:, 0]) * (p[:, 1] - b[:, 1]) - (c[:, 1] - b[:, 1]) * (p[:, 0] - b[:, 0])) / safe
-        l2 = ((a[:, 0] - c[:, 0]) * (p[:, 1] - c[:, 1]) - (a[:, 1] - c[:, 1]) * (p[:, 0] - c[:, 0])) / safe
-        lam = torch.stack([l1, l2, 1.0 - l1 - l2], dim=-1)
-        inside = ok & (lam >= -1e-9).all(-1)
-        texels.append((cy * size + cx)[inside])
-        tris.append(f_idx[inside])
-        bary.append(lam[inside].float())
-        start = stop
-    return torch.cat(texels), torch.cat(tris), torch.cat(bary)
+    xy = torch.stack([uv[:, 0] * size, (1.0 - uv[:, 1]) * size], dim=-1)
+    return rasterize(xy, faces, size, size)
 
 
 def _bleed(img: Tensor, filled: Tensor, iterations: int) -> Tensor:
