@@ -48,3 +48,35 @@ def sphere_scene(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("scenes") / "sphere"
     return write_scene("sphere", out, n_train=30, n_test=6, size=40, seed=0)
+
+
+COLOR = (0.2, 0.6, 0.3)
+RENDER = {"step_size": 0.01, "radius": 4.0, "fov_y_deg": 40.0, "width": 64, "height": 64,
+          "elevation_range_deg": [-30.0, 80.0]}
+
+
+def analytic_run(path: Path, name: str, res: int = 64, empty: bool = False) -> Path:
+    """A grid-field run of procedural scene `name`: sigma ~250 inside, ~0 outside (4-voxel ramp), colour COLOR
+    (meshes and viewers can be tested without fitting)."""
+    from vision3d_kd.checkpoint import save_field
+    from vision3d_kd.data.sdf import scene_sdf
+    from vision3d_kd.fields.grid import VoxelGridField
+
+    scene = scene_sdf(name)
+    lo, hi = torch.tensor(scene.aabb[0]), torch.tensor(scene.aabb[1])
+    field = VoxelGridField(aabb=[list(scene.aabb[0]), list(scene.aabb[1])], resolution=res, upsample=[])
+    axes = [torch.linspace(float(lo[k]), float(hi[k]), res) for k in range(3)]
+    zz, yy, xx = torch.meshgrid(axes[2], axes[1], axes[0], indexing="ij")  # grid axes D, H, W = z, y, x
+    sdf = scene.sdf(torch.stack([xx, yy, zz], -1).reshape(-1, 3)).reshape(res, res, res, 1)
+    voxel = float((hi - lo).max()) / (res - 1)
+    raw = (-sdf / voxel * 4).clamp(-30, 10) - field.density_shift
+    with torch.no_grad():
+        field.density_grid.copy_(torch.full_like(raw, -40.0) if empty else raw)
+        for m in field.color_net.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.zero_()
+                m.bias.zero_()
+        last = [m for m in field.color_net.modules() if isinstance(m, torch.nn.Linear)][-1]
+        last.bias.copy_(torch.logit(torch.tensor(COLOR)))
+    save_field(path, field, {"render": RENDER})
+    return path

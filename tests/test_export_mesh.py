@@ -6,47 +6,18 @@ scene's exact SDF and whose colour head outputs one known colour, saved as a run
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import one_line_error, run_cli
-from vision3d_kd.checkpoint import save_field
+from tests.conftest import COLOR, RENDER, analytic_run, one_line_error, run_cli
 from vision3d_kd.data.sdf import scene_sdf
 from vision3d_kd.export.mesh import Mesh, keep_large_components, mesh_from_volume, vertex_normals
 from vision3d_kd.export.mesh_io import Z_UP_TO_GLTF, write_mesh
 from vision3d_kd.export.texture import bake_texture, rasterize_uv
-from vision3d_kd.fields.grid import VoxelGridField
 from vision3d_kd.metrics import chamfer_to_sdf
-
-COLOR = (0.2, 0.6, 0.3)
-RENDER = {"step_size": 0.01, "radius": 4.0, "fov_y_deg": 40.0, "width": 64, "height": 64,
-          "elevation_range_deg": [-30.0, 80.0]}
-
-
-def analytic_run(path: Path, name: str, res: int = 64, empty: bool = False) -> Path:
-    """A grid-field run of procedural scene `name`: sigma ~250 inside, ~0 outside (4-voxel ramp), colour COLOR."""
-    scene = scene_sdf(name)
-    lo, hi = torch.tensor(scene.aabb[0]), torch.tensor(scene.aabb[1])
-    field = VoxelGridField(aabb=[list(scene.aabb[0]), list(scene.aabb[1])], resolution=res, upsample=[])
-    axes = [torch.linspace(float(lo[k]), float(hi[k]), res) for k in range(3)]
-    zz, yy, xx = torch.meshgrid(axes[2], axes[1], axes[0], indexing="ij")  # grid axes D, H, W = z, y, x
-    sdf = scene.sdf(torch.stack([xx, yy, zz], -1).reshape(-1, 3)).reshape(res, res, res, 1)
-    voxel = float((hi - lo).max()) / (res - 1)
-    raw = (-sdf / voxel * 4).clamp(-30, 10) - field.density_shift
-    with torch.no_grad():
-        field.density_grid.copy_(torch.full_like(raw, -40.0) if empty else raw)
-        for m in field.color_net.modules():
-            if isinstance(m, torch.nn.Linear):
-                m.weight.zero_()
-                m.bias.zero_()
-        last = [m for m in field.color_net.modules() if isinstance(m, torch.nn.Linear)][-1]
-        last.bias.copy_(torch.logit(torch.tensor(COLOR)))
-    save_field(path, field, {"render": RENDER})
-    return path
 
 
 def chamfer(vertices: np.ndarray, faces: np.ndarray, name: str) -> float:

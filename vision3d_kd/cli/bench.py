@@ -15,6 +15,7 @@ BENCHMARKS = {
     "fit-lego": "every field on the lego scene with the same wall-clock budget (test PSNR/SSIM)",
     "rasterizer": "Gaussian splat rasterizer fwd / fwd+bwd time and peak memory (10k-300k, 200/400 px)",
     "pvd": "Progressive Volume Distillation vs training from scratch on lego (speed-up per pair, PVD-AL gain)",
+    "mesh": "meshes of fitted procedural scenes vs their exact SDF (Chamfer % of diagonal, colour error)",
 }
 
 
@@ -26,15 +27,18 @@ def bench_command(
         None, "--data", help="fit-lego: the lego folder (default ../shared/data/nerf_synthetic_lego_200)."
     ),
     budget: float = typer.Option(
-        None, "--budget", help="fit-lego / pvd: training seconds per field (default 780 / 540; quick 45 / 40)."
+        None, "--budget", help="fit-lego / pvd / mesh: training seconds per field (default 780 / 540 / 240; "
+        "quick 45 / 40 / 40)."
     ),
     convert_budget: float = typer.Option(
         None, "--convert-budget", help="pvd: seconds per conversion (default 240; quick 30)."
     ),
-    fields: str = typer.Option(None, "--fields", help="fit-lego: comma-separated subset of fields."),
+    fields: str = typer.Option(None, "--fields", help="fit-lego: comma-separated subset of fields; mesh: the field "
+                               "to fit (default hashgrid)."),
     runs_dir: Path = typer.Option(
         None, "--runs-dir",
-        help="fit-lego / pvd: keep the run directories here (default: a temp dir); pvd reuses finished runs.",
+        help="fit-lego / pvd / mesh: keep the run directories here (default: a temp dir); pvd and mesh reuse "
+        "finished runs.",
     ),
 ) -> None:
     """Run benchmark NAME and write its JSON and Markdown table."""
@@ -68,6 +72,12 @@ def bench_command(
                 raise ConfigError("--budget and --convert-budget must be > 0")
         result = run_pvd(quick=quick, data=data, budget_s=budget, convert_budget_s=convert_budget,
                          keep_dir=runs_dir)
+    elif name == "mesh":
+        from ..bench.mesh import run as run_mesh
+
+        if budget is not None and budget <= 0:
+            raise ConfigError("--budget must be > 0")
+        result = run_mesh(quick=quick, budget_s=budget, field=fields or "hashgrid", keep_dir=runs_dir)
     else:
         raise ConfigError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARKS)})")
     jpath, mpath = write_results(name, result, out_dir)

@@ -20,7 +20,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import bench, convert, data, eval, export, fit, render
+    from . import bench, convert, data, eval, export, fit, render, view
 
     fit.register(app)
     convert.register(app)
@@ -28,6 +28,7 @@ def _register() -> None:
     render.register(app)
     bench.register(app)
     export.register(app)
+    view.register(app)
     app.add_typer(data.data_app, name="data")
 
 

@@ -19,13 +19,16 @@ from ..errors import ConfigError
 from .mesh import Mesh
 from .splat_io import atomic_write
 
-__all__ = ["MESH_FORMATS", "Z_UP_TO_GLTF", "write_mesh", "write_point_cloud"]
+__all__ = ["MESH_FORMATS", "Z_UP_TO_GLTF", "mesh_to_trimesh", "write_mesh", "write_point_cloud"]
 
 MESH_FORMATS = ("glb", "obj", "ply")
 Z_UP_TO_GLTF = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]], dtype=np.float32)
 
 
-def _trimesh(mesh: Mesh, vertices: np.ndarray, name: str = "material"):
+def mesh_to_trimesh(mesh: Mesh, vertices: np.ndarray | None = None, name: str = "material"):
+    """A trimesh.Trimesh of `mesh` (vertex colours, or a textured material called `name`); vertices
+    default to mesh.vertices."""
+    vertices = mesh.vertices if vertices is None else vertices
     import trimesh
     from PIL import Image
 
@@ -47,11 +50,11 @@ def write_mesh(mesh: Mesh, path: Path, fmt: str | None = None) -> list[Path]:
     if fmt not in MESH_FORMATS:
         raise ConfigError(f"{path}: mesh format must be one of {', '.join(MESH_FORMATS)}, got {fmt!r}")
     if fmt == "glb":
-        tm = _trimesh(mesh, mesh.vertices @ Z_UP_TO_GLTF.T, path.stem)
+        tm = mesh_to_trimesh(mesh, mesh.vertices @ Z_UP_TO_GLTF.T, path.stem)
         data = tm.export(file_type="glb")
         atomic_write(path, lambda f: f.write(data))
         return [path]
-    tm = _trimesh(mesh, mesh.vertices, path.stem)
+    tm = mesh_to_trimesh(mesh, mesh.vertices, path.stem)
     if fmt == "ply":
         data = tm.export(file_type="ply", encoding="binary")
         atomic_write(path, lambda f: f.write(data))
