@@ -15,7 +15,7 @@ from PIL import Image
 from tests.conftest import COLOR, RENDER, analytic_run, one_line_error, run_cli
 from vision3d_kd.data.sdf import scene_sdf
 from vision3d_kd.export.mesh import Mesh, keep_large_components, mesh_from_volume, vertex_normals
-from vision3d_kd.export.mesh_io import Z_UP_TO_GLTF, write_mesh
+from vision3d_kd.export.mesh_io import Z_UP_TO_GLTF, linear_to_srgb, srgb_to_linear, write_mesh
 from vision3d_kd.export.texture import bake_texture, rasterize_uv
 from vision3d_kd.metrics import chamfer_to_sdf
 
@@ -82,6 +82,8 @@ def test_mesh_writers_round_trip_through_trimesh(tmp_path, fmt):
     order = [int(np.argmin(np.linalg.norm(v - p, axis=1))) for p in verts]
     assert np.allclose(v[order], verts, atol=1e-6) and len(loaded.faces) == 4
     rgb = loaded.visual.vertex_colors[order, :3] / 255.0
+    if fmt == "glb":  # glTF vertex colours are linear
+        colors = srgb_to_linear(colors)
     assert np.abs(rgb - colors).max() <= 1 / 255 + 1e-6
 
 
@@ -119,7 +121,13 @@ def test_export_glb_of_an_analytic_run_matches_the_true_surface(tmp_path, name):
     m = trimesh.load(out, process=False, force="mesh")
     verts = (m.vertices @ Z_UP_TO_GLTF).astype(np.float32)
     assert chamfer(verts, np.asarray(m.faces), name) < 0.01 * diagonal(name)
-    assert np.abs(m.visual.vertex_colors[:, :3] / 255.0 - np.array(COLOR)).mean() < 0.05
+    rgb = linear_to_srgb(m.visual.vertex_colors[:, :3] / 255.0)  # glTF vertex colours are linear
+    assert np.abs(rgb - np.array(COLOR)).mean() < 0.05
+    try:  # the optional extra: open3d reads the same file
+        import open3d as o3d
+    except ImportError:
+        return
+    assert len(o3d.io.read_triangle_mesh(str(out)).triangles) == len(m.faces)
 
 
 def test_tsdf_method_and_point_cloud_of_an_analytic_run(tmp_path):

@@ -37,7 +37,7 @@ def _score(glb: Path, shape: str) -> dict[str, Any]:
     import trimesh
 
     from ..data.sdf import scene_sdf
-    from ..export.mesh_io import Z_UP_TO_GLTF
+    from ..export.mesh_io import Z_UP_TO_GLTF, linear_to_srgb
     from ..metrics import chamfer_to_sdf, surface_color_error
 
     scene = scene_sdf(shape)
@@ -46,7 +46,7 @@ def _score(glb: Path, shape: str) -> dict[str, Any]:
     faces = np.asarray(m.faces)
     diag = float(np.linalg.norm(np.subtract(scene.aabb[1], scene.aabb[0])))
     row = {"faces": len(faces), "chamfer": chamfer_to_sdf(verts, faces, scene),
-           "color_error": surface_color_error(verts, m.visual.vertex_colors[:, :3] / 255.0, scene)}
+           "color_error": surface_color_error(verts, linear_to_srgb(m.visual.vertex_colors[:, :3] / 255.0), scene)}
     row["chamfer_pct_diag"] = 100 * row["chamfer"] / diag
     try:
         import open3d as o3d

@@ -3,7 +3,9 @@ textured), PLY (binary, vertex colours). Every file is written to a temporary na
 interrupted export never leaves a half-written file; an OBJ's MTL and PNG are renamed before the OBJ.
 
 glTF is +Y up by specification: GLB files get the run's z-up world rotated to y-up,
-(x, y, z) -> (x, z, -y). OBJ and PLY keep the run's world coordinates.
+(x, y, z) -> (x, z, -y), and hold linear vertex colours (COLOR_0 is linear; the fields' colours are
+sRGB-encoded like the images they were fitted to). OBJ and PLY keep the run's world coordinates and
+sRGB colours.
 """
 
 from __future__ import annotations
@@ -19,15 +21,29 @@ from ..errors import ConfigError
 from .mesh import Mesh
 from .splat_io import atomic_write
 
-__all__ = ["MESH_FORMATS", "Z_UP_TO_GLTF", "mesh_to_trimesh", "write_mesh", "write_point_cloud"]
+__all__ = ["MESH_FORMATS", "Z_UP_TO_GLTF", "mesh_to_trimesh", "write_mesh", "write_point_cloud", "srgb_to_linear",
+           "linear_to_srgb"]
 
 MESH_FORMATS = ("glb", "obj", "ply")
 Z_UP_TO_GLTF = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]], dtype=np.float32)
 
 
-def mesh_to_trimesh(mesh: Mesh, vertices: np.ndarray | None = None, name: str = "material"):
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0,1] (what images and the fields' colours hold) -> linear RGB."""
+    c = np.clip(c, 0, 1)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    """Linear RGB in [0,1] -> sRGB-encoded values (inverse of srgb_to_linear)."""
+    c = np.clip(c, 0, 1)
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055)
+
+
+def mesh_to_trimesh(mesh: Mesh, vertices: np.ndarray | None = None, name: str = "material", gltf: bool = False):
     """A trimesh.Trimesh of `mesh` (vertex colours, or a textured material called `name`); vertices
-    default to mesh.vertices."""
+    default to mesh.vertices. gltf: vertex colours stored linear, as glTF's COLOR_0 is (textures stay
+    sRGB, as glTF's baseColorTexture is), so viewers show the field's colours."""
     vertices = mesh.vertices if vertices is None else vertices
     import trimesh
     from PIL import Image
@@ -38,7 +54,7 @@ def mesh_to_trimesh(mesh: Mesh, vertices: np.ndarray | None = None, name: str = 
         return trimesh.Trimesh(vertices, mesh.faces, visual=visual, process=False)
     colors = None
     if mesh.colors is not None:
-        rgb = (np.clip(mesh.colors, 0, 1) * 255 + 0.5).astype(np.uint8)
+        rgb = (np.clip(srgb_to_linear(mesh.colors) if gltf else mesh.colors, 0, 1) * 255 + 0.5).astype(np.uint8)
         colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=1)
     return trimesh.Trimesh(vertices, mesh.faces, vertex_colors=colors, process=False)
 
@@ -50,7 +66,7 @@ def write_mesh(mesh: Mesh, path: Path, fmt: str | None = None) -> list[Path]:
     if fmt not in MESH_FORMATS:
         raise ConfigError(f"{path}: mesh format must be one of {', '.join(MESH_FORMATS)}, got {fmt!r}")
     if fmt == "glb":
-        tm = mesh_to_trimesh(mesh, mesh.vertices @ Z_UP_TO_GLTF.T, path.stem)
+        tm = mesh_to_trimesh(mesh, mesh.vertices @ Z_UP_TO_GLTF.T, path.stem, gltf=True)
         data = tm.export(file_type="glb")
         atomic_write(path, lambda f: f.write(data))
         return [path]

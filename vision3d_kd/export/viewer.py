@@ -72,7 +72,7 @@ def start_viewer(run: Path, host: str = "127.0.0.1", port: int = 8080, show: str
     if show == "splats":
         server.scene.add_gaussian_splats("/splats", **splat_arrays(model.cpu()))
     elif mesh is not None:
-        server.scene.add_mesh_trimesh("/mesh", mesh_to_trimesh(mesh))
+        server.scene.add_mesh_trimesh("/mesh", mesh_to_trimesh(mesh, gltf=True))  # viser ships it as GLB
     else:
         size = float((model.aabb[1] - model.aabb[0]).max()) / 400
         server.scene.add_point_cloud("/points", points, colors, point_size=size)
