@@ -30,11 +30,13 @@ def test_fit_missing_dataset(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("entry", RUN_BAD)
-@pytest.mark.parametrize("verb", ["eval", "render"])
+@pytest.mark.parametrize("verb", ["eval", "render", "export", "view"])
 def test_run_readers_reject_bad_runs(entry, verb, tmp_path, capsys):
     run = need_shared(BAD_INPUTS / entry)
-    out = tmp_path / "out.mp4"
-    args = [verb, str(run), "--data", str(tmp_path)] if verb == "eval" else [verb, str(run), "--out", str(out)]
+    out = tmp_path / ("out.glb" if verb == "export" else "out.mp4")
+    args = {"eval": [verb, str(run), "--data", str(tmp_path)], "render": [verb, str(run), "--out", str(out)],
+            "export": [verb, str(run), "--format", "glb", "--out", str(out)],
+            "view": [verb, str(run), "--port", "0"]}[verb]
     assert run_cli(args) == 2
     err = one_line_error(capsys, entry)
     assert "UNSAFE" not in err and "UNSAFE" not in capsys.readouterr().out

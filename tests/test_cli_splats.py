@@ -65,10 +65,17 @@ def test_render_orbit_of_a_splats_run(splat_run, tmp_path):
     assert centre.std() > 1 or (centre < 250).any()  # the object, not just the white background
 
 
-def test_export_refuses_mesh_formats_and_field_runs(splat_run, tmp_path, capsys):
-    assert run_cli(["export", str(splat_run), "--format", "glb", "--out", str(tmp_path / "m.glb")]) == 2
-    one_line_error(capsys, "glb")
-    assert not (tmp_path / "m.glb").exists()
+def test_export_meshes_a_splats_run_by_tsdf_fusion(splat_run, tmp_path, capsys):
+    import trimesh
+
+    out = tmp_path / "m.glb"
+    assert run_cli(["export", str(splat_run), "--format", "glb", "--out", str(out), "--resolution", "48",
+                    "--views", "8"]) == 0
+    assert "tsdf" in capsys.readouterr().out and len(trimesh.load(out, force="mesh").faces) > 100
+    assert run_cli(["export", str(splat_run), "--format", "glb", "--method", "density", "--out",
+                    str(tmp_path / "d.glb")]) == 2
+    one_line_error(capsys, "density")
+    assert not (tmp_path / "d.glb").exists()
 
 
 @pytest.mark.parametrize("entry", SPLAT_BAD)
