@@ -28,6 +28,7 @@ def _free_port() -> int:
 
 
 def _screenshot(run: Path, out: Path, *extra: str) -> np.ndarray:
+    """Serve `run` with `v3kd view` and return Chromium's screenshot of the page [768,1024,3] in [0,1]."""
     port = _free_port()
     cmd = [sys.executable, "-m", "vision3d_kd.cli.main", "view", str(run), "--port", str(port), "--resolution", "48",
            "--device", "cpu", *extra]
@@ -41,7 +42,7 @@ def _screenshot(run: Path, out: Path, *extra: str) -> np.ndarray:
         shot = subprocess.run(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--enable-unsafe-swiftshader", "--use-angle=swiftshader", f"--screenshot={out}",
-             "--window-size=480,360", "--virtual-time-budget=20000", f"http://127.0.0.1:{port}"],
+             "--window-size=1024,768", "--virtual-time-budget=20000", f"http://127.0.0.1:{port}"],
             capture_output=True, text=True, timeout=180, env={**os.environ, "HOME": str(out.parent)})
         assert out.is_file(), shot.stderr[-2000:]
         return np.asarray(Image.open(out).convert("RGB")).astype(np.float32) / 255.0
@@ -54,7 +55,7 @@ def _object_visible(img: np.ndarray) -> float:
     """Share of the central pixels that differ clearly from the page's background (its corner colour)."""
     h, w, _ = img.shape
     bg = np.median(img[h // 2 - 40 : h // 2 + 40, 4:20].reshape(-1, 3), axis=0)  # left edge, mid height
-    centre = img[h // 2 - 40 : h // 2 + 40, w // 2 - 40 : w // 2 + 40].reshape(-1, 3)
+    centre = img[h // 2 - 60 : h // 2 + 60, w // 2 - 60 : w // 2 + 60].reshape(-1, 3)
     return float((np.abs(centre - bg).sum(-1) > 0.15).mean())
 
 
