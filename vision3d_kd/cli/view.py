@@ -19,7 +19,7 @@ def view_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (mesh / point cloud extraction)."),
 ) -> None:
     """Serve an interactive 3D view of RUN in the browser (orbit with the mouse); Ctrl-C stops it."""
-    from ..export.viewer import start_viewer
+    from ..viewer import start_viewer
     from .common import pick_device
 
     server = start_viewer(run, host, port, show, resolution, pick_device(device))

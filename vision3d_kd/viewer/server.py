@@ -13,7 +13,7 @@ import torch
 
 from ..checkpoint import read_config
 from ..errors import ConfigError
-from .mesh import Mesh
+from ..export.mesh import Mesh
 
 __all__ = ["SHOW", "splat_arrays", "start_viewer"]
 
@@ -49,8 +49,8 @@ def start_viewer(run: Path, host: str = "127.0.0.1", port: int = 8080, show: str
     import viser
 
     from ..checkpoint import load_field
-    from .mesh_io import mesh_to_trimesh
-    from .run_mesh import MeshOptions, mesh_from_run, point_cloud_from_run
+    from ..export.mesh_io import mesh_to_trimesh
+    from ..export.run_mesh import MeshOptions, mesh_from_run, point_cloud_from_run
 
     if show not in SHOW:
         raise ConfigError(f"--show must be one of {', '.join(SHOW)}, got {show!r}")
