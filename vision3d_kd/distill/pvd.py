@@ -53,13 +53,6 @@ def density_loss(s: Tensor, t: Tensor, lo: float, hi: float) -> Tensor:
     return torch.where(done, torch.zeros_like(s), (s - target) ** 2)
 
 
-def _all_cells(grid: OccupancyGrid) -> Tensor:
-    """World centres [R³,3] of every cell of `grid` (flat index order)."""
-    r = grid.resolution
-    ijk = torch.stack(torch.meshgrid(*(torch.arange(r, device=grid.aabb.device),) * 3, indexing="ij"), -1)
-    return grid.aabb[0] + (ijk.reshape(-1, 3).float() + 0.5) / r * (grid.aabb[1] - grid.aabb[0])
-
-
 def _mark(grid: OccupancyGrid, pts: Tensor) -> Tensor:
     """bool [R³]: the cells of `grid` holding any of the world points [N,3]."""
     cells, inside = grid.cell_index(pts)
@@ -83,8 +76,7 @@ def init_student_grid(teacher: Teacher, aabb: Tensor, resolution: int, threshold
         return grid
     if teacher.kind == "field":
         t_grid = teacher.grid
-        t_centres = _all_cells(t_grid)
-        occ = _mark(grid, t_centres[t_grid.binary]) | t_grid.occupied(_all_cells(grid))
+        occ = _mark(grid, t_grid.cell_centres()[t_grid.binary]) | t_grid.occupied(grid.cell_centres())
     else:
         splats = teacher.model
         keep = torch.sigmoid(splats.opacity_logits.reshape(-1)) > 0.01
@@ -185,14 +177,13 @@ def _step_losses(student, teacher: Teacher, rays: _Rays, bg: Tensor, grid: Occup
     ray_i, t_s, t_e = march_rays(rays.o, rays.d, grid.aabb, step_size, grid, 0.0, True, gen)
     pts = torch.addcmul(rays.o.index_select(0, ray_i), rays.d.index_select(0, ray_i), ((t_s + t_e) * 0.5)[:, None])
     t_logs, t_geo = teacher.block(pts)  # one teacher pass: occlusion test and targets
-    with torch.no_grad():
-        tau = torch.exp(t_logs.clamp(max=30.0)) * (t_e - t_s)
-        keep = (exclusive_optical_depth(tau, ray_i, n) < -math.log(1e-4)).nonzero().flatten()
-    ray_i, t_s, t_e, pts, t_logs, t_geo = (t.index_select(0, keep) for t in (ray_i, t_s, t_e, pts, t_logs, t_geo))
+    t_sigma = torch.exp(t_logs.clamp(max=30.0))
+    keep = (exclusive_optical_depth(t_sigma * (t_e - t_s), ray_i, n) < -math.log(1e-4)).nonzero().flatten()
+    ray_i, t_s, t_e, pts, t_logs, t_geo, t_sigma = (
+        t.index_select(0, keep) for t in (ray_i, t_s, t_e, pts, t_logs, t_geo, t_sigma))
     t_rgb = teacher.color(t_geo, rays.d, ray_i)
     lo, hi = cfg.log_density_min, cfg.log_density_max
     w = torch.ones_like(t_logs)
-    t_sigma = torch.exp(t_logs.clamp(max=30.0))
     if cfg.active and ray_i.numel():
         t_w = composite_weights_ref(t_sigma, t_s, t_e, ray_i, n)
         w = w + cfg.top_sample_boost * top_sample_mask(t_w, ray_i, n, cfg.top_samples).float()

@@ -16,7 +16,7 @@ from ..render.occupancy import OccupancyGrid
 from ..render.volume import RenderSettings
 from .mesh import opacity_crossing
 
-__all__ = ["rig_cameras", "view_depth", "view_colors", "render_points"]
+__all__ = ["rig_cameras", "view_depth", "view_surface", "render_points"]
 
 
 def rig_cameras(render_cfg: dict[str, Any], n: int, size: int | None = None, rings: int = 3) -> Cameras:
@@ -40,16 +40,31 @@ def rig_cameras(render_cfg: dict[str, Any], n: int, size: int | None = None, rin
                                   full * float(render_cfg.get("fov_y_deg", 40.0)), w, h)
 
 
+def _render(model, grid: OccupancyGrid | None, settings: RenderSettings, cams: Cameras, i: int) -> dict:
+    return render_image(model, cams.to(model.aabb.device), i, grid, settings, background="black")
+
+
 def view_depth(model, grid: OccupancyGrid | None, settings: RenderSettings, cams: Cameras, i: int,
-               min_opacity: float = 0.5) -> Tensor:
+               min_opacity: float = 0.5, rendered: dict | None = None) -> Tensor:
     """Surface distance along every pixel ray of camera i (row-major [H*W], world units, inf where the
-    pixel stays transparent): fields where the opacity crosses 0.5, splats their alpha-normalised depth."""
-    cams = cams.to(model.aabb.device)
+    pixel stays transparent): fields where the opacity crosses 0.5, splats their alpha-normalised depth
+    (from `rendered`, camera i's render_image on black, when the caller has it)."""
     if getattr(model, "name", "") != "splats":
-        return opacity_crossing(model, grid, settings, *image_rays(cams, i))[0].float().cpu()
-    out = render_image(model, cams, i, None, settings, background="black")
+        return opacity_crossing(model, grid, settings, *image_rays(cams.to(model.aabb.device), i))[0].float().cpu()
+    out = rendered if rendered is not None else _render(model, grid, settings, cams, i)
     depth, op = out["depth"].reshape(-1).float().cpu(), out["opacity"].reshape(-1).float().cpu()
     return torch.where(op > min_opacity, depth, torch.full_like(depth, float("inf")))
+
+
+@torch.no_grad()
+def view_surface(model, grid: OccupancyGrid | None, settings: RenderSettings, cams: Cameras, i: int,
+                 min_opacity: float = 0.5) -> tuple[Tensor, Tensor]:
+    """Camera i rendered once: view_depth [H*W] and the colour on black, un-premultiplied by its opacity,
+    RGB [H*W,3] in [0,1] (row-major, CPU)."""
+    out = _render(model, grid, settings, cams, i)
+    op = out["opacity"].reshape(-1, 1).float().cpu()
+    rgb = (out["rgb"].reshape(-1, 3).float().cpu() / op.clamp_min(1e-6)).clamp(0, 1)
+    return view_depth(model, grid, settings, cams, i, min_opacity, rendered=out), rgb
 
 
 @torch.no_grad()
@@ -57,16 +72,7 @@ def render_points(model, grid: OccupancyGrid | None, settings: RenderSettings, c
                   min_opacity: float = 0.5) -> tuple[Tensor, Tensor, Tensor]:
     """Camera i of a field or splats run: per pixel (row-major) the surface point [H*W,3] (world units, at
     view_depth), its colour [H*W,3] (rendered on black, un-premultiplied) and whether it has one [H*W]."""
-    depth = view_depth(model, grid, settings, cams, i, min_opacity)
+    depth, rgb = view_surface(model, grid, settings, cams, i, min_opacity)
     o, d = image_rays(cams.to("cpu"), i)
     ok = torch.isfinite(depth)
-    pts = o + d * torch.where(ok, depth, torch.zeros_like(depth))[:, None]
-    return pts, view_colors(model, grid, settings, cams, i), ok
-
-
-@torch.no_grad()
-def view_colors(model, grid: OccupancyGrid | None, settings: RenderSettings, cams: Cameras, i: int) -> Tensor:
-    """Camera i rendered on black, un-premultiplied by its opacity: RGB [H*W,3] in [0,1] (row-major, CPU)."""
-    out = render_image(model, cams.to(model.aabb.device), i, grid, settings, background="black")
-    op = out["opacity"].reshape(-1, 1).float().cpu()
-    return (out["rgb"].reshape(-1, 3).float().cpu() / op.clamp_min(1e-6)).clamp(0, 1)
+    return o + d * torch.where(ok, depth, torch.zeros_like(depth))[:, None], rgb, ok

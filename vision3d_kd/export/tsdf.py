@@ -22,7 +22,7 @@ from ..cameras import Cameras
 from ..errors import ConfigError, RunError
 from ..render.occupancy import OccupancyGrid
 from ..render.volume import RenderSettings
-from .rig import view_colors, view_depth
+from .rig import view_depth, view_surface
 
 __all__ = ["tsdf_fuse", "hidden_volume", "project", "sample_volume"]
 
@@ -92,8 +92,8 @@ def tsdf_fuse(model, grid: OccupancyGrid | None, settings: RenderSettings, cams:
     behind = torch.zeros(n, dtype=torch.bool)
     cams = cams.to("cpu")
     for i in range(len(cams)):
-        v, flat, sdf = _view_sdf(cams, i, pts, view_depth(model, grid, settings, cams, i, min_opacity))
-        rgb = view_colors(model, grid, settings, cams, i)
+        depth, rgb = view_surface(model, grid, settings, cams, i, min_opacity)
+        v, flat, sdf = _view_sdf(cams, i, pts, depth)
         upd = sdf > -trunc
         u = v[upd]
         tsdf[u] += (sdf[upd] / trunc).clamp(-1, 1)

@@ -50,6 +50,13 @@ class OccupancyGrid(torch.nn.Module):
         lo, hi = self.aabb[0], self.aabb[1]
         return lo + (ijk + jitter) / r * (hi - lo)
 
+    def cell_centres(self) -> Tensor:
+        """World centres [R³,3] of every cell, in flat index order."""
+        r = self.resolution
+        cells = torch.arange(r**3, device=self.aabb.device)
+        ijk = torch.stack([cells // (r * r), (cells // r) % r, cells % r], dim=-1).float()
+        return self.aabb[0] + (ijk + 0.5) / r * (self.aabb[1] - self.aabb[0])
+
     @torch.no_grad()
     def update(
         self,
