@@ -118,3 +118,30 @@ def test_fused_march_matches_reference():
     a = march_rays(o, d, BOX, 0.05, grid, jitter=True, generator=ga)
     b = march_rays_ref(o, d, BOX, 0.05, grid, jitter=True, generator=gb)
     assert torch.equal(a[0], b[0]) and torch.allclose(a[1], b[1], atol=1e-5)
+
+
+def test_distortion_loss_matches_the_double_sum_and_prefers_a_surface():
+    from vision3d_kd.kernels.composite_ref import composite_weights_ref
+    from vision3d_kd.render.distortion import distortion_loss, distortion_loss_dense
+
+    gen = torch.Generator().manual_seed(0)
+    counts = [5, 0, 9, 1]
+    ray_i = torch.cat([torch.full((c,), i) for i, c in enumerate(counts)])
+    edges = [torch.cumsum(0.01 + 0.2 * torch.rand(c + 1, generator=gen), 0) for c in counts]
+    t_s, t_e = torch.cat([e[:-1] for e in edges]), torch.cat([e[1:] for e in edges])
+    sigma = (5 * torch.rand(t_s.shape, generator=gen)).requires_grad_()
+    got = distortion_loss(sigma, t_s, t_e, ray_i, len(counts))
+    w = composite_weights_ref(sigma, t_s, t_e, ray_i, len(counts))
+    want = sum(distortion_loss_dense(w[ray_i == i], t_s[ray_i == i], t_e[ray_i == i]) for i in range(len(counts)))
+    want = want / len(counts)
+    assert torch.allclose(got, want, rtol=1e-5)
+    g_got, = torch.autograd.grad(got, sigma)
+    g_want, = torch.autograd.grad(want, sigma)
+    assert torch.allclose(g_got, g_want, rtol=1e-4, atol=1e-6)
+    # the same total opacity in one interval (a surface) costs less than spread over the ray (fog)
+    t = torch.linspace(0, 1, 101)
+    surface = torch.zeros(100)
+    surface[50] = 200.0
+    fog = torch.full((100,), 2.0)
+    ray = torch.zeros(100, dtype=torch.long)
+    assert distortion_loss(surface, t[:-1], t[1:], ray, 1) < 0.1 * distortion_loss(fog, t[:-1], t[1:], ray, 1)

@@ -38,6 +38,7 @@ class TrainConfig:
     occ_update_every: int = 16  # steps between occupancy refreshes
     occ_warmup_steps: int = 256  # steps during which every cell is refreshed
     occ_alpha_threshold: float = 0.01  # a cell is empty when a step through it has alpha below this
+    distortion: float = 0.0  # weight of the Mip-NeRF 360 distortion loss (sharpens surfaces; 0 = off)
     background: str = "random"  # training background: random, white or black
     eval_background: str = "white"  # background of evaluation renders and targets
     checkpoint_every: int = 500  # steps between checkpoints (weights + optimizer state)
@@ -64,6 +65,8 @@ class TrainConfig:
         for name in ("background", "eval_background"):
             if getattr(self, name) not in ("random", "white", "black"):
                 raise ConfigError(f"train.{name} must be random, white or black, got {getattr(self, name)!r}")
+        if not 0 <= self.distortion < float("inf"):
+            raise ConfigError(f"train.distortion must be a finite number >= 0, got {self.distortion}")
         if self.max_seconds < 0 or self.target_samples < 0 or self.snapshot_every_seconds < 0:
             raise ConfigError("train.max_seconds, target_samples and snapshot_every_seconds must be >= 0")
 
@@ -96,6 +99,7 @@ class SplatTrainConfig:
     prune_opacity: float = 0.005
     prune_scale3d: float = 0.1  # prune Gaussians larger than this fraction of the extent
     max_gaussians: int = 300000  # densification stops adding beyond this count
+    distortion: float = 0.0  # weight of the Mip-NeRF 360 distortion loss (sharpens surfaces; 0 = off)
     background: str = "random"  # training background: random (per image), white or black
     eval_background: str = "white"
     backend: str = "auto"  # splat rasterizer: auto, cpu, torch, gsplat

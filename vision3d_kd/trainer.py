@@ -164,9 +164,12 @@ def fit(
             a = alpha_all.index_select(0, idx)
             target = rgb_all.index_select(0, idx) * a + bg * (1 - a)
             ro, rd = rays_o.index_select(0, idx), rays_d.index_select(0, idx)
-            res = render_rays(field, ro, rd, grid, bg, settings, jitter=True, generator=gen)
+            res = render_rays(field, ro, rd, grid, bg, settings, jitter=True, generator=gen,
+                              distortion=tc.distortion > 0)
             mse = torch.mean((res["rgb"] - target) ** 2)
             loss = mse + field.regularization()
+            if tc.distortion > 0:
+                loss = loss + tc.distortion * res["distortion"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -27,7 +27,7 @@ def bench_command(
         None, "--data", help="fit-lego: the lego folder (default ../shared/data/nerf_synthetic_lego_200)."
     ),
     budget: float = typer.Option(
-        None, "--budget", help="fit-lego / pvd / mesh: training seconds per field (default 780 / 540 / 240; "
+        None, "--budget", help="fit-lego / pvd / mesh: training seconds per field (default 780 / 540 / 300; "
         "quick 45 / 40 / 40)."
     ),
     convert_budget: float = typer.Option(

@@ -15,6 +15,7 @@ from torch import Tensor
 from ..data.dataset import background_color
 from ..kernels import composite
 from ..kernels.composite_ref import exclusive_optical_depth
+from .distortion import distortion_loss
 from .march import march_rays
 from .occupancy import OccupancyGrid
 
@@ -68,11 +69,13 @@ def render_rays(
     settings: RenderSettings,
     jitter: bool = False,
     generator: torch.Generator | None = None,
+    distortion: bool = False,
 ) -> dict[str, Tensor]:
     """Render rays [R,3] through `field` (sigma, rgb = field(x, d)). background: [R,3].
 
     Returns rgb [R,3] (composited over the background), opacity [R], depth [R] (ray distance,
-    weighted by opacity; 0 where empty) and n_samples (a 0-dim tensor)."""
+    weighted by opacity; 0 where empty) and n_samples (a 0-dim tensor); with `distortion`, also
+    "distortion": the mean Mip-NeRF 360 distortion loss of the rays' samples (scene units)."""
     aabb = field.aabb if grid is None else grid.aabb
     ray_i, t_s, t_e = march_rays(rays_o, rays_d, aabb, settings.step_size, grid, settings.near, jitter, generator)
     pts = _sample_points(rays_o, rays_d, ray_i, t_s, t_e)
@@ -83,11 +86,15 @@ def render_rays(
     if ray_i.numel() == 0:
         zeros = torch.zeros(n, device=rays_o.device)
         rgb = background + 0.0 * sum(p.sum() for p in field.parameters())  # keep the graph alive
-        return {"rgb": rgb, "opacity": zeros, "depth": zeros, "n_samples": torch.tensor(0)}
+        out = {"rgb": rgb, "opacity": zeros, "depth": zeros, "n_samples": torch.tensor(0)}
+        return {**out, "distortion": rgb.sum() * 0.0} if distortion else out
     sigma, rgb_s = field.forward_rays(pts, rays_d, ray_i)
     rgb, opacity, depth = composite(sigma.reshape(-1), rgb_s, t_s, t_e, ray_i, n)
     rgb = rgb + (1.0 - opacity[:, None]) * background
-    return {"rgb": rgb, "opacity": opacity, "depth": depth, "n_samples": torch.tensor(ray_i.numel())}
+    out = {"rgb": rgb, "opacity": opacity, "depth": depth, "n_samples": torch.tensor(ray_i.numel())}
+    if distortion:
+        out["distortion"] = distortion_loss(sigma.reshape(-1), t_s, t_e, ray_i, n)
+    return out
 
 
 @torch.no_grad()
