@@ -139,7 +139,7 @@ def test_tsdf_method_and_point_cloud_of_an_analytic_run(tmp_path):
     run = analytic_run(tmp_path / "run", "sphere", res=48)
     out = tmp_path / "fused.ply"
     png = tmp_path / "preview.png"
-    assert run_cli(["export", str(run), "--format", "ply", "--method", "tsdf", "--out", str(out),
+    assert run_cli(["export", str(run), "--format", "ply", "--method", "tsdf", "--fusion", "torch", "--out", str(out),
                     "--resolution", "64", "--views", "24", "--preview", str(png), "--preview-size", "64"]) == 0
     img = np.asarray(Image.open(png).convert("RGB")) / 255.0
     centre, corner = img[24:40, 24:40].reshape(-1, 3), img[:6, :6].reshape(-1, 3)
@@ -156,6 +156,24 @@ def test_tsdf_method_and_point_cloud_of_an_analytic_run(tmp_path):
     assert np.abs(pc.colors[:, :3] / 255.0 - np.array(COLOR)).mean() < 0.05
 
 
+@pytest.mark.parametrize("fusion", ["torch", "open3d"])
+def test_tsdf_fusions_agree_on_an_analytic_run(tmp_path, fusion):
+    """open3d's UniformTSDFVolume (the optional extra) and the built-in fusion mesh the same surface."""
+    import trimesh
+
+    if fusion == "open3d":
+        pytest.importorskip("open3d", reason="the optional open3d extra is not installed")
+    run = analytic_run(tmp_path / "run", "box", res=48)
+    out = tmp_path / "fused.glb"
+    assert run_cli(["export", str(run), "--format", "glb", "--method", "tsdf", "--fusion", fusion,
+                    "--out", str(out), "--resolution", "64", "--views", "24"]) == 0
+    m = trimesh.load(out, process=False, force="mesh")
+    verts = (m.vertices @ Z_UP_TO_GLTF).astype(np.float32)
+    assert chamfer(verts, np.asarray(m.faces), "box") < 0.01 * diagonal("box")
+    rgb = linear_to_srgb(m.visual.vertex_colors[:, :3] / 255.0)
+    assert np.abs(rgb - np.array(COLOR)).mean() < 0.05
+
+
 def test_export_refuses_bad_input_without_leaving_files(tmp_path, capsys):
     run = analytic_run(tmp_path / "run", "sphere", res=16, empty=True)
     out = tmp_path / "out" / "mesh.glb"
@@ -165,6 +183,9 @@ def test_export_refuses_bad_input_without_leaving_files(tmp_path, capsys):
     one_line_error(capsys, "no surface")
     assert run_cli(["export", str(run), "--format", "stl", "--out", str(out)]) == 2
     one_line_error(capsys, "--format")
+    assert run_cli(["export", str(run), "--format", "glb", "--method", "tsdf", "--fusion", "vtk", "--out",
+                    str(out)]) == 2
+    one_line_error(capsys, "--fusion")
     missing = tmp_path / "no_weights"
     missing.mkdir()
     (missing / "config.json").write_text(json.dumps({"field": {"field": "grid"}, "render": RENDER}))

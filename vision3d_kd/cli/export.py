@@ -36,6 +36,9 @@ def export_command(
     method: str = typer.Option("auto", "--method", help=(
         "Mesh: density (marching cubes of a field's density), tsdf (fusion of rendered depth; any run), "
         "auto (density for fields, tsdf for splats).")),
+    fusion: str = typer.Option("auto", "--fusion", help=(
+        "Mesh (tsdf method): open3d (UniformTSDFVolume; needs the open3d extra), torch (built in), or auto "
+        "(open3d when installed).")),
     views: int = typer.Option(60, "--views", help="Number of rendered views around the scene (visibility, tsdf, "
                               "pointcloud)."),
     preview: Path = typer.Option(None, "--preview", help=(
@@ -79,7 +82,8 @@ def export_command(
             print(f"wrote {out} ({len(pts)} points) in {time.perf_counter() - t0:.1f} s")
             return
         opts = MeshOptions(resolution=resolution, level=level, min_component=min_component, faces=faces,
-                           texture=texture, texture_size=texture_size, views=views, method=method)
+                           texture=texture, texture_size=texture_size, views=views, method=method,
+                           fusion=fusion)
         mesh = mesh_from_run(run, opts, dev, progress)
         files = write_mesh(mesh, out, fmt)
         if preview is not None:

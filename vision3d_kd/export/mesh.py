@@ -49,7 +49,8 @@ class Mesh:
 def opacity_crossing(field, grid: OccupancyGrid | None, settings: RenderSettings, rays_o: Tensor, rays_d: Tensor,
                      chunk: int = 8192) -> tuple[Tensor, Tensor]:
     """Per ray [R]: the distance (world units) where the accumulated opacity reaches 0.5 (optical depth
-    ln 2; exact within a sample of constant density) and the density there; inf / nan if it never does.
+    ln 2; exact within a sample of constant density) and the field's density at that point; inf / nan if
+    it never does.
     Unlike the opacity-weighted mean depth, this stays on the surface for soft (semi-transparent) fields."""
     depth = torch.full((len(rays_o),), float("inf"), device=rays_o.device)
     sigma_at = torch.full((len(rays_o),), float("nan"), device=rays_o.device)
@@ -64,9 +65,13 @@ def opacity_crossing(field, grid: OccupancyGrid | None, settings: RenderSettings
         sigma = field.density(torch.addcmul(o.index_select(0, ray_i), d.index_select(0, ray_i), mids)).reshape(-1)
         before = exclusive_optical_depth(sigma * (t_e - t_s), ray_i, len(o))
         cross = ((before < half) & (before + sigma * (t_e - t_s) >= half)).nonzero().flatten()
-        rays = ray_i[cross] + s
+        local = ray_i[cross]
+        rays = local + s
         depth[rays] = t_s[cross] + (half - before[cross]) / sigma[cross].clamp_min(1e-12)
-        sigma_at[rays] = sigma[cross]
+        # the field's density at the crossing point itself, not at its sample's midpoint: on a sharp
+        # surface the midpoint already sits on the dense plateau, and an iso-level taken there put the
+        # mesh about a sample inside the surface the views see
+        sigma_at[rays] = field.density(o[local] + d[local] * depth[rays, None]).reshape(-1)
     return depth, sigma_at
 
 

@@ -17,10 +17,12 @@ from .mesh import Mesh, auto_level, extract_mesh, mesh_from_volume, surface_colo
 from .rig import render_points, rig_cameras
 from .texture import bake_texture
 from .tsdf import hidden_volume, sample_volume, tsdf_fuse
+from .tsdf_open3d import open3d_available, tsdf_fuse_open3d
 
-__all__ = ["MeshOptions", "METHODS", "mesh_from_run", "point_cloud_from_run"]
+__all__ = ["MeshOptions", "METHODS", "FUSIONS", "mesh_from_run", "point_cloud_from_run"]
 
 METHODS = ("auto", "density", "tsdf")
+FUSIONS = ("auto", "torch", "open3d")
 Progress = Callable[[str, int, int], None]
 
 
@@ -30,7 +32,7 @@ class MeshOptions:
     min_component: floaters below this fraction of the largest component are dropped; faces: decimation
     target (None keeps all); texture: bake a texture_size² UV texture instead of vertex colours; views:
     rendered views for TSDF fusion; method: density (fields), tsdf, or auto (density for fields, tsdf for
-    splats)."""
+    splats); fusion: the TSDF implementation, open3d, torch or auto (open3d when installed)."""
 
     resolution: int = 256
     level: float | None = None
@@ -40,6 +42,18 @@ class MeshOptions:
     texture_size: int = 1024
     views: int = 60
     method: str = "auto"
+    fusion: str = "auto"
+
+
+def _fusion(name: str) -> Callable:
+    """The TSDF fusion function named by --fusion (see MeshOptions)."""
+    if name not in FUSIONS:
+        raise ConfigError(f"--fusion must be one of {', '.join(FUSIONS)}, got {name!r}")
+    if name == "torch" or (name == "auto" and not open3d_available()):
+        return tsdf_fuse
+    if not open3d_available():
+        raise ConfigError("--fusion open3d needs open3d: pip install '.[open3d]' (or use --fusion torch)")
+    return tsdf_fuse_open3d
 
 
 def mesh_from_run(run: Path, opts: MeshOptions, device: torch.device | str = "cpu",
@@ -47,6 +61,7 @@ def mesh_from_run(run: Path, opts: MeshOptions, device: torch.device | str = "cp
     """The coloured (or textured) mesh of a run (see MeshOptions)."""
     if opts.method not in METHODS:
         raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {opts.method!r}")
+    fuse = _fusion(opts.fusion)
     model, grid, cfg = load_run(run, device)
     splats = getattr(model, "name", "") == "splats"
     method = ("tsdf" if splats else "density") if opts.method == "auto" else opts.method
@@ -71,9 +86,9 @@ def mesh_from_run(run: Path, opts: MeshOptions, device: torch.device | str = "cp
             return surface_colors(model, grid, settings, p, n, offset=2.0 * step)
     else:
         cams = rig_cameras(cfg.get("render") or {}, opts.views)
-        tsdf, color = tsdf_fuse(model, grid, settings, cams, model.aabb, opts.resolution, progress=tick("fuse"))
+        tsdf, color = fuse(model, grid, settings, cams, model.aabb, opts.resolution, progress=tick("fuse"))
         mesh = mesh_from_volume(-tsdf, 0.0, model.aabb, opts.min_component, opts.faces)
-        mesh.info["method"] = "tsdf"
+        mesh.info["method"] = "tsdf-open3d" if fuse is not tsdf_fuse else "tsdf"
 
         def color_fn(p: np.ndarray, n: np.ndarray) -> np.ndarray:
             return sample_volume(color, model.aabb, p)

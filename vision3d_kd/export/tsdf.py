@@ -24,7 +24,7 @@ from ..render.occupancy import OccupancyGrid
 from ..render.volume import RenderSettings
 from .rig import view_depth, view_surface
 
-__all__ = ["tsdf_fuse", "hidden_volume", "project", "sample_volume"]
+__all__ = ["tsdf_fuse", "hidden_volume", "project", "sample_volume", "lattice_points"]
 
 
 def project(cams: Cameras, i: int, pts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -39,7 +39,8 @@ def project(cams: Cameras, i: int, pts: Tensor) -> tuple[Tensor, Tensor, Tensor]
     return px, py, z
 
 
-def _lattice_points(aabb: Tensor, resolution: int) -> Tensor:
+def lattice_points(aabb: Tensor, resolution: int) -> Tensor:
+    """The R³ lattice of `aabb` (corners included) as world points [R³,3], x-major (index order x, y, z)."""
     lo, hi = aabb[0].float().cpu(), aabb[1].float().cpu()
     axes = [torch.linspace(float(lo[k]), float(hi[k]), resolution) for k in range(3)]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
@@ -62,7 +63,7 @@ def hidden_volume(model, grid: OccupancyGrid | None, settings: RenderSettings, c
     """Bool [R,R,R] on the lattice of `aabb`: points more than margin_voxels lattice steps behind the
     rendered surface in every view whose frustum holds them (and in at least one). A radiance field's
     density behind its surface is never supervised, so these count as solid when meshing."""
-    pts = _lattice_points(aabb, resolution)
+    pts = lattice_points(aabb, resolution)
     margin = margin_voxels * float(((aabb[1] - aabb[0]).cpu() / (resolution - 1)).max())
     seen = torch.zeros(len(pts), dtype=torch.bool)
     visible = torch.zeros(len(pts), dtype=torch.bool)
@@ -84,7 +85,7 @@ def tsdf_fuse(model, grid: OccupancyGrid | None, settings: RenderSettings, cams:
     `aabb` (corners included, index order x, y, z); trunc = trunc_voxels lattice steps."""
     if resolution < 8:
         raise ConfigError(f"--resolution must be >= 8, got {resolution}")
-    pts = _lattice_points(aabb, resolution)
+    pts = lattice_points(aabb, resolution)
     trunc = trunc_voxels * float(((aabb[1] - aabb[0]).cpu() / (resolution - 1)).max())
     n = len(pts)
     tsdf, weight = torch.zeros(n), torch.zeros(n)

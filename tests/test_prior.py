@@ -1,0 +1,161 @@
+"""Diffusion priors: DiffusersPrior over tiny SD-style (latent) and IF-style (pixel) pipelines built and
+saved in the test, CFG arithmetic, v-prediction conversion, determinism, missing components, DDIM
+sampling, and the bundled-prior training tool on a few rendered objects (tiny sizes: seconds)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from vision3d_kd.errors import DataError  # noqa: E402
+from vision3d_kd.guidance.diffusers_prior import DiffusersPrior  # noqa: E402
+from vision3d_kd.guidance.prior import CameraCondition, camera_features, v_to_epsilon  # noqa: E402
+from vision3d_kd.guidance.sampling import ddim_sample  # noqa: E402
+
+WORDS = ["a", "red", "blue", "mug", "ball", "front", "back", "view", ","]
+
+
+def tiny_clip(tmp_path):
+    """A CLIP tokenizer over single characters (no merges) and a 2-layer CLIP text model."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    chars = sorted(set("".join(WORDS)))
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in chars:
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    tok = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), model_max_length=12)
+    cfg = CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=12, bos_token_id=0, eos_token_id=1,
+                         pad_token_id=1)
+    torch.manual_seed(0)
+    return tok, CLIPTextModel(cfg).eval()
+
+
+def tiny_unet(in_ch: int, out_ch: int, sample: int, camera: bool = False):
+    from diffusers import UNet2DConditionModel
+
+    extra = {"class_embed_type": "projection", "projection_class_embeddings_input_dim": 5} if camera else {}
+    torch.manual_seed(1)
+    return UNet2DConditionModel(sample_size=sample, in_channels=in_ch, out_channels=out_ch, layers_per_block=1,
+                                block_out_channels=(16, 32), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=4, norm_num_groups=8, **extra)
+
+
+@pytest.fixture(scope="module")
+def sd_dir(tmp_path_factory):
+    """A tiny Stable-Diffusion-style pipeline saved by diffusers itself."""
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline
+
+    path = tmp_path_factory.mktemp("sd")
+    tok, text = tiny_clip(path)
+    torch.manual_seed(2)
+    vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8,
+                        sample_size=32)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=tiny_unet(4, 4, 16),
+                                   scheduler=DDPMScheduler(beta_schedule="scaled_linear"), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(path / "pipe")
+    return path / "pipe"
+
+
+@pytest.fixture(scope="module")
+def if_dir(tmp_path_factory):
+    """A tiny DeepFloyd-IF-style pixel pipeline: no VAE, the UNet also predicts a variance (6 channels)."""
+    from diffusers import DDPMScheduler, IFPipeline
+
+    path = tmp_path_factory.mktemp("if")
+    tok, text = tiny_clip(path)  # IF uses T5; any transformers text encoder loads the same way
+    pipe = IFPipeline(tokenizer=tok, text_encoder=text, unet=tiny_unet(3, 6, 16),
+                      scheduler=DDPMScheduler(prediction_type="epsilon", variance_type="learned_range"),
+                      safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False)
+    pipe.save_pretrained(path / "pipe")
+    return path / "pipe"
+
+
+def test_sd_style_pipeline_shapes_cfg_and_determinism(sd_dir):
+    prior = DiffusersPrior(sd_dir)
+    assert (prior.channels, prior.sample_size, prior.image_size) == (4, 16, 32)
+    assert not prior.camera_conditioned and prior.num_train_timesteps == 1000
+    emb = prior.text_embeddings(["a red mug", "a blue ball, back view"], negative="")
+    assert emb.cond.shape == (2, 12, 32) and emb.uncond.shape == (2, 12, 32)
+    images = torch.rand(2, 3, 32, 32)
+    z = prior.encode(images)
+    assert z.shape == (2, 4, 16, 16)
+    assert prior.decode(z).shape == (2, 3, 32, 32)
+    t = torch.tensor([10, 900])
+    noisy = prior.add_noise(z, torch.randn_like(z), t)
+    eps_u, eps_c = prior.predict_noise_pair(noisy, t, emb)
+    direct_u = prior.model_output(noisy, t, emb.uncond, None)
+    direct_c = prior.model_output(noisy, t, emb.cond, None)
+    assert torch.allclose(eps_u, direct_u, atol=1e-5) and torch.allclose(eps_c, direct_c, atol=1e-5)
+    guided = prior.predict_noise(noisy, t, emb, guidance_scale=7.5)
+    assert torch.allclose(guided, direct_u + 7.5 * (direct_c - direct_u), atol=1e-4)
+    assert torch.equal(guided, prior.predict_noise(noisy, t, emb, guidance_scale=7.5))  # deterministic
+    assert not torch.allclose(eps_u, eps_c)  # the text reaches the UNet
+
+
+def test_v_prediction_is_converted_to_epsilon(sd_dir, tmp_path):
+    v_dir = tmp_path / "v"
+    shutil.copytree(sd_dir, v_dir)
+    cfg_path = v_dir / "scheduler" / "scheduler_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg_path.write_text(json.dumps({**cfg, "prediction_type": "v_prediction"}))
+    prior = DiffusersPrior(v_dir)
+    emb = prior.text_embeddings(["a red mug"])
+    x_t, t = torch.randn(1, 4, 16, 16), torch.tensor([500])
+    raw = prior.model_output(x_t, t, emb.cond, None)
+    _, eps_c = prior.predict_noise_pair(x_t, t, emb)
+    assert torch.allclose(eps_c, v_to_epsilon(raw, x_t, prior.alphas_cumprod[t]), atol=1e-5)
+
+
+def test_if_style_pixel_pipeline(if_dir):
+    prior = DiffusersPrior(if_dir)
+    assert prior.vae is None and (prior.channels, prior.image_size) == (3, 16)
+    x = prior.encode(torch.rand(1, 3, 40, 40))  # resized to the UNet's size, mapped to [-1, 1]
+    assert x.shape == (1, 3, 16, 16) and x.min() >= -1 and x.max() <= 1
+    emb = prior.text_embeddings(["a red mug"])
+    eps = prior.predict_noise(x, torch.tensor([3]), emb, guidance_scale=3.0)
+    assert eps.shape == (1, 3, 16, 16)  # the variance channels are dropped
+    img = ddim_sample(prior, ["a red mug"], steps=3, generator=torch.Generator().manual_seed(0))
+    assert img.shape == (1, 3, 16, 16) and 0 <= img.min() and img.max() <= 1
+
+
+@pytest.mark.parametrize("damage", ["no_index", "no_vae_folder", "no_unet_weights", "not_a_dir"])
+def test_incomplete_pipeline_directories_name_the_missing_part(sd_dir, tmp_path, damage):
+    broken = tmp_path / "broken"
+    shutil.copytree(sd_dir, broken)
+    expect = {"no_index": "model_index.json", "no_vae_folder": "'vae'", "no_unet_weights": "'unet'",
+              "not_a_dir": "no such prior directory"}[damage]
+    if damage == "no_index":
+        (broken / "model_index.json").unlink()
+    elif damage == "no_vae_folder":
+        shutil.rmtree(broken / "vae")
+    elif damage == "no_unet_weights":
+        for f in (broken / "unet").glob("*.safetensors"):
+            f.unlink()
+    else:
+        broken = tmp_path / "missing"
+    with pytest.raises(DataError, match=expect) as err:
+        DiffusersPrior(broken)
+    assert "\n" not in str(err.value)
+
+
+def test_camera_features_are_continuous_and_read_from_c2w():
+    from vision3d_kd.cameras import cameras_from_spherical
+
+    elev, azim, rad = torch.tensor([20.0, -5.0]), torch.tensor([359.0, 90.0]), torch.tensor([3.5, 3.2])
+    cams = cameras_from_spherical(elev, azim, rad, torch.full((2,), 40.0), 8, 8)
+    cam = CameraCondition.from_c2w(cams.c2w)
+    assert torch.allclose(camera_features(cam), camera_features(CameraCondition(elev, azim, rad)), atol=1e-5)
+    near = camera_features(CameraCondition(elev[:1], torch.tensor([1.0]), rad[:1]))
+    assert (near - camera_features(CameraCondition(elev[:1], azim[:1], rad[:1]))).abs().max() < 0.05

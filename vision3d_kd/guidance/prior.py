@@ -1,0 +1,126 @@
+"""The `DiffusionPrior` interface score distillation talks to: text embeddings, the model's space
+(latents or pixels), noise prediction with classifier-free guidance, and the noise schedule.
+
+Conventions: images are [B,3,H,W] RGB in [0,1]; timesteps are integers in [0, T); `alphas_cumprod`
+[T] is ᾱ_t of the DDPM forward process x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε; noise predictions are always
+returned as ε (a v-prediction model's output v is converted with ε = √ᾱ_t v + √(1−ᾱ_t) x_t).
+Classifier-free guidance uses the diffusers form ε̂ = ε_∅ + s (ε_c − ε_∅).
+Camera conditioning (optional) describes the camera that rendered the image: elevation and azimuth
+in degrees (azimuth 0 on +x, z up, see `cameras_from_spherical`) and distance in scene units.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["PromptEmbeddings", "CameraCondition", "DiffusionPrior", "camera_features", "CAMERA_FEATURES",
+           "v_to_epsilon"]
+
+CAMERA_FEATURES = 5  # sin/cos elevation, sin/cos azimuth, radius / 4
+
+
+@dataclass
+class PromptEmbeddings:
+    """Text-encoder outputs [B,L,D] for the prompts (cond) and the negative / empty prompt (uncond)."""
+
+    cond: Tensor
+    uncond: Tensor
+
+    def __len__(self) -> int:
+        return self.cond.shape[0]
+
+
+@dataclass
+class CameraCondition:
+    """Per-image camera [B]: elevation_deg, azimuth_deg (degrees), radius (scene units)."""
+
+    elevation_deg: Tensor
+    azimuth_deg: Tensor
+    radius: Tensor
+
+    @classmethod
+    def from_c2w(cls, c2w: Tensor) -> CameraCondition:
+        """From camera-to-world matrices [B,4,4] (camera looking at the origin, z up)."""
+        pos = c2w[:, :3, 3]
+        r = pos.norm(dim=-1)
+        elev = torch.rad2deg(torch.asin((pos[:, 2] / r.clamp_min(1e-9)).clamp(-1, 1)))
+        return cls(elev, torch.rad2deg(torch.atan2(pos[:, 1], pos[:, 0])), r)
+
+
+def camera_features(cam: CameraCondition) -> Tensor:
+    """[B, CAMERA_FEATURES] vector fed to a camera-conditioned UNet's class embedding: sin and cos of
+    elevation and azimuth (continuous across 0/360°) and radius / 4."""
+    el, az = torch.deg2rad(cam.elevation_deg.float()), torch.deg2rad(cam.azimuth_deg.float())
+    return torch.stack([el.sin(), el.cos(), az.sin(), az.cos(), cam.radius.float() / 4.0], dim=-1)
+
+
+def v_to_epsilon(v: Tensor, x_t: Tensor, alphas_cumprod_t: Tensor) -> Tensor:
+    """ε from a v-prediction: ε = √ᾱ_t v + √(1−ᾱ_t) x_t (ᾱ_t [B] broadcast over the image)."""
+    a = alphas_cumprod_t.reshape(-1, *([1] * (x_t.dim() - 1))).to(x_t.dtype)
+    return a.sqrt() * v + (1 - a).sqrt() * x_t
+
+
+class DiffusionPrior:
+    """What score distillation needs from a diffusion model (see the module docstring).
+
+    Subclasses set `alphas_cumprod` [T], `prediction_type` ('epsilon' or 'v_prediction'), `channels`,
+    `sample_size` (model-space height/width), `image_size` (pixels), `camera_conditioned`, and implement
+    `text_embeddings`, `encode`, `decode` and `model_output`."""
+
+    alphas_cumprod: Tensor
+    prediction_type: str = "epsilon"
+    channels: int = 4
+    sample_size: int = 64
+    image_size: int = 512
+    camera_conditioned: bool = False
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.alphas_cumprod.shape[0])
+
+    def text_embeddings(self, prompts: list[str], negative: list[str] | str = "") -> PromptEmbeddings:
+        raise NotImplementedError
+
+    def encode(self, images: Tensor) -> Tensor:
+        """Images [B,3,H,W] in [0,1] -> model-space samples x_0 [B,C,h,w] (differentiable)."""
+        raise NotImplementedError
+
+    def decode(self, x0: Tensor) -> Tensor:
+        """Model-space samples [B,C,h,w] -> images [B,3,H,W] in [0,1]."""
+        raise NotImplementedError
+
+    def model_output(self, x_t: Tensor, t: Tensor, emb: Tensor, camera: CameraCondition | None) -> Tensor:
+        """The network's raw output for noisy samples x_t [B,C,h,w], timesteps t [B] and text [B,L,D]."""
+        raise NotImplementedError
+
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε."""
+        a = self.alphas_cumprod.to(x0.device)[t].reshape(-1, *([1] * (x0.dim() - 1))).to(x0.dtype)
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    def predict_noise_pair(self, x_t: Tensor, t: Tensor, emb: PromptEmbeddings,
+                           camera: CameraCondition | None = None) -> tuple[Tensor, Tensor]:
+        """(ε_∅, ε_c) [B,C,h,w] for x_t [B,...] and t [B]: one network call on the doubled batch."""
+        b = x_t.shape[0]
+        if len(emb) != b:
+            raise ValueError(f"{len(emb)} prompt embeddings for a batch of {b}")
+        cam2 = None
+        if camera is not None:
+            cam2 = CameraCondition(*(torch.cat([v, v]) for v in (camera.elevation_deg, camera.azimuth_deg,
+                                                                  camera.radius)))
+        out = self.model_output(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([emb.uncond, emb.cond]), cam2)
+        if self.prediction_type == "v_prediction":
+            out = v_to_epsilon(out, torch.cat([x_t, x_t]), self.alphas_cumprod.to(x_t.device)[torch.cat([t, t])])
+        return out[:b], out[b:]
+
+    def predict_noise(self, x_t: Tensor, t: Tensor, emb: PromptEmbeddings, camera: CameraCondition | None = None,
+                      guidance_scale: float = 7.5) -> Tensor:
+        """Classifier-free guided ε̂ = ε_∅ + s (ε_c − ε_∅) [B,C,h,w]."""
+        if not math.isfinite(guidance_scale):
+            raise ValueError(f"guidance scale must be finite, got {guidance_scale}")
+        eps_u, eps_c = self.predict_noise_pair(x_t, t, emb, camera)
+        return eps_u + guidance_scale * (eps_c - eps_u)

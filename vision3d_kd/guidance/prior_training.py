@@ -1,0 +1,210 @@
+"""Training of the bundled prior (`tools/train_prior.py`): stage 1 an AutoencoderKL on the rendered
+images (L1 + L2 reconstruction, a small KL term), stage 2 the latent UNet and the text encoder jointly
+with the DDPM ε-loss (captions dropped to "" 10 % of the time for classifier-free guidance; the camera is
+always given). Both stages checkpoint to a work folder every `checkpoint_every` steps and resume from
+it; the UNet and text encoder are exported from an exponential moving average of their weights."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import ConfigError
+from .bundled import SIZES, build_scheduler, build_text_encoder, build_tokenizer, build_unet, build_vae, save_pipeline
+from .prior import CameraCondition, camera_features
+
+__all__ = ["PriorTrainConfig", "train_prior", "images_to_tensor"]
+
+Log = Callable[[str, int, dict], None]
+
+
+@dataclass
+class PriorTrainConfig:
+    """Sizes, steps and learning rates of both stages (batch in images; lr peak after 100 warm-up steps,
+    cosine decay to 10 %)."""
+
+    size: str = "full"
+    batch: int = 32
+    vae_steps: int = 3000
+    vae_lr: float = 5e-4
+    kl_weight: float = 1e-6
+    unet_steps: int = 8000
+    unet_lr: float = 2e-4
+    cond_drop: float = 0.1
+    ema_decay: float = 0.999
+    seed: int = 0
+    checkpoint_every: int = 250
+    log_every: int = 50
+
+    def validate(self) -> None:
+        if self.size not in SIZES:
+            raise ConfigError(f"--size must be one of {', '.join(SIZES)}, got {self.size!r}")
+        if min(self.batch, self.checkpoint_every, self.log_every) < 1 or min(self.vae_steps, self.unet_steps) < 0:
+            raise ConfigError("batch, checkpoint_every and log_every must be >= 1, steps >= 0")
+        if not (0 <= self.cond_drop < 1 and 0 <= self.ema_decay < 1):
+            raise ConfigError("cond_drop and ema_decay must be in [0, 1)")
+
+
+def images_to_tensor(images: np.ndarray) -> Tensor:
+    """uint8 [N,H,W,3] -> float [N,3,H,W] in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def _lr(step: int, total: int, peak: float) -> float:
+    warm = min(1.0, (step + 1) / 100)
+    return peak * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total)))))
+
+
+def _save(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load(path: Path) -> dict | None:
+    return torch.load(path, weights_only=True) if path.is_file() else None
+
+
+def _train_vae(images: np.ndarray, cfg: PriorTrainConfig, work: Path, log: Log):
+    vae = build_vae(SIZES[cfg.size], images.shape[1])
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    step = 0
+    if (ck := _load(work / "vae.pt")) is not None:
+        vae.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        gen.set_state(ck["gen"])
+        step = int(ck["step"])
+    vae.train()
+    t0 = time.perf_counter()
+    while step < cfg.vae_steps:
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, cfg.vae_steps, cfg.vae_lr)
+        x = images_to_tensor(images[torch.randint(0, len(images), (cfg.batch,), generator=gen).numpy()])
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+        rec = vae.decode(z).sample
+        kl = post.kl().mean() / x[0].numel()
+        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + cfg.kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % cfg.log_every == 0 or step == cfg.vae_steps:
+            log("vae", step, {"loss": loss.item(), "kl": kl.item(), "seconds": time.perf_counter() - t0})
+        if step % cfg.checkpoint_every == 0 or step == cfg.vae_steps:
+            _save(work / "vae.pt", {"model": vae.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                                    "step": step})
+    return vae.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def _encode_all(vae, images: np.ndarray, work: Path, chunk: int = 256) -> Tensor:
+    """Posterior means of every image times the scaling factor 1/std (set in the VAE's config), cached."""
+    path = work / "latents.pt"
+    if (ck := _load(path)) is not None and ck["n"] == len(images):
+        vae.register_to_config(scaling_factor=float(ck["scale"]))
+        return ck["latents"]
+    lat = torch.cat([vae.encode(images_to_tensor(images[s: s + chunk])).latent_dist.mean
+                     for s in range(0, len(images), chunk)])
+    scale = float(1.0 / lat.std())
+    vae.register_to_config(scaling_factor=scale)
+    lat = lat * scale
+    _save(path, {"latents": lat, "scale": scale, "n": len(images)})
+    return lat
+
+
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+            e.lerp_(p, 1.0 - decay)
+
+
+def _train_unet(latents: Tensor, meta: list[dict], cfg: PriorTrainConfig, work: Path, tokenizer, log: Log):
+    size = SIZES[cfg.size]
+    unet, text = build_unet(size, latents.shape[-1]), build_text_encoder(size)
+    ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text).requires_grad_(False)
+    opt = torch.optim.AdamW([*unet.parameters(), *text.parameters()], lr=cfg.unet_lr, weight_decay=1e-2)
+    sched = build_scheduler()
+    abar = sched.alphas_cumprod.float()
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    step = 0
+    if (ck := _load(work / "unet.pt")) is not None:
+        for m, k in ((unet, "unet"), (text, "text"), (ema_unet, "ema_unet"), (ema_text, "ema_text"), (opt, "opt")):
+            m.load_state_dict(ck[k])
+        gen.set_state(ck["gen"])
+        step = int(ck["step"])
+    ids = tokenizer([m["caption"] for m in meta], padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids
+    empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length,
+                      return_tensors="pt").input_ids
+    cams = camera_features(CameraCondition(*(torch.tensor([m[k] for m in meta])
+                                             for k in ("elevation_deg", "azimuth_deg", "radius"))))
+    unet.train()
+    text.train()
+    t0 = time.perf_counter()
+    while step < cfg.unet_steps:
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, cfg.unet_steps, cfg.unet_lr)
+        idx = torch.randint(0, len(latents), (cfg.batch,), generator=gen)
+        x0 = latents[idx]
+        tok = ids[idx].clone()
+        drop = torch.rand(cfg.batch, generator=gen) < cfg.cond_drop
+        tok[drop] = empty[0]
+        t = torch.randint(0, len(abar), (cfg.batch,), generator=gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        a = abar[t].reshape(-1, 1, 1, 1)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        pred = unet(x_t, t, text(tok)[0], class_labels=cams[idx]).sample
+        loss = F.mse_loss(pred, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([*unet.parameters(), *text.parameters()], 1.0)
+        opt.step()
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        _ema_update(ema_unet, unet, decay)
+        _ema_update(ema_text, text, decay)
+        step += 1
+        if step % cfg.log_every == 0 or step == cfg.unet_steps:
+            log("unet", step, {"loss": loss.item(), "seconds": time.perf_counter() - t0})
+        if step % cfg.checkpoint_every == 0 or step == cfg.unet_steps:
+            _save(work / "unet.pt", {"unet": unet.state_dict(), "text": text.state_dict(),
+                                     "ema_unet": ema_unet.state_dict(), "ema_text": ema_text.state_dict(),
+                                     "opt": opt.state_dict(), "gen": gen.get_state(), "step": step})
+    return ema_unet.eval(), ema_text.eval(), sched
+
+
+def train_prior(images: np.ndarray, meta: list[dict], work: Path, out: Path, cfg: PriorTrainConfig,
+                log: Log | None = None) -> Path:
+    """Train (or resume) both stages on images uint8 [N,H,W,3] with metadata records (caption,
+    elevation_deg, azimuth_deg, radius) and write the pipeline directory `out`."""
+    cfg.validate()
+    if len(images) != len(meta) or len(images) == 0:
+        raise ConfigError(f"{len(images)} images but {len(meta)} metadata records")
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    cfg_path = work / "config.json"
+    if cfg_path.is_file():
+        old = json.loads(cfg_path.read_text())
+        changed = [k for k in ("size", "batch", "seed") if old.get(k) != asdict(cfg)[k]]
+        if changed:
+            raise ConfigError(f"{work}: was started with other {', '.join(changed)}; use a new work folder")
+    cfg_path.write_text(json.dumps(asdict(cfg), indent=1))
+    torch.manual_seed(cfg.seed)
+    log = log or (lambda stage, step, rec: None)
+    vae = _train_vae(images, cfg, work, log)
+    latents = _encode_all(vae, images, work)
+    tokenizer = build_tokenizer(SIZES[cfg.size].max_words)
+    unet, text, sched = _train_unet(latents, meta, cfg, work, tokenizer, log)
+    return save_pipeline(out, unet, text, tokenizer, sched, vae)
