@@ -12,6 +12,7 @@ import torch
 
 pytest.importorskip("diffusers")
 
+from tests.conftest import one_line_error, run_cli  # noqa: E402
 from vision3d_kd.errors import DataError  # noqa: E402
 from vision3d_kd.guidance.diffusers_prior import DiffusersPrior  # noqa: E402
 from vision3d_kd.guidance.prior import CameraCondition, camera_features, v_to_epsilon  # noqa: E402
@@ -159,3 +160,58 @@ def test_camera_features_are_continuous_and_read_from_c2w():
     assert torch.allclose(camera_features(cam), camera_features(CameraCondition(elev, azim, rad)), atol=1e-5)
     near = camera_features(CameraCondition(elev[:1], torch.tensor([1.0]), rad[:1]))
     assert (near - camera_features(CameraCondition(elev[:1], azim[:1], rad[:1]))).abs().max() < 0.05
+
+
+def test_bundled_prior_trains_resumes_and_loads_like_any_pipeline(tmp_path):
+    from diffusers import DiffusionPipeline
+
+    from vision3d_kd.data.object_views import load_prior_shards, write_prior_dataset
+    from vision3d_kd.guidance.prior_training import PriorTrainConfig, train_prior
+
+    data = write_prior_dataset(tmp_path / "data", 8, views_per_object=4, size=32, seed=0)
+    images, meta = load_prior_shards(data)
+    cfg = PriorTrainConfig(size="tiny", batch=4, vae_steps=3, unet_steps=2, checkpoint_every=2, log_every=1)
+    logged = []
+    out = train_prior(images, meta, tmp_path / "work", tmp_path / "prior", cfg,
+                      lambda stage, step, rec: logged.append((stage, step)))
+    assert ("vae", 3) in logged and ("unet", 2) in logged
+    cfg.unet_steps = 3  # resume: only the missing step runs
+    logged.clear()
+    train_prior(images, meta, tmp_path / "work", out, cfg, lambda stage, step, rec: logged.append((stage, step)))
+    assert logged == [("unet", 3)]
+    prior = DiffusersPrior(out)
+    assert prior.camera_conditioned and (prior.channels, prior.sample_size, prior.image_size) == (4, 8, 32)
+    cam = CameraCondition(torch.tensor([20.0]), torch.tensor([0.0]), torch.tensor([3.5]))
+    img = ddim_sample(prior, ["a red mug, front view"], cam, steps=2, generator=torch.Generator().manual_seed(0))
+    assert img.shape == (1, 3, 32, 32)
+    ids = prior.tokenizer(["a red mug, front view"]).input_ids[0]
+    assert prior.tokenizer.unk_token_id not in ids  # the word tokenizer knows the world's captions
+    pipe = DiffusionPipeline.from_pretrained(out)
+    assert type(pipe).__name__ == "StableDiffusionPipeline" and pipe.unet.config.class_embed_type == "projection"
+
+
+@pytest.fixture(scope="module")
+def tiny_bundled(tmp_path_factory):
+    """A tiny prior trained for a few steps by the bundled-prior trainer (a stand-in for assets/prior)."""
+    from vision3d_kd.data.object_views import load_prior_shards, write_prior_dataset
+    from vision3d_kd.guidance.prior_training import PriorTrainConfig, train_prior
+
+    tmp = tmp_path_factory.mktemp("bundled")
+    images, meta = load_prior_shards(write_prior_dataset(tmp / "data", 4, views_per_object=2, size=32, seed=1))
+    cfg = PriorTrainConfig(size="tiny", batch=2, vae_steps=1, unet_steps=1)
+    return train_prior(images, meta, tmp / "work", tmp / "prior", cfg)
+
+
+def test_prior_sample_cli_writes_one_png_per_call(tiny_bundled, tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "mug.png"
+    assert run_cli(["prior", "sample", "a red mug", "--prior", str(tiny_bundled), "--out", str(out), "--n", "2",
+                    "--steps", "2", "--azimuth", "180"]) == 0
+    assert "a red mug, back view" in capsys.readouterr().out
+    assert Image.open(out).size == (64, 32)
+    assert run_cli(["prior", "sample", "a red mug", "--prior", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    one_line_error(capsys, "no such prior directory")
+    jpg = tmp_path / "x.jpg"
+    assert run_cli(["prior", "sample", "a red mug", "--prior", str(tiny_bundled), "--out", str(jpg)]) == 2
+    one_line_error(capsys, ".png")

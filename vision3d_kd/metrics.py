@@ -90,11 +90,27 @@ def chamfer_to_sdf(vertices: np.ndarray, faces: np.ndarray, scene, n: int = 2000
 
 def surface_color_error(points: np.ndarray, colors: np.ndarray, scene, shading=None) -> float:
     """Mean absolute RGB error of colours [N,3] in [0,1] at points [N,3] against the scene's true shaded
-    colour (data.procedural.Shading, view-independent) at each point's projection onto the true surface."""
+    colour (data.procedural.Shading, view-independent) at each point's projection onto the true surface;
+    points where the true normal is undefined (a cone's apex or axis) are skipped."""
     from .data.procedural import Shading
 
     x = torch.from_numpy(np.asarray(points, np.float32))
     for _ in range(4):  # project along the SDF gradient
         x = x - scene.sdf(x)[:, None] * scene.normal(x)
     truth = (shading or Shading()).shade(scene.color(x), scene.normal(x))
-    return float(np.abs(np.asarray(colors, np.float32) - truth.numpy()).mean())
+    ok = torch.isfinite(truth).all(-1).numpy()  # the SDF gradient is undefined on a cone's apex or axis
+    return float(np.abs(np.asarray(colors, np.float32)[ok] - truth.numpy()[ok]).mean())
+
+
+def foreground_mask(images: Tensor, threshold: float = 0.12) -> Tensor:
+    """Object mask [...,H,W] of images [...,3,H,W] in [0,1] on a white background: pixels whose largest
+    channel distance from white exceeds `threshold`."""
+    return (1.0 - images).amax(dim=-3) > threshold
+
+
+def masked_color_error(pred: Tensor, target: Tensor, pred_mask: Tensor, target_mask: Tensor) -> float:
+    """Mean absolute difference (RGB in [0,1], averaged over channels) between the mean colour of pred
+    [3,H,W] inside pred_mask [H,W] and of target inside target_mask; 1.0 when a mask is empty."""
+    if not pred_mask.any() or not target_mask.any():
+        return 1.0
+    return float((pred[:, pred_mask].mean(-1) - target[:, target_mask].mean(-1)).abs().mean())

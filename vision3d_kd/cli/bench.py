@@ -16,6 +16,8 @@ BENCHMARKS = {
     "rasterizer": "Gaussian splat rasterizer fwd / fwd+bwd time and peak memory (10k-300k, 200/400 px)",
     "pvd": "Progressive Volume Distillation vs training from scratch on lego (speed-up per pair, PVD-AL gain)",
     "mesh": "meshes of fitted procedural scenes vs their exact SDF (Chamfer % of diagonal, colour error)",
+    "prior": "samples of the diffusion prior on held-out prompt x view pairs vs ground-truth renders "
+             "(mask IoU, colour error, view correctness)",
 }
 
 
@@ -35,6 +37,7 @@ def bench_command(
     ),
     fields: str = typer.Option(None, "--fields", help="fit-lego: comma-separated subset of fields; mesh: the field "
                                "to fit (default hashgrid)."),
+    prior: Path = typer.Option(None, "--prior", help="prior: diffusers pipeline directory (default assets/prior)."),
     runs_dir: Path = typer.Option(
         None, "--runs-dir",
         help="fit-lego / pvd / mesh: keep the run directories here (default: a temp dir); pvd and mesh reuse "
@@ -78,6 +81,10 @@ def bench_command(
         if budget is not None and budget <= 0:
             raise ConfigError("--budget must be > 0")
         result = run_mesh(quick=quick, budget_s=budget, field=fields or "hashgrid", keep_dir=runs_dir)
+    elif name == "prior":
+        from ..bench.prior import run as run_prior
+
+        result = run_prior(quick=quick, prior_path=prior, grid_path=out_dir / "prior_samples.png")
     else:
         raise ConfigError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARKS)})")
     jpath, mpath = write_results(name, result, out_dir)

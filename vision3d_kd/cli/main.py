@@ -20,7 +20,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import bench, convert, data, eval, export, fit, render, view
+    from . import bench, convert, data, eval, export, fit, prior, render, view
 
     fit.register(app)
     convert.register(app)
@@ -30,6 +30,7 @@ def _register() -> None:
     export.register(app)
     view.register(app)
     app.add_typer(data.data_app, name="data")
+    app.add_typer(prior.prior_app, name="prior")
 
 
 def main(argv: list[str] | None = None) -> None:

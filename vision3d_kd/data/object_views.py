@@ -80,12 +80,16 @@ def _view_params(rng: random.Random, k: int) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def write_prior_dataset(out: Path, n_images: int, views_per_object: int = 8, size: int = 64, seed: int = 0,
-                        shard_size: int = 2048, progress: Callable[[int, int], None] | None = None) -> Path:
+                        shard_size: int = 2048, progress: Callable[[int, int], None] | None = None,
+                        worker: tuple[int, int] = (0, 1)) -> Path:
     """Render n_images training images (views_per_object random views of each random object, HELD_OUT
     pairs excluded) into shards under `out`. Resumable: complete shards are kept and the run continues
-    with the next one; every shard is written to a temporary name and renamed."""
+    with the next one; every shard is written to a temporary name and renamed. worker (k, n): this
+    process renders only shards s with s % n == k (n processes fill one folder together)."""
     if n_images < 1 or views_per_object < 1 or size < 8 or shard_size < 1:
         raise ConfigError("need n_images >= 1, views_per_object >= 1, size >= 8, shard_size >= 1")
+    if not 0 <= worker[0] < worker[1]:
+        raise ConfigError(f"worker must be (k, n) with 0 <= k < n, got {worker}")
     out.mkdir(parents=True, exist_ok=True)
     info = {"n_images": n_images, "views_per_object": views_per_object, "size": size, "seed": seed,
             "shard_size": shard_size}
@@ -96,6 +100,8 @@ def write_prior_dataset(out: Path, n_images: int, views_per_object: int = 8, siz
     n_shards = math.ceil(n_images / shard_size)
     for s in range(n_shards):
         count = min(shard_size, n_images - s * shard_size)
+        if s % worker[1] != worker[0]:
+            continue
         if (out / f"images_{s:04d}.npy").is_file():
             if progress is not None:
                 progress(s * shard_size + count, n_images)

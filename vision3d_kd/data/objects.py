@@ -87,7 +87,7 @@ def _parts(spec: ObjectSpec) -> list[tuple[str, Primitive]]:
     if f == "snowman":  # carrot nose pointing to the front (+x)
         return [("body", Sphere(center=(0.0, 0.0, -0.4), radius=0.48, color=c)),
                 ("head", Sphere(center=(0.0, 0.0, 0.32), radius=0.32, color=c)),
-                ("nose", Cone(center=(0.42, 0.0, 0.34), radius=0.07, height=0.3, axis="x", color=_NOSE))]
+                ("nose", Cone(center=(0.44, 0.0, 0.34), radius=0.09, height=0.34, axis="x", color=_NOSE))]
     if f == "chair":  # backrest at the back (-x)
         return [("seat", Box(center=(0.0, 0.0, -0.05), half_size=(0.45, 0.45, 0.06), color=c)),
                 *[("leg", p) for p in _legs(0.38, 0.38, -0.43, 0.32, 0.05, c)],

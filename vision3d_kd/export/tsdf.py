@@ -24,7 +24,7 @@ from ..render.occupancy import OccupancyGrid
 from ..render.volume import RenderSettings
 from .rig import view_depth, view_surface
 
-__all__ = ["tsdf_fuse", "hidden_volume", "project", "sample_volume", "lattice_points"]
+__all__ = ["tsdf_fuse", "hidden_volume", "HiddenTracker", "project", "sample_volume", "lattice_points"]
 
 
 def project(cams: Cameras, i: int, pts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -56,6 +56,26 @@ def _view_sdf(cams: Cameras, i: int, pts: Tensor, depth: Tensor) -> tuple[Tensor
     return v, flat, depth[flat] - (pts[v] - cams.c2w[i, :3, 3]).norm(dim=-1)
 
 
+class HiddenTracker:
+    """Accumulates, over views, which lattice points of `aabb` lie more than `margin` (world units)
+    behind the rendered surface in every view whose frustum holds them (and in at least one)."""
+
+    def __init__(self, aabb: Tensor, resolution: int, margin: float) -> None:
+        self.pts, self.resolution, self.margin = lattice_points(aabb, resolution), resolution, margin
+        self.seen = torch.zeros(len(self.pts), dtype=torch.bool)
+        self.visible = torch.zeros(len(self.pts), dtype=torch.bool)
+
+    def update(self, cams: Cameras, i: int, depth: Tensor) -> None:
+        """Add camera i (CPU cameras) with its surface distances depth [H*W] (inf where transparent)."""
+        v, _, sdf = _view_sdf(cams, i, self.pts, depth)
+        self.seen[v] = True
+        self.visible[v[sdf > -self.margin]] = True
+
+    def hidden(self) -> np.ndarray:
+        """Bool [R,R,R]: the points hidden behind the surface in every view so far."""
+        return (self.seen & ~self.visible).reshape((self.resolution,) * 3).numpy()
+
+
 @torch.no_grad()
 def hidden_volume(model, grid: OccupancyGrid | None, settings: RenderSettings, cams: Cameras, aabb: Tensor,
                   resolution: int, margin_voxels: float = 2.0, min_opacity: float = 0.5,
@@ -63,18 +83,14 @@ def hidden_volume(model, grid: OccupancyGrid | None, settings: RenderSettings, c
     """Bool [R,R,R] on the lattice of `aabb`: points more than margin_voxels lattice steps behind the
     rendered surface in every view whose frustum holds them (and in at least one). A radiance field's
     density behind its surface is never supervised, so these count as solid when meshing."""
-    pts = lattice_points(aabb, resolution)
     margin = margin_voxels * float(((aabb[1] - aabb[0]).cpu() / (resolution - 1)).max())
-    seen = torch.zeros(len(pts), dtype=torch.bool)
-    visible = torch.zeros(len(pts), dtype=torch.bool)
+    tracker = HiddenTracker(aabb, resolution, margin)
     cams = cams.to("cpu")
     for i in range(len(cams)):
-        v, _, sdf = _view_sdf(cams, i, pts, view_depth(model, grid, settings, cams, i, min_opacity))
-        seen[v] = True
-        visible[v[sdf > -margin]] = True
+        tracker.update(cams, i, view_depth(model, grid, settings, cams, i, min_opacity))
         if progress is not None:
             progress(i + 1, len(cams))
-    return (seen & ~visible).reshape((resolution,) * 3).numpy()
+    return tracker.hidden()
 
 
 @torch.no_grad()

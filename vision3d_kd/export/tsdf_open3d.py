@@ -4,9 +4,9 @@ outputs as `tsdf.tsdf_fuse`, so meshing, floater removal, decimation and texturi
 open3d fuses z-depth images (distance along the optical axis, OpenCV camera: +z forward, +y down,
 pixel centres at integer coordinates) into a cube of R³ voxels with centres origin + (i + ½)·voxel;
 the cube is placed so that its voxel centres are the export lattice's points along the box's longest
-axis, and the lattice of `aabb` is read from it by trilinear interpolation. Voxels no view updated
-(never seen, or only deep behind a surface) read +1 (outside); `mesh_from_volume` fills the closed
-cavities that leaves inside objects."""
+axis, and the lattice of `aabb` is read from it by trilinear interpolation. Voxels open3d never updated
+read −1 (inside) when they lie deep behind the surface in every view that sees them (as in
+`tsdf.tsdf_fuse`), else +1."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from ..errors import ConfigError, RunError
 from ..render.occupancy import OccupancyGrid
 from ..render.volume import RenderSettings
 from .rig import view_surface
-from .tsdf import lattice_points, sample_volume
+from .tsdf import HiddenTracker, lattice_points, sample_volume
 
 __all__ = ["open3d_available", "tsdf_fuse_open3d"]
 
@@ -61,8 +61,10 @@ def tsdf_fuse_open3d(model, grid: OccupancyGrid | None, settings: RenderSettings
         origin=(lo - 0.5 * voxel).numpy().reshape(3, 1))
     cams = cams.to("cpu")
     w2c = cams.w2c_opencv().double().numpy()
+    behind = HiddenTracker(torch.stack([lo, lo + voxel * (resolution - 1)]).float(), resolution, trunc_voxels * voxel)
     for i in range(len(cams)):
         depth, rgb = view_surface(model, grid, settings, cams, i, min_opacity)
+        behind.update(cams, i, depth)
         color = (rgb.reshape(cams.height, cams.width, 3).numpy() * 255.0 + 0.5).astype(np.uint8)
         rgbd = o3d.geometry.RGBDImage.create_from_color_and_depth(
             o3d.geometry.Image(np.ascontiguousarray(color)), o3d.geometry.Image(_z_depth(cams, i, depth)),
@@ -73,14 +75,18 @@ def tsdf_fuse_open3d(model, grid: OccupancyGrid | None, settings: RenderSettings
         if progress is not None:
             progress(i + 1, len(cams))
     tw = np.asarray(volume.extract_volume_tsdf(), dtype=np.float32)  # [R³, 2] (tsdf, weight), x-major
-    tsdf = np.where(tw[:, 1] > 0, tw[:, 0], 1.0).reshape((resolution,) * 3)
+    seen = (tw[:, 1] > 0).astype(np.float32)[:, None]
+    hidden = behind.hidden().reshape(-1)  # open3d leaves voxels deep behind every surface unset: inside
+    tsdf = np.where(seen[:, 0] > 0, tw[:, 0], np.where(hidden, -1.0, 1.0))[:, None]
     if not (tsdf < 0).any():
         raise RunError("no view sees an opaque surface: nothing to fuse (is the run empty?)")
-    color = np.asarray(volume.extract_volume_color(), dtype=np.float32).reshape(*tsdf.shape, 3)
+    color = np.asarray(volume.extract_volume_color(), dtype=np.float32)
     if color.max() > 1.0:  # some open3d versions keep RGB8 colours in 0..255
         color = color / 255.0
     cube = torch.stack([lo, lo + voxel * (resolution - 1)]).float()
-    pts = lattice_points(aabb, resolution).numpy()
-    both = sample_volume(np.concatenate([tsdf[..., None], color], -1), cube, pts)
     shape = (resolution,) * 3
-    return both[:, 0].reshape(shape), both[:, 1:].reshape(*shape, 3)
+    # colours interpolated over seen voxels only (unseen ones hold black)
+    both = sample_volume(np.concatenate([tsdf, color * seen, seen], -1).reshape(*shape, 5), cube,
+                         lattice_points(aabb, resolution).numpy())
+    rgb = both[:, 1:4] / np.maximum(both[:, 4:5], 1e-6)
+    return both[:, 0].reshape(shape), rgb.reshape(*shape, 3)
