@@ -173,10 +173,12 @@ class SDFScene:
         return palette.index_select(0, idx)
 
     def normal(self, x: Tensor) -> Tensor:
-        """Unit outward normals [N, 3]: the normalised SDF gradient (autograd) at x [N, 3]."""
+        """Unit outward normals [N, 3]: the normalised SDF gradient (autograd) at x [N, 3]; zero where the
+        gradient is undefined (a cone's apex or axis, where the exact SDF has a square-root kink)."""
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(self.sdf(xg).sum(), xg)
+        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
         return grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
     def occupancy(self, x: Tensor) -> Tensor:
