@@ -215,3 +215,14 @@ def test_prior_sample_cli_writes_one_png_per_call(tiny_bundled, tmp_path, capsys
     jpg = tmp_path / "x.jpg"
     assert run_cli(["prior", "sample", "a red mug", "--prior", str(tiny_bundled), "--out", str(jpg)]) == 2
     one_line_error(capsys, ".png")
+
+
+def test_bench_prior_runs_end_to_end_on_a_prior_directory(tiny_bundled, tmp_path):
+    from PIL import Image
+
+    from vision3d_kd.bench.prior import run
+
+    result = run(prior_path=tiny_bundled, n_pairs=3, steps=1, batch=2, grid_path=tmp_path / "grid.png")
+    s = result["summary"]
+    assert s["n_pairs"] == 3 and 0.0 <= s["mean_mask_iou"] <= 1.0 and sum(r["pairs"] for r in result["rows"]) == 3
+    assert Image.open(tmp_path / "grid.png").size == (3 * 32, 2 * 32)  # truth over sample, one column per pair

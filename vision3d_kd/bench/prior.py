@@ -28,7 +28,7 @@ from ..guidance.prior import CameraCondition
 from ..guidance.sampling import ddim_sample
 from ..metrics import foreground_mask, mask_iou, masked_color_error
 
-__all__ = ["run", "pairs"]
+__all__ = ["run", "pairs", "score_sample"]
 
 MIN_VIEW_DIFFERENCE = 0.002  # pixel MSE between a view and its opposite below which it cannot tell them apart
 
@@ -51,6 +51,20 @@ def _truth(spec: ObjectSpec, elev: float, azim: float, radius: float, size: int)
     return {"rgb": r["rgb"].permute(0, 3, 1, 2), "alpha": r["alpha"]}
 
 
+def score_sample(spec: ObjectSpec, elev: float, azim: float, radius: float,
+                 img: torch.Tensor) -> tuple[dict[str, Any], torch.Tensor]:
+    """Scores of one sample img [3,H,W] against the truth (see the module docstring) and the true image."""
+    gt = _truth(spec, elev, azim, radius, img.shape[-1])
+    m_pred, m_true = foreground_mask(img), gt["alpha"][0] > 0.5
+    rec: dict[str, Any] = {"family": spec.family, "colour": spec.colour, "iou": mask_iou(m_pred, m_true),
+                           "colour_error": masked_color_error(img, gt["rgb"][0], m_pred, m_true)}
+    distinct = float(((gt["rgb"][0] - gt["rgb"][1]) ** 2).mean()) > MIN_VIEW_DIFFERENCE
+    if spec.family in ASYMMETRIC and distinct:
+        err = [float(((img - gt["rgb"][k]) ** 2).mean()) for k in (0, 1)]
+        rec["view_correct"] = err[0] < err[1]
+    return rec, gt["rgb"][0]
+
+
 def run(quick: bool = False, prior_path: Path | None = None, n_pairs: int | None = None, steps: int | None = None,
         guidance: float = 7.5, seed: int = 0, batch: int = 25, grid_path: Path | None = None) -> dict[str, Any]:
     """Score the prior on n_pairs (default 60, quick 10) held-out pairs; returns {rows, summary}."""
@@ -59,7 +73,7 @@ def run(quick: bool = False, prior_path: Path | None = None, n_pairs: int | None
     n = n_pairs or (10 if quick else 60)
     steps = steps or (20 if quick else 50)
     prior = DiffusersPrior(default_prior_path(prior_path))
-    size, radius = prior.image_size, 3.5
+    radius = 3.5
     todo = pairs(n, seed)
     t0 = time.perf_counter()
     samples = []
@@ -74,17 +88,10 @@ def run(quick: bool = False, prior_path: Path | None = None, n_pairs: int | None
     images = torch.cat(samples)
     records, grid = [], []
     for (spec, el, az), img in zip(todo, images, strict=True):
-        gt = _truth(spec, el, az, radius, size)
-        m_pred, m_true = foreground_mask(img), gt["alpha"][0] > 0.5
-        rec: dict[str, Any] = {"family": spec.family, "colour": spec.colour, "iou": mask_iou(m_pred, m_true),
-                               "colour_error": masked_color_error(img, gt["rgb"][0], m_pred, m_true)}
-        distinct = float(((gt["rgb"][0] - gt["rgb"][1]) ** 2).mean()) > MIN_VIEW_DIFFERENCE
-        if spec.family in ASYMMETRIC and distinct:
-            err = [float(((img - gt["rgb"][k]) ** 2).mean()) for k in (0, 1)]
-            rec["view_correct"] = err[0] < err[1]
+        rec, gt = score_sample(spec, el, az, radius, img)
         records.append(rec)
         if len(grid) < 16:
-            grid.append(torch.cat([gt["rgb"][0], img], dim=1))
+            grid.append(torch.cat([gt, img], dim=1))
     if grid_path is not None:
         _write_grid(grid, grid_path)
     rows = []
