@@ -31,15 +31,16 @@ Log = Callable[[str, int, dict], None]
 
 @dataclass
 class PriorTrainConfig:
-    """Sizes, steps and learning rates of both stages (batch in images; lr peak after 100 warm-up steps,
-    cosine decay to 10 %)."""
+    """Sizes, steps and learning rates of both stages (batch / vae_batch in images; lr peak after 100
+    warm-up steps, cosine decay to 10 %)."""
 
     size: str = "full"
     batch: int = 32
-    vae_steps: int = 3000
+    vae_batch: int = 16
+    vae_steps: int = 2000
     vae_lr: float = 5e-4
     kl_weight: float = 1e-6
-    unet_steps: int = 8000
+    unet_steps: int = 6000
     unet_lr: float = 2e-4
     cond_drop: float = 0.1
     ema_decay: float = 0.999
@@ -50,8 +51,10 @@ class PriorTrainConfig:
     def validate(self) -> None:
         if self.size not in SIZES:
             raise ConfigError(f"--size must be one of {', '.join(SIZES)}, got {self.size!r}")
-        if min(self.batch, self.checkpoint_every, self.log_every) < 1 or min(self.vae_steps, self.unet_steps) < 0:
-            raise ConfigError("batch, checkpoint_every and log_every must be >= 1, steps >= 0")
+        if min(self.batch, self.vae_batch, self.checkpoint_every, self.log_every) < 1:
+            raise ConfigError("batch, vae_batch, checkpoint_every and log_every must be >= 1")
+        if min(self.vae_steps, self.unet_steps) < 0:
+            raise ConfigError("vae_steps and unet_steps must be >= 0")
         if not (0 <= self.cond_drop < 1 and 0 <= self.ema_decay < 1):
             raise ConfigError("cond_drop and ema_decay must be in [0, 1)")
 
@@ -91,7 +94,7 @@ def _train_vae(images: np.ndarray, cfg: PriorTrainConfig, work: Path, log: Log):
     while step < cfg.vae_steps:
         for g in opt.param_groups:
             g["lr"] = _lr(step, cfg.vae_steps, cfg.vae_lr)
-        x = images_to_tensor(images[torch.randint(0, len(images), (cfg.batch,), generator=gen).numpy()])
+        x = images_to_tensor(images[torch.randint(0, len(images), (cfg.vae_batch,), generator=gen).numpy()])
         post = vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
         rec = vae.decode(z).sample
