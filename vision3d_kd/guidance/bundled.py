@@ -109,14 +109,24 @@ def build_scheduler():
                          beta_end=0.012, prediction_type="epsilon", clip_sample=False)
 
 
-def save_pipeline(out: Path, unet, text_encoder, tokenizer, scheduler, vae=None) -> Path:
+def save_pipeline(out: Path, unet, text_encoder, tokenizer, scheduler, vae=None, half: bool = True) -> Path:
     """Write a diffusers pipeline directory (StableDiffusionPipeline layout without safety checker; a pixel
-    pipeline when vae is None) that DiffusionPipeline.from_pretrained and DiffusersPrior both load."""
+    pipeline when vae is None) that DiffusionPipeline.from_pretrained and DiffusersPrior both load.
+    half: store the networks' weights as float16 (half the size; DiffusersPrior computes in float32)."""
+    import copy
+
+    import torch
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    parts = {"unet": unet, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
+
+    def store(model):
+        return copy.deepcopy(model).to(torch.float16) if half else model
+
+    parts = {"unet": store(unet), "text_encoder": store(text_encoder), "tokenizer": tokenizer,
+             "scheduler": scheduler}
     if vae is not None:
-        parts["vae"] = vae
+        parts["vae"] = store(vae)
     index = {"_class_name": "StableDiffusionPipeline" if vae is not None else "DiffusionPipeline",
              "_diffusers_version": __import__("diffusers").__version__}
     for name, obj in parts.items():
