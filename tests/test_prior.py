@@ -10,13 +10,11 @@ import shutil
 import pytest
 import torch
 
-pytest.importorskip("diffusers")
-
-from tests.conftest import one_line_error, run_cli  # noqa: E402
-from vision3d_kd.errors import DataError  # noqa: E402
-from vision3d_kd.guidance.diffusers_prior import DiffusersPrior  # noqa: E402
-from vision3d_kd.guidance.prior import CameraCondition, camera_features, v_to_epsilon  # noqa: E402
-from vision3d_kd.guidance.sampling import ddim_sample  # noqa: E402
+from tests.conftest import one_line_error, run_cli
+from vision3d_kd.errors import DataError
+from vision3d_kd.guidance.diffusers_prior import DiffusersPrior
+from vision3d_kd.guidance.prior import CameraCondition, camera_features, v_to_epsilon
+from vision3d_kd.guidance.sampling import ddim_sample
 
 WORDS = ["a", "red", "blue", "mug", "ball", "front", "back", "view", ","]
 
@@ -188,6 +186,14 @@ def test_bundled_prior_trains_resumes_and_loads_like_any_pipeline(tmp_path):
     assert prior.tokenizer.unk_token_id not in ids  # the word tokenizer knows the world's captions
     pipe = DiffusionPipeline.from_pretrained(out)
     assert type(pipe).__name__ == "StableDiffusionPipeline" and pipe.unet.config.class_embed_type == "projection"
+    from vision3d_kd.guidance.prior_training import export_checkpoint
+
+    again, step = export_checkpoint(tmp_path / "work", tmp_path / "exported")  # from the checkpoints alone
+    assert step == 3
+    emb = prior.text_embeddings(["a red mug"])
+    x = torch.randn(1, 4, 8, 8)
+    same = DiffusersPrior(again).model_output(x, torch.tensor([7]), emb.cond, cam)
+    assert torch.allclose(same, prior.model_output(x, torch.tensor([7]), emb.cond, cam), atol=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -17,19 +17,27 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vision3d_kd.data.object_views import load_prior_shards  # noqa: E402
-from vision3d_kd.guidance.prior_training import PriorTrainConfig, train_prior  # noqa: E402
+from vision3d_kd.guidance.prior_training import PriorTrainConfig, export_checkpoint, train_prior  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--data", type=Path, help="data set folder from make_prior_data.py (not for --export-only)")
     ap.add_argument("--work", type=Path, required=True, help="checkpoint folder (resumed if it exists)")
     ap.add_argument("--out", type=Path, default=Path("assets/prior"))
+    ap.add_argument("--export-only", action="store_true",
+                    help="write --out from the latest checkpoints in --work and exit (training may be running)")
     defaults = PriorTrainConfig()
     for key, value in vars(defaults).items():
         ap.add_argument("--" + key.replace("_", "-"), type=type(value), default=value)
     args = ap.parse_args()
     cfg = PriorTrainConfig(**{k: getattr(args, k) for k in vars(defaults)})
+    if args.export_only:
+        out, step = export_checkpoint(args.work, args.out)
+        print(f"wrote {out} (UNet EMA at step {step})")
+        return
+    if args.data is None:
+        ap.error("--data is required unless --export-only")
     images, meta = load_prior_shards(args.data)
     print(f"{len(images)} images from {args.data}", flush=True)
     log_path = args.work / "log.jsonl"

@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from .bundled import SIZES, build_scheduler, build_text_encoder, build_tokenizer, build_unet, build_vae, save_pipeline
 from .prior import CameraCondition, camera_features
 
-__all__ = ["PriorTrainConfig", "train_prior", "images_to_tensor"]
+__all__ = ["PriorTrainConfig", "train_prior", "export_checkpoint", "images_to_tensor"]
 
 Log = Callable[[str, int, dict], None]
 
@@ -211,3 +211,25 @@ def train_prior(images: np.ndarray, meta: list[dict], work: Path, out: Path, cfg
     tokenizer = build_tokenizer(SIZES[cfg.size].max_words)
     unet, text, sched = _train_unet(latents, meta, cfg, work, tokenizer, log)
     return save_pipeline(out, unet, text, tokenizer, sched, vae)
+
+
+def export_checkpoint(work: Path, out: Path) -> tuple[Path, int]:
+    """Write the pipeline directory `out` from a work folder's latest checkpoints (VAE, latent scale, EMA
+    UNet and text encoder), e.g. while training still runs; returns (out, UNet step)."""
+    work = Path(work)
+    cfg_path = work / "config.json"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{work}: no config.json (not a train_prior work folder)")
+    size = SIZES[json.loads(cfg_path.read_text())["size"]]
+    ck_vae, ck_lat, ck_unet = (_load(work / n) for n in ("vae.pt", "latents.pt", "unet.pt"))
+    if ck_vae is None or ck_lat is None or ck_unet is None:
+        raise ConfigError(f"{work}: needs vae.pt, latents.pt and unet.pt (the UNet stage has not checkpointed yet)")
+    vae = build_vae(size)
+    vae.load_state_dict(ck_vae["model"])
+    vae.register_to_config(scaling_factor=float(ck_lat["scale"]))
+    unet, text = build_unet(size, ck_lat["latents"].shape[-1]), build_text_encoder(size)
+    unet.load_state_dict(ck_unet["ema_unet"])
+    text.load_state_dict(ck_unet["ema_text"])
+    tokenizer = build_tokenizer(size.max_words)
+    out = save_pipeline(out, unet.eval(), text.eval(), tokenizer, build_scheduler(), vae.eval())
+    return out, int(ck_unet["step"])
