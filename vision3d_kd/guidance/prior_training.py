@@ -61,7 +61,7 @@ class PriorTrainConfig:
 
 def images_to_tensor(images: np.ndarray) -> Tensor:
     """uint8 [N,H,W,3] -> float [N,3,H,W] in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def _lr(step: int, total: int, peak: float) -> float:
