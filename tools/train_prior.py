@@ -34,6 +34,7 @@ def main() -> None:
     cfg = PriorTrainConfig(**{k: getattr(args, k) for k in vars(defaults)})
     if args.export_only:
         out, step = export_checkpoint(args.work, args.out)
+        _provenance(out, args.work, step)
         print(f"wrote {out} (UNet EMA at step {step})")
         return
     if args.data is None:
@@ -42,6 +43,8 @@ def main() -> None:
     print(f"{len(images)} images from {args.data}", flush=True)
     log_path = args.work / "log.jsonl"
     args.work.mkdir(parents=True, exist_ok=True)
+    with (args.work / "commands.txt").open("a") as f:  # every (re)start, for TRAINING.md
+        f.write("python " + " ".join(sys.argv) + "\n")
 
     def log(stage: str, step: int, rec: dict) -> None:
         line = json.dumps({"stage": stage, "step": step, **rec})
@@ -50,7 +53,26 @@ def main() -> None:
             f.write(line + "\n")
 
     out = train_prior(images, meta, args.work, args.out, cfg, log)
+    _provenance(out, args.work, cfg.unet_steps, args.data)
     print(f"wrote {out}")
+
+
+def _provenance(out: Path, work: Path, step: int, data: Path | None = None) -> None:
+    """out/TRAINING.md: how this prior was made (command, config, data settings, last log lines, commit)."""
+    import subprocess
+
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1]).stdout.strip() or "unknown"
+    log = (work / "log.jsonl").read_text().splitlines() if (work / "log.jsonl").is_file() else []
+    last = {json.loads(x)["stage"]: x for x in log}
+    info = (data / "info.json").read_text() if data and (data / "info.json").is_file() else "(see make_prior_data)"
+    runs = (work / "commands.txt").read_text() if (work / "commands.txt").is_file() else "(not recorded)\n"
+    text = (f"# Bundled prior\n\nUNet EMA weights at step {step}. Commit {commit}.\n\n"
+            f"Training commands (each start or resume):\n```\n{runs}```\n"
+            f"Written by: `python {' '.join(sys.argv)}`\n\nConfig (work/config.json):\n```\n"
+            f"{(work / 'config.json').read_text()}\n```\nData settings (info.json):\n```\n{info}\n```\n"
+            "Last log lines:\n```\n" + "\n".join(last.values()) + "\n```\n")
+    (out / "TRAINING.md").write_text(text)
 
 
 if __name__ == "__main__":
