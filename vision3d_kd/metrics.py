@@ -97,8 +97,9 @@ def surface_color_error(points: np.ndarray, colors: np.ndarray, scene, shading=N
     x = torch.from_numpy(np.asarray(points, np.float32))
     for _ in range(4):  # project along the SDF gradient
         x = x - scene.sdf(x)[:, None] * scene.normal(x)
-    truth = (shading or Shading()).shade(scene.color(x), scene.normal(x))
-    ok = (scene.normal(x).norm(dim=-1) > 0.5).numpy()  # the SDF gradient is undefined on a cone's apex or axis
+    normal = scene.normal(x)
+    truth = (shading or Shading()).shade(scene.color(x), normal)
+    ok = (normal.norm(dim=-1) > 0.5).numpy()  # the SDF gradient is undefined on a cone's apex or axis
     return float(np.abs(np.asarray(colors, np.float32)[ok] - truth.numpy()[ok]).mean())
 
 
