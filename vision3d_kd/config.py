@@ -15,7 +15,8 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["TrainConfig", "SplatTrainConfig", "FitConfig", "CONFIG_DIR", "load_fit_config", "apply_overrides"]
+__all__ = ["TrainConfig", "SplatTrainConfig", "FitConfig", "CONFIG_DIR", "load_fit_config", "apply_overrides",
+           "dataclass_from", "parse_overrides"]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -154,20 +155,36 @@ def train_config_class(field_name: str) -> type:
     return SplatTrainConfig if field_name == "splats" else TrainConfig
 
 
-def _train_from(values: dict[str, Any], field_name: str) -> Any:
-    klass = train_config_class(field_name)
-    names = {f.name: f.type for f in dataclasses.fields(klass)}
+def dataclass_from(klass: type, values: dict[str, Any], section: str) -> Any:
+    """An instance of the dataclass `klass` with `values` over its defaults, each converted to the type of
+    its default (tuples from lists; options whose default is None take numbers or None). Unknown keys or
+    unconvertible values raise ConfigError naming `section.key`."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{section}: expected a mapping, got {type(values).__name__}")
+    names = [f.name for f in dataclasses.fields(klass)]
     unknown = sorted(set(values) - set(names))
     if unknown:
-        raise ConfigError(f"unknown train option(s): {', '.join(unknown)} (known: {', '.join(names)})")
+        raise ConfigError(f"unknown {section} option(s): {', '.join(unknown)} (known: {', '.join(names)})")
     cfg = klass()
     for k, v in values.items():
         default = getattr(cfg, k)
         try:
-            setattr(cfg, k, type(default)(v))
+            if default is None or v is None:
+                value = v if v is None or isinstance(v, (str, bool)) else float(v)
+            elif isinstance(default, tuple):
+                value = tuple(type(d)(x) for d, x in zip(default, v, strict=True))
+            elif isinstance(default, dict):
+                value = dict(v)
+            else:
+                value = type(default)(v)
         except (TypeError, ValueError):
-            raise ConfigError(f"train.{k}: expected {type(default).__name__}, got {v!r}") from None
+            raise ConfigError(f"{section}.{k}: expected {type(default).__name__}, got {v!r}") from None
+        setattr(cfg, k, value)
     return cfg
+
+
+def _train_from(values: dict[str, Any], field_name: str) -> Any:
+    return dataclass_from(train_config_class(field_name), values, "train")
 
 
 def load_fit_config(field_name: str, config_file: Path | None = None) -> FitConfig:
@@ -187,18 +204,24 @@ def load_fit_config(field_name: str, config_file: Path | None = None) -> FitConf
     return FitConfig(field_name, dict(raw.get("field") or {}), _train_from(raw.get("train") or {}, field_name))
 
 
-def apply_overrides(cfg: FitConfig, overrides: list[str]) -> FitConfig:
-    """Apply `section.key=value` overrides (section is `field` or `train`; value parsed as YAML)."""
-    train = dataclasses.asdict(cfg.train)
-    fld = dict(cfg.field)
+def parse_overrides(overrides: list[str], sections: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """`section.key=value` strings -> {section: {key: value}} (value parsed as YAML)."""
+    out: dict[str, dict[str, Any]] = {s: {} for s in sections}
     for item in overrides:
         key, sep, value = item.partition("=")
         section, dot, name = key.strip().partition(".")
-        if not sep or not dot or section not in ("field", "train") or not name:
-            raise ConfigError(f"override {item!r}: expected field.KEY=VALUE or train.KEY=VALUE")
+        if not sep or not dot or section not in sections or not name:
+            forms = " or ".join(f"{s}.KEY=VALUE" for s in sections)
+            raise ConfigError(f"override {item!r}: expected {forms}")
         try:
-            parsed = yaml.safe_load(value)
+            out[section][name] = yaml.safe_load(value)
         except yaml.YAMLError:
             raise ConfigError(f"override {item!r}: value is not valid YAML") from None
-        (fld if section == "field" else train)[name] = parsed
-    return FitConfig(cfg.field_name, fld, _train_from(train, cfg.field_name))
+    return out
+
+
+def apply_overrides(cfg: FitConfig, overrides: list[str]) -> FitConfig:
+    """Apply `section.key=value` overrides (section is `field` or `train`; value parsed as YAML)."""
+    parsed = parse_overrides(overrides, ("field", "train"))
+    train = {**dataclasses.asdict(cfg.train), **parsed["train"]}
+    return FitConfig(cfg.field_name, {**cfg.field, **parsed["field"]}, _train_from(train, cfg.field_name))

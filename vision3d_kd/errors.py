@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["V3KDError", "DataError", "RunError", "ConfigError"]
+__all__ = ["V3KDError", "DataError", "RunError", "ConfigError", "NumericalError"]
 
 
 class V3KDError(Exception):
@@ -19,3 +19,7 @@ class RunError(V3KDError):
 
 class ConfigError(V3KDError):
     """A configuration value or CLI option is invalid or out of range."""
+
+
+class NumericalError(V3KDError):
+    """An optimisation produced non-finite values (NaN/Inf) and stopped before writing them."""

@@ -20,10 +20,11 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import bench, convert, data, eval, export, fit, prior, render, view
+    from . import bench, convert, data, eval, export, fit, generate, prior, render, view
 
     fit.register(app)
     convert.register(app)
+    generate.register(app)
     eval.register(app)
     render.register(app)
     bench.register(app)

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .base import DEFAULT_AABB, Field
+from .blob import BlobField
 from .grid import VoxelGridField
 from .hashgrid import HashGridField
 from .mlp import MLPField
@@ -24,6 +25,7 @@ __all__ = [
     "TensoRFCP",
     "VoxelGridField",
     "GaussianSplats",
+    "BlobField",
     "MODELS",
 ]
 
@@ -32,8 +34,9 @@ FIELDS: dict[str, type[Field]] = {
 }
 
 
-# Everything a run can hold: the radiance fields plus Gaussian splats (not a Field: no density head).
-MODELS: dict[str, type] = {**FIELDS, GaussianSplats.name: GaussianSplats}
+# Everything a run can hold: the radiance fields, Gaussian splats (not a Field: no density head) and the
+# text-to-3D wrapper of a field (fields/blob.py).
+MODELS: dict[str, type] = {**FIELDS, GaussianSplats.name: GaussianSplats, BlobField.name: BlobField}
 
 
 def build_field(cfg: dict[str, Any]) -> Field:

@@ -7,13 +7,14 @@ Rays are in world units with unit-length directions, so `t` and depth are Euclid
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ..data.dataset import background_color
-from ..kernels import composite
+from ..kernels import composite, composite_weights
 from ..kernels.composite_ref import exclusive_optical_depth
 from .distortion import distortion_loss
 from .march import march_rays
@@ -70,12 +71,16 @@ def render_rays(
     jitter: bool = False,
     generator: torch.Generator | None = None,
     distortion: bool = False,
+    shader: Callable[..., tuple[Tensor, dict[str, Tensor]]] | None = None,
 ) -> dict[str, Tensor]:
     """Render rays [R,3] through `field` (sigma, rgb = field(x, d)). background: [R,3].
 
     Returns rgb [R,3] (composited over the background), opacity [R], depth [R] (ray distance,
     weighted by opacity; 0 where empty) and n_samples (a 0-dim tensor); with `distortion`, also
-    "distortion": the mean Mip-NeRF 360 distortion loss of the rays' samples (scene units)."""
+    "distortion": the mean Mip-NeRF 360 distortion loss of the rays' samples (scene units).
+    `shader(x [S,3], sigma [S], rgb [S,3], rays_d, ray_indices) -> (rgb', {name: penalty [S]})` replaces
+    the samples' colours before compositing (render/shading.py); each penalty is returned as
+    Σ sg(w_i) p_i / R under its name (sg: no gradient through the weights)."""
     aabb = field.aabb if grid is None else grid.aabb
     ray_i, t_s, t_e = march_rays(rays_o, rays_d, aabb, settings.step_size, grid, settings.near, jitter, generator)
     pts = _sample_points(rays_o, rays_d, ray_i, t_s, t_e)
@@ -89,11 +94,17 @@ def render_rays(
         out = {"rgb": rgb, "opacity": zeros, "depth": zeros, "n_samples": torch.tensor(0)}
         return {**out, "distortion": rgb.sum() * 0.0} if distortion else out
     sigma, rgb_s = field.forward_rays(pts, rays_d, ray_i)
+    penalties: dict[str, Tensor] = {}
+    if shader is not None:
+        rgb_s, penalties = shader(pts, sigma.reshape(-1), rgb_s, rays_d, ray_i)
     rgb, opacity, depth = composite(sigma.reshape(-1), rgb_s, t_s, t_e, ray_i, n)
     rgb = rgb + (1.0 - opacity[:, None]) * background
     out = {"rgb": rgb, "opacity": opacity, "depth": depth, "n_samples": torch.tensor(ray_i.numel())}
     if distortion:
         out["distortion"] = distortion_loss(sigma.reshape(-1), t_s, t_e, ray_i, n)
+    if penalties:
+        w = composite_weights(sigma.reshape(-1).detach(), t_s, t_e, ray_i, n)
+        out.update({k: (w * p).sum() / n for k, p in penalties.items()})
     return out
 
 

@@ -1,0 +1,130 @@
+"""`v3kd generate` configuration: `GenerateConfig` (cameras, student, shading, regularisers, outputs), the
+student's field options and the guidance's `GuidanceConfig`, from `vision3d_kd/configs/generate/<method>.yaml`
+(sections `generate:`, `field:`, `guidance:`) and `section.key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import CONFIG_DIR, dataclass_from, parse_overrides
+from ..errors import ConfigError
+from ..guidance.sds import METHODS, GuidanceConfig
+
+__all__ = ["GenerateConfig", "GenerationSetup", "load_generate_config", "GENERATE_DIR"]
+
+GENERATE_DIR = CONFIG_DIR / "generate"
+SECTIONS = ("generate", "field", "guidance")
+
+
+@dataclass
+class GenerateConfig:
+    """Everything but the guidance. Angles in degrees, distances in scene units (object within the
+    box [-aabb, aabb]^3, z up, front = +x as in the bundled prior's world)."""
+
+    steps: int = 600                  # distillation steps
+    max_seconds: float = 0.0          # wall-clock budget (0: none); schedules follow the clock
+    lr: float = 0.01                  # Adam learning rate of the student
+    batch: int = 1                    # cameras per step (per particle)
+    particles: int = 1                # independent students optimised together (VSD's particles)
+    student: str = "hashgrid"         # any field family, or splats
+    size: int = 0                     # render size in pixels (0: the prior's image size)
+    elevation_deg: tuple[float, float] = (-10.0, 60.0)
+    azimuth_deg: tuple[float, float] = (-180.0, 180.0)
+    radius: tuple[float, float] = (3.2, 3.8)
+    fov_deg: tuple[float, float] = (40.0, 40.0)
+    aabb: float = 1.0                 # half size of the student's box
+    step_size: float = 0.02           # ray-marching step
+    blob_density: float = 10.0        # Magic3D density blob b(p) = λ(1 − ‖p‖/σ): λ
+    blob_radius: float = 0.5          # ... and σ
+    start_levels: int = 4             # hash-grid levels active at the start (all by half-way)
+    p_albedo: float = 0.3             # shading augmentation probabilities (the rest: textureless)
+    p_lambertian: float = 0.6
+    ambient: tuple[float, float] = (0.3, 0.5)
+    lambda_orient: float = 0.01       # DreamFusion orientation penalty
+    lambda_sparsity: float = 0.0      # mean opacity
+    lambda_opaque: float = 0.0        # binary entropy of the opacity (pushes it to 0 or 1)
+    occ_update_every: int = 16        # steps between occupancy-grid refreshes
+    occ_resolution: int = 64
+    view_dependent_prompt: bool = True
+    splats: int = 4096                # splat student: initial Gaussians (in the blob)
+    seed: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 10
+    mesh_resolution: int = 128        # outputs: marching-cubes lattice, turntable frames and size
+    video_frames: int = 48
+    video_size: int = 128
+
+    def validate(self) -> None:
+        """Raise ConfigError for out-of-range values."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            vals = v if isinstance(v, tuple) else (v,)
+            if any(isinstance(x, float) and not math.isfinite(x) for x in vals):
+                raise ConfigError(f"generate.{f.name} must be finite, got {v}")
+        for name in ("steps", "batch", "particles", "occ_update_every", "occ_resolution", "checkpoint_every",
+                     "log_every", "mesh_resolution", "video_frames", "video_size", "splats"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"generate.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.step_size <= 0 or self.aabb <= 0 or self.blob_radius <= 0 or self.size < 0:
+            raise ConfigError("generate.lr, step_size, aabb and blob_radius must be > 0 and size >= 0")
+        if not (0 <= self.p_albedo and 0 <= self.p_lambertian and self.p_albedo + self.p_lambertian <= 1):
+            raise ConfigError("generate.p_albedo and p_lambertian must be >= 0 and sum to at most 1")
+        for name in ("elevation_deg", "azimuth_deg", "radius", "fov_deg", "ambient"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ConfigError(f"generate.{name} must be (low, high) with low <= high, got {(lo, hi)}")
+        if min(self.lambda_orient, self.lambda_sparsity, self.lambda_opaque) < 0:
+            raise ConfigError("generate.lambda_* must be >= 0")
+
+
+@dataclass
+class GenerationSetup:
+    """A method's complete settings: loop, student field options and guidance."""
+
+    method: str
+    generate: GenerateConfig
+    field: dict[str, Any] = dc_field(default_factory=dict)
+    guidance: GuidanceConfig = dc_field(default_factory=GuidanceConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "generate": dataclasses.asdict(self.generate), "field": dict(self.field),
+                "guidance": self.guidance.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GenerationSetup:
+        return cls(d["method"], dataclass_from(GenerateConfig, d.get("generate") or {}, "generate"),
+                   dict(d.get("field") or {}), dataclass_from(GuidanceConfig, d.get("guidance") or {}, "guidance"))
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        self.generate.validate()
+        self.guidance.validate()
+
+
+def load_generate_config(method: str, config_file: Path | None = None,
+                         overrides: list[str] | None = None) -> GenerationSetup:
+    """The method's YAML (or `config_file`) with `generate.K=V`, `field.K=V`, `guidance.K=V` overrides."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    path = Path(config_file) if config_file else GENERATE_DIR / f"{method}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict) or set(raw) - set(SECTIONS):
+        raise ConfigError(f"{path}: expected top-level keys {', '.join(SECTIONS)}")
+    extra = parse_overrides(list(overrides or []), SECTIONS)
+    merged = {s: {**(raw.get(s) or {}), **extra[s]} for s in SECTIONS}
+    setup = GenerationSetup.from_dict({"method": method, **merged})
+    setup.validate()
+    return setup

@@ -1,0 +1,133 @@
+"""The text-to-3D loop: each step renders `batch` random cameras of every particle (random Lambertian /
+albedo / textureless shading), asks the guidance for its score-distillation loss with the
+view-dependent prompt and the cameras, adds the regularisers and takes an Adam step. Resumable: the
+run directory holds the student, the occupancy grid, optimizer moments, the RNG and VSD's LoRA.
+
+Particles beyond the first are written to RUN/particles/<k>/ (each a run directory of its own)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..cameras import RandomCameraSampler
+from ..checkpoint import write_json
+from ..guidance.bsd import BSD
+from ..guidance.prior import CameraCondition, DiffusionPrior
+from ..guidance.prompts import ViewPrompts
+from ..guidance.sds import SDS, ScoreDistillation
+from ..guidance.vsd import VSD
+from ..render.shading import Shader, random_light
+from ..train_loop import TrainLoop
+from ..train_state import load_train_state, save_train_state
+from .config import GenerationSetup
+from .students import build_student
+
+__all__ = ["generate", "build_guidance", "particle_dir"]
+
+GUIDANCES: dict[str, type[ScoreDistillation]] = {"sds": SDS, "vsd": VSD, "bsd": BSD}
+
+
+def build_guidance(method: str, prior: DiffusionPrior, setup: GenerationSetup) -> ScoreDistillation:
+    return GUIDANCES[method](prior, setup.guidance)
+
+
+def particle_dir(out: Path, k: int) -> Path:
+    """Run directory of particle k (0 is the run itself)."""
+    return Path(out) if k == 0 else Path(out) / "particles" / str(k)
+
+
+def _pick_shading(g, rng: random.Random) -> str:
+    u = rng.random()
+    return "albedo" if u < g.p_albedo else "lambertian" if u < g.p_albedo + g.p_lambertian else "textureless"
+
+
+def _render_config(g, size: int) -> dict[str, Any]:
+    """The run's `render` section (what export, render and view read)."""
+    return {"step_size": g.step_size, "radius": sum(g.radius) / 2, "fov_y_deg": sum(g.fov_deg) / 2,
+            "elevation_deg": sum(g.elevation_deg) / 2, "elevation_range_deg": list(g.elevation_deg),
+            "width": size, "height": size}
+
+
+def generate(prompt: str, out: Path, setup: GenerationSetup, prior: DiffusionPrior, prior_path: str | None = None,
+             resume: bool = False, device: torch.device | str = "cpu", show_progress: bool = True,
+             callback: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Optimise setup.generate.particles students for `prompt`; returns metrics (also RUN/metrics.json)."""
+    setup.validate()
+    g, out, dev = setup.generate, Path(out), torch.device(device)
+    torch.manual_seed(g.seed)
+    gen = torch.Generator().manual_seed(g.seed)
+    rng = random.Random(g.seed)
+    size = g.size or prior.image_size
+    sampler = RandomCameraSampler(g.elevation_deg, g.azimuth_deg, g.radius, g.fov_deg, size, size)
+    prompts = ViewPrompts(prior, prompt, setup.guidance.negative_prompt, g.view_dependent_prompt)
+    guidance = build_guidance(setup.method, prior, setup)
+    students = [build_student(setup, dev, gen) for _ in range(g.particles)]
+    run_cfg = {"generate": setup.to_dict(), "prompt": prompt, "prior": prior_path, "render": _render_config(g, size)}
+    step, elapsed = 0, 0.0
+    if resume:
+        for k, s in enumerate(students):
+            s.load(particle_dir(out, k))
+        meta, extra = load_train_state(out, students[0].optimizer, gen)
+        for k, s in enumerate(students[1:], 1):
+            load_train_state(particle_dir(out, k), s.optimizer, torch.Generator())
+        version, state, gauss = meta["py_rng"]
+        rng.setstate((version, tuple(state), gauss))
+        if isinstance(guidance, VSD):
+            guidance.load_state_dict({k[5:]: v for k, v in extra.items() if k.startswith("lora.")})
+        step, elapsed = meta["step"], meta["elapsed"]
+
+    def checkpoint(at_step: int, seconds: float) -> None:
+        extra = {f"lora.{k}": v for k, v in guidance.state_dict().items()} if isinstance(guidance, VSD) else None
+        for k, s in enumerate(students):
+            run = particle_dir(out, k)
+            s.save(run, {**run_cfg, "particle": k})
+            meta = {"step": at_step, "elapsed": seconds, "py_rng": rng.getstate()}
+            save_train_state(run, s.optimizer, meta, gen if k == 0 else torch.Generator(), extra if k == 0 else None)
+
+    loop = TrainLoop(out, f"generate {setup.method}", g.steps, checkpoint, start_step=step, elapsed_before=elapsed,
+                     max_seconds=g.max_seconds, log_every=g.log_every, checkpoint_every=g.checkpoint_every,
+                     resume=resume, show_progress=show_progress, callback=callback)
+    t0 = time.perf_counter()
+    with loop:
+        while loop.running():
+            step, progress = loop.step, loop.progress()
+            params = sampler.sample_params(g.batch, gen)
+            cams = sampler.cameras(params).to(dev)
+            camera = CameraCondition(params["elevation_deg"], params["azimuth_deg"], params["radius"])
+            emb = prompts.for_cameras(camera)
+            rec: dict[str, float] = {}
+            total = 0.0
+            for k, s in enumerate(students):
+                s.before_step(step, progress, gen)
+                mode = _pick_shading(g, rng)
+                shader = Shader(None, mode, random_light(gen), rng.uniform(*g.ambient), fd_step=g.step_size * 0.5,
+                                orientation=g.lambda_orient > 0)
+                views = [s.render(cams, i, None if mode == "albedo" and not shader.orientation else shader, gen)
+                         for i in range(g.batch)]
+                images = torch.stack([v["rgb"] for v in views]).permute(0, 3, 1, 2)
+                opacity = torch.stack([v["opacity"] for v in views])
+                loss, info = guidance.loss(images, emb, camera, progress, gen)
+                orient = torch.stack([v["orientation"] for v in views]).mean()
+                loss = loss + g.lambda_orient * orient + g.lambda_sparsity * opacity.mean()
+                if g.lambda_opaque > 0:
+                    o = opacity.clamp(1e-4, 1 - 1e-4)
+                    loss = loss - g.lambda_opaque * (o * o.log() + (1 - o) * (1 - o).log()).mean()
+                s.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                s.optimizer.step()
+                total += float(loss.detach())
+                if k == 0:
+                    rec = {**info, "orientation": float(orient), "opacity": float(opacity.mean()), "shading": mode}
+            rec["loss"] = total / len(students)
+            loop.end_step(rec, f"loss {rec['loss']:.3g}  t {rec.get('t', 0):.0f}")
+    metrics = {"prompt": prompt, "method": setup.method, "steps": loop.step, "seconds": round(loop.elapsed, 2),
+               "seconds_this_session": round(time.perf_counter() - t0, 2), "particles": g.particles,
+               "student": g.student, "seed": g.seed}
+    write_json(out / "metrics.json", metrics)
+    return metrics

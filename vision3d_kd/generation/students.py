@@ -1,0 +1,115 @@
+"""The 3D students score distillation optimises: a radiance field wrapped in `BlobField` (density blob,
+progressive hash levels, occupancy-grid marching, shading augmentation) or Gaussian splats (initialised
+in the blob's ball; albedo only, no normals). Both render one camera to rgb [H,W,3] on white and save
+as ordinary run directories (so `v3kd export/render/view` work on the result)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..cameras import Cameras, image_rays
+from ..checkpoint import load_tensors, save_field, save_tensors
+from ..fields import BlobField, GaussianSplats, build_field
+from ..fields.splats import rgb_to_sh_dc
+from ..render.occupancy import OccupancyGrid
+from ..render.shading import Shader
+from ..render.splat import render_splats
+from ..render.volume import RenderSettings, render_rays
+from ..trainer import OCCUPANCY, make_optimizer
+from .config import GenerationSetup
+
+__all__ = ["FieldStudent", "SplatStudent", "build_student"]
+
+WHITE = (1.0, 1.0, 1.0)
+
+
+class FieldStudent:
+    """A BlobField over the method's field family (see the module docstring)."""
+
+    def __init__(self, setup: GenerationSetup, device: torch.device) -> None:
+        g = setup.generate
+        box = [[-g.aabb] * 3, [g.aabb] * 3]
+        inner = {**setup.field, "field": g.student, "aabb": box}
+        self.model = BlobField(inner=inner, blob_density=g.blob_density, blob_radius=g.blob_radius,
+                               start_levels=g.start_levels).to(device)
+        self.grid = OccupancyGrid(self.model.aabb.cpu(), g.occ_resolution).to(device)
+        self.settings = RenderSettings(step_size=g.step_size, alpha_thre=0.0)
+        self.density_thr = -math.log(1.0 - 0.01) / g.step_size
+        self.optimizer = make_optimizer(self.model, g.lr)
+        self.cfg = g
+
+    def before_step(self, step: int, progress: float, generator: torch.Generator) -> None:
+        """Unlock hash levels; refresh the occupancy grid every occ_update_every steps."""
+        self.model.set_progress(progress)
+        if step % self.cfg.occ_update_every == 0:
+            self.grid.update(self.model.density, self.density_thr, warmup=step < 64, generator=generator)
+
+    def render(self, cams: Cameras, i: int, shader: Shader | None, generator: torch.Generator) -> dict[str, Tensor]:
+        """rgb [H,W,3], opacity [H,W] and the orientation penalty (scalar) of camera i."""
+        o, d = image_rays(cams, i)
+        bg = torch.tensor(WHITE, device=o.device).expand(o.shape[0], 3)
+        if shader is not None:
+            shader.field = self.model
+        res = render_rays(self.model, o, d, self.grid, bg, self.settings, jitter=True, generator=generator,
+                          shader=shader)
+        h, w = cams.height, cams.width
+        return {"rgb": res["rgb"].reshape(h, w, 3), "opacity": res["opacity"].reshape(h, w),
+                "orientation": res.get("orientation", res["rgb"].sum() * 0.0)}
+
+    def save(self, run: Path, extra: dict[str, Any]) -> None:
+        save_field(run, self.model, extra)
+        save_tensors(run / OCCUPANCY, self.grid.state_dict())
+
+    def load(self, run: Path) -> None:
+        tensors = load_tensors(run / "weights.safetensors")
+        self.model.load_state_dict(tensors)
+        self.grid.load_state_dict(load_tensors(run / OCCUPANCY))
+
+
+class SplatStudent:
+    """Gaussian splats (SH degree 0) started as `splats` small grey Gaussians in the blob ball."""
+
+    def __init__(self, setup: GenerationSetup, device: torch.device, generator: torch.Generator) -> None:
+        g = setup.generate
+        n = g.splats
+        dirs = torch.nn.functional.normalize(torch.randn(n, 3, generator=generator), dim=-1)
+        r = g.blob_radius * torch.rand(n, 1, generator=generator) ** (1 / 3)
+        self.model = GaussianSplats(aabb=[[-g.aabb] * 3, [g.aabb] * 3], n=n, sh_degree=0)
+        with torch.no_grad():
+            self.model.means.copy_(dirs * r)
+            self.model.log_scales.fill_(math.log(g.blob_radius * 0.08))
+            self.model.opacity_logits.fill_(-1.0)
+            self.model.sh_dc.copy_(rgb_to_sh_dc(torch.full((n, 3), 0.6))[:, None])
+        self.model = self.model.to(device)
+        lr = g.lr
+        groups = [{"params": [self.model.means], "lr": lr * 0.1}, {"params": [self.model.log_scales], "lr": lr * 0.5},
+                  {"params": [self.model.quats], "lr": lr * 0.1}, {"params": [self.model.opacity_logits], "lr": lr * 5},
+                  {"params": [self.model.sh_dc], "lr": lr * 0.25}]
+        self.optimizer = torch.optim.Adam(groups, eps=1e-15)
+        self.grid = None
+
+    def before_step(self, step: int, progress: float, generator: torch.Generator) -> None:
+        return None
+
+    def render(self, cams: Cameras, i: int, shader: Shader | None, generator: torch.Generator) -> dict[str, Tensor]:
+        out = render_splats(self.model, cams[i], background=torch.tensor(WHITE, device=self.model.means.device))
+        return {"rgb": out["rgb"], "opacity": out["alpha"], "orientation": out["rgb"].sum() * 0.0}
+
+    def save(self, run: Path, extra: dict[str, Any]) -> None:
+        save_field(run, self.model, extra)
+
+    def load(self, run: Path) -> None:
+        self.model.load_state_dict(load_tensors(run / "weights.safetensors"))
+
+
+def build_student(setup: GenerationSetup, device: torch.device, generator: torch.Generator):
+    """The student named by setup.generate.student (splats or any field family)."""
+    if setup.generate.student == "splats":
+        return SplatStudent(setup, device, generator)
+    build_field({**setup.field, "field": setup.generate.student})  # fail early on a bad name / option
+    return FieldStudent(setup, device)

@@ -1,0 +1,40 @@
+"""View-dependent prompts (DreamFusion): the prompt gets ", front view" within 45° of azimuth 0,
+", back view" beyond 135°, ", overhead view" above 60° elevation and ", side view" otherwise
+(`data.objects.view_suffix`, the same rule the bundled prior's captions follow). The four variants are
+encoded once; `for_cameras` picks one per camera."""
+
+from __future__ import annotations
+
+import torch
+
+from ..data.objects import view_suffix
+from .prior import CameraCondition, DiffusionPrior, PromptEmbeddings
+
+__all__ = ["ViewPrompts", "SUFFIXES"]
+
+SUFFIXES = (", front view", ", side view", ", back view", ", overhead view")
+
+
+class ViewPrompts:
+    """Text embeddings of `prompt` + each view suffix (or of the bare prompt with view_dependent=False)."""
+
+    def __init__(self, prior: DiffusionPrior, prompt: str, negative: str = "", view_dependent: bool = True) -> None:
+        if not prompt.strip():
+            raise ValueError("the prompt is empty")
+        self.prompt, self.view_dependent = prompt.strip(), view_dependent
+        texts = [self.prompt + s for s in SUFFIXES] if view_dependent else [self.prompt]
+        self.texts = texts
+        self._emb = prior.text_embeddings(texts, negative)
+
+    def text_for(self, elevation_deg: float, azimuth_deg: float) -> str:
+        """The prompt a camera at this elevation/azimuth (degrees) sees."""
+        return self.prompt + view_suffix(elevation_deg, azimuth_deg) if self.view_dependent else self.prompt
+
+    def for_cameras(self, camera: CameraCondition) -> PromptEmbeddings:
+        """Embeddings [B,L,D] (cond and uncond) for each camera's view."""
+        if not self.view_dependent:
+            idx = torch.zeros(len(camera.elevation_deg), dtype=torch.long)
+        else:
+            idx = torch.tensor([SUFFIXES.index(view_suffix(float(e), float(a)))
+                                for e, a in zip(camera.elevation_deg, camera.azimuth_deg, strict=True)])
+        return PromptEmbeddings(self._emb.cond[idx], self._emb.uncond[idx])

@@ -1,0 +1,134 @@
+"""Variational Score Distillation (ProlificDreamer).
+
+The rendered particles' own score is modelled by a LoRA copy of the prior's UNet (peft adapters on the
+attention projections of a deep copy, so the prior itself never changes) plus a camera embedding: an
+MLP of `camera_features` added to the UNet's time embedding (through a forward hook), zero-initialised
+so the copy starts equal to the prior. The gradient is
+
+    g = w(t) (ε̂_prior − ε_lora(x_t, t, y, c)),   ε̂_prior = ε_∅ + s (ε_c − ε_∅)  (s = 7.5 in the paper),
+
+and after each step the LoRA is trained on the detached particles z with its own t ~ U[0, T) and the
+DDPM loss (ε target, or v for v-prediction priors), the camera hidden (features zeroed) with
+probability `camera_dropout`, AdamW at `lora_lr`.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from .prior import CAMERA_FEATURES, CameraCondition, DiffusionPrior, camera_features, v_to_epsilon
+from .schedules import weighting
+from .sds import GuidanceConfig, ScoreDistillation
+
+__all__ = ["VSD", "LoraUNet"]
+
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+
+
+class LoraUNet(nn.Module):
+    """A LoRA-adapted, camera-embedded copy of a DiffusersPrior's UNet (float32, trainable parts only:
+    the LoRA matrices and the camera MLP)."""
+
+    def __init__(self, prior: DiffusionPrior, rank: int) -> None:
+        super().__init__()
+        from peft import LoraConfig
+
+        base = getattr(prior, "unet", None)
+        if base is None:
+            raise ConfigError("VSD needs a diffusers prior (a UNet to copy for its LoRA)")
+        self.prior = prior
+        self.unet = copy.deepcopy(base).float().requires_grad_(False)
+        self.unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGETS))
+        dim = self.unet.time_embedding.linear_2.out_features
+        self.camera_mlp = nn.Sequential(nn.Linear(CAMERA_FEATURES, dim), nn.SiLU(), nn.Linear(dim, dim))
+        nn.init.zeros_(self.camera_mlp[2].weight)
+        nn.init.zeros_(self.camera_mlp[2].bias)
+        self._camera_emb: Tensor | None = None
+        self.unet.time_embedding.register_forward_hook(self._add_camera)
+
+    def _add_camera(self, module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
+        return output if self._camera_emb is None else output + self._camera_emb.to(output.dtype)
+
+    def trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def forward(self, x_t: Tensor, t: Tensor, emb: Tensor, camera: CameraCondition | None,
+                hide_camera: Tensor | None = None) -> Tensor:
+        """The copy's raw output [B,C,h,w] (ε or v, like the prior); hide_camera [B] bool zeroes the
+        camera features of those samples."""
+        prior = self.prior
+        dev = x_t.device
+        labels = None
+        if camera is not None:
+            feats = camera_features(camera).to(dev)
+            labels = feats if prior.camera_conditioned else None
+            if hide_camera is not None:
+                feats = torch.where(hide_camera[:, None].to(dev), torch.zeros_like(feats), feats)
+            self._camera_emb = self.camera_mlp(feats)
+        try:
+            out = self.unet(x_t.float(), t, emb.float(), class_labels=labels).sample
+        finally:
+            self._camera_emb = None
+        return out[:, : prior.channels]
+
+    def epsilon(self, x_t: Tensor, t: Tensor, emb: Tensor, camera: CameraCondition | None) -> Tensor:
+        """ε predicted by the copy (v converted for v-prediction priors)."""
+        out = self(x_t, t, emb, camera)
+        if self.prior.prediction_type == "v_prediction":
+            out = v_to_epsilon(out, x_t, self.prior.alphas_cumprod.to(x_t.device)[t])
+        return out
+
+
+class VSD(ScoreDistillation):
+    """ProlificDreamer's variational score distillation (see the module docstring)."""
+
+    name = "vsd"
+
+    def __init__(self, prior: DiffusionPrior, cfg: GuidanceConfig) -> None:
+        super().__init__(prior, cfg)
+        self.lora = LoraUNet(prior, cfg.lora_rank)
+        self.optimizer = torch.optim.AdamW(self.lora.trainable(), lr=cfg.lora_lr)
+
+    def gradient(self, z, x_t, noise, t, emb, camera):
+        eps_u, eps_c = self.prior.predict_noise_pair(x_t, t, emb, camera)
+        eps_hat = eps_u.float() + self.cfg.guidance_scale * (eps_c.float() - eps_u.float())
+        eps_lora = self.lora.epsilon(x_t, t, emb.cond, camera)
+        w = weighting(self.cfg.weighting, self.abar(t).flatten()).reshape(-1, 1, 1, 1)
+        return w * (eps_hat - eps_lora)
+
+    def after_step(self, z, emb, camera, generator):
+        """Train the LoRA `lora_steps` times on the detached particles z; returns {'lora_loss': ...}."""
+        losses = []
+        b, T = z.shape[0], self.prior.num_train_timesteps
+        for _ in range(self.cfg.lora_steps):
+            t = torch.randint(0, T, (b,), generator=generator).to(z.device)
+            noise = torch.randn(z.shape, generator=generator).to(z)
+            x_t = self.prior.add_noise(z, noise, t)
+            hide = torch.rand(b, generator=generator) < self.cfg.camera_dropout
+            out = self.lora(x_t, t, emb.cond, camera, hide)
+            if self.prior.prediction_type == "v_prediction":
+                a = self.abar(t)
+                target = a.sqrt() * noise - (1 - a).sqrt() * z
+            else:
+                target = noise
+            loss = F.mse_loss(out.float(), target)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            losses.append(float(loss.detach()))
+        return {"lora_loss": sum(losses) / len(losses)}
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The LoRA's trainable tensors (for checkpoints)."""
+        return {k: v.detach().clone() for k, v in self.lora.named_parameters() if v.requires_grad}
+
+    def load_state_dict(self, tensors: dict[str, Tensor]) -> None:
+        params = dict(self.lora.named_parameters())
+        with torch.no_grad():
+            for k, v in tensors.items():
+                params[k].copy_(v)
