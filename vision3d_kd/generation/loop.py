@@ -123,7 +123,8 @@ def generate(prompt: str, out: Path, setup: GenerationSetup, prior: DiffusionPri
                 s.optimizer.step()
                 total += float(loss.detach())
                 if k == 0:
-                    rec = {**info, "orientation": float(orient), "opacity": float(opacity.mean()), "shading": mode}
+                    rec = {**info, "orientation": float(orient.detach()), "opacity": float(opacity.detach().mean()),
+                           "shading": mode}
             rec["loss"] = total / len(students)
             loop.end_step(rec, f"loss {rec['loss']:.3g}  t {rec.get('t', 0):.0f}")
     metrics = {"prompt": prompt, "method": setup.method, "steps": loop.step, "seconds": round(loop.elapsed, 2),
