@@ -18,6 +18,8 @@ BENCHMARKS = {
     "mesh": "meshes of fitted procedural scenes vs their exact SDF (Chamfer % of diagonal, colour error)",
     "prior": "samples of the diffusion prior on held-out prompt x view pairs vs ground-truth renders "
              "(mask IoU, colour error, view correctness)",
+    "text-to-3d": "SDS / VSD / BSD side by side on prompts of the prior's world, several seeds (multi-view IoU vs "
+                  "the true object, colour error, saturation, diversity, Janus rate, minutes per object)",
 }
 
 
@@ -37,11 +39,15 @@ def bench_command(
     ),
     fields: str = typer.Option(None, "--fields", help="fit-lego: comma-separated subset of fields; mesh: the field "
                                "to fit (default hashgrid)."),
-    prior: Path = typer.Option(None, "--prior", help="prior: diffusers pipeline directory (default assets/prior)."),
+    prior: Path = typer.Option(None, "--prior", help="prior / text-to-3d: diffusers pipeline directory (default "
+                               "assets/prior)."),
+    seeds: int = typer.Option(None, "--seeds", help="text-to-3d: seeds per prompt and method (default 3; quick 2)."),
+    steps: int = typer.Option(None, "--steps", help="text-to-3d: generation steps (default: the methods' configs)."),
+    methods: str = typer.Option(None, "--methods", help="text-to-3d: comma-separated subset of sds,vsd,bsd."),
     runs_dir: Path = typer.Option(
         None, "--runs-dir",
         help="fit-lego / pvd / mesh: keep the run directories here (default: a temp dir); pvd and mesh reuse "
-        "finished runs.",
+        "finished runs. text-to-3d: where its runs live (default bench/runs/text-to-3d; finished runs reused).",
     ),
 ) -> None:
     """Run benchmark NAME and write its JSON and Markdown table."""
@@ -85,6 +91,16 @@ def bench_command(
         from ..bench.prior import run as run_prior
 
         result = run_prior(quick=quick, prior_path=prior, grid_path=out_dir / "prior_samples.png")
+    elif name == "text-to-3d":
+        from ..bench.text_to_3d import run as run_t3d
+
+        if (seeds is not None and seeds < 1) or (steps is not None and steps < 1):
+            raise ConfigError("--seeds and --steps must be >= 1")
+        chosen = [m.strip() for m in methods.split(",")] if methods else None
+        bad = [m for m in chosen or [] if m not in ("sds", "vsd", "bsd")]
+        if bad:
+            raise ConfigError(f"--methods: unknown method(s) {', '.join(bad)} (choose from sds, vsd, bsd)")
+        result = run_t3d(quick=quick, prior_path=prior, runs_dir=runs_dir, seeds=seeds, steps=steps, methods=chosen)
     else:
         raise ConfigError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARKS)})")
     jpath, mpath = write_results(name, result, out_dir)

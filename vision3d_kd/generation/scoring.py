@@ -1,0 +1,141 @@
+"""Scores of a generated object against the true object of the bundled prior's world (`data.objects`).
+
+- Multi-view: the run and the true object are rendered from the same `n_views` cameras (elevation 15°,
+  azimuths evenly spaced, radius 3.5, 64 px, white background; the truth unshaded, i.e. its albedo, as the
+  student's renders are); mask IoU of opacity > 0.5, colour error (mean |Δ| of the mean colours inside the
+  two masks), mean HSV saturation inside the generated mask.
+- Asymmetric part (mug handle, chair back, arrow head: shape; house door, snowman nose: colour): where
+  the part is on the true object and where it would be after rotating the object by 90°, 180°, 270° about
+  z. Shape parts: the fraction of points of the part's protruding region (inside the part, ≥ 0.03 outside
+  every other primitive) where the run's density exceeds the surface level (its opacity-0.5 iso-density,
+  `export.mesh.auto_level`). Colour parts: rays looking straight at the part's outer surface points; the
+  part is seen when the mean colour there is nearer the part's colour than the body's. `part_sides` lists
+  the rotations where the part is found; correct = found at 0° only; Janus = found on ≥ 2 sides.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..cameras import cameras_from_spherical
+from ..data.object_views import render_object
+from ..data.objects import ASYMMETRIC, ObjectSpec, build_object
+from ..data.procedural import Shading
+from ..evaluate import render_image
+from ..export.mesh import auto_level
+from ..export.rig import rig_cameras
+from ..metrics import mask_iou, masked_color_error
+from ..render.volume import RenderSettings, render_rays_chunked
+
+__all__ = ["score_run", "saturation", "render_views_at", "COLOUR_PARTS"]
+
+COLOUR_PARTS = ("door", "nose")
+ROTATIONS = (0.0, 90.0, 180.0, 270.0)
+ELEVATION, RADIUS, FOV, SIZE = 15.0, 3.5, 40.0, 64
+ALBEDO = Shading(light_dir=(0.0, 0.0, 1.0), ambient=1.0)  # unshaded truth: the colours a student should learn
+
+
+def view_cameras(n_views: int):
+    az = torch.arange(n_views).float() * (360.0 / n_views)
+    full = torch.ones(n_views)
+    return cameras_from_spherical(full * ELEVATION, az, full * RADIUS, full * FOV, SIZE, SIZE), az
+
+
+@torch.no_grad()
+def render_views_at(model, grid, settings: RenderSettings, n_views: int) -> tuple[Tensor, Tensor]:
+    """rgb [V,3,H,W] on white and opacity [V,H,W] of a run from the scoring cameras."""
+    cams, _ = view_cameras(n_views)
+    outs = [render_image(model, cams, i, grid, settings, "white") for i in range(n_views)]
+    return (torch.stack([o["rgb"] for o in outs]).permute(0, 3, 1, 2),
+            torch.stack([o["opacity"] for o in outs]))
+
+
+def saturation(rgb: Tensor, mask: Tensor) -> float:
+    """Mean HSV saturation (max − min) / max of rgb [V,3,H,W] over mask [V,H,W] (nan when empty)."""
+    mx, mn = rgb.max(dim=1).values, rgb.min(dim=1).values
+    s = (mx - mn) / mx.clamp_min(1e-6)
+    return float(s[mask].mean()) if mask.any() else float("nan")
+
+
+def _rotate_z(x: Tensor, deg: float) -> Tensor:
+    c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+    rot = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    return x @ rot.T
+
+
+def _part_points(spec: ObjectSpec, part: str, n: int, generator: torch.Generator) -> Tensor:
+    """Up to n points of the part's protruding region (see the module docstring)."""
+    scene = build_object(spec)
+    idx = [i for i, name in enumerate(spec.parts) if name == part]
+    others = [p for i, p in enumerate(scene.primitives) if i not in idx]
+    pts = (torch.rand(200_000, 3, generator=generator) * 2 - 1) * 1.2
+    inside = torch.stack([scene.primitives[i].sdf(pts) for i in idx]).min(0).values < 0
+    away = torch.stack([p.sdf(pts) for p in others]).min(0).values > 0.03
+    return pts[inside & away][:n]
+
+
+def _surface_rays(spec: ObjectSpec, part: str, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Origins [K,3] 0.5 outside the part's surface points and directions [K,3] looking straight at them."""
+    scene = build_object(spec)
+    pts = scene.surface_points(4 * n, generator)
+    _, which = scene.sdf_and_index(pts)
+    keep = torch.tensor([spec.parts[int(i)] == part for i in which], dtype=torch.bool)
+    pts = pts[keep][:n]
+    normals = scene.normal(pts)
+    return pts + 0.5 * normals, -normals
+
+
+@torch.no_grad()
+def part_sides(model, grid, settings: RenderSettings, spec: ObjectSpec, level: float, seed: int = 0
+               ) -> dict[str, Any]:
+    """{part, part_scores [4] (per rotation), part_sides [rotations where found]} (module docstring)."""
+    part = ASYMMETRIC[spec.family]
+    gen = torch.Generator().manual_seed(seed)
+    scores = []
+    if part in COLOUR_PARTS:
+        o, d = _surface_rays(spec, part, 256, gen)
+        scene = build_object(spec)
+        part_col = torch.tensor(scene.primitives[spec.parts.index(part)].color)
+        body_col = torch.tensor(scene.primitives[0].color)
+        for deg in ROTATIONS:
+            ro, rd = _rotate_z(o, deg), _rotate_z(d, deg)
+            res = render_rays_chunked(model, ro.to(model.aabb), rd.to(model.aabb), grid,
+                                      torch.ones(len(ro), 3).to(model.aabb), settings)
+            c = res["rgb"].cpu().mean(0)
+            scores.append(float((c - body_col).norm() - (c - part_col).norm()))  # > 0: nearer the part
+        found = [deg for deg, s in zip(ROTATIONS, scores, strict=True) if s > 0]
+    else:
+        pts = _part_points(spec, part, 2048, gen)
+        true_solid = build_object(spec)
+        for deg in ROTATIONS:
+            p = _rotate_z(pts, deg)
+            p = p[true_solid.sdf(p) > 0.03] if deg else p  # rotated copies: only where the object is not
+            sigma = model.density(p.to(model.aabb)).cpu() if len(p) else torch.zeros(0)
+            scores.append(float((sigma > level).float().mean()) if len(p) else 0.0)
+        found = [deg for deg, s in zip(ROTATIONS, scores, strict=True) if s >= 0.5]
+    return {"part": part, "part_scores": scores, "part_sides": found}
+
+
+def score_run(model, grid, settings: RenderSettings, render_cfg: dict[str, Any], spec: ObjectSpec,
+              n_views: int = 8) -> dict[str, Any]:
+    """All scores of one generated run against spec (see the module docstring) plus its renders
+    (`rgb` [V,3,H,W], for diversity)."""
+    rgb, opacity = render_views_at(model, grid, settings, n_views)
+    _, az = view_cameras(n_views)
+    full = torch.ones(n_views)
+    gt = render_object(spec, full * ELEVATION, az, full * RADIUS, SIZE, shading=ALBEDO)
+    m_pred, m_true = opacity > 0.5, gt["alpha"] > 0.5
+    gt_rgb = gt["rgb"].permute(0, 3, 1, 2)
+    ious = [mask_iou(m_pred[i], m_true[i]) for i in range(n_views)]
+    cerr = [masked_color_error(rgb[i], gt_rgb[i], m_pred[i], m_true[i]) for i in range(n_views)]
+    out: dict[str, Any] = {"iou": sum(ious) / n_views, "colour_error": sum(cerr) / n_views,
+                           "saturation": saturation(rgb, m_pred), "rgb": rgb}
+    if spec.family in ASYMMETRIC and getattr(model, "name", "") != "splats":
+        level = auto_level(model, grid, settings, rig_cameras(render_cfg, 16, size=64))
+        sides = part_sides(model, grid, settings, spec, level)
+        out.update(sides, part_correct=sides["part_sides"] == [0.0], janus=len(sides["part_sides"]) >= 2)
+    return out
