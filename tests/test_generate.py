@@ -121,3 +121,62 @@ def test_bad_generate_input_gives_one_line_errors(args, name, capsys, tmp_path, 
     assert run_cli(args) == 2
     one_line_error(capsys, name)
     assert not (tmp_path / "X" / "weights.safetensors").exists()
+
+
+class Turned:
+    """An SDF scene rotated by `deg` about z (optionally united with the unrotated one)."""
+
+    def __init__(self, scene, deg: float, union: bool = False) -> None:
+        self.scene, self.deg, self.union, self.aabb = scene, deg, union, scene.aabb
+
+    def sdf(self, x):
+        c, s = math.cos(math.radians(-self.deg)), math.sin(math.radians(-self.deg))
+        back = x @ torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]).T
+        d = self.scene.sdf(back)
+        return torch.minimum(d, self.scene.sdf(x)) if self.union else d
+
+
+def test_scoring_finds_the_mug_handle_on_its_side_and_flags_janus(tmp_path):
+    from tests.conftest import analytic_run
+    from vision3d_kd.data.objects import ObjectSpec, build_object
+    from vision3d_kd.generation.scoring import score_run
+    from vision3d_kd.trainer import load_run, render_settings_from
+
+    spec = ObjectSpec("mug", "red")
+    scene = build_object(spec)
+    cases = {"true": scene, "turned": Turned(scene, 180.0), "two": Turned(scene, 180.0, union=True)}
+    scores = {}
+    for name, sdf in cases.items():
+        model, grid, cfg = load_run(analytic_run(tmp_path / name, sdf, res=96))
+        cfg["render"]["radius"], cfg["render"]["elevation_range_deg"] = 3.5, [-10.0, 60.0]
+        scores[name] = score_run(model, grid, render_settings_from(cfg), cfg["render"], spec)
+    assert scores["true"]["iou"] > 0.9 and scores["true"]["part_sides"] == [0.0]
+    assert scores["true"]["part_correct"] and not scores["true"]["janus"]
+    assert scores["turned"]["part_sides"] == [180.0] and not scores["turned"]["part_correct"]
+    assert scores["two"]["janus"] and not scores["two"]["part_correct"]
+    assert scores["true"]["rgb"].shape == (8, 3, 64, 64)
+
+
+def test_bench_text_to_3d_scores_every_method_and_reuses_finished_runs(sd_pipe, tmp_path, monkeypatch):
+    from vision3d_kd.bench import text_to_3d
+    from vision3d_kd.data.objects import ObjectSpec
+
+    specs = [ObjectSpec("mug", "green"), ObjectSpec("sphere", "red")]
+    kw = dict(prior_path=sd_pipe, runs_dir=tmp_path / "runs", seeds=2, steps=2, methods=["sds", "bsd"],
+              prompts=specs, progress=lambda msg: None)
+    result = text_to_3d.run(**kw)
+    s = result["summary"]
+    for key in ("best_mean_iou", "best_method", "minutes_per_object", "iou_sds", "diversity_bsd",
+                "saturation_sds", "janus_rate_bsd"):
+        assert key in s, key
+    assert s["best_method"] in ("sds", "bsd") and 0.0 <= s["best_mean_iou"] <= 1.0 and s["n_seeds"] == 2
+    per_method = [r for r in result["rows"] if "prompt" not in r]
+    assert [r["method"] for r in per_method] == ["sds", "bsd"] and all(r["runs"] == 4 for r in per_method)
+    assert all(r["asymmetric_runs"] == 2 for r in per_method) and all(r["diversity"] > 0 for r in per_method)
+
+    def no_generation(*a, **k):
+        raise AssertionError("a finished run was generated again")
+
+    monkeypatch.setattr("vision3d_kd.generation.loop.generate", no_generation)
+    again = text_to_3d.run(**kw)
+    assert again["summary"]["best_mean_iou"] == pytest.approx(s["best_mean_iou"])
