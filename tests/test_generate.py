@@ -180,3 +180,55 @@ def test_bench_text_to_3d_scores_every_method_and_reuses_finished_runs(sd_pipe, 
     monkeypatch.setattr("vision3d_kd.generation.loop.generate", no_generation)
     again = text_to_3d.run(**kw)
     assert again["summary"]["best_mean_iou"] == pytest.approx(s["best_mean_iou"])
+
+
+def fixed_guidance_residual(run, prior, prompt: str) -> float:
+    """Mean SDS residual ‖w(t)(ε̂ − ε)‖ of a run's renders on 4 fixed cameras, t in {300, 600}, fixed noise."""
+    from vision3d_kd.cameras import cameras_from_spherical
+    from vision3d_kd.evaluate import render_image
+    from vision3d_kd.guidance.prior import CameraCondition
+    from vision3d_kd.guidance.prompts import ViewPrompts
+    from vision3d_kd.guidance.sds import SDS, GuidanceConfig
+    from vision3d_kd.trainer import load_run, render_settings_from
+
+    model, grid, cfg = load_run(run)
+    el, az, r = torch.full((4,), 15.0), torch.tensor([0.0, 90.0, 180.0, 270.0]), torch.full((4,), 3.5)
+    cams = cameras_from_spherical(el, az, r, torch.full((4,), 40.0), prior.image_size, prior.image_size)
+    images = torch.stack([render_image(model, cams, i, grid, render_settings_from(cfg))["rgb"] for i in range(4)])
+    camera = CameraCondition(el, az, r)
+    emb = ViewPrompts(prior, prompt).for_cameras(camera)
+    sds = SDS(prior, GuidanceConfig(guidance_scale=30.0))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        z = prior.encode(images.permute(0, 3, 1, 2))
+        total = 0.0
+        for t in (300, 600):
+            noise = torch.randn(z.shape, generator=gen)
+            tt = torch.full((4,), t)
+            total += float(sds.gradient(z, prior.add_noise(z, noise, tt), noise, tt, emb, camera).norm())
+    return total / 2
+
+
+def test_a_short_run_with_the_bundled_prior_makes_the_red_ball(tmp_path):
+    """The main job on the shipped prior (assets/prior): 150 SDS steps make a ball of the right size and
+    colour, and the guidance residual on fixed cameras, timesteps and noise drops from the first step's."""
+    from vision3d_kd.cli.prior import DEFAULT_PRIOR
+    from vision3d_kd.data.objects import ObjectSpec
+    from vision3d_kd.generation.config import load_generate_config
+    from vision3d_kd.generation.loop import generate
+    from vision3d_kd.generation.scoring import score_run
+    from vision3d_kd.guidance.diffusers_prior import DiffusersPrior
+    from vision3d_kd.trainer import load_run, render_settings_from
+
+    if not (DEFAULT_PRIOR / "model_index.json").is_file():
+        pytest.skip(f"{DEFAULT_PRIOR}: the bundled prior is not in this checkout")
+    prior = DiffusersPrior(DEFAULT_PRIOR)
+    for steps in (1, 150):
+        setup = load_generate_config("sds", None, [f"generate.steps={steps}", "guidance.guidance_scale=30"])
+        generate("a red ball", tmp_path / str(steps), setup, prior, show_progress=False)
+    before = fixed_guidance_residual(tmp_path / "1", prior, "a red ball")
+    after = fixed_guidance_residual(tmp_path / "150", prior, "a red ball")
+    assert after < 0.8 * before, (before, after)
+    model, grid, cfg = load_run(tmp_path / "150")
+    score = score_run(model, grid, render_settings_from(cfg), cfg["render"], ObjectSpec("sphere", "red"))
+    assert score["iou"] > 0.7 and score["colour_error"] < 0.2, score

@@ -16,7 +16,7 @@ import yaml
 from .errors import ConfigError
 
 __all__ = ["TrainConfig", "SplatTrainConfig", "FitConfig", "CONFIG_DIR", "load_fit_config", "apply_overrides",
-           "dataclass_from", "parse_overrides"]
+           "dataclass_from", "parse_overrides", "read_sections"]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -170,7 +170,14 @@ def dataclass_from(klass: type, values: dict[str, Any], section: str) -> Any:
         default = getattr(cfg, k)
         try:
             if default is None or v is None:
-                value = v if v is None or isinstance(v, (str, bool)) else float(v)
+                if isinstance(v, (list, tuple)):
+                    value = tuple(float(x) for x in v)
+                else:
+                    value = v if v is None or isinstance(v, (str, bool)) else float(v)
+            elif isinstance(default, bool):
+                if not isinstance(v, bool):
+                    raise ValueError
+                value = v
             elif isinstance(default, tuple):
                 value = tuple(type(d)(x) for d, x in zip(default, v, strict=True))
             elif isinstance(default, dict):
@@ -187,20 +194,28 @@ def _train_from(values: dict[str, Any], field_name: str) -> Any:
     return dataclass_from(train_config_class(field_name), values, "train")
 
 
-def load_fit_config(field_name: str, config_file: Path | None = None) -> FitConfig:
-    """Defaults for `field_name` from `vision3d_kd/configs/<field_name>.yaml` or an explicit YAML file."""
-    path = Path(config_file) if config_file else CONFIG_DIR / f"{field_name}.yaml"
+def read_sections(path: Path, sections: tuple[str, ...]) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file whose keys must be among `sections` (ConfigError for a
+    missing file, invalid YAML or other keys)."""
+    path = Path(path)
     if not path.is_file():
-        if config_file:
-            raise ConfigError(f"{path}: config file not found")
-        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise ConfigError(f"unknown field {field_name!r} (known: {', '.join(known)})")
+        raise ConfigError(f"{path}: config file not found")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(raw, dict) or set(raw) - {"field", "train"}:
-        raise ConfigError(f"{path}: expected top-level keys 'field' and 'train'")
+    if not isinstance(raw, dict) or set(raw) - set(sections):
+        raise ConfigError(f"{path}: expected top-level keys {', '.join(sections)}")
+    return raw
+
+
+def load_fit_config(field_name: str, config_file: Path | None = None) -> FitConfig:
+    """Defaults for `field_name` from `vision3d_kd/configs/<field_name>.yaml` or an explicit YAML file."""
+    path = Path(config_file) if config_file else CONFIG_DIR / f"{field_name}.yaml"
+    if not path.is_file() and not config_file:
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"unknown field {field_name!r} (known: {', '.join(known)})")
+    raw = read_sections(path, ("field", "train"))
     return FitConfig(field_name, dict(raw.get("field") or {}), _train_from(raw.get("train") or {}, field_name))
 
 

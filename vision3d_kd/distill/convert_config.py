@@ -4,14 +4,13 @@ virtual cameras, PVD-AL mining); the student's optimiser settings come from its 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..config import CONFIG_DIR, FitConfig, apply_overrides, load_fit_config
+from ..config import CONFIG_DIR, FitConfig, apply_overrides, dataclass_from, load_fit_config, read_sections
 from ..errors import ConfigError
 
 __all__ = ["ConvertConfig", "load_convert_config", "CONVERT_CONFIG_DIR"]
@@ -68,6 +67,8 @@ class ConvertConfig:
         for name in ("hard_camera_fraction", "hard_ray_fraction", "real_ray_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"convert.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.elevation_deg is not None and len(self.elevation_deg) != 2:
+            raise ConfigError(f"convert.elevation_deg must be a (low, high) pair, got {self.elevation_deg}")
         lo, hi = self.elevation_deg or (0.0, 0.0)
         if not -90 <= lo <= hi <= 90:
             raise ConfigError(f"convert.elevation_deg must be a range within [-90, 90], got {self.elevation_deg}")
@@ -77,46 +78,15 @@ class ConvertConfig:
 
 
 def _convert_from(values: dict[str, Any]) -> ConvertConfig:
-    cfg = ConvertConfig()
-    names = {f.name for f in dataclasses.fields(ConvertConfig)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"unknown convert option(s): {', '.join(unknown)} (known: {', '.join(sorted(names))})")
-    for key, value in values.items():
-        default = getattr(cfg, key)
-        if key == "elevation_deg":
-            default = (0.0, 0.0)
-        try:
-            if key == "elevation_deg" and value is None:
-                pass
-            elif isinstance(default, tuple):
-                value = tuple(float(v) for v in value)
-                if len(value) != 2:
-                    raise ValueError
-            elif isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise ValueError
-            else:
-                value = type(default)(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"convert.{key}: expected {type(default).__name__}, got {value!r}") from None
-        setattr(cfg, key, value)
-    return cfg
+    return dataclass_from(ConvertConfig, values, "convert")
 
 
 def load_convert_config(student: str, config_file: Path | None = None,
                         overrides: list[str] | None = None) -> tuple[ConvertConfig, FitConfig]:
     """(ConvertConfig, the student's FitConfig) from `configs/convert/default.yaml` (or `config_file`),
     with `convert.K=V`, `train.K=V` and `field.K=V` overrides applied."""
-    path = Path(config_file) if config_file else CONVERT_CONFIG_DIR / "default.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(raw, dict) or set(raw) - {"convert", "train", "field", "students"}:
-        raise ConfigError(f"{path}: expected top-level keys convert, train, field, students")
+    raw = read_sections(Path(config_file) if config_file else CONVERT_CONFIG_DIR / "default.yaml",
+                        ("convert", "train", "field", "students"))
     per_student = (raw.get("students") or {}).get(student) or {}
     conv = {**(raw.get("convert") or {}), **(per_student.get("convert") or {})}
     fit_over = [f"{sec}.{k}={v!r}" if isinstance(v, str) else f"{sec}.{k}={v}"

@@ -27,6 +27,7 @@ __all__ = [
     "GaussianSplats",
     "BlobField",
     "MODELS",
+    "WRAPPERS",
 ]
 
 FIELDS: dict[str, type[Field]] = {
@@ -34,9 +35,10 @@ FIELDS: dict[str, type[Field]] = {
 }
 
 
-# Everything a run can hold: the radiance fields, Gaussian splats (not a Field: no density head) and the
-# text-to-3D wrapper of a field (fields/blob.py).
-MODELS: dict[str, type] = {**FIELDS, GaussianSplats.name: GaussianSplats, BlobField.name: BlobField}
+# Everything `fit` can train: the radiance fields plus Gaussian splats (not a Field: no density head).
+MODELS: dict[str, type] = {**FIELDS, GaussianSplats.name: GaussianSplats}
+# Wrappers a run can also hold (built by other commands): the text-to-3D field of `generate`.
+WRAPPERS: dict[str, type] = {BlobField.name: BlobField}
 
 
 def build_field(cfg: dict[str, Any]) -> Field:
@@ -47,6 +49,7 @@ def build_field(cfg: dict[str, Any]) -> Field:
     if not isinstance(cfg, dict):
         raise ConfigError(f"field config must be a mapping, got {type(cfg).__name__}")
     name = cfg.get("field")
-    if name not in MODELS:
+    known = {**MODELS, **WRAPPERS}
+    if name not in known:
         raise ConfigError(f"unknown field {name!r}; choose one of {', '.join(MODELS)}")
-    return MODELS[name].from_dict(cfg)
+    return known[name].from_dict(cfg)

@@ -11,9 +11,7 @@ from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..config import CONFIG_DIR, dataclass_from, parse_overrides
+from ..config import CONFIG_DIR, dataclass_from, parse_overrides, read_sections
 from ..errors import ConfigError
 from ..guidance.sds import METHODS, GuidanceConfig
 
@@ -114,15 +112,7 @@ def load_generate_config(method: str, config_file: Path | None = None,
     """The method's YAML (or `config_file`) with `generate.K=V`, `field.K=V`, `guidance.K=V` overrides."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    path = Path(config_file) if config_file else GENERATE_DIR / f"{method}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(raw, dict) or set(raw) - set(SECTIONS):
-        raise ConfigError(f"{path}: expected top-level keys {', '.join(SECTIONS)}")
+    raw = read_sections(Path(config_file) if config_file else GENERATE_DIR / f"{method}.yaml", SECTIONS)
     extra = parse_overrides(list(overrides or []), SECTIONS)
     merged = {s: {**(raw.get(s) or {}), **extra[s]} for s in SECTIONS}
     setup = GenerationSetup.from_dict({"method": method, **merged})
