@@ -232,3 +232,17 @@ def test_a_short_run_with_the_bundled_prior_makes_the_red_ball(tmp_path):
     model, grid, cfg = load_run(tmp_path / "150")
     score = score_run(model, grid, render_settings_from(cfg), cfg["render"], ObjectSpec("sphere", "red"))
     assert score["iou"] > 0.7 and score["colour_error"] < 0.2, score
+
+
+def test_resume_uses_the_saved_settings_and_checks_the_prompt(sd_pipe, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["--prior", str(sd_pipe), "--out", str(out), "--no-mesh", "--no-video", "--quiet"]
+    assert run_cli(["generate", "a red mug", "--steps", "2", "--set", "generate.size=32", *base]) == 0
+    capsys.readouterr()
+    assert run_cli(["generate", "a blue ball", "--resume", *base]) == 2
+    one_line_error(capsys, "a red mug")
+    # the saved settings win over the flags: 2 steps were asked for and done, nothing more happens
+    assert run_cli(["generate", "a red mug", "--resume", "--steps", "50", *base]) == 0
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 2
+    assert run_cli(["generate", "a red mug", *base]) == 2  # refuses to overwrite a run
+    one_line_error(capsys, "already holds a run")

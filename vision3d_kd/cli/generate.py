@@ -32,7 +32,8 @@ def generate_command(
                                         "(repeatable), e.g. --set guidance.guidance_scale=50."),
     no_mesh: bool = typer.Option(False, "--no-mesh", help="Skip writing RUN/mesh.glb."),
     no_video: bool = typer.Option(False, "--no-video", help="Skip writing RUN/turntable.mp4."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint "
+                                "(with the settings it was started with)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
@@ -58,6 +59,8 @@ def generate_command(
     if negative is not None:
         sets.append(f"guidance.negative_prompt={negative!r}")
     setup = load_generate_config(method, config, sets)
+    if resume and out is not None and (out / "config.json").is_file():
+        setup, prompt = _saved_setup(out, prompt)
     if out is None:
         slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40] or "object"
         out = Path("runs") / f"{slug}-{method}-{seed}"
@@ -81,6 +84,22 @@ def generate_command(
     if not no_video:
         parts.append("turntable.mp4")
     print(f"wrote {out}: " + ", ".join(parts) + f" (total {metrics['total_seconds']:.0f} s)")
+
+
+def _saved_setup(run: Path, prompt: str):
+    """--resume: the settings the run was started with (the flags are ignored) and its prompt, which must
+    match the one given."""
+    from ..checkpoint import read_config
+    from ..generation.config import GenerationSetup
+
+    cfg = read_config(run)
+    if "generate" not in cfg or "prompt" not in cfg:
+        raise RunError(f"{run}: not a `v3kd generate` run (no generate settings in config.json)")
+    if cfg["prompt"] != prompt.strip():
+        raise RunError(f"{run}: was started for {cfg['prompt']!r}, not {prompt.strip()!r}")
+    setup = GenerationSetup.from_dict(cfg["generate"])
+    setup.validate()
+    return setup, cfg["prompt"]
 
 
 def register(app: typer.Typer) -> None:

@@ -59,6 +59,7 @@ def generate(prompt: str, out: Path, setup: GenerationSetup, prior: DiffusionPri
              callback: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Optimise setup.generate.particles students for `prompt`; returns metrics (also RUN/metrics.json)."""
     setup.validate()
+    prompt = prompt.strip()
     g, out, dev = setup.generate, Path(out), torch.device(device)
     torch.manual_seed(g.seed)
     gen = torch.Generator().manual_seed(g.seed)
