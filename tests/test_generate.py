@@ -246,3 +246,16 @@ def test_resume_uses_the_saved_settings_and_checks_the_prompt(sd_pipe, tmp_path,
     assert json.loads((out / "metrics.json").read_text())["steps"] == 2
     assert run_cli(["generate", "a red mug", *base]) == 2  # refuses to overwrite a run
     one_line_error(capsys, "already holds a run")
+
+
+@pytest.mark.parametrize("student", ["mlp", "grid", "tensorf-vm"])
+def test_other_field_families_can_be_the_student(sd_pipe, tmp_path, student):
+    from vision3d_kd.checkpoint import read_config
+    from vision3d_kd.trainer import load_run
+
+    out = tmp_path / student
+    assert run_cli(["generate", "a red mug", "--student", student, "--steps", "2", "--prior", str(sd_pipe),
+                    "--out", str(out), "--no-mesh", "--no-video", "--quiet", "--set", "generate.size=32"]) == 0
+    assert read_config(out)["field"]["inner"]["field"] == student
+    model, _, _ = load_run(out)
+    assert model.density(torch.zeros(1, 3)) > 1.0  # the blob's centre is dense

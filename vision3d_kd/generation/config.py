@@ -1,6 +1,7 @@
 """`v3kd generate` configuration: `GenerateConfig` (cameras, student, shading, regularisers, outputs), the
 student's field options and the guidance's `GuidanceConfig`, from `vision3d_kd/configs/generate/<method>.yaml`
-(sections `generate:`, `field:`, `guidance:`) and `section.key=value` overrides."""
+(sections `generate:`, `field:` — options per student family, e.g. `field: {hashgrid: {n_levels: 8}}` — and
+`guidance:`) and `section.key=value` overrides (`field.KEY=V` applies to the chosen student)."""
 
 from __future__ import annotations
 
@@ -114,7 +115,13 @@ def load_generate_config(method: str, config_file: Path | None = None,
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     raw = read_sections(Path(config_file) if config_file else GENERATE_DIR / f"{method}.yaml", SECTIONS)
     extra = parse_overrides(list(overrides or []), SECTIONS)
-    merged = {s: {**(raw.get(s) or {}), **extra[s]} for s in SECTIONS}
-    setup = GenerationSetup.from_dict({"method": method, **merged})
+    generate = {**(raw.get("generate") or {}), **extra["generate"]}
+    student = generate.get("student", GenerateConfig.student)
+    per_student = raw.get("field") or {}
+    if not isinstance(per_student, dict) or not all(isinstance(v, dict) for v in per_student.values()):
+        raise ConfigError(f"{method} config: field: must map student names to their options (hashgrid: {{...}})")
+    field = {**(per_student.get(student) or {}), **extra["field"]}
+    guidance = {**(raw.get("guidance") or {}), **extra["guidance"]}
+    setup = GenerationSetup.from_dict({"method": method, "generate": generate, "field": field, "guidance": guidance})
     setup.validate()
     return setup
