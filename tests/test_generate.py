@@ -244,6 +244,7 @@ def test_resume_uses_the_saved_settings_and_checks_the_prompt(sd_pipe, tmp_path,
     # the saved settings win over the flags: 2 steps were asked for and done, nothing more happens
     assert run_cli(["generate", "a red mug", "--resume", "--steps", "50", *base]) == 0
     assert json.loads((out / "metrics.json").read_text())["steps"] == 2
+    capsys.readouterr()
     assert run_cli(["generate", "a red mug", *base]) == 2  # refuses to overwrite a run
     one_line_error(capsys, "already holds a run")
 

@@ -64,6 +64,11 @@ class DiffusersPrior(DiffusionPrior):
         import diffusers
         import transformers
 
+        # loading local weights needs no progress bars or hub chatter on stderr
+        diffusers.utils.logging.set_verbosity_error()
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
         self.path = Path(path)
         comps = pipeline_components(self.path)
         self.device, self.dtype = torch.device(device), dtype
