@@ -100,7 +100,9 @@ def test_density_normals_point_outwards_on_a_ball():
     x = torch.nn.functional.normalize(torch.randn(50, 3), dim=-1) * 0.6
     n = density_normals(Ball(), x, Ball().density(x), 1e-3)
     assert (torch.nn.functional.cosine_similarity(n, x / 0.6, dim=-1) > 0.999).all()
-    sh = Shader(Ball(), "lambertian", torch.tensor([0.0, 0.0, 1.0]), ambient=0.25, fd_step=1e-3)
+    from vision3d_kd.data.procedural import Shading
+
+    sh = Shader(Ball(), "lambertian", Shading(light_dir=(0.0, 0.0, 1.0), ambient=0.25), fd_step=1e-3)
     rgb, pen = sh(x, Ball().density(x), torch.full((50, 3), 0.8), -x, torch.arange(50))
     want = 0.8 * (0.25 + 0.75 * (x[:, 2] / 0.6).clamp_min(0))
     assert torch.allclose(rgb[:, 0], want, atol=1e-3)

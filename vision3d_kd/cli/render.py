@@ -13,7 +13,7 @@ from rich.progress import track
 from ..errors import ConfigError
 from .common import pick_device
 
-__all__ = ["register", "render_command", "write_video"]
+__all__ = ["register", "render_command", "write_video", "orbit_frames"]
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -41,6 +41,15 @@ def write_video(frames: list[np.ndarray], out: Path, fps: int) -> None:
     os.replace(tmp_name, out)
 
 
+def orbit_frames(field, grid, settings, cams, background: str = "white", progress: bool = True) -> list[np.ndarray]:
+    """uint8 frames [H,W,3] of every camera of `cams` (a field with its grid, or splats)."""
+    from ..evaluate import render_image
+
+    steps = track(range(len(cams)), description="render orbit") if progress else range(len(cams))
+    return [(render_image(field, cams, i, grid, settings, background)["rgb"].cpu().numpy() * 255 + 0.5)
+            .astype(np.uint8) for i in steps]
+
+
 def render_command(
     run: Path = typer.Argument(..., help="Run directory written by `v3kd fit`."),
     orbit: int = typer.Option(60, "--orbit", help="Number of frames on a full turn around the scene (> 0)."),
@@ -58,7 +67,6 @@ def render_command(
 ) -> None:
     """Render an orbit of the fitted scene around the +Z axis and save it as a video."""
     from ..cameras import orbit_cameras
-    from ..evaluate import render_image
     from ..trainer import load_run, render_settings_from
 
     if orbit <= 0 or fps <= 0 or (size is not None and size <= 0):
@@ -80,11 +88,7 @@ def render_command(
         w,
         h,
     ).to(dev)
-    settings = render_settings_from(cfg)
-    frames = []
-    for i in track(range(orbit), description="render orbit"):
-        rgb = render_image(field, cams, i, grid, settings, background)["rgb"]
-        frames.append((rgb.cpu().numpy() * 255 + 0.5).astype(np.uint8))
+    frames = orbit_frames(field, grid, render_settings_from(cfg), cams, background)
     write_video(frames, out, fps)
     print(f"wrote {out} ({orbit} frames, {w}x{h})")
 

@@ -7,6 +7,7 @@ Particles beyond the first are written to RUN/particles/<k>/ (each a run directo
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable
@@ -17,12 +18,13 @@ import torch
 
 from ..cameras import RandomCameraSampler
 from ..checkpoint import write_json
+from ..data.object_views import random_light
 from ..guidance.bsd import BSD
 from ..guidance.prior import CameraCondition, DiffusionPrior
 from ..guidance.prompts import ViewPrompts
 from ..guidance.sds import SDS, ScoreDistillation
 from ..guidance.vsd import VSD
-from ..render.shading import Shader, random_light
+from ..render.shading import Shader
 from ..train_loop import TrainLoop
 from ..train_state import load_train_state, save_train_state
 from .config import GenerationSetup
@@ -107,8 +109,8 @@ def generate(prompt: str, out: Path, setup: GenerationSetup, prior: DiffusionPri
             for k, s in enumerate(students):
                 s.before_step(step, progress, gen)
                 mode = _pick_shading(g, rng)
-                shader = Shader(None, mode, random_light(gen), rng.uniform(*g.ambient), fd_step=g.step_size * 0.5,
-                                orientation=g.lambda_orient > 0)
+                light = dataclasses.replace(random_light(rng), ambient=rng.uniform(*g.ambient))
+                shader = Shader(None, mode, light, fd_step=g.step_size * 0.5, orientation=g.lambda_orient > 0)
                 views = [s.render(cams, i, None if mode == "albedo" and not shader.orientation else shader, gen)
                          for i in range(g.batch)]
                 images = torch.stack([v["rgb"] for v in views]).permute(0, 3, 1, 2)

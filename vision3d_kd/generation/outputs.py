@@ -7,10 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..cameras import orbit_cameras
-from ..evaluate import render_image
 from ..export.mesh_io import write_mesh
 from ..export.run_mesh import MeshOptions, mesh_from_run
 from ..trainer import load_run, render_settings_from
@@ -21,7 +18,7 @@ __all__ = ["write_outputs"]
 def write_outputs(run: Path, mesh_resolution: int = 128, video_frames: int = 48, video_size: int = 128,
                   mesh: bool = True, video: bool = True) -> dict[str, Any]:
     """Write RUN/mesh.glb and RUN/turntable.mp4; returns {mesh_faces, mesh_vertices} (0 faces: empty)."""
-    from ..cli.render import write_video
+    from ..cli.render import orbit_frames, write_video
 
     run = Path(run)
     info: dict[str, Any] = {}
@@ -35,8 +32,6 @@ def write_outputs(run: Path, mesh_resolution: int = 128, video_frames: int = 48,
         r = cfg["render"]
         cams = orbit_cameras(video_frames, float(r["radius"]), float(r["elevation_deg"]), float(r["fov_y_deg"]),
                              video_size, video_size)
-        settings = render_settings_from(cfg)
-        frames = [(render_image(model, cams, i, grid, settings, "white")["rgb"].numpy() * 255 + 0.5).astype(np.uint8)
-                  for i in range(video_frames)]
+        frames = orbit_frames(model, grid, render_settings_from(cfg), cams, "white", progress=False)
         write_video(frames, run / "turntable.mp4", fps=24)
     return info

@@ -67,9 +67,8 @@ def _rotate_z(x: Tensor, deg: float) -> Tensor:
     return x @ rot.T
 
 
-def _part_points(spec: ObjectSpec, part: str, n: int, generator: torch.Generator) -> Tensor:
-    """Up to n points of the part's protruding region (see the module docstring)."""
-    scene = build_object(spec)
+def _part_points(scene, spec: ObjectSpec, part: str, n: int, generator: torch.Generator) -> Tensor:
+    """Up to n points of the part's protruding region of `scene` = build_object(spec) (module docstring)."""
     idx = [i for i, name in enumerate(spec.parts) if name == part]
     others = [p for i, p in enumerate(scene.primitives) if i not in idx]
     pts = (torch.rand(200_000, 3, generator=generator) * 2 - 1) * 1.2
@@ -78,9 +77,9 @@ def _part_points(spec: ObjectSpec, part: str, n: int, generator: torch.Generator
     return pts[inside & away][:n]
 
 
-def _surface_rays(spec: ObjectSpec, part: str, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def _surface_rays(scene, spec: ObjectSpec, part: str, n: int, generator: torch.Generator
+                  ) -> tuple[Tensor, Tensor]:
     """Origins [K,3] 0.5 outside the part's surface points and directions [K,3] looking straight at them."""
-    scene = build_object(spec)
     pts = scene.surface_points(4 * n, generator)
     _, which = scene.sdf_and_index(pts)
     keep = torch.tensor([spec.parts[int(i)] == part for i in which], dtype=torch.bool)
@@ -95,10 +94,10 @@ def part_sides(model, grid, settings: RenderSettings, spec: ObjectSpec, level: f
     """{part, part_scores [4] (per rotation), part_sides [rotations where found]} (module docstring)."""
     part = ASYMMETRIC[spec.family]
     gen = torch.Generator().manual_seed(seed)
+    scene = build_object(spec)
     scores = []
     if part in COLOUR_PARTS:
-        o, d = _surface_rays(spec, part, 256, gen)
-        scene = build_object(spec)
+        o, d = _surface_rays(scene, spec, part, 256, gen)
         part_col = torch.tensor(scene.primitives[spec.parts.index(part)].color)
         body_col = torch.tensor(scene.primitives[0].color)
         for deg in ROTATIONS:
@@ -109,11 +108,10 @@ def part_sides(model, grid, settings: RenderSettings, spec: ObjectSpec, level: f
             scores.append(float((c - body_col).norm() - (c - part_col).norm()))  # > 0: nearer the part
         found = [deg for deg, s in zip(ROTATIONS, scores, strict=True) if s > 0]
     else:
-        pts = _part_points(spec, part, 2048, gen)
-        true_solid = build_object(spec)
+        pts = _part_points(scene, spec, part, 2048, gen)
         for deg in ROTATIONS:
             p = _rotate_z(pts, deg)
-            p = p[true_solid.sdf(p) > 0.03] if deg else p  # rotated copies: only where the object is not
+            p = p[scene.sdf(p) > 0.03] if deg else p  # rotated copies: only where the object is not
             sigma = model.density(p.to(model.aabb)).cpu() if len(p) else torch.zeros(0)
             scores.append(float((sigma > level).float().mean()) if len(p) else 0.0)
         found = [deg for deg, s in zip(ROTATIONS, scores, strict=True) if s >= 0.5]

@@ -4,19 +4,22 @@ compositing, with normals n = −∇σ / ‖∇σ‖ from forward differences of
 `fd_step`). A `Shader` also returns DreamFusion's orientation penalty per sample, max(0, n·d)² for the
 ray direction d (normals facing away from the camera), which `render_rays` weights and averages.
 
-Lambertian: c' = c · (ambient + (1 − ambient) · max(0, n·l)), l the unit direction towards the light.
+Lambertian: c' = c · (ambient + (1 − ambient) · max(0, n·l)) with the light and ambient of a
+`data.procedural.Shading` (the shading the bundled prior's training images were rendered with).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Shader", "density_normals", "random_light", "MODES", "TEXTURELESS_ALBEDO"]
+from ..data.procedural import Shading
+
+__all__ = ["Shader", "density_normals", "MODES", "TEXTURELESS_ALBEDO"]
 
 MODES = ("albedo", "lambertian", "textureless")
 TEXTURELESS_ALBEDO = 0.75
@@ -32,22 +35,13 @@ def density_normals(field, x: Tensor, sigma: Tensor, fd_step: float) -> Tensor:
     return F.normalize(-grad, dim=-1, eps=1e-12)
 
 
-def random_light(generator: torch.Generator, elevation_deg: tuple[float, float] = (20.0, 80.0)) -> Tensor:
-    """Unit direction [3] towards a light at a random azimuth and elevation (degrees, z up)."""
-    u = torch.rand(2, generator=generator)
-    el = math.radians(elevation_deg[0] + (elevation_deg[1] - elevation_deg[0]) * float(u[0]))
-    az = 2 * math.pi * float(u[1])
-    return torch.tensor([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
-
-
 @dataclass
 class Shader:
     """Per-sample shading hook for `render_rays` (see the module docstring)."""
 
     field: object
     mode: str = "lambertian"
-    light: Tensor | None = None
-    ambient: float = 0.4
+    shading: Shading = dc_field(default_factory=Shading)
     fd_step: float = 0.01
     orientation: bool = True
 
@@ -67,7 +61,5 @@ class Shader:
             penalties["orientation"] = (n * rays_d[ray_indices]).sum(-1).clamp_min(0.0) ** 2
         if self.mode == "albedo":
             return rgb, penalties
-        light = self.light if self.light is not None else torch.tensor([0.0, 0.0, 1.0])
-        diffuse = (n * light.to(n)).sum(-1, keepdim=True).clamp_min(0.0)
         albedo = rgb if self.mode == "lambertian" else torch.full_like(rgb, TEXTURELESS_ALBEDO)
-        return albedo * (self.ambient + (1.0 - self.ambient) * diffuse), penalties
+        return self.shading.shade(albedo, n), penalties
