@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from vision3d_kd.data.object_views import load_prior_shards, random_spec, render_object, write_prior_dataset
+from vision3d_kd.data.object_views import (add_part_masks, load_part_masks, load_prior_shards, random_spec, render_object,
+                                          write_prior_dataset)
 from vision3d_kd.data.objects import ASYMMETRIC, FAMILIES, HELD_OUT, ObjectSpec, build_object, caption, view_suffix
 from vision3d_kd.errors import ConfigError, DataError
 
@@ -82,7 +83,28 @@ def test_prior_dataset_shards_resume_and_read_back(tmp_path):
     write_prior_dataset(out, 5, views_per_object=2, size=16, seed=3, shard_size=3)
     again, meta2 = load_prior_shards(out)
     assert np.array_equal(images, again) and meta == meta2
+    masks = load_part_masks(out)
+    assert masks.shape == (5, 16, 16) and masks.dtype == np.uint8
+    for i, m in enumerate(meta):  # only the asymmetric part is marked
+        assert m["family"] in ASYMMETRIC or masks[i].sum() == 0
+    (out / "parts_0000.npy").unlink()  # a data set made before part masks: they are added from the metadata
+    with pytest.raises(DataError, match="--part-masks"):
+        load_part_masks(out)
+    add_part_masks(out)
+    assert np.array_equal(load_part_masks(out), masks)
     with pytest.raises(DataError, match="other settings"):
         write_prior_dataset(out, 6, views_per_object=2, size=16, seed=3, shard_size=3)
     with pytest.raises(DataError, match="no images"):
         load_prior_shards(tmp_path)
+
+
+def test_part_mask_marks_the_mug_handle_on_the_right_of_a_front_view():
+    from vision3d_kd.data.object_views import _part_mask
+
+    elev, azim, rad = torch.tensor([10.0, 10.0]), torch.tensor([0.0, 180.0]), torch.tensor([3.5, 3.5])
+    mug, ball = _spec("mug"), _spec("sphere")
+    mask = _part_mask(mug, render_object(mug, elev, azim, rad, 32)["part"])
+    xs = np.nonzero(mask[0])[1]
+    assert len(xs) > 10 and xs.min() > 16  # the handle (+y) is right of the front view
+    assert np.nonzero(mask[1])[1].max() < 16  # and left of the back view
+    assert _part_mask(ball, render_object(ball, elev, azim, rad, 32)["part"]).sum() == 0

@@ -12,7 +12,7 @@ import torch
 
 from tests.conftest import one_line_error, run_cli
 from tests.tiny_pipelines import save_tiny_sd, tiny_clip, tiny_unet
-from vision3d_kd.errors import DataError
+from vision3d_kd.errors import ConfigError, DataError
 from vision3d_kd.guidance.diffusers_prior import DiffusersPrior
 from vision3d_kd.guidance.prior import CameraCondition, camera_features, v_to_epsilon
 from vision3d_kd.guidance.sampling import ddim_sample
@@ -120,7 +120,7 @@ def test_camera_features_are_continuous_and_read_from_c2w():
 def test_bundled_prior_trains_resumes_and_loads_like_any_pipeline(tmp_path):
     from diffusers import DiffusionPipeline
 
-    from vision3d_kd.data.object_views import load_prior_shards, write_prior_dataset
+    from vision3d_kd.data.object_views import load_part_masks, load_prior_shards, write_prior_dataset
     from vision3d_kd.guidance.prior_training import PriorTrainConfig, train_prior
 
     data = write_prior_dataset(tmp_path / "data", 8, views_per_object=4, size=32, seed=0)
@@ -130,9 +130,12 @@ def test_bundled_prior_trains_resumes_and_loads_like_any_pipeline(tmp_path):
     out = train_prior(images, meta, tmp_path / "work", tmp_path / "prior", cfg,
                       lambda stage, step, rec: logged.append((stage, step)))
     assert ("vae", 3) in logged and ("unet", 2) in logged
-    cfg.unet_steps = 3  # resume: only the missing step runs
+    cfg.unet_steps, cfg.part_weight = 3, 5.0  # resume (only the missing step runs) with the part-weighted loss
+    with pytest.raises(ConfigError, match="part mask"):
+        train_prior(images, meta, tmp_path / "work", out, cfg)
     logged.clear()
-    train_prior(images, meta, tmp_path / "work", out, cfg, lambda stage, step, rec: logged.append((stage, step)))
+    train_prior(images, meta, tmp_path / "work", out, cfg, lambda stage, step, rec: logged.append((stage, step)),
+                load_part_masks(data))
     assert logged == [("unet", 3)]
     prior = DiffusersPrior(out)
     assert prior.camera_conditioned and (prior.channels, prior.sample_size, prior.image_size) == (4, 8, 32)

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from vision3d_kd.data.object_views import write_prior_dataset  # noqa: E402
+from vision3d_kd.data.object_views import add_part_masks, write_prior_dataset  # noqa: E402
 
 
 def main() -> None:
@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (sphere tracing gains little)")
     ap.add_argument("--worker", default="0/1", help="K/N: render only shards s with s %% N == K (run N of these)")
+    ap.add_argument("--part-masks", action="store_true",
+                    help="only add the missing parts_NNNN.npy of an existing --out (data sets made before them)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -36,6 +38,10 @@ def main() -> None:
         rate = done / max(time.perf_counter() - t0, 1e-9)
         print(f"\r{done}/{total} images ({rate:.1f}/s)", end="", flush=True)
 
+    if args.part_masks:
+        add_part_masks(args.out, progress)
+        print(f"\nadded part masks to {args.out} in {time.perf_counter() - t0:.0f} s")
+        return
     k, n = (int(v) for v in args.worker.split("/"))
     write_prior_dataset(args.out, args.images, args.views, args.size, args.seed, progress=progress, worker=(k, n))
     print(f"\nwrote {args.out} in {time.perf_counter() - t0:.0f} s")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vision3d_kd.data.object_views import load_prior_shards  # noqa: E402
+from vision3d_kd.data.object_views import load_part_masks, load_prior_shards  # noqa: E402
 from vision3d_kd.guidance.prior_training import PriorTrainConfig, export_checkpoint, train_prior  # noqa: E402
 
 
@@ -52,7 +52,8 @@ def main() -> None:
         with log_path.open("a") as f:
             f.write(line + "\n")
 
-    out = train_prior(images, meta, args.work, args.out, cfg, log)
+    masks = load_part_masks(args.data) if cfg.part_weight > 0 else None
+    out = train_prior(images, meta, args.work, args.out, cfg, log, masks)
     _provenance(out, args.work, cfg.unet_steps, args.data)
     print(f"wrote {out}")
 

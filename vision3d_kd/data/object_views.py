@@ -4,8 +4,9 @@ and the ground truth its samples (and text-to-3D results) are scored against.
 Cameras are sampled like text-to-3D (azimuth 0-360°, elevation -10-60°, radius 3.2-3.8, 40° field of
 view) and look at the origin, z up. Shading is Lambertian with one random light from the upper
 hemisphere; images are composited on white. A data set folder holds shards `images_NNNN.npy`
-(uint8 [N,H,W,3]) and `meta_NNNN.jsonl` (one JSON record per image: caption, family, colours,
-elevation_deg, azimuth_deg, radius, light), plus `objects.jsonl` (each object's SDF) and `info.json`.
+(uint8 [N,H,W,3]), `parts_NNNN.npy` (uint8 [N,H,W]: 1 where the family's view-asymmetric part, e.g.
+the mug's handle, is the surface seen) and `meta_NNNN.jsonl` (one JSON record per image: caption, family,
+colours, elevation_deg, azimuth_deg, radius, light), plus `objects.jsonl` (each object's SDF) and `info.json`.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from torch import Tensor
 
 from ..cameras import cameras_from_spherical, image_rays
 from ..errors import ConfigError, DataError
-from .objects import COLOURS, FAMILIES, HELD_OUT, TWO_COLOUR, ObjectSpec, build_object, caption, view_suffix
+from .objects import ASYMMETRIC, COLOURS, FAMILIES, HELD_OUT, TWO_COLOUR, ObjectSpec, build_object, caption, view_suffix
 from .procedural import Shading, render_sdf
 
 __all__ = ["ELEVATION_RANGE", "RADIUS_RANGE", "FOV_DEG", "render_object", "random_spec", "random_light",
-           "write_prior_dataset", "load_prior_shards"]
+           "write_prior_dataset", "load_prior_shards", "add_part_masks", "load_part_masks"]
 
 ELEVATION_RANGE = (-10.0, 60.0)
 RADIUS_RANGE = (3.2, 3.8)
@@ -107,7 +108,7 @@ def write_prior_dataset(out: Path, n_images: int, views_per_object: int = 8, siz
                 progress(s * shard_size + count, n_images)
             continue
         rng = random.Random(f"{seed}-{s}")  # each shard reproducible on its own (resume = same data)
-        images, meta, objects = [], [], []
+        images, parts, meta, objects = [], [], [], []
         while len(images) < count:
             spec = random_spec(rng)
             k = min(views_per_object, count - len(images))
@@ -116,6 +117,7 @@ def write_prior_dataset(out: Path, n_images: int, views_per_object: int = 8, siz
             r = render_object(spec, elev, azim, rad, size, light)
             obj_id = f"{s:04d}-{len(objects):05d}"
             objects.append({"id": obj_id, "scene": build_object(spec).to_dict(), "parts": spec.parts})
+            parts.extend(_part_mask(spec, r["part"]))
             for j in range(k):
                 images.append((r["rgb"][j].numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8))
                 meta.append({"object": obj_id, "caption": caption(spec) + view_suffix(float(elev[j]), float(azim[j])),
@@ -124,18 +126,66 @@ def write_prior_dataset(out: Path, n_images: int, views_per_object: int = 8, siz
                              "radius": float(rad[j]), "light_dir": list(light.light_dir), "ambient": light.ambient})
             if progress is not None:
                 progress(s * shard_size + len(images), n_images)
-        _write_shard(out, s, np.stack(images), meta, objects)
+        _write_shard(out, s, np.stack(images), np.stack(parts), meta, objects)
     return out
 
 
-def _write_shard(out: Path, s: int, images: np.ndarray, meta: list[dict], objects: list[dict]) -> None:
+def _part_mask(spec: ObjectSpec, part: Tensor) -> np.ndarray:
+    """uint8 [N,H,W] from render_object's part map: 1 where spec's view-asymmetric part is seen."""
+    name = ASYMMETRIC.get(spec.family)
+    if name is None:
+        return np.zeros(part.shape, dtype=np.uint8)
+    return (part == spec.parts.index(name)).numpy().astype(np.uint8)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def _write_shard(out: Path, s: int, images: np.ndarray, parts: np.ndarray, meta: list[dict],
+                 objects: list[dict]) -> None:
+    _save_npy(out / f"parts_{s:04d}.npy", parts)
     for name, text in ((f"meta_{s:04d}.jsonl", meta), (f"objects_{s:04d}.jsonl", objects)):
         tmp = out / f".{name}.tmp"
         tmp.write_text("".join(json.dumps(m) + "\n" for m in text))
         os.replace(tmp, out / name)
-    tmp = out / f".images_{s:04d}.tmp.npy"
-    np.save(tmp, images)
-    os.replace(tmp, out / f"images_{s:04d}.npy")  # last: its presence marks the shard complete
+    _save_npy(out / f"images_{s:04d}.npy", images)  # last: its presence marks the shard complete
+
+
+def _shard_meta(image_path: Path) -> list[dict]:
+    meta_path = image_path.with_name(image_path.name.replace("images_", "meta_").replace(".npy", ".jsonl"))
+    return [json.loads(line) for line in meta_path.read_text().splitlines()]
+
+
+def add_part_masks(folder: Path, progress: Callable[[int, int], None] | None = None) -> None:
+    """Write the missing `parts_NNNN.npy` of a data set folder (made before part masks existed) by
+    re-rendering each image's object from its metadata; complete part files are kept."""
+    paths = sorted(Path(folder).glob("images_*.npy"))
+    if not paths:
+        raise DataError(f"{folder}: no images_*.npy shards (make them with tools/make_prior_data.py)")
+    size, done = int(np.load(paths[0], mmap_mode="r").shape[1]), 0
+    todo = [p for p in paths if not p.with_name(p.name.replace("images_", "parts_")).is_file()]
+    total = sum(len(np.load(p, mmap_mode="r")) for p in todo)
+    for p in todo:
+        meta = _shard_meta(p)
+        parts = np.zeros((len(meta), size, size), dtype=np.uint8)
+        start = 0
+        while start < len(meta):  # the views of one object are consecutive records
+            end = start
+            while end < len(meta) and meta[end]["object"] == meta[start]["object"]:
+                end += 1
+            m = meta[start]
+            spec = ObjectSpec(m["family"], m["colour"], m.get("colour2"))
+            if spec.family in ASYMMETRIC:
+                views = [torch.tensor([r[k] for r in meta[start:end]]) for k in ("elevation_deg", "azimuth_deg", "radius")]
+                parts[start:end] = _part_mask(spec, render_object(spec, *views, size, supersample=1)["part"])
+            done += end - start
+            start = end
+            if progress is not None:
+                progress(done, total)
+        _save_npy(p.with_name(p.name.replace("images_", "parts_")), parts)
 
 
 def load_prior_shards(folder: Path) -> tuple[np.ndarray, list[dict]]:
@@ -145,11 +195,23 @@ def load_prior_shards(folder: Path) -> tuple[np.ndarray, list[dict]]:
         raise DataError(f"{folder}: no images_*.npy shards (make them with tools/make_prior_data.py)")
     images, meta = [], []
     for p in paths:
-        m = [json.loads(line) for line in p.with_name(p.name.replace("images_", "meta_").replace(".npy", ".jsonl"))
-             .read_text().splitlines()]
+        m = _shard_meta(p)
         arr = np.load(p, mmap_mode="r")
         if len(arr) != len(m):
             raise DataError(f"{p}: {len(arr)} images but {len(m)} metadata records")
         images.append(np.asarray(arr))
         meta.extend(m)
     return np.concatenate(images), meta
+
+
+def load_part_masks(folder: Path) -> np.ndarray:
+    """The part masks uint8 [N,H,W] of all complete shards, in load_prior_shards' image order."""
+    masks = []
+    for p in sorted(Path(folder).glob("images_*.npy")):
+        q = p.with_name(p.name.replace("images_", "parts_"))
+        if not q.is_file():
+            raise DataError(f"{q}: missing; add part masks with tools/make_prior_data.py --out {folder} --part-masks")
+        masks.append(np.load(q))
+    if not masks:
+        raise DataError(f"{folder}: no images_*.npy shards (make them with tools/make_prior_data.py)")
+    return np.concatenate(masks)

@@ -1,7 +1,8 @@
 """Training of the bundled prior (`tools/train_prior.py`): stage 1 an AutoencoderKL on the rendered
 images (L1 + L2 reconstruction, a small KL term), stage 2 the latent UNet and the text encoder jointly
 with the DDPM ε-loss (captions dropped to "" 10 % of the time for classifier-free guidance; the camera is
-always given). Both stages checkpoint to a work folder every `checkpoint_every` steps and resume from
+always given), optionally weighted up by `part_weight` on the latent cells that cover a view-asymmetric
+part (mug handle, door, nose...: thin parts carry little of a plain MSE and are learnt last). Both stages checkpoint to a work folder every `checkpoint_every` steps and resume from
 it; the UNet and text encoder are exported from an exponential moving average of their weights."""
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class PriorTrainConfig:
     unet_steps: int = 6000
     unet_lr: float = 2e-4
     cond_drop: float = 0.1
+    part_weight: float = 0.0  # ε-loss weight 1 + part_weight on latent cells covering an asymmetric part
     ema_decay: float = 0.999
     seed: int = 0
     checkpoint_every: int = 250
@@ -55,6 +57,8 @@ class PriorTrainConfig:
             raise ConfigError("batch, vae_batch, checkpoint_every and log_every must be >= 1")
         if min(self.vae_steps, self.unet_steps) < 0:
             raise ConfigError("vae_steps and unet_steps must be >= 0")
+        if self.part_weight < 0:
+            raise ConfigError("part_weight must be >= 0")
         if not (0 <= self.cond_drop < 1 and 0 <= self.ema_decay < 1):
             raise ConfigError("cond_drop and ema_decay must be in [0, 1)")
 
@@ -134,7 +138,18 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
             e.lerp_(p, 1.0 - decay)
 
 
-def _train_unet(latents: Tensor, meta: list[dict], cfg: PriorTrainConfig, work: Path, tokenizer, log: Log):
+def _latent_weights(part_masks: np.ndarray | None, latent_size: int, part_weight: float) -> Tensor | None:
+    """Per-image ε-loss weights [N,1,h,w] at latent resolution: 1 + part_weight where any pixel of the
+    latent cell shows the asymmetric part (max-pooled mask); None without masks or weight."""
+    if part_masks is None or part_weight == 0:
+        return None
+    m = torch.from_numpy(np.asarray(part_masks, dtype=np.uint8))[:, None].float()
+    m = F.max_pool2d(m, m.shape[-1] // latent_size)
+    return (1.0 + part_weight * m).to(torch.float16)
+
+
+def _train_unet(latents: Tensor, meta: list[dict], cfg: PriorTrainConfig, work: Path, tokenizer, log: Log,
+                part_masks: np.ndarray | None = None):
     size = SIZES[cfg.size]
     unet, text = build_unet(size, latents.shape[-1]), build_text_encoder(size)
     ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text).requires_grad_(False)
@@ -154,6 +169,7 @@ def _train_unet(latents: Tensor, meta: list[dict], cfg: PriorTrainConfig, work: 
                       return_tensors="pt").input_ids
     cams = camera_features(CameraCondition(*(torch.tensor([m[k] for m in meta])
                                              for k in ("elevation_deg", "azimuth_deg", "radius"))))
+    weights = _latent_weights(part_masks, latents.shape[-1], cfg.part_weight)
     unet.train()
     text.train()
     t0 = time.perf_counter()
@@ -170,7 +186,11 @@ def _train_unet(latents: Tensor, meta: list[dict], cfg: PriorTrainConfig, work: 
         a = abar[t].reshape(-1, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         pred = unet(x_t, t, text(tok)[0], class_labels=cams[idx]).sample
-        loss = F.mse_loss(pred, noise)
+        if weights is None:
+            loss = F.mse_loss(pred, noise)
+        else:
+            w = weights[idx].float()
+            loss = ((pred - noise) ** 2 * w).mean() / w.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([*unet.parameters(), *text.parameters()], 1.0)
@@ -189,12 +209,15 @@ def _train_unet(latents: Tensor, meta: list[dict], cfg: PriorTrainConfig, work: 
 
 
 def train_prior(images: np.ndarray, meta: list[dict], work: Path, out: Path, cfg: PriorTrainConfig,
-                log: Log | None = None) -> Path:
+                log: Log | None = None, part_masks: np.ndarray | None = None) -> Path:
     """Train (or resume) both stages on images uint8 [N,H,W,3] with metadata records (caption,
-    elevation_deg, azimuth_deg, radius) and write the pipeline directory `out`."""
+    elevation_deg, azimuth_deg, radius) and write the pipeline directory `out`. part_masks uint8
+    [N,H,W] (load_part_masks) are needed when cfg.part_weight > 0."""
     cfg.validate()
     if len(images) != len(meta) or len(images) == 0:
         raise ConfigError(f"{len(images)} images but {len(meta)} metadata records")
+    if cfg.part_weight > 0 and (part_masks is None or len(part_masks) != len(images)):
+        raise ConfigError("part_weight > 0 needs one part mask per image (data/object_views.load_part_masks)")
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     cfg_path = work / "config.json"
@@ -209,7 +232,7 @@ def train_prior(images: np.ndarray, meta: list[dict], work: Path, out: Path, cfg
     vae = _train_vae(images, cfg, work, log)
     latents = _encode_all(vae, images, work)
     tokenizer = build_tokenizer(SIZES[cfg.size].max_words)
-    unet, text, sched = _train_unet(latents, meta, cfg, work, tokenizer, log)
+    unet, text, sched = _train_unet(latents, meta, cfg, work, tokenizer, log, part_masks)
     return save_pipeline(out, unet, text, tokenizer, sched, vae)
 
 
