@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from vision3d_kd.data.object_views import (add_part_masks, load_part_masks, load_prior_shards, random_spec, render_object,
-                                          write_prior_dataset)
+from vision3d_kd.data.object_views import (
+    add_part_masks,
+    load_part_masks,
+    load_prior_shards,
+    random_spec,
+    render_object,
+    write_prior_dataset,
+)
 from vision3d_kd.data.objects import ASYMMETRIC, FAMILIES, HELD_OUT, ObjectSpec, build_object, caption, view_suffix
 from vision3d_kd.errors import ConfigError, DataError
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 
 from ..checkpoint import write_json
 from ..data.objects import ASYMMETRIC, ObjectSpec, caption
+from ..generation.config import run_name
 from ..guidance.sds import METHODS
 
 __all__ = ["run", "PROMPTS"]
@@ -28,10 +28,6 @@ __all__ = ["run", "PROMPTS"]
 PROMPTS = [ObjectSpec("sphere", "red"), ObjectSpec("mug", "green"), ObjectSpec("cube", "purple"),
            ObjectSpec("snowman", "red"), ObjectSpec("chair", "blue"), ObjectSpec("arrow", "orange"),
            ObjectSpec("house", "yellow", "blue"), ObjectSpec("mug", "red"), ObjectSpec("torus", "cyan")]
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def _one(spec: ObjectSpec, method: str, seed: int, run_dir: Path, prior, prior_path: str,
@@ -92,7 +88,7 @@ def run(quick: bool = False, prior_path: Path | None = None, runs_dir: Path | No
     prior = DiffusersPrior(ppath)
     records: list[dict[str, Any]] = []
     for spec, method, seed in itertools.product(specs, methods, range(n_seeds)):
-        run_dir = runs_dir / f"{_slug(caption(spec))}-{method}-{seed}"
+        run_dir = runs_dir / run_name(caption(spec), method, seed)
         rec = _one(spec, method, seed, run_dir, prior, str(ppath), steps)
         records.append(rec)
         progress(f"{rec['prompt']} {method} seed {seed}: IoU {rec['iou']:.3f}, {rec['minutes']:.2f} min")

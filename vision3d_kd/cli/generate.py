@@ -39,10 +39,9 @@ def generate_command(
 ) -> None:
     """Optimise a 3D student so that its renders from random cameras look like PROMPT to a diffusion prior;
     writes a run directory (weights, config.json, metrics.json, log.jsonl) plus mesh.glb and turntable.mp4."""
-    import re
 
-    from ..checkpoint import write_json
-    from ..generation.config import load_generate_config
+    from ..checkpoint import WEIGHTS, write_json
+    from ..generation.config import load_generate_config, run_name
     from ..generation.loop import generate
     from ..generation.outputs import write_outputs
     from ..guidance.diffusers_prior import DiffusersPrior
@@ -62,11 +61,10 @@ def generate_command(
     if resume and out is not None and (out / "config.json").is_file():
         setup, prompt = _saved_setup(out, prompt)
     if out is None:
-        slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40] or "object"
-        out = Path("runs") / f"{slug}-{method}-{seed}"
+        out = Path("runs") / run_name(prompt, method, seed)
     if resume and not (out / "train_state.safetensors").is_file():
         raise RunError(f"{out}: nothing to resume (no train_state.safetensors)")
-    if not resume and (out / "weights.safetensors").exists():
+    if not resume and (out / WEIGHTS).exists():
         raise RunError(f"{out}: already holds a run; use --resume or another --out")
     dev = pick_device(device)
     prior_dir = default_prior_path(prior)

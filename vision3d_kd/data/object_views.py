@@ -179,7 +179,8 @@ def add_part_masks(folder: Path, progress: Callable[[int, int], None] | None = N
             m = meta[start]
             spec = ObjectSpec(m["family"], m["colour"], m.get("colour2"))
             if spec.family in ASYMMETRIC:
-                views = [torch.tensor([r[k] for r in meta[start:end]]) for k in ("elevation_deg", "azimuth_deg", "radius")]
+                keys = ("elevation_deg", "azimuth_deg", "radius")
+                views = [torch.tensor([r[k] for r in meta[start:end]]) for k in keys]
                 parts[start:end] = _part_mask(spec, render_object(spec, *views, size, supersample=1)["part"])
             done += end - start
             start = end

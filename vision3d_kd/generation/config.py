@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
@@ -125,3 +126,9 @@ def load_generate_config(method: str, config_file: Path | None = None,
     setup = GenerationSetup.from_dict({"method": method, "generate": generate, "field": field, "guidance": guidance})
     setup.validate()
     return setup
+
+
+def run_name(prompt: str, method: str, seed: int) -> str:
+    """Default run folder name of a generation: '<prompt slug (40 chars)>-<method>-<seed>'."""
+    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40] or "object"
+    return f"{slug}-{method}-{seed}"

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..cameras import Cameras, image_rays
-from ..checkpoint import load_tensors, save_field, save_tensors
+from ..checkpoint import WEIGHTS, load_tensors, save_field, save_tensors
 from ..fields import BlobField, GaussianSplats, build_field
 from ..fields.splats import rgb_to_sh_dc
 from ..render.occupancy import OccupancyGrid
@@ -66,7 +66,7 @@ class FieldStudent:
         save_tensors(run / OCCUPANCY, self.grid.state_dict())
 
     def load(self, run: Path) -> None:
-        tensors = load_tensors(run / "weights.safetensors")
+        tensors = load_tensors(run / WEIGHTS)
         self.model.load_state_dict(tensors)
         self.grid.load_state_dict(load_tensors(run / OCCUPANCY))
 
@@ -104,7 +104,7 @@ class SplatStudent:
         save_field(run, self.model, extra)
 
     def load(self, run: Path) -> None:
-        self.model.load_state_dict(load_tensors(run / "weights.safetensors"))
+        self.model.load_state_dict(load_tensors(run / WEIGHTS))
 
 
 def build_student(setup: GenerationSetup, device: torch.device, generator: torch.Generator):

@@ -2,8 +2,9 @@
 images (L1 + L2 reconstruction, a small KL term), stage 2 the latent UNet and the text encoder jointly
 with the DDPM ε-loss (captions dropped to "" 10 % of the time for classifier-free guidance; the camera is
 always given), optionally weighted up by `part_weight` on the latent cells that cover a view-asymmetric
-part (mug handle, door, nose...: thin parts carry little of a plain MSE and are learnt last). Both stages checkpoint to a work folder every `checkpoint_every` steps and resume from
-it; the UNet and text encoder are exported from an exponential moving average of their weights."""
+part (mug handle, door, nose...: thin parts carry little of a plain MSE and are learnt last). Both stages
+checkpoint to a work folder every `checkpoint_every` steps and resume from it; the UNet and text encoder
+are exported from an exponential moving average of their weights."""
 
 from __future__ import annotations
 
