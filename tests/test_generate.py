@@ -12,6 +12,7 @@ import torch
 
 from tests.conftest import one_line_error, run_cli
 from tests.tiny_pipelines import save_tiny_sd
+from vision3d_kd.errors import RunError
 
 FAST = ["--set", "generate.size=32", "--set", "generate.mesh_resolution=32", "--set", "generate.video_frames=4",
         "--set", "generate.video_size=32", "--set", "generate.checkpoint_every=2", "--quiet"]
@@ -182,6 +183,19 @@ def test_bench_text_to_3d_scores_every_method_and_reuses_finished_runs(sd_pipe, 
     monkeypatch.setattr("vision3d_kd.generation.loop.generate", no_generation)
     again = text_to_3d.run(**kw)
     assert again["summary"]["best_mean_iou"] == pytest.approx(s["best_mean_iou"])
+    monkeypatch.setattr(text_to_3d, "prior_fingerprint", lambda path: "another-prior")
+    with pytest.raises(RunError, match="another prior"):  # runs of an older prior are not mixed in
+        text_to_3d.run(**kw)
+
+
+def test_prior_fingerprint_follows_the_denoiser_weights(tmp_path):
+    from vision3d_kd.bench.text_to_3d import prior_fingerprint
+
+    for name, data in (("a", b"1" * 10), ("b", b"1" * 10), ("c", b"2" * 10)):
+        (tmp_path / name / "unet").mkdir(parents=True)
+        (tmp_path / name / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(data)
+    a, b, c = (prior_fingerprint(tmp_path / n) for n in "abc")
+    assert a == b != c and len(a) == 16
 
 
 def fixed_guidance_residual(run, prior, prompt: str) -> float:

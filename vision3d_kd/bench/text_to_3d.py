@@ -5,11 +5,13 @@ Per run (scores from `generation.scoring` against the true object): multi-view m
 saturation, whether the asymmetric part is on the correct side / on several sides (Janus), minutes of
 generation on this machine. Per prompt and method: diversity = mean pairwise mean |Δ| between the
 seeds' renders (8 views, RGB in [0,1]). Runs live under --runs-dir (default bench/runs/text-to-3d) and
-a finished run (score.json) is reused, so an interrupted benchmark continues where it stopped.
+a finished run (score.json) is reused, so an interrupted benchmark continues where it stopped; runs made
+with another prior (a fingerprint of its UNet weights, stored in score.json) are refused, not mixed in.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from pathlib import Path
@@ -20,18 +22,32 @@ import torch
 
 from ..checkpoint import write_json
 from ..data.objects import ASYMMETRIC, ObjectSpec, caption
+from ..errors import RunError
 from ..generation.config import run_name
 from ..guidance.sds import METHODS
 
-__all__ = ["run", "PROMPTS"]
+__all__ = ["run", "PROMPTS", "prior_fingerprint"]
 
 PROMPTS = [ObjectSpec("sphere", "red"), ObjectSpec("mug", "green"), ObjectSpec("cube", "purple"),
            ObjectSpec("snowman", "red"), ObjectSpec("chair", "blue"), ObjectSpec("arrow", "orange"),
            ObjectSpec("house", "yellow", "blue"), ObjectSpec("mug", "red"), ObjectSpec("torus", "cyan")]
 
 
+def prior_fingerprint(path: Path) -> str:
+    """Identity of a pipeline directory's denoiser: sha256 of the size and first MiB of each weight file
+    under unet/ (or transformer/), 16 hex digits."""
+    h = hashlib.sha256()
+    files = sorted(q for sub in ("unet", "transformer") for q in (Path(path) / sub).glob("*")
+                   if q.suffix in (".safetensors", ".bin"))
+    for q in files:
+        h.update(f"{q.name}:{q.stat().st_size}".encode())
+        with q.open("rb") as f:
+            h.update(f.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
 def _one(spec: ObjectSpec, method: str, seed: int, run_dir: Path, prior, prior_path: str,
-         steps: int | None) -> dict[str, Any]:
+         steps: int | None, fingerprint: str) -> dict[str, Any]:
     """Generate (or resume / reuse) one run and score it; the score is cached in RUN/score.json and the
     renders in RUN/score_views.npy."""
     from ..generation.config import load_generate_config
@@ -42,6 +58,9 @@ def _one(spec: ObjectSpec, method: str, seed: int, run_dir: Path, prior, prior_p
     score_file = run_dir / "score.json"
     if score_file.is_file():
         rec = json.loads(score_file.read_text())
+        if rec.get("prior") != fingerprint:
+            raise RunError(f"{run_dir}: made with another prior ({rec.get('prior')}, now {fingerprint}); "
+                           "use another --runs-dir or delete the old runs")
         rec["rgb"] = torch.from_numpy(np.load(run_dir / "score_views.npy").astype(np.float32) / 255.0)
         return rec
     sets = [f"generate.seed={seed}"] + ([f"generate.steps={steps}"] if steps else [])
@@ -54,7 +73,7 @@ def _one(spec: ObjectSpec, method: str, seed: int, run_dir: Path, prior, prior_p
     rec = score_run(model, grid, render_settings_from(cfg), cfg["render"], spec)
     rgb = rec.pop("rgb")
     rec.update(prompt=caption(spec), method=method, seed=seed, minutes=metrics["seconds"] / 60.0,
-               steps=metrics["steps"])
+               steps=metrics["steps"], prior=fingerprint)
     np.save(run_dir / "score_views.npy", (rgb.numpy() * 255 + 0.5).astype(np.uint8))
     write_json(score_file, rec)
     rec["rgb"] = rgb
@@ -86,10 +105,11 @@ def run(quick: bool = False, prior_path: Path | None = None, runs_dir: Path | No
     runs_dir = Path(runs_dir or "bench/runs/text-to-3d")
     ppath = default_prior_path(prior_path)
     prior = DiffusersPrior(ppath)
+    fingerprint = prior_fingerprint(ppath)
     records: list[dict[str, Any]] = []
     for spec, method, seed in itertools.product(specs, methods, range(n_seeds)):
         run_dir = runs_dir / run_name(caption(spec), method, seed)
-        rec = _one(spec, method, seed, run_dir, prior, str(ppath), steps)
+        rec = _one(spec, method, seed, run_dir, prior, str(ppath), steps, fingerprint)
         records.append(rec)
         progress(f"{rec['prompt']} {method} seed {seed}: IoU {rec['iou']:.3f}, {rec['minutes']:.2f} min")
     rows, summary = [], {}
