@@ -192,3 +192,19 @@ def test_bench_prior_runs_end_to_end_on_a_prior_directory(tiny_bundled, tmp_path
     s = result["summary"]
     assert s["n_pairs"] == 3 and 0.0 <= s["mean_mask_iou"] <= 1.0 and sum(r["pairs"] for r in result["rows"]) == 3
     assert Image.open(tmp_path / "grid.png").size == (3 * 32, 2 * 32)  # truth over sample, one column per pair
+
+
+def test_bench_prior_view_check_compares_with_the_object_turned_around():
+    from vision3d_kd.bench.prior import _truth, score_sample
+    from vision3d_kd.data.objects import ObjectSpec
+
+    mug = ObjectSpec("mug", "red")
+    gt = _truth(mug, 10.0, 0.0, 3.5, 32)["rgb"]  # front view: the handle on the right; turned: on the left
+    cols = ((gt[0] - gt[1]).abs().amax(0) > 0.1).nonzero()[:, 1]
+    assert (cols < 12).any() and (cols >= 20).any() and not ((cols >= 12) & (cols < 20)).any()  # body alike
+    assert score_sample(mug, 10.0, 0.0, 3.5, gt[0])[0]["view_correct"] is True
+    assert score_sample(mug, 10.0, 0.0, 3.5, gt[1])[0]["view_correct"] is False
+    snowman = ObjectSpec("snowman", "red")
+    gt = _truth(snowman, 10.0, 60.0, 3.5, 64)["rgb"]  # the nose seen from the side; turned: no nose
+    assert score_sample(snowman, 10.0, 60.0, 3.5, gt[1])[0]["view_correct"] is False  # a nose-less snowman
+    assert "view_correct" not in score_sample(ObjectSpec("sphere", "red"), 10.0, 0.0, 3.5, gt[0])[0]
