@@ -11,6 +11,7 @@ colours, elevation_deg, azimuth_deg, radius, light), plus `objects.jsonl` (each 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -154,48 +155,51 @@ def _write_shard(out: Path, s: int, images: np.ndarray, parts: np.ndarray, meta:
     _save_npy(out / f"images_{s:04d}.npy", images)  # last: its presence marks the shard complete
 
 
+def _image_shards(folder: Path) -> list[Path]:
+    """The complete shards' image files of a data set folder, in order (DataError when there are none)."""
+    paths = sorted(Path(folder).glob("images_*.npy"))
+    if not paths:
+        raise DataError(f"{folder}: no images_*.npy shards (make them with tools/make_prior_data.py)")
+    return paths
+
+
+def _sibling(image_path: Path, kind: str, suffix: str = ".npy") -> Path:
+    """The `kind`_NNNN file (meta, parts, objects) of the shard whose images are image_path."""
+    return image_path.with_name(image_path.name.replace("images_", f"{kind}_").replace(".npy", suffix))
+
+
 def _shard_meta(image_path: Path) -> list[dict]:
-    meta_path = image_path.with_name(image_path.name.replace("images_", "meta_").replace(".npy", ".jsonl"))
-    return [json.loads(line) for line in meta_path.read_text().splitlines()]
+    return [json.loads(line) for line in _sibling(image_path, "meta", ".jsonl").read_text().splitlines()]
 
 
 def add_part_masks(folder: Path, progress: Callable[[int, int], None] | None = None) -> None:
     """Write the missing `parts_NNNN.npy` of a data set folder (made before part masks existed) by
     re-rendering each image's object from its metadata; complete part files are kept."""
-    paths = sorted(Path(folder).glob("images_*.npy"))
-    if not paths:
-        raise DataError(f"{folder}: no images_*.npy shards (make them with tools/make_prior_data.py)")
+    paths = _image_shards(folder)
     size, done = int(np.load(paths[0], mmap_mode="r").shape[1]), 0
-    todo = [p for p in paths if not p.with_name(p.name.replace("images_", "parts_")).is_file()]
+    todo = [p for p in paths if not _sibling(p, "parts").is_file()]
     total = sum(len(np.load(p, mmap_mode="r")) for p in todo)
     for p in todo:
         meta = _shard_meta(p)
         parts = np.zeros((len(meta), size, size), dtype=np.uint8)
-        start = 0
-        while start < len(meta):  # the views of one object are consecutive records
-            end = start
-            while end < len(meta) and meta[end]["object"] == meta[start]["object"]:
-                end += 1
-            m = meta[start]
+        # the views of one object are consecutive records
+        for _, group in itertools.groupby(range(len(meta)), key=lambda i: meta[i]["object"]):
+            rows = list(group)
+            m = meta[rows[0]]
             spec = ObjectSpec(m["family"], m["colour"], m.get("colour2"))
             if spec.family in ASYMMETRIC:
-                keys = ("elevation_deg", "azimuth_deg", "radius")
-                views = [torch.tensor([r[k] for r in meta[start:end]]) for k in keys]
-                parts[start:end] = _part_mask(spec, render_object(spec, *views, size, supersample=1)["part"])
-            done += end - start
-            start = end
+                views = [torch.tensor([meta[i][k] for i in rows]) for k in ("elevation_deg", "azimuth_deg", "radius")]
+                parts[rows] = _part_mask(spec, render_object(spec, *views, size, supersample=1)["part"])
+            done += len(rows)
             if progress is not None:
                 progress(done, total)
-        _save_npy(p.with_name(p.name.replace("images_", "parts_")), parts)
+        _save_npy(_sibling(p, "parts"), parts)
 
 
 def load_prior_shards(folder: Path) -> tuple[np.ndarray, list[dict]]:
     """All complete shards of a data set folder: images uint8 [N,H,W,3] and their N metadata records."""
-    paths = sorted(Path(folder).glob("images_*.npy"))
-    if not paths:
-        raise DataError(f"{folder}: no images_*.npy shards (make them with tools/make_prior_data.py)")
     images, meta = [], []
-    for p in paths:
+    for p in _image_shards(folder):
         m = _shard_meta(p)
         arr = np.load(p, mmap_mode="r")
         if len(arr) != len(m):
@@ -208,11 +212,9 @@ def load_prior_shards(folder: Path) -> tuple[np.ndarray, list[dict]]:
 def load_part_masks(folder: Path) -> np.ndarray:
     """The part masks uint8 [N,H,W] of all complete shards, in load_prior_shards' image order."""
     masks = []
-    for p in sorted(Path(folder).glob("images_*.npy")):
-        q = p.with_name(p.name.replace("images_", "parts_"))
+    for p in _image_shards(folder):
+        q = _sibling(p, "parts")
         if not q.is_file():
             raise DataError(f"{q}: missing; add part masks with tools/make_prior_data.py --out {folder} --part-masks")
         masks.append(np.load(q))
-    if not masks:
-        raise DataError(f"{folder}: no images_*.npy shards (make them with tools/make_prior_data.py)")
     return np.concatenate(masks)
