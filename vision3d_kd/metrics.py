@@ -9,7 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["psnr", "ssim", "ssim_tensor", "mask_iou", "surface_samples", "chamfer_to_sdf", "surface_color_error"]
+__all__ = ["psnr", "ssim", "ssim_tensor", "mask_iou", "surface_samples", "chamfer_to_sdf", "surface_color_error",
+           "foreground_mask", "masked_color_error", "normalized_log_depth", "depth_from_normalized_log",
+           "valid_depth", "median_scale", "depth_metrics", "temporal_jitter", "MVSEC_LOG_DEPTH",
+           "EVENTSCAPE_LOG_DEPTH", "DEPTH_CUTOFFS"]
 
 
 def psnr(pred: Tensor, target: Tensor) -> float:
@@ -115,3 +118,62 @@ def masked_color_error(pred: Tensor, target: Tensor, pred_mask: Tensor, target_m
     if not pred_mask.any() or not target_mask.any():
         return 1.0
     return float((pred[:, pred_mask].mean(-1) - target[:, target_mask].mean(-1)).abs().mean())
+
+
+# --- depth -------------------------------------------------------------------------------------------
+# Normalised log depth D^ = 1 + log(D / D_max) / alpha of the event-depth literature (Hidalgo-Carrio et al.)
+MVSEC_LOG_DEPTH = (80.0, 3.70378)
+EVENTSCAPE_LOG_DEPTH = (1000.0, 5.70378)
+DEPTH_CUTOFFS = (10.0, 20.0, 30.0)
+
+
+def normalized_log_depth(depth: Tensor, d_max: float, alpha: float) -> Tensor:
+    """D^ = 1 + log(D / d_max) / alpha, clamped to [0, 1] (metres in; 1 at d_max, 0 at d_max e^-alpha)."""
+    return (1.0 + torch.log(depth.clamp_min(1e-6) / d_max) / alpha).clamp(0.0, 1.0)
+
+
+def depth_from_normalized_log(nlog: Tensor, d_max: float, alpha: float) -> Tensor:
+    """Metric depth (metres) from normalised log depth: d_max * exp(alpha (D^ - 1))."""
+    return d_max * torch.exp(alpha * (nlog - 1.0))
+
+
+def valid_depth(gt: Tensor, max_depth: float = math.inf) -> Tensor:
+    """Pixels with a usable ground truth: finite, > 0 and <= max_depth."""
+    return torch.isfinite(gt) & (gt > 0) & (gt <= max_depth)
+
+
+def median_scale(pred: Tensor, gt: Tensor, mask: Tensor) -> float:
+    """Scale s = median(gt / pred) over mask, for predictions known only up to scale (1.0 if mask empty)."""
+    if not mask.any():
+        return 1.0
+    return float(torch.median(gt[mask] / pred[mask].clamp_min(1e-6)))
+
+
+def depth_metrics(pred: Tensor, gt: Tensor, mask: Tensor | None = None,
+                  cutoffs: tuple[float, ...] = DEPTH_CUTOFFS) -> dict[str, float]:
+    """Standard depth errors over the pixels in mask (default: valid gt), depths in metres:
+    abs_rel, sq_rel, rmse, rmse_log, delta1..3 (share with max(p/g, g/p) < 1.25^k), and err{c} = mean
+    |pred - gt| over pixels whose gt is below c metres (NaN where there are none)."""
+    mask = valid_depth(gt) if mask is None else mask & valid_depth(gt)
+    p, g = pred[mask].double().clamp_min(1e-6), gt[mask].double()
+    if p.numel() == 0:
+        raise ValueError("depth_metrics: no valid ground-truth pixels")
+    ratio = torch.maximum(p / g, g / p)
+    out = {"abs_rel": float(((p - g).abs() / g).mean()), "sq_rel": float(((p - g) ** 2 / g).mean()),
+           "rmse": float(((p - g) ** 2).mean().sqrt()), "rmse_log": float(((p.log() - g.log()) ** 2).mean().sqrt())}
+    out.update({f"delta{k}": float((ratio < 1.25**k).double().mean()) for k in (1, 2, 3)})
+    for c in cutoffs:
+        near = g < c
+        out[f"err{int(c)}"] = float((p[near] - g[near]).abs().mean()) if near.any() else float("nan")
+    return out
+
+
+def temporal_jitter(pred: Tensor, gt: Tensor, mask: Tensor | None = None) -> float:
+    """Mean |(D_pred[k+1] - D_pred[k]) - (D_gt[k+1] - D_gt[k])| (metres) over adjacent frames of
+    pred, gt [F,H,W], on pixels valid in both frames."""
+    if pred.shape[0] < 2:
+        raise ValueError("temporal_jitter needs at least two frames")
+    mask = valid_depth(gt) if mask is None else mask & valid_depth(gt)
+    both = mask[1:] & mask[:-1]
+    diff = (pred[1:] - pred[:-1]) - (gt[1:] - gt[:-1])
+    return float(diff[both].abs().mean()) if both.any() else float("nan")

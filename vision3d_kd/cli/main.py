@@ -20,7 +20,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import bench, convert, data, eval, export, fit, generate, prior, render, view
+    from . import bench, convert, data, eval, event_depth, export, fit, generate, prior, render, view
 
     fit.register(app)
     convert.register(app)
@@ -32,6 +32,7 @@ def _register() -> None:
     view.register(app)
     app.add_typer(data.data_app, name="data")
     app.add_typer(prior.prior_app, name="prior")
+    app.add_typer(event_depth.event_app, name="event-depth")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,70 @@
+"""Depth evaluation of event students and RGB teachers on held-out sequences.
+
+A sequence's frames are predicted in consecutive clips of the network's clip length (the last clip
+overlaps the one before when the length does not divide). Students distilled with a scale-invariant
+loss know depth only up to scale, so by default every method's prediction is multiplied by one median
+scale per sequence (median of gt/pred over valid pixels, `--align median`); `--align none` reports raw
+metric depth. Metrics are computed per sequence on pixels with ground truth (not sky, <= 80 m) and
+averaged over sequences.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ...errors import ConfigError
+from ...metrics import depth_metrics, median_scale, temporal_jitter, valid_depth
+from .clips import EventClips, Sequence
+
+__all__ = ["predict_sequence", "evaluate_depth", "Predictor"]
+
+Predictor = Callable[[Tensor], Tensor]  # input clip [1,S,C,H,W] -> depth [1,S,H,W] metres
+
+
+@torch.no_grad()
+def predict_sequence(predict: Predictor, frames: Tensor, clip_len: int) -> Tensor:
+    """Depth [F,H,W] of all frames [F,C,H,W] of one sequence, in clips of clip_len frames."""
+    n = len(frames)
+    if n < clip_len:
+        raise ConfigError(f"sequence of {n} frames is shorter than the clip length {clip_len}")
+    out = torch.zeros(n, *frames.shape[-2:])
+    starts = list(range(0, n - clip_len + 1, clip_len))
+    if starts[-1] + clip_len < n:
+        starts.append(n - clip_len)
+    for s in starts:
+        out[s:s + clip_len] = predict(frames[s:s + clip_len][None])[0]
+    return out
+
+
+def _sequence_metrics(pred: Tensor, seq: Sequence, align: str, max_depth: float) -> dict[str, float]:
+    mask = valid_depth(seq.depth, max_depth)
+    scale = median_scale(pred, seq.depth, mask) if align == "median" else 1.0
+    pred = pred * scale
+    rec = depth_metrics(pred, seq.depth, mask)
+    rec["jitter"] = temporal_jitter(pred, seq.depth, mask)
+    rec["scale"] = scale
+    return rec
+
+
+def evaluate_depth(predict: Predictor, data: Path | EventClips, input_kind: str, clip_len: int, bins: int = 5,
+                   align: str = "median", max_depth: float = 80.0) -> dict[str, float]:
+    """Mean metrics over the sequences of ``data`` (depth_metrics keys, jitter, scale) for a predictor
+    on "events" (voxel grids) or "rgb" (linear frames in [0,1]) input."""
+    if align not in ("median", "none"):
+        raise ConfigError(f"--align must be median or none, got {align!r}")
+    clips = data if isinstance(data, EventClips) else EventClips(Path(data), clip_len, bins)
+    recs = []
+    for seq in clips.seqs:
+        frames = seq.vox if input_kind == "events" else seq.rgb
+        recs.append(_sequence_metrics(predict_sequence(predict, frames, clip_len), seq, align, max_depth))
+    keys = recs[0].keys()
+    mean = {k: float(np.nanmean([r[k] for r in recs])) if not all(math.isnan(r[k]) for r in recs) else float("nan")
+            for k in keys}
+    mean["sequences"] = len(recs)
+    return mean

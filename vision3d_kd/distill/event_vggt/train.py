@@ -1,0 +1,213 @@
+"""Training of EventVGGT networks: the RGB teacher on ground-truth depth, the event student on ground
+truth (the upper bound) or distilled from a teacher with switchable STFD / CMFM / TCD.
+
+The student never sees ground-truth depth in distillation mode: its targets are the teacher's depth
+and tokens on the RGB frames aligned with its event windows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ...checkpoint import write_json
+from ...errors import ConfigError, NumericalError, RunError
+from ...train_loop import TrainLoop
+from ...train_state import load_train_state, save_train_state
+from .clips import EventClips
+from .losses import (
+    TokenProjector,
+    confidence_loss,
+    depth_target,
+    match_grid,
+    mix_tokens,
+    si_log_loss,
+    stfd_loss,
+    tcd_loss,
+)
+from .model import GeometryNet, NetConfig
+from .teacher import GeometryTeacher, save_net
+
+__all__ = ["DistillConfig", "train_network"]
+
+_RESUMABLE = ("steps", "log_every", "checkpoint_every")  # options a resumed run may change
+
+
+@dataclass
+class DistillConfig:
+    """input: "events" (student) or "rgb" (teacher); supervision: "teacher" (distillation) or "gt".
+    stfd / cmfm / tcd switch the distillation terms (ignored with gt supervision). si_lambda: scale
+    invariance of the depth loss (1 = fully invariant). stfd_taps: which of the four head layers are
+    matched; cmfm_tap: the head layer after which tokens are mixed; mix_ratio: share of teacher tokens."""
+
+    input: str = "events"
+    supervision: str = "teacher"
+    stfd: bool = True
+    cmfm: bool = True
+    tcd: bool = True
+    steps: int = 1500
+    batch: int = 4
+    lr: float = 5e-4
+    clip_len: int = 4
+    bins: int = 5
+    seed: int = 0
+    si_lambda: float = 0.85
+    w_stfd: float = 0.5
+    w_cmfm: float = 0.5
+    w_tcd: float = 1.0
+    stfd_taps: tuple[int, ...] = (1, 2, 3)
+    cmfm_tap: int = 1
+    mix_ratio: float = 0.5
+    log_every: int = 25
+    checkpoint_every: int = 250
+    net: NetConfig = field(default_factory=NetConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.net, dict):
+            self.net = NetConfig(**self.net)
+        self.stfd_taps = tuple(self.stfd_taps)
+        if self.input not in ("events", "rgb") or self.supervision not in ("teacher", "gt"):
+            raise ConfigError(f"input must be events|rgb and supervision teacher|gt, got {self.input}, "
+                              f"{self.supervision}")
+        if self.steps < 1 or self.batch < 1 or self.clip_len < 2 or self.bins < 1 or not (0 < self.lr < 1):
+            raise ConfigError("--steps, --batch >= 1, --clip-len >= 2, --bins >= 1 and 0 < --lr < 1 required")
+        if not (0 <= self.mix_ratio <= 1 and 0 <= self.si_lambda <= 1) or not (0 <= self.cmfm_tap < 3):
+            raise ConfigError("mix ratio and si_lambda must be in [0, 1], cmfm_tap in 0..2")
+        if any(not 0 <= t < 4 for t in self.stfd_taps):
+            raise ConfigError("stfd taps index the four head layers (0..3)")
+        self.net.in_channels = 3 if self.input == "rgb" else self.bins
+
+    @property
+    def distilling(self) -> bool:
+        return self.supervision == "teacher"
+
+    def name(self) -> str:
+        """Short description: gt / output-only / +stfd+cmfm+tcd ..."""
+        if not self.distilling:
+            return f"{self.input}, ground truth"
+        parts = [p for p, on in (("stfd", self.stfd), ("cmfm", self.cmfm), ("tcd", self.tcd)) if on]
+        return "output only" if not parts else "+" + "+".join(parts)
+
+
+def _teacher_targets(teacher: GeometryTeacher, clips: EventClips, ids: list[int], cache: dict[int, dict],
+                     grid: tuple[int, int]) -> dict[str, Any]:
+    """Teacher log depth [B,S,H,W] and tokens (4 x [B,S,P,D] on the student's grid) for these clips,
+    computed once per clip and kept."""
+    missing = sorted({i for i in ids if i not in cache})
+    if missing:
+        out = teacher(clips.batch(missing)["rgb"])
+        toks = [match_grid(t, out["grid"], grid) for t in out["tokens"]]
+        for j, i in enumerate(missing):
+            cache[i] = {"log_depth": out["log_depth"][j], "tokens": [t[j] for t in toks]}
+    return {"log_depth": torch.stack([cache[i]["log_depth"] for i in ids]),
+            "tokens": [torch.stack([cache[i]["tokens"][k] for i in ids]) for k in range(4)]}
+
+
+def train_network(data: Path, out: Path, cfg: DistillConfig, teacher: GeometryTeacher | None = None,
+                  teacher_info: dict | None = None, resume: bool = False, show_progress: bool = True,
+                  callback: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
+    """Train one network on the clips of ``data``; writes RUN (config.json, weights.safetensors,
+    log.jsonl, metrics.json, train_state.safetensors) and returns the metrics."""
+    if cfg.distilling and teacher is None:
+        raise ConfigError("distillation needs a teacher")
+    out = Path(out)
+    if not resume and (out / "weights.safetensors").exists():
+        raise ConfigError(f"{out}: already holds a run (use --resume to continue it, or a new --out)")
+    clips = EventClips(data, cfg.clip_len, cfg.bins)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    net = GeometryNet(cfg.net)
+    tdim = None
+    if cfg.distilling and (cfg.stfd or cfg.cmfm):
+        probe = _teacher_targets(teacher, clips, [0], {}, (1, 1))
+        tdim = probe["tokens"][0].shape[-1]
+    proj = TokenProjector(cfg.net.dim, tdim or cfg.net.dim, len(cfg.stfd_taps))
+    params = list(net.parameters()) + (list(proj.parameters()) if tdim else [])
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
+    warm = min(100, cfg.steps // 10 + 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
+    extra_info = {"role": "teacher" if cfg.input == "rgb" else "student", "distill": asdict(cfg),
+                  "method": cfg.name(), "data": str(data), **({"teacher": teacher_info} if teacher_info else {})}
+    step, elapsed = 0, 0.0
+    if resume:
+        from .teacher import load_net
+
+        if not (out / "weights.safetensors").exists():
+            raise RunError(f"{out}: nothing to resume")
+        old, old_cfg = load_net(out)
+        def same(d: dict) -> dict:
+            return {k: v for k, v in json.loads(json.dumps(d)).items() if k not in _RESUMABLE}
+
+        if same(old_cfg.get("distill", {})) != same(extra_info["distill"]):
+            raise ConfigError(f"{out}: was trained with other settings; resume with the same options")
+        net.load_state_dict(old.state_dict())
+        meta, extra = load_train_state(out, opt, gen)
+        proj.load_state_dict({k[5:]: v for k, v in extra.items() if k.startswith("proj.")}, strict=False)
+        step, elapsed = meta["step"], meta["elapsed"]
+        sched.last_epoch = step - 1
+        sched.step()
+    net.train()
+
+    def checkpoint(at_step: int, seconds: float) -> None:
+        save_net(out, net, {**extra_info, "steps": at_step, "seconds": round(seconds, 2)})
+        save_train_state(out, opt, {"step": at_step, "elapsed": seconds}, gen,
+                         {f"proj.{k}": v for k, v in proj.state_dict().items()})
+
+    cache: dict[int, dict] = {}
+    rec: dict[str, float] = {}
+    loop = TrainLoop(out, f"event-depth {cfg.name()}", cfg.steps, checkpoint, start_step=step, elapsed_before=elapsed,
+                     log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, resume=resume,
+                     show_progress=show_progress, callback=callback)
+    with loop:
+        while loop.running():
+            ids = torch.randint(len(clips), (cfg.batch,), generator=gen).tolist()
+            b = clips.batch(ids)
+            x = b["rgb"] * 2 - 1 if cfg.input == "rgb" else b["vox"]
+            pred = net(x)
+            if cfg.distilling:
+                tgt = _teacher_targets(teacher, clips, ids, cache, pred["grid"])
+                target = tgt["log_depth"]
+            else:
+                target = depth_target(b["depth"])
+            loss = si_log_loss(pred["log_depth"], target, cfg.si_lambda)
+            rec["depth"] = float(loss.detach())
+            if cfg.input == "rgb":
+                loss = loss + confidence_loss(pred["confidence"], pred["log_depth"], target)
+            if cfg.distilling and cfg.stfd:
+                s_taps = [pred["tokens"][net.taps[k]] for k in cfg.stfd_taps]
+                term = stfd_loss(s_taps, [tgt["tokens"][k] for k in cfg.stfd_taps], proj)
+                loss, rec["stfd"] = loss + cfg.w_stfd * term, float(term.detach())
+            if cfg.distilling and cfg.cmfm:
+                m = net.taps[cfg.cmfm_tap]
+                t_tok = tgt["tokens"][cfg.cmfm_tap]
+                mixed = mix_tokens(pred["tokens"][m], proj.to_student(F.layer_norm(t_tok, t_tok.shape[-1:])),
+                                   cfg.mix_ratio, gen)
+                layers = pred["tokens"][:m] + [mixed] + net.run(mixed, m + 1)
+                aux = net.decode(layers, pred["grid"], tuple(x.shape[-2:]))
+                term = si_log_loss(aux["log_depth"], target, cfg.si_lambda)
+                loss, rec["cmfm"] = loss + cfg.w_cmfm * term, float(term.detach())
+            if cfg.distilling and cfg.tcd:
+                term = tcd_loss(pred["log_depth"], target)
+                loss, rec["tcd"] = loss + cfg.w_tcd * term, float(term.detach())
+            if not torch.isfinite(loss):
+                raise NumericalError(f"event-depth training: loss is {float(loss)} at step {loop.step}; "
+                                     "lower --lr (last checkpoint kept)")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            rec["loss"] = float(loss.detach())
+            loop.end_step(rec, f"loss {rec['loss']:.3f}")
+    metrics = {"method": cfg.name(), "steps": loop.step, "seconds": round(loop.elapsed, 2),
+               "minutes": round(loop.elapsed / 60, 3), "final_loss": rec.get("loss") if loop.step else None}
+    write_json(out / "metrics.json", metrics)
+    return metrics
