@@ -80,3 +80,26 @@ def analytic_run(path: Path, name, res: int = 64, empty: bool = False) -> Path:
         last.bias.copy_(torch.logit(torch.tensor(COLOR)))
     save_field(path, field, {"render": RENDER})
     return path
+
+
+@pytest.fixture(scope="session")
+def event_runs(tmp_path_factory) -> dict[str, Path]:
+    """Tiny simulated event data (2 train + 1 held-out sequences, 32x48) and a teacher and full student
+    trained on it for a few steps (for CLI/reader tests; not for quality)."""
+    from vision3d_kd.distill.event_vggt.model import NetConfig
+    from vision3d_kd.distill.event_vggt.simulate import SimConfig, simulate_dataset
+    from vision3d_kd.distill.event_vggt.teacher import load_teacher
+    from vision3d_kd.distill.event_vggt.train import DistillConfig, train_network
+
+    root = tmp_path_factory.mktemp("events")
+    cfg = SimConfig(height=32, width=48, seconds=0.3, fps=40, frame_rate=20, supersample=1)
+    simulate_dataset(root / "train", 2, 0, cfg)
+    simulate_dataset(root / "test", 1, 100, cfg)
+    net = dict(dim=32, heads=2, depth=2, patch=8, features=16)
+    train_network(root / "train", root / "teacher", DistillConfig(input="rgb", supervision="gt", steps=4, batch=2,
+                  net=NetConfig(**net)), show_progress=False)
+    teacher, info = load_teacher(root / "teacher")
+    train_network(root / "train", root / "student", DistillConfig(steps=4, batch=2, net=NetConfig(**net)), teacher,
+                  info, show_progress=False)
+    return {"root": root, "train": root / "train", "test": root / "test", "teacher": root / "teacher",
+            "student": root / "student"}

@@ -107,6 +107,18 @@ def _texture(x: Tensor, seed: int) -> Tensor:
     return 0.35 + 0.9 * n
 
 
+def _nearest(t: Tensor) -> tuple[Tensor, Tensor]:
+    """Smallest distance [M] over the K objects of t [M,K] and its index (inf, 0 when K = 0)."""
+    if t.shape[1] == 0:
+        return torch.full((len(t),), math.inf), torch.zeros(len(t), dtype=torch.long)
+    return t.min(dim=1)
+
+
+def _pick(colors: Tensor, k: Tensor) -> Tensor:
+    """colors[k] [M,3] (grey when there are no such objects)."""
+    return colors.index_select(0, k) if len(colors) else torch.full((len(k), 3), 0.5)
+
+
 def _cast(scene: StreetScene, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Nearest hit of rays o, d [M,3]: distance t [M] (inf on a miss), albedo [M,3], normal [M,3]."""
     m = len(o)
@@ -116,8 +128,8 @@ def _cast(scene: StreetScene, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor, Ten
     near, axis = torch.minimum(t0, t1).max(dim=-1)
     far = torch.maximum(t0, t1).min(dim=-1).values
     near = torch.where((near <= far) & (near > 1e-4), near, math.inf)
-    t_box, k_box = near.min(dim=1)
-    ax = axis.gather(1, k_box[:, None]).squeeze(1)
+    t_box, k_box = _nearest(near)
+    ax = axis.gather(1, k_box[:, None]).squeeze(1) if axis.shape[1] else torch.zeros(m, dtype=torch.long)
     n_box = torch.zeros(m, 3)
     n_box.scatter_(1, ax[:, None], -torch.sign(d.gather(1, ax[:, None])))
     # poles: |(o + t d)_xy - c| = r with 0 <= z <= height
@@ -129,18 +141,18 @@ def _cast(scene: StreetScene, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor, Ten
     tp = (-b - disc.clamp_min(0).sqrt()) / a
     zp = o[:, None, 2] + tp * d[:, None, 2]
     tp = torch.where((disc > 0) & (tp > 1e-4) & (zp >= 0) & (zp <= ph[None]), tp, math.inf)
-    t_pole, k_pole = tp.min(dim=1)
+    t_pole, k_pole = _nearest(tp)
     t_gnd = torch.where(d[:, 2] < -1e-9, -o[:, 2] / d[:, 2].clamp_max(-1e-9), math.inf)
     t = torch.stack([t_gnd, t_box, t_pole], dim=1)
     t_hit, which = t.min(dim=1)
     x = o + t_hit.clamp_max(1e6)[:, None] * d
-    n_pole = torch.cat([x[:, :2] - c.index_select(0, k_pole), torch.zeros(m, 1)], dim=1)
+    n_pole = torch.cat([x[:, :2] - (c.index_select(0, k_pole) if len(c) else 0.0), torch.zeros(m, 1)], dim=1)
     n_pole = n_pole / n_pole.norm(dim=1, keepdim=True).clamp_min(1e-9)
     n_gnd = torch.tensor([0.0, 0.0, 1.0]).expand(m, 3)
     normal = torch.where((which == 0)[:, None], n_gnd, torch.where((which == 1)[:, None], n_box, n_pole))
     base = torch.where((which == 0)[:, None], scene.ground_color.expand(m, 3),
-                       torch.where((which == 1)[:, None], scene.box_color.index_select(0, k_box),
-                                   scene.pole_color.index_select(0, k_pole)))
+                       torch.where((which == 1)[:, None], _pick(scene.box_color, k_box),
+                                   _pick(scene.pole_color, k_pole)))
     lane = ((which == 0) & (x[:, 1].abs() < 0.12) & (torch.remainder(x[:, 0], 6.0) < 3.0)).float()[:, None]
     albedo = (base * _texture(x, scene.seed)[:, None]) * (1 - lane) + 0.9 * lane
     return t_hit, albedo.clamp(0, 1), normal

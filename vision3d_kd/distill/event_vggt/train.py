@@ -132,8 +132,12 @@ def train_network(data: Path, out: Path, cfg: DistillConfig, teacher: GeometryTe
     params = list(net.parameters()) + (list(proj.parameters()) if tdim else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     warm = min(100, cfg.steps // 10 + 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
+
+    def set_lr(at: int) -> None:  # linear warm-up, then cosine decay to 0 at cfg.steps
+        f = min(1.0, (at + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, at / cfg.steps)))
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * f
+
     extra_info = {"role": "teacher" if cfg.input == "rgb" else "student", "distill": asdict(cfg),
                   "method": cfg.name(), "data": str(data), **({"teacher": teacher_info} if teacher_info else {})}
     step, elapsed = 0, 0.0
@@ -152,8 +156,6 @@ def train_network(data: Path, out: Path, cfg: DistillConfig, teacher: GeometryTe
         meta, extra = load_train_state(out, opt, gen)
         proj.load_state_dict({k[5:]: v for k, v in extra.items() if k.startswith("proj.")}, strict=False)
         step, elapsed = meta["step"], meta["elapsed"]
-        sched.last_epoch = step - 1
-        sched.step()
     net.train()
 
     def checkpoint(at_step: int, seconds: float) -> None:
@@ -203,8 +205,8 @@ def train_network(data: Path, out: Path, cfg: DistillConfig, teacher: GeometryTe
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
+            set_lr(loop.step)
             opt.step()
-            sched.step()
             rec["loss"] = float(loss.detach())
             loop.end_step(rec, f"loss {rec['loss']:.3f}")
     metrics = {"method": cfg.name(), "steps": loop.step, "seconds": round(loop.elapsed, 2),

@@ -1,0 +1,156 @@
+"""EventVGGT: street renderer depth, network, losses, teacher loading, training/eval and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vision3d_kd.cameras import Cameras, look_at
+from vision3d_kd.distill.event_vggt.clips import EventClips
+from vision3d_kd.distill.event_vggt.evaluate import evaluate_depth
+from vision3d_kd.distill.event_vggt.losses import TokenProjector, si_log_loss, stfd_loss, tcd_loss
+from vision3d_kd.distill.event_vggt.model import GeometryNet, NetConfig
+from vision3d_kd.distill.event_vggt.street import StreetScene, render_street
+from vision3d_kd.distill.event_vggt.teacher import load_teacher
+from vision3d_kd.distill.event_vggt.train import DistillConfig, train_network
+from vision3d_kd.errors import ConfigError, RunError
+
+from .conftest import one_line_error, run_cli
+
+
+def _scene(boxes: list[tuple[list[float], list[float]]]) -> StreetScene:
+    lo = torch.tensor([b[0] for b in boxes]).reshape(-1, 3)
+    hi = torch.tensor([b[1] for b in boxes]).reshape(-1, 3)
+    return StreetScene(lo, hi, torch.full((len(boxes), 3), 0.5), torch.zeros(0, 4), torch.zeros(0, 3),
+                       torch.tensor([0.4, 0.4, 0.4]), 0)
+
+
+def _camera(eye: list[float], target: list[float], size: int = 17) -> Cameras:
+    c2w = look_at(torch.tensor([eye]), torch.tensor([target]))
+    return Cameras(c2w, 10.0, 10.0, size / 2, size / 2, size, size)
+
+
+def test_street_depth_is_exact_z_depth() -> None:
+    ground = _scene([])
+    _, depth = render_street(ground, _camera([0, 0, 1.5], [0, 0, 0]), 0)  # straight down
+    assert torch.allclose(depth, torch.full_like(depth, 1.5), atol=1e-4)
+    wall = _scene([([10.0, -50.0, 0.0], [11.0, 50.0, 50.0])])
+    rgb, depth = render_street(wall, _camera([2.0, 0.0, 1.5], [3.0, 0.0, 1.5]), 0)
+    assert torch.allclose(depth[:9], torch.full_like(depth[:9], 8.0), atol=1e-4)  # a wall facing the camera
+    # the bottom row looks 0.8 down per unit forward (pixel centre 16.5, cy 8.5, fy 10): ground at z-depth 1.5/0.8
+    assert torch.allclose(depth[16], torch.full_like(depth[16], 1.875), atol=1e-4)
+    _, depth = render_street(_scene([]), _camera([0, 0, 1.5], [1, 0, 1.5]), 0)
+    assert (depth[:8] == 0).all() and (depth[9:] > 0).all()  # sky above the horizon has no depth
+    assert rgb.shape == (17, 17, 3) and 0 <= rgb.min() and rgb.max() <= 1
+
+
+def test_network_shapes_and_token_taps() -> None:
+    net = GeometryNet(NetConfig(in_channels=5, dim=32, heads=2, depth=2, patch=8, features=16))
+    out = net(torch.randn(2, 3, 5, 16, 24))
+    assert out["depth"].shape == (2, 3, 16, 24) and (out["depth"] > 0).all() and (out["confidence"] >= 1).all()
+    assert len(out["tokens"]) == 2 and out["tokens"][0].shape == (2, 3, 6, 32) and out["grid"] == (2, 3)
+    assert net.taps == [0, 0, 1, 1]
+    with pytest.raises(ConfigError, match="divisible"):
+        net(torch.randn(1, 2, 5, 15, 24))
+
+
+def test_losses_have_their_invariances() -> None:
+    t = torch.rand(2, 3, 4, 5) * 3
+    assert si_log_loss(t + math.log(2.0), t, lam=1.0) < 1e-3  # a global scale costs nothing at lam = 1
+    assert si_log_loss(t + math.log(2.0), t, lam=0.0) == pytest.approx(math.log(2.0), rel=1e-3)
+    assert tcd_loss(t + 0.7, t) < 1e-6 and tcd_loss(t + torch.arange(3.0)[None, :, None, None], t) == pytest.approx(1.0)
+    proj = TokenProjector(8, 8, 1)
+    with torch.no_grad():
+        proj.to_teacher[0].weight.copy_(torch.eye(8))
+        proj.to_teacher[0].bias.zero_()
+    tok = torch.nn.functional.layer_norm(torch.randn(2, 3, 5, 8), (8,))
+    assert stfd_loss([tok], [tok * 3 + 0.0], proj) < 1e-4  # teacher tokens are layer-normalised first
+
+
+def test_teacher_loading_errors(tmp_path: Path, event_runs) -> None:
+    with pytest.raises(RunError, match="teacher not found"):
+        load_teacher(tmp_path / "none")
+    (tmp_path / "vggt" / "models").mkdir(parents=True)
+    with pytest.raises(RunError, match="--teacher-weights"):
+        load_teacher(tmp_path)
+    with pytest.raises(RunError, match="not a VGGT checkout"):
+        load_teacher(tmp_path / "vggt", tmp_path / "w.pt")
+    with pytest.raises(RunError, match="not an RGB teacher"):
+        load_teacher(event_runs["student"])
+    teacher, info = load_teacher(event_runs["teacher"])
+    out = teacher(torch.rand(1, 4, 3, 32, 48))
+    assert info["teacher"] == "bundled" and len(out["tokens"]) == 4 and out["depth"].shape == (1, 4, 32, 48)
+
+
+def test_teacher_learns_depth_and_student_learns_from_it(tmp_path: Path) -> None:
+    """A real outcome at toy size: on a held-out street, the teacher trained on RGB + depth beats the best
+    constant depth, and the student distilled from it (never reading depth) beats it too."""
+    from vision3d_kd.distill.event_vggt.simulate import SimConfig, simulate_dataset
+
+    cfg = SimConfig(height=32, width=48, seconds=0.6, fps=40, frame_rate=20, supersample=1)
+    simulate_dataset(tmp_path / "train", 3, 0, cfg)
+    simulate_dataset(tmp_path / "test", 1, 500, cfg)
+    net = dict(dim=32, heads=2, depth=2, patch=8, features=16)
+    train_network(tmp_path / "train", tmp_path / "teacher", DistillConfig(
+        input="rgb", supervision="gt", steps=100, batch=2, lr=2e-3, si_lambda=0.5, net=NetConfig(**net)),
+        show_progress=False)
+    teacher, info = load_teacher(tmp_path / "teacher")
+    test = EventClips(tmp_path / "test", 4, 5)
+    constant = evaluate_depth(lambda x: torch.ones(x.shape[0], x.shape[1], *x.shape[-2:]), test, "rgb", 4)
+    taught = evaluate_depth(lambda x: teacher(x)["depth"], test, "rgb", 4)
+    assert taught["abs_rel"] < 0.5 * constant["abs_rel"], (taught, constant)
+
+    train = EventClips(tmp_path / "train", 4, 5)
+    for s in train.seqs:  # distillation must not read ground truth: poison it
+        s.depth.fill_(float("nan"))
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr("vision3d_kd.distill.event_vggt.train.EventClips", lambda *a, **k: train)
+    try:
+        train_network(tmp_path / "train", tmp_path / "student", DistillConfig(
+            steps=100, batch=2, lr=2e-3, net=NetConfig(**net)), teacher, info, show_progress=False)
+    finally:
+        monkey.undo()
+    from vision3d_kd.distill.event_vggt.teacher import load_net
+
+    student, _ = load_net(tmp_path / "student")
+    learned = evaluate_depth(lambda x: student(x)["depth"], test, "events", 4)
+    assert learned["abs_rel"] < 0.75 * constant["abs_rel"], (learned, constant)
+    log = [json.loads(line) for line in (tmp_path / "student" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["depth"] < log[0]["depth"] and {"stfd", "cmfm", "tcd"} <= log[-1].keys()
+
+
+def test_cli_distill_eval_predict_and_resume(tmp_path: Path, capsys, event_runs) -> None:
+    train, test, teacher = (str(event_runs[k]) for k in ("train", "test", "teacher"))
+    run = tmp_path / "s"
+    args = ["event-depth", "distill", train, "--out", str(run), "--teacher", teacher, "--steps", "3", "--batch", "1",
+            "--no-cmfm"]
+    assert run_cli(args) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["method"] == "+stfd+tcd" and cfg["steps"] == 3 and cfg["teacher"]["teacher"] == "bundled"
+    assert run_cli(args) == 2 and "--resume" in capsys.readouterr().err
+    assert run_cli(args[:-5] + ["--steps", "5", "--batch", "1", "--no-cmfm", "--resume"]) == 0
+    assert json.loads((run / "config.json").read_text())["steps"] == 5
+    assert run_cli(args[:-1] + ["--resume"]) == 2  # other switches than the run was made with
+    assert "other settings" in capsys.readouterr().err
+    assert run_cli(["event-depth", "eval", str(run), "--data", test]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"abs_rel_test", "err30_test", "jitter_test", "delta1_test"} <= metrics.keys() and metrics["steps"] == 5
+    out = tmp_path / "d.npz"
+    events = str(event_runs["test"] / "seq_0000" / "events.npz")
+    assert run_cli(["event-depth", "predict", str(run), "--events", events, "--out", str(out)]) == 0
+    with np.load(out) as f:
+        assert f["depth"].shape[1:] == (32, 48) and len(f["depth"]) == len(f["times"]) >= 4
+        assert np.isfinite(f["depth"]).all() and (f["depth"] > 0).all()
+    capsys.readouterr()
+    assert run_cli(["event-depth", "distill", train, "--out", str(tmp_path / "x"), "--teacher",
+                    str(tmp_path / "nope")]) == 2
+    one_line_error(capsys, "nope")
+    assert run_cli(["event-depth", "simulate", "--out", str(tmp_path / "d"), "--fps", "30", "--frame-rate", "20"]) == 2
+    assert "multiple" in one_line_error(capsys, "--fps") and not (tmp_path / "d").exists()
+    assert run_cli(["event-depth", "eval", str(run), "--data", str(tmp_path / "nodata")]) == 2
+    one_line_error(capsys, "nodata")
