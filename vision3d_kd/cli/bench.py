@@ -20,6 +20,9 @@ BENCHMARKS = {
              "(mask IoU, colour error, view correctness)",
     "text-to-3d": "SDS / VSD / BSD side by side on prompts of the prior's world, several seeds (multi-view IoU vs "
                   "the true object, colour error, saturation, diversity, Janus rate, minutes per object)",
+    "event-vggt": "EventVGGT ablation on held-out simulated streets: teacher on RGB, ground-truth student, "
+                  "output-only, +STFD, +CMFM, +TCD (errors at 10/20/30 m, Abs Rel, delta, temporal jitter, "
+                  "training minutes)",
 }
 
 
@@ -42,12 +45,15 @@ def bench_command(
     prior: Path = typer.Option(None, "--prior", help="prior / text-to-3d: diffusers pipeline directory (default "
                                "assets/prior)."),
     seeds: int = typer.Option(None, "--seeds", help="text-to-3d: seeds per prompt and method (default 3; quick 2)."),
-    steps: int = typer.Option(None, "--steps", help="text-to-3d: generation steps (default: the methods' configs)."),
+    steps: int = typer.Option(None, "--steps", help="text-to-3d: generation steps (default: the methods' configs); "
+                              "event-vggt: training steps per student (default 1500; quick 60)."),
+    teacher: Path = typer.Option(None, "--teacher", help="event-vggt: teacher run (default assets/event_teacher)."),
     methods: str = typer.Option(None, "--methods", help="text-to-3d: comma-separated subset of sds,vsd,bsd."),
     runs_dir: Path = typer.Option(
         None, "--runs-dir",
         help="fit-lego / pvd / mesh: keep the run directories here (default: a temp dir); pvd and mesh reuse "
-        "finished runs. text-to-3d: where its runs live (default bench/runs/text-to-3d; finished runs reused).",
+        "finished runs. text-to-3d / event-vggt: where their runs live (default bench/runs/NAME; finished runs "
+        "reused, interrupted ones resumed).",
     ),
 ) -> None:
     """Run benchmark NAME and write its JSON and Markdown table."""
@@ -101,6 +107,12 @@ def bench_command(
         if bad:
             raise ConfigError(f"--methods: unknown method(s) {', '.join(bad)} (choose from sds, vsd, bsd)")
         result = run_t3d(quick=quick, prior_path=prior, runs_dir=runs_dir, seeds=seeds, steps=steps, methods=chosen)
+    elif name == "event-vggt":
+        from ..bench.event_vggt import run as run_event
+
+        if steps is not None and steps < 1:
+            raise ConfigError("--steps must be >= 1")
+        result = run_event(quick=quick, teacher_path=teacher, runs_dir=runs_dir, steps=steps)
     else:
         raise ConfigError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARKS)})")
     jpath, mpath = write_results(name, result, out_dir)

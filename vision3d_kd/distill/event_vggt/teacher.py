@@ -8,6 +8,7 @@ patch tokens of four layers, on the token grid (h, w) returned beside them.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 from typing import Protocol
@@ -127,4 +128,5 @@ def load_teacher(path: Path | None = None, weights: Path | None = None) -> tuple
     net, cfg = load_net(path)
     if cfg["net"]["in_channels"] != 3:
         raise RunError(f"{path}: not an RGB teacher (input has {cfg['net']['in_channels']} channels)")
-    return NetTeacher(net), {"teacher": "bundled", "path": str(path), "fingerprint": cfg.get("fingerprint", "")}
+    digest = hashlib.sha256((path / "weights.safetensors").read_bytes()).hexdigest()[:16]
+    return NetTeacher(net), {"teacher": "bundled", "path": str(path), "fingerprint": digest}
