@@ -154,3 +154,23 @@ def test_cli_distill_eval_predict_and_resume(tmp_path: Path, capsys, event_runs)
     assert "multiple" in one_line_error(capsys, "--fps") and not (tmp_path / "d").exists()
     assert run_cli(["event-depth", "eval", str(run), "--data", str(tmp_path / "nodata")]) == 2
     one_line_error(capsys, "nodata")
+
+
+def test_bench_event_vggt_rows_and_summary(tmp_path: Path, event_runs) -> None:
+    from vision3d_kd.bench.event_vggt import ROWS, run
+    from vision3d_kd.distill.event_vggt.simulate import SimConfig
+
+    sim = SimConfig(height=32, width=48, seconds=0.3, fps=40, frame_rate=20, supersample=1)
+    net = NetConfig(dim=32, heads=2, depth=2, patch=8, features=16)
+    result = run(quick=True, teacher_path=event_runs["teacher"], runs_dir=tmp_path, steps=2, sim=sim, net=net,
+                 progress=lambda s: None)
+    names = [r["method"] for r in result["rows"]]
+    assert names[0].startswith("teacher") and names[1:] == [r[0] for r in ROWS]
+    for row in result["rows"]:
+        assert all(math.isfinite(row[k]) for k in ("err10", "err30", "abs_rel", "delta1", "jitter"))
+    s = result["summary"]
+    assert {"err30_full", "err30_output_only", "err30_gt_supervised", "jitter_full", "jitter_no_tcd"} <= s.keys()
+    assert s["err30_full"] == result["rows"][-1]["err30"] and s["jitter_no_tcd"] == result["rows"][-2]["jitter"]
+    again = run(quick=True, teacher_path=event_runs["teacher"], runs_dir=tmp_path, steps=2, sim=sim, net=net,
+                progress=lambda s: None)  # finished runs are reused, so the numbers repeat exactly
+    assert again["rows"] == result["rows"]

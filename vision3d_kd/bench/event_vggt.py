@@ -10,12 +10,14 @@ finished run is evaluated again, an interrupted one resumes.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
 from ..distill.event_vggt.clips import EventClips
 from ..distill.event_vggt.evaluate import evaluate_depth
+from ..distill.event_vggt.model import NetConfig
 from ..distill.event_vggt.simulate import SimConfig, simulate_dataset
 from ..distill.event_vggt.teacher import load_net, load_teacher
 from ..distill.event_vggt.train import DistillConfig, train_network
@@ -46,11 +48,13 @@ def _train_or_reuse(data: Path, run_dir: Path, cfg: DistillConfig, teacher, info
 
 
 def run(quick: bool = False, teacher_path: Path | None = None, runs_dir: Path | None = None,
-        steps: int | None = None, progress=print) -> dict[str, Any]:
-    """Simulate (or reuse) the data, train every row's student, evaluate on the held-out sequences."""
+        steps: int | None = None, sim: SimConfig | None = None, net: NetConfig | None = None,
+        progress=print) -> dict[str, Any]:
+    """Simulate (or reuse) the data, train every row's student, evaluate on the held-out sequences.
+    sim / net: data and student settings (default: SimConfig() and NetConfig(); tests pass tiny ones)."""
     runs_dir = Path(runs_dir or "bench/runs/event-vggt")
-    n_train, n_test = (3, 1) if quick else (16, 4)
-    sim = SimConfig(seconds=1.0 if quick else 2.0)
+    n_train, n_test = (3, 1) if quick else (12, 4)
+    sim = sim or SimConfig(seconds=1.0 if quick else 2.0)
     steps = steps or (60 if quick else 1500)
     train_dir, test_dir = runs_dir / "data_train", runs_dir / "data_test"
     simulate_dataset(train_dir, n_train, 0, sim, progress)
@@ -61,10 +65,10 @@ def run(quick: bool = False, teacher_path: Path | None = None, runs_dir: Path | 
     ref = evaluate_depth(lambda x: teacher(x)["depth"], test, "rgb", 4)
     rows.append({"method": "teacher on RGB (reference)", **{k: ref[k] for k in _KEYS}, "train_minutes": None})
     for name, folder, switches in ROWS:
-        cfg = DistillConfig(steps=steps, seed=0, **switches)
+        cfg = DistillConfig(steps=steps, seed=0, net=copy.deepcopy(net or NetConfig()), **switches)
         m = _train_or_reuse(train_dir, runs_dir / folder, cfg, teacher, info, progress)
-        net, _ = load_net(runs_dir / folder)
-        res = evaluate_depth(lambda x, net=net: net(x)["depth"], test, "events", cfg.clip_len, cfg.bins)
+        model, _ = load_net(runs_dir / folder)
+        res = evaluate_depth(lambda x, m=model: m(x)["depth"], test, "events", cfg.clip_len, cfg.bins)
         rows.append({"method": name, **{k: res[k] for k in _KEYS}, "train_minutes": m["minutes"]})
         progress(f"{name}: err30 {res['err30']:.3f} m, abs_rel {res['abs_rel']:.3f}, jitter {res['jitter']:.3f}")
     by = {folder: rows[i + 1] for i, (_, folder, _) in enumerate(ROWS)}

@@ -94,9 +94,10 @@ def simulate_sequence(seed: int, cfg: SimConfig, progress: Callable[[int, int], 
     sim = EventSimulator(cfg.height, cfg.width, cfg.events, seed=seed)
     rgbs, depths, chunks = [], [], []
     for i in range(n_hi):
-        rgb, depth = render_street(scene, cams, i, supersample=cfg.supersample)
+        keep = i % every == 0
+        rgb, depth = render_street(scene, cams, i, supersample=cfg.supersample, with_depth=keep)
         chunks.append(sim.step(log_intensity(rgb), float(times[i])))
-        if i % every == 0:
+        if keep:
             rgbs.append(rgb.numpy().astype(np.float16))
             depths.append(depth.numpy().astype(np.float32))
         if progress:

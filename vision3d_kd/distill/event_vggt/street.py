@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ...cameras import Cameras, image_rays
+from ...cameras import Cameras, camera_rays
 
 __all__ = ["StreetScene", "make_street", "render_street", "SKY"]
 
@@ -158,29 +158,49 @@ def _cast(scene: StreetScene, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor, Ten
     return t_hit, albedo.clamp(0, 1), normal
 
 
+def _corners(lo: Tensor, hi: Tensor) -> Tensor:
+    """The 8 corners [K,8,3] of boxes lo, hi [K,3]."""
+    pick = torch.tensor([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=torch.bool)
+    return torch.where(pick[None], hi[:, None], lo[:, None])
+
+
+def _cull(scene: StreetScene, c2w: Tensor) -> StreetScene:
+    """The scene without the boxes and poles lying wholly behind the camera's image plane (invisible)."""
+    eye, fwd = c2w[:3, 3], -c2w[:3, 2]
+
+    def ahead(lo: Tensor, hi: Tensor) -> Tensor:
+        return ((_corners(lo, hi) - eye) @ fwd).amax(dim=1) > 0.0
+
+    keep_b = ahead(scene.boxes_lo, scene.boxes_hi)
+    p = scene.poles
+    zero = torch.zeros(len(p), 1)
+    keep_p = ahead(torch.cat([p[:, :2] - p[:, 2:3], zero], 1), torch.cat([p[:, :2] + p[:, 2:3], p[:, 3:4]], 1))
+    return StreetScene(scene.boxes_lo[keep_b], scene.boxes_hi[keep_b], scene.box_color[keep_b], p[keep_p],
+                       scene.pole_color[keep_p], scene.ground_color, scene.seed)
+
+
 def render_street(scene: StreetScene, cams: Cameras, i: int, supersample: int = 2, max_depth: float = 80.0,
-                  chunk: int = 8192) -> tuple[Tensor, Tensor]:
-    """Camera i: rgb [H,W,3] linear colour (sun + sky light, sky colour on misses, supersample^2 rays
-    per pixel) and z-depth [H,W] in metres of the pixel-centre ray (0 for sky or beyond max_depth)."""
+                  with_depth: bool = True) -> tuple[Tensor, Tensor | None]:
+    """Camera i: rgb [H,W,3] linear colour (sun + sky light, sky colour on misses, supersample^2 rays per
+    pixel on a regular sub-pixel grid) and, with_depth, z-depth [H,W] in metres of the pixel-centre ray
+    (0 for sky or beyond max_depth)."""
     h, w = cams.height, cams.width
-    o, d = image_rays(cams, i)
-    forward = -cams.c2w[i, :3, 2]
+    scene = _cull(scene, cams.c2w[i])
+    iy, ix = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    ix, iy = ix.reshape(-1), iy.reshape(-1)
+    idx = torch.full((h * w,), i, dtype=torch.long)
     sun = torch.tensor(_SUN) / torch.tensor(_SUN).norm()
-    sky = torch.tensor(SKY)
+    depth = None
+    if with_depth:
+        o, d = camera_rays(cams, idx, ix + 0.5, iy + 0.5)
+        z = _cast(scene, o, d)[0] * (d @ -cams.c2w[i, :3, 2])
+        depth = torch.where(torch.isfinite(z) & (z <= max_depth), z, 0.0).reshape(h, w)
     rgb = torch.zeros(h * w, 3)
-    s = supersample
-    offs = [((a + 0.5) / s - 0.5, (b + 0.5) / s - 0.5) for a in range(s) for b in range(s)]
-    right, up = cams.c2w[i, :3, 0], cams.c2w[i, :3, 1]
-    depth = torch.zeros(h * w)
-    for start in range(0, h * w, chunk):
-        sl = slice(start, start + chunk)
-        t_c, _, _ = _cast(scene, o[sl], d[sl])
-        z = t_c * (d[sl] @ forward)
-        depth[sl] = torch.where(torch.isfinite(z) & (z <= max_depth), z, 0.0)
-        for ox, oy in offs:
-            dd = d[sl] + (ox * right - oy * up)[None] / float(cams.fx[i])
-            dd = dd / dd.norm(dim=1, keepdim=True)
-            t, albedo, normal = _cast(scene, o[sl], dd)
+    offsets = [(a + 0.5) / supersample for a in range(supersample)]
+    for ox in offsets:
+        for oy in offsets:
+            o, d = camera_rays(cams, idx, ix + ox, iy + oy)
+            t, albedo, normal = _cast(scene, o, d)
             light = 0.35 + 0.75 * (normal @ sun).clamp_min(0)
-            rgb[sl] += torch.where(torch.isfinite(t)[:, None], albedo * light[:, None], sky) / len(offs)
-    return rgb.clamp(0, 1).reshape(h, w, 3), depth.reshape(h, w)
+            rgb += torch.where(torch.isfinite(t)[:, None], albedo * light[:, None], torch.tensor(SKY))
+    return (rgb / supersample**2).clamp(0, 1).reshape(h, w, 3), depth
