@@ -26,7 +26,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True, help="Folder for the data and the training run.")
     ap.add_argument("--out", type=Path, default=Path("assets/event_teacher"), help="Where the teacher is copied.")
-    ap.add_argument("--sequences", type=int, default=24, help="Training trajectories (2 s each).")
+    ap.add_argument("--sequences", type=int, default=16, help="Training trajectories (2 s each).")
     ap.add_argument("--steps", type=int, default=3000, help="Optimiser steps (batch 4 clips of 4 frames).")
     ap.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate.")
     args = ap.parse_args()
