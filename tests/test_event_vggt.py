@@ -174,3 +174,20 @@ def test_bench_event_vggt_rows_and_summary(tmp_path: Path, event_runs) -> None:
     again = run(quick=True, teacher_path=event_runs["teacher"], runs_dir=tmp_path, steps=2, sim=sim, net=net,
                 progress=lambda s: None)  # finished runs are reused, so the numbers repeat exactly
     assert again["rows"] == result["rows"]
+
+
+def test_simulated_data_resumes_and_refuses_other_settings(tmp_path: Path, event_runs) -> None:
+    from vision3d_kd.distill.event_vggt.simulate import SimConfig, simulate_dataset
+
+    cfg = SimConfig(height=32, width=48, seconds=0.3, fps=40, frame_rate=20, supersample=1)
+    data = event_runs["train"]
+    before = (data / "seq_0000" / "events.npz").stat().st_mtime_ns
+    assert simulate_dataset(data, 2, 0, cfg) == [data / "seq_0000", data / "seq_0001"]  # nothing redone
+    assert (data / "seq_0000" / "events.npz").stat().st_mtime_ns == before
+    with pytest.raises(ConfigError, match="other settings"):
+        simulate_dataset(data, 2, 0, SimConfig(height=32, width=48, seconds=0.3, fps=40, frame_rate=20))
+    with np.load(data / "seq_0001" / "frames.npz") as f:
+        assert f["rgb"].shape == (7, 32, 48, 3) and f["depth"].shape == (7, 32, 48) and f["c2w"].shape == (7, 4, 4)
+        assert np.allclose(np.diff(f["times"]), 0.05) and (f["depth"] >= 0).all() and (f["depth"] > 0).mean() > 0.5
+    with pytest.raises(ConfigError, match="contrast"):
+        SimConfig(events={"contrast": 0.0})
