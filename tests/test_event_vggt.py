@@ -191,3 +191,65 @@ def test_simulated_data_resumes_and_refuses_other_settings(tmp_path: Path, event
         assert np.allclose(np.diff(f["times"]), 0.05) and (f["depth"] >= 0).all() and (f["depth"] > 0).mean() > 0.5
     with pytest.raises(ConfigError, match="contrast"):
         SimConfig(events={"contrast": 0.0})
+
+
+_FAKE_VGGT = '''
+import torch
+from torch import nn
+
+
+class _Aggregator(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(3 * 14 * 14, 8)
+
+    def forward(self, images):
+        b, s, _, h, w = images.shape
+        p = images.unfold(3, 14, 14).unfold(4, 14, 14).permute(0, 1, 3, 4, 2, 5, 6)
+        tok = self.proj(p.reshape(b, s, (h // 14) * (w // 14), -1))
+        tok = torch.cat([torch.zeros(b, s, 5, 8), tok], 2)  # 5 camera/register tokens first
+        return [tok * (k + 1) for k in range(24)], 5
+
+
+class _DepthHead(nn.Module):
+    def forward(self, tokens, images, patch_start_idx):
+        b, s, _, h, w = images.shape
+        return images.mean(2)[..., None] + 1.0, torch.full((b, s, h, w), 2.0)
+
+
+class VGGT(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.aggregator = _Aggregator()
+        self.depth_head = _DepthHead()
+'''
+
+
+def test_vggt_teacher_adapter_on_a_stand_in_checkout(tmp_path: Path, event_runs) -> None:
+    """The loader and adapter for the real VGGT, exercised with a stand-in module of the same interface
+    (the real weights cannot be downloaded here): tokens of 4 layers without the 5 camera/register tokens,
+    depth resized back to the frames, usable as a distillation teacher."""
+    from safetensors.torch import save_file
+
+    pkg = tmp_path / "vggt_checkout" / "vggt" / "models"
+    pkg.mkdir(parents=True)
+    (pkg.parent / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "vggt.py").write_text(_FAKE_VGGT)
+    torch.manual_seed(0)
+    state = {"aggregator.proj.weight": torch.randn(8, 588) * 0.01, "aggregator.proj.bias": torch.zeros(8)}
+    save_file(state, str(tmp_path / "model.safetensors"))
+    teacher, info = load_teacher(tmp_path / "vggt_checkout", tmp_path / "model.safetensors")
+    assert info["teacher"] == "vggt"
+    frames = torch.rand(1, 2, 3, 32, 48)
+    out = teacher(frames)
+    assert out["grid"] == (25, 37) and len(out["tokens"]) == 4
+    assert out["tokens"][0].shape == (1, 2, 25 * 37, 8)
+    assert torch.allclose(out["tokens"][3], out["tokens"][0] * 24 / 5)  # layers 4 and 23 of the stand-in
+    assert out["depth"].shape == (1, 2, 32, 48)
+    expect = (frames.clamp(0, 1) ** (1 / 2.2)).mean(2) + 1.0
+    assert (out["depth"] - expect).abs().mean() < 0.05  # resized there and back
+    run = tmp_path / "student"
+    train_network(event_runs["train"], run, DistillConfig(steps=2, batch=1, net=NetConfig(dim=32, heads=2, depth=2,
+                  patch=8, features=16)), teacher, info, show_progress=False)
+    assert json.loads((run / "config.json").read_text())["teacher"]["teacher"] == "vggt"

@@ -106,7 +106,7 @@ class VGGTTeacher:
         x = F.interpolate(frames.reshape(b * s, 3, h, w).clamp(0, 1) ** (1 / 2.2), size=(hr, wr), mode="bilinear",
                           align_corners=False).reshape(b, s, 3, hr, wr).to(self.device)
         tokens, start = self.model.aggregator(x)
-        depth, conf = self.model.depth_head(tokens, x, start)
+        depth, conf = self.model.depth_head(tokens, images=x, patch_start_idx=start)
         picked = [tokens[k][:, :, start:].float().cpu() for k in self.LAYERS]
         resize = lambda m: F.interpolate(m.reshape(b * s, 1, hr, wr).float().cpu(), size=(h, w),  # noqa: E731
                                          mode="bilinear", align_corners=False).reshape(b, s, h, w)
