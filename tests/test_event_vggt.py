@@ -253,3 +253,22 @@ def test_vggt_teacher_adapter_on_a_stand_in_checkout(tmp_path: Path, event_runs)
     train_network(event_runs["train"], run, DistillConfig(steps=2, batch=1, net=NetConfig(dim=32, heads=2, depth=2,
                   patch=8, features=16)), teacher, info, show_progress=False)
     assert json.loads((run / "config.json").read_text())["teacher"]["teacher"] == "vggt"
+
+
+def test_student_starts_from_the_teacher() -> None:
+    from vision3d_kd.distill.event_vggt.losses import TokenProjector
+    from vision3d_kd.distill.event_vggt.teacher import NetTeacher
+    from vision3d_kd.distill.event_vggt.train import _init_from_teacher
+
+    small = dict(dim=32, heads=2, depth=2, patch=8, features=16)
+    teacher = NetTeacher(GeometryNet(NetConfig(in_channels=3, **small)))
+    student = GeometryNet(NetConfig(in_channels=5, **small))
+    proj = TokenProjector(32, 32, 3)
+    _init_from_teacher(student, proj, teacher)
+    t_sd, s_sd = teacher.net.state_dict(), student.state_dict()
+    assert all(torch.equal(t_sd[k], s_sd[k]) for k in t_sd if not k.startswith("embed_conv.weight"))
+    assert s_sd["embed_conv.weight"].shape[1] == 5
+    x = torch.randn(2, 4, 32)
+    assert torch.allclose(proj.to_teacher[1](x), x) and torch.allclose(proj.to_student(x), x)
+    with pytest.raises(ConfigError, match="architecture"):
+        _init_from_teacher(GeometryNet(NetConfig(in_channels=5, **{**small, "dim": 48, "heads": 2})), proj, teacher)

@@ -44,7 +44,7 @@ def _train_or_reuse(data: Path, run_dir: Path, cfg: DistillConfig, teacher, info
             return m
     resume = (run_dir / "train_state.safetensors").is_file()
     progress(f"{'resuming' if resume else 'training'} {cfg.name()} in {run_dir}")
-    return train_network(data, run_dir, cfg, None if cfg.supervision == "gt" else teacher, info, resume=resume)
+    return train_network(data, run_dir, cfg, teacher, info, resume=resume)
 
 
 def run(quick: bool = False, teacher_path: Path | None = None, runs_dir: Path | None = None,

@@ -45,7 +45,9 @@ class DistillConfig:
     """input: "events" (student) or "rgb" (teacher); supervision: "teacher" (distillation) or "gt".
     stfd / cmfm / tcd switch the distillation terms (ignored with gt supervision). si_lambda: scale
     invariance of the depth loss (1 = fully invariant). stfd_taps: which of the four head layers are
-    matched; cmfm_tap: the head layer after which tokens are mixed; mix_ratio: share of teacher tokens."""
+    matched; cmfm_tap: the head layer after which tokens are mixed; mix_ratio: share of teacher tokens.
+    init: "teacher" starts the student from the teacher's weights (same architecture; the patch embedding,
+    whose input differs, stays random) with identity token projections; "random" from scratch."""
 
     input: str = "events"
     supervision: str = "teacher"
@@ -65,6 +67,7 @@ class DistillConfig:
     stfd_taps: tuple[int, ...] = (1, 2, 3)
     cmfm_tap: int = 1
     mix_ratio: float = 0.5
+    init: str = "random"
     log_every: int = 25
     checkpoint_every: int = 250
     net: NetConfig = field(default_factory=NetConfig)
@@ -80,6 +83,8 @@ class DistillConfig:
             raise ConfigError("--steps, --batch >= 1, --clip-len >= 2, --bins >= 1 and 0 < --lr < 1 required")
         if not (0 <= self.mix_ratio <= 1 and 0 <= self.si_lambda <= 1) or not (0 <= self.cmfm_tap < 3):
             raise ConfigError("mix ratio and si_lambda must be in [0, 1], cmfm_tap in 0..2")
+        if self.init not in ("random", "teacher"):
+            raise ConfigError(f"init must be random or teacher, got {self.init!r}")
         if any(not 0 <= t < 4 for t in self.stfd_taps):
             raise ConfigError("stfd taps index the four head layers (0..3)")
         self.net.in_channels = 3 if self.input == "rgb" else self.bins
@@ -110,13 +115,31 @@ def _teacher_targets(teacher: GeometryTeacher, clips: EventClips, ids: list[int]
             "tokens": [torch.stack([cache[i]["tokens"][k] for i in ids]) for k in range(4)]}
 
 
+def _init_from_teacher(net: GeometryNet, proj: TokenProjector, teacher: GeometryTeacher) -> None:
+    """Copy every teacher weight whose shape matches (all but the patch embedding) and make the token
+    projections identities (student and teacher then share one token space)."""
+    source = getattr(teacher, "net", None)
+    want = {k: v for k, v in net.cfg.to_dict().items() if k != "in_channels"}
+    if not isinstance(source, GeometryNet) or {k: v for k, v in source.cfg.to_dict().items()
+                                               if k != "in_channels"} != want:
+        raise ConfigError("--init teacher needs a teacher of the student's architecture (the bundled kind); "
+                          "use --init random")
+    own = net.state_dict()
+    net.load_state_dict({k: v if v.shape == own[k].shape else own[k] for k, v in source.state_dict().items()})
+    with torch.no_grad():
+        for lin in [*proj.to_teacher, proj.to_student]:
+            if lin.weight.shape[0] == lin.weight.shape[1]:
+                lin.weight.copy_(torch.eye(lin.weight.shape[0]))
+                lin.bias.zero_()
+
+
 def train_network(data: Path, out: Path, cfg: DistillConfig, teacher: GeometryTeacher | None = None,
                   teacher_info: dict | None = None, resume: bool = False, show_progress: bool = True,
                   callback: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
     """Train one network on the clips of ``data``; writes RUN (config.json, weights.safetensors,
     log.jsonl, metrics.json, train_state.safetensors) and returns the metrics."""
-    if cfg.distilling and teacher is None:
-        raise ConfigError("distillation needs a teacher")
+    if (cfg.distilling or cfg.init == "teacher") and teacher is None:
+        raise ConfigError("distillation and --init teacher need a teacher")
     out = Path(out)
     if not resume and (out / "weights.safetensors").exists():
         raise ConfigError(f"{out}: already holds a run (use --resume to continue it, or a new --out)")
@@ -129,6 +152,8 @@ def train_network(data: Path, out: Path, cfg: DistillConfig, teacher: GeometryTe
         probe = _teacher_targets(teacher, clips, [0], {}, (1, 1))
         tdim = probe["tokens"][0].shape[-1]
     proj = TokenProjector(cfg.net.dim, tdim or cfg.net.dim, len(cfg.stfd_taps))
+    if cfg.init == "teacher" and not resume:
+        _init_from_teacher(net, proj, teacher)
     params = list(net.parameters()) + (list(proj.parameters()) if tdim else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     warm = min(100, cfg.steps // 10 + 1)
