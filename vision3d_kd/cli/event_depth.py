@@ -96,15 +96,27 @@ def distill_command(
     no_tcd: bool = typer.Option(False, "--no-tcd", help="Switch off Temporal Consistency Distillation."),
     steps: int = _STEPS, batch: int = _BATCH, lr: float = _LR, clip_len: int = _CLIP, seed: int = _SEED,
     bins: int = typer.Option(5, "--bins", help="Time bins of the event voxel grid."),
+    init: str = typer.Option(None, "--init", help="teacher: start from the teacher's weights (same architecture, "
+                             "bundled teacher); random: from scratch. Default: the DistillConfig default."),
+    stfd_mode: str = typer.Option(None, "--stfd-mode", help="STFD target: tokens (projected student tokens match "
+                                  "the teacher's) or relations (token-affinity matrices of the clip match)."),
+    w_stfd: float = typer.Option(None, "--w-stfd", help="Weight of the STFD term."),
+    w_cmfm: float = typer.Option(None, "--w-cmfm", help="Weight of the CMFM auxiliary depth term."),
+    w_tcd: float = typer.Option(None, "--w-tcd", help="Weight of the TCD term."),
     resume: bool = _RESUME,
 ) -> None:
     """Train the event student: distilled from the teacher (output + STFD + CMFM + TCD by default)."""
     from ..distill.event_vggt.teacher import load_teacher
     from ..distill.event_vggt.train import DistillConfig
 
+    chosen = {k: v for k, v in dict(init=init, stfd_mode=stfd_mode, w_stfd=w_stfd, w_cmfm=w_cmfm, w_tcd=w_tcd).items()
+              if v is not None}
+    if any(v < 0 for k, v in chosen.items() if k.startswith("w_")):
+        raise ConfigError("--w-stfd, --w-cmfm and --w-tcd must be >= 0")
     cfg = DistillConfig(supervision="gt" if gt else "teacher", stfd=not no_stfd, cmfm=not no_cmfm, tcd=not no_tcd,
-                        steps=steps, batch=batch, lr=lr, clip_len=clip_len, seed=seed, bins=bins)
-    model, info = (None, None) if gt else load_teacher(teacher, teacher_weights)
+                        steps=steps, batch=batch, lr=lr, clip_len=clip_len, seed=seed, bins=bins, **chosen)
+    needs_teacher = not gt or cfg.init == "teacher"
+    model, info = load_teacher(teacher, teacher_weights) if needs_teacher else (None, None)
     _train(data, out, cfg, model, info, resume)
 
 

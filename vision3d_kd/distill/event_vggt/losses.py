@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .clips import SKY_DEPTH
 
 __all__ = ["depth_target", "si_log_loss", "confidence_loss", "match_grid", "TokenProjector", "stfd_loss",
-           "mix_tokens", "tcd_loss"]
+           "stfd_relation_loss", "mix_tokens", "tcd_loss"]
 
 
 def depth_target(depth: Tensor) -> Tensor:
@@ -72,6 +72,18 @@ def stfd_loss(student: list[Tensor], teacher: list[Tensor], proj: TokenProjector
         t = F.layer_norm(t, t.shape[-1:])
         ps = proj.to_teacher[k](s)
         total = total + F.mse_loss(ps, t) + (1 - F.cosine_similarity(ps, t, dim=-1)).mean()
+    return total / len(student)
+
+
+def stfd_relation_loss(student: list[Tensor], teacher: list[Tensor]) -> Tensor:
+    """Relational STFD: mean over layers of the MSE between the student's and the teacher's spatio-temporal
+    affinity matrices (cosine similarity of every pair of tokens of a clip, [B, S*P, S*P]); independent of
+    each modality's feature basis, so the student is not pushed to reproduce appearance it cannot see."""
+    total = student[0].new_zeros(())
+    for s, t in zip(student, teacher, strict=True):
+        fs = F.normalize(s.flatten(1, 2), dim=-1)
+        ft = F.normalize(t.flatten(1, 2), dim=-1)
+        total = total + F.mse_loss(fs @ fs.transpose(1, 2), ft @ ft.transpose(1, 2))
     return total / len(student)
 
 

@@ -30,6 +30,7 @@ from .losses import (
     mix_tokens,
     si_log_loss,
     stfd_loss,
+    stfd_relation_loss,
     tcd_loss,
 )
 from .model import GeometryNet, NetConfig
@@ -47,7 +48,9 @@ class DistillConfig:
     invariance of the depth loss (1 = fully invariant). stfd_taps: which of the four head layers are
     matched; cmfm_tap: the head layer after which tokens are mixed; mix_ratio: share of teacher tokens.
     init: "teacher" starts the student from the teacher's weights (same architecture; the patch embedding,
-    whose input differs, stays random) with identity token projections; "random" from scratch."""
+    whose input differs, stays random) with identity token projections; "random" from scratch; "auto"
+    the teacher's when it has the student's architecture. stfd_mode: "relations" matches the clip's
+    token-affinity matrices, "tokens" the projected tokens themselves."""
 
     input: str = "events"
     supervision: str = "teacher"
@@ -61,13 +64,14 @@ class DistillConfig:
     bins: int = 5
     seed: int = 0
     si_lambda: float = 0.85
-    w_stfd: float = 0.5
+    w_stfd: float = 1.0
     w_cmfm: float = 0.5
     w_tcd: float = 1.0
     stfd_taps: tuple[int, ...] = (1, 2, 3)
     cmfm_tap: int = 1
     mix_ratio: float = 0.5
-    init: str = "random"
+    init: str = "auto"
+    stfd_mode: str = "relations"
     log_every: int = 25
     checkpoint_every: int = 250
     net: NetConfig = field(default_factory=NetConfig)
@@ -83,8 +87,10 @@ class DistillConfig:
             raise ConfigError("--steps, --batch >= 1, --clip-len >= 2, --bins >= 1 and 0 < --lr < 1 required")
         if not (0 <= self.mix_ratio <= 1 and 0 <= self.si_lambda <= 1) or not (0 <= self.cmfm_tap < 3):
             raise ConfigError("mix ratio and si_lambda must be in [0, 1], cmfm_tap in 0..2")
-        if self.init not in ("random", "teacher"):
-            raise ConfigError(f"init must be random or teacher, got {self.init!r}")
+        if self.stfd_mode not in ("tokens", "relations"):
+            raise ConfigError(f"stfd_mode must be tokens or relations, got {self.stfd_mode!r}")
+        if self.init not in ("auto", "random", "teacher"):
+            raise ConfigError(f"init must be auto, random or teacher, got {self.init!r}")
         if any(not 0 <= t < 4 for t in self.stfd_taps):
             raise ConfigError("stfd taps index the four head layers (0..3)")
         self.net.in_channels = 3 if self.input == "rgb" else self.bins
@@ -115,13 +121,19 @@ def _teacher_targets(teacher: GeometryTeacher, clips: EventClips, ids: list[int]
             "tokens": [torch.stack([cache[i]["tokens"][k] for i in ids]) for k in range(4)]}
 
 
+def _same_architecture(source, cfg: NetConfig) -> bool:
+    """Whether ``source`` is a GeometryNet whose configuration equals cfg but for the input channels."""
+    if not isinstance(source, GeometryNet):
+        return False
+    strip = lambda d: {k: v for k, v in d.items() if k != "in_channels"}  # noqa: E731
+    return strip(source.cfg.to_dict()) == strip(cfg.to_dict())
+
+
 def _init_from_teacher(net: GeometryNet, proj: TokenProjector, teacher: GeometryTeacher) -> None:
     """Copy every teacher weight whose shape matches (all but the patch embedding) and make the token
     projections identities (student and teacher then share one token space)."""
     source = getattr(teacher, "net", None)
-    want = {k: v for k, v in net.cfg.to_dict().items() if k != "in_channels"}
-    if not isinstance(source, GeometryNet) or {k: v for k, v in source.cfg.to_dict().items()
-                                               if k != "in_channels"} != want:
+    if not _same_architecture(source, net.cfg):
         raise ConfigError("--init teacher needs a teacher of the student's architecture (the bundled kind); "
                           "use --init random")
     own = net.state_dict()
@@ -140,6 +152,9 @@ def train_network(data: Path, out: Path, cfg: DistillConfig, teacher: GeometryTe
     log.jsonl, metrics.json, train_state.safetensors) and returns the metrics."""
     if (cfg.distilling or cfg.init == "teacher") and teacher is None:
         raise ConfigError("distillation and --init teacher need a teacher")
+    init = cfg.init
+    if init == "auto":
+        init = "teacher" if _same_architecture(getattr(teacher, "net", None), cfg.net) else "random"
     out = Path(out)
     if not resume and (out / "weights.safetensors").exists():
         raise ConfigError(f"{out}: already holds a run (use --resume to continue it, or a new --out)")
@@ -152,7 +167,7 @@ def train_network(data: Path, out: Path, cfg: DistillConfig, teacher: GeometryTe
         probe = _teacher_targets(teacher, clips, [0], {}, (1, 1))
         tdim = probe["tokens"][0].shape[-1]
     proj = TokenProjector(cfg.net.dim, tdim or cfg.net.dim, len(cfg.stfd_taps))
-    if cfg.init == "teacher" and not resume:
+    if init == "teacher" and not resume:
         _init_from_teacher(net, proj, teacher)
     params = list(net.parameters()) + (list(proj.parameters()) if tdim else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
@@ -164,7 +179,8 @@ def train_network(data: Path, out: Path, cfg: DistillConfig, teacher: GeometryTe
             group["lr"] = cfg.lr * f
 
     extra_info = {"role": "teacher" if cfg.input == "rgb" else "student", "distill": asdict(cfg),
-                  "method": cfg.name(), "data": str(data), **({"teacher": teacher_info} if teacher_info else {})}
+                  "method": cfg.name(), "data": str(data), "init": init,
+                  **({"teacher": teacher_info} if teacher_info else {})}
     step, elapsed = 0, 0.0
     if resume:
         from .teacher import load_net
@@ -210,7 +226,9 @@ def train_network(data: Path, out: Path, cfg: DistillConfig, teacher: GeometryTe
                 loss = loss + confidence_loss(pred["confidence"], pred["log_depth"], target)
             if cfg.distilling and cfg.stfd:
                 s_taps = [pred["tokens"][net.taps[k]] for k in cfg.stfd_taps]
-                term = stfd_loss(s_taps, [tgt["tokens"][k] for k in cfg.stfd_taps], proj)
+                t_taps = [tgt["tokens"][k] for k in cfg.stfd_taps]
+                term = (stfd_loss(s_taps, t_taps, proj) if cfg.stfd_mode == "tokens"
+                        else stfd_relation_loss(s_taps, t_taps))
                 loss, rec["stfd"] = loss + cfg.w_stfd * term, float(term.detach())
             if cfg.distilling and cfg.cmfm:
                 m = net.taps[cfg.cmfm_tap]
