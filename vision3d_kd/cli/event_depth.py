@@ -115,7 +115,7 @@ def distill_command(
         raise ConfigError("--w-stfd, --w-cmfm and --w-tcd must be >= 0")
     cfg = DistillConfig(supervision="gt" if gt else "teacher", stfd=not no_stfd, cmfm=not no_cmfm, tcd=not no_tcd,
                         steps=steps, batch=batch, lr=lr, clip_len=clip_len, seed=seed, bins=bins, **chosen)
-    needs_teacher = not gt or cfg.init == "teacher"
+    needs_teacher = not gt or cfg.init != "random"  # with --gt the teacher may still give the initial weights
     model, info = load_teacher(teacher, teacher_weights) if needs_teacher else (None, None)
     _train(data, out, cfg, model, info, resume)
 
