@@ -48,7 +48,7 @@ def simulate_command(
     supersample: int = typer.Option(2, "--supersample", help="Rays per pixel side (anti-aliasing)."),
 ) -> None:
     """Render camera trajectories through procedural streets (RGB, metric depth, poses) and simulate events."""
-    from rich.progress import track
+    from rich.progress import Progress
 
     from ..distill.event_vggt.events import EventSimConfig
     from ..distill.event_vggt.simulate import SimConfig, simulate_dataset
@@ -57,9 +57,14 @@ def simulate_command(
         raise ConfigError(f"--sequences must be in [1, 10000], got {sequences}")
     cfg = SimConfig(height, width, fov, seconds, fps, frame_rate, events=EventSimConfig(
         contrast, mismatch, refractory, noise_rate), supersample=supersample)
-    done = []
-    for k in track(range(sequences), description="simulate"):
-        done = simulate_dataset(out, k + 1, seed, cfg, print)
+    with Progress() as bar:
+        task = bar.add_task("simulate", total=sequences)
+
+        def report(line: str) -> None:
+            bar.console.print(line)
+            bar.advance(task)
+
+        done = simulate_dataset(out, sequences, seed, cfg, report)
     print(f"wrote {len(done)} sequences to {out}")
 
 

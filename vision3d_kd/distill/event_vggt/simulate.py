@@ -121,7 +121,8 @@ def sequence_dirs(data: Path) -> list[Path]:
 def simulate_dataset(out: Path, n: int, seed: int, cfg: SimConfig,
                      progress: Callable[[str], None] | None = None) -> list[Path]:
     """Write ``n`` sequences (scene/trajectory seeds seed, seed+1, ...) into ``out``; sequences already
-    there are kept when meta.json matches (resume), and a different configuration is refused."""
+    there are kept when meta.json matches (resume), and a different configuration is refused.
+    ``progress`` gets one line per sequence, kept or new."""
     out = Path(out)
     meta = {"config": asdict(cfg), "seed": seed}
     meta_path = out / "meta.json"
@@ -144,7 +145,10 @@ def simulate_dataset(out: Path, n: int, seed: int, cfg: SimConfig,
             save_events(tmp / "events.npz", events)
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
-            if progress:
-                progress(f"{final.name}: {len(seq['times'])} frames, {len(events)} events")
+            line = f"{final.name}: {len(seq['times'])} frames, {len(events)} events"
+        else:
+            line = f"{final.name}: kept"
+        if progress:
+            progress(line)
         done.append(final)
     return done
