@@ -160,6 +160,49 @@ def test_scoring_finds_the_mug_handle_on_its_side_and_flags_janus(tmp_path):
     assert scores["true"]["rgb"].shape == (8, 3, 64, 64)
 
 
+class PaintedScene:
+    """A field of an object's true shape (sigma 200 inside) coloured by its nearest primitive, optionally
+    rotated by `deg` about z: the ideal student of a colour-part object."""
+
+    def __new__(cls, scene, deg: float = 0.0):
+        from vision3d_kd.fields.base import Field
+
+        class _Painted(Field):
+            name = "painted"
+
+            def encode(self, x):
+                return Turned(scene, deg).sdf(x), x
+
+            def density_head(self, enc):
+                d, x = enc
+                return 200.0 * torch.sigmoid(-d / 0.01), x
+
+            def color_from_dirs(self, x, d_enc):
+                c, s = math.cos(math.radians(-deg)), math.sin(math.radians(-deg))
+                back = x @ torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]).T
+                _, idx = scene.sdf_and_index(back)
+                return torch.tensor([p.color for p in scene.primitives])[idx]
+
+        return _Painted([[-1.2] * 3, [1.2] * 3])
+
+
+def test_scoring_finds_the_snowman_nose_and_house_door_by_their_colour():
+    """The colour path of part_sides: straight-on rays at the part's surface (the nose cone's apex has no
+    normal, which once gave a zero ray direction that hung the marcher); rays that miss the rotated
+    object must not count as the part (background white once looked nearer orange than red)."""
+    from vision3d_kd.data.objects import ObjectSpec, build_object
+    from vision3d_kd.generation.scoring import part_sides
+    from vision3d_kd.render.volume import RenderSettings
+
+    settings = RenderSettings(step_size=0.02)
+    for spec, part in ((ObjectSpec("snowman", "red"), "nose"), (ObjectSpec("house", "yellow", "blue"), "door")):
+        scene = build_object(spec)
+        true = part_sides(PaintedScene(scene), None, settings, spec, level=1.0)
+        turned = part_sides(PaintedScene(scene, 90.0), None, settings, spec, level=1.0)
+        assert true["part"] == part and true["part_sides"] == [0.0], true
+        assert turned["part_sides"] == [90.0], turned
+
+
 def test_bench_text_to_3d_scores_every_method_and_reuses_finished_runs(sd_pipe, tmp_path, monkeypatch):
     from vision3d_kd.bench import text_to_3d
     from vision3d_kd.data.objects import ObjectSpec

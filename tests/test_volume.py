@@ -46,6 +46,18 @@ def test_ray_aabb_hand_case():
     assert tn[2] == 0.0 and torch.allclose(tf[2], torch.tensor(1.0))  # origin inside the box
 
 
+def test_a_zero_direction_ray_misses_instead_of_marching_for_ever():
+    """Regression: a zero normal (cone apex) used as a ray direction hung the fused marcher."""
+    from vision3d_kd.render.march import march_rays_ref
+
+    o = torch.tensor([[0.0, 0.0, 0.5], [0.0, 0.0, 5.0]])
+    d = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+    assert ray_aabb(o, d, BOX)[2].tolist() == [False, True]
+    for march in (march_rays, march_rays_ref):
+        ri, ts, te = march(o, d, BOX, step_size=0.1)
+        assert ri.tolist() == [1] * 20
+
+
 def test_march_covers_the_chord_without_grid():
     o = torch.tensor([[0.0, 0.0, 5.0]])
     d = torch.tensor([[0.0, 0.0, -1.0]])

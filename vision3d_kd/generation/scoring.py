@@ -9,7 +9,9 @@
   z. Shape parts: the fraction of points of the part's protruding region (inside the part, ≥ 0.03 outside
   every other primitive) where the run's density exceeds the surface level (its opacity-0.5 iso-density,
   `export.mesh.auto_level`). Colour parts: rays looking straight at the part's outer surface points; the
-  part is seen when the mean colour there is nearer the part's colour than the body's. `part_sides` lists
+  part is seen when the mean colour of what those rays hit (opacity-weighted, so rays that pass through
+  empty space count for nothing rather than as background white) is nearer the part's colour than the
+  body's; rays that hit (almost) nothing see no part. `part_sides` lists
   the rotations where the part is found; correct = found at 0° only; Janus = found on ≥ 2 sides.
 """
 
@@ -79,12 +81,15 @@ def _part_points(scene, spec: ObjectSpec, part: str, n: int, generator: torch.Ge
 
 def _surface_rays(scene, spec: ObjectSpec, part: str, n: int, generator: torch.Generator
                   ) -> tuple[Tensor, Tensor]:
-    """Origins [K,3] 0.5 outside the part's surface points and directions [K,3] looking straight at them."""
+    """Origins [K,3] 0.5 outside the part's surface points and directions [K,3] looking straight at them
+    (points without a normal, such as the nose cone's apex, are skipped)."""
     pts = scene.surface_points(4 * n, generator)
     _, which = scene.sdf_and_index(pts)
     keep = torch.tensor([spec.parts[int(i)] == part for i in which], dtype=torch.bool)
-    pts = pts[keep][:n]
+    pts = pts[keep]
     normals = scene.normal(pts)
+    has_normal = normals.norm(dim=-1) > 0.5
+    pts, normals = pts[has_normal][:n], normals[has_normal][:n]
     return pts + 0.5 * normals, -normals
 
 
@@ -103,8 +108,12 @@ def part_sides(model, grid, settings: RenderSettings, spec: ObjectSpec, level: f
         for deg in ROTATIONS:
             ro, rd = _rotate_z(o, deg), _rotate_z(d, deg)
             res = render_rays_chunked(model, ro.to(model.aabb), rd.to(model.aabb), grid,
-                                      torch.ones(len(ro), 3).to(model.aabb), settings)
-            c = res["rgb"].cpu().mean(0)
+                                      torch.zeros(len(ro), 3).to(model.aabb), settings)
+            hit = float(res["opacity"].sum())
+            if hit < 0.05 * len(ro):
+                scores.append(-1.0)  # nothing there
+                continue
+            c = res["rgb"].cpu().sum(0) / hit  # black background: rgb is premultiplied by opacity
             scores.append(float((c - body_col).norm() - (c - part_col).norm()))  # > 0: nearer the part
         found = [deg for deg, s in zip(ROTATIONS, scores, strict=True) if s > 0]
     else:

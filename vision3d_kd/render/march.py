@@ -21,13 +21,17 @@ _SRC = pathlib.Path(__file__).resolve().parents[1] / "kernels" / "csrc" / "march
 
 
 def ray_aabb(rays_o: Tensor, rays_d: Tensor, aabb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Slab test. rays_o, rays_d: [R,3]; aabb: [2,3]. Returns t_near [R] (>= 0), t_far [R], hit [R] bool."""
+    """Slab test. rays_o, rays_d: [R,3]; aabb: [2,3]. Returns t_near [R] (>= 0), t_far [R], hit [R] bool.
+
+    A ray whose direction is (near) zero misses: its slab interval would span ~1e12 and the marcher would
+    step through it for ever (e.g. a normal taken at a cone's apex, where the SDF gradient vanishes)."""
     inv = 1.0 / torch.where(rays_d.abs() < 1e-12, torch.full_like(rays_d, 1e-12), rays_d)
     t0 = (aabb[0] - rays_o) * inv
     t1 = (aabb[1] - rays_o) * inv
     t_near = torch.minimum(t0, t1).amax(dim=-1).clamp_min(0.0)
     t_far = torch.maximum(t0, t1).amin(dim=-1)
-    return t_near, t_far, t_far > t_near
+    moving = rays_d.norm(dim=-1) > 1e-3
+    return t_near, t_far, (t_far > t_near) & moving
 
 
 def march_rays_ref(
