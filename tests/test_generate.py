@@ -186,10 +186,9 @@ class PaintedScene:
         return _Painted([[-1.2] * 3, [1.2] * 3])
 
 
-def test_scoring_finds_the_snowman_nose_and_house_door_by_their_colour():
-    """The colour path of part_sides: straight-on rays at the part's surface (the nose cone's apex has no
-    normal, which once gave a zero ray direction that hung the marcher); rays that miss the rotated
-    object must not count as the part (background white once looked nearer orange than red)."""
+def test_scoring_finds_the_snowman_nose_and_house_door_on_their_side():
+    """The nose by shape, the door by colour: straight-on rays at its surface, where rays that miss the
+    rotated object must not count as the part (background white once looked nearer the part colour)."""
     from vision3d_kd.data.objects import ObjectSpec, build_object
     from vision3d_kd.generation.scoring import part_sides
     from vision3d_kd.render.volume import RenderSettings

@@ -4,15 +4,15 @@
   azimuths evenly spaced, radius 3.5, 64 px, white background; the truth unshaded, i.e. its albedo, as the
   student's renders are); mask IoU of opacity > 0.5, colour error (mean |Δ| of the mean colours inside the
   two masks), mean HSV saturation inside the generated mask.
-- Asymmetric part (mug handle, chair back, arrow head: shape; house door, snowman nose: colour): where
-  the part is on the true object and where it would be after rotating the object by 90°, 180°, 270° about
-  z. Shape parts: the fraction of points of the part's protruding region (inside the part, ≥ 0.03 outside
-  every other primitive) where the run's density exceeds the surface level (its opacity-0.5 iso-density,
-  `export.mesh.auto_level`). Colour parts: rays looking straight at the part's outer surface points; the
-  part is seen when the mean colour of what those rays hit (opacity-weighted, so rays that pass through
-  empty space count for nothing rather than as background white) is nearer the part's colour than the
-  body's; rays that hit (almost) nothing see no part. `part_sides` lists
-  the rotations where the part is found; correct = found at 0° only; Janus = found on ≥ 2 sides.
+- Asymmetric part (mug handle, chair back, arrow head, snowman nose: shape; house door, flush with its
+  wall: colour): where the part is on the true object and where it would be after rotating the object
+  by 90°, 180°, 270° about z. Shape parts: the fraction of points of the part's protruding region
+  (inside the part, ≥ 0.03 outside every other primitive) where the run's density exceeds the surface
+  level (its opacity-0.5 iso-density, `export.mesh.auto_level`). Colour parts: rays looking straight at
+  the part's outer surface points; the part is seen when the mean colour of what those rays hit
+  (opacity-weighted, so rays through empty space count for nothing rather than as background white) is
+  nearer the part's colour than the body's; rays that hit (almost) nothing see no part. `part_sides`
+  lists the rotations where the part is found; correct = found at 0° only; Janus = found on ≥ 2 sides.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from ..render.volume import RenderSettings, render_rays_chunked
 
 __all__ = ["score_run", "saturation", "render_views_at", "COLOUR_PARTS"]
 
-COLOUR_PARTS = ("door", "nose")
+COLOUR_PARTS = ("door",)  # the nose protrudes: scored by shape, so a red nose on a red snowman counts
 ROTATIONS = (0.0, 90.0, 180.0, 270.0)
 ELEVATION, RADIUS, FOV, SIZE = 15.0, 3.5, 40.0, 64
 ALBEDO = Shading(light_dir=(0.0, 0.0, 1.0), ambient=1.0)  # unshaded truth: the colours a student should learn
