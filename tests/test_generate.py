@@ -218,6 +218,11 @@ def test_bench_text_to_3d_scores_every_method_and_reuses_finished_runs(sd_pipe, 
     per_method = [r for r in result["rows"] if "prompt" not in r]
     assert [r["method"] for r in per_method] == ["sds", "bsd"] and all(r["runs"] == 2 for r in per_method)
     assert all(r["asymmetric_runs"] == 2 for r in per_method) and all(r["diversity"] > 0 for r in per_method)
+    tuned = dict(kw, runs_dir=tmp_path / "tuned", seeds=1, methods=["bsd"], sets=["guidance.bsd_lambda=18"])
+    text_to_3d.run(**tuned)  # --set reaches every run's config and is recorded beside its score
+    (run_dir,) = (tmp_path / "tuned").iterdir()
+    assert json.loads((run_dir / "config.json").read_text())["generate"]["guidance"]["bsd_lambda"] == 18.0
+    assert json.loads((run_dir / "score.json").read_text())["sets"] == ["guidance.bsd_lambda=18"]
 
     def no_generation(*a, **k):
         raise AssertionError("a finished run was generated again")
@@ -225,6 +230,8 @@ def test_bench_text_to_3d_scores_every_method_and_reuses_finished_runs(sd_pipe, 
     monkeypatch.setattr("vision3d_kd.generation.loop.generate", no_generation)
     again = text_to_3d.run(**kw)
     assert again["summary"]["best_mean_iou"] == pytest.approx(s["best_mean_iou"])
+    with pytest.raises(RunError, match="--set"):  # runs made with other overrides are not mixed in
+        text_to_3d.run(**dict(kw, sets=["guidance.bsd_lambda=18"]))
     monkeypatch.setattr(text_to_3d, "prior_fingerprint", lambda path: "another-prior")
     with pytest.raises(RunError, match="another prior"):  # runs of an older prior are not mixed in
         text_to_3d.run(**kw)

@@ -47,9 +47,9 @@ def prior_fingerprint(path: Path) -> str:
 
 
 def _one(spec: ObjectSpec, method: str, seed: int, run_dir: Path, prior, prior_path: str,
-         steps: int | None, fingerprint: str) -> dict[str, Any]:
-    """Generate (or resume / reuse) one run and score it; the score is cached in RUN/score.json and the
-    renders in RUN/score_views.npy."""
+         steps: int | None, fingerprint: str, extra: list[str]) -> dict[str, Any]:
+    """Generate (or resume / reuse) one run with the config overrides `extra` and score it; the score is
+    cached in RUN/score.json and the renders in RUN/score_views.npy."""
     from ..generation.config import load_generate_config
     from ..generation.loop import generate
     from ..generation.scoring import score_run
@@ -61,9 +61,11 @@ def _one(spec: ObjectSpec, method: str, seed: int, run_dir: Path, prior, prior_p
         if rec.get("prior") != fingerprint:
             raise RunError(f"{run_dir}: made with another prior ({rec.get('prior')}, now {fingerprint}); "
                            "use another --runs-dir or delete the old runs")
+        if rec.get("sets", []) != extra:
+            raise RunError(f"{run_dir}: made with --set {rec.get('sets', [])}, now {extra}; use another --runs-dir")
         rec["rgb"] = torch.from_numpy(np.load(run_dir / "score_views.npy").astype(np.float32) / 255.0)
         return rec
-    sets = [f"generate.seed={seed}"] + ([f"generate.steps={steps}"] if steps else [])
+    sets = [f"generate.seed={seed}"] + ([f"generate.steps={steps}"] if steps else []) + extra
     setup = load_generate_config(method, None, sets)
     if not (run_dir / "metrics.json").is_file():
         resume = (run_dir / "train_state.safetensors").is_file()
@@ -73,7 +75,7 @@ def _one(spec: ObjectSpec, method: str, seed: int, run_dir: Path, prior, prior_p
     rec = score_run(model, grid, render_settings_from(cfg), cfg["render"], spec)
     rgb = rec.pop("rgb")
     rec.update(prompt=caption(spec), method=method, seed=seed, minutes=metrics["seconds"] / 60.0,
-               steps=metrics["steps"], prior=fingerprint)
+               steps=metrics["steps"], prior=fingerprint, sets=extra)
     np.save(run_dir / "score_views.npy", (rgb.numpy() * 255 + 0.5).astype(np.uint8))
     write_json(score_file, rec)
     rec["rgb"] = rgb
@@ -93,8 +95,9 @@ def _mean(values: list[float]) -> float:
 
 def run(quick: bool = False, prior_path: Path | None = None, runs_dir: Path | None = None, seeds: int | None = None,
         steps: int | None = None, methods: list[str] | None = None, prompts: list[ObjectSpec] | None = None,
-        progress=print) -> dict[str, Any]:
-    """Every prompt x method x seed (quick: the red ball and the green mug, 2 seeds, 60 steps)."""
+        progress=print, sets: list[str] | None = None) -> dict[str, Any]:
+    """Every prompt x method x seed (quick: the red ball and the green mug, 2 seeds, 60 steps); `sets`:
+    SECTION.KEY=VALUE overrides for every run's config (recorded per run; runs made with others refused)."""
     from ..cli.prior import default_prior_path
     from ..guidance.diffusers_prior import DiffusersPrior
 
@@ -109,7 +112,7 @@ def run(quick: bool = False, prior_path: Path | None = None, runs_dir: Path | No
     records: list[dict[str, Any]] = []
     for spec, method, seed in itertools.product(specs, methods, range(n_seeds)):
         run_dir = runs_dir / run_name(caption(spec), method, seed)
-        rec = _one(spec, method, seed, run_dir, prior, str(ppath), steps, fingerprint)
+        rec = _one(spec, method, seed, run_dir, prior, str(ppath), steps, fingerprint, list(sets or []))
         records.append(rec)
         progress(f"{rec['prompt']} {method} seed {seed}: IoU {rec['iou']:.3f}, {rec['minutes']:.2f} min")
     rows, summary = [], {}

@@ -49,6 +49,8 @@ def bench_command(
                               "event-vggt: training steps per student (default 1500; quick 60)."),
     teacher: Path = typer.Option(None, "--teacher", help="event-vggt: teacher run (default assets/event_teacher)."),
     methods: str = typer.Option(None, "--methods", help="text-to-3d: comma-separated subset of sds,vsd,bsd."),
+    sets: list[str] = typer.Option(None, "--set", help="text-to-3d: SECTION.KEY=VALUE override of every run's "
+                                   "config (repeatable, as in `v3kd generate`); use its own --runs-dir and --out-dir."),
     runs_dir: Path = typer.Option(
         None, "--runs-dir",
         help="fit-lego / pvd / mesh: keep the run directories here (default: a temp dir); pvd and mesh reuse "
@@ -106,7 +108,8 @@ def bench_command(
         bad = [m for m in chosen or [] if m not in ("sds", "vsd", "bsd")]
         if bad:
             raise ConfigError(f"--methods: unknown method(s) {', '.join(bad)} (choose from sds, vsd, bsd)")
-        result = run_t3d(quick=quick, prior_path=prior, runs_dir=runs_dir, seeds=seeds, steps=steps, methods=chosen)
+        result = run_t3d(quick=quick, prior_path=prior, runs_dir=runs_dir, seeds=seeds, steps=steps, methods=chosen,
+                         sets=sets)
     elif name == "event-vggt":
         from ..bench.event_vggt import run as run_event
 
