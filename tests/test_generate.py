@@ -13,6 +13,7 @@ import torch
 from tests.conftest import one_line_error, run_cli
 from tests.tiny_pipelines import save_tiny_sd
 from vision3d_kd.errors import RunError
+from vision3d_kd.fields.base import Field
 
 FAST = ["--set", "generate.size=32", "--set", "generate.mesh_resolution=32", "--set", "generate.video_frames=4",
         "--set", "generate.video_size=32", "--set", "generate.checkpoint_every=2", "--quiet"]
@@ -132,10 +133,13 @@ class Turned:
     def __init__(self, scene, deg: float, union: bool = False) -> None:
         self.scene, self.deg, self.union, self.aabb = scene, deg, union, scene.aabb
 
-    def sdf(self, x):
+    def back(self, x):
+        """Points x [N,3] of the turned scene mapped to the unturned one."""
         c, s = math.cos(math.radians(-self.deg)), math.sin(math.radians(-self.deg))
-        back = x @ torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]).T
-        d = self.scene.sdf(back)
+        return x @ torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]).T
+
+    def sdf(self, x):
+        d = self.scene.sdf(self.back(x))
         return torch.minimum(d, self.scene.sdf(x)) if self.union else d
 
 
@@ -160,30 +164,26 @@ def test_scoring_finds_the_mug_handle_on_its_side_and_flags_janus(tmp_path):
     assert scores["true"]["rgb"].shape == (8, 3, 64, 64)
 
 
-class PaintedScene:
-    """A field of an object's true shape (sigma 200 inside) coloured by its nearest primitive, optionally
-    rotated by `deg` about z: the ideal student of a colour-part object."""
+class Painted(Field):
+    """The ideal student of an object: its true shape (sigma 200 inside), coloured by its nearest primitive,
+    turned by `deg` about z."""
 
-    def __new__(cls, scene, deg: float = 0.0):
-        from vision3d_kd.fields.base import Field
+    name = "painted"
 
-        class _Painted(Field):
-            name = "painted"
+    def __init__(self, scene, deg: float = 0.0) -> None:
+        super().__init__([[-1.2] * 3, [1.2] * 3])
+        self.turned = Turned(scene, deg)
 
-            def encode(self, x):
-                return Turned(scene, deg).sdf(x), x
+    def encode(self, x):
+        return x
 
-            def density_head(self, enc):
-                d, x = enc
-                return 200.0 * torch.sigmoid(-d / 0.01), x
+    def density_head(self, x):
+        return 200.0 * torch.sigmoid(-self.turned.sdf(x) / 0.01), x
 
-            def color_from_dirs(self, x, d_enc):
-                c, s = math.cos(math.radians(-deg)), math.sin(math.radians(-deg))
-                back = x @ torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]).T
-                _, idx = scene.sdf_and_index(back)
-                return torch.tensor([p.color for p in scene.primitives])[idx]
-
-        return _Painted([[-1.2] * 3, [1.2] * 3])
+    def color_from_dirs(self, x, d_enc):
+        scene = self.turned.scene
+        _, idx = scene.sdf_and_index(self.turned.back(x))
+        return torch.tensor([p.color for p in scene.primitives])[idx]
 
 
 def test_scoring_finds_the_snowman_nose_and_house_door_on_their_side():
@@ -196,8 +196,8 @@ def test_scoring_finds_the_snowman_nose_and_house_door_on_their_side():
     settings = RenderSettings(step_size=0.02)
     for spec, part in ((ObjectSpec("snowman", "red"), "nose"), (ObjectSpec("house", "yellow", "blue"), "door")):
         scene = build_object(spec)
-        true = part_sides(PaintedScene(scene), None, settings, spec, level=1.0)
-        turned = part_sides(PaintedScene(scene, 90.0), None, settings, spec, level=1.0)
+        true = part_sides(Painted(scene), None, settings, spec, level=1.0)
+        turned = part_sides(Painted(scene, 90.0), None, settings, spec, level=1.0)
         assert true["part"] == part and true["part_sides"] == [0.0], true
         assert turned["part_sides"] == [90.0], turned
 
