@@ -202,6 +202,46 @@ def test_scoring_finds_the_snowman_nose_and_house_door_on_their_side():
         assert turned["part_sides"] == [90.0], turned
 
 
+class Grown:
+    """A primitive grown by `by` world units (negative: eroded), same colour."""
+
+    def __init__(self, prim, by: float) -> None:
+        self.prim, self.by, self.color = prim, by, prim.color
+
+    def sdf(self, x):
+        return self.prim.sdf(x) - self.by
+
+
+@pytest.mark.parametrize("family", ["chair", "mug", "arrow", "snowman"])
+def test_shape_part_score_tolerates_one_pixel_and_no_more(family):
+    """The true object with its part half a scoring pixel thinner on every side (all that 64 px views can
+    resolve) still has the part on its side, where the strict rule lost the 2-pixel-thick chair back; the
+    object with the part removed has it nowhere; a body half a pixel fatter all round grows no second part."""
+    from vision3d_kd.data.objects import ASYMMETRIC, ObjectSpec, build_object
+    from vision3d_kd.data.sdf import SDFScene
+    from vision3d_kd.generation.scoring import PIXEL, part_sides
+    from vision3d_kd.render.volume import RenderSettings
+
+    spec = ObjectSpec(family, "blue")
+    scene = build_object(spec)
+    k = spec.parts.index(ASYMMETRIC[family])
+
+    def with_part(prim, body_grow: float = 0.0):
+        prims = [Grown(p, body_grow) if i != k else prim for i, p in enumerate(scene.primitives)]
+        return SDFScene(family, [p for p in prims if p is not None])
+
+    settings = RenderSettings(step_size=0.02)
+    sides = {name: part_sides(Painted(s), None, settings, spec, level=100.0)  # level 100: surface at sdf 0
+             for name, s in {"thinner": with_part(Grown(scene.primitives[k], -PIXEL / 2)),
+                             "none": with_part(None),
+                             "fatter body": with_part(scene.primitives[k], PIXEL / 2)}.items()}
+    assert sides["thinner"]["part_sides"] == [0.0], sides["thinner"]
+    assert sides["none"]["part_sides"] == [] and sides["none"]["part_sides_strict"] == [], sides["none"]
+    assert sides["fatter body"]["part_sides"] == [0.0], sides["fatter body"]
+    if family == "chair":
+        assert sides["thinner"]["part_sides_strict"] == [], sides["thinner"]
+
+
 def test_bench_text_to_3d_scores_every_method_and_reuses_finished_runs(sd_pipe, tmp_path, monkeypatch):
     from vision3d_kd.bench import text_to_3d
     from vision3d_kd.data.objects import ObjectSpec

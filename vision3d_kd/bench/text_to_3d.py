@@ -6,7 +6,9 @@ saturation, whether the asymmetric part is on the correct side / on several side
 generation on this machine. Per prompt and method: diversity = mean pairwise mean |Δ| between the
 seeds' renders (8 views, RGB in [0,1]). Runs live under --runs-dir (default bench/runs/text-to-3d) and
 a finished run (score.json) is reused, so an interrupted benchmark continues where it stopped; runs made
-with another prior (a fingerprint of its UNet weights, stored in score.json) are refused, not mixed in.
+with another prior (a fingerprint of its UNet weights, stored in score.json) are refused, not mixed in;
+a score made by an older version of the scorer is recomputed from the run's weights. Part correctness
+is reported with the scorer's one-pixel tolerance (`part_correct_rate`) and without it (`_strict`).
 """
 
 from __future__ import annotations
@@ -49,10 +51,11 @@ def prior_fingerprint(path: Path) -> str:
 def _one(spec: ObjectSpec, method: str, seed: int, run_dir: Path, prior, prior_path: str,
          steps: int | None, fingerprint: str, extra: list[str]) -> dict[str, Any]:
     """Generate (or resume / reuse) one run with the config overrides `extra` and score it; the score is
-    cached in RUN/score.json and the renders in RUN/score_views.npy."""
+    cached in RUN/score.json and the renders in RUN/score_views.npy. A score from an older scorer
+    (`scoring.SCORER`) is recomputed from the run's weights."""
     from ..generation.config import load_generate_config
     from ..generation.loop import generate
-    from ..generation.scoring import score_run
+    from ..generation.scoring import SCORER, score_run
     from ..trainer import load_run, render_settings_from
 
     score_file = run_dir / "score.json"
@@ -63,8 +66,12 @@ def _one(spec: ObjectSpec, method: str, seed: int, run_dir: Path, prior, prior_p
                            "use another --runs-dir or delete the old runs")
         if rec.get("sets", []) != extra:
             raise RunError(f"{run_dir}: made with --set {rec.get('sets', [])}, now {extra}; use another --runs-dir")
-        rec["rgb"] = torch.from_numpy(np.load(run_dir / "score_views.npy").astype(np.float32) / 255.0)
-        return rec
+        if rec.get("scorer", 1) == SCORER:
+            rec["rgb"] = torch.from_numpy(np.load(run_dir / "score_views.npy").astype(np.float32) / 255.0)
+            return rec
+        if not (run_dir / "metrics.json").is_file():
+            raise RunError(f"{run_dir}: scored by scorer {rec.get('scorer', 1)} (now {SCORER}) and its weights "
+                           "are gone; delete it to run it again")
     sets = [f"generate.seed={seed}"] + ([f"generate.steps={steps}"] if steps else []) + extra
     setup = load_generate_config(method, None, sets)
     if not (run_dir / "metrics.json").is_file():
@@ -75,7 +82,7 @@ def _one(spec: ObjectSpec, method: str, seed: int, run_dir: Path, prior, prior_p
     rec = score_run(model, grid, render_settings_from(cfg), cfg["render"], spec)
     rgb = rec.pop("rgb")
     rec.update(prompt=caption(spec), method=method, seed=seed, minutes=metrics["seconds"] / 60.0,
-               steps=metrics["steps"], prior=fingerprint, sets=extra)
+               steps=metrics["steps"], prior=fingerprint, sets=extra, scorer=SCORER)
     np.save(run_dir / "score_views.npy", (rgb.numpy() * 255 + 0.5).astype(np.uint8))
     write_json(score_file, rec)
     rec["rgb"] = rgb
@@ -125,6 +132,7 @@ def run(quick: bool = False, prior_path: Path | None = None, runs_dir: Path | No
                "saturation": _mean([r["saturation"] for r in rs]), "diversity": _mean(div),
                "part_correct_rate": _mean([float(r["part_correct"]) for r in asym]),
                "janus_rate": _mean([float(r["janus"]) for r in asym]), "asymmetric_runs": len(asym),
+               "part_correct_rate_strict": _mean([float(r["part_correct_strict"]) for r in asym]),
                "minutes_per_object": _mean([r["minutes"] for r in rs])}
         rows.append(row)
         summary.update({f"iou_{method}": row["iou"], f"diversity_{method}": row["diversity"],
@@ -145,5 +153,6 @@ def run(quick: bool = False, prior_path: Path | None = None, runs_dir: Path | No
             if spec.family in ASYMMETRIC:
                 row["part_correct_rate"] = _mean([float(r.get("part_correct", False)) for r in rs])
                 row["janus_rate"] = _mean([float(r.get("janus", False)) for r in rs])
+                row["part_correct_rate_strict"] = _mean([float(r.get("part_correct_strict", False)) for r in rs])
             rows.append(row)
     return {"rows": rows, "summary": summary}
