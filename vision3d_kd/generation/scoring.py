@@ -137,8 +137,8 @@ def part_sides(model, grid, settings: RenderSettings, spec: ObjectSpec, level: f
     part = ASYMMETRIC[spec.family]
     gen = torch.Generator().manual_seed(seed)
     scene = build_object(spec)
-    scores = []
     if part in COLOUR_PARTS:
+        scores = []
         o, d = _surface_rays(scene, spec, part, 256, gen)
         part_col = torch.tensor(scene.primitives[spec.parts.index(part)].color)
         body_col = torch.tensor(scene.primitives[0].color)
@@ -152,17 +152,20 @@ def part_sides(model, grid, settings: RenderSettings, spec: ObjectSpec, level: f
                 continue
             c = res["rgb"].cpu().sum(0) / hit  # black background: rgb is premultiplied by opacity
             scores.append(float((c - body_col).norm() - (c - part_col).norm()))  # > 0: nearer the part
-        strict, bar = scores, 1e-12  # > 0: nearer the part colour; no tolerance to drop
+        strict = scores  # no tolerance to drop
+
+        def found(s: float) -> bool:
+            return s > 0  # nearer the part colour than the body's
     else:
         scores = _shape_scores(model, scene, spec, part, level, PIXEL, gen)
-        strict, bar = _shape_scores(model, scene, spec, part, level, 0.0, gen), 0.5
-    return {"part": part, "part_scores": scores, "part_sides": _sides(scores, bar),
-            "part_scores_strict": strict, "part_sides_strict": _sides(strict, bar)}
+        strict = _shape_scores(model, scene, spec, part, level, 0.0, gen)
 
-
-def _sides(scores: list[float], bar: float) -> list[float]:
-    """The rotations whose score reaches `bar`."""
-    return [deg for deg, s in zip(ROTATIONS, scores, strict=True) if s >= bar]
+        def found(s: float) -> bool:
+            return s >= 0.5
+    return {"part": part, "part_scores": scores,
+            "part_sides": [d for d, s in zip(ROTATIONS, scores, strict=True) if found(s)],
+            "part_scores_strict": strict,
+            "part_sides_strict": [d for d, s in zip(ROTATIONS, strict, strict=True) if found(s)]}
 
 
 def score_run(model, grid, settings: RenderSettings, render_cfg: dict[str, Any], spec: ObjectSpec,
