@@ -58,9 +58,9 @@ RENDER = {"step_size": 0.01, "radius": 4.0, "fov_y_deg": 40.0, "width": 64, "hei
 def analytic_run(path: Path, name, res: int = 64, empty: bool = False) -> Path:
     """A grid-field run of procedural scene `name` (or of any object with `sdf(x)` and `aabb`): sigma ~250
     inside, ~0 outside (4-voxel ramp), colour COLOR (meshes and viewers can be tested without fitting)."""
-    from vision3d_kd.checkpoint import save_field
     from vision3d_kd.data.sdf import scene_sdf
     from vision3d_kd.fields.grid import VoxelGridField
+    from vision3d_kd.runs import save_field
 
     scene = scene_sdf(name) if isinstance(name, str) else name
     lo, hi = torch.tensor(scene.aabb[0]), torch.tensor(scene.aabb[1])

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from vision3d_kd.checkpoint import load_field, save_field
 from vision3d_kd.errors import RunError
 from vision3d_kd.fields import build_field
+from vision3d_kd.runs import load_field, save_field
 
 
 def test_save_load_round_trip(tmp_path):

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from vision3d_kd.checkpoint import load_field
 from vision3d_kd.export import read_splats
+from vision3d_kd.runs import load_field
 
 from .conftest import BAD_INPUTS, need_shared, one_line_error, run_cli
 

@@ -2,9 +2,10 @@
 
 import pytest
 
-from vision3d_kd.config import CONFIG_DIR, apply_overrides, load_fit_config
+from vision3d_kd.config import CONFIG_DIR
 from vision3d_kd.errors import ConfigError
 from vision3d_kd.fields import MODELS, build_field
+from vision3d_kd.train.config import apply_overrides, load_fit_config
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -16,7 +16,7 @@ from tests.conftest import COLOR, RENDER, analytic_run, one_line_error, run_cli
 from vision3d_kd.data.sdf import scene_sdf
 from vision3d_kd.export.mesh import Mesh, keep_large_components, mesh_from_volume, vertex_normals
 from vision3d_kd.export.mesh_io import Z_UP_TO_GLTF, linear_to_srgb, srgb_to_linear, write_mesh
-from vision3d_kd.export.raster import rasterize
+from vision3d_kd.export.raster import rasterize_triangles
 from vision3d_kd.export.texture import bake_texture, rasterize_uv
 from vision3d_kd.metrics import chamfer_to_sdf
 
@@ -64,8 +64,8 @@ def test_uv_rasterizer_covers_each_texel_once():
     uv = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
     faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
     texel, tri, bary = rasterize_uv(uv, faces, 16)
-    assert torch.equal(rasterize(uv * 16, faces, 16, 16, chunk=50)[0].sort().values,
-                       rasterize(uv * 16, faces, 16, 16)[0].sort().values)  # chunking changes nothing
+    assert torch.equal(rasterize_triangles(uv * 16, faces, 16, 16, chunk=50)[0].sort().values,
+                       rasterize_triangles(uv * 16, faces, 16, 16)[0].sort().values)  # chunking changes nothing
     assert texel.numel() >= 256 and set(texel.tolist()) == set(range(256))
     assert torch.allclose(bary.sum(-1), torch.ones(len(bary))) and (bary >= -1e-6).all()
 

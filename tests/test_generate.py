@@ -147,7 +147,7 @@ def test_scoring_finds_the_mug_handle_on_its_side_and_flags_janus(tmp_path):
     from tests.conftest import analytic_run
     from vision3d_kd.data.objects import ObjectSpec, build_object
     from vision3d_kd.generation.scoring import score_run
-    from vision3d_kd.trainer import load_run, render_settings_from
+    from vision3d_kd.runs import load_run, render_settings_from
 
     spec = ObjectSpec("mug", "red")
     scene = build_object(spec)
@@ -191,9 +191,9 @@ def test_scoring_finds_the_snowman_nose_and_house_door_on_their_side():
     rotated object must not count as the part (background white once looked nearer the part colour)."""
     from vision3d_kd.data.objects import ObjectSpec, build_object
     from vision3d_kd.generation.scoring import part_sides
-    from vision3d_kd.render.volume import RenderSettings
+    from vision3d_kd.render.volume import RenderConfig
 
-    settings = RenderSettings(step_size=0.02)
+    settings = RenderConfig(step_size=0.02)
     for spec, part in ((ObjectSpec("snowman", "red"), "nose"), (ObjectSpec("house", "yellow", "blue"), "door")):
         scene = build_object(spec)
         true = part_sides(Painted(scene), None, settings, spec, level=1.0)
@@ -220,7 +220,7 @@ def test_shape_part_score_tolerates_one_pixel_and_no_more(family):
     from vision3d_kd.data.objects import ASYMMETRIC, ObjectSpec, build_object
     from vision3d_kd.data.sdf import SDFScene
     from vision3d_kd.generation.scoring import PIXEL, part_sides
-    from vision3d_kd.render.volume import RenderSettings
+    from vision3d_kd.render.volume import RenderConfig
 
     spec = ObjectSpec(family, "blue")
     scene = build_object(spec)
@@ -230,7 +230,7 @@ def test_shape_part_score_tolerates_one_pixel_and_no_more(family):
         prims = [Grown(p, body_grow) if i != k else prim for i, p in enumerate(scene.primitives)]
         return SDFScene(family, [p for p in prims if p is not None])
 
-    settings = RenderSettings(step_size=0.02)
+    settings = RenderConfig(step_size=0.02)
     sides = {name: part_sides(Painted(s), None, settings, spec, level=100.0)  # level 100: surface at sdf 0
              for name, s in {"thinner": with_part(Grown(scene.primitives[k], -PIXEL / 2)),
                              "none": with_part(None),
@@ -290,16 +290,16 @@ def test_prior_fingerprint_follows_the_denoiser_weights(tmp_path):
 def fixed_guidance_residual(run, prior, prompt: str) -> float:
     """Mean SDS residual ‖w(t)(ε̂ − ε)‖ of a run's renders on 4 fixed cameras, t in {300, 600}, fixed noise."""
     from vision3d_kd.cameras import cameras_from_spherical
-    from vision3d_kd.evaluate import render_image
     from vision3d_kd.guidance.prior import CameraCondition
     from vision3d_kd.guidance.prompts import ViewPrompts
     from vision3d_kd.guidance.sds import SDS, GuidanceConfig
-    from vision3d_kd.trainer import load_run, render_settings_from
+    from vision3d_kd.render.image import render
+    from vision3d_kd.runs import load_run, render_settings_from
 
     model, grid, cfg = load_run(run)
     el, az, r = torch.full((4,), 15.0), torch.tensor([0.0, 90.0, 180.0, 270.0]), torch.full((4,), 3.5)
     cams = cameras_from_spherical(el, az, r, torch.full((4,), 40.0), prior.image_size, prior.image_size)
-    images = torch.stack([render_image(model, cams, i, grid, render_settings_from(cfg))["rgb"] for i in range(4)])
+    images = torch.stack([render(model, cams, i, grid, render_settings_from(cfg))["rgb"] for i in range(4)])
     camera = CameraCondition(el, az, r)
     emb = ViewPrompts(prior, prompt).for_cameras(camera)
     sds = SDS(prior, GuidanceConfig(guidance_scale=30.0))
@@ -323,7 +323,7 @@ def test_a_short_run_with_the_bundled_prior_makes_the_red_ball(tmp_path):
     from vision3d_kd.generation.loop import generate
     from vision3d_kd.generation.scoring import score_run
     from vision3d_kd.guidance.diffusers_prior import DiffusersPrior
-    from vision3d_kd.trainer import load_run, render_settings_from
+    from vision3d_kd.runs import load_run, render_settings_from
 
     if not (DEFAULT_PRIOR / "model_index.json").is_file():
         pytest.skip(f"{DEFAULT_PRIOR}: the bundled prior is not in this checkout")
@@ -357,7 +357,7 @@ def test_resume_uses_the_saved_settings_and_checks_the_prompt(sd_pipe, tmp_path,
 @pytest.mark.parametrize("student", ["mlp", "grid", "tensorf-vm"])
 def test_other_field_families_can_be_the_student(sd_pipe, tmp_path, student):
     from vision3d_kd.checkpoint import read_config
-    from vision3d_kd.trainer import load_run
+    from vision3d_kd.runs import load_run
 
     out = tmp_path / student
     assert run_cli(["generate", "a red mug", "--student", student, "--steps", "2", "--prior", str(sd_pipe),

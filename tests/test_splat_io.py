@@ -11,18 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from vision3d_kd.errors import DataError
-from vision3d_kd.export import (
+from vision3d_kd.data import splat_io, spz
+from vision3d_kd.data.splat_io import (
     read_ply,
     read_splat,
     read_splats,
     read_spz,
-    splat_io,
-    spz,
     validate_params,
     write_ply,
     write_splats,
 )
+from vision3d_kd.errors import DataError
 
 C0 = 0.28209479177387814
 BAD_INPUTS = Path(__file__).resolve().parents[1].parent / "shared/data/bad_inputs"

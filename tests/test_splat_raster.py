@@ -11,9 +11,9 @@ from vision3d_kd.cameras import Cameras
 from vision3d_kd.fields.splats import GaussianSplats, rgb_to_sh_dc
 from vision3d_kd.kernels.dispatch import get_extension
 from vision3d_kd.kernels.splat import rasterize
+from vision3d_kd.kernels.splat_ref import rasterize_ref, tile_bins
 from vision3d_kd.render.splat import render_splats
 from vision3d_kd.render.splat_project import project_gaussians, quat_to_rotmat, sh_colors
-from vision3d_kd.render.splat_torch import rasterize_ref, tile_bins
 
 F = 50.0
 W, H = 40, 36  # not multiples of the 16-pixel tile
@@ -91,7 +91,7 @@ def test_two_gaussians_composite_front_to_back(raster):
         out = raster(proj, cols[order], torch.tensor([0.6, 0.5])[order], W, H, bg)
         px = out["rgb"][18, 20]
         torch.testing.assert_close(px, torch.tensor([0.6, 0.4 * 0.5, 0.4 * 0.5]), atol=1e-6, rtol=0)
-        assert abs(float(out["alpha"][18, 20]) - 0.8) < 1e-6
+        assert abs(float(out["opacity"][18, 20]) - 0.8) < 1e-6
         assert abs(float(out["depth"][18, 20]) - (0.6 * 2 + 0.2 * 3) / 0.8) < 1e-5
 
 
@@ -109,7 +109,7 @@ def test_opaque_stack_terminates_early(raster):
     cols[2:, 0] = 1.0  # only layers behind the first two are red
     out = raster(proj, cols, torch.full((n,), 0.98), W, H)
     assert float(out["rgb"][18, 20, 0]) == 0.0
-    assert abs(float(out["alpha"][18, 20]) - (1 - 0.02**2)) < 1e-6
+    assert abs(float(out["opacity"][18, 20]) - (1 - 0.02**2)) < 1e-6
 
 
 def test_gradcheck_projection_and_reference_rasterizer():
@@ -126,7 +126,7 @@ def test_gradcheck_projection_and_reference_rasterizer():
     def fn(means, quats, scales, colors, opacities):
         proj = project_gaussians(means, quats, scales, viewmat.double(), K, 12, 10)
         out = rasterize_ref(proj, colors, opacities, 12, 10, torch.tensor([0.2, 0.3, 0.4], dtype=torch.float64))
-        return out["rgb"], out["alpha"]
+        return out["rgb"], out["opacity"]
 
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
 
@@ -214,7 +214,7 @@ def test_render_splats_from_a_package_camera_sees_the_object():
         out = render_splats(sp, cam, torch.ones(3), backend=backend)
         px = out["rgb"][H // 2, W // 2]
         assert px[0] > 0.95 and px[1] < 0.1 and abs(float(out["depth"][H // 2, W // 2]) - 3.0) < 1e-3
-        assert float(out["alpha"][0, 0]) < 1e-3
+        assert float(out["opacity"][0, 0]) < 1e-3
 
 
 def test_sh_degree_zero_is_view_independent():

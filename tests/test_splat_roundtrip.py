@@ -38,7 +38,7 @@ def _render(sp: GaussianSplats) -> torch.Tensor:
     cam = Cameras(c2w[None], f, f, 24.0, 24.0, 48, 48)
     with torch.no_grad():
         out = render_splats(sp, cam, torch.ones(3))
-    return torch.cat([out["rgb"], out["alpha"][..., None], out["depth"][..., None]], -1)
+    return torch.cat([out["rgb"], out["opacity"][..., None], out["depth"][..., None]], -1)
 
 
 def _trip(sp: GaussianSplats, path, degree: int) -> GaussianSplats:

@@ -8,13 +8,13 @@ import math
 import pytest
 import torch
 
-from vision3d_kd.checkpoint import load_field, save_field
-from vision3d_kd.config import SplatTrainConfig, apply_overrides, load_fit_config
 from vision3d_kd.data import load_dataset
 from vision3d_kd.fields import build_field
 from vision3d_kd.fields.splats import GaussianSplats, knn_distance
-from vision3d_kd.splat_density import DensityController
-from vision3d_kd.splat_trainer import camera_extent, fit_splats
+from vision3d_kd.runs import load_field, save_field
+from vision3d_kd.train.config import SplatTrainConfig, apply_overrides, load_fit_config
+from vision3d_kd.train.density import DensityController
+from vision3d_kd.train.splats import camera_extent, fit_splats
 
 FAST = ["train.init_points=3000", "train.refine_start=50", "train.refine_every=50", "train.refine_stop=250",
         "train.reset_every=0", "train.sh_degree_every=100", "train.checkpoint_every=1000", "train.max_seconds=0"]
@@ -126,7 +126,7 @@ def test_resume_splats_after_a_crash(sphere_scene, tmp_path):
 
 def test_init_from_a_field_run_places_gaussians_on_its_density(tmp_path):
     """A grid field that is dense only inside a ball of radius 0.5: Gaussians land in the ball."""
-    from vision3d_kd.splat_init import points_from_run
+    from vision3d_kd.train.splat_init import points_from_run
 
     field = build_field({"field": "grid", "aabb": [[-1, -1, -1], [1, 1, 1]], "resolution": 32, "upsample": [],
                          "density_scale": 25.0})
@@ -144,7 +144,7 @@ def test_init_from_a_field_run_places_gaussians_on_its_density(tmp_path):
 
 def test_init_from_a_splats_run_is_refused(tmp_path):
     from vision3d_kd.errors import RunError
-    from vision3d_kd.splat_init import points_from_run
+    from vision3d_kd.train.splat_init import points_from_run
 
     save_field(tmp_path / "run", GaussianSplats(n=0).init_random(10, generator=torch.Generator().manual_seed(0)))
     with pytest.raises(RunError):
@@ -154,7 +154,7 @@ def test_init_from_a_splats_run_is_refused(tmp_path):
 def test_init_from_a_point_cloud_ply_and_a_splat_file(tmp_path):
     from vision3d_kd.errors import DataError
     from vision3d_kd.export import write_splats
-    from vision3d_kd.splat_init import initial_points
+    from vision3d_kd.train.splat_init import initial_points
 
     ply = tmp_path / "cloud.ply"
     ply.write_text("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"

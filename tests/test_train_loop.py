@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from vision3d_kd.train_loop import TrainLoop
+from vision3d_kd.train.loop import LoopConfig, TrainLoop
+
+
+def _loop(out, steps, checkpoint, *, max_seconds=0.0, log_every=25, checkpoint_every=500, snapshot_every=0.0,
+          **kw):
+    cfg = LoopConfig(steps, max_seconds, log_every, checkpoint_every, snapshot_every)
+    return TrainLoop(out, "x", cfg, checkpoint, **kw)
 
 
 def _records(run):
@@ -16,7 +22,7 @@ def _records(run):
 def test_logs_checkpoints_and_final_checkpoint(tmp_path):
     saved = []
     seen = []
-    with TrainLoop(tmp_path, "x", 10, lambda s, e: saved.append(s), log_every=4, checkpoint_every=3,
+    with _loop(tmp_path, 10, lambda s, e: saved.append(s), log_every=4, checkpoint_every=3,
                    show_progress=False, callback=lambda s, r: seen.append(s)) as loop:
         while loop.running():
             loop.end_step({"loss": 1.0 / (loop.step + 1)}, force_log=loop.step == 0)
@@ -28,28 +34,28 @@ def test_logs_checkpoints_and_final_checkpoint(tmp_path):
 def test_ctrl_c_checkpoints_then_reraises_and_crash_does_not(tmp_path):
     saved = []
     with pytest.raises(KeyboardInterrupt):
-        with TrainLoop(tmp_path / "a", "x", 10, lambda s, e: saved.append(s), show_progress=False) as loop:
+        with _loop(tmp_path / "a", 10, lambda s, e: saved.append(s), show_progress=False) as loop:
             loop.end_step({})
             raise KeyboardInterrupt
     assert saved == [1]
     with pytest.raises(RuntimeError):
-        with TrainLoop(tmp_path / "b", "x", 10, lambda s, e: saved.append(s), show_progress=False) as loop:
+        with _loop(tmp_path / "b", 10, lambda s, e: saved.append(s), show_progress=False) as loop:
             raise RuntimeError("crash")
     assert saved == [1]  # a crash keeps the last periodic checkpoint, it does not write a new one
 
 
 def test_budget_stops_the_loop_and_drives_progress(tmp_path):
-    with TrainLoop(tmp_path, "x", 1000, lambda s, e: None, max_seconds=1e-9, elapsed_before=5.0,
+    with _loop(tmp_path, 1000, lambda s, e: None, max_seconds=1e-9, elapsed_before=5.0,
                    show_progress=False) as loop:
         assert not loop.running() and loop.progress() == 1.0
-    with TrainLoop(tmp_path / "c", "x", 4, lambda s, e: None, show_progress=False) as loop:
+    with _loop(tmp_path / "c", 4, lambda s, e: None, show_progress=False) as loop:
         loop.end_step({})
         assert loop.progress() == 0.25
 
 
 def test_resume_truncates_records_after_the_checkpoint(tmp_path):
     (tmp_path / "log.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in (5, 10, 15)))
-    with TrainLoop(tmp_path, "x", 12, lambda s, e: None, start_step=10, resume=True, log_every=1,
+    with _loop(tmp_path, 12, lambda s, e: None, start_step=10, resume=True, log_every=1,
                    show_progress=False) as loop:
         while loop.running():
             loop.end_step({})
@@ -65,7 +71,7 @@ def test_snapshots_every_n_seconds_pause_the_clock(tmp_path):
         taken.append(path)
         time.sleep(0.05)  # writing time is not training time
 
-    with TrainLoop(tmp_path, "x", 6, lambda s, e: None, show_progress=False, snapshot=snapshot,
+    with _loop(tmp_path, 6, lambda s, e: None, show_progress=False, snapshot=snapshot,
                    snapshot_every=0.02) as loop:
         while loop.running():
             time.sleep(0.021)

@@ -66,8 +66,8 @@ def test_viewer_shows_a_field_runs_mesh(tmp_path):
 
 
 def test_viewer_shows_a_splats_run(tmp_path):
-    from vision3d_kd.checkpoint import save_field
     from vision3d_kd.fields.splats import GaussianSplats
+    from vision3d_kd.runs import save_field
 
     g = torch.Generator().manual_seed(0)
     pts = torch.nn.functional.normalize(torch.randn(3000, 3, generator=g), dim=-1) * 0.8

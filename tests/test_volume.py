@@ -7,9 +7,10 @@ import math
 import torch
 
 from vision3d_kd.fields.base import Field
-from vision3d_kd.render.march import march_rays, ray_aabb
+from vision3d_kd.kernels.march import march_rays
+from vision3d_kd.kernels.march_ref import ray_aabb
 from vision3d_kd.render.occupancy import OccupancyGrid
-from vision3d_kd.render.volume import RenderSettings, render_rays
+from vision3d_kd.render.volume import RenderConfig, render_rays
 
 BOX = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
 
@@ -48,7 +49,7 @@ def test_ray_aabb_hand_case():
 
 def test_a_zero_direction_ray_misses_instead_of_marching_for_ever():
     """Regression: a zero normal (cone apex) used as a ray direction hung the fused marcher."""
-    from vision3d_kd.render.march import march_rays_ref
+    from vision3d_kd.kernels.march_ref import march_rays_ref
 
     o = torch.tensor([[0.0, 0.0, 0.5], [0.0, 0.0, 5.0]])
     d = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
@@ -76,7 +77,7 @@ def test_constant_slab_opacity_is_analytic():
     _, tf, _ = ray_aabb(o, d, BOX)
     tn, _, _ = ray_aabb(o, d, BOX)
     chord = tf - tn
-    out = render_rays(field, o, d, None, torch.zeros(3, 3), RenderSettings(step_size=0.013, prune=False))
+    out = render_rays(field, o, d, None, torch.zeros(3, 3), RenderConfig(step_size=0.013, prune=False))
     expected = 1 - torch.exp(-sigma * chord)
     assert torch.allclose(out["opacity"], expected, atol=1e-5)
     assert torch.allclose(out["rgb"], expected[:, None] * field.rgb.detach(), atol=1e-5)
@@ -98,8 +99,8 @@ def test_occupancy_grid_finds_a_sphere_and_rendering_is_unchanged():
         torch.cat([torch.rand(64, 2, generator=g) * 0.3 - 0.15, -torch.ones(64, 1)], 1), dim=-1
     )
     bg = torch.ones(64, 3)
-    full = render_rays(field, o, d, None, bg, RenderSettings(step_size=0.005, prune=False))
-    fast = render_rays(field, o, d, grid, bg, RenderSettings(step_size=0.005))
+    full = render_rays(field, o, d, None, bg, RenderConfig(step_size=0.005, prune=False))
+    fast = render_rays(field, o, d, grid, bg, RenderConfig(step_size=0.005))
     assert torch.allclose(full["rgb"], fast["rgb"], atol=2e-3)
     assert fast["n_samples"] < full["n_samples"] / 4
 
@@ -108,27 +109,27 @@ def test_render_backpropagates_to_field():
     field = ConstantField(2.0)
     o = torch.tensor([[0.0, 0.0, 5.0]])
     d = torch.tensor([[0.0, 0.0, -1.0]])
-    out = render_rays(field, o, d, None, torch.ones(1, 3), RenderSettings(step_size=0.05))
+    out = render_rays(field, o, d, None, torch.ones(1, 3), RenderConfig(step_size=0.05))
     out["rgb"].sum().backward()
     assert field.rgb.grad is not None and torch.all(field.rgb.grad > 0)
 
 
 def test_fused_march_matches_reference():
-    from vision3d_kd.render.march import march_rays, march_rays_ref
+    from vision3d_kd.kernels.march_ref import march_rays_ref
 
     g = torch.Generator().manual_seed(5)
     o = torch.randn(300, 3, generator=g) * 0.3 + torch.tensor([0.0, 0.0, 3.0])
     d = torch.nn.functional.normalize(torch.randn(300, 3, generator=g) * 0.3 + torch.tensor([0.0, 0.0, -1.0]), dim=-1)
     grid = OccupancyGrid(BOX, resolution=16)
     grid.binary.copy_(torch.rand(16**3, generator=g) < 0.3)
-    for occ in (None, grid):
+    for occ in (None, grid.mask()):
         a = march_rays(o, d, BOX, 0.037, occ)
         b = march_rays_ref(o, d, BOX, 0.037, occ)
         assert torch.equal(a[0], b[0])
         assert torch.allclose(a[1], b[1], atol=1e-5) and torch.allclose(a[2], b[2], atol=1e-5)
     ga, gb = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    a = march_rays(o, d, BOX, 0.05, grid, jitter=True, generator=ga)
-    b = march_rays_ref(o, d, BOX, 0.05, grid, jitter=True, generator=gb)
+    a = march_rays(o, d, BOX, 0.05, grid.mask(), jitter=True, generator=ga)
+    b = march_rays_ref(o, d, BOX, 0.05, grid.mask(), jitter=True, generator=gb)
     assert torch.equal(a[0], b[0]) and torch.allclose(a[1], b[1], atol=1e-5)
 
 

@@ -21,6 +21,7 @@ from torch import Tensor
 from .errors import ConfigError
 
 __all__ = [
+    "DEFAULT_AABB",
     "Cameras",
     "intrinsics_from_fov",
     "camera_rays",
@@ -34,6 +35,12 @@ __all__ = [
     "orbit_cameras",
     "RandomCameraSampler",
 ]
+
+# The scene box [min corner, max corner] (world units) when data or a config names none.
+DEFAULT_AABB: tuple[tuple[float, float, float], tuple[float, float, float]] = (
+    (-1.5, -1.5, -1.5),
+    (1.5, 1.5, 1.5),
+)
 
 _AXES = {"x": 0, "y": 1, "z": 2}
 

@@ -1,34 +1,36 @@
-"""Run directories: `config.json` + `weights.safetensors` (+ `metrics.json`, `log.jsonl`).
+"""Files that must never be half-written or unsafe: the one atomic writer, JSON, safetensors.
 
-Weights are only ever read from safetensors, never from pickles, so a checkpoint cannot run code.
-Every write goes to a temporary file first and is renamed into place, so a crash never leaves a
-half-written file.
+Tensors are only ever read from safetensors, never from pickles, so a checkpoint cannot run code.
+Every write goes to a temporary file beside the target first and is renamed into place, so a crash
+never leaves a half-written file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import os
-import tempfile
+import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
-from .errors import RunError
+from .errors import DataError, RunError
 
 __all__ = [
-    "atomic_write_text",
+    "atomic_write",
     "write_json",
     "save_tensors",
     "load_tensors",
     "read_config",
-    "save_field",
-    "load_field",
+    "CONFIG",
+    "WEIGHTS",
 ]
 
 CONFIG = "config.json"
@@ -36,30 +38,41 @@ WEIGHTS = "weights.safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
 
 
-def _tmp_in(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and an atomic rename."""
-    tmp = _tmp_in(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def atomic_write(path: Path | str, data: bytes | str | Callable[[BinaryIO], None], make_parents: bool = False) -> None:
+    """Write `data` (bytes, text as UTF-8, or a function writing to a binary file) to a temporary file beside
+    `path`, fsync it and rename it over `path`; on any failure the temporary file is removed and `path` is
+    untouched. A missing directory is a DataError unless `make_parents` (run directories)."""
+    path = Path(path)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not path.parent.is_dir():
+        raise DataError(f"{path}: output directory {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def write_json(path: Path, obj: Any) -> None:
     """Atomically write `obj` as indented JSON."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", make_parents=True)
 
 
 def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
     """Atomically write a safetensors file (tensors made contiguous and moved to CPU)."""
-    tmp = _tmp_in(path)
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    blob = safetensors_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    atomic_write(path, blob, make_parents=True)
 
 
 def load_tensors(path: Path, check_finite: bool = True) -> dict[str, Tensor]:
@@ -99,45 +112,3 @@ def read_config(run: Path) -> dict[str, Any]:
     if not isinstance(cfg, dict):
         raise RunError(f"{path}: expected a JSON object")
     return cfg
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-def save_field(run: Path, field: torch.nn.Module, extra: dict[str, Any] | None = None) -> None:
-    """Write RUN/weights.safetensors then RUN/config.json ({"field": field.to_dict(), **extra})."""
-    run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
-    save_tensors(run / WEIGHTS, field.state_dict())
-    write_json(run / CONFIG, _json_safe({"field": field.to_dict(), **(extra or {})}))
-
-
-def load_field(run: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Load the field of a run directory (safetensors only; NaN weights refused). Returns (field, config)."""
-    from .errors import ConfigError
-    from .fields import build_field
-
-    run = Path(run)
-    cfg = read_config(run)
-    tensors = load_tensors(run / WEIGHTS)
-    field_cfg = cfg.get("field")
-    if not isinstance(field_cfg, dict):
-        raise RunError(f"{run / CONFIG}: 'field' must be an object with the field's configuration")
-    try:
-        field = build_field(field_cfg)
-    except ConfigError as exc:
-        raise RunError(f"{run / CONFIG}: {exc}") from None
-    if hasattr(field, "prepare_state"):
-        field.prepare_state(tensors)  # fields whose parameter shapes change during training
-    try:
-        field.load_state_dict(tensors)
-    except RuntimeError as exc:
-        raise RunError(f"{run / WEIGHTS}: does not match the config ({str(exc).splitlines()[0]})") from None
-    return field, cfg

@@ -1,4 +1,4 @@
-"""Render full images of a field and score them against held-out views (PSNR, SSIM)."""
+"""Render held-out views of a field or splats and score them (PSNR, SSIM); render sets of views."""
 
 from __future__ import annotations
 
@@ -11,26 +11,13 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .cameras import Cameras, image_rays
+from .cameras import Cameras
 from .metrics import psnr, ssim
+from .render.image import render
 from .render.occupancy import OccupancyGrid
-from .render.volume import RenderSettings, ray_background, render_rays_chunked
+from .render.volume import RenderConfig
 
-__all__ = ["render_image", "evaluate_field", "save_png", "ray_cos", "ViewSet", "render_views"]
-
-
-def render_image(field, cams: Cameras, i: int, grid: OccupancyGrid | None, settings: RenderSettings,
-                 background: str = "white", chunk: int = 8192) -> dict[str, Tensor]:
-    """Render camera i of a field or GaussianSplats: rgb [H,W,3], opacity [H,W], depth [H,W]
-    (ray distance, 0 where empty). `grid`/`settings`/`chunk` only apply to fields."""
-    if getattr(field, "name", "") == "splats":
-        return _render_splats_image(field, cams, i, background)
-    rays_o, rays_d = image_rays(cams, i)
-    bg = ray_background(background, rays_o.shape[0], rays_o.device)
-    out = render_rays_chunked(field, rays_o, rays_d, grid, bg, settings, chunk)
-    h, w = cams.height, cams.width
-    return {"rgb": out["rgb"].reshape(h, w, 3).clamp(0, 1), "opacity": out["opacity"].reshape(h, w),
-            "depth": out["depth"].reshape(h, w)}
+__all__ = ["evaluate_field", "held_out_metrics", "save_png", "ViewSet", "render_views"]
 
 
 @dataclass
@@ -44,39 +31,18 @@ class ViewSet:
 
 
 @torch.no_grad()
-def render_views(model, grid: OccupancyGrid | None, settings: RenderSettings | None, cams: Cameras,
+def render_views(model, grid: OccupancyGrid | None, settings: RenderConfig | None, cams: Cameras,
                  background: str = "white", progress=None) -> ViewSet:
     """Render every camera of `cams` through a field (with its grid) or splats."""
     rgb, op, depth = [], [], []
     for i in range(len(cams)):
-        out = render_image(model, cams, i, grid, settings or RenderSettings(), background)
+        out = render(model, cams, i, grid, settings, background)
         rgb.append(out["rgb"])
         op.append(out["opacity"])
         depth.append(out["depth"])
         if progress is not None:
             progress(i + 1, len(cams))
     return ViewSet(cams, torch.stack(rgb), torch.stack(op), torch.stack(depth))
-
-
-def _render_splats_image(splats, cams: Cameras, i: int, background: str) -> dict[str, Tensor]:
-    from .render.splat import render_splats
-
-    cam = cams[i].to(splats.means.device)
-    bg = ray_background(background, 1, cam.device)[0]
-    with torch.no_grad():
-        out = render_splats(splats, cam)
-    # composite here so the background is exact; camera z -> ray distance
-    cos = ray_cos(cam)
-    rgb = (out["rgb"] + (1 - out["alpha"])[..., None] * bg).clamp(0, 1)
-    return {"rgb": rgb, "opacity": out["alpha"], "depth": out["depth"] / cos}
-
-
-def ray_cos(cam: Cameras) -> Tensor:
-    """[H,W] cosine between each pixel's ray and the optical axis of the single camera `cam`
-    (camera z = ray distance * cos)."""
-    _, rays_d = image_rays(cam, 0)
-    rays_cam = rays_d.to(cam.device) @ cam.c2w[0, :3, :3]
-    return (-rays_cam[:, 2]).reshape(cam.height, cam.width).clamp_min(1e-6)
 
 
 def save_png(path: Path, rgb: Tensor) -> None:
@@ -86,7 +52,7 @@ def save_png(path: Path, rgb: Tensor) -> None:
 
 
 @torch.no_grad()
-def evaluate_field(field, dataset, grid: OccupancyGrid | None, settings: RenderSettings,
+def evaluate_field(field, dataset, grid: OccupancyGrid | None, settings: RenderConfig,
                    background: str = "white", chunk: int = 8192, save_dir: Path | None = None,
                    progress=None) -> dict[str, float]:
     """Render every view of `dataset` (a held-out split) and return mean PSNR/SSIM over views.
@@ -96,7 +62,7 @@ def evaluate_field(field, dataset, grid: OccupancyGrid | None, settings: RenderS
     psnrs, ssims = [], []
     t0 = time.perf_counter()
     for i in range(len(dataset.cameras)):
-        pred = render_image(field, dataset.cameras, i, grid, settings, background, chunk)["rgb"]
+        pred = render(field, dataset.cameras, i, grid, settings, background, chunk=chunk)["rgb"]
         psnrs.append(psnr(pred, targets[i]))
         ssims.append(ssim(pred, targets[i]))
         if save_dir is not None and i < 3:
@@ -106,3 +72,12 @@ def evaluate_field(field, dataset, grid: OccupancyGrid | None, settings: RenderS
     seconds = time.perf_counter() - t0
     return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "n_views": len(psnrs),
             "render_seconds_per_view": seconds / max(1, len(psnrs))}
+
+
+def held_out_metrics(model, dataset, grid: OccupancyGrid | None, settings: RenderConfig | None,
+                     background: str = "white", chunk: int = 8192, save_dir: Path | None = None) -> dict[str, float]:
+    """`evaluate_field` on a held-out split, named as run metrics: psnr_test, ssim_test (mean over views),
+    n_test_views, render_seconds_per_view."""
+    ev = evaluate_field(model, dataset, grid, settings, background, chunk, save_dir)
+    return {"psnr_test": ev["psnr"], "ssim_test": ev["ssim"], "n_test_views": ev["n_views"],
+            "render_seconds_per_view": ev["render_seconds_per_view"]}

@@ -128,7 +128,7 @@ def run(quick: bool = False, prior_path: Path | None = None, n_pairs: int | None
 def _write_grid(tiles: list[torch.Tensor], path: Path) -> None:
     from PIL import Image
 
-    from ..export.splat_io import atomic_write
+    from ..checkpoint import atomic_write
 
     arr = (torch.cat(tiles, dim=2).permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -69,7 +69,7 @@ def _curve(run: Path, data: Path, offset: float = 0.0) -> list[tuple[float, floa
     from ..cli.common import held_out_split
     from ..data import load_dataset
     from ..evaluate import evaluate_field
-    from ..trainer import load_run, render_settings_from
+    from ..runs import load_run, render_settings_from
 
     test = load_dataset(data, held_out_split(data) or "test")
     points = []

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import atomic_write_text, write_json
+from ..checkpoint import atomic_write, write_json
 
 __all__ = ["machine_info", "write_results", "markdown_table"]
 
@@ -60,5 +60,5 @@ def write_results(name: str, result: dict[str, Any], out_dir: Path) -> tuple[Pat
     md = (f"# bench {name}\n\nCommand: `{payload['command']}`  \nMachine: {payload['machine'].get('cpu', '?')}, "
           f"{payload['machine']['torch_threads']} torch threads, torch {payload['machine']['torch']}\n\n"
           f"## Summary\n\n{summary}\n\n## Rows\n\n{markdown_table(result['rows'])}\n")
-    atomic_write_text(mpath, md)
+    atomic_write(mpath, md, make_parents=True)
     return jpath, mpath

@@ -56,7 +56,7 @@ def _one(spec: ObjectSpec, method: str, seed: int, run_dir: Path, prior, prior_p
     from ..generation.config import load_generate_config
     from ..generation.loop import generate
     from ..generation.scoring import SCORER, score_run
-    from ..trainer import load_run, render_settings_from
+    from ..runs import load_run, render_settings_from
 
     score_file = run_dir / "score.json"
     if score_file.is_file():

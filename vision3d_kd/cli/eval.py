@@ -24,7 +24,7 @@ def eval_command(
     from ..checkpoint import write_json
     from ..data import load_dataset
     from ..evaluate import evaluate_field
-    from ..trainer import load_run, render_settings_from
+    from ..runs import load_run, render_settings_from
 
     if background not in ("white", "black"):
         raise ConfigError(f"--background must be white or black, got {background!r}")

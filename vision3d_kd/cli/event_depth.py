@@ -165,11 +165,11 @@ def predict_command(
     import numpy as np
     import torch
 
+    from ..checkpoint import atomic_write
     from ..distill.event_vggt.evaluate import predict_sequence
     from ..distill.event_vggt.event_io import load_events
     from ..distill.event_vggt.events import voxel_grid
     from ..distill.event_vggt.teacher import load_net
-    from ..export.splat_io import atomic_write
 
     if out.suffix != ".npz":
         raise ConfigError(f"--out {out}: must be a .npz file")

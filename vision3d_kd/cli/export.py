@@ -62,7 +62,7 @@ def export_command(
     from rich.progress import Progress
 
     from ..export.mesh_io import write_mesh, write_point_cloud
-    from ..export.run_mesh import MeshOptions, mesh_from_run, point_cloud_from_run
+    from ..export.run_mesh import MeshConfig, mesh_from_run, point_cloud_from_run
     from .common import pick_device
 
     dev = pick_device(device)
@@ -81,7 +81,7 @@ def export_command(
             write_point_cloud(pts, cols, out)
             print(f"wrote {out} ({len(pts)} points) in {time.perf_counter() - t0:.1f} s")
             return
-        opts = MeshOptions(resolution=resolution, level=level, min_component=min_component, faces=faces,
+        opts = MeshConfig(resolution=resolution, level=level, min_component=min_component, faces=faces,
                            texture=texture, texture_size=texture_size, views=views, method=method,
                            fusion=fusion)
         mesh = mesh_from_run(run, opts, dev, progress)
@@ -95,9 +95,8 @@ def export_command(
 
 def _write_preview(run: Path, mesh, path: Path, size: int) -> Path:
     from ..cameras import orbit_cameras
-    from ..checkpoint import read_config
+    from ..checkpoint import atomic_write, read_config
     from ..export.raster import render_mesh
-    from ..export.splat_io import atomic_write
 
     if size < 8:
         raise ConfigError(f"--preview-size must be >= 8, got {size}")
@@ -116,8 +115,8 @@ def _write_preview(run: Path, mesh, path: Path, size: int) -> Path:
 
 
 def _export_splats(run: Path, fmt: str, out: Path, spz_version: int, up: str) -> None:
-    from ..checkpoint import load_field
     from ..export import write_splats
+    from ..runs import load_field
 
     model, _ = load_field(run)
     if getattr(model, "name", "") != "splats":
@@ -133,9 +132,9 @@ def import_command(
     up: str = typer.Option("+z", "--up", help="spz: world up axis to convert to (+z or +y)."),
 ) -> None:
     """Create a splats run directory from a splat file."""
-    from ..checkpoint import save_field
     from ..export import read_splats
     from ..fields.splats import GaussianSplats
+    from ..runs import save_field
 
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: already exists and is not empty")

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ..config import FitConfig, apply_overrides, load_fit_config
 from ..errors import ConfigError
+from ..train.config import FitConfig, apply_overrides, load_fit_config
 from .common import held_out_split, pick_device
 
 __all__ = ["register", "fit_command"]
@@ -39,8 +39,8 @@ def fit_command(
     """Fit a radiance field to posed images; writes RUN/{config.json, weights.safetensors, log.jsonl, metrics.json}."""
     from ..checkpoint import read_config
     from ..data import load_dataset
-    from ..splat_trainer import fit_splats
-    from ..trainer import fit
+    from ..train.fit import fit
+    from ..train.splats import fit_splats
 
     out = out or Path("runs") / f"{Path(data).name}-{field}"
     if resume:

@@ -88,14 +88,14 @@ def _saved_setup(run: Path, prompt: str):
     """--resume: the settings the run was started with (the flags are ignored) and its prompt, which must
     match the one given."""
     from ..checkpoint import read_config
-    from ..generation.config import GenerationSetup
+    from ..generation.config import GenerationConfig
 
     cfg = read_config(run)
     if "generate" not in cfg or "prompt" not in cfg:
         raise RunError(f"{run}: not a `v3kd generate` run (no generate settings in config.json)")
     if cfg["prompt"] != prompt.strip():
         raise RunError(f"{run}: was started for {cfg['prompt']!r}, not {prompt.strip()!r}")
-    setup = GenerationSetup.from_dict(cfg["generate"])
+    setup = GenerationConfig.from_dict(cfg["generate"])
     setup.validate()
     return setup, cfg["prompt"]
 

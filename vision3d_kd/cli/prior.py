@@ -42,8 +42,8 @@ def sample_command(
     import torch
     from PIL import Image
 
+    from ..checkpoint import atomic_write
     from ..data.objects import view_suffix as suffix_for
-    from ..export.splat_io import atomic_write
     from ..guidance.diffusers_prior import DiffusersPrior
     from ..guidance.prior import CameraCondition
     from ..guidance.sampling import ddim_sample

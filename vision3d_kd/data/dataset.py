@@ -9,23 +9,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..cameras import Cameras
+from ..cameras import DEFAULT_AABB, Cameras
 from ..errors import ConfigError
 
 __all__ = [
     "Dataset",
-    "DEFAULT_AABB",
     "background_color",
     "downscale_rgba",
     "downscale_depth",
     "downscale_normal",
 ]
-
-DEFAULT_AABB: tuple[tuple[float, float, float], tuple[float, float, float]] = (
-    (-1.5, -1.5, -1.5),
-    (1.5, 1.5, 1.5),
-)
-
 
 def background_color(background: Tensor | str | tuple[float, float, float]) -> Tensor:
     """A background colour [3] in [0, 1] from ``"white"``, ``"black"`` or three numbers."""

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ..cameras import Cameras, RandomCameraSampler, camera_rays, cameras_from_spherical
 from ..errors import ConfigError, DataError
+from ..kernels.march_ref import ray_aabb
 from .sdf import SCENE_NAMES, SDFScene, load_scene_sdf, scene_sdf
 
 __all__ = [
@@ -56,15 +57,6 @@ class Shading:
         return albedo * (self.ambient + (1.0 - self.ambient) * lambert)
 
 
-def _ray_box(rays_o: Tensor, rays_d: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
-    """Slab test: entry and exit distances [M] (t_far < t_near where the ray misses the box)."""
-    inv = 1.0 / torch.where(rays_d.abs() < 1e-12, torch.full_like(rays_d, 1e-12), rays_d)
-    t0, t1 = (lo - rays_o) * inv, (hi - rays_o) * inv
-    t_near = torch.minimum(t0, t1).max(dim=-1).values.clamp_min(0.0)
-    t_far = torch.maximum(t0, t1).min(dim=-1).values
-    return t_near, t_far
-
-
 def sphere_trace(
     scene: SDFScene, rays_o: Tensor, rays_d: Tensor, max_steps: int = 200, eps: float = 1e-4
 ) -> tuple[Tensor, Tensor]:
@@ -72,12 +64,10 @@ def sphere_trace(
 
     Returns t [M] ray distance (inf on a miss) and hit [M] bool; at a hit |sdf(o + t d)| < eps.
     """
-    lo = torch.tensor(scene.aabb[0], dtype=rays_o.dtype)
-    hi = torch.tensor(scene.aabb[1], dtype=rays_o.dtype)
-    t, t_far = _ray_box(rays_o, rays_d, lo, hi)
+    t, t_far, in_box = ray_aabb(rays_o, rays_d, torch.tensor(scene.aabb, dtype=rays_o.dtype))
     hit = torch.zeros(len(t), dtype=torch.bool)
     # index_select/index_copy_ rather than x[idx]: advanced indexing is very slow on a busy CPU
-    active = torch.nonzero(t <= t_far).flatten()
+    active = torch.nonzero(in_box).flatten()
     for _ in range(max_steps):
         if active.numel() == 0:
             break

@@ -10,8 +10,9 @@ from typing import Any
 
 import yaml
 
-from ..config import CONFIG_DIR, FitConfig, apply_overrides, dataclass_from, load_fit_config, read_sections
+from ..config import CONFIG_DIR, dataclass_from, read_sections
 from ..errors import ConfigError
+from ..train.config import FitConfig, apply_overrides, load_fit_config
 
 __all__ = ["ConvertConfig", "load_convert_config", "CONVERT_CONFIG_DIR"]
 

@@ -14,7 +14,6 @@ A splats teacher has no per-sample block: its pre-rendered views give per-ray RG
 from __future__ import annotations
 
 import math
-import resource
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,23 +24,23 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cameras import camera_rays, pixel_rays
-from ..checkpoint import load_field, save_field, save_tensors, write_json
-from ..config import FitConfig
-from ..evaluate import evaluate_field
+from ..evaluate import held_out_metrics
 from ..fields import build_field
 from ..kernels import composite
-from ..kernels.composite_ref import composite_weights_ref, exclusive_optical_depth
-from ..render.march import march_rays
+from ..kernels.composite_ref import composite_weights_ref
 from ..render.occupancy import OccupancyGrid
-from ..render.volume import RenderSettings, ray_background, render_rays
-from ..train_loop import TrainLoop
-from ..train_state import save_train_state
-from ..trainer import OCCUPANCY, adapt_batch_rays, make_optimizer, restore_field_state, set_lr
+from ..render.sampling import sample_along_rays, visible_samples
+from ..render.volume import RenderConfig, ray_background, render_rays
+from ..runs import load_field
+from ..train.config import FitConfig
+from ..train.driver import StepResult, make_generator, seeded_init, train
+from ..train.field_task import FieldTask
+from ..train.loop import LoopConfig
 from .active import HardExampleMiner, per_camera_psnr, top_sample_mask
 from .convert_config import ConvertConfig
 from .teacher import Teacher, eval_cameras, mean_psnr, render_views, view_rays, virtual_sampler
 
-__all__ = ["convert_to_field", "density_loss", "init_student_grid"]
+__all__ = ["convert_to_field", "ConvertTask", "density_loss", "init_student_grid"]
 
 
 def density_loss(s: Tensor, t: Tensor, lo: float, hi: float) -> Tensor:
@@ -174,13 +173,13 @@ def _step_losses(student, teacher: Teacher, rays: _Rays, bg: Tensor, grid: Occup
                  stage: int, step_size: float, feats: bool, gen: torch.Generator) -> tuple[Tensor, dict, Tensor, int]:
     """Field teacher: (loss, parts, per-ray error [R], samples) of one batch at `stage` (1, 2 or 3)."""
     n = rays.o.shape[0]
-    ray_i, t_s, t_e = march_rays(rays.o, rays.d, grid.aabb, step_size, grid, 0.0, True, gen)
-    pts = torch.addcmul(rays.o.index_select(0, ray_i), rays.d.index_select(0, ray_i), ((t_s + t_e) * 0.5)[:, None])
-    t_logs, t_geo = teacher.block(pts)  # one teacher pass: occlusion test and targets
+    samples = sample_along_rays(rays.o, rays.d, grid.aabb, step_size, grid, 0.0, True, gen)
+    t_logs, t_geo = teacher.block(samples.points)  # one teacher pass: occlusion test and targets
     t_sigma = torch.exp(t_logs.clamp(max=30.0))
-    keep = (exclusive_optical_depth(t_sigma * (t_e - t_s), ray_i, n) < -math.log(1e-4)).nonzero().flatten()
-    ray_i, t_s, t_e, pts, t_logs, t_geo, t_sigma = (
-        t.index_select(0, keep) for t in (ray_i, t_s, t_e, pts, t_logs, t_geo, t_sigma))
+    keep = visible_samples(samples, t_sigma, n)
+    samples = samples.select(keep)
+    t_logs, t_geo, t_sigma = (t.index_select(0, keep) for t in (t_logs, t_geo, t_sigma))
+    ray_i, t_s, t_e, pts = samples.ray_indices, samples.t_starts, samples.t_ends, samples.points
     t_rgb = teacher.color(t_geo, rays.d, ray_i)
     lo, hi = cfg.log_density_min, cfg.log_density_max
     w = torch.ones_like(t_logs)
@@ -218,7 +217,7 @@ def _step_losses(student, teacher: Teacher, rays: _Rays, bg: Tensor, grid: Occup
 
 
 def _render_losses(student, rays: _Rays, bg: Tensor, grid: OccupancyGrid, cfg: ConvertConfig,
-                   settings: RenderSettings, gen: torch.Generator) -> tuple[Tensor, dict, Tensor, int]:
+                   settings: RenderConfig, gen: torch.Generator) -> tuple[Tensor, dict, Tensor, int]:
     """Splats teacher: rendered RGB against its views (+ depth where it is opaque)."""
     res = render_rays(student, rays.o, rays.d, grid, bg, settings, jitter=True, generator=gen)
     target = rays.rgb + (1 - rays.op[:, None]) * bg
@@ -235,109 +234,98 @@ def _stage(progress: float, cfg: ConvertConfig) -> int:
     return 1 if progress < cfg.stage1_end else 2 if progress < cfg.stage2_end else 3
 
 
+class ConvertTask(FieldTask):
+    """One PVD step: rays from the source, the stage's block / colour / RGB losses against the teacher at
+    the same samples (a splats teacher: rendered RGB + depth against its views), an Adam step."""
+
+    def __init__(self, teacher: Teacher, student, cfg: ConvertConfig, fit_cfg: FitConfig, train_ds, test_ds,
+                 generator: torch.Generator, run_cfg: dict[str, Any], device: torch.device, copy_head: bool) -> None:
+        tc = fit_cfg.train
+        self.feats = _color_compatible(student, teacher)
+        if self.feats and cfg.copy_color_head and copy_head:
+            student.color_net.load_state_dict(teacher.model.color_net.state_dict())
+        # The student's grid starts from the teacher's and its updates (from the student's density) may
+        # only prune: an untrained student's density would otherwise fill the grid and multiply the
+        # samples (tensorf-vm -> hashgrid on lego: 93 samples per ray, 2.9 s per step).
+        density_thr = -math.log(1.0 - tc.occ_alpha_threshold) / tc.step_size
+        grid = init_student_grid(teacher, student.aabb, tc.occ_resolution, density_thr, generator)
+        super().__init__(f"{teacher.model.name}->{student.name}", student, grid, tc, generator, run_cfg)
+        self.teacher, self.cfg, self.test_ds, self.device = teacher, cfg, test_ds, device
+        self.allowed = grid.binary.clone()
+        views = None
+        if teacher.kind == "splats":
+            cams = virtual_sampler(teacher, cfg).sample(cfg.virtual_views, generator)
+            views = render_views(teacher.model, None, None, cams, background="black")
+        self.eval_cams = eval_cameras(teacher, cfg)
+        self.eval_ref = render_views(teacher.model, teacher.grid, teacher.settings, self.eval_cams)
+        self.source = _RaySource(teacher, cfg, views, train_ds, device)
+        self.psnr_ema = 0.0
+
+    def step(self, step: int, progress: float) -> StepResult:
+        tc, cfg, gen, teacher, grid = self.tc, self.cfg, self.gen, self.teacher, self.grid
+        stage = _stage(progress, cfg) if teacher.kind == "field" else 3
+        lr = self.schedule_step(step, progress)
+        if stage >= 2 and step % tc.occ_update_every == 0:
+            grid.update(self.field.density, self.density_threshold, generator=gen)
+            grid.binary &= self.allowed
+        rays = self.source.draw(self.batch_rays, gen)
+        bg = ray_background(tc.background, rays.o.shape[0], self.device, gen)
+        if teacher.kind == "field":
+            loss, parts, ray_err, n_samples = _step_losses(self.field, teacher, rays, bg, grid, cfg, stage,
+                                                           tc.step_size, self.feats, gen)
+        else:
+            loss, parts, ray_err, n_samples = _render_losses(self.field, rays, bg, grid, cfg, self.settings, gen)
+        loss = loss + self.field.regularization()
+        batch_rays = self.batch_rays
+        self.optimise(loss, n_samples)
+        self.source.feedback(rays, ray_err, batch_rays)
+        rec = {"loss": loss.item(), "stage": stage, "lr": lr, "rays": int(rays.o.shape[0]), "samples": n_samples,
+               **{k: float(v.detach()) for k, v in parts.items()}}
+        if "rgb" in parts:
+            rec["psnr_vs_teacher"] = -10 * math.log10(max(float(parts["rgb"].detach()) / cfg.rgb_weight, 1e-10))
+            ema = self.psnr_ema
+            self.psnr_ema = rec["psnr_vs_teacher"] if not ema else 0.9 * ema + 0.1 * rec["psnr_vs_teacher"]
+        info = f"stage {stage}" + (f"  PSNR vs teacher {self.psnr_ema:.2f}" if self.psnr_ema else "")
+        return StepResult(rec, info)
+
+    def finish(self, out: Path) -> dict[str, Any]:
+        student, tc = self.field.eval(), self.tc
+        # The grid stays as trained: a fresh one from the student's density would also mark its untrained
+        # noise in cells the teacher left empty (never sampled, so never corrected) as occupied.
+        eval_settings = RenderConfig(step_size=tc.step_size)
+        pred = render_views(student, self.grid, eval_settings, self.eval_cams)
+        metrics: dict[str, Any] = {
+            "field": student.name, "teacher": self.teacher.model.name, "active": self.cfg.active,
+            "params": sum(p.numel() for p in student.parameters()),
+            "psnr_vs_teacher": mean_psnr(pred, self.eval_ref), "n_teacher_views": len(self.eval_cams)}
+        if self.test_ds is not None:
+            metrics.update(held_out_metrics(student, self.test_ds, self.grid, eval_settings, tc.eval_background,
+                                            tc.eval_chunk, out / "renders"))
+        return metrics
+
+
 def convert_to_field(teacher: Teacher, student_name: str, out: Path, cfg: ConvertConfig, fit_cfg: FitConfig,
                      train_ds=None, test_ds=None, resume: bool = False, device: torch.device | str = "cpu",
-                     show_progress: bool = True, callback=None) -> dict[str, Any]:
+                     rank: int = 0, show_progress: bool = True, callback=None) -> dict[str, Any]:
     """Distil `teacher` into a new field of family `student_name` written to run directory `out`.
 
     train_ds (optional) mixes real pixels into the batches; test_ds (optional, held out) gives
     psnr_test. Returns the metrics also written to RUN/metrics.json (psnr_vs_teacher: held-out virtual
     views; prepare_seconds: time spent before the first step, e.g. rendering a splat teacher's views)."""
     t_prep = time.perf_counter()
-    tc, out = fit_cfg.train, Path(out)
-    gen = torch.Generator().manual_seed(tc.seed)
-    torch.manual_seed(tc.seed)
-    density_thr = -math.log(1.0 - tc.occ_alpha_threshold) / tc.step_size
+    tc, out, dev = fit_cfg.train, Path(out), torch.device(device)
+    gen = make_generator(tc.seed)
     if resume:
         student, _ = load_field(out)
     else:
-        student = build_field({**fit_cfg.field, "field": student_name, "aabb": teacher.aabb.cpu().tolist()})
-    student = student.to(device).train()
-    feats = _color_compatible(student, teacher)
-    if feats and cfg.copy_color_head and not resume:
-        student.color_net.load_state_dict(teacher.model.color_net.state_dict())
-    # The student's grid starts from the teacher's and its updates (from the student's density) may
-    # only prune: an untrained student's density would otherwise fill the grid and multiply the
-    # samples (tensorf-vm -> hashgrid on lego: 93 samples per ray, 2.9 s per step).
-    grid = init_student_grid(teacher, student.aabb, tc.occ_resolution, density_thr, gen)
-    allowed = grid.binary.clone()
-    views = None
-    if teacher.kind == "splats":
-        cams = virtual_sampler(teacher, cfg).sample(cfg.virtual_views, gen)
-        views = render_views(teacher.model, None, None, cams, background="black")
-    eval_cams = eval_cameras(teacher, cfg)
-    eval_ref = render_views(teacher.model, teacher.grid, teacher.settings, eval_cams)
-    opt = make_optimizer(student, tc.lr)
-    step, elapsed_before, batch_rays = 0, 0.0, tc.batch_rays
-    if resume:
-        step, elapsed_before, batch_rays = restore_field_state(out, opt, gen, grid)
-    prepare_seconds = time.perf_counter() - t_prep
+        with seeded_init(tc.seed):
+            student = build_field({**fit_cfg.field, "field": student_name, "aabb": teacher.aabb.cpu().tolist()})
     run_cfg = {"convert": {"teacher": str(teacher.path), "teacher_field": teacher.model.name, **asdict(cfg)},
                "fit": fit_cfg.to_dict(), "data": teacher.config.get("data"),
                "render": {**teacher.config["render"], "step_size": tc.step_size,
                           "elevation_range_deg": list(teacher.elevation_range)}}
-
-    def checkpoint(at_step: int, elapsed: float) -> None:
-        save_train_state(out, opt, {"step": at_step, "elapsed": elapsed, "batch_rays": batch_rays}, gen)
-        save_tensors(out / OCCUPANCY, grid.state_dict())
-        save_field(out, student, run_cfg)
-
-    def snapshot(path: Path) -> None:
-        save_field(path, student, run_cfg)
-        save_tensors(path / OCCUPANCY, grid.state_dict())
-
-    source = _RaySource(teacher, cfg, views, train_ds, device)
-    settings = RenderSettings(step_size=tc.step_size, alpha_thre=tc.alpha_thre, early_stop_eps=tc.early_stop_eps)
-    loop = TrainLoop(out, f"{teacher.model.name}->{student_name}", tc.steps, checkpoint, start_step=step,
-                     elapsed_before=elapsed_before, max_seconds=tc.max_seconds, log_every=tc.log_every,
-                     checkpoint_every=tc.checkpoint_every, resume=resume, show_progress=show_progress,
-                     callback=callback, snapshot=snapshot, snapshot_every=tc.snapshot_every_seconds)
-    psnr_ema = 0.0
-    with loop:
-        while loop.running():
-            step, progress = loop.step, loop.progress()
-            stage = _stage(progress, cfg) if teacher.kind == "field" else 3
-            if student.on_step(step):
-                opt = make_optimizer(student, tc.lr)
-            lr = set_lr(opt, progress, step, tc)
-            if stage >= 2 and step % tc.occ_update_every == 0:
-                grid.update(student.density, density_thr, generator=gen)
-                grid.binary &= allowed
-            rays = source.draw(batch_rays, gen)
-            bg = ray_background(tc.background, rays.o.shape[0], torch.device(device), gen)
-            if teacher.kind == "field":
-                loss, parts, ray_err, n_samples = _step_losses(student, teacher, rays, bg, grid, cfg, stage,
-                                                               tc.step_size, feats, gen)
-            else:
-                loss, parts, ray_err, n_samples = _render_losses(student, rays, bg, grid, cfg, settings, gen)
-            loss = loss + student.regularization()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            source.feedback(rays, ray_err, batch_rays)
-            batch_rays = adapt_batch_rays(batch_rays, n_samples, tc)
-            rec = {"loss": loss.item(), "stage": stage, "lr": lr, "rays": int(rays.o.shape[0]), "samples": n_samples,
-                   **{k: float(v.detach()) for k, v in parts.items()}}
-            if "rgb" in parts:
-                rec["psnr_vs_teacher"] = -10 * math.log10(max(float(parts["rgb"].detach()) / cfg.rgb_weight, 1e-10))
-                psnr_ema = rec["psnr_vs_teacher"] if not psnr_ema else 0.9 * psnr_ema + 0.1 * rec["psnr_vs_teacher"]
-            info = f"stage {stage}" + (f"  PSNR vs teacher {psnr_ema:.2f}" if psnr_ema else "")
-            loop.end_step(rec, info)
-    student.eval()
-    # The grid stays as trained: a fresh one from the student's density would also mark its untrained
-    # noise in cells the teacher left empty (never sampled, so never corrected) as occupied.
-    eval_settings = RenderSettings(step_size=tc.step_size)
-    pred = render_views(student, grid, eval_settings, eval_cams)
-    metrics: dict[str, Any] = {
-        "steps": loop.step, "seconds": round(loop.elapsed, 2), "prepare_seconds": round(prepare_seconds, 2),
-        "field": student_name, "teacher": teacher.model.name, "active": cfg.active,
-        "params": sum(p.numel() for p in student.parameters()),
-        "psnr_vs_teacher": mean_psnr(pred, eval_ref),
-        "n_teacher_views": len(eval_cams),
-    }
-    if test_ds is not None:
-        ev = evaluate_field(student, test_ds, grid, eval_settings, tc.eval_background, tc.eval_chunk, out / "renders")
-        metrics.update({"psnr_test": ev["psnr"], "ssim_test": ev["ssim"], "n_test_views": ev["n_views"]})
-    metrics["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    write_json(out / "metrics.json", metrics)
-    return metrics
+    task = ConvertTask(teacher, student.to(dev).train(), cfg, fit_cfg, train_ds, test_ds, gen, run_cfg, dev,
+                       copy_head=not resume)
+    prepare = {"prepare_seconds": round(time.perf_counter() - t_prep, 2)}
+    return train(task, out, LoopConfig.of(tc), resume=resume, rank=rank, show_progress=show_progress,
+                 callback=callback, metrics=prepare)

@@ -20,8 +20,8 @@ from ..errors import DataError, RunError
 from ..evaluate import ViewSet, render_views
 from ..metrics import psnr
 from ..render.occupancy import OccupancyGrid
-from ..render.volume import RenderSettings
-from ..trainer import load_run, render_settings_from
+from ..render.volume import RenderConfig
+from ..runs import load_run, render_settings_from
 from .convert_config import ConvertConfig
 
 DEFAULT_ELEVATION = (-30.0, 89.0)  # virtual cameras when the teacher's rig is unknown
@@ -37,7 +37,7 @@ class Teacher:
     model: Any
     grid: OccupancyGrid | None
     config: dict[str, Any]
-    settings: RenderSettings
+    settings: RenderConfig
     path: Path
     elevation_range: tuple[float, float] = DEFAULT_ELEVATION  # its training cameras' elevations (degrees)
 

@@ -11,10 +11,10 @@ from typing import Any
 import torch
 
 from ..checkpoint import write_json
-from ..config import FitConfig
 from ..data.dataset import Dataset
 from ..errors import ConfigError
-from ..splat_trainer import fit_splats
+from ..train.config import FitConfig
+from ..train.splats import fit_splats
 from .convert_config import ConvertConfig
 from .teacher import Teacher, eval_cameras, mean_psnr, render_views, virtual_sampler
 
@@ -53,7 +53,7 @@ def convert_to_splats(teacher: Teacher, out: Path, cfg: ConvertConfig, fit_cfg: 
                          device=device, show_progress=show_progress, callback=callback)
     cams = eval_cameras(teacher, cfg)
     ref = render_views(teacher.model, teacher.grid, teacher.settings, cams)
-    from ..checkpoint import load_field
+    from ..runs import load_field
 
     splats, _ = load_field(out)
     pred = render_views(splats.to(device).eval(), None, None, cams)

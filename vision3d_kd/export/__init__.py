@@ -1,6 +1,9 @@
-"""Export / import of 3D representations (Gaussian splats: 3DGS PLY, .splat, .spz)."""
+"""Exports of any run: meshes (GLB/OBJ/PLY), point clouds, splat files, videos.
 
-from .splat_io import (
+The splat file codecs (3DGS PLY, .splat, .spz) live in `data/splat_io.py`, since import reads them too;
+they are re-exported here."""
+
+from ..data.splat_io import (
     FORMATS,
     SH_C0,
     ply_property_names,

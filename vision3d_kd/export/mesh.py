@@ -22,9 +22,9 @@ from torch import Tensor
 from ..cameras import Cameras, image_rays
 from ..errors import ConfigError, RunError
 from ..kernels.composite_ref import exclusive_optical_depth
-from ..render.march import march_rays
 from ..render.occupancy import OccupancyGrid
-from ..render.volume import RenderSettings, render_rays_chunked
+from ..render.sampling import sample_along_rays
+from ..render.volume import RenderConfig, render_rays_chunked
 
 __all__ = ["Mesh", "opacity_crossing", "auto_level", "density_volume", "keep_large_components", "vertex_normals",
            "surface_colors", "decimate", "mesh_from_volume", "extract_mesh"]
@@ -46,7 +46,7 @@ class Mesh:
 
 
 @torch.no_grad()
-def opacity_crossing(field, grid: OccupancyGrid | None, settings: RenderSettings, rays_o: Tensor, rays_d: Tensor,
+def opacity_crossing(field, grid: OccupancyGrid | None, settings: RenderConfig, rays_o: Tensor, rays_d: Tensor,
                      chunk: int = 8192) -> tuple[Tensor, Tensor]:
     """Per ray [R]: the distance (world units) where the accumulated opacity reaches 0.5 (optical depth
     ln 2; exact within a sample of constant density) and the field's density at that point; inf / nan if
@@ -54,15 +54,14 @@ def opacity_crossing(field, grid: OccupancyGrid | None, settings: RenderSettings
     Unlike the opacity-weighted mean depth, this stays on the surface for soft (semi-transparent) fields."""
     depth = torch.full((len(rays_o),), float("inf"), device=rays_o.device)
     sigma_at = torch.full((len(rays_o),), float("nan"), device=rays_o.device)
-    aabb = grid.aabb if grid is not None else field.aabb
     half = math.log(2.0)
     for s in range(0, len(rays_o), chunk):
         o, d = rays_o[s : s + chunk], rays_d[s : s + chunk]
-        ray_i, t_s, t_e = march_rays(o, d, aabb, settings.step_size, grid, settings.near, False, None)
-        if ray_i.numel() == 0:
+        samples = sample_along_rays(o, d, field.aabb, settings.step_size, grid, settings.near)
+        if len(samples) == 0:
             continue
-        mids = ((t_s + t_e) * 0.5)[:, None]
-        sigma = field.density(torch.addcmul(o.index_select(0, ray_i), d.index_select(0, ray_i), mids)).reshape(-1)
+        ray_i, t_s, t_e = samples.ray_indices, samples.t_starts, samples.t_ends
+        sigma = field.density(samples.points).reshape(-1)
         before = exclusive_optical_depth(sigma * (t_e - t_s), ray_i, len(o))
         cross = ((before < half) & (before + sigma * (t_e - t_s) >= half)).nonzero().flatten()
         local = ray_i[cross]
@@ -76,7 +75,7 @@ def opacity_crossing(field, grid: OccupancyGrid | None, settings: RenderSettings
 
 
 @torch.no_grad()
-def auto_level(field, grid: OccupancyGrid | None, settings: RenderSettings, cams: Cameras) -> float:
+def auto_level(field, grid: OccupancyGrid | None, settings: RenderConfig, cams: Cameras) -> float:
     """Iso-density (1/scene-unit) from the field's opacity: the median over rays of `cams` of the density
     where the accumulated opacity crosses 0.5, so the marching-cubes surface passes where rendered views
     see the surface; ln 2 / step_size (one render step half opaque) if no ray gets there."""
@@ -146,7 +145,7 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def surface_colors(field, grid: OccupancyGrid | None, settings: RenderSettings, points: np.ndarray,
+def surface_colors(field, grid: OccupancyGrid | None, settings: RenderConfig, points: np.ndarray,
                    normals: np.ndarray, offset: float, chunk: int = 8192) -> np.ndarray:
     """RGB [N,3] in [0,1] a camera sees looking at surface points [N,3] along −normal: rays start `offset`
     (world units) outside and are rendered through the field; colour divided by the ray's opacity."""
@@ -212,7 +211,7 @@ def mesh_from_volume(vol: np.ndarray, level: float, aabb: Tensor, min_component:
                                     "faces_before_decimation": n_raw})
 
 
-def extract_mesh(field, grid: OccupancyGrid | None, settings: RenderSettings, level: float, resolution: int = 256,
+def extract_mesh(field, grid: OccupancyGrid | None, settings: RenderConfig, level: float, resolution: int = 256,
                  min_component: float = 0.05, target_faces: int | None = None, solid: np.ndarray | None = None,
                  progress: Progress | None = None) -> Mesh:
     """Marching-cubes mesh (no colours) of a field's density (see the module docstring). level:

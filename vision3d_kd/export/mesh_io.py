@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import atomic_write
 from ..errors import ConfigError
 from .mesh import Mesh
-from .splat_io import atomic_write
 
 __all__ = ["MESH_FORMATS", "Z_UP_TO_GLTF", "mesh_to_trimesh", "write_mesh", "write_point_cloud", "srgb_to_linear",
            "linear_to_srgb"]

@@ -10,10 +10,10 @@ from torch import Tensor
 from ..cameras import Cameras
 from .mesh import Mesh, vertex_normals
 
-__all__ = ["rasterize", "render_mesh"]
+__all__ = ["rasterize_triangles", "render_mesh"]
 
 
-def rasterize(xy: Tensor, faces: Tensor, width: int, height: int, chunk: int = 1 << 22
+def rasterize_triangles(xy: Tensor, faces: Tensor, width: int, height: int, chunk: int = 1 << 22
               ) -> tuple[Tensor, Tensor, Tensor]:
     """Pixel centres (x + 0.5, y + 0.5) covered by triangles with 2D vertices xy [V,2] (pixel units,
     x right, y down) and faces [F,3]: flat pixel index y * width + x [T], triangle [T], barycentric
@@ -64,7 +64,7 @@ def render_mesh(mesh: Mesh, cams: Cameras, i: int, background: tuple[float, floa
     f = torch.from_numpy(mesh.faces).long()
     x, y, z = project(cams, i, v)
     front = (z[f] > 1e-3).all(-1)
-    pix, tri, bary = rasterize(torch.stack([x, y], -1), f[front], cams.width, cams.height)
+    pix, tri, bary = rasterize_triangles(torch.stack([x, y], -1), f[front], cams.width, cams.height)
     tri = front.nonzero().flatten()[tri]
     depth = (z[f[tri]] * bary).sum(-1)
     zbuf = torch.full((cams.height * cams.width,), float("inf")).scatter_reduce_(0, pix, depth, "amin")

@@ -11,9 +11,9 @@ from torch import Tensor
 
 from ..cameras import Cameras, cameras_from_spherical, image_rays
 from ..errors import ConfigError
-from ..evaluate import render_image
+from ..render.image import render
 from ..render.occupancy import OccupancyGrid
-from ..render.volume import RenderSettings
+from ..render.volume import RenderConfig
 from .mesh import opacity_crossing
 
 __all__ = ["rig_cameras", "view_depth", "view_surface", "render_points"]
@@ -40,11 +40,11 @@ def rig_cameras(render_cfg: dict[str, Any], n: int, size: int | None = None, rin
                                   full * float(render_cfg.get("fov_y_deg", 40.0)), w, h)
 
 
-def _render(model, grid: OccupancyGrid | None, settings: RenderSettings, cams: Cameras, i: int) -> dict:
-    return render_image(model, cams.to(model.aabb.device), i, grid, settings, background="black")
+def _render(model, grid: OccupancyGrid | None, settings: RenderConfig, cams: Cameras, i: int) -> dict:
+    return render(model, cams.to(model.aabb.device), i, grid, settings, background="black")
 
 
-def view_depth(model, grid: OccupancyGrid | None, settings: RenderSettings, cams: Cameras, i: int,
+def view_depth(model, grid: OccupancyGrid | None, settings: RenderConfig, cams: Cameras, i: int,
                min_opacity: float = 0.5, rendered: dict | None = None) -> Tensor:
     """Surface distance along every pixel ray of camera i (row-major [H*W], world units, inf where the
     pixel stays transparent): fields where the opacity crosses 0.5, splats their alpha-normalised depth
@@ -57,7 +57,7 @@ def view_depth(model, grid: OccupancyGrid | None, settings: RenderSettings, cams
 
 
 @torch.no_grad()
-def view_surface(model, grid: OccupancyGrid | None, settings: RenderSettings, cams: Cameras, i: int,
+def view_surface(model, grid: OccupancyGrid | None, settings: RenderConfig, cams: Cameras, i: int,
                  min_opacity: float = 0.5) -> tuple[Tensor, Tensor]:
     """Camera i rendered once: view_depth [H*W] and the colour on black, un-premultiplied by its opacity,
     RGB [H*W,3] in [0,1] (row-major, CPU)."""
@@ -68,7 +68,7 @@ def view_surface(model, grid: OccupancyGrid | None, settings: RenderSettings, ca
 
 
 @torch.no_grad()
-def render_points(model, grid: OccupancyGrid | None, settings: RenderSettings, cams: Cameras, i: int,
+def render_points(model, grid: OccupancyGrid | None, settings: RenderConfig, cams: Cameras, i: int,
                   min_opacity: float = 0.5) -> tuple[Tensor, Tensor, Tensor]:
     """Camera i of a field or splats run: per pixel (row-major) the surface point [H*W,3] (world units, at
     view_depth), its colour [H*W,3] (rendered on black, un-premultiplied) and whether it has one [H*W]."""

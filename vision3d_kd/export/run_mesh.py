@@ -12,14 +12,14 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, RunError
-from ..trainer import load_run, render_settings_from
+from ..runs import load_run, render_settings_from
 from .mesh import Mesh, auto_level, extract_mesh, mesh_from_volume, surface_colors, vertex_normals
 from .rig import render_points, rig_cameras
 from .texture import bake_texture
-from .tsdf import hidden_volume, sample_volume, tsdf_fuse
+from .tsdf import hidden_volume, sample_tsdf, tsdf_fuse
 from .tsdf_open3d import open3d_available, tsdf_fuse_open3d
 
-__all__ = ["MeshOptions", "METHODS", "FUSIONS", "mesh_from_run", "point_cloud_from_run"]
+__all__ = ["MeshConfig", "METHODS", "FUSIONS", "mesh_from_run", "point_cloud_from_run"]
 
 METHODS = ("auto", "density", "tsdf")
 FUSIONS = ("auto", "torch", "open3d")
@@ -27,7 +27,7 @@ Progress = Callable[[str, int, int], None]
 
 
 @dataclass
-class MeshOptions:
+class MeshConfig:
     """resolution: lattice points per axis; level: iso-density (density method; None = auto_level);
     min_component: floaters below this fraction of the largest component are dropped; faces: decimation
     target (None keeps all); texture: bake a texture_size² UV texture instead of vertex colours; views:
@@ -46,7 +46,7 @@ class MeshOptions:
 
 
 def _fusion(name: str) -> Callable:
-    """The TSDF fusion function named by --fusion (see MeshOptions)."""
+    """The TSDF fusion function named by --fusion (see MeshConfig)."""
     if name not in FUSIONS:
         raise ConfigError(f"--fusion must be one of {', '.join(FUSIONS)}, got {name!r}")
     if name == "torch" or (name == "auto" and not open3d_available()):
@@ -56,9 +56,9 @@ def _fusion(name: str) -> Callable:
     return tsdf_fuse_open3d
 
 
-def mesh_from_run(run: Path, opts: MeshOptions, device: torch.device | str = "cpu",
+def mesh_from_run(run: Path, opts: MeshConfig, device: torch.device | str = "cpu",
                   progress: Progress | None = None) -> Mesh:
-    """The coloured (or textured) mesh of a run (see MeshOptions)."""
+    """The coloured (or textured) mesh of a run (see MeshConfig)."""
     if opts.method not in METHODS:
         raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {opts.method!r}")
     fuse = _fusion(opts.fusion)
@@ -91,7 +91,7 @@ def mesh_from_run(run: Path, opts: MeshOptions, device: torch.device | str = "cp
         mesh.info["method"] = "tsdf-open3d" if fuse is not tsdf_fuse else "tsdf"
 
         def color_fn(p: np.ndarray, n: np.ndarray) -> np.ndarray:
-            return sample_volume(color, model.aabb, p)
+            return sample_tsdf(color, model.aabb, p)
     mesh.info.setdefault("method", method)
     if opts.texture:
         if progress is not None:

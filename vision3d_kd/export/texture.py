@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from .mesh import Mesh, vertex_normals
-from .raster import rasterize
+from .raster import rasterize_triangles
 
 __all__ = ["ColorFn", "unwrap", "rasterize_uv", "bake_texture"]
 
@@ -38,7 +38,7 @@ def rasterize_uv(uv: Tensor, faces: Tensor, size: int) -> tuple[Tensor, Tensor, 
     """Texels of a size x size texture covered by UV triangles (uv [V,2], faces [F,3]): their flat index
     row * size + col [T], triangle [T] and barycentric weights [T,3] of the texel centre."""
     xy = torch.stack([uv[:, 0] * size, (1.0 - uv[:, 1]) * size], dim=-1)
-    return rasterize(xy, faces, size, size)
+    return rasterize_triangles(xy, faces, size, size)
 
 
 def _bleed(img: Tensor, filled: Tensor, iterations: int) -> Tensor:

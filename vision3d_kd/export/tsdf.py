@@ -21,10 +21,10 @@ from torch import Tensor
 from ..cameras import Cameras
 from ..errors import ConfigError, RunError
 from ..render.occupancy import OccupancyGrid
-from ..render.volume import RenderSettings
+from ..render.volume import RenderConfig
 from .rig import view_depth, view_surface
 
-__all__ = ["tsdf_fuse", "hidden_volume", "HiddenTracker", "project", "sample_volume", "lattice_points"]
+__all__ = ["tsdf_fuse", "hidden_volume", "HiddenTracker", "project", "sample_tsdf", "lattice_points"]
 
 
 def project(cams: Cameras, i: int, pts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -77,7 +77,7 @@ class HiddenTracker:
 
 
 @torch.no_grad()
-def hidden_volume(model, grid: OccupancyGrid | None, settings: RenderSettings, cams: Cameras, aabb: Tensor,
+def hidden_volume(model, grid: OccupancyGrid | None, settings: RenderConfig, cams: Cameras, aabb: Tensor,
                   resolution: int, margin_voxels: float = 2.0, min_opacity: float = 0.5,
                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Bool [R,R,R] on the lattice of `aabb`: points more than margin_voxels lattice steps behind the
@@ -94,7 +94,7 @@ def hidden_volume(model, grid: OccupancyGrid | None, settings: RenderSettings, c
 
 
 @torch.no_grad()
-def tsdf_fuse(model, grid: OccupancyGrid | None, settings: RenderSettings, cams: Cameras, aabb: Tensor,
+def tsdf_fuse(model, grid: OccupancyGrid | None, settings: RenderConfig, cams: Cameras, aabb: Tensor,
               resolution: int, trunc_voxels: float = 3.0, min_opacity: float = 0.5,
               progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Fuse the renders of `cams` into (tsdf [R,R,R] in [−1, 1], colour [R,R,R,3]) on the R³ lattice of
@@ -130,7 +130,7 @@ def tsdf_fuse(model, grid: OccupancyGrid | None, settings: RenderSettings, cams:
     return out_tsdf.reshape(shape).numpy(), out_color.reshape(*shape, 3).numpy()
 
 
-def sample_volume(volume: np.ndarray, aabb: Tensor, pts: np.ndarray) -> np.ndarray:
+def sample_tsdf(volume: np.ndarray, aabb: Tensor, pts: np.ndarray) -> np.ndarray:
     """Trilinear samples [N,C] of a lattice volume [R,R,R,C] (corners at aabb's corners) at world points [N,3]."""
     vol = torch.from_numpy(np.ascontiguousarray(volume)).float().permute(3, 2, 1, 0)[None]  # [1,C,Z,Y,X]
     lo, hi = aabb[0].float().cpu(), aabb[1].float().cpu()

@@ -19,9 +19,9 @@ from torch import Tensor
 from ..cameras import Cameras, image_rays
 from ..errors import ConfigError, RunError
 from ..render.occupancy import OccupancyGrid
-from ..render.volume import RenderSettings
+from ..render.volume import RenderConfig
 from .rig import view_surface
-from .tsdf import HiddenTracker, lattice_points, sample_volume
+from .tsdf import HiddenTracker, lattice_points, sample_tsdf
 
 __all__ = ["open3d_available", "tsdf_fuse_open3d"]
 
@@ -45,7 +45,7 @@ def _z_depth(cams: Cameras, i: int, ray_depth: Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def tsdf_fuse_open3d(model, grid: OccupancyGrid | None, settings: RenderSettings, cams: Cameras, aabb: Tensor,
+def tsdf_fuse_open3d(model, grid: OccupancyGrid | None, settings: RenderConfig, cams: Cameras, aabb: Tensor,
                      resolution: int, trunc_voxels: float = 3.0, min_opacity: float = 0.5,
                      progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(tsdf [R,R,R] in [−1, 1], colour [R,R,R,3] in [0, 1]) on the lattice of `aabb` (as tsdf_fuse)."""
@@ -86,7 +86,7 @@ def tsdf_fuse_open3d(model, grid: OccupancyGrid | None, settings: RenderSettings
     cube = torch.stack([lo, lo + voxel * (resolution - 1)]).float()
     shape = (resolution,) * 3
     # colours interpolated over seen voxels only (unseen ones hold black)
-    both = sample_volume(np.concatenate([tsdf, color * seen, seen], -1).reshape(*shape, 5), cube,
+    both = sample_tsdf(np.concatenate([tsdf, color * seen, seen], -1).reshape(*shape, 5), cube,
                          lattice_points(aabb, resolution).numpy())
     rgb = both[:, 1:4] / np.maximum(both[:, 4:5], 1e-6)
     return both[:, 0].reshape(shape), rgb.reshape(*shape, 3)

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from ..cameras import DEFAULT_AABB
 from ..errors import ConfigError
 from .encodings import log_softplus, mlp, sh_encoding, sh_encoding_dim
 
@@ -36,10 +37,6 @@ __all__ = [
 # same colour head design (geo features + SH(d, degree 4) -> 2 x 64 ReLU -> sigmoid rgb).
 BLOCK_GEO_FEATURES = 15
 
-DEFAULT_AABB: tuple[tuple[float, float, float], tuple[float, float, float]] = (
-    (-1.5, -1.5, -1.5),
-    (1.5, 1.5, 1.5),
-)
 # Used when `forward` gets no view direction (e.g. colouring an exported mesh): looking down -z.
 DEFAULT_DIRECTION: tuple[float, float, float] = (0.0, 0.0, -1.0)
 

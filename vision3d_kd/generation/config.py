@@ -17,7 +17,7 @@ from ..config import CONFIG_DIR, dataclass_from, parse_overrides, read_sections
 from ..errors import ConfigError
 from ..guidance.sds import METHODS, GuidanceConfig
 
-__all__ = ["GenerateConfig", "GenerationSetup", "load_generate_config", "GENERATE_DIR"]
+__all__ = ["GenerateConfig", "GenerationConfig", "load_generate_config", "GENERATE_DIR"]
 
 GENERATE_DIR = CONFIG_DIR / "generate"
 SECTIONS = ("generate", "field", "guidance")
@@ -85,7 +85,7 @@ class GenerateConfig:
 
 
 @dataclass
-class GenerationSetup:
+class GenerationConfig:
     """A method's complete settings: loop, student field options and guidance."""
 
     method: str
@@ -98,7 +98,7 @@ class GenerationSetup:
                 "guidance": self.guidance.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GenerationSetup:
+    def from_dict(cls, d: dict[str, Any]) -> GenerationConfig:
         return cls(d["method"], dataclass_from(GenerateConfig, d.get("generate") or {}, "generate"),
                    dict(d.get("field") or {}), dataclass_from(GuidanceConfig, d.get("guidance") or {}, "guidance"))
 
@@ -110,7 +110,7 @@ class GenerationSetup:
 
 
 def load_generate_config(method: str, config_file: Path | None = None,
-                         overrides: list[str] | None = None) -> GenerationSetup:
+                         overrides: list[str] | None = None) -> GenerationConfig:
     """The method's YAML (or `config_file`) with `generate.K=V`, `field.K=V`, `guidance.K=V` overrides."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -123,7 +123,7 @@ def load_generate_config(method: str, config_file: Path | None = None,
         raise ConfigError(f"{method} config: field: must map student names to their options (hashgrid: {{...}})")
     field = {**(per_student.get(student) or {}), **extra["field"]}
     guidance = {**(raw.get("guidance") or {}), **extra["guidance"]}
-    setup = GenerationSetup.from_dict({"method": method, "generate": generate, "field": field, "guidance": guidance})
+    setup = GenerationConfig.from_dict({"method": method, "generate": generate, "field": field, "guidance": guidance})
     setup.validate()
     return setup
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from typing import Any
 import torch
 
 from ..cameras import RandomCameraSampler
-from ..checkpoint import write_json
 from ..data.object_views import random_light
 from ..guidance.bsd import BSD
 from ..guidance.prior import CameraCondition, DiffusionPrior
@@ -25,17 +23,18 @@ from ..guidance.prompts import ViewPrompts
 from ..guidance.sds import SDS, ScoreDistillation
 from ..guidance.vsd import VSD
 from ..render.shading import Shader
-from ..train_loop import TrainLoop
-from ..train_state import load_train_state, save_train_state
-from .config import GenerationSetup
+from ..train.driver import StepResult, TrainTask, make_generator, seeded_init, train
+from ..train.loop import LoopConfig
+from ..train.state import load_train_state, save_train_state
+from .config import GenerationConfig
 from .students import build_student
 
-__all__ = ["generate", "build_guidance", "particle_dir"]
+__all__ = ["generate", "GenerateTask", "build_guidance", "particle_dir"]
 
 GUIDANCES: dict[str, type[ScoreDistillation]] = {"sds": SDS, "vsd": VSD, "bsd": BSD}
 
 
-def build_guidance(method: str, prior: DiffusionPrior, setup: GenerationSetup) -> ScoreDistillation:
+def build_guidance(method: str, prior: DiffusionPrior, setup: GenerationConfig) -> ScoreDistillation:
     return GUIDANCES[method](prior, setup.guidance)
 
 
@@ -56,82 +55,88 @@ def _render_config(g, size: int) -> dict[str, Any]:
             "width": size, "height": size}
 
 
-def generate(prompt: str, out: Path, setup: GenerationSetup, prior: DiffusionPrior, prior_path: str | None = None,
-             resume: bool = False, device: torch.device | str = "cpu", show_progress: bool = True,
+class GenerateTask(TrainTask):
+    """One step: `batch` random cameras of every particle under a random shading, the guidance's
+    score-distillation loss for the view-dependent prompt, the regularisers, an Adam step per particle."""
+
+    def __init__(self, prompt: str, setup: GenerationConfig, prior: DiffusionPrior, run_cfg: dict[str, Any],
+                 device: torch.device, generator: torch.Generator) -> None:
+        g = self.g = setup.generate
+        self.name, self.setup, self.run_cfg, self.gen = f"generate {setup.method}", setup, run_cfg, generator
+        self.rng = random.Random(g.seed)  # shading and light choices
+        size = run_cfg["render"]["width"]
+        self.sampler = RandomCameraSampler(g.elevation_deg, g.azimuth_deg, g.radius, g.fov_deg, size, size)
+        self.prompts = ViewPrompts(prior, prompt, setup.guidance.negative_prompt, g.view_dependent_prompt)
+        with seeded_init(g.seed):
+            self.guidance = build_guidance(setup.method, prior, setup)
+            self.students = [build_student(setup, device, generator) for _ in range(g.particles)]
+        self.device = device
+
+    def step(self, step: int, progress: float) -> StepResult:
+        g, gen, rng = self.g, self.gen, self.rng
+        params = self.sampler.sample_params(g.batch, gen)
+        cams = self.sampler.cameras(params).to(self.device)
+        camera = CameraCondition(params["elevation_deg"], params["azimuth_deg"], params["radius"])
+        emb = self.prompts.for_cameras(camera)
+        rec: dict[str, Any] = {}
+        total = 0.0
+        for k, s in enumerate(self.students):
+            s.before_step(step, progress, gen)
+            mode = _pick_shading(g, rng)
+            light = dataclasses.replace(random_light(rng), ambient=rng.uniform(*g.ambient))
+            shader = Shader(None, mode, light, fd_step=g.step_size * 0.5, orientation=g.lambda_orient > 0)
+            views = [s.render(cams, i, None if mode == "albedo" and not shader.orientation else shader, gen)
+                     for i in range(g.batch)]
+            images = torch.stack([v["rgb"] for v in views]).permute(0, 3, 1, 2)
+            opacity = torch.stack([v["opacity"] for v in views])
+            loss, info = self.guidance.loss(images, emb, camera, progress, gen)
+            orient = torch.stack([v["orientation"] for v in views]).mean()
+            loss = loss + g.lambda_orient * orient + g.lambda_sparsity * opacity.mean()
+            if g.lambda_opaque > 0:
+                o = opacity.clamp(1e-4, 1 - 1e-4)
+                loss = loss - g.lambda_opaque * (o * o.log() + (1 - o) * (1 - o).log()).mean()
+            s.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            s.optimizer.step()
+            total += float(loss.detach())
+            if k == 0:
+                rec = {**info, "orientation": float(orient.detach()), "opacity": float(opacity.detach().mean()),
+                       "shading": mode}
+        rec["loss"] = total / len(self.students)
+        return StepResult(rec, f"loss {rec['loss']:.3g}  t {rec.get('t', 0):.0f}")
+
+    def save(self, out: Path, meta: dict[str, Any]) -> None:
+        vsd = isinstance(self.guidance, VSD)
+        extra = {f"lora.{k}": v for k, v in self.guidance.state_dict().items()} if vsd else None
+        for k, s in enumerate(self.students):
+            run = particle_dir(out, k)
+            s.save(run, {**self.run_cfg, "particle": k})
+            save_train_state(run, s.optimizer, {**meta, "py_rng": self.rng.getstate()},
+                             self.gen if k == 0 else torch.Generator(), extra if k == 0 else None)
+
+    def restore(self, out: Path) -> dict[str, Any]:
+        for k, s in enumerate(self.students):
+            s.load(particle_dir(out, k))
+        meta, extra = load_train_state(out, self.students[0].optimizer, self.gen)
+        for k, s in enumerate(self.students[1:], 1):
+            load_train_state(particle_dir(out, k), s.optimizer, torch.Generator())
+        version, state, gauss = meta["py_rng"]
+        self.rng.setstate((version, tuple(state), gauss))
+        if isinstance(self.guidance, VSD):
+            self.guidance.load_state_dict({k[5:]: v for k, v in extra.items() if k.startswith("lora.")})
+        return meta
+
+
+def generate(prompt: str, out: Path, setup: GenerationConfig, prior: DiffusionPrior, prior_path: str | None = None,
+             resume: bool = False, device: torch.device | str = "cpu", rank: int = 0, show_progress: bool = True,
              callback: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Optimise setup.generate.particles students for `prompt`; returns metrics (also RUN/metrics.json)."""
     setup.validate()
     prompt = prompt.strip()
-    g, out, dev = setup.generate, Path(out), torch.device(device)
-    torch.manual_seed(g.seed)
-    gen = torch.Generator().manual_seed(g.seed)
-    rng = random.Random(g.seed)
+    g, out = setup.generate, Path(out)
     size = g.size or prior.image_size
-    sampler = RandomCameraSampler(g.elevation_deg, g.azimuth_deg, g.radius, g.fov_deg, size, size)
-    prompts = ViewPrompts(prior, prompt, setup.guidance.negative_prompt, g.view_dependent_prompt)
-    guidance = build_guidance(setup.method, prior, setup)
-    students = [build_student(setup, dev, gen) for _ in range(g.particles)]
     run_cfg = {"generate": setup.to_dict(), "prompt": prompt, "prior": prior_path, "render": _render_config(g, size)}
-    step, elapsed = 0, 0.0
-    if resume:
-        for k, s in enumerate(students):
-            s.load(particle_dir(out, k))
-        meta, extra = load_train_state(out, students[0].optimizer, gen)
-        for k, s in enumerate(students[1:], 1):
-            load_train_state(particle_dir(out, k), s.optimizer, torch.Generator())
-        version, state, gauss = meta["py_rng"]
-        rng.setstate((version, tuple(state), gauss))
-        if isinstance(guidance, VSD):
-            guidance.load_state_dict({k[5:]: v for k, v in extra.items() if k.startswith("lora.")})
-        step, elapsed = meta["step"], meta["elapsed"]
-
-    def checkpoint(at_step: int, seconds: float) -> None:
-        extra = {f"lora.{k}": v for k, v in guidance.state_dict().items()} if isinstance(guidance, VSD) else None
-        for k, s in enumerate(students):
-            run = particle_dir(out, k)
-            s.save(run, {**run_cfg, "particle": k})
-            meta = {"step": at_step, "elapsed": seconds, "py_rng": rng.getstate()}
-            save_train_state(run, s.optimizer, meta, gen if k == 0 else torch.Generator(), extra if k == 0 else None)
-
-    loop = TrainLoop(out, f"generate {setup.method}", g.steps, checkpoint, start_step=step, elapsed_before=elapsed,
-                     max_seconds=g.max_seconds, log_every=g.log_every, checkpoint_every=g.checkpoint_every,
-                     resume=resume, show_progress=show_progress, callback=callback)
-    t0 = time.perf_counter()
-    with loop:
-        while loop.running():
-            step, progress = loop.step, loop.progress()
-            params = sampler.sample_params(g.batch, gen)
-            cams = sampler.cameras(params).to(dev)
-            camera = CameraCondition(params["elevation_deg"], params["azimuth_deg"], params["radius"])
-            emb = prompts.for_cameras(camera)
-            rec: dict[str, float] = {}
-            total = 0.0
-            for k, s in enumerate(students):
-                s.before_step(step, progress, gen)
-                mode = _pick_shading(g, rng)
-                light = dataclasses.replace(random_light(rng), ambient=rng.uniform(*g.ambient))
-                shader = Shader(None, mode, light, fd_step=g.step_size * 0.5, orientation=g.lambda_orient > 0)
-                views = [s.render(cams, i, None if mode == "albedo" and not shader.orientation else shader, gen)
-                         for i in range(g.batch)]
-                images = torch.stack([v["rgb"] for v in views]).permute(0, 3, 1, 2)
-                opacity = torch.stack([v["opacity"] for v in views])
-                loss, info = guidance.loss(images, emb, camera, progress, gen)
-                orient = torch.stack([v["orientation"] for v in views]).mean()
-                loss = loss + g.lambda_orient * orient + g.lambda_sparsity * opacity.mean()
-                if g.lambda_opaque > 0:
-                    o = opacity.clamp(1e-4, 1 - 1e-4)
-                    loss = loss - g.lambda_opaque * (o * o.log() + (1 - o) * (1 - o).log()).mean()
-                s.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                s.optimizer.step()
-                total += float(loss.detach())
-                if k == 0:
-                    rec = {**info, "orientation": float(orient.detach()), "opacity": float(opacity.detach().mean()),
-                           "shading": mode}
-            rec["loss"] = total / len(students)
-            loop.end_step(rec, f"loss {rec['loss']:.3g}  t {rec.get('t', 0):.0f}")
-    metrics = {"prompt": prompt, "method": setup.method, "steps": loop.step, "seconds": round(loop.elapsed, 2),
-               "seconds_this_session": round(time.perf_counter() - t0, 2), "particles": g.particles,
-               "student": g.student, "seed": g.seed}
-    write_json(out / "metrics.json", metrics)
-    return metrics
+    task = GenerateTask(prompt, setup, prior, run_cfg, torch.device(device), make_generator(g.seed))
+    info = {"prompt": prompt, "method": setup.method, "particles": g.particles, "student": g.student, "seed": g.seed}
+    return train(task, out, LoopConfig.of(g), resume=resume, rank=rank, show_progress=show_progress,
+                 callback=callback, metrics=info)

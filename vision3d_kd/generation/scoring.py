@@ -31,11 +31,11 @@ from ..cameras import cameras_from_spherical
 from ..data.object_views import render_object
 from ..data.objects import ASYMMETRIC, ObjectSpec, build_object
 from ..data.procedural import Shading
-from ..evaluate import render_image
 from ..export.mesh import auto_level
 from ..export.rig import rig_cameras
 from ..metrics import mask_iou, masked_color_error
-from ..render.volume import RenderSettings, render_rays_chunked
+from ..render.image import render
+from ..render.volume import RenderConfig, render_rays_chunked
 
 __all__ = ["score_run", "saturation", "render_views_at", "COLOUR_PARTS", "SCORER", "PIXEL"]
 
@@ -55,10 +55,10 @@ def view_cameras(n_views: int):
 
 
 @torch.no_grad()
-def render_views_at(model, grid, settings: RenderSettings, n_views: int) -> tuple[Tensor, Tensor]:
+def render_views_at(model, grid, settings: RenderConfig, n_views: int) -> tuple[Tensor, Tensor]:
     """rgb [V,3,H,W] on white and opacity [V,H,W] of a run from the scoring cameras."""
     cams, _ = view_cameras(n_views)
-    outs = [render_image(model, cams, i, grid, settings, "white") for i in range(n_views)]
+    outs = [render(model, cams, i, grid, settings, "white") for i in range(n_views)]
     return (torch.stack([o["rgb"] for o in outs]).permute(0, 3, 1, 2),
             torch.stack([o["opacity"] for o in outs]))
 
@@ -130,7 +130,7 @@ def _surface_rays(scene, spec: ObjectSpec, part: str, n: int, generator: torch.G
 
 
 @torch.no_grad()
-def part_sides(model, grid, settings: RenderSettings, spec: ObjectSpec, level: float, seed: int = 0
+def part_sides(model, grid, settings: RenderConfig, spec: ObjectSpec, level: float, seed: int = 0
                ) -> dict[str, Any]:
     """{part, part_scores [4] (per rotation), part_sides [rotations where found], and the same without the
     one-pixel tolerance: part_scores_strict, part_sides_strict} (module docstring)."""
@@ -168,7 +168,7 @@ def part_sides(model, grid, settings: RenderSettings, spec: ObjectSpec, level: f
             "part_sides_strict": [d for d, s in zip(ROTATIONS, strict, strict=True) if found(s)]}
 
 
-def score_run(model, grid, settings: RenderSettings, render_cfg: dict[str, Any], spec: ObjectSpec,
+def score_run(model, grid, settings: RenderConfig, render_cfg: dict[str, Any], spec: ObjectSpec,
               n_views: int = 8) -> dict[str, Any]:
     """All scores of one generated run against spec (see the module docstring) plus its renders
     (`rgb` [V,3,H,W], for diversity)."""

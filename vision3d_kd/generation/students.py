@@ -13,15 +13,16 @@ import torch
 from torch import Tensor
 
 from ..cameras import Cameras, image_rays
-from ..checkpoint import WEIGHTS, load_tensors, save_field, save_tensors
+from ..checkpoint import WEIGHTS, load_tensors, save_tensors
 from ..fields import BlobField, GaussianSplats, build_field
 from ..fields.splats import rgb_to_sh_dc
 from ..render.occupancy import OccupancyGrid
 from ..render.shading import Shader
 from ..render.splat import render_splats
-from ..render.volume import RenderSettings, render_rays
-from ..trainer import OCCUPANCY, make_optimizer
-from .config import GenerationSetup
+from ..render.volume import RenderConfig, render_rays
+from ..runs import OCCUPANCY, save_field
+from ..train.optim import make_optimizer
+from .config import GenerationConfig
 
 __all__ = ["FieldStudent", "SplatStudent", "build_student"]
 
@@ -31,14 +32,14 @@ WHITE = (1.0, 1.0, 1.0)
 class FieldStudent:
     """A BlobField over the method's field family (see the module docstring)."""
 
-    def __init__(self, setup: GenerationSetup, device: torch.device) -> None:
+    def __init__(self, setup: GenerationConfig, device: torch.device) -> None:
         g = setup.generate
         box = [[-g.aabb] * 3, [g.aabb] * 3]
         inner = {**setup.field, "field": g.student, "aabb": box}
         self.model = BlobField(inner=inner, blob_density=g.blob_density, blob_radius=g.blob_radius,
                                start_levels=g.start_levels).to(device)
         self.grid = OccupancyGrid(self.model.aabb.cpu(), g.occ_resolution).to(device)
-        self.settings = RenderSettings(step_size=g.step_size, alpha_thre=0.0)
+        self.settings = RenderConfig(step_size=g.step_size, opacity_min=0.0)
         self.density_thr = -math.log(1.0 - 0.01) / g.step_size
         self.optimizer = make_optimizer(self.model, g.lr)
         self.cfg = g
@@ -74,7 +75,7 @@ class FieldStudent:
 class SplatStudent:
     """Gaussian splats (SH degree 0) started as `splats` small grey Gaussians in the blob ball."""
 
-    def __init__(self, setup: GenerationSetup, device: torch.device, generator: torch.Generator) -> None:
+    def __init__(self, setup: GenerationConfig, device: torch.device, generator: torch.Generator) -> None:
         g = setup.generate
         n = g.splats
         dirs = torch.nn.functional.normalize(torch.randn(n, 3, generator=generator), dim=-1)
@@ -98,7 +99,7 @@ class SplatStudent:
 
     def render(self, cams: Cameras, i: int, shader: Shader | None, generator: torch.Generator) -> dict[str, Tensor]:
         out = render_splats(self.model, cams[i], background=torch.tensor(WHITE, device=self.model.means.device))
-        return {"rgb": out["rgb"], "opacity": out["alpha"], "orientation": out["rgb"].sum() * 0.0}
+        return {"rgb": out["rgb"], "opacity": out["opacity"], "orientation": out["rgb"].sum() * 0.0}
 
     def save(self, run: Path, extra: dict[str, Any]) -> None:
         save_field(run, self.model, extra)
@@ -107,7 +108,7 @@ class SplatStudent:
         self.model.load_state_dict(load_tensors(run / WEIGHTS))
 
 
-def build_student(setup: GenerationSetup, device: torch.device, generator: torch.Generator):
+def build_student(setup: GenerationConfig, device: torch.device, generator: torch.Generator):
     """The student named by setup.generate.student (splats or any field family)."""
     if setup.generate.student == "splats":
         return SplatStudent(setup, device, generator)

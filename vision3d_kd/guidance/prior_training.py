@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..train.driver import seeded_init
 from .bundled import SIZES, build_scheduler, build_text_encoder, build_tokenizer, build_unet, build_vae, save_pipeline
 from .prior import CameraCondition, camera_features
 
@@ -228,12 +229,12 @@ def train_prior(images: np.ndarray, meta: list[dict], work: Path, out: Path, cfg
         if changed:
             raise ConfigError(f"{work}: was started with other {', '.join(changed)}; use a new work folder")
     cfg_path.write_text(json.dumps(asdict(cfg), indent=1))
-    torch.manual_seed(cfg.seed)
     log = log or (lambda stage, step, rec: None)
-    vae = _train_vae(images, cfg, work, log)
-    latents = _encode_all(vae, images, work)
-    tokenizer = build_tokenizer(SIZES[cfg.size].max_words)
-    unet, text, sched = _train_unet(latents, meta, cfg, work, tokenizer, log, part_masks)
+    with seeded_init(cfg.seed):  # its draws use the global RNG: scoped, so the caller's stays as it was
+        vae = _train_vae(images, cfg, work, log)
+        latents = _encode_all(vae, images, work)
+        tokenizer = build_tokenizer(SIZES[cfg.size].max_words)
+        unet, text, sched = _train_unet(latents, meta, cfg, work, tokenizer, log, part_masks)
     return save_pipeline(out, unet, text, tokenizer, sched, vae)
 
 

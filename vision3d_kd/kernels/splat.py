@@ -1,6 +1,6 @@
 """Fused C++/OpenMP tile rasterizer for projected Gaussians, forward and backward.
 
-Same maths and outputs as :func:`vision3d_kd.render.splat_torch.rasterize_ref` (the test oracle); tile
+Same maths and outputs as :func:`vision3d_kd.kernels.splat_ref.rasterize_ref` (the test oracle); tile
 binning is shared (``tile_bins``). Gradients flow to means2d, conics, colours, opacities and depths;
 per-Gaussian gradients are sums of per-(tile, Gaussian) rows, so they do not depend on thread count.
 """
@@ -10,9 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..render.splat_project import TILE, Projection
-from ..render.splat_torch import finish_image, rasterize_ref, tile_bins
 from .dispatch import run_tuned, use_fused
+from .splat_ref import TILE, Projection, finish_image, rasterize_ref, tile_bins
 
 __all__ = ["rasterize"]
 
@@ -60,7 +59,7 @@ def rasterize(
     height: int,
     background: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """Composite projected Gaussians: rgb [H,W,3] (over `background` [3], black if None), alpha [H,W],
+    """Composite projected Gaussians: rgb [H,W,3] (over `background` [3], black if None), opacity [H,W],
     depth [H,W] (expected camera z, world units; 0 where alpha is 0). colors [N,3], opacities [N].
     Fused kernel for float32 CPU tensors, else :func:`rasterize_ref`."""
     ext = use_fused("splat", proj.means2d, proj.conics, colors, opacities)

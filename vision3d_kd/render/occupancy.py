@@ -8,6 +8,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..kernels.march_ref import OccupancyMask, cell_index
+
 __all__ = ["OccupancyGrid"]
 
 
@@ -30,17 +32,16 @@ class OccupancyGrid(torch.nn.Module):
 
     def cell_index(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """World points [N,3] -> (flat cell index [N] int64, inside-box mask [N] bool)."""
-        lo, hi = self.aabb[0], self.aabb[1]
-        u = (x - lo) / (hi - lo)
-        inside = ((u >= 0) & (u <= 1)).all(dim=-1)
-        r = self.resolution
-        ijk = (u * r).long().clamp_(0, r - 1)
-        return (ijk[:, 0] * r + ijk[:, 1]) * r + ijk[:, 2], inside
+        return cell_index(self.aabb, self.resolution, x)
 
     def occupied(self, x: Tensor) -> Tensor:
         """True where world points [N,3] fall in an occupied cell inside the box."""
         idx, inside = self.cell_index(x)
         return self.binary[idx] & inside
+
+    def mask(self) -> OccupancyMask:
+        """The occupied cells as the kernels' plain-tensor view."""
+        return OccupancyMask(self.binary, self.aabb, self.resolution)
 
     def cell_points(self, cells: Tensor, generator: torch.Generator | None) -> Tensor:
         """One uniformly random world point [N,3] inside each flat cell index [N]."""

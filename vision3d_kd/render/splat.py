@@ -11,9 +11,9 @@ from torch import Tensor
 
 from ..cameras import Cameras
 from ..kernels.splat import rasterize
+from ..kernels.splat_ref import rasterize_ref
 from .splat_gsplat import gsplat_available, rasterize_gsplat
 from .splat_project import project_gaussians, sh_colors
-from .splat_torch import rasterize_ref
 
 __all__ = ["render_splats", "BACKENDS"]
 
@@ -31,7 +31,7 @@ def render_splats(
 ) -> dict[str, Tensor]:
     """Render `splats` (GaussianSplats) from the single camera `cam` (OpenGL c2w, pixels).
 
-    Returns rgb [H,W,3] over `background` [3] (black if None), alpha [H,W], depth [H,W] (expected
+    Returns rgb [H,W,3] over `background` [3] (black if None), opacity [H,W], depth [H,W] (expected
     camera z, world units), means2d [N,2] pixel positions (its .grad after backward is the
     screen-space gradient used for densification), radii [N] (0 = culled) and visible [N] bool."""
     if backend not in BACKENDS:

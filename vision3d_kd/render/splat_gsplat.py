@@ -36,7 +36,7 @@ def rasterize_gsplat(
     far: float,
     eps2d: float = 0.3,
 ) -> dict[str, Tensor]:
-    """Render with gsplat (viewmat [4,4] world->camera OpenCV, K [3,3]); returns rgb [H,W,3], alpha [H,W],
+    """Render with gsplat (viewmat [4,4] world->camera OpenCV, K [3,3]); returns rgb [H,W,3], opacity [H,W],
     depth [H,W] (expected z), means2d [N,2] (gradients kept for densification) and radii [N]."""
     from gsplat import rasterization
 
@@ -49,5 +49,5 @@ def rasterize_gsplat(
     radii = meta["radii"][0]
     if radii.dim() == 2:  # newer gsplat: per-axis radii
         radii = radii.max(dim=-1).values
-    return {"rgb": img[0, ..., :3], "alpha": alpha[0, ..., 0], "depth": img[0, ..., 3], "means2d": means2d,
+    return {"rgb": img[0, ..., :3], "opacity": alpha[0, ..., 0], "depth": img[0, ..., 3], "means2d": means2d,
             "radii": radii.int()}

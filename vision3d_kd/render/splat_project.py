@@ -7,34 +7,14 @@ Frames: Gaussians live in the world frame; `viewmat` is world-to-camera in the O
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from ..fields.encodings import sh_encoding
 from ..fields.splats import SH_C0
+from ..kernels.splat_ref import Projection
 
-__all__ = ["Projection", "quat_to_rotmat", "covariance_3d", "project_gaussians", "sh_colors", "TILE"]
-
-TILE = 16  # tile edge in pixels for tile binning (both rasterizers)
-
-
-@dataclass
-class Projection:
-    """Per-Gaussian screen-space quantities for N input Gaussians (culled ones have radius 0).
-
-    means2d [N,2] pixels; conics [N,3] = (a, b, c) of the inverse 2D covariance, so the Gaussian's
-    exponent at pixel offset (dx, dy) is -0.5 (a dx^2 + c dy^2) - b dx dy; depths [N] camera z
-    (world units); radii [N] int32 pixels (3 sigma); visible [N] bool.
-    """
-
-    means2d: Tensor
-    conics: Tensor
-    depths: Tensor
-    radii: Tensor
-    visible: Tensor
-
+__all__ = ["quat_to_rotmat", "covariance_3d", "project_gaussians", "sh_colors"]
 
 def quat_to_rotmat(quats: Tensor) -> Tensor:
     """Quaternions [N,4] (wxyz, any norm) -> rotation matrices [N,3,3]."""

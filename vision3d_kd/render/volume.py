@@ -1,12 +1,10 @@
-"""Volume rendering of radiance fields: ray-box intersection, occupancy-grid ray marching into packed
-samples (nerfacc layout: ray_indices, t_starts, t_ends), transmittance pruning and compositing.
+"""Volume rendering of radiance fields: samples along rays (`sampling.py`), the field at them, compositing.
 
 Rays are in world units with unit-length directions, so `t` and depth are Euclidean distances.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,23 +13,22 @@ from torch import Tensor
 
 from ..data.dataset import background_color
 from ..kernels import composite, composite_weights
-from ..kernels.composite_ref import exclusive_optical_depth
 from .distortion import distortion_loss
-from .march import march_rays
 from .occupancy import OccupancyGrid
+from .sampling import sample_along_rays, visible_samples
 
-__all__ = ["RenderSettings", "render_rays", "render_rays_chunked", "ray_background"]
+__all__ = ["RenderConfig", "render_rays", "render_rays_chunked", "ray_background"]
 
 
 @dataclass
-class RenderSettings:
-    """How rays are sampled. step_size in world units; alpha_thre/early_stop_eps prune samples whose
-    alpha is negligible or that lie behind an opaque surface (their weight < eps), using a
+class RenderConfig:
+    """How rays are sampled. step_size in world units; opacity_min/early_stop_eps prune samples whose
+    opacity is negligible or that lie behind an opaque surface (their weight < eps), using a
     gradient-free density pass first (nerfacc's `sigma_fn` trick)."""
 
     step_size: float = 0.01
     near: float = 0.0
-    alpha_thre: float = 1e-4
+    opacity_min: float = 1e-4
     early_stop_eps: float = 1e-4
     prune: bool = True
 
@@ -45,29 +42,13 @@ def ray_background(
     return background_color(kind).to(device).expand(n, 3)
 
 
-def _sample_points(rays_o: Tensor, rays_d: Tensor, ray_i: Tensor, t_s: Tensor, t_e: Tensor) -> Tensor:
-    """World positions [S,3] of the packed samples' midpoints."""
-    mids = ((t_s + t_e) * 0.5)[:, None]
-    return torch.addcmul(rays_o.index_select(0, ray_i), rays_d.index_select(0, ray_i), mids)
-
-
-def _prune(field, pts: Tensor, ray_i: Tensor, t_s: Tensor, t_e: Tensor, settings: RenderSettings) -> Tensor:
-    """Indices [K] of samples worth a gradient pass: alpha above threshold and not occluded
-    (transmittance before the sample above early_stop_eps), from a gradient-free density pass."""
-    with torch.no_grad():
-        tau = field.density(pts).reshape(-1) * (t_e - t_s)
-        excl = exclusive_optical_depth(tau, ray_i, int(ray_i[-1]) + 1)
-        keep = (tau > -math.log1p(-settings.alpha_thre)) & (excl < -math.log(settings.early_stop_eps))
-        return keep.nonzero().flatten()
-
-
 def render_rays(
     field,
     rays_o: Tensor,
     rays_d: Tensor,
     grid: OccupancyGrid | None,
     background: Tensor,
-    settings: RenderSettings,
+    settings: RenderConfig,
     jitter: bool = False,
     generator: torch.Generator | None = None,
     distortion: bool = False,
@@ -81,13 +62,14 @@ def render_rays(
     `shader(x [S,3], sigma [S], rgb [S,3], rays_d, ray_indices) -> (rgb', {name: penalty [S]})` replaces
     the samples' colours before compositing (render/shading.py); each penalty is returned as
     Σ sg(w_i) p_i / R under its name (sg: no gradient through the weights)."""
-    aabb = field.aabb if grid is None else grid.aabb
-    ray_i, t_s, t_e = march_rays(rays_o, rays_d, aabb, settings.step_size, grid, settings.near, jitter, generator)
-    pts = _sample_points(rays_o, rays_d, ray_i, t_s, t_e)
-    if settings.prune and ray_i.numel() > 0:
-        keep = _prune(field, pts, ray_i, t_s, t_e, settings)
-        ray_i, t_s, t_e, pts = (t.index_select(0, keep) for t in (ray_i, t_s, t_e, pts))
+    samples = sample_along_rays(rays_o, rays_d, field.aabb, settings.step_size, grid, settings.near, jitter,
+                                generator)
     n = rays_o.shape[0]
+    if settings.prune and len(samples) > 0:
+        with torch.no_grad():  # a gradient-free density pass picks the samples worth a gradient pass
+            sigma = field.density(samples.points)
+        samples = samples.select(visible_samples(samples, sigma, n, settings.opacity_min, settings.early_stop_eps))
+    ray_i, t_s, t_e, pts = samples.ray_indices, samples.t_starts, samples.t_ends, samples.points
     if ray_i.numel() == 0:
         zeros = torch.zeros(n, device=rays_o.device)
         rgb = background + 0.0 * sum(p.sum() for p in field.parameters())  # keep the graph alive
@@ -115,7 +97,7 @@ def render_rays_chunked(
     rays_d: Tensor,
     grid: OccupancyGrid | None,
     background: Tensor,
-    settings: RenderSettings,
+    settings: RenderConfig,
     chunk: int = 8192,
 ) -> dict[str, Tensor]:
     """Render many rays [R,3] without gradients, `chunk` rays at a time; same outputs as render_rays."""

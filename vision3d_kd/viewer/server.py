@@ -48,9 +48,9 @@ def start_viewer(run: Path, host: str = "127.0.0.1", port: int = 8080, show: str
     the caller keeps the process alive (server.sleep_forever) and stops it (server.stop)."""
     import viser
 
-    from ..checkpoint import load_field
     from ..export.mesh_io import mesh_to_trimesh
-    from ..export.run_mesh import MeshOptions, mesh_from_run, point_cloud_from_run
+    from ..export.run_mesh import MeshConfig, mesh_from_run, point_cloud_from_run
+    from ..runs import load_field
 
     if show not in SHOW:
         raise ConfigError(f"--show must be one of {', '.join(SHOW)}, got {show!r}")
@@ -64,7 +64,7 @@ def start_viewer(run: Path, host: str = "127.0.0.1", port: int = 8080, show: str
         raise ConfigError("--show splats needs a splats run")
     mesh: Mesh | None = None
     if show == "mesh":
-        mesh = mesh_from_run(run, MeshOptions(resolution=resolution, views=24), device)
+        mesh = mesh_from_run(run, MeshConfig(resolution=resolution, views=24), device)
     elif show == "pointcloud":
         points, colors = point_cloud_from_run(run, views=24, max_points=300_000, device=device)
     server = viser.ViserServer(host=host, port=port, verbose=False)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ...checkpoint import atomic_write
 from ...errors import DataError
-from ...export.splat_io import atomic_write
 from .events import Events
 
 __all__ = ["load_events", "save_events"]

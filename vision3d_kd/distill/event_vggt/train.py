@@ -19,8 +19,9 @@ import torch.nn.functional as F
 
 from ...checkpoint import write_json
 from ...errors import ConfigError, NumericalError, RunError
-from ...train_loop import TrainLoop
-from ...train_state import load_train_state, save_train_state
+from ...train.driver import StepResult, TrainTask, make_generator, seeded_init, train
+from ...train.loop import LoopConfig
+from ...train.state import load_train_state, save_train_state
 from .clips import EventClips
 from .losses import (
     TokenProjector,
@@ -36,7 +37,7 @@ from .losses import (
 from .model import GeometryNet, NetConfig
 from .teacher import GeometryTeacher, save_net
 
-__all__ = ["DistillConfig", "train_network"]
+__all__ = ["DistillConfig", "EventDepthTask", "train_network"]
 
 _RESUMABLE = ("steps", "log_every", "checkpoint_every")  # options a resumed run may change
 
@@ -145,8 +146,110 @@ def _init_from_teacher(net: GeometryNet, proj: TokenProjector, teacher: Geometry
                 lin.bias.zero_()
 
 
+class EventDepthTask(TrainTask):
+    """One step: a batch of random clips, the scale-invariant log-depth loss against ground truth or the
+    teacher, plus the switched-on STFD / CMFM / TCD terms; AdamW with warm-up and cosine decay."""
+
+    def __init__(self, cfg: DistillConfig, clips: EventClips, teacher: GeometryTeacher | None, init: str,
+                 resume: bool, extra_info: dict[str, Any], generator: torch.Generator) -> None:
+        self.name, self.cfg, self.clips, self.teacher = f"event-depth {cfg.name()}", cfg, clips, teacher
+        self.extra_info, self.gen = extra_info, generator
+        with seeded_init(cfg.seed):
+            self.net = GeometryNet(cfg.net)
+            tdim = None
+            if cfg.distilling and (cfg.stfd or cfg.cmfm):
+                tdim = _teacher_targets(teacher, clips, [0], {}, (1, 1))["tokens"][0].shape[-1]
+            self.proj = TokenProjector(cfg.net.dim, tdim or cfg.net.dim, len(cfg.stfd_taps))
+        if init == "teacher" and not resume:
+            _init_from_teacher(self.net, self.proj, teacher)
+        self.params = list(self.net.parameters()) + (list(self.proj.parameters()) if tdim else [])
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=1e-4)
+        self.warm = min(100, cfg.steps // 10 + 1)
+        self.cache: dict[int, dict] = {}
+        self.rec: dict[str, float] = {}
+        self.net.train()
+
+    def _set_lr(self, at: int) -> None:
+        """Linear warm-up, then cosine decay to 0 at cfg.steps."""
+        f = min(1.0, (at + 1) / self.warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, at / self.cfg.steps)))
+        for group in self.opt.param_groups:
+            group["lr"] = self.cfg.lr * f
+
+    def _loss(self, pred: dict[str, Any], x: torch.Tensor, target: torch.Tensor, tgt: dict[str, Any] | None,
+              rec: dict[str, float]) -> torch.Tensor:
+        """The step's objective; fills rec with each term."""
+        cfg, net = self.cfg, self.net
+        loss = si_log_loss(pred["log_depth"], target, cfg.si_lambda)
+        rec["depth"] = float(loss.detach())
+        if cfg.input == "rgb":
+            loss = loss + confidence_loss(pred["confidence"], pred["log_depth"], target)
+        if tgt is not None and cfg.stfd:
+            s_taps = [pred["tokens"][net.taps[k]] for k in cfg.stfd_taps]
+            t_taps = [tgt["tokens"][k] for k in cfg.stfd_taps]
+            term = (stfd_loss(s_taps, t_taps, self.proj) if cfg.stfd_mode == "tokens"
+                    else stfd_relation_loss(s_taps, t_taps))
+            loss, rec["stfd"] = loss + cfg.w_stfd * term, float(term.detach())
+        if tgt is not None and cfg.cmfm:
+            m = net.taps[cfg.cmfm_tap]
+            t_tok = tgt["tokens"][cfg.cmfm_tap]
+            mixed = mix_tokens(pred["tokens"][m], self.proj.to_student(F.layer_norm(t_tok, t_tok.shape[-1:])),
+                               cfg.mix_ratio, self.gen)
+            layers = pred["tokens"][:m] + [mixed] + net.run(mixed, m + 1)
+            aux = net.decode(layers, pred["grid"], tuple(x.shape[-2:]))
+            term = si_log_loss(aux["log_depth"], target, cfg.si_lambda)
+            loss, rec["cmfm"] = loss + cfg.w_cmfm * term, float(term.detach())
+        if tgt is not None and cfg.tcd:
+            term = tcd_loss(pred["log_depth"], target)
+            loss, rec["tcd"] = loss + cfg.w_tcd * term, float(term.detach())
+        return loss
+
+    def step(self, step: int, progress: float) -> StepResult:
+        cfg, rec = self.cfg, self.rec
+        ids = torch.randint(len(self.clips), (cfg.batch,), generator=self.gen).tolist()
+        b = self.clips.batch(ids)
+        x = b["rgb"] * 2 - 1 if cfg.input == "rgb" else b["vox"]
+        pred = self.net(x)
+        tgt = _teacher_targets(self.teacher, self.clips, ids, self.cache, pred["grid"]) if cfg.distilling else None
+        target = tgt["log_depth"] if tgt is not None else depth_target(b["depth"])
+        loss = self._loss(pred, x, target, tgt, rec)
+        if not torch.isfinite(loss):
+            raise NumericalError(f"event-depth training: loss is {float(loss)} at step {step}; "
+                                 "lower --lr (last checkpoint kept)")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self._set_lr(step)
+        self.opt.step()
+        rec["loss"] = float(loss.detach())
+        return StepResult(dict(rec), f"loss {rec['loss']:.3f}")
+
+    def save(self, out: Path, meta: dict[str, Any]) -> None:
+        save_net(out, self.net, {**self.extra_info, "steps": meta["step"], "seconds": round(meta["elapsed"], 2)})
+        save_train_state(out, self.opt, meta, self.gen, {f"proj.{k}": v for k, v in self.proj.state_dict().items()})
+
+    def restore(self, out: Path) -> dict[str, Any]:
+        from .teacher import load_net
+
+        if not (out / "weights.safetensors").exists():
+            raise RunError(f"{out}: nothing to resume")
+        old, old_cfg = load_net(out)
+
+        def same(d: dict) -> dict:
+            return {k: v for k, v in json.loads(json.dumps(d)).items() if k not in _RESUMABLE}
+
+        if same(old_cfg.get("distill", {})) != same(self.extra_info["distill"]):
+            raise ConfigError(f"{out}: was trained with other settings; resume with the same options")
+        self.net.load_state_dict(old.state_dict())
+        meta, extra = load_train_state(out, self.opt, self.gen)
+        self.proj.load_state_dict({k[5:]: v for k, v in extra.items() if k.startswith("proj.")}, strict=False)
+        return meta
+
+    def finish(self, out: Path) -> dict[str, Any]:
+        return {"final_loss": self.rec.get("loss")}
+
+
 def train_network(data: Path, out: Path, cfg: DistillConfig, teacher: GeometryTeacher | None = None,
-                  teacher_info: dict | None = None, resume: bool = False, show_progress: bool = True,
+                  teacher_info: dict | None = None, resume: bool = False, rank: int = 0, show_progress: bool = True,
                   callback: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
     """Train one network on the clips of ``data``; writes RUN (config.json, weights.safetensors,
     log.jsonl, metrics.json, train_state.safetensors) and returns the metrics."""
@@ -159,100 +262,13 @@ def train_network(data: Path, out: Path, cfg: DistillConfig, teacher: GeometryTe
     if not resume and (out / "weights.safetensors").exists():
         raise ConfigError(f"{out}: already holds a run (use --resume to continue it, or a new --out)")
     clips = EventClips(data, cfg.clip_len, cfg.bins)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    net = GeometryNet(cfg.net)
-    tdim = None
-    if cfg.distilling and (cfg.stfd or cfg.cmfm):
-        probe = _teacher_targets(teacher, clips, [0], {}, (1, 1))
-        tdim = probe["tokens"][0].shape[-1]
-    proj = TokenProjector(cfg.net.dim, tdim or cfg.net.dim, len(cfg.stfd_taps))
-    if init == "teacher" and not resume:
-        _init_from_teacher(net, proj, teacher)
-    params = list(net.parameters()) + (list(proj.parameters()) if tdim else [])
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
-    warm = min(100, cfg.steps // 10 + 1)
-
-    def set_lr(at: int) -> None:  # linear warm-up, then cosine decay to 0 at cfg.steps
-        f = min(1.0, (at + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, at / cfg.steps)))
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * f
-
     extra_info = {"role": "teacher" if cfg.input == "rgb" else "student", "distill": asdict(cfg),
                   "method": cfg.name(), "data": str(data), "init": init,
                   **({"teacher": teacher_info} if teacher_info else {})}
-    step, elapsed = 0, 0.0
-    if resume:
-        from .teacher import load_net
-
-        if not (out / "weights.safetensors").exists():
-            raise RunError(f"{out}: nothing to resume")
-        old, old_cfg = load_net(out)
-        def same(d: dict) -> dict:
-            return {k: v for k, v in json.loads(json.dumps(d)).items() if k not in _RESUMABLE}
-
-        if same(old_cfg.get("distill", {})) != same(extra_info["distill"]):
-            raise ConfigError(f"{out}: was trained with other settings; resume with the same options")
-        net.load_state_dict(old.state_dict())
-        meta, extra = load_train_state(out, opt, gen)
-        proj.load_state_dict({k[5:]: v for k, v in extra.items() if k.startswith("proj.")}, strict=False)
-        step, elapsed = meta["step"], meta["elapsed"]
-    net.train()
-
-    def checkpoint(at_step: int, seconds: float) -> None:
-        save_net(out, net, {**extra_info, "steps": at_step, "seconds": round(seconds, 2)})
-        save_train_state(out, opt, {"step": at_step, "elapsed": seconds}, gen,
-                         {f"proj.{k}": v for k, v in proj.state_dict().items()})
-
-    cache: dict[int, dict] = {}
-    rec: dict[str, float] = {}
-    loop = TrainLoop(out, f"event-depth {cfg.name()}", cfg.steps, checkpoint, start_step=step, elapsed_before=elapsed,
-                     log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, resume=resume,
-                     show_progress=show_progress, callback=callback)
-    with loop:
-        while loop.running():
-            ids = torch.randint(len(clips), (cfg.batch,), generator=gen).tolist()
-            b = clips.batch(ids)
-            x = b["rgb"] * 2 - 1 if cfg.input == "rgb" else b["vox"]
-            pred = net(x)
-            if cfg.distilling:
-                tgt = _teacher_targets(teacher, clips, ids, cache, pred["grid"])
-                target = tgt["log_depth"]
-            else:
-                target = depth_target(b["depth"])
-            loss = si_log_loss(pred["log_depth"], target, cfg.si_lambda)
-            rec["depth"] = float(loss.detach())
-            if cfg.input == "rgb":
-                loss = loss + confidence_loss(pred["confidence"], pred["log_depth"], target)
-            if cfg.distilling and cfg.stfd:
-                s_taps = [pred["tokens"][net.taps[k]] for k in cfg.stfd_taps]
-                t_taps = [tgt["tokens"][k] for k in cfg.stfd_taps]
-                term = (stfd_loss(s_taps, t_taps, proj) if cfg.stfd_mode == "tokens"
-                        else stfd_relation_loss(s_taps, t_taps))
-                loss, rec["stfd"] = loss + cfg.w_stfd * term, float(term.detach())
-            if cfg.distilling and cfg.cmfm:
-                m = net.taps[cfg.cmfm_tap]
-                t_tok = tgt["tokens"][cfg.cmfm_tap]
-                mixed = mix_tokens(pred["tokens"][m], proj.to_student(F.layer_norm(t_tok, t_tok.shape[-1:])),
-                                   cfg.mix_ratio, gen)
-                layers = pred["tokens"][:m] + [mixed] + net.run(mixed, m + 1)
-                aux = net.decode(layers, pred["grid"], tuple(x.shape[-2:]))
-                term = si_log_loss(aux["log_depth"], target, cfg.si_lambda)
-                loss, rec["cmfm"] = loss + cfg.w_cmfm * term, float(term.detach())
-            if cfg.distilling and cfg.tcd:
-                term = tcd_loss(pred["log_depth"], target)
-                loss, rec["tcd"] = loss + cfg.w_tcd * term, float(term.detach())
-            if not torch.isfinite(loss):
-                raise NumericalError(f"event-depth training: loss is {float(loss)} at step {loop.step}; "
-                                     "lower --lr (last checkpoint kept)")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            set_lr(loop.step)
-            opt.step()
-            rec["loss"] = float(loss.detach())
-            loop.end_step(rec, f"loss {rec['loss']:.3f}")
-    metrics = {"method": cfg.name(), "steps": loop.step, "seconds": round(loop.elapsed, 2),
-               "minutes": round(loop.elapsed / 60, 3), "final_loss": rec.get("loss") if loop.step else None}
-    write_json(out / "metrics.json", metrics)
+    task = EventDepthTask(cfg, clips, teacher, init, resume, extra_info, make_generator(cfg.seed))
+    metrics = train(task, out, LoopConfig.of(cfg), resume=resume, rank=rank, show_progress=show_progress,
+                    callback=callback, metrics={"method": cfg.name()})
+    metrics["minutes"] = round(metrics["seconds"] / 60, 3)
+    if rank == 0:
+        write_json(out / "metrics.json", metrics)
     return metrics

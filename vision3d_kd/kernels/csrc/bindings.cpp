@@ -45,6 +45,11 @@ void splat_backward(const float* g_rgb, const float* g_alpha, const float* g_dep
                     const float* con, const float* col, const float* opa, const float* dep, const int64_t* offsets,
                     const int64_t* ids, int64_t ntx, int64_t nty, int64_t width, int64_t height, const float* bg,
                     const float* out_alpha, const int32_t* out_last, float* pair_grads, int nt);
+void march_count(const float* o, const float* d, const float* tn, const float* tf, int64_t n_rays, float step,
+                 const uint8_t* occ, const float* aabb, int64_t res, int64_t* counts, int nt);
+void march_fill(const float* o, const float* d, const float* tn, const float* tf, int64_t n_rays, float step,
+                const uint8_t* occ, const float* aabb, int64_t res, const int64_t* offsets, int64_t* ray_idx,
+                float* t_starts, float* t_ends, int nt);
 }  // namespace v3kd
 
 namespace {
@@ -184,5 +189,22 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                              ptr<const int32_t>(last), ptr<float>(pg), nt);
       },
       nogil);
-
+  // Occupancy-grid marching: occ may be 0 (no grid: keep every step); offsets = exclusive prefix sum of counts.
+  m.def(
+      "march_count",
+      [](Addr o, Addr d, Addr tn, Addr tf, int64_t n, float step, Addr occ, Addr box, int64_t res, Addr counts,
+         int nt) {
+        v3kd::march_count(ptr<const float>(o), ptr<const float>(d), ptr<const float>(tn), ptr<const float>(tf), n,
+                          step, ptr<const uint8_t>(occ), ptr<const float>(box), res, ptr<int64_t>(counts), nt);
+      },
+      nogil);
+  m.def(
+      "march_fill",
+      [](Addr o, Addr d, Addr tn, Addr tf, int64_t n, float step, Addr occ, Addr box, int64_t res, Addr offsets,
+         Addr ridx, Addr ts, Addr te, int nt) {
+        v3kd::march_fill(ptr<const float>(o), ptr<const float>(d), ptr<const float>(tn), ptr<const float>(tf), n,
+                         step, ptr<const uint8_t>(occ), ptr<const float>(box), res, ptr<const int64_t>(offsets),
+                         ptr<int64_t>(ridx), ptr<float>(ts), ptr<float>(te), nt);
+      },
+      nogil);
 }

@@ -1,14 +1,10 @@
-// Occupancy-grid ray marching (fused CPU path of vision3d_kd.render.march): uniform steps of `step`
+// Occupancy-grid ray marching (fused CPU path of vision3d_kd.kernels.march): uniform steps of `step`
 // from t_near to t_far along each ray, keeping the steps whose midpoint lies in an occupied cell.
 // Two passes over rays in parallel: count, then fill at offsets (exclusive prefix sum of counts),
 // so the packed output is sorted by ray and deterministic. Raw pointers; the Python side validates.
-#include <pybind11/pybind11.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-
-namespace py = pybind11;
 
 namespace {
 
@@ -49,11 +45,10 @@ int64_t march_one(const Grid& g, const float* o, const float* d, float tn, float
   return n;
 }
 
-Grid make_grid(std::uintptr_t occ, std::uintptr_t aabb, int64_t res) {
+Grid make_grid(const uint8_t* occ, const float* box, int64_t res) {
   Grid g{};
-  g.occ = reinterpret_cast<const uint8_t*>(occ);
+  g.occ = occ;
   g.res = res;
-  const float* box = reinterpret_cast<const float*>(aabb);
   for (int a = 0; a < 3; ++a) {
     g.lo[a] = box[a];
     g.scale[a] = static_cast<float>(res) / (box[3 + a] - box[a]);
@@ -63,43 +58,26 @@ Grid make_grid(std::uintptr_t occ, std::uintptr_t aabb, int64_t res) {
 
 }  // namespace
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "vision3d_kd fused occupancy-grid ray marching; call through vision3d_kd.render.march";
-  const auto nogil = py::call_guard<py::gil_scoped_release>();
-  // counts[r] = number of kept steps of ray r. occ may be 0 (no grid: keep every step).
-  m.def(
-      "march_count",
-      [](std::uintptr_t o, std::uintptr_t d, std::uintptr_t tn, std::uintptr_t tf, int64_t n_rays, float step,
-         std::uintptr_t occ, std::uintptr_t aabb, int64_t res, std::uintptr_t counts, int nt) {
-        const Grid g = make_grid(occ, aabb, res);
-        const float* po = reinterpret_cast<const float*>(o);
-        const float* pd = reinterpret_cast<const float*>(d);
-        const float* ptn = reinterpret_cast<const float*>(tn);
-        const float* ptf = reinterpret_cast<const float*>(tf);
-        int64_t* pc = reinterpret_cast<int64_t*>(counts);
+namespace v3kd {
+
+// counts[r] = number of kept steps of ray r. occ may be null (no grid: keep every step).
+void march_count(const float* o, const float* d, const float* tn, const float* tf, int64_t n_rays, float step,
+                 const uint8_t* occ, const float* aabb, int64_t res, int64_t* counts, int nt) {
+  const Grid g = make_grid(occ, aabb, res);
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 64)
-        for (int64_t r = 0; r < n_rays; ++r)
-          pc[r] = march_one<false>(g, po + 3 * r, pd + 3 * r, ptn[r], ptf[r], step, r, nullptr, nullptr, nullptr);
-      },
-      nogil);
-  // Fill packed samples; offsets[r] = exclusive prefix sum of counts (int64).
-  m.def(
-      "march_fill",
-      [](std::uintptr_t o, std::uintptr_t d, std::uintptr_t tn, std::uintptr_t tf, int64_t n_rays, float step,
-         std::uintptr_t occ, std::uintptr_t aabb, int64_t res, std::uintptr_t offsets, std::uintptr_t ray_idx,
-         std::uintptr_t t_starts, std::uintptr_t t_ends, int nt) {
-        const Grid g = make_grid(occ, aabb, res);
-        const float* po = reinterpret_cast<const float*>(o);
-        const float* pd = reinterpret_cast<const float*>(d);
-        const float* ptn = reinterpret_cast<const float*>(tn);
-        const float* ptf = reinterpret_cast<const float*>(tf);
-        const int64_t* off = reinterpret_cast<const int64_t*>(offsets);
-        int64_t* pr = reinterpret_cast<int64_t*>(ray_idx);
-        float* ps = reinterpret_cast<float*>(t_starts);
-        float* pe = reinterpret_cast<float*>(t_ends);
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 64)
-        for (int64_t r = 0; r < n_rays; ++r)
-          march_one<true>(g, po + 3 * r, pd + 3 * r, ptn[r], ptf[r], step, r, pr + off[r], ps + off[r], pe + off[r]);
-      },
-      nogil);
+  for (int64_t r = 0; r < n_rays; ++r)
+    counts[r] = march_one<false>(g, o + 3 * r, d + 3 * r, tn[r], tf[r], step, r, nullptr, nullptr, nullptr);
 }
+
+// Fill packed samples; offsets[r] = exclusive prefix sum of counts.
+void march_fill(const float* o, const float* d, const float* tn, const float* tf, int64_t n_rays, float step,
+                const uint8_t* occ, const float* aabb, int64_t res, const int64_t* offsets, int64_t* ray_idx,
+                float* t_starts, float* t_ends, int nt) {
+  const Grid g = make_grid(occ, aabb, res);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 64)
+  for (int64_t r = 0; r < n_rays; ++r)
+    march_one<true>(g, o + 3 * r, d + 3 * r, tn[r], tf[r], step, r, ray_idx + offsets[r], t_starts + offsets[r],
+                    t_ends + offsets[r]);
+}
+
+}  // namespace v3kd

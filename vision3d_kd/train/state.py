@@ -10,8 +10,8 @@ import torch
 from safetensors import safe_open
 from torch import Tensor
 
-from .checkpoint import load_tensors, save_tensors
-from .errors import RunError
+from ..checkpoint import load_tensors, save_tensors
+from ..errors import RunError
 
 __all__ = ["TRAIN_STATE", "save_train_state", "load_train_state", "truncate_log"]
 

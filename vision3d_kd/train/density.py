@@ -12,8 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from .fields.splats import PARAM_NAMES, GaussianSplats
-from .render.splat_project import quat_to_rotmat
+from ..fields.splats import PARAM_NAMES, GaussianSplats
+from ..render.splat_project import quat_to_rotmat
 
 __all__ = ["DensityController", "edit_gaussians"]
 

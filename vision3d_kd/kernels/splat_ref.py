@@ -12,13 +12,31 @@ would bring the transmittance below 1e-4 ends the pixel (it and all behind it ar
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from .splat_project import TILE, Projection
+__all__ = ["Projection", "TILE", "tile_bins", "rasterize_ref", "finish_image", "ALPHA_MIN", "ALPHA_MAX", "T_MIN"]
 
-__all__ = ["tile_bins", "rasterize_ref", "finish_image", "ALPHA_MIN", "ALPHA_MAX", "T_MIN"]
+TILE = 16  # tile edge in pixels for tile binning (both rasterizers)
+
+
+@dataclass
+class Projection:
+    """Per-Gaussian screen-space quantities for N input Gaussians (culled ones have radius 0).
+
+    means2d [N,2] pixels; conics [N,3] = (a, b, c) of the inverse 2D covariance, so the Gaussian's
+    exponent at pixel offset (dx, dy) is -0.5 (a dx^2 + c dy^2) - b dx dy; depths [N] camera z
+    (world units); radii [N] int32 pixels (3 sigma); visible [N] bool.
+    """
+
+    means2d: Tensor
+    conics: Tensor
+    depths: Tensor
+    radii: Tensor
+    visible: Tensor
 
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.99
@@ -140,8 +158,8 @@ def rasterize_ref(
 
 
 def finish_image(rgb: Tensor, alpha: Tensor, acc_z: Tensor) -> dict[str, Tensor]:
-    """Rasterizer outputs from composited rgb [H,W,3], alpha [H,W] and accumulated w*z [H,W]:
-    depth = acc_z / alpha (expected camera z of what is visible), 0 where alpha is 0."""
+    """Rasterizer outputs {rgb, opacity, depth} from composited rgb [H,W,3], accumulated opacity `alpha` [H,W]
+    and accumulated w*z [H,W]: depth = acc_z / alpha (expected camera z of what is visible), 0 where alpha is 0."""
     depth = torch.where(alpha > 0, acc_z / alpha.clamp_min(1e-10), torch.zeros_like(acc_z))
-    return {"rgb": rgb, "alpha": alpha, "depth": depth}
+    return {"rgb": rgb, "opacity": alpha, "depth": depth}
 

@@ -7,14 +7,33 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .train_state import truncate_log
+from .state import truncate_log
 
-__all__ = ["TrainLoop"]
+__all__ = ["LoopConfig", "TrainLoop"]
+
+
+@dataclass
+class LoopConfig:
+    """How long and how often: `steps`, a wall-clock budget `max_seconds` (0 = none; schedules follow
+    max(step, time) progress), log / checkpoint every N steps, weight snapshots every N training seconds."""
+
+    steps: int
+    max_seconds: float = 0.0
+    log_every: int = 25
+    checkpoint_every: int = 500
+    snapshot_every_seconds: float = 0.0
+
+    @classmethod
+    def of(cls, settings: Any) -> LoopConfig:
+        """The loop part of any trainer's settings dataclass (missing attributes keep their defaults)."""
+        names = ("max_seconds", "log_every", "checkpoint_every", "snapshot_every_seconds")
+        return cls(int(settings.steps), **{n: getattr(settings, n) for n in names if hasattr(settings, n)})
 
 
 class TrainLoop:
@@ -22,32 +41,33 @@ class TrainLoop:
 
     `checkpoint(step, elapsed_seconds)` writes everything `--resume` needs; it runs every
     `checkpoint_every` steps, on KeyboardInterrupt (then re-raised) and when the loop ends normally.
-    `elapsed` counts training time across resumes (`elapsed_before` from the checkpoint)."""
+    `elapsed` counts training time across resumes (`elapsed_before` from the checkpoint). `writer`
+    False (ranks other than 0) writes no log and shows no bar."""
 
-    def __init__(self, out: Path, name: str, steps: int, checkpoint: Callable[[int, float], None], *,
-                 start_step: int = 0, elapsed_before: float = 0.0, max_seconds: float = 0.0, log_every: int = 25,
-                 checkpoint_every: int = 500, resume: bool = False, show_progress: bool = True,
-                 callback: Callable[[int, dict[str, Any]], None] | None = None,
-                 snapshot: Callable[[Path], None] | None = None, snapshot_every: float = 0.0) -> None:
-        self.out, self.name, self.steps = Path(out), name, steps
-        self.step, self.elapsed_before, self.max_seconds = start_step, elapsed_before, max_seconds
-        self.log_every, self.checkpoint_every = log_every, checkpoint_every
+    def __init__(self, out: Path, name: str, cfg: LoopConfig, checkpoint: Callable[[int, float], None], *,
+                 start_step: int = 0, elapsed_before: float = 0.0, resume: bool = False, writer: bool = True,
+                 show_progress: bool = True, callback: Callable[[int, dict[str, Any]], None] | None = None,
+                 snapshot: Callable[[Path], None] | None = None) -> None:
+        self.out, self.name, self.steps = Path(out), name, cfg.steps
+        self.step, self.elapsed_before, self.max_seconds = start_step, elapsed_before, cfg.max_seconds
+        self.log_every, self.checkpoint_every = cfg.log_every, cfg.checkpoint_every
         self._checkpoint, self._callback = checkpoint, callback
-        self._resume, self._show = resume, show_progress
-        self._snapshot, self._snapshot_every = snapshot, snapshot_every
-        self._next_snapshot = (int(elapsed_before // snapshot_every) + 1) * snapshot_every if snapshot_every else 0.0
+        self._resume, self._show, self._writer = resume, show_progress and writer, writer
+        every = cfg.snapshot_every_seconds
+        self._snapshot, self._snapshot_every = snapshot, every
+        self._next_snapshot = (int(elapsed_before // every) + 1) * every if every else 0.0
 
     def __enter__(self) -> TrainLoop:
         self.out.mkdir(parents=True, exist_ok=True)
-        if self._resume:
+        if self._resume and self._writer:
             truncate_log(self.out / "log.jsonl", self.step)
-        self._log = open(self.out / "log.jsonl", "a")
+        self._log = open(self.out / "log.jsonl", "a") if self._writer else None
         self._t0 = time.perf_counter()
-        cols = [TextColumn(f"[bold]fit {self.name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        cols = [TextColumn(f"[bold]{self.name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                 TextColumn("{task.fields[info]}")]
         self._bar = Progress(*cols, disable=not self._show)
         self._bar.__enter__()
-        self._task = self._bar.add_task("fit", total=self.steps, completed=self.step, info="")
+        self._task = self._bar.add_task("train", total=self.steps, completed=self.step, info="")
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -56,7 +76,8 @@ class TrainLoop:
             if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
                 self._checkpoint(self.step, self.elapsed)
         finally:
-            self._log.close()
+            if self._log is not None:
+                self._log.close()
 
     @property
     def elapsed(self) -> float:
@@ -79,7 +100,7 @@ class TrainLoop:
         when due, call the callback."""
         self.step += 1
         record = {"step": self.step, **record, "elapsed": round(self.elapsed, 3)}
-        if force_log or self.step % self.log_every == 0 or self.step == self.steps:
+        if self._log is not None and (force_log or self.step % self.log_every == 0 or self.step == self.steps):
             self._log.write(json.dumps(record) + "\n")
             self._log.flush()
         self._bar.update(self._task, completed=self.step, info=info)

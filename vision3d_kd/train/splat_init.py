@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .errors import RunError
+from ..errors import RunError
 
 __all__ = ["points_from_run", "points_from_file", "initial_points"]
 
@@ -21,7 +21,7 @@ def points_from_run(run: Path, n: int, generator: torch.Generator, step_size: fl
     uniform in its occupied cells (or its box), drawn in batches of `candidates * n` until n of them
     have density, then picked with probability proportional to the opacity of one marching step,
     alpha = 1 - exp(-sigma * step_size); colours from the colour head (default view direction)."""
-    from .trainer import load_run
+    from ..runs import load_run
 
     field, grid, cfg = load_run(run)
     if getattr(field, "name", "") == "splats":
@@ -56,9 +56,9 @@ def points_from_file(path: Path, n: int, generator: torch.Generator) -> tuple[Te
     and DC colours). A random subset is taken when the file has more than `n` points."""
     import numpy as np
 
-    from .errors import DataError
-    from .export.splat_io import read_ply_vertices, read_splats
-    from .fields.splats import SH_C0
+    from ..data.splat_io import read_ply_vertices, read_splats
+    from ..errors import DataError
+    from ..fields.splats import SH_C0
 
     path = Path(path)
     if path.suffix.lower() == ".ply":
@@ -89,7 +89,7 @@ def points_from_file(path: Path, n: int, generator: torch.Generator) -> tuple[Te
 
 def initial_points(source: str, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Points and colours from `source`: a run directory (field density) or a file (see module doc)."""
-    from .errors import DataError
+    from ..errors import DataError
 
     path = Path(source)
     if path.is_dir():

@@ -13,11 +13,9 @@ that starts with the path.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,13 +23,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..checkpoint import atomic_write
 from ..errors import DataError
 from ..fields.splats import SH_C0
 from .spz import ALPHA_EPS, decode_spz, encode_spz
 
 __all__ = [
     "SH_C0",
-    "atomic_write",
     "FORMATS",
     "validate_params",
     "ply_property_names",
@@ -101,25 +99,6 @@ def _to_params(path: PathLike, arrays: Mapping[str, np.ndarray]) -> dict[str, Te
 
 def _write_array(f: BinaryIO, a: np.ndarray) -> None:
     f.write(np.ascontiguousarray(a).tobytes())
-
-
-def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
-    """Run ``write`` on a temp file beside ``path``, then rename it over ``path``; remove it on any failure."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise DataError(f"{path}: output directory {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _read_bytes(path: PathLike) -> bytes:

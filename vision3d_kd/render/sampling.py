@@ -1,0 +1,71 @@
+"""Samples along rays — the one sampler that rendering, PVD and mesh extraction share.
+
+March uniform steps through the scene box, skipping cells the occupancy grid marks empty, take each
+step's midpoint, and (given densities there) keep the samples that are visible: not behind an opaque
+surface and not negligibly thin. Rays: origins/directions [R,3] in world units with unit directions,
+so t is a Euclidean distance along the ray (scene units). Packed layout as nerfacc's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..kernels.composite_ref import exclusive_optical_depth
+from ..kernels.march import march_rays
+from .occupancy import OccupancyGrid
+
+__all__ = ["RaySamples", "sample_along_rays", "visible_samples"]
+
+
+@dataclass
+class RaySamples:
+    """Packed samples sorted by ray: ray_indices [S] int64, t_starts [S], t_ends [S] (scene units) and the
+    world positions of their midpoints, points [S,3]."""
+
+    ray_indices: Tensor
+    t_starts: Tensor
+    t_ends: Tensor
+    points: Tensor
+
+    def __len__(self) -> int:
+        return int(self.ray_indices.numel())
+
+    @property
+    def deltas(self) -> Tensor:
+        """Sample lengths [S] (scene units)."""
+        return self.t_ends - self.t_starts
+
+    def select(self, idx: Tensor) -> RaySamples:
+        """The samples at indices idx [K] (order kept)."""
+        return RaySamples(*(t.index_select(0, idx) for t in (self.ray_indices, self.t_starts, self.t_ends,
+                                                             self.points)))
+
+
+def sample_along_rays(rays_o: Tensor, rays_d: Tensor, aabb: Tensor, step_size: float,
+                      grid: OccupancyGrid | None = None, near: float = 0.0, jitter: bool = False,
+                      generator: torch.Generator | None = None) -> RaySamples:
+    """Steps of `step_size` from max(near, box entry) to the box exit of rays [R,3], kept where `grid` is
+    occupied (the grid's own box replaces `aabb` when given); `jitter` shifts each ray's first step by
+    U[0, step) (training)."""
+    box = grid.aabb if grid is not None else aabb
+    mask = grid.mask() if grid is not None else None
+    ray_i, t_s, t_e = march_rays(rays_o, rays_d, box, step_size, mask, near, jitter, generator)
+    mids = ((t_s + t_e) * 0.5)[:, None]
+    points = torch.addcmul(rays_o.index_select(0, ray_i), rays_d.index_select(0, ray_i), mids)
+    return RaySamples(ray_i, t_s, t_e, points)
+
+
+def visible_samples(samples: RaySamples, sigma: Tensor, n_rays: int, opacity_min: float | None = None,
+                    transmittance_min: float = 1e-4) -> Tensor:
+    """Indices [K] of samples with densities sigma [S] (1/scene-unit) whose own opacity exceeds
+    `opacity_min` (when given) and whose transmittance before them exceeds `transmittance_min` (what is in front of
+    them is not yet opaque)."""
+    tau = sigma.reshape(-1) * samples.deltas
+    keep = exclusive_optical_depth(tau, samples.ray_indices, n_rays) < -math.log(transmittance_min)
+    if opacity_min is not None:
+        keep &= tau > -math.log1p(-opacity_min)
+    return keep.nonzero().flatten()

@@ -1,0 +1,65 @@
+"""State shared by the tasks that train a radiance field with an occupancy grid (`fit`, `convert`):
+the field, its grid, Adam with the warm-up + exponential-decay schedule, the rays per step, and how
+they are checkpointed (weights + config, occupancy grid, optimizer moments, RNG, rays per step)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import load_tensors
+from ..render.occupancy import OccupancyGrid
+from ..render.volume import RenderConfig
+from ..runs import OCCUPANCY, save_field, save_occupancy
+from .config import TrainConfig
+from .driver import TrainTask
+from .optim import adapt_batch_rays, make_optimizer, set_lr
+from .state import load_train_state, save_train_state
+
+__all__ = ["FieldTask"]
+
+
+class FieldTask(TrainTask):
+    """A field being trained: subclasses implement `step` (and `finish`) with `schedule_step` and
+    `count_samples`; saving, restoring and snapshots are shared."""
+
+    def __init__(self, name: str, field, grid: OccupancyGrid, tc: TrainConfig, generator: torch.Generator,
+                 run_cfg: dict[str, Any]) -> None:
+        self.name, self.field, self.grid, self.tc, self.gen, self.run_cfg = name, field, grid, tc, generator, run_cfg
+        self.opt = make_optimizer(field, tc.lr)
+        self.batch_rays = tc.batch_rays
+        self.density_threshold = -math.log(1.0 - tc.occ_alpha_threshold) / tc.step_size  # 1/scene-unit
+        self.settings = RenderConfig(step_size=tc.step_size, opacity_min=tc.alpha_thre,
+                                       early_stop_eps=tc.early_stop_eps)
+
+    def schedule_step(self, step: int, progress: float) -> float:
+        """Before step `step`: rebuild the optimizer when the field changed shape (e.g. upsampled), set the
+        learning rate; returns the peak lr."""
+        if self.field.on_step(step):
+            self.opt = make_optimizer(self.field, self.tc.lr)
+        return set_lr(self.opt, progress, step, self.tc)
+
+    def optimise(self, loss: torch.Tensor, n_samples: int) -> None:
+        """Backward + Adam step, then adapt the rays per step to the samples this step took."""
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.batch_rays = adapt_batch_rays(self.batch_rays, n_samples, self.tc)
+
+    def save(self, out: Path, meta: dict[str, Any]) -> None:
+        save_train_state(out, self.opt, {**meta, "batch_rays": self.batch_rays}, self.gen)
+        save_occupancy(out, self.grid)
+        save_field(out, self.field, self.run_cfg)
+
+    def restore(self, out: Path) -> dict[str, Any]:
+        meta, _ = load_train_state(out, self.opt, self.gen)
+        self.grid.load_state_dict(load_tensors(out / OCCUPANCY))
+        self.batch_rays = int(meta["batch_rays"])
+        return meta
+
+    def snapshot(self, path: Path) -> None:
+        save_field(path, self.field, self.run_cfg)
+        save_occupancy(path, self.grid)

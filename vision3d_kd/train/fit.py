@@ -1,0 +1,103 @@
+"""`v3kd fit`: optimise a radiance field on posed images with occupancy-grid ray marching.
+
+Run by the training driver (`driver.py`): no global state, a device and rank from the caller, a run
+directory that `--resume` continues from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..cameras import Cameras, image_rays, orbit_defaults
+from ..evaluate import held_out_metrics
+from ..fields import build_field
+from ..render.occupancy import OccupancyGrid
+from ..render.volume import RenderConfig, ray_background, render_rays
+from ..runs import load_field
+from .config import FitConfig
+from .driver import StepResult, make_generator, seeded_init, train
+from .field_task import FieldTask
+from .loop import LoopConfig
+
+__all__ = ["fit", "FitTask"]
+
+
+def _all_rays(cams: Cameras) -> tuple[torch.Tensor, torch.Tensor]:
+    os_, ds = zip(*(image_rays(cams, i) for i in range(len(cams))), strict=True)
+    return torch.cat(os_), torch.cat(ds)
+
+
+class FitTask(FieldTask):
+    """One step: a batch of random training pixels, MSE of the rendered colour (+ field regulariser, +
+    distortion loss) against the pixel composited on the training background."""
+
+    def __init__(self, field, train_ds, test_ds, tc, generator: torch.Generator, run_cfg: dict[str, Any],
+                 device: torch.device, out: Path) -> None:
+        grid = OccupancyGrid(field.aabb.cpu(), tc.occ_resolution).to(device)
+        super().__init__(f"fit {run_cfg['fit']['field_name']}", field, grid, tc, generator, run_cfg)
+        self.test_ds, self.device, self.out = test_ds, device, out
+        self.rays_o, self.rays_d = (t.to(device) for t in _all_rays(train_ds.cameras))
+        self.rgb = train_ds.rgb.reshape(-1, 3).to(device)
+        self.opacity = train_ds.alpha.reshape(-1, 1).to(device)
+
+    def step(self, step: int, progress: float) -> StepResult:
+        tc, gen, grid = self.tc, self.gen, self.grid
+        lr = self.schedule_step(step, progress)
+        if step % tc.occ_update_every == 0:
+            grid.update(self.field.density, self.density_threshold, warmup=step < tc.occ_warmup_steps, generator=gen)
+        idx = torch.randint(0, self.rgb.shape[0], (self.batch_rays,), generator=gen).to(self.device)
+        bg = ray_background(tc.background, self.batch_rays, self.device, gen)
+        # index_select: much faster than fancy indexing when the cores are shared
+        a = self.opacity.index_select(0, idx)
+        target = self.rgb.index_select(0, idx) * a + bg * (1 - a)
+        ro, rd = self.rays_o.index_select(0, idx), self.rays_d.index_select(0, idx)
+        res = render_rays(self.field, ro, rd, grid, bg, self.settings, jitter=True, generator=gen,
+                          distortion=tc.distortion > 0)
+        mse = torch.mean((res["rgb"] - target) ** 2)
+        loss = mse + self.field.regularization()
+        if tc.distortion > 0:
+            loss = loss + tc.distortion * res["distortion"]
+        n_samples = int(res["n_samples"])
+        self.optimise(loss, n_samples)
+        psnr_train = -10 * math.log10(max(mse.item(), 1e-10))
+        rec = {"loss": loss.item(), "psnr_train": psnr_train, "lr": lr, "rays": int(idx.numel()),
+               "samples": n_samples, "occupancy": grid.occupancy_fraction()}
+        return StepResult(rec, f"psnr {psnr_train:.2f}  samples {n_samples}")
+
+    def finish(self, out: Path) -> dict[str, Any]:
+        self.field.eval()
+        metrics: dict[str, Any] = {"field": self.run_cfg["fit"]["field_name"],
+                                   "params": sum(p.numel() for p in self.field.parameters())}
+        if self.test_ds is not None:
+            eval_cfg = RenderConfig(step_size=self.tc.step_size)
+            metrics.update(held_out_metrics(self.field, self.test_ds, self.grid, eval_cfg, self.tc.eval_background,
+                                            self.tc.eval_chunk, out / "renders"))
+        return metrics
+
+
+def fit(train_ds, test_ds, out: Path, cfg: FitConfig, data_path: Path | None = None, resume: bool = False,
+        device: torch.device | str = "cpu", rank: int = 0, show_progress: bool = True,
+        callback: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Train `cfg.field_name` on `train_ds`, evaluate on `test_ds` (held out), write RUN `out`.
+
+    Returns the metrics also written to RUN/metrics.json. `callback(step, record)` is called after every
+    step (tests use it to simulate a crash)."""
+    tc = cfg.train
+    tc.validate()
+    out, dev = Path(out), torch.device(device)
+    gen = make_generator(tc.seed)
+    if resume:
+        field, _ = load_field(out)
+    else:
+        with seeded_init(tc.seed):
+            field = build_field({**cfg.field, "field": cfg.field_name, "aabb": train_ds.aabb.tolist()})
+    run_cfg = {"fit": cfg.to_dict(), "data": str(data_path) if data_path else None,
+               "render": {"step_size": tc.step_size, **orbit_defaults(train_ds.cameras)}}
+    task = FitTask(field.to(dev).train(), train_ds, test_ds, tc, gen, run_cfg, dev, out)
+    return train(task, out, LoopConfig.of(tc), resume=resume, rank=rank, show_progress=show_progress,
+                 callback=callback)

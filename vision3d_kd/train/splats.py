@@ -1,0 +1,155 @@
+"""`v3kd fit --field splats`: optimise 3D Gaussian splats on posed images (one full image per step,
+L1 + D-SSIM loss, adaptive density control, SH degree schedule). Same run directory, metrics and
+resume contract as `train.fit` (both run on the training driver).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..cameras import orbit_defaults
+from ..checkpoint import load_tensors, save_tensors
+from ..errors import RunError
+from ..evaluate import held_out_metrics
+from ..fields.splats import GaussianSplats
+from ..metrics import ssim_tensor
+from ..render.image import ray_cos
+from ..render.splat import render_splats
+from ..render.volume import ray_background
+from ..runs import load_field, save_field
+from .config import FitConfig
+from .density import DensityController
+from .driver import StepResult, TrainTask, make_generator, train
+from .loop import LoopConfig
+from .splat_init import initial_points
+from .state import load_train_state, save_train_state
+
+__all__ = ["fit_splats", "SplatsTask", "camera_extent", "DENSITY_STATE"]
+
+DENSITY_STATE = "densify.safetensors"
+
+
+def camera_extent(c2w: torch.Tensor) -> float:
+    """Scene extent as 3DGS defines it: 1.1 x the largest distance of a camera centre from their mean."""
+    centres = c2w[:, :3, 3]
+    return 1.1 * float((centres - centres.mean(0)).norm(dim=-1).max().clamp_min(1e-3))
+
+
+def _optimizer(splats: GaussianSplats, tc, extent: float) -> torch.optim.Optimizer:
+    lrs = {"means": tc.lr_means * extent, "log_scales": tc.lr_scales, "quats": tc.lr_quats,
+           "opacity_logits": tc.lr_opacity, "sh_dc": tc.lr_sh, "sh_rest": tc.lr_sh / 20}
+    groups = [{"params": [getattr(splats, k)], "lr": lr, "name": k} for k, lr in lrs.items()]
+    return torch.optim.Adam(groups, eps=1e-15)
+
+
+def _init_splats(tc, aabb: torch.Tensor, gen: torch.Generator, sh_degree: int) -> GaussianSplats:
+    splats = GaussianSplats(aabb=aabb.tolist(), n=0, sh_degree=sh_degree)
+    if tc.init == "random":
+        return splats.init_random(tc.init_points, generator=gen, opacity=tc.init_opacity)
+    pts, cols = initial_points(tc.init, tc.init_points, gen)
+    return splats.init_points(pts, cols, opacity=tc.init_opacity, generator=gen)
+
+
+def _depth_l1(res: dict[str, torch.Tensor], depth: torch.Tensor, alpha: torch.Tensor, cam) -> torch.Tensor:
+    """L1 (scene units) between the rendered expected camera z and the target's (ray distance
+    `depth` [H,W] -> z), over pixels with alpha > 0.5 and finite depth."""
+    solid = (alpha > 0.5) & torch.isfinite(depth)
+    if not bool(solid.any()):
+        return res["depth"].sum() * 0.0
+    target_z = depth.nan_to_num(0.0, posinf=0.0) * ray_cos(cam).to(depth.device)
+    return (res["depth"] - target_z).abs()[solid].mean()
+
+
+class SplatsTask(TrainTask):
+    """One step: one training image (views in a shuffled order per epoch), L1 + D-SSIM (+ depth L1) against
+    it composited on the training background, then density control."""
+
+    def __init__(self, splats: GaussianSplats, train_ds, test_ds, tc, generator: torch.Generator,
+                 run_cfg: dict[str, Any], device: torch.device) -> None:
+        self.name, self.splats, self.tc, self.gen, self.run_cfg = "fit splats", splats, tc, generator, run_cfg
+        self.train_ds, self.test_ds, self.device = train_ds, test_ds, device
+        self.extent = camera_extent(train_ds.cameras.c2w)
+        self.opt = _optimizer(splats, tc, self.extent)
+        self.density = DensityController(tc, self.extent)
+        self.order: torch.Tensor | None = None  # drawn at the first step of a session, then every epoch
+
+    def step(self, step: int, progress: float) -> StepResult:
+        tc, gen, splats, ds = self.tc, self.gen, self.splats, self.train_ds
+        cams, n_views = ds.cameras, len(ds.cameras)
+        lr_means = tc.lr_means * self.extent * (tc.lr_means_final / tc.lr_means) ** progress
+        self.opt.param_groups[0]["lr"] = lr_means
+        splats.active_sh_degree.fill_(min(splats.sh_degree, step // tc.sh_degree_every))
+        if self.order is None:
+            self.order = torch.randperm(n_views, generator=gen)
+        if step % n_views == 0 and step > 0:
+            self.order = torch.randperm(n_views, generator=gen)
+        i = int(self.order[step % n_views])
+        bg = ray_background(tc.background, 1, torch.device("cpu"), gen)[0].to(self.device)
+        a = ds.alpha[i].to(self.device)
+        target = ds.rgb[i].to(self.device) * a + bg * (1 - a)
+        res = render_splats(splats, cams[i].to(self.device), bg, backend=tc.backend)
+        loss = (1 - tc.ssim_lambda) * (res["rgb"] - target).abs().mean()
+        if tc.ssim_lambda > 0:
+            loss = loss + tc.ssim_lambda * (1 - ssim_tensor(res["rgb"], target))
+        if tc.depth_weight > 0 and ds.depth is not None:
+            loss = loss + tc.depth_weight * _depth_l1(res, ds.depth[i].to(self.device), a[..., 0], cams[i])
+        loss.backward()
+        self.density.accumulate(res["means2d"], res["visible"], cams.width, cams.height)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        changed = self.density.step(step + 1, splats, self.opt, gen)
+        psnr_train = -10 * math.log10(max(float(((res["rgb"].detach() - target) ** 2).mean()), 1e-10))
+        rec = {"loss": loss.item(), "psnr_train": psnr_train, "gaussians": splats.n,
+               "sh_degree": int(splats.active_sh_degree), "lr_means": lr_means}
+        if changed:
+            rec["densify"] = changed
+        return StepResult(rec, f"psnr {psnr_train:.2f}  gaussians {splats.n}", force_log=bool(changed))
+
+    def save(self, out: Path, meta: dict[str, Any]) -> None:
+        save_train_state(out, self.opt, meta, self.gen)
+        save_tensors(out / DENSITY_STATE, self.density.state_dict())
+        save_field(out, self.splats, self.run_cfg)
+
+    def restore(self, out: Path) -> dict[str, Any]:
+        meta, _ = load_train_state(out, self.opt, self.gen)
+        if (out / DENSITY_STATE).is_file():
+            self.density.load_state_dict(load_tensors(out / DENSITY_STATE, check_finite=False))
+        return meta
+
+    def snapshot(self, path: Path) -> None:
+        save_field(path, self.splats, self.run_cfg)
+
+    def finish(self, out: Path) -> dict[str, Any]:
+        self.splats.eval()
+        metrics: dict[str, Any] = {"field": "splats", "gaussians": self.splats.n,
+                                   "params": sum(p.numel() for p in self.splats.parameters())}
+        if self.test_ds is not None:
+            metrics.update(held_out_metrics(self.splats, self.test_ds, None, None, self.tc.eval_background,
+                                            save_dir=out / "renders"))
+        return metrics
+
+
+def fit_splats(train_ds, test_ds, out: Path, cfg: FitConfig, data_path: Path | None = None, resume: bool = False,
+               device: torch.device | str = "cpu", rank: int = 0, show_progress: bool = True,
+               callback: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Train Gaussian splats on `train_ds`, evaluate on `test_ds`, write RUN `out`; returns metrics."""
+    tc = cfg.train
+    tc.validate()
+    out, dev = Path(out), torch.device(device)
+    gen = make_generator(tc.seed)
+    if resume:
+        splats, _ = load_field(out)
+        if not isinstance(splats, GaussianSplats):
+            raise RunError(f"{out}: not a splats run")
+    else:
+        splats = _init_splats(tc, train_ds.aabb, gen, int(cfg.field.get("sh_degree", 3)))
+    run_cfg = {"fit": cfg.to_dict(), "data": str(data_path) if data_path else None,
+               "render": orbit_defaults(train_ds.cameras)}
+    task = SplatsTask(splats.to(dev).train(), train_ds, test_ds, tc, gen, run_cfg, dev)
+    return train(task, out, LoopConfig.of(tc), resume=resume, rank=rank, show_progress=show_progress,
+                 callback=callback)
