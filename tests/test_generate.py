@@ -1,6 +1,6 @@
 """`v3kd generate`: the loop end to end on a tiny Stable-Diffusion-style pipeline (every method, fields and
 splats, resume), the density blob and progressive levels, shading normals, one-line errors for bad input,
-and (with the bundled prior in assets/prior) a short run that makes a red ball matching the true shape."""
+and (with the bundled prior in vision3d_kd/assets/prior) a short run that makes a red ball matching the true shape."""
 
 from __future__ import annotations
 
@@ -315,9 +315,9 @@ def fixed_guidance_residual(run, prior, prompt: str) -> float:
 
 
 def test_a_short_run_with_the_bundled_prior_makes_the_red_ball(tmp_path):
-    """The main job on the shipped prior (assets/prior): 150 SDS steps make a ball of the right size and
+    """The main job on the shipped prior (vision3d_kd/assets/prior): 150 SDS steps make a ball of the right size and
     colour, and the guidance residual on fixed cameras, timesteps and noise drops from the first step's."""
-    from vision3d_kd.cli.prior import DEFAULT_PRIOR
+    from vision3d_kd.assets import ASSETS_DIR
     from vision3d_kd.data.objects import ObjectSpec
     from vision3d_kd.generation.config import load_generate_config
     from vision3d_kd.generation.loop import generate
@@ -325,9 +325,10 @@ def test_a_short_run_with_the_bundled_prior_makes_the_red_ball(tmp_path):
     from vision3d_kd.guidance.diffusers_prior import DiffusersPrior
     from vision3d_kd.runs import load_run, render_settings_from
 
-    if not (DEFAULT_PRIOR / "model_index.json").is_file():
-        pytest.skip(f"{DEFAULT_PRIOR}: the bundled prior is not in this checkout")
-    prior = DiffusersPrior(DEFAULT_PRIOR)
+    bundled = ASSETS_DIR / "prior"
+    if not (bundled / "model_index.json").is_file():
+        pytest.skip(f"{bundled}: the bundled prior is not in this checkout")
+    prior = DiffusersPrior(bundled)
     for steps in (1, 150):
         setup = load_generate_config("sds", None, [f"generate.steps={steps}", "guidance.guidance_scale=30"])
         generate("a red ball", tmp_path / str(steps), setup, prior, show_progress=False)

@@ -158,7 +158,7 @@ def test_bundled_prior_trains_resumes_and_loads_like_any_pipeline(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_bundled(tmp_path_factory):
-    """A tiny prior trained for a few steps by the bundled-prior trainer (a stand-in for assets/prior)."""
+    """A tiny prior trained for a few steps by the bundled-prior trainer (a stand-in for vision3d_kd/assets/prior)."""
     from vision3d_kd.data.object_views import load_prior_shards, write_prior_dataset
     from vision3d_kd.guidance.prior_training import PriorTrainConfig, train_prior
 

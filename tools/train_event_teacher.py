@@ -1,7 +1,7 @@
-"""Train the bundled EventVGGT teacher (assets/event_teacher): a small VGGT-shaped network that predicts
+"""Train the bundled EventVGGT teacher (vision3d_kd/assets/event_teacher): a small VGGT-shaped network that predicts
 metric depth from clips of RGB frames, trained on simulated streets with ground-truth depth.
 
-    python tools/train_event_teacher.py --work /tmp/event_teacher --out assets/event_teacher
+    python tools/train_event_teacher.py --work /tmp/event_teacher --out vision3d_kd/assets/event_teacher
 
 Resumable: the data folder keeps finished sequences and the run resumes from its checkpoint. Teacher
 data use street seeds 10000.. and the check at the end seeds 20000.., so neither overlaps the
@@ -25,7 +25,8 @@ from vision3d_kd.distill.event_vggt.train import DistillConfig, train_network
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True, help="Folder for the data and the training run.")
-    ap.add_argument("--out", type=Path, default=Path("assets/event_teacher"), help="Where the teacher is copied.")
+    ap.add_argument("--out", type=Path, default=Path("vision3d_kd/assets/event_teacher"),
+                    help="Where the teacher is copied.")
     ap.add_argument("--sequences", type=int, default=16, help="Training trajectories (2 s each).")
     ap.add_argument("--steps", type=int, default=3000, help="Optimiser steps (batch 4 clips of 4 frames).")
     ap.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate.")

@@ -2,7 +2,7 @@
 and write it as a diffusers pipeline directory.
 
     python tools/train_prior.py --data ~/.cache/vision3d_kd/prior_data --work ~/.cache/vision3d_kd/prior_work \
-        --out assets/prior --seed 0
+        --out vision3d_kd/assets/prior --seed 0
 
 Checkpoints go to --work every --checkpoint-every steps; rerunning the same command resumes. The exported
 UNet and text encoder are the EMA weights. Log lines: stage, step, loss, seconds."""
@@ -24,7 +24,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, help="data set folder from make_prior_data.py (not for --export-only)")
     ap.add_argument("--work", type=Path, required=True, help="checkpoint folder (resumed if it exists)")
-    ap.add_argument("--out", type=Path, default=Path("assets/prior"))
+    ap.add_argument("--out", type=Path, default=Path("vision3d_kd/assets/prior"))
     ap.add_argument("--export-only", action="store_true",
                     help="write --out from the latest checkpoints in --work and exit (training may be running)")
     defaults = PriorTrainConfig()

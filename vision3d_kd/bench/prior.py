@@ -83,7 +83,7 @@ def score_sample(spec: ObjectSpec, elev: float, azim: float, radius: float,
 def run(quick: bool = False, prior_path: Path | None = None, n_pairs: int | None = None, steps: int | None = None,
         guidance: float = 7.5, seed: int = 0, batch: int = 25, grid_path: Path | None = None) -> dict[str, Any]:
     """Score the prior on n_pairs (default 60, quick 10) held-out pairs; returns {rows, summary}."""
-    from ..cli.prior import default_prior_path
+    from ..assets import default_prior_path
 
     n = n_pairs or (10 if quick else 60)
     steps = steps or (20 if quick else 50)

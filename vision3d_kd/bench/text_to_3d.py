@@ -105,7 +105,7 @@ def run(quick: bool = False, prior_path: Path | None = None, runs_dir: Path | No
         progress=print, sets: list[str] | None = None) -> dict[str, Any]:
     """Every prompt x method x seed (quick: the red ball and the green mug, 2 seeds, 60 steps); `sets`:
     SECTION.KEY=VALUE overrides for every run's config (recorded per run; runs made with others refused)."""
-    from ..cli.prior import default_prior_path
+    from ..assets import default_prior_path
     from ..guidance.diffusers_prior import DiffusersPrior
 
     specs = prompts or (PROMPTS[:2] if quick else PROMPTS)

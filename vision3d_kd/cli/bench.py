@@ -43,11 +43,12 @@ def bench_command(
     fields: str = typer.Option(None, "--fields", help="fit-lego: comma-separated subset of fields; mesh: the field "
                                "to fit (default hashgrid)."),
     prior: Path = typer.Option(None, "--prior", help="prior / text-to-3d: diffusers pipeline directory (default "
-                               "assets/prior)."),
+                               "vision3d_kd/assets/prior)."),
     seeds: int = typer.Option(None, "--seeds", help="text-to-3d: seeds per prompt and method (default 3; quick 2)."),
     steps: int = typer.Option(None, "--steps", help="text-to-3d: generation steps (default: the methods' configs); "
                               "event-vggt: training steps per student (default 1500; quick 60)."),
-    teacher: Path = typer.Option(None, "--teacher", help="event-vggt: teacher run (default assets/event_teacher)."),
+    teacher: Path = typer.Option(None, "--teacher", help="event-vggt: teacher run (default "
+                                 "vision3d_kd/assets/event_teacher)."),
     methods: str = typer.Option(None, "--methods", help="text-to-3d: comma-separated subset of sds,vsd,bsd."),
     sets: list[str] = typer.Option(None, "--set", help="text-to-3d: SECTION.KEY=VALUE override of every run's "
                                    "config (repeatable, as in `v3kd generate`); use its own --runs-dir and --out-dir."),

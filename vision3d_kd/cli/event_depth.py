@@ -78,7 +78,7 @@ def train_teacher_command(
     patch: int = typer.Option(16, "--patch", help="Pixels per token side (must divide the image size)."),
     resume: bool = _RESUME,
 ) -> None:
-    """Train the small VGGT-shaped RGB teacher on ground-truth depth (how assets/event_teacher was made)."""
+    """Train the small VGGT-shaped RGB teacher on ground-truth depth (how vision3d_kd/assets/event_teacher was made)."""
     from ..distill.event_vggt.model import NetConfig
     from ..distill.event_vggt.train import DistillConfig
 
@@ -93,7 +93,7 @@ def distill_command(
                                 "unless --gt)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder for the student."),
     teacher: Path = typer.Option(None, "--teacher", help="Teacher run, or a VGGT checkout (default: the bundled "
-                                 "assets/event_teacher)."),
+                                 "vision3d_kd/assets/event_teacher)."),
     teacher_weights: Path = typer.Option(None, "--teacher-weights", help="VGGT weights (model.pt/.safetensors)."),
     gt: bool = typer.Option(False, "--gt", help="Train on ground-truth depth instead (the upper bound; no teacher)."),
     no_stfd: bool = typer.Option(False, "--no-stfd", help="Switch off Spatio-Temporal Feature Distillation."),

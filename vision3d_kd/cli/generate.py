@@ -19,7 +19,7 @@ def generate_command(
                                help="sds (DreamFusion), vsd (ProlificDreamer) or bsd (PlacidDreamer)."),
     prior: Path = typer.Option(None, "--prior", help=(
         "Local diffusers pipeline directory (Stable Diffusion 1.x/2.x, DeepFloyd-IF stage I style, or a prior "
-        "trained by tools/train_prior.py); default: the bundled prior in assets/prior.")),
+        "trained by tools/train_prior.py); default: the bundled prior in vision3d_kd/assets/prior.")),
     student: str = typer.Option(None, "--student", "--field", help=(
         "3D student: hashgrid (default), mlp, grid, tensorf-vm, tensorf-cp or splats.")),
     steps: int = typer.Option(None, "--steps", help="Distillation steps (default from the method's config)."),
@@ -40,13 +40,13 @@ def generate_command(
     """Optimise a 3D student so that its renders from random cameras look like PROMPT to a diffusion prior;
     writes a run directory (weights, config.json, metrics.json, log.jsonl) plus mesh.glb and turntable.mp4."""
 
+    from ..assets import default_prior_path
     from ..checkpoint import WEIGHTS, write_json
     from ..generation.config import load_generate_config, run_name
     from ..generation.loop import generate
     from ..generation.outputs import write_outputs
     from ..guidance.diffusers_prior import DiffusersPrior
     from .common import pick_device
-    from .prior import default_prior_path
 
     if not prompt.strip():
         raise ConfigError("the prompt is empty")

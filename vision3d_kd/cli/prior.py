@@ -6,25 +6,21 @@ from pathlib import Path
 
 import typer
 
+from ..assets import default_prior_path
 from ..errors import ConfigError
 
-__all__ = ["prior_app", "DEFAULT_PRIOR", "default_prior_path"]
+__all__ = ["prior_app"]
 
 prior_app = typer.Typer(help="Diffusion priors: sample images (the bundled prior or a local diffusers pipeline).",
                         no_args_is_help=True)
-DEFAULT_PRIOR = Path(__file__).resolve().parents[2] / "assets" / "prior"
-
-
-def default_prior_path(path: Path | None) -> Path:
-    """--prior, else the bundled prior beside the package (assets/prior of the checkout)."""
-    return Path(path) if path is not None else DEFAULT_PRIOR
 
 
 @prior_app.command("sample")
 def sample_command(
     prompt: str = typer.Argument(..., help="Text prompt, e.g. 'a red mug'."),
     out: Path = typer.Option(..., "--out", "-o", help="Output .png (n images side by side)."),
-    prior: Path = typer.Option(None, "--prior", help="Diffusers pipeline directory (default: assets/prior)."),
+    prior: Path = typer.Option(None, "--prior", help="Diffusers pipeline directory (default: the bundled "
+                               "vision3d_kd/assets/prior)."),
     elevation: float = typer.Option(15.0, "--elevation", help="Camera elevation in degrees (camera-aware priors)."),
     azimuth: float = typer.Option(0.0, "--azimuth", help="Camera azimuth in degrees; 0 = the object's front."),
     radius: float = typer.Option(3.5, "--radius", help="Camera distance in scene units (camera-aware priors)."),

@@ -1,4 +1,4 @@
-"""Building blocks of the bundled prior (`assets/prior/`, trained by `tools/train_prior.py`): a word-level
+"""Building blocks of the bundled prior (`vision3d_kd/assets/prior/`, trained by `tools/train_prior.py`): a word-level
 tokenizer over the procedural world's captions, and Stable-Diffusion-shaped networks sized for 64×64
 images — a small `AutoencoderKL` (4× down: 16×16×4 latents), a CLIP text encoder and a
 `UNet2DConditionModel` on latents that takes the camera through a projection class embedding.

@@ -1,6 +1,6 @@
 """`DiffusersPrior`: a `DiffusionPrior` over any local diffusers pipeline directory — Stable Diffusion
 1.x/2.x (VAE latents, CLIP text encoder), DeepFloyd-IF stage I style pixel pipelines (no VAE, T5 or any
-transformers text encoder) and the bundled prior in `assets/prior/` (a latent pipeline whose UNet takes
+transformers text encoder) and the bundled prior in `vision3d_kd/assets/prior/` (a latent pipeline whose UNet takes
 the camera through its class embedding). Nothing is downloaded: the directory must hold every
 component its `model_index.json` lists."""
 

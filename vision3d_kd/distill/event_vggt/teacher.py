@@ -1,6 +1,6 @@
 """Geometry teachers: ``teacher(frames [B,S,3,H,W] linear RGB in [0,1]) -> {tokens, grid, depth, confidence}``.
 
-Two implementations share that interface: the bundled small network (`assets/event_teacher`, trained by
+Two implementations share that interface: the bundled small network (`vision3d_kd/assets/event_teacher`, trained by
 `tools/train_event_teacher.py` on simulated RGB frames with ground-truth depth) and the real VGGT loaded
 from a local checkout of facebookresearch/vggt plus its weights file. Tokens are lists of [B,S,P,D]
 patch tokens of four layers, on the token grid (h, w) returned beside them.
@@ -17,14 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...assets import default_event_teacher_path
 from ...checkpoint import load_tensors, read_config, save_tensors, write_json
 from ...errors import RunError
 from .model import GeometryNet, NetConfig
 
-__all__ = ["GeometryTeacher", "NetTeacher", "VGGTTeacher", "load_teacher", "save_net", "load_net",
-           "DEFAULT_TEACHER"]
-
-DEFAULT_TEACHER = Path(__file__).resolve().parents[3] / "assets" / "event_teacher"
+__all__ = ["GeometryTeacher", "NetTeacher", "VGGTTeacher", "load_teacher", "save_net", "load_net"]
 
 
 class GeometryTeacher(Protocol):
@@ -116,9 +114,9 @@ class VGGTTeacher:
 
 
 def load_teacher(path: Path | None = None, weights: Path | None = None) -> tuple[GeometryTeacher, dict]:
-    """The bundled/trained teacher run at ``path`` (default assets/event_teacher), or the real VGGT when
+    """The bundled/trained teacher run at ``path`` (default vision3d_kd/assets/event_teacher), or the real VGGT when
     ``path`` is a VGGT checkout and ``weights`` its weights file. Returns (teacher, description)."""
-    path = Path(path) if path is not None else DEFAULT_TEACHER
+    path = default_event_teacher_path(path)
     if (path / "vggt" / "models").is_dir() or weights is not None:
         if weights is None:
             raise RunError(f"{path}: a VGGT checkout needs --teacher-weights (model.pt or model.safetensors)")
