@@ -88,7 +88,7 @@ def event_runs(tmp_path_factory) -> dict[str, Path]:
     trained on it for a few steps (for CLI/reader tests; not for quality)."""
     from vision3d_kd.distill.event_vggt.model import NetConfig
     from vision3d_kd.distill.event_vggt.simulate import SimConfig, simulate_dataset
-    from vision3d_kd.distill.event_vggt.teacher import load_teacher
+    from vision3d_kd.distill.event_vggt.teacher import load_geometry_teacher
     from vision3d_kd.distill.event_vggt.train import DistillConfig, train_network
 
     root = tmp_path_factory.mktemp("events")
@@ -98,7 +98,7 @@ def event_runs(tmp_path_factory) -> dict[str, Path]:
     net = dict(dim=32, heads=2, depth=2, patch=8, features=16)
     train_network(root / "train", root / "teacher", DistillConfig(input="rgb", supervision="gt", steps=4, batch=2,
                   net=NetConfig(**net)), show_progress=False)
-    teacher, info = load_teacher(root / "teacher")
+    teacher, info = load_geometry_teacher(root / "teacher")
     train_network(root / "train", root / "student", DistillConfig(steps=4, batch=2, net=NetConfig(**net)), teacher,
                   info, show_progress=False)
     return {"root": root, "train": root / "train", "test": root / "test", "teacher": root / "teacher",

@@ -16,7 +16,7 @@ from vision3d_kd.distill.event_vggt.evaluate import evaluate_depth
 from vision3d_kd.distill.event_vggt.losses import TokenProjector, si_log_loss, stfd_loss, tcd_loss
 from vision3d_kd.distill.event_vggt.model import GeometryNet, NetConfig
 from vision3d_kd.distill.event_vggt.street import StreetScene, render_street
-from vision3d_kd.distill.event_vggt.teacher import load_teacher
+from vision3d_kd.distill.event_vggt.teacher import load_geometry_teacher
 from vision3d_kd.distill.event_vggt.train import DistillConfig, train_network
 from vision3d_kd.errors import ConfigError, RunError
 
@@ -74,15 +74,15 @@ def test_losses_have_their_invariances() -> None:
 
 def test_teacher_loading_errors(tmp_path: Path, event_runs) -> None:
     with pytest.raises(RunError, match="teacher not found"):
-        load_teacher(tmp_path / "none")
+        load_geometry_teacher(tmp_path / "none")
     (tmp_path / "vggt" / "models").mkdir(parents=True)
     with pytest.raises(RunError, match="--teacher-weights"):
-        load_teacher(tmp_path)
+        load_geometry_teacher(tmp_path)
     with pytest.raises(RunError, match="not a VGGT checkout"):
-        load_teacher(tmp_path / "vggt", tmp_path / "w.pt")
+        load_geometry_teacher(tmp_path / "vggt", tmp_path / "w.pt")
     with pytest.raises(RunError, match="not an RGB teacher"):
-        load_teacher(event_runs["student"])
-    teacher, info = load_teacher(event_runs["teacher"])
+        load_geometry_teacher(event_runs["student"])
+    teacher, info = load_geometry_teacher(event_runs["teacher"])
     out = teacher(torch.rand(1, 4, 3, 32, 48))
     assert info["teacher"] == "bundled" and len(out["tokens"]) == 4 and out["depth"].shape == (1, 4, 32, 48)
 
@@ -99,7 +99,7 @@ def test_teacher_learns_depth_and_student_learns_from_it(tmp_path: Path) -> None
     train_network(tmp_path / "train", tmp_path / "teacher", DistillConfig(
         input="rgb", supervision="gt", steps=100, batch=2, lr=2e-3, si_lambda=0.5, net=NetConfig(**net)),
         show_progress=False)
-    teacher, info = load_teacher(tmp_path / "teacher")
+    teacher, info = load_geometry_teacher(tmp_path / "teacher")
     test = EventClips(tmp_path / "test", 4, 5)
     constant = evaluate_depth(lambda x: torch.ones(x.shape[0], x.shape[1], *x.shape[-2:]), test, "rgb", 4)
     taught = evaluate_depth(lambda x: teacher(x)["depth"], test, "rgb", 4)
@@ -239,7 +239,7 @@ def test_vggt_teacher_adapter_on_a_stand_in_checkout(tmp_path: Path, event_runs)
     torch.manual_seed(0)
     state = {"aggregator.proj.weight": torch.randn(8, 588) * 0.01, "aggregator.proj.bias": torch.zeros(8)}
     save_file(state, str(tmp_path / "model.safetensors"))
-    teacher, info = load_teacher(tmp_path / "vggt_checkout", tmp_path / "model.safetensors")
+    teacher, info = load_geometry_teacher(tmp_path / "vggt_checkout", tmp_path / "model.safetensors")
     assert info["teacher"] == "vggt"
     frames = torch.rand(1, 2, 3, 32, 48)
     out = teacher(frames)

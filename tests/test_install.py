@@ -80,8 +80,8 @@ def test_wheel_installs_with_its_bundled_models(tmp_path):
 
     where = json.loads(run([python, "-c", (
         "import json, vision3d_kd, vision3d_kd.assets as a\n"
-        "from vision3d_kd.distill.event_vggt.teacher import load_teacher\n"
-        "_, info = load_teacher()\n"
+        "from vision3d_kd.distill.event_vggt.teacher import load_geometry_teacher\n"
+        "_, info = load_geometry_teacher()\n"
         "print(json.dumps({'package': vision3d_kd.__file__, 'prior': str(a.default_prior_path()),"
         " 'teacher': info['path'], 'kind': info['teacher']}))")], work, env).stdout)
     assert where["kind"] == "bundled"

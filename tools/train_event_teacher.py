@@ -18,7 +18,7 @@ from vision3d_kd.checkpoint import write_json
 from vision3d_kd.distill.event_vggt.evaluate import evaluate_depth
 from vision3d_kd.distill.event_vggt.model import NetConfig
 from vision3d_kd.distill.event_vggt.simulate import SimConfig, simulate_dataset
-from vision3d_kd.distill.event_vggt.teacher import load_teacher
+from vision3d_kd.distill.event_vggt.teacher import load_geometry_teacher
 from vision3d_kd.distill.event_vggt.train import DistillConfig, train_network
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     run = args.work / "teacher"
     cfg = DistillConfig(input="rgb", supervision="gt", steps=args.steps, lr=args.lr, si_lambda=0.5, net=NetConfig())
     train_network(args.work / "data", run, cfg, resume=(run / "train_state.safetensors").is_file())
-    teacher, _ = load_teacher(run)
+    teacher, _ = load_geometry_teacher(run)
     metrics = evaluate_depth(lambda x: teacher(x)["depth"], args.work / "check", "rgb", cfg.clip_len, align="none")
     print("held-out (metric, no alignment): " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     args.out.mkdir(parents=True, exist_ok=True)

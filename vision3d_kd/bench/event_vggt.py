@@ -19,7 +19,7 @@ from ..distill.event_vggt.clips import EventClips
 from ..distill.event_vggt.evaluate import evaluate_depth
 from ..distill.event_vggt.model import NetConfig
 from ..distill.event_vggt.simulate import SimConfig, simulate_dataset
-from ..distill.event_vggt.teacher import load_net, load_teacher
+from ..distill.event_vggt.teacher import load_geometry_teacher, load_net
 from ..distill.event_vggt.train import DistillConfig, train_network
 
 __all__ = ["run", "ROWS"]
@@ -59,7 +59,7 @@ def run(quick: bool = False, teacher_path: Path | None = None, runs_dir: Path | 
     train_dir, test_dir = runs_dir / "data_train", runs_dir / "data_test"
     simulate_dataset(train_dir, n_train, 0, sim, progress)
     simulate_dataset(test_dir, n_test, TEST_SEED, sim, progress)
-    teacher, info = load_teacher(teacher_path)
+    teacher, info = load_geometry_teacher(teacher_path)
     test = EventClips(test_dir, 4, 5)
     rows: list[dict[str, Any]] = []
     ref = evaluate_depth(lambda x: teacher(x)["depth"], test, "rgb", 4)

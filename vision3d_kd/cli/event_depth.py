@@ -111,7 +111,7 @@ def distill_command(
     resume: bool = _RESUME,
 ) -> None:
     """Train the event student: distilled from the teacher (output + STFD + CMFM + TCD by default)."""
-    from ..distill.event_vggt.teacher import load_teacher
+    from ..distill.event_vggt.teacher import load_geometry_teacher
     from ..distill.event_vggt.train import DistillConfig
 
     chosen = {k: v for k, v in dict(init=init, stfd_mode=stfd_mode, w_stfd=w_stfd, w_cmfm=w_cmfm, w_tcd=w_tcd).items()
@@ -121,7 +121,7 @@ def distill_command(
     cfg = DistillConfig(supervision="gt" if gt else "teacher", stfd=not no_stfd, cmfm=not no_cmfm, tcd=not no_tcd,
                         steps=steps, batch=batch, lr=lr, clip_len=clip_len, seed=seed, bins=bins, **chosen)
     needs_teacher = not gt or cfg.init != "random"  # with --gt the teacher may still give the initial weights
-    model, info = load_teacher(teacher, teacher_weights) if needs_teacher else (None, None)
+    model, info = load_geometry_teacher(teacher, teacher_weights) if needs_teacher else (None, None)
     _train(data, out, cfg, model, info, resume)
 
 

@@ -22,7 +22,7 @@ from ...checkpoint import load_tensors, read_config, save_tensors, write_json
 from ...errors import RunError
 from .model import GeometryNet, NetConfig
 
-__all__ = ["GeometryTeacher", "NetTeacher", "VGGTTeacher", "load_teacher", "save_net", "load_net"]
+__all__ = ["GeometryTeacher", "NetTeacher", "VGGTTeacher", "load_geometry_teacher", "save_net", "load_net"]
 
 
 class GeometryTeacher(Protocol):
@@ -113,7 +113,7 @@ class VGGTTeacher:
                 "confidence": resize(conf)}
 
 
-def load_teacher(path: Path | None = None, weights: Path | None = None) -> tuple[GeometryTeacher, dict]:
+def load_geometry_teacher(path: Path | None = None, weights: Path | None = None) -> tuple[GeometryTeacher, dict]:
     """The bundled/trained teacher run at ``path`` (default vision3d_kd/assets/event_teacher), or the real VGGT when
     ``path`` is a VGGT checkout and ``weights`` its weights file. Returns (teacher, description)."""
     path = default_event_teacher_path(path)
