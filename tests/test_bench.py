@@ -1,9 +1,12 @@
-"""Benchmark reports: JSON layout {rows, summary, command, machine} and the Markdown table."""
+"""`v3kd bench`: report layout (JSON {rows, summary, command, machine}, Markdown), subcommand help, checks."""
 
 import json
 
+import pytest
+
 from vision3d_kd.bench.report import markdown_table, write_results
-from vision3d_kd.cli.main import main
+
+from .conftest import one_line_error, run_cli
 
 
 def test_write_results_layout(tmp_path):
@@ -21,11 +24,80 @@ def test_markdown_table_columns_in_first_seen_order():
     assert markdown_table([{"a": 1}, {"b": 2.0}]).splitlines()[0] == "| a | b |"
 
 
-def test_unknown_benchmark_is_a_one_line_error(capsys, tmp_path):
-    try:
-        main(["bench", "nope", "--out-dir", str(tmp_path)])
-    except SystemExit as exc:
-        assert exc.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: unknown benchmark") and len(err.splitlines()) == 1
+BENCHMARKS = ("kernels", "fit-lego", "rasterizer", "pvd", "mesh", "prior", "text-to-3d", "event-vggt")
+
+
+def test_unknown_benchmark_is_a_usage_error(capsys, tmp_path):
+    assert run_cli(["bench", "nope", "--out-dir", str(tmp_path)]) == 2
+    assert "nope" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_bench_help_lists_every_benchmark_with_a_description(capsys):
+    assert run_cli(["bench", "--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in BENCHMARKS:
+        row = next((line for line in lines if line.strip(" │").startswith(name + " ")), None)
+        assert row is not None and len(row.strip(" │")) > len(name) + 10, name
+
+
+def test_each_benchmark_shows_only_its_own_options(capsys):
+    assert run_cli(["bench", "fit-lego", "--help"]) == 0
+    out = capsys.readouterr().out
+    for option in ("--quick", "--out-dir", "--budget", "--fields", "--data", "--runs-dir", "default 780"):
+        assert option in out, option
+    for option in ("--seeds", "--methods", "--teacher", "--convert-budget", "--prior"):
+        assert option not in out, option
+    assert run_cli(["bench", "kernels", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--quick" in out and "--out-dir" in out and "--budget" not in out and "--runs-dir" not in out
+    assert run_cli(["bench", "fit-lego", "--seeds", "2"]) == 2  # not an option of fit-lego
+
+
+@pytest.mark.parametrize("args, name", [
+    (["fit-lego", "--budget", "0"], "--budget"),
+    (["fit-lego", "--fields", "hashgrid,nope"], "nope"),
+    (["pvd", "--convert-budget", "-1"], "--convert-budget"),
+    (["mesh", "--field", "nope"], "nope"),
+    (["text-to-3d", "--methods", "sds,nope"], "nope"),
+    (["text-to-3d", "--seeds", "0"], "--seeds"),
+    (["text-to-3d", "--set", "no-equals-sign"], "no-equals-sign"),
+    (["event-vggt", "--steps", "0"], "--steps"),
+])
+def test_bad_option_values_are_one_line_errors_before_any_work(args, name, capsys, tmp_path):
+    assert run_cli(["bench", *args, "--out-dir", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs")]) == 2
+    one_line_error(capsys, name)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args, module, expected", [
+    (["kernels", "--quick"], "kernels", {"quick": True}),
+    (["rasterizer"], "rasterizer", {"quick": False}),
+    (["fit-lego", "--data", "D", "--budget", "5", "--fields", "grid, mlp", "--runs-dir", "R"], "fit_lego",
+     {"quick": False, "data": "D", "budget_s": 5.0, "fields": ["grid", "mlp"], "keep_dir": "R"}),
+    (["pvd", "--quick", "--budget", "7", "--convert-budget", "3"], "pvd",
+     {"quick": True, "data": None, "budget_s": 7.0, "convert_budget_s": 3.0, "keep_dir": None}),
+    (["mesh", "--field", "grid"], "mesh", {"quick": False, "budget_s": None, "field": "grid", "keep_dir": None}),
+    (["mesh", "--fields", "mlp"], "mesh", {"quick": False, "budget_s": None, "field": "mlp", "keep_dir": None}),
+    (["prior", "--prior", "P"], "prior", {"quick": False, "prior_path": "P", "grid_path": "OUT/prior_samples.png"}),
+    (["text-to-3d", "--seeds", "2", "--methods", "vsd,bsd", "--set", "guidance.bsd_lambda=18"], "text_to_3d",
+     {"quick": False, "prior_path": None, "runs_dir": None, "seeds": 2, "steps": None, "methods": ["vsd", "bsd"],
+      "sets": ["guidance.bsd_lambda=18"]}),
+    (["event-vggt", "--teacher", "T", "--steps", "9"], "event_vggt",
+     {"quick": False, "teacher_path": "T", "runs_dir": None, "steps": 9}),
+])
+def test_each_subcommand_passes_its_options_to_its_run(args, module, expected, monkeypatch, tmp_path, capsys):
+    import importlib
+
+    calls = []
+
+    def fake_run(**kwargs):
+        calls.append({k: str(v).replace(str(tmp_path), "OUT") if hasattr(v, "parts") else v for k, v in kwargs.items()})
+        return {"rows": [{"case": "a", "ms": 1.5}], "summary": {"best": 1.5}}
+
+    monkeypatch.setattr(importlib.import_module(f"vision3d_kd.bench.{module}"), "run", fake_run)
+    assert run_cli(["bench", *args, "--out-dir", str(tmp_path)]) == 0
+    assert calls == [expected]
+    name = args[0]
+    assert json.loads((tmp_path / f"{name}.json").read_text())["summary"] == {"best": 1.5}
+    assert (tmp_path / f"{name}.md").is_file() and "summary: best=1.5" in capsys.readouterr().out

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vision3d_kd.data import load_blender, load_dataset, load_nerfstudio
+from vision3d_kd.data import held_out_split, load_blender, load_dataset, load_nerfstudio
 from vision3d_kd.errors import ConfigError, DataError
 
 SHARED = Path(__file__).parents[1] / ".." / "shared" / "data"
@@ -100,6 +100,18 @@ def test_nerfstudio_every_eighth_frame_is_test(tmp_path: Path) -> None:
     assert train.cameras.fy[0] == 11.0 and train.cameras.cx[0] == 4.0
     assert train.rgb.shape == (8, 6, 8, 3) and torch.all(train.alpha == 1)
     assert train.rgb[0, 0, 0, 0] == pytest.approx(20 / 255)
+
+
+def test_held_out_split_follows_the_folder_layout(tmp_path: Path) -> None:
+    assert held_out_split(tmp_path) is None  # nothing held out: no evaluation
+    (tmp_path / "transforms.json").write_text("{}")
+    assert held_out_split(tmp_path) == "test"  # nerfstudio: the loader holds frames out itself
+    (tmp_path / "transforms_train.json").write_text("{}")
+    assert held_out_split(tmp_path) is None  # Blender layout wins; it has no test/val file yet
+    (tmp_path / "transforms_val.json").write_text("{}")
+    assert held_out_split(tmp_path) == "val"
+    (tmp_path / "transforms_test.json").write_text("{}")
+    assert held_out_split(tmp_path) == "test"
 
 
 def test_nerfstudio_explicit_split_and_per_frame_intrinsics(tmp_path: Path) -> None:

@@ -66,8 +66,7 @@ def _curve(run: Path, data: Path, offset: float = 0.0) -> list[tuple[float, floa
     cache = run / "curve.json"
     if cache.is_file():
         return [tuple(p) for p in json.loads(cache.read_text())]
-    from ..cli.common import held_out_split
-    from ..data import load_dataset
+    from ..data import held_out_split, load_dataset
     from ..evaluate import evaluate_field
     from ..runs import load_run, render_settings_from
 

@@ -1,129 +1,228 @@
-"""`v3kd bench NAME [--quick]`: run a benchmark and write bench/results/NAME.{json,md}."""
+"""`v3kd bench BENCHMARK [OPTIONS]`: run one benchmark and write OUT_DIR/BENCHMARK.{json,md}.
+
+One subcommand per benchmark, each with only its own options (all take --quick and --out-dir). The work
+is `vision3d_kd.bench.<name>.run`; a subcommand checks its options, calls it once and reports."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from ..errors import ConfigError
 
-__all__ = ["register", "bench_command", "BENCHMARKS"]
+__all__ = ["bench_app"]
 
-BENCHMARKS = {
-    "kernels": "fused CPU kernels vs their PyTorch references (samples/s, speed-up)",
-    "fit-lego": "every field on the lego scene with the same wall-clock budget (test PSNR/SSIM)",
-    "rasterizer": "Gaussian splat rasterizer fwd / fwd+bwd time and peak memory (10k-300k, 200/400 px)",
-    "pvd": "Progressive Volume Distillation vs training from scratch on lego (speed-up per pair, PVD-AL gain)",
-    "mesh": "meshes of fitted procedural scenes vs their exact SDF (Chamfer % of diagonal, colour error)",
-    "prior": "samples of the diffusion prior on held-out prompt x view pairs vs ground-truth renders "
-             "(mask IoU, colour error, view correctness)",
-    "text-to-3d": "SDS / VSD / BSD side by side on prompts of the prior's world, several seeds (multi-view IoU vs "
-                  "the true object, colour error, saturation, diversity, Janus rate, minutes per object)",
-    "event-vggt": "EventVGGT ablation on held-out simulated streets: teacher on RGB, ground-truth student, "
-                  "output-only, +STFD, +CMFM, +TCD (errors at 10/20/30 m, Abs Rel, delta, temporal jitter, "
-                  "training minutes)",
-}
+bench_app = typer.Typer(
+    help="Run a benchmark: one subcommand each; results go to OUT_DIR/NAME.json and NAME.md.\n\n"
+    "NAME.json holds {rows, summary, command, machine}; NAME.md the same as Markdown tables.",
+    no_args_is_help=True,
+)
+
+# Options several benchmarks share (typer reads them as the parameters' defaults).
+_QUICK = typer.Option(False, "--quick", help="Small sizes and budgets: a smoke run of minutes (default: off).")
+_OUT_DIR = typer.Option(Path("bench/results"), "--out-dir", help="Folder for NAME.json and NAME.md.")
+_DATA = typer.Option(None, "--data", help="The lego folder (default: ../shared/data/nerf_synthetic_lego_200).")
+_PRIOR = typer.Option(None, "--prior", help="The prior: a diffusers pipeline directory (default: the bundled prior).")
 
 
-def bench_command(
-    name: str = typer.Argument(..., help="Benchmark: " + "; ".join(f"{k}: {v}" for k, v in BENCHMARKS.items())),
-    quick: bool = typer.Option(False, "--quick", help="Small sizes and budgets (a smoke run, minutes)."),
-    out_dir: Path = typer.Option(Path("bench/results"), "--out-dir", help="Where NAME.json and NAME.md go."),
-    data: Path = typer.Option(
-        None, "--data", help="fit-lego: the lego folder (default ../shared/data/nerf_synthetic_lego_200)."
-    ),
-    budget: float = typer.Option(
-        None, "--budget", help="fit-lego / pvd / mesh: training seconds per field (default 780 / 540 / 300; "
-        "quick 45 / 40 / 40)."
-    ),
-    convert_budget: float = typer.Option(
-        None, "--convert-budget", help="pvd: seconds per conversion (default 240; quick 30)."
-    ),
-    fields: str = typer.Option(None, "--fields", help="fit-lego: comma-separated subset of fields; mesh: the field "
-                               "to fit (default hashgrid)."),
-    prior: Path = typer.Option(None, "--prior", help="prior / text-to-3d: diffusers pipeline directory (default "
-                               "vision3d_kd/assets/prior)."),
-    seeds: int = typer.Option(None, "--seeds", help="text-to-3d: seeds per prompt and method (default 3; quick 2)."),
-    steps: int = typer.Option(None, "--steps", help="text-to-3d: generation steps (default: the methods' configs); "
-                              "event-vggt: training steps per student (default 1500; quick 60)."),
-    teacher: Path = typer.Option(None, "--teacher", help="event-vggt: teacher run (default "
-                                 "vision3d_kd/assets/event_teacher)."),
-    methods: str = typer.Option(None, "--methods", help="text-to-3d: comma-separated subset of sds,vsd,bsd."),
-    sets: list[str] = typer.Option(None, "--set", help="text-to-3d: SECTION.KEY=VALUE override of every run's "
-                                   "config (repeatable, as in `v3kd generate`); use its own --runs-dir and --out-dir."),
-    runs_dir: Path = typer.Option(
-        None, "--runs-dir",
-        help="fit-lego / pvd / mesh: keep the run directories here (default: a temp dir); pvd and mesh reuse "
-        "finished runs. text-to-3d / event-vggt: where their runs live (default bench/runs/NAME; finished runs "
-        "reused, interrupted ones resumed).",
-    ),
-) -> None:
-    """Run benchmark NAME and write its JSON and Markdown table."""
+def _runs_dir(text: str) -> Any:
+    return typer.Option(None, "--runs-dir", help=text)
+
+
+def _kept_runs(reuse: bool) -> Any:
+    return _runs_dir("Keep the run directories here (default: a new temporary directory)"
+                     + ("; finished runs in it are reused." if reuse else "."))
+
+
+def _bench_runs(name: str) -> Any:
+    return _runs_dir(f"Where the runs live (default: bench/runs/{name}); finished runs are reused, interrupted "
+                     "ones resumed.")
+
+
+def _budget(full: float, quick: float, what: str = "Training seconds per field") -> Any:
+    return typer.Option(None, "--budget", help=f"{what} (default {full:g}; with --quick {quick:g}).")
+
+
+def _positive(option: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ConfigError(f"{option} must be > 0 (got {value:g})")
+
+
+def _at_least_one(option: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ConfigError(f"{option} must be >= 1 (got {value})")
+
+
+def _known(option: str, names: list[str], known, what: str) -> list[str]:
+    bad = [n for n in names if n not in known]
+    if bad or not names:
+        problem = f"unknown {what} {', '.join(bad)}" if bad else f"no {what} given"
+        raise ConfigError(f"{option}: {problem} (choose from {', '.join(known)})")
+    return names
+
+
+def _name_list(option: str, text: str | None, known, what: str) -> list[str] | None:
+    """A comma-separated list checked against `known`; None when the option was not given."""
+    if text is None:
+        return None
+    return _known(option, [n.strip() for n in text.split(",") if n.strip()], known, what)
+
+
+def _report(name: str, result: dict[str, Any], out_dir: Path) -> None:
+    """The common tail: write NAME.json / NAME.md, print the table and the summary."""
     from ..bench.report import markdown_table, write_results
 
-    if name == "kernels":
-        from ..bench.kernels import run as run_kernels
-
-        result = run_kernels(quick=quick)
-    elif name == "rasterizer":
-        from ..bench.rasterizer import run as run_raster
-
-        result = run_raster(quick=quick)
-    elif name == "fit-lego":
-        from ..bench.fit_lego import run as run_fit
-
-        if budget is not None and budget <= 0:
-            raise ConfigError("--budget must be > 0")
-        result = run_fit(
-            quick=quick,
-            data=data,
-            budget_s=budget,
-            fields=[f.strip() for f in fields.split(",")] if fields else None,
-            keep_dir=runs_dir,
-        )
-    elif name == "pvd":
-        from ..bench.pvd import run as run_pvd
-
-        for value in (budget, convert_budget):
-            if value is not None and value <= 0:
-                raise ConfigError("--budget and --convert-budget must be > 0")
-        result = run_pvd(quick=quick, data=data, budget_s=budget, convert_budget_s=convert_budget,
-                         keep_dir=runs_dir)
-    elif name == "mesh":
-        from ..bench.mesh import run as run_mesh
-
-        if budget is not None and budget <= 0:
-            raise ConfigError("--budget must be > 0")
-        result = run_mesh(quick=quick, budget_s=budget, field=fields or "hashgrid", keep_dir=runs_dir)
-    elif name == "prior":
-        from ..bench.prior import run as run_prior
-
-        result = run_prior(quick=quick, prior_path=prior, grid_path=out_dir / "prior_samples.png")
-    elif name == "text-to-3d":
-        from ..bench.text_to_3d import run as run_t3d
-
-        if (seeds is not None and seeds < 1) or (steps is not None and steps < 1):
-            raise ConfigError("--seeds and --steps must be >= 1")
-        chosen = [m.strip() for m in methods.split(",")] if methods else None
-        bad = [m for m in chosen or [] if m not in ("sds", "vsd", "bsd")]
-        if bad:
-            raise ConfigError(f"--methods: unknown method(s) {', '.join(bad)} (choose from sds, vsd, bsd)")
-        result = run_t3d(quick=quick, prior_path=prior, runs_dir=runs_dir, seeds=seeds, steps=steps, methods=chosen,
-                         sets=sets)
-    elif name == "event-vggt":
-        from ..bench.event_vggt import run as run_event
-
-        if steps is not None and steps < 1:
-            raise ConfigError("--steps must be >= 1")
-        result = run_event(quick=quick, teacher_path=teacher, runs_dir=runs_dir, steps=steps)
-    else:
-        raise ConfigError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARKS)})")
     jpath, mpath = write_results(name, result, out_dir)
     print(markdown_table(result["rows"]))
     print("summary: " + ", ".join(f"{k}={v}" for k, v in result["summary"].items()))
     print(f"wrote {jpath} and {mpath}")
 
 
-def register(app: typer.Typer) -> None:
-    app.command("bench")(bench_command)
+@bench_app.command("kernels")
+def kernels_command(quick: bool = _QUICK, out_dir: Path = _OUT_DIR) -> None:
+    """Fused CPU kernels vs PyTorch references: samples/s, speed-up.
+
+    Hash encoding, volume grid (ray-ordered and uniform points), TensoRF planes and lines, compositing.
+    Forward and forward+backward, fused vs the plain-PyTorch reference."""
+    from ..bench.kernels import run
+
+    _report("kernels", run(quick=quick), out_dir)
+
+
+@bench_app.command("fit-lego")
+def fit_lego_command(
+    quick: bool = _QUICK,
+    data: Path = _DATA,
+    budget: float = _budget(780, 45),
+    fields: str = typer.Option(None, "--fields", help="Comma-separated subset of the fields to fit (default: "
+                               "hashgrid, tensorf-vm, tensorf-cp, grid, mlp, splats)."),
+    runs_dir: Path = _kept_runs(reuse=False),
+    out_dir: Path = _OUT_DIR,
+) -> None:
+    """Every field on lego, same time budget: test PSNR/SSIM, memory.
+
+    Each field is fitted by `v3kd fit` in its own process for the same wall-clock budget (--quick: half size).
+    Rows: test PSNR/SSIM, seconds, steps, parameters and peak memory per field."""
+    from ..bench.fit_lego import run
+    from ..fields import MODELS
+
+    _positive("--budget", budget)
+    chosen = _name_list("--fields", fields, list(MODELS), "field(s)")
+    _report("fit-lego", run(quick=quick, data=data, budget_s=budget, fields=chosen, keep_dir=runs_dir), out_dir)
+
+
+@bench_app.command("rasterizer")
+def rasterizer_command(quick: bool = _QUICK, out_dir: Path = _OUT_DIR) -> None:
+    """Splat rasterizer: forward(+backward) time and peak memory.
+
+    10k-300k Gaussians at 200 and 400 px on the fused CPU kernel (and gsplat when CUDA works).
+    The torch reference is timed at 10k Gaussians / 200 px."""
+    from ..bench.rasterizer import run
+
+    _report("rasterizer", run(quick=quick), out_dir)
+
+
+@bench_app.command("pvd")
+def pvd_command(
+    quick: bool = _QUICK,
+    data: Path = _DATA,
+    budget: float = _budget(540, 40, "Seconds per teacher fit (also each from-scratch curve)"),
+    convert_budget: float = typer.Option(None, "--convert-budget", help="Seconds per conversion (default 240; "
+                                         "with --quick 30)."),
+    runs_dir: Path = _kept_runs(reuse=True),
+    out_dir: Path = _OUT_DIR,
+) -> None:
+    """PVD conversion vs training from scratch on lego: speed-ups.
+
+    Teachers are `v3kd fit` runs with snapshots, which also give the from-scratch learning curves.
+    Every field pair is converted with `v3kd convert` and timed to the teacher's PSNR - 0.5 dB.
+    Rows: the speed-up of each pair, and PVD vs PVD-AL (--active) at the same budget on hashgrid->mlp."""
+    from ..bench.pvd import run
+
+    _positive("--budget", budget)
+    _positive("--convert-budget", convert_budget)
+    result = run(quick=quick, data=data, budget_s=budget, convert_budget_s=convert_budget, keep_dir=runs_dir)
+    _report("pvd", result, out_dir)
+
+
+@bench_app.command("mesh")
+def mesh_command(
+    quick: bool = _QUICK,
+    budget: float = _budget(300, 40),
+    field: str = typer.Option("hashgrid", "--field", "--fields", help="The field family to fit and mesh."),
+    runs_dir: Path = _kept_runs(reuse=True),
+    out_dir: Path = _OUT_DIR,
+) -> None:
+    """Meshes of fitted SDF scenes vs the true surface: Chamfer, colour.
+
+    Each shape: `v3kd data scene`, `v3kd fit`, `v3kd export --format glb`.
+    The GLB is scored against the exact SDF: Chamfer distance (% of the box diagonal), vertex-colour error."""
+    from ..bench.mesh import run
+    from ..fields import MODELS
+
+    _positive("--budget", budget)
+    _known("--field", [field], list(MODELS), "field")
+    _report("mesh", run(quick=quick, budget_s=budget, field=field, keep_dir=runs_dir), out_dir)
+
+
+@bench_app.command("prior")
+def prior_command(quick: bool = _QUICK, prior: Path = _PRIOR, out_dir: Path = _OUT_DIR) -> None:
+    """Diffusion prior samples vs true renders: IoU, colour, view.
+
+    Mask IoU, colour error and view correctness on 60 held-out prompt x view pairs (--quick: 10).
+    The samples also go to OUT_DIR/prior_samples.png."""
+    from ..bench.prior import run
+
+    _report("prior", run(quick=quick, prior_path=prior, grid_path=out_dir / "prior_samples.png"), out_dir)
+
+
+@bench_app.command("text-to-3d")
+def text_to_3d_command(
+    quick: bool = _QUICK,
+    prior: Path = _PRIOR,
+    seeds: int = typer.Option(None, "--seeds", help="Seeds per prompt and method (default 3; with --quick 2)."),
+    steps: int = typer.Option(None, "--steps", help="Generation steps per run (default: each method's config; "
+                              "with --quick 60)."),
+    methods: str = typer.Option(None, "--methods", help="Comma-separated subset of sds, vsd, bsd (default: all)."),
+    sets: list[str] = typer.Option(None, "--set", help="SECTION.KEY=VALUE override of every run's config "
+                                   "(repeatable, as in `v3kd generate`); give such runs their own --runs-dir "
+                                   "and --out-dir (default: none)."),
+    runs_dir: Path = _bench_runs("text-to-3d"),
+    out_dir: Path = _OUT_DIR,
+) -> None:
+    """SDS vs VSD vs BSD on the prior's prompts over several seeds.
+
+    Every prompt x method x seed is one generation run, as `v3kd generate` (--quick: 2 prompts, 2 seeds).
+    Scores: multi-view IoU vs the true object, colour error, saturation, diversity, Janus rate, minutes."""
+    from ..bench.text_to_3d import run
+    from ..config import parse_overrides
+    from ..generation.config import SECTIONS
+    from ..guidance.sds import METHODS
+
+    _at_least_one("--seeds", seeds)
+    _at_least_one("--steps", steps)
+    chosen = _name_list("--methods", methods, METHODS, "method(s)")
+    parse_overrides(list(sets or []), SECTIONS)  # a malformed --set fails here, before any run starts
+    result = run(quick=quick, prior_path=prior, runs_dir=runs_dir, seeds=seeds, steps=steps, methods=chosen,
+                 sets=sets)
+    _report("text-to-3d", result, out_dir)
+
+
+@bench_app.command("event-vggt")
+def event_vggt_command(
+    quick: bool = _QUICK,
+    teacher: Path = typer.Option(None, "--teacher", help="Teacher run (default: the bundled teacher)."),
+    steps: int = typer.Option(None, "--steps", help="Training steps per student (default 1500; with --quick 60)."),
+    runs_dir: Path = _bench_runs("event-vggt"),
+    out_dir: Path = _OUT_DIR,
+) -> None:
+    """EventVGGT ablation on held-out simulated streets: depth errors.
+
+    Rows: the teacher on RGB, a ground-truth student, output-only distillation, +STFD, +CMFM, +TCD.
+    Scores: errors at 10/20/30 m, Abs Rel, delta, temporal jitter and training minutes."""
+    from ..bench.event_vggt import run
+
+    _at_least_one("--steps", steps)
+    _report("event-vggt", run(quick=quick, teacher_path=teacher, runs_dir=runs_dir, steps=steps), out_dir)

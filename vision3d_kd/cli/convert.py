@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from ..errors import ConfigError
-from .common import held_out_split, pick_device
+from .common import pick_device
 
 __all__ = ["register", "convert_command"]
 
@@ -39,7 +39,7 @@ def convert_command(
     """Distil a fitted run into another field family or into Gaussian splats (data-free by default);
     writes RUN2 like `v3kd fit` plus metrics.json with PSNR against the teacher on held-out virtual
     views and, when the teacher's dataset is known, PSNR on its real test views."""
-    from ..data import load_dataset
+    from ..data import held_out_split, load_dataset
     from ..distill.convert_config import load_convert_config
     from ..distill.teacher import load_teacher
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ConfigError
-from .common import held_out_split, pick_device
+from .common import pick_device
 
 __all__ = ["register", "eval_command"]
 
@@ -22,7 +22,7 @@ def eval_command(
 ) -> None:
     """Print and write RUN/metrics.json with psnr_<split>, ssim_<split> on held-out views."""
     from ..checkpoint import write_json
-    from ..data import load_dataset
+    from ..data import held_out_split, load_dataset
     from ..evaluate import evaluate_field
     from ..runs import load_run, render_settings_from
 

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from ..errors import ConfigError
 from ..train.config import FitConfig, apply_overrides, load_fit_config
-from .common import held_out_split, pick_device
+from .common import pick_device
 
 __all__ = ["register", "fit_command"]
 
@@ -38,7 +38,7 @@ def fit_command(
 ) -> None:
     """Fit a radiance field to posed images; writes RUN/{config.json, weights.safetensors, log.jsonl, metrics.json}."""
     from ..checkpoint import read_config
-    from ..data import load_dataset
+    from ..data import held_out_split, load_dataset
     from ..train.fit import fit
     from ..train.splats import fit_splats
 

@@ -15,6 +15,7 @@ __all__ = [
     "Dataset",
     "DEFAULT_AABB",
     "load_dataset",
+    "held_out_split",
     "load_blender",
     "load_nerfstudio",
     "write_scene",
@@ -37,3 +38,17 @@ def load_dataset(path: str | Path, split: str = "train", downscale: int = 1) -> 
     if (root / "transforms.json").is_file():
         return load_nerfstudio(root, split, downscale)
     raise data_error(root, "no transforms_train.json or transforms.json")
+
+
+def held_out_split(path: str | Path) -> str | None:
+    """Name of the held-out split of a dataset folder: 'test', else 'val', else None (nothing held out).
+
+    A nerfstudio folder (``transforms.json`` only) always has one: ``load_nerfstudio`` holds out every
+    ``TEST_EVERY``-th frame (or the listed test/val files) as 'test'."""
+    root = Path(path)
+    if (root / "transforms.json").is_file() and not (root / "transforms_train.json").is_file():
+        return "test"
+    for split in ("test", "val"):
+        if (root / f"transforms_{split}.json").is_file():
+            return split
+    return None
