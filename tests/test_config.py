@@ -32,7 +32,7 @@ def test_bad_overrides_are_config_errors(bad):
 
 
 def test_out_of_range_values_are_rejected():
-    cfg = apply_overrides(load_fit_config("grid"), ["train.occ_alpha_threshold=2"])
+    cfg = apply_overrides(load_fit_config("grid"), ["train.occ_opacity_threshold=2"])
     with pytest.raises(ConfigError):
         cfg.train.validate()
     with pytest.raises(ConfigError):
@@ -47,3 +47,13 @@ def test_splats_get_their_own_training_settings():
     bad = apply_overrides(load_fit_config("splats"), ["train.backend=vulkan"])
     with pytest.raises(ConfigError):
         bad.train.validate()
+
+
+def test_runs_written_with_the_old_alpha_names_still_load():
+    """alpha_thre / occ_alpha_threshold became opacity_min / occ_opacity_threshold (one word for opacity)."""
+    from vision3d_kd.train.config import FitConfig
+
+    old = {"field_name": "grid", "field": {}, "train": {"alpha_thre": 0.2, "occ_alpha_threshold": 0.05}}
+    cfg = FitConfig.from_dict(old)
+    assert cfg.train.opacity_min == 0.2 and cfg.train.occ_opacity_threshold == 0.05
+    assert apply_overrides(load_fit_config("grid"), ["train.alpha_thre=0.3"]).train.opacity_min == 0.3

@@ -34,9 +34,9 @@ def test_lego_loads() -> None:
     train = load_dataset(lego, "train")
     test = load_dataset(lego, "test")
     assert len(train) == 90 and len(test) == 10
-    assert train.rgb.shape == (90, 200, 200, 3) and train.alpha.shape == (90, 200, 200, 1)
+    assert train.rgb.shape == (90, 200, 200, 3) and train.opacity.shape == (90, 200, 200, 1)
     assert train.rgb.dtype == torch.float32 and 0 <= train.rgb.min() and train.rgb.max() <= 1
-    assert 0.05 < train.alpha.mean() < 0.6 and train.alpha.min() == 0 and train.alpha.max() == 1
+    assert 0.05 < train.opacity.mean() < 0.6 and train.opacity.min() == 0 and train.opacity.max() == 1
     assert train.cameras.width == 200 and train.cameras.height == 200
     assert torch.allclose(train.cameras.origins.norm(dim=-1), torch.full((90,), 4.03), atol=0.02)
     assert torch.allclose(train.aabb, torch.tensor([[-1.5] * 3, [1.5] * 3]))
@@ -98,7 +98,7 @@ def test_nerfstudio_every_eighth_frame_is_test(tmp_path: Path) -> None:
     assert test.names == ["f0", "f8"]
     assert torch.allclose(test.cameras.origins[:, 2], torch.tensor([0.0, 8.0]))
     assert train.cameras.fy[0] == 11.0 and train.cameras.cx[0] == 4.0
-    assert train.rgb.shape == (8, 6, 8, 3) and torch.all(train.alpha == 1)
+    assert train.rgb.shape == (8, 6, 8, 3) and torch.all(train.opacity == 1)
     assert train.rgb[0, 0, 0, 0] == pytest.approx(20 / 255)
 
 

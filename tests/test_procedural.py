@@ -78,15 +78,15 @@ def test_depth_and_normals_are_consistent_with_the_sdf(composite: Path) -> None:
             assert (normal[~hit] == 0).all()
             # normals face the camera, and covered pixel centres have alpha > 0
             assert ((normal[hit] * d[hit]).sum(-1) < 1e-3).all()
-            assert (ds.alpha[i].reshape(-1)[hit] > 0).all()
+            assert (ds.opacity[i].reshape(-1)[hit] > 0).all()
 
 
 def test_renders_are_view_independent_lambertian(composite: Path) -> None:
     ds = load_dataset(composite, "train")
-    assert ds.rgb.shape == (6, 24, 24, 3) and ds.alpha.max() == 1.0 and ds.alpha.min() == 0.0
+    assert ds.rgb.shape == (6, 24, 24, 3) and ds.opacity.max() == 1.0 and ds.opacity.min() == 0.0
     # partial alpha only on silhouettes (supersampling), and several distinct albedos are visible
-    assert ((ds.alpha > 0) & (ds.alpha < 1)).any()
-    solid = ds.rgb[ds.alpha[..., 0] == 1]
+    assert ((ds.opacity > 0) & (ds.opacity < 1)).any()
+    solid = ds.rgb[ds.opacity[..., 0] == 1]
     assert (solid.max(dim=-1).values > 0.05).all()
 
 

@@ -34,15 +34,15 @@ class ViewSet:
 def render_views(model, grid: OccupancyGrid | None, settings: RenderConfig | None, cams: Cameras,
                  background: str = "white", progress=None) -> ViewSet:
     """Render every camera of `cams` through a field (with its grid) or splats."""
-    rgb, op, depth = [], [], []
+    rgb, opacity, depth = [], [], []
     for i in range(len(cams)):
         out = render(model, cams, i, grid, settings, background)
         rgb.append(out["rgb"])
-        op.append(out["opacity"])
+        opacity.append(out["opacity"])
         depth.append(out["depth"])
         if progress is not None:
             progress(i + 1, len(cams))
-    return ViewSet(cams, torch.stack(rgb), torch.stack(op), torch.stack(depth))
+    return ViewSet(cams, torch.stack(rgb), torch.stack(opacity), torch.stack(depth))
 
 
 def save_png(path: Path, rgb: Tensor) -> None:

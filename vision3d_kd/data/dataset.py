@@ -38,7 +38,7 @@ class Dataset:
     """Posed images of one split.
 
     rgb: [N, H, W, 3] float32 straight (not premultiplied) colour in [0, 1];
-    alpha: [N, H, W, 1] float32 coverage in [0, 1] (ones when the images have no alpha);
+    opacity: [N, H, W, 1] float32 coverage in [0, 1] (the images' alpha channel; ones when they have none);
     cameras: N cameras (OpenGL c2w, pixels); aabb: [2, 3] scene box (min, max) in world units;
     depth: [N, H, W] ray distance in world units (inf where nothing is hit) or None;
     normal: [N, H, W, 3] unit world-frame normals (zeros where nothing is hit) or None;
@@ -46,7 +46,7 @@ class Dataset:
     """
 
     rgb: Tensor
-    alpha: Tensor
+    opacity: Tensor
     cameras: Cameras
     aabb: Tensor = field(default_factory=lambda: torch.tensor(DEFAULT_AABB))
     depth: Tensor | None = None
@@ -69,7 +69,7 @@ class Dataset:
     def images(self, background: Tensor | str | tuple[float, float, float] = "white") -> Tensor:
         """Images [N, H, W, 3] composited over a constant background colour."""
         bg = background_color(background).to(self.rgb)
-        return self.rgb * self.alpha + bg * (1.0 - self.alpha)
+        return self.rgb * self.opacity + bg * (1.0 - self.opacity)
 
 
 def _pool(x: Tensor, factor: int) -> Tensor:

@@ -96,12 +96,12 @@ class _Rays:
     """One step's rays: rays_o/rays_d [R,3], per-ray background, fixed targets (rgb [R,3], opacity,
     depth [R]) where known (splat views, real images; NaN rows for field-teacher rays), camera of ray."""
 
-    def __init__(self, o: Tensor, d: Tensor, rgb: Tensor, op: Tensor, depth: Tensor, cam: Tensor) -> None:
-        self.o, self.d, self.rgb, self.op, self.depth, self.cam = o, d, rgb, op, depth, cam
+    def __init__(self, o: Tensor, d: Tensor, rgb: Tensor, opacity: Tensor, depth: Tensor, cam: Tensor) -> None:
+        self.o, self.d, self.rgb, self.opacity, self.depth, self.cam = o, d, rgb, opacity, depth, cam
 
     @staticmethod
     def cat(parts: list[_Rays]) -> _Rays:
-        return _Rays(*(torch.cat([getattr(p, k) for p in parts]) for k in ("o", "d", "rgb", "op", "depth", "cam")))
+        return _Rays(*(torch.cat([getattr(p, k) for p in parts]) for k in ("o", "d", "rgb", "opacity", "depth", "cam")))
 
 
 def _unknown(n: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -128,7 +128,7 @@ class _RaySource:
             h, w = ds.height, ds.width
             cam, rem = flat // (h * w), flat % (h * w)
             o, d = pixel_rays(ds.cameras, cam, rem % w, rem // w)
-            a = ds.alpha.reshape(-1).index_select(0, flat)
+            a = ds.opacity.reshape(-1).index_select(0, flat)
             rgb = ds.rgb.reshape(-1, 3).index_select(0, flat) * a[:, None]  # premultiplied (black background)
             parts.append(_Rays(o, d, rgb, a, torch.full((n_real,), float("nan")), torch.full((n_real,), -1)))
         hard = self.miner.take_rays() if self.miner is not None else None
@@ -137,8 +137,8 @@ class _RaySource:
         n_virtual = max(1, n - sum(p.o.shape[0] for p in parts))
         if self.views is not None:  # splats teacher: pixels of its pre-rendered views
             idx = torch.randint(0, self.views.opacity.numel(), (n_virtual,), generator=gen)
-            o, d, rgb, op, depth = view_rays(self.views, idx)
-            parts.append(_Rays(o, d, rgb, op, depth, torch.full((n_virtual,), -1)))
+            o, d, rgb, opacity, depth = view_rays(self.views, idx)
+            parts.append(_Rays(o, d, rgb, opacity, depth, torch.full((n_virtual,), -1)))
         else:
             k = self.cfg.cams_per_step
             if self.miner is not None:
@@ -151,7 +151,7 @@ class _RaySource:
             o, d = camera_rays(cams, cam, px, py)
             parts.append(_Rays(o, d, *_unknown(n_virtual), cam))
         rays = _Rays.cat(parts)
-        return _Rays(*(t.to(self.device) for t in (rays.o, rays.d, rays.rgb, rays.op, rays.depth)), rays.cam)
+        return _Rays(*(t.to(self.device) for t in (rays.o, rays.d, rays.rgb, rays.opacity, rays.depth)), rays.cam)
 
     def feedback(self, rays: _Rays, err: Tensor, n: int) -> None:
         """PVD-AL: per-ray errors [R] update the hard camera pool and hard rays."""
@@ -202,14 +202,14 @@ def _step_losses(student, teacher: Teacher, rays: _Rays, bg: Tensor, grid: Occup
         parts["color"] = cfg.color_weight * _masked_mean(c_err, matter)
         loss = loss + parts["color"]
     if stage >= 3 and ray_i.numel():
-        s_rgb, s_op, _ = composite(torch.exp(s_logs.clamp(max=15.0)), s_rgb_s, t_s, t_e, ray_i, n)
+        s_rgb, s_opacity, _ = composite(torch.exp(s_logs.clamp(max=15.0)), s_rgb_s, t_s, t_e, ray_i, n)
         with torch.no_grad():
-            t_rgb_r, t_op, _ = composite(t_sigma, t_rgb, t_s, t_e, ray_i, n)
-        known = ~torch.isnan(rays.op)  # real pixels: their own colour
+            t_rgb_r, t_opacity, _ = composite(t_sigma, t_rgb, t_s, t_e, ray_i, n)
+        known = ~torch.isnan(rays.opacity)  # real pixels: their own colour
         target = torch.where(known[:, None], rays.rgb.nan_to_num(0), t_rgb_r)
-        t_op = torch.where(known, rays.op.nan_to_num(0), t_op)
-        target = target + (1 - t_op[:, None]) * bg
-        ray_err = ((s_rgb + (1 - s_op[:, None]) * bg - target) ** 2).mean(-1)
+        t_opacity = torch.where(known, rays.opacity.nan_to_num(0), t_opacity)
+        target = target + (1 - t_opacity[:, None]) * bg
+        ray_err = ((s_rgb + (1 - s_opacity[:, None]) * bg - target) ** 2).mean(-1)
         parts["rgb"] = cfg.rgb_weight * ray_err.mean()
         loss = loss + parts["rgb"]
         ray_err = ray_err.detach()
@@ -220,12 +220,12 @@ def _render_losses(student, rays: _Rays, bg: Tensor, grid: OccupancyGrid, cfg: C
                    settings: RenderConfig, gen: torch.Generator) -> tuple[Tensor, dict, Tensor, int]:
     """Splats teacher: rendered RGB against its views (+ depth where it is opaque)."""
     res = render_rays(student, rays.o, rays.d, grid, bg, settings, jitter=True, generator=gen)
-    target = rays.rgb + (1 - rays.op[:, None]) * bg
+    target = rays.rgb + (1 - rays.opacity[:, None]) * bg
     ray_err = ((res["rgb"] - target) ** 2).mean(-1)
     parts = {"rgb": cfg.rgb_weight * ray_err.mean()}
     if cfg.depth_weight > 0:
-        solid = (rays.op > 0.5) & torch.isfinite(rays.depth)
-        d_err = (res["depth"] - rays.depth.nan_to_num(0) * rays.op).abs()  # both opacity-weighted ray distances
+        solid = (rays.opacity > 0.5) & torch.isfinite(rays.depth)
+        d_err = (res["depth"] - rays.depth.nan_to_num(0) * rays.opacity).abs()  # both opacity-weighted ray distances
         parts["depth"] = cfg.depth_weight * _masked_mean(d_err, solid.float())
     return sum(parts.values()), parts, ray_err.detach(), int(res["n_samples"])
 
@@ -247,7 +247,7 @@ class ConvertTask(FieldTask):
         # The student's grid starts from the teacher's and its updates (from the student's density) may
         # only prune: an untrained student's density would otherwise fill the grid and multiply the
         # samples (tensorf-vm -> hashgrid on lego: 93 samples per ray, 2.9 s per step).
-        density_thr = -math.log(1.0 - tc.occ_alpha_threshold) / tc.step_size
+        density_thr = -math.log(1.0 - tc.occ_opacity_threshold) / tc.step_size
         grid = init_student_grid(teacher, student.aabb, tc.occ_resolution, density_thr, generator)
         super().__init__(f"{teacher.model.name}->{student.name}", student, grid, tc, generator, run_cfg)
         self.teacher, self.cfg, self.test_ds, self.device = teacher, cfg, test_ds, device

@@ -26,10 +26,10 @@ def teacher_dataset(teacher: Teacher, cfg: ConvertConfig, gen: torch.Generator) 
     teacher opacity, depth = expected ray distance (inf where the opacity is below 0.5)."""
     cams = virtual_sampler(teacher, cfg).sample(cfg.virtual_views, gen)
     views = render_views(teacher.model, teacher.grid, teacher.settings, cams, background="black")
-    op = views.opacity.clamp(0, 1)
-    rgb = torch.where(op[..., None] > 1e-4, views.rgb / op[..., None].clamp_min(1e-4), 0.0).clamp(0, 1)
-    depth = torch.where(op > 0.5, views.depth / op.clamp_min(1e-6), torch.full_like(op, float("inf")))
-    return Dataset(rgb=rgb, alpha=op[..., None], cameras=cams, aabb=teacher.aabb.cpu().clone(), depth=depth,
+    opacity = views.opacity.clamp(0, 1)
+    rgb = torch.where(opacity[..., None] > 1e-4, views.rgb / opacity[..., None].clamp_min(1e-4), 0.0).clamp(0, 1)
+    depth = torch.where(opacity > 0.5, views.depth / opacity.clamp_min(1e-6), torch.full_like(opacity, float("inf")))
+    return Dataset(rgb=rgb, opacity=opacity[..., None], cameras=cams, aabb=teacher.aabb.cpu().clone(), depth=depth,
                    names=[f"virtual_{i:04d}" for i in range(len(cams))], path=teacher.path, split="virtual")
 
 

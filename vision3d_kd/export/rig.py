@@ -52,8 +52,8 @@ def view_depth(model, grid: OccupancyGrid | None, settings: RenderConfig, cams: 
     if getattr(model, "name", "") != "splats":
         return opacity_crossing(model, grid, settings, *image_rays(cams.to(model.aabb.device), i))[0].float().cpu()
     out = rendered if rendered is not None else _render(model, grid, settings, cams, i)
-    depth, op = out["depth"].reshape(-1).float().cpu(), out["opacity"].reshape(-1).float().cpu()
-    return torch.where(op > min_opacity, depth, torch.full_like(depth, float("inf")))
+    depth, opacity = out["depth"].reshape(-1).float().cpu(), out["opacity"].reshape(-1).float().cpu()
+    return torch.where(opacity > min_opacity, depth, torch.full_like(depth, float("inf")))
 
 
 @torch.no_grad()
@@ -62,8 +62,8 @@ def view_surface(model, grid: OccupancyGrid | None, settings: RenderConfig, cams
     """Camera i rendered once: view_depth [H*W] and the colour on black, un-premultiplied by its opacity,
     RGB [H*W,3] in [0,1] (row-major, CPU)."""
     out = _render(model, grid, settings, cams, i)
-    op = out["opacity"].reshape(-1, 1).float().cpu()
-    rgb = (out["rgb"].reshape(-1, 3).float().cpu() / op.clamp_min(1e-6)).clamp(0, 1)
+    opacity = out["opacity"].reshape(-1, 1).float().cpu()
+    rgb = (out["rgb"].reshape(-1, 3).float().cpu() / opacity.clamp_min(1e-6)).clamp(0, 1)
     return view_depth(model, grid, settings, cams, i, min_opacity, rendered=out), rgb
 
 

@@ -30,12 +30,12 @@ class TrainConfig:
     lr_final: float = 0.03  # final learning rate as a fraction of lr (exponential decay)
     warmup_steps: int = 50  # linear warm-up of the learning rate
     step_size: float = 0.01  # ray-marching step (scene units)
-    alpha_thre: float = 0.0  # training: drop samples with alpha below this (0 keeps a fresh field trainable)
+    opacity_min: float = 0.0  # training: drop samples whose opacity is below this (0 keeps a fresh field trainable)
     early_stop_eps: float = 1e-4  # training: drop samples behind an opaque surface (transmittance below this)
     occ_resolution: int = 128  # occupancy grid cells per axis
     occ_update_every: int = 16  # steps between occupancy refreshes
     occ_warmup_steps: int = 256  # steps during which every cell is refreshed
-    occ_alpha_threshold: float = 0.01  # a cell is empty when a step through it has alpha below this
+    occ_opacity_threshold: float = 0.01  # a cell is empty when a step through it has opacity below this
     distortion: float = 0.0  # weight of the Mip-NeRF 360 distortion loss (sharpens surfaces; 0 = off)
     background: str = "random"  # training background: random, white or black
     eval_background: str = "white"  # background of evaluation renders and targets
@@ -56,10 +56,10 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
         if not (self.lr > 0 and self.step_size > 0 and 0 < self.lr_final <= 1):
             raise ConfigError("train.lr and train.step_size must be > 0 and train.lr_final in (0, 1]")
-        if not (0 <= self.alpha_thre < 1 and 0 <= self.early_stop_eps < 1):
-            raise ConfigError("train.alpha_thre and train.early_stop_eps must be in [0, 1)")
-        if not 0 < self.occ_alpha_threshold < 1:
-            raise ConfigError(f"train.occ_alpha_threshold must be in (0, 1), got {self.occ_alpha_threshold}")
+        if not (0 <= self.opacity_min < 1 and 0 <= self.early_stop_eps < 1):
+            raise ConfigError("train.opacity_min and train.early_stop_eps must be in [0, 1)")
+        if not 0 < self.occ_opacity_threshold < 1:
+            raise ConfigError(f"train.occ_opacity_threshold must be in (0, 1), got {self.occ_opacity_threshold}")
         for name in ("background", "eval_background"):
             if getattr(self, name) not in ("random", "white", "black"):
                 raise ConfigError(f"train.{name} must be random, white or black, got {getattr(self, name)!r}")
@@ -87,7 +87,7 @@ class SplatTrainConfig:
     lr_opacity: float = 5e-2
     lr_sh: float = 2.5e-3  # DC; higher bands use lr_sh / 20
     ssim_lambda: float = 0.2  # loss = (1 - l) L1 + l (1 - SSIM)
-    depth_weight: float = 0.0  # + this x L1 of expected depth (scene units) where the data has depth and alpha > 0.5
+    depth_weight: float = 0.0  # + this x L1 of expected depth (scene units) where the data has depth and opacity > 0.5
     refine_start: int = 300  # densification window [refine_start, refine_stop) every refine_every steps
     refine_stop: int = 3000
     refine_every: int = 100
@@ -152,7 +152,14 @@ def train_config_class(field_name: str) -> type:
     return SplatTrainConfig if field_name == "splats" else TrainConfig
 
 
+# Option names before the vocabulary was unified (opacity, not alpha): run directories and YAML files
+# written with them still load.
+RENAMED = {"alpha_thre": "opacity_min", "occ_alpha_threshold": "occ_opacity_threshold"}
+
+
 def _train_from(values: dict[str, Any], field_name: str) -> Any:
+    if isinstance(values, dict):
+        values = {RENAMED.get(k, k): v for k, v in values.items()}
     return dataclass_from(train_config_class(field_name), values, "train")
 
 

@@ -31,8 +31,8 @@ class FieldTask(TrainTask):
         self.name, self.field, self.grid, self.tc, self.gen, self.run_cfg = name, field, grid, tc, generator, run_cfg
         self.opt = make_optimizer(field, tc.lr)
         self.batch_rays = tc.batch_rays
-        self.density_threshold = -math.log(1.0 - tc.occ_alpha_threshold) / tc.step_size  # 1/scene-unit
-        self.settings = RenderConfig(step_size=tc.step_size, opacity_min=tc.alpha_thre,
+        self.density_threshold = -math.log(1.0 - tc.occ_opacity_threshold) / tc.step_size  # 1/scene-unit
+        self.settings = RenderConfig(step_size=tc.step_size, opacity_min=tc.opacity_min,
                                        early_stop_eps=tc.early_stop_eps)
 
     def schedule_step(self, step: int, progress: float) -> float:

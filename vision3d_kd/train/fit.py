@@ -43,7 +43,7 @@ class FitTask(FieldTask):
         self.test_ds, self.device, self.out = test_ds, device, out
         self.rays_o, self.rays_d = (t.to(device) for t in _all_rays(train_ds.cameras))
         self.rgb = train_ds.rgb.reshape(-1, 3).to(device)
-        self.opacity = train_ds.alpha.reshape(-1, 1).to(device)
+        self.opacity = train_ds.opacity.reshape(-1, 1).to(device)
 
     def step(self, step: int, progress: float) -> StepResult:
         tc, gen, grid = self.tc, self.gen, self.grid

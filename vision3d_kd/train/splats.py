@@ -90,7 +90,7 @@ class SplatsTask(TrainTask):
             self.order = torch.randperm(n_views, generator=gen)
         i = int(self.order[step % n_views])
         bg = ray_background(tc.background, 1, torch.device("cpu"), gen)[0].to(self.device)
-        a = ds.alpha[i].to(self.device)
+        a = ds.opacity[i].to(self.device)
         target = ds.rgb[i].to(self.device) * a + bg * (1 - a)
         res = render_splats(splats, cams[i].to(self.device), bg, backend=tc.backend)
         loss = (1 - tc.ssim_lambda) * (res["rgb"] - target).abs().mean()
