@@ -40,7 +40,6 @@ def fit_command(
     from ..checkpoint import read_config
     from ..data import held_out_split, load_dataset
     from ..train.fit import fit
-    from ..train.splats import fit_splats
 
     out = out or Path("runs") / f"{Path(data).name}-{field}"
     if resume:
@@ -65,7 +64,7 @@ def fit_command(
         f"fit {cfg.field_name} on {data} ({len(train_ds.cameras)} train views"
         f"{f', {len(test_ds.cameras)} {split} views' if test_ds else ''}) -> {out}"
     )
-    metrics = (fit_splats if cfg.field_name == "splats" else fit)(
+    metrics = fit(
         train_ds, test_ds, out, cfg, data_path=Path(data).resolve(), resume=resume, device=dev, show_progress=progress
     )
     line = f"{cfg.field_name}: {metrics['steps']} steps in {metrics['seconds']:.0f} s"

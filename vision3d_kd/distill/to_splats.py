@@ -13,8 +13,10 @@ import torch
 from ..checkpoint import write_json
 from ..data.dataset import Dataset
 from ..errors import ConfigError
+from ..runs import load_field
 from ..train.config import FitConfig
-from ..train.splats import fit_splats
+from ..train.driver import make_generator
+from ..train.fit import fit
 from .convert_config import ConvertConfig
 from .teacher import Teacher, eval_cameras, mean_psnr, render_views, virtual_sampler
 
@@ -42,19 +44,19 @@ def convert_to_splats(teacher: Teacher, out: Path, cfg: ConvertConfig, fit_cfg: 
         raise ConfigError(f"{teacher.path}: the teacher is already Gaussian splats")
     t0 = time.perf_counter()
     tc = fit_cfg.train
-    gen = torch.Generator().manual_seed(tc.seed)
+    gen = make_generator(tc.seed)
     ds = teacher_dataset(teacher, cfg, gen)
     tc.init = str(teacher.path)
     if cfg.depth_weight > 0 and tc.depth_weight == 0:
         tc.depth_weight = cfg.depth_weight
     prepare = time.perf_counter() - t0
     data = teacher.config.get("data")
-    metrics = fit_splats(ds, test_ds, out, fit_cfg, data_path=Path(data) if data else None, resume=resume,
-                         device=device, show_progress=show_progress, callback=callback)
+    if fit_cfg.field_name != "splats":
+        raise ConfigError(f"convert_to_splats needs the splats fit settings, got {fit_cfg.field_name!r}")
+    metrics = fit(ds, test_ds, out, fit_cfg, data_path=Path(data) if data else None, resume=resume,
+                  device=device, show_progress=show_progress, callback=callback)
     cams = eval_cameras(teacher, cfg)
     ref = render_views(teacher.model, teacher.grid, teacher.settings, cams)
-    from ..runs import load_field
-
     splats, _ = load_field(out)
     pred = render_views(splats.to(device).eval(), None, None, cams)
     metrics.update({"teacher": teacher.model.name, "prepare_seconds": round(prepare, 2), "active": cfg.active,

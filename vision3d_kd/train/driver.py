@@ -1,4 +1,4 @@
-"""The one training driver: fit, fit_splats, convert, generate and event distillation are each a
+"""The one training driver: fit (fields and splats), convert, generate and event distillation are each a
 `TrainTask` (one step of their method, their own state) that `train()` runs.
 
 The driver owns what every trainer shares: the step loop with a wall-clock budget, `log.jsonl`, a

@@ -1,4 +1,5 @@
-"""`v3kd fit`: optimise a radiance field on posed images with occupancy-grid ray marching.
+"""`v3kd fit`: optimise a radiance field on posed images with occupancy-grid ray marching (Gaussian
+splats: `splats.py`).
 
 Run by the training driver (`driver.py`): no global state, a device and rank from the caller, a run
 directory that `--resume` continues from the last checkpoint.
@@ -23,6 +24,7 @@ from .config import FitConfig
 from .driver import StepResult, make_generator, seeded_init, train
 from .field_task import FieldTask
 from .loop import LoopConfig
+from .splats import SplatsTask
 
 __all__ = ["fit", "FitTask"]
 
@@ -36,11 +38,22 @@ class FitTask(FieldTask):
     """One step: a batch of random training pixels, MSE of the rendered colour (+ field regulariser, +
     distortion loss) against the pixel composited on the training background."""
 
+    @classmethod
+    def build(cls, cfg: FitConfig, train_ds, test_ds, out: Path, resume: bool, generator: torch.Generator,
+              run_cfg: dict[str, Any], device: torch.device) -> FitTask:
+        """The task for `v3kd fit --field F`: a new field of `cfg` over the data's box (RUN's when resuming)."""
+        if resume:
+            field, _ = load_field(out)
+        else:
+            with seeded_init(cfg.train.seed):
+                field = build_field({**cfg.field, "field": cfg.field_name, "aabb": train_ds.aabb.tolist()})
+        return cls(field.to(device).train(), train_ds, test_ds, cfg.train, generator, run_cfg, device)
+
     def __init__(self, field, train_ds, test_ds, tc, generator: torch.Generator, run_cfg: dict[str, Any],
-                 device: torch.device, out: Path) -> None:
+                 device: torch.device) -> None:
         grid = OccupancyGrid(field.aabb.cpu(), tc.occ_resolution).to(device)
         super().__init__(f"fit {run_cfg['fit']['field_name']}", field, grid, tc, generator, run_cfg)
-        self.test_ds, self.device, self.out = test_ds, device, out
+        self.test_ds, self.device = test_ds, device
         self.rays_o, self.rays_d = (t.to(device) for t in _all_rays(train_ds.cameras))
         self.rgb = train_ds.rgb.reshape(-1, 3).to(device)
         self.opacity = train_ds.opacity.reshape(-1, 1).to(device)
@@ -83,7 +96,8 @@ class FitTask(FieldTask):
 def fit(train_ds, test_ds, out: Path, cfg: FitConfig, data_path: Path | None = None, resume: bool = False,
         device: torch.device | str = "cpu", rank: int = 0, show_progress: bool = True,
         callback: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
-    """Train `cfg.field_name` on `train_ds`, evaluate on `test_ds` (held out), write RUN `out`.
+    """Train `cfg.field_name` (a field family or "splats") on `train_ds`, evaluate on `test_ds` (held out),
+    write RUN `out`.
 
     Returns the metrics also written to RUN/metrics.json. `callback(step, record)` is called after every
     step (tests use it to simulate a crash)."""
@@ -91,13 +105,11 @@ def fit(train_ds, test_ds, out: Path, cfg: FitConfig, data_path: Path | None = N
     tc.validate()
     out, dev = Path(out), torch.device(device)
     gen = make_generator(tc.seed)
-    if resume:
-        field, _ = load_field(out)
-    else:
-        with seeded_init(tc.seed):
-            field = build_field({**cfg.field, "field": cfg.field_name, "aabb": train_ds.aabb.tolist()})
-    run_cfg = {"fit": cfg.to_dict(), "data": str(data_path) if data_path else None,
-               "render": {"step_size": tc.step_size, **orbit_defaults(train_ds.cameras)}}
-    task = FitTask(field.to(dev).train(), train_ds, test_ds, tc, gen, run_cfg, dev, out)
+    render = orbit_defaults(train_ds.cameras)
+    if cfg.field_name != "splats":
+        render = {"step_size": tc.step_size, **render}
+    run_cfg = {"fit": cfg.to_dict(), "data": str(data_path) if data_path else None, "render": render}
+    build = SplatsTask.build if cfg.field_name == "splats" else FitTask.build
+    task = build(cfg, train_ds, test_ds, out, resume, gen, run_cfg, dev)
     return train(task, out, LoopConfig.of(tc), resume=resume, rank=rank, show_progress=show_progress,
                  callback=callback)

@@ -1,18 +1,16 @@
 """`v3kd fit --field splats`: optimise 3D Gaussian splats on posed images (one full image per step,
-L1 + D-SSIM loss, adaptive density control, SH degree schedule). Same run directory, metrics and
-resume contract as `train.fit` (both run on the training driver).
+L1 + D-SSIM loss, adaptive density control, SH degree schedule). Run by `train.fit.fit` for
+`--field splats`: same run directory, metrics and resume contract as the fields.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..cameras import orbit_defaults
 from ..checkpoint import load_tensors, save_tensors
 from ..errors import RunError
 from ..evaluate import held_out_metrics
@@ -24,12 +22,11 @@ from ..render.volume import ray_background
 from ..runs import load_field, save_field
 from .config import FitConfig
 from .density import DensityController
-from .driver import StepResult, TrainTask, make_generator, train
-from .loop import LoopConfig
+from .driver import StepResult, TrainTask
 from .splat_init import initial_points
 from .state import load_train_state, save_train_state
 
-__all__ = ["fit_splats", "SplatsTask", "camera_extent", "DENSITY_STATE"]
+__all__ = ["SplatsTask", "camera_extent", "DENSITY_STATE"]
 
 DENSITY_STATE = "densify.safetensors"
 
@@ -68,6 +65,20 @@ def _depth_l1(res: dict[str, torch.Tensor], depth: torch.Tensor, alpha: torch.Te
 class SplatsTask(TrainTask):
     """One step: one training image (views in a shuffled order per epoch), L1 + D-SSIM (+ depth L1) against
     it composited on the training background, then density control."""
+
+    @classmethod
+    def build(cls, cfg: FitConfig, train_ds, test_ds, out: Path, resume: bool, generator: torch.Generator,
+              run_cfg: dict[str, Any], device: torch.device) -> SplatsTask:
+        """The task for `v3kd fit --field splats`: Gaussians initialised per `cfg.train.init` (or RUN's own
+        when resuming)."""
+        tc = cfg.train
+        if resume:
+            splats, _ = load_field(out)
+            if not isinstance(splats, GaussianSplats):
+                raise RunError(f"{out}: not a splats run")
+        else:
+            splats = _init_splats(tc, train_ds.aabb, generator, int(cfg.field.get("sh_degree", 3)))
+        return cls(splats.to(device).train(), train_ds, test_ds, tc, generator, run_cfg, device)
 
     def __init__(self, splats: GaussianSplats, train_ds, test_ds, tc, generator: torch.Generator,
                  run_cfg: dict[str, Any], device: torch.device) -> None:
@@ -132,24 +143,3 @@ class SplatsTask(TrainTask):
             metrics.update(held_out_metrics(self.splats, self.test_ds, None, None, self.tc.eval_background,
                                             save_dir=out / "renders"))
         return metrics
-
-
-def fit_splats(train_ds, test_ds, out: Path, cfg: FitConfig, data_path: Path | None = None, resume: bool = False,
-               device: torch.device | str = "cpu", rank: int = 0, show_progress: bool = True,
-               callback: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
-    """Train Gaussian splats on `train_ds`, evaluate on `test_ds`, write RUN `out`; returns metrics."""
-    tc = cfg.train
-    tc.validate()
-    out, dev = Path(out), torch.device(device)
-    gen = make_generator(tc.seed)
-    if resume:
-        splats, _ = load_field(out)
-        if not isinstance(splats, GaussianSplats):
-            raise RunError(f"{out}: not a splats run")
-    else:
-        splats = _init_splats(tc, train_ds.aabb, gen, int(cfg.field.get("sh_degree", 3)))
-    run_cfg = {"fit": cfg.to_dict(), "data": str(data_path) if data_path else None,
-               "render": orbit_defaults(train_ds.cameras)}
-    task = SplatsTask(splats.to(dev).train(), train_ds, test_ds, tc, gen, run_cfg, dev)
-    return train(task, out, LoopConfig.of(tc), resume=resume, rank=rank, show_progress=show_progress,
-                 callback=callback)
