@@ -57,3 +57,49 @@ def test_runs_written_with_the_old_alpha_names_still_load():
     cfg = FitConfig.from_dict(old)
     assert cfg.train.opacity_min == 0.2 and cfg.train.occ_opacity_threshold == 0.05
     assert apply_overrides(load_fit_config("grid"), ["train.alpha_thre=0.3"]).train.opacity_min == 0.3
+
+
+def test_check_config_coerces_and_checks_declared_bounds():
+    import dataclasses
+    from typing import Literal
+
+    from vision3d_kd.config import CheckedConfig, aabb_option, bounded, dataclass_from, schedule_option
+
+    @dataclasses.dataclass
+    class DemoConfig(CheckedConfig):
+        section = "demo"
+        count: int = bounded(2, 1, 8)
+        top: int = bounded(4, lo=lambda c: c.count)
+        rate: float = bounded(0.5, lo=0.0)
+        mode: Literal["a", "b"] = "a"
+        steps: tuple[tuple[int, int], ...] = schedule_option(((1, 2),), lo=2, what="size")
+        box: tuple = aabb_option(((0, 0, 0), (1, 1, 1)))
+        pair: tuple[float, float] | None = None
+
+    cfg = dataclass_from(DemoConfig, {"count": 3.0, "rate": "1e-3", "steps": [[0, 4], [5, 8]], "pair": [1, 2]},
+                         "demo")
+    assert (cfg.count, cfg.rate, cfg.steps, cfg.pair) == (3, 1e-3, ((0, 4), (5, 8)), (1.0, 2.0))
+    assert cfg.box == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)) and type(cfg.count) is int
+    for bad, match in [({"count": 9}, r"demo\.count=9 out of range \[1, 8\]"),
+                       ({"count": 2.5}, "demo.count must be an integer"),
+                       ({"count": 5}, r"demo\.top=4 must be >= 5"),
+                       ({"rate": float("inf")}, "demo.rate must be a finite number"),
+                       ({"rate": -1}, r"demo\.rate=-1\.0 must be >= 0\.0"),
+                       ({"mode": "c"}, "demo.mode='c' must be one of a, b"),
+                       ({"steps": [[3, 4], [3, 8]]}, "demo.steps steps must increase"),
+                       ({"steps": [[0, 1]]}, "demo.steps size=1 must be >= 2"),
+                       ({"box": [[0, 0, 0], [1, 1, 0]]}, "demo.box must be"),
+                       ({"pair": [1]}, "demo.pair must have 2 values"),
+                       ({"nope": 1}, "unknown demo option")]:
+        with pytest.raises(ConfigError, match=match):
+            dataclass_from(DemoConfig, bad, "demo")
+    with pytest.raises(ConfigError, match="demo.count"):
+        DemoConfig(count=0)  # direct construction takes the same path
+
+
+def test_train_config_types_are_checked_by_the_same_function():
+    with pytest.raises(ConfigError, match="train.steps must be an integer"):
+        apply_overrides(load_fit_config("hashgrid"), ["train.steps=12.5"])
+    with pytest.raises(ConfigError, match="train.background must be a string"):
+        apply_overrides(load_fit_config("hashgrid"), ["train.background=3"])
+    assert apply_overrides(load_fit_config("hashgrid"), ["train.lr=1e-3"]).train.lr == 1e-3

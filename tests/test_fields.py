@@ -9,7 +9,20 @@ import pytest
 import torch
 
 from vision3d_kd.errors import ConfigError
-from vision3d_kd.fields import FIELDS, Field, build_field
+from vision3d_kd.fields import (
+    FIELDS,
+    BlobField,
+    Field,
+    GaussianSplats,
+    HashGridConfig,
+    HashGridField,
+    SplatsConfig,
+    TensoRFCPConfig,
+    TensoRFVM,
+    VoxelGridConfig,
+    VoxelGridField,
+    build_field,
+)
 from vision3d_kd.fields.encodings import (
     mlp,
     positional_encoding,
@@ -31,9 +44,9 @@ TINY = {
         geo_features=7,
         color_hidden=16,
     ),
-    "tensorf-vm": dict(resolution=4, upsample=[[5, 24]], n_density=4, n_app=6, app_dim=8, color_hidden=16),
-    "tensorf-cp": dict(resolution=4, upsample=[[5, 32]], n_density=8, n_app=12, app_dim=8, color_hidden=16),
-    "grid": dict(resolution=4, upsample=[[5, 24]], n_features=4, color_hidden=16, feature_init_scale=0.1),
+    "tensorf-vm": dict(resolution=4, upsample=[[5, 24]], n_density=4, n_app=6, geo_features=8, color_hidden=16),
+    "tensorf-cp": dict(resolution=4, upsample=[[5, 32]], n_density=8, n_app=12, geo_features=8, color_hidden=16),
+    "grid": dict(resolution=4, upsample=[[5, 24]], geo_features=4, color_hidden=16, feature_init_scale=0.1),
 }
 UPSAMPLING = ["tensorf-vm", "tensorf-cp", "grid"]
 
@@ -154,7 +167,7 @@ def test_log_density_block_matches_density(name):
 @pytest.mark.parametrize("name", list(FIELDS))
 def test_shared_color_head_design(name):
     """Every family ends in the same colour head (PVD copies it between families)."""
-    field = make(name, **({"geo_features": 15} if name in ("mlp", "hashgrid") else {}))
+    field = make(name, geo_features=15)
     ref = make("hashgrid", geo_features=field.geo_features, color_hidden=16)
     shapes = [p.shape for p in field.color_net.parameters()]
     assert shapes == [p.shape for p in ref.color_net.parameters()]
@@ -227,7 +240,7 @@ def test_on_step_upsampling_keeps_the_function(name):
 def test_schedule_never_downsamples():
     field = make("grid", resolution=8, upsample=[[0, 6], [3, 12]])
     assert field.on_step(0) is False
-    assert field.on_step(3) is True and field.config["resolution"] == 12
+    assert field.on_step(3) is True and field.config.resolution == 12
 
 
 @pytest.mark.parametrize(
@@ -258,6 +271,67 @@ def test_from_dict_checks_the_name():
         FIELDS["grid"].from_dict({"field": "mlp"})
     with pytest.raises(ConfigError):
         build_field([("field", "mlp")])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "cfg,match",
+    [
+        ({"field": "hashgrid", "n_levels": 0}, r"field\.n_levels=0 out of range \[1, 32\]"),
+        ({"field": "hashgrid", "base_resolution": 64, "max_resolution": 32}, r"field\.max_resolution=32"),
+        ({"field": "hashgrid", "log2_table_size": "19"}, "field.log2_table_size must be an integer"),
+        ({"field": "mlp", "precision": "fp16"}, "field.precision='fp16' must be one of auto, fp32, bf16"),
+        ({"field": "grid", "init_sigma": 20.0}, r"field\.init_sigma=20\.0 out of range \[1e-08, 12\.5\]"),
+        ({"field": "tensorf-cp", "upsample": [[1, 1]]}, "field.upsample resolution=1 out of range"),
+        ({"field": "mlp", "aabb": [0, 1]}, "field.aabb must be"),
+        ({"field": "splats", "sh_degree": 4}, "field.sh_degree=4"),
+        ({"field": "mlp", "bogus": 1}, "unknown field option.*bogus"),
+    ],
+)
+def test_config_errors_name_the_option(cfg, match):
+    with pytest.raises(ConfigError, match=match):
+        build_field(cfg)
+
+
+def test_typed_configs_build_fields_and_validate_on_construction():
+    cfg = HashGridConfig(aabb=AABB, **TINY["hashgrid"])
+    torch.manual_seed(0)
+    field = HashGridField(cfg)
+    assert field.config is cfg and field.to_dict() == make("hashgrid").to_dict()
+    torch.manual_seed(0)
+    same = HashGridField(aabb=AABB, **TINY["hashgrid"])  # keyword overrides: the same checks
+    assert same.to_dict() == field.to_dict() and torch.equal(same.table, field.table)
+    assert HashGridField(cfg, n_levels=2).config.n_levels == 2 and cfg.n_levels == 4
+    with pytest.raises(ConfigError, match="field.n_levels"):
+        HashGridConfig(n_levels=33)
+    with pytest.raises(ConfigError, match="field.n_levels"):
+        HashGridField(cfg, n_levels=33)
+    with pytest.raises(TypeError):
+        HashGridField(VoxelGridConfig())  # a config of another family
+    assert TensoRFCPConfig().n_density == 96
+    assert VoxelGridField(VoxelGridConfig(resolution=3, upsample=[])).geo_features == 15
+    assert GaussianSplats(SplatsConfig(n=2, sh_degree=1)).to_dict()["n"] == 2
+
+
+def test_old_option_names_still_load():
+    """Runs saved before the rename (TensoRF `app_dim`, grid `n_features` = the geo block width) load."""
+    old_vm = {"field": "tensorf-vm", "aabb": AABB, "resolution": 4, "upsample": [], "n_density": 2, "n_app": 3,
+              "app_dim": 6}
+    vm = build_field(old_vm)
+    assert isinstance(vm, TensoRFVM) and vm.geo_features == 6 and vm.encode(points(5)[0]).shape == (5, 3 * 2 + 6)
+    assert "app_dim" not in vm.to_dict() and vm.to_dict()["geo_features"] == 6
+    grid = build_field({"field": "grid", "aabb": AABB, "resolution": 4, "upsample": [[5, 6]], "n_features": 5})
+    assert grid.geo_features == 5 and grid.feature_grid.shape == (4, 4, 4, 5)
+    assert build_field({**old_vm, "geo_features": 6}).geo_features == 6  # both names, same value
+    with pytest.raises(ConfigError, match="old name"):
+        build_field({**old_vm, "geo_features": 7})
+    blob = build_field({"field": "blob", "inner": old_vm, "blob_density": 5.0, "blob_radius": 0.5,
+                        "centre": [0, 0, 0], "start_levels": None, "active_levels": 0})
+    assert isinstance(blob, BlobField) and blob.to_dict()["inner"]["geo_features"] == 6
+
+
+def test_hash_n_features_is_per_level_not_the_block_width():
+    field = make("hashgrid", n_features=3)
+    assert field.encode(points(4)[0]).shape == (4, 4 * 3) and field.geo_features == TINY["hashgrid"]["geo_features"]
 
 
 def _sphere_targets(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

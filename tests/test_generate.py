@@ -171,7 +171,7 @@ class Painted(Field):
     name = "painted"
 
     def __init__(self, scene, deg: float = 0.0) -> None:
-        super().__init__([[-1.2] * 3, [1.2] * 3])
+        super().__init__(aabb=[[-1.2] * 3, [1.2] * 3])
         self.turned = Turned(scene, deg)
 
     def encode(self, x):

@@ -21,7 +21,7 @@ class ConstantField(Field):
     name = "constant"
 
     def __init__(self, sigma: float, rgb=(0.2, 0.4, 0.6), r: float | None = None) -> None:
-        super().__init__(BOX.tolist())
+        super().__init__(aabb=BOX.tolist())
         self.sigma, self.r = sigma, r
         self.rgb = torch.nn.Parameter(torch.tensor(rgb))
 

@@ -1,18 +1,18 @@
 """Radiance fields: encoder -> density head -> colour head (the split Progressive Volume Distillation
-matches), one module per family, and a small name -> class table."""
+matches), one module per family with its `*Config` dataclass beside it, and a small name -> class table."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..errors import ConfigError
-from .base import DEFAULT_AABB, Field
-from .blob import BlobField
-from .grid import VoxelGridField
-from .hashgrid import HashGridField
-from .mlp import MLPField
-from .splats import GaussianSplats
-from .tensorf import TensoRFCP, TensoRFVM
+from .base import DEFAULT_AABB, ColorHeadConfig, Field, FieldConfig
+from .blob import BlobConfig, BlobField
+from .grid import VoxelGridConfig, VoxelGridField
+from .hashgrid import HashGridConfig, HashGridField
+from .mlp import MLPConfig, MLPField
+from .splats import GaussianSplats, SplatsConfig
+from .tensorf import TensoRFConfig, TensoRFCP, TensoRFCPConfig, TensoRFVM
 
 __all__ = [
     "Field",
@@ -26,6 +26,15 @@ __all__ = [
     "VoxelGridField",
     "GaussianSplats",
     "BlobField",
+    "FieldConfig",
+    "ColorHeadConfig",
+    "MLPConfig",
+    "HashGridConfig",
+    "TensoRFConfig",
+    "TensoRFCPConfig",
+    "VoxelGridConfig",
+    "SplatsConfig",
+    "BlobConfig",
     "MODELS",
     "WRAPPERS",
 ]

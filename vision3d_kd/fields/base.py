@@ -1,4 +1,4 @@
-"""The `Field` interface: encoder -> density head -> colour head, plus config validation helpers.
+"""The `Field` interface: encoder -> density head -> colour head, and the config every family extends.
 
 Positions are world coordinates [N, 3] inside the scene box `aabb` [2, 3] (world units); view
 directions are unit vectors [N, 3] in the world frame. Density `sigma` is in 1/scene-unit (rays use
@@ -7,29 +7,31 @@ Euclidean `t`), colour `rgb` is linear in [0, 1].
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import math
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from ..cameras import DEFAULT_AABB
+from ..config import CheckedConfig, aabb_option, bounded, dataclass_from
 from ..errors import ConfigError
 from .encodings import log_softplus, mlp, sh_encoding, sh_encoding_dim
 
 __all__ = [
     "Field",
+    "FieldConfig",
+    "ColorHeadConfig",
+    "Aabb",
     "DEFAULT_AABB",
     "DEFAULT_DIRECTION",
-    "check_int",
-    "check_float",
-    "check_schedule",
-    "check_aabb",
-    "check_choice",
     "BLOCK_GEO_FEATURES",
     "log_scaled_softplus",
+    "resolve_config",
+    "config_from_dict",
+    "jsonable",
 ]
 
 # The block contract (Progressive Volume Distillation lines intermediate outputs up across families):
@@ -37,67 +39,61 @@ __all__ = [
 # same colour head design (geo features + SH(d, degree 4) -> 2 x 64 ReLU -> sigmoid rgb).
 BLOCK_GEO_FEATURES = 15
 
+Aabb = tuple[tuple[float, float, float], tuple[float, float, float]]  # (min corner, max corner), world units
 # Used when `forward` gets no view direction (e.g. colouring an exported mesh): looking down -z.
 DEFAULT_DIRECTION: tuple[float, float, float] = (0.0, 0.0, -1.0)
 
-
-def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
-    """`value` as an int in [lo, hi], else ConfigError."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise ConfigError(f"field option {name} must be an integer, got {value!r}")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ConfigError(f"field option {name}={value} out of range [{lo}, {hi}]")
-    return int(value)
+C = TypeVar("C", bound="FieldConfig")
 
 
-def check_float(name: str, value: Any, lo: float | None = None, hi: float | None = None) -> float:
-    """`value` as a finite float in [lo, hi], else ConfigError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"field option {name} must be a finite number, got {value!r}")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ConfigError(f"field option {name}={value} out of range [{lo}, {hi}]")
-    return float(value)
+@dataclass
+class FieldConfig(CheckedConfig):
+    """Options every model in `fields/` has: the scene box `aabb` (world units). Subclasses, one per
+    family, declare their options with bounds; `renamed` maps old persisted keys to current names."""
+
+    section: ClassVar[str] = "field"
+    renamed: ClassVar[dict[str, str]] = {}
+
+    aabb: Aabb = aabb_option(DEFAULT_AABB)
 
 
-def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    """`value` if it is one of `choices`, else ConfigError."""
-    if value not in choices:
-        raise ConfigError(f"field option {name}={value!r} must be one of {', '.join(choices)}")
-    return str(value)
+@dataclass
+class ColorHeadConfig(FieldConfig):
+    """Options of the shared colour head: `geo_features` (G, the PVD block width: geometry features after
+    the density value), `color_layers` hidden ReLU layers of `color_hidden`, SH bands `sh_degree` (1..4)."""
+
+    geo_features: int = bounded(BLOCK_GEO_FEATURES, 1, 4096)
+    color_hidden: int = bounded(64, 1, 4096)
+    color_layers: int = bounded(2, 0, 16)
+    sh_degree: int = bounded(4, 1, 4)
 
 
-def check_schedule(name: str, value: Any, lo: int = 1, hi: int | None = None) -> list[tuple[int, int]]:
-    """A list of (step >= 0, resolution in [lo, hi]) pairs with increasing steps, else ConfigError."""
-    if value is None:
-        return []
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ConfigError(f"field option {name} must be a list of [step, resolution] pairs, got {value!r}")
-    out: list[tuple[int, int]] = []
-    for item in value:
-        if isinstance(item, (str, bytes)) or not isinstance(item, Sequence) or len(item) != 2:
-            raise ConfigError(f"field option {name} needs [step, resolution] pairs, got {item!r}")
-        step = check_int(f"{name} step", item[0], lo=0)
-        res = check_int(f"{name} resolution", item[1], lo=lo, hi=hi)
-        if out and step <= out[-1][0]:
-            raise ConfigError(f"field option {name} steps must increase, got {value!r}")
-        out.append((step, res))
-    return out
+def resolve_config(klass: type[C], config: C | None, overrides: dict[str, Any]) -> C:
+    """`config` (default: klass()) with keyword `overrides` applied; always checked by `klass` itself.
+    A config of the wrong class or an unknown keyword is a programming error (TypeError)."""
+    if config is None:
+        return klass(**overrides)
+    if not isinstance(config, klass):
+        raise TypeError(f"expected a {klass.__name__}, got {type(config).__name__}")
+    return dataclasses.replace(config, **overrides) if overrides else config
 
 
-def check_aabb(value: Any) -> Tensor:
-    """Scene box [2, 3] (min corner, max corner; world units) as a float32 tensor, else ConfigError."""
-    try:
-        box = torch.as_tensor(value, dtype=torch.float32).detach().cpu().clone()
-    except (TypeError, ValueError, RuntimeError) as exc:
-        msg = f"field option aabb must be [[xmin,ymin,zmin],[xmax,ymax,zmax]], got {value!r}"
-        raise ConfigError(msg) from exc
-    if box.shape != (2, 3) or not torch.isfinite(box).all() or not (box[1] > box[0]).all():
-        msg = f"field option aabb must be [[xmin,ymin,zmin],[xmax,ymax,zmax]] with min < max, got {value!r}"
-        raise ConfigError(msg)
-    return box
+def config_from_dict(klass: type[C], cfg: Any, name: str) -> C:
+    """The `klass` config of a `to_dict`-style mapping {"field": name, "aabb": ..., **options}; old option
+    names (`klass.renamed`) are accepted. ConfigError for another field name, unknown or bad options."""
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"field config must be a mapping, got {type(cfg).__name__}")
+    opts = dict(cfg)
+    given = opts.pop("field", name)
+    if given != name:
+        raise ConfigError(f"field config names {given!r} but is being built as {name!r}")
+    for old, new in klass.renamed.items():
+        if old in opts:
+            value = opts.pop(old)
+            if new in opts and opts[new] != value:
+                raise ConfigError(f"field.{old} is the old name of field.{new}; give only {new}")
+            opts[new] = value
+    return dataclass_from(klass, opts, "field")
 
 
 def log_scaled_softplus(z: Tensor, scale: float = 1.0) -> Tensor:
@@ -108,17 +104,19 @@ def log_scaled_softplus(z: Tensor, scale: float = 1.0) -> Tensor:
 class Field(nn.Module):
     """A radiance field over the box `aabb`: `encode` -> `density_head` -> `color_head`.
 
-    Subclasses set `name`, store their JSON-able constructor options in `self.config` (the current
-    state: e.g. the resolution after upsampling), implement `encode` and `log_density_head`, and build
-    the shared colour head with `_init_color_head`.
+    Subclasses set `name` and `config_class` (their `*Config`), take a config (or keyword overrides of
+    its defaults, checked the same way) and keep the current state in `self.config` (e.g. the resolution
+    after upsampling), implement `encode` and `log_density_head`, and build the shared colour head with
+    `_init_color_head`.
     """
 
     name: ClassVar[str] = ""
+    config_class: ClassVar[type[FieldConfig]] = FieldConfig
 
-    def __init__(self, aabb: Any = DEFAULT_AABB) -> None:
+    def __init__(self, config: FieldConfig | None = None, **overrides: Any) -> None:
         super().__init__()
-        self.register_buffer("aabb", check_aabb(aabb))
-        self.config: dict[str, Any] = {}
+        self.config = resolve_config(self.config_class, config, overrides)
+        self.register_buffer("aabb", torch.tensor(self.config.aabb, dtype=torch.float32))
         self.sh_degree, self.geo_features = 0, 0  # set by _init_color_head; 0: no shared colour head
 
     # ----------------------------------------------------------------------------------- stages
@@ -142,11 +140,12 @@ class Field(nn.Module):
         log_sigma, geo = self.log_density_head(feat)
         return torch.exp(log_sigma), geo
 
-    def _init_color_head(self, geo_features: int, color_hidden: int, color_layers: int, sh_degree: int) -> None:
+    def _init_color_head(self, c: ColorHeadConfig) -> None:
         """The shared colour head: [geo (G), SH(d, sh_degree bands)] -> color_layers x color_hidden ReLU
         -> sigmoid rgb. Sets `geo_features`, `sh_degree` and the module `color_net`."""
-        self.geo_features, self.sh_degree = geo_features, sh_degree
-        self.color_net = mlp(geo_features + sh_encoding_dim(sh_degree), color_hidden, color_layers, 3, nn.Sigmoid())
+        self.geo_features, self.sh_degree = c.geo_features, c.sh_degree
+        in_dim = c.geo_features + sh_encoding_dim(c.sh_degree)
+        self.color_net = mlp(in_dim, c.color_hidden, c.color_layers, 3, nn.Sigmoid())
 
     def encode_dirs(self, d: Tensor) -> Tensor:
         """Unit view directions [R, 3] (world) -> real SH basis values [R, sh_degree**2].
@@ -200,31 +199,21 @@ class Field(nn.Module):
     # ----------------------------------------------------------------------------------- config
     def to_dict(self) -> dict[str, Any]:
         """JSON-able config: {"field": name, "aabb": [[...], [...]], **options} of the current state."""
-        return {"field": self.name, "aabb": self.aabb.detach().cpu().tolist(), **_jsonable(self.config)}
+        return {"field": self.name, **jsonable(dataclasses.asdict(self.config))}
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> Field:
         """Build from a `to_dict`-style config; unknown keys or a wrong "field" name raise ConfigError."""
-        if not isinstance(cfg, dict):
-            raise ConfigError(f"field config must be a mapping, got {type(cfg).__name__}")
-        opts = dict(cfg)
-        name = opts.pop("field", cls.name)
-        if name != cls.name:
-            raise ConfigError(f"field config names {name!r} but is being built as {cls.name!r}")
-        allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
-        unknown = sorted(set(opts) - allowed)
-        if unknown:
-            raise ConfigError(f"unknown option(s) for field {cls.name!r}: {', '.join(map(str, unknown))}")
-        return cls(**opts)
+        return cls(config_from_dict(cls.config_class, cfg, cls.name))
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, config={self.config}"
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Tuples -> lists recursively, so configs survive a JSON round trip unchanged."""
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value

@@ -9,58 +9,87 @@ fine ones (`set_progress`). Colours are the inner field's.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import DEFAULT_DIRECTION, Field, check_float
+from ..config import aabb_option, bounded
+from .base import DEFAULT_DIRECTION, Aabb, Field, FieldConfig, resolve_config
 
-__all__ = ["BlobField"]
+__all__ = ["BlobField", "BlobConfig"]
+
+
+@dataclass
+class BlobConfig(FieldConfig):
+    """Options of `BlobField`: the inner field's config (`Field.to_dict` form), the blob's peak density
+    b(centre) (1/scene-unit, before the softplus) and radius (world units), hash levels active at the
+    start (None: all; clamped to [1, n_levels]) and now; `aabb` None: the inner field's box."""
+
+    aabb: Aabb | None = aabb_option(None)
+    inner: dict[str, Any] = dataclasses.field(default_factory=dict)
+    blob_density: float = 10.0
+    blob_radius: float = bounded(0.5, lo=1e-6)
+    centre: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    start_levels: int | None = bounded(None, lo=0)
+    active_levels: int | None = bounded(None, lo=0)
 
 
 class BlobField(Field):
-    """See the module docstring. `inner`: a field config (`Field.to_dict` form)."""
+    """See the module docstring. `config.inner`: a field config (`Field.to_dict` form)."""
 
     name = "blob"
+    config_class = BlobConfig
+    config: BlobConfig
 
-    def __init__(self, *, inner: dict[str, Any], blob_density: float = 10.0, blob_radius: float = 0.5,
-                 centre: tuple[float, float, float] = (0.0, 0.0, 0.0), start_levels: int | None = None,
-                 active_levels: int | None = None, aabb: Any = None) -> None:
+    def __init__(self, config: BlobConfig | None = None, **overrides: Any) -> None:
         from . import build_field
+        from .hashgrid import HashGridField
 
-        field = build_field(inner)
-        super().__init__(field.aabb.tolist() if aabb is None else aabb)
+        c = resolve_config(BlobConfig, config, overrides)
+        field = build_field(c.inner)
+        levels = field.config.n_levels if isinstance(field, HashGridField) else 0
+        start = levels if c.start_levels is None else max(1, min(c.start_levels, levels))
+        active = start if c.active_levels is None else c.active_levels
+        aabb = field.aabb.tolist() if c.aabb is None else c.aabb
+        super().__init__(dataclasses.replace(c, inner=field.to_dict(), aabb=aabb, active_levels=active))
         self.inner = field
-        blob_density = check_float("blob_density", blob_density)
-        blob_radius = check_float("blob_radius", blob_radius, 1e-6)
-        self.register_buffer("centre", torch.tensor(centre, dtype=torch.float32).reshape(3))
-        levels = int(field.config.get("n_levels", 0)) if field.name == "hashgrid" else 0
-        self.n_levels, self.n_features = levels, int(field.config.get("n_features", 1))
-        start = levels if start_levels is None else max(1, min(int(start_levels), levels))
+        self.register_buffer("centre", torch.tensor(c.centre, dtype=torch.float32))
+        self.n_levels = levels  # hash levels of the inner field (0: not a hash grid)
+        # features per hash level, not the geo block width
+        self.level_features = field.config.n_features if isinstance(field, HashGridField) else 1
         self.start_levels = start
-        self.active_levels = start if active_levels is None else int(active_levels)
         self.sh_degree, self.geo_features = field.sh_degree, field.geo_features
-        self.config = dict(inner=field.to_dict(), blob_density=blob_density, blob_radius=blob_radius,
-                           centre=list(centre), start_levels=start_levels, active_levels=self.active_levels)
+
+    @property
+    def active_levels(self) -> int:
+        """Hash levels of the inner field in use now (the rest of the encoding is zeroed)."""
+        return int(self.config.active_levels or 0)
 
     def set_progress(self, progress: float) -> None:
         """Unlock hash levels linearly from start_levels (progress 0) to all of them (progress 0.5)."""
         if self.n_levels:
             f = min(max(progress / 0.5, 0.0), 1.0)
-            self.active_levels = int(round(self.start_levels + f * (self.n_levels - self.start_levels)))
-            self.config["active_levels"] = self.active_levels
+            active = int(round(self.start_levels + f * (self.n_levels - self.start_levels)))
+            if active != self.config.active_levels:
+                self.config = dataclasses.replace(self.config, active_levels=active)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able config of the current state, the inner field's included (it may have grown)."""
+        return {**super().to_dict(), "inner": self.inner.to_dict()}
 
     def bias(self, x: Tensor) -> Tensor:
         """b(p) [N] for world positions x [N,3]."""
         d = (x - self.centre.to(x)).norm(dim=-1)
-        return self.config["blob_density"] * (1.0 - d / self.config["blob_radius"])
+        return self.config.blob_density * (1.0 - d / self.config.blob_radius)
 
     def encode(self, x: Tensor) -> Tensor:
         feat = self.inner.encode(x)
         if self.n_levels and self.active_levels < self.n_levels:
-            keep = self.active_levels * self.n_features
+            keep = self.active_levels * self.level_features
             feat = torch.cat([feat[:, :keep], torch.zeros_like(feat[:, keep:])], dim=1)
         return feat
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..config import bounded
 from ..kernels import hash_encode
-from .base import BLOCK_GEO_FEATURES, DEFAULT_AABB, Field, check_float, check_int
+from .base import ColorHeadConfig, Field
 from .encodings import mlp, trunc_exp
 
-__all__ = ["HashGridField", "level_resolutions"]
+__all__ = ["HashGridField", "HashGridConfig", "level_resolutions"]
 
 
 def level_resolutions(n_levels: int, base_resolution: int, max_resolution: int) -> Tensor:
@@ -22,6 +24,22 @@ def level_resolutions(n_levels: int, base_resolution: int, max_resolution: int) 
     growth = math.exp((math.log(max_resolution) - math.log(base_resolution)) / (n_levels - 1))
     res = [int(math.floor(base_resolution * growth**level + 1e-6)) for level in range(n_levels)]
     return torch.tensor(res, dtype=torch.int32)
+
+
+@dataclass
+class HashGridConfig(ColorHeadConfig):
+    """Options of `HashGridField`. Resolutions are grid cells per box side; `n_features` is the width of
+    each hash level's feature (the encoding is n_levels * n_features wide), not the geo block width
+    `geo_features`."""
+
+    n_levels: int = bounded(16, 1, 32)
+    n_features: int = bounded(2, 1, 16)
+    log2_table_size: int = bounded(19, 4, 26)
+    base_resolution: int = bounded(16, 1, 1 << 16)
+    max_resolution: int = bounded(1024, lo=lambda c: c.base_resolution, hi=1 << 16)
+    init_scale: float = bounded(1e-4, lo=0.0)  # hash entries start uniform in [-init_scale, init_scale]
+    hidden: int = bounded(64, 1, 4096)  # width of the density MLP's hidden layer
+    mlp_weight_decay: float = bounded(1e-6, lo=0.0)
 
 
 class HashGridField(Field):
@@ -34,58 +52,19 @@ class HashGridField(Field):
     """
 
     name = "hashgrid"
+    config_class = HashGridConfig
+    config: HashGridConfig
 
-    def __init__(
-        self,
-        *,
-        aabb: Any = DEFAULT_AABB,
-        n_levels: int = 16,
-        n_features: int = 2,
-        log2_table_size: int = 19,
-        base_resolution: int = 16,
-        max_resolution: int = 1024,
-        init_scale: float = 1e-4,
-        hidden: int = 64,
-        geo_features: int = BLOCK_GEO_FEATURES,
-        color_hidden: int = 64,
-        color_layers: int = 2,
-        sh_degree: int = 4,
-        mlp_weight_decay: float = 1e-6,
-    ) -> None:
-        super().__init__(aabb)
-        n_levels = check_int("n_levels", n_levels, 1, 32)
-        n_features = check_int("n_features", n_features, 1, 16)
-        log2_table_size = check_int("log2_table_size", log2_table_size, 4, 26)
-        base_resolution = check_int("base_resolution", base_resolution, 1, 1 << 16)
-        max_resolution = check_int("max_resolution", max_resolution, base_resolution, 1 << 16)
-        init_scale = check_float("init_scale", init_scale, 0.0)
-        hidden = check_int("hidden", hidden, 1, 4096)
-        geo_features = check_int("geo_features", geo_features, 1, 4096)
-        color_hidden = check_int("color_hidden", color_hidden, 1, 4096)
-        color_layers = check_int("color_layers", color_layers, 0, 16)
-        sh_degree = check_int("sh_degree", sh_degree, 1, 4)
-        mlp_weight_decay = check_float("mlp_weight_decay", mlp_weight_decay, 0.0)
-        self.config = dict(
-            n_levels=n_levels,
-            n_features=n_features,
-            log2_table_size=log2_table_size,
-            base_resolution=base_resolution,
-            max_resolution=max_resolution,
-            init_scale=init_scale,
-            hidden=hidden,
-            geo_features=geo_features,
-            color_hidden=color_hidden,
-            color_layers=color_layers,
-            sh_degree=sh_degree,
-            mlp_weight_decay=mlp_weight_decay,
-        )
-        self.mlp_weight_decay = mlp_weight_decay
+    def __init__(self, config: HashGridConfig | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        c = self.config
+        self.mlp_weight_decay = c.mlp_weight_decay
         # Plain attribute, not a buffer: the kernel wants it as int32 on the CPU whatever the device.
-        self.resolutions = level_resolutions(n_levels, base_resolution, max_resolution)
-        table = torch.empty(n_levels, 1 << log2_table_size, n_features).uniform_(-init_scale, init_scale)
+        self.resolutions = level_resolutions(c.n_levels, c.base_resolution, c.max_resolution)
+        table = torch.empty(c.n_levels, 1 << c.log2_table_size, c.n_features).uniform_(-c.init_scale, c.init_scale)
         self.table = nn.Parameter(table)
-        self.density_net = mlp(n_levels * n_features, hidden, 1, 1 + geo_features)
-        self._init_color_head(geo_features, color_hidden, color_layers, sh_degree)
+        self.density_net = mlp(c.n_levels * c.n_features, c.hidden, 1, 1 + c.geo_features)
+        self._init_color_head(c)
 
     def encode(self, x: Tensor) -> Tensor:
         """x: [N, 3] world -> [N, n_levels * n_features] interpolated hash-table features."""

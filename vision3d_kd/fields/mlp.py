@@ -3,17 +3,33 @@ geometry features -> small view-dependent colour MLP. Defaults are sized for CPU
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import BLOCK_GEO_FEATURES, DEFAULT_AABB, Field, check_choice, check_float, check_int
+from ..config import bounded
+from .base import ColorHeadConfig, Field
 from .encodings import log_softplus, positional_encoding, positional_encoding_dim
-from .precision import PRECISIONS, run_in_precision
+from .precision import Precision, run_in_precision
 
-__all__ = ["MLPField"]
+__all__ = ["MLPField", "MLPConfig"]
+
+
+@dataclass
+class MLPConfig(ColorHeadConfig):
+    """Options of `MLPField`: `xyz_freqs` frequency bands, a trunk of `depth` ReLU layers of `width`
+    (skip connection before layer `skip`; 0 or >= depth: none), `density_shift` added before the softplus,
+    matmul `precision` (auto: bf16 on CPUs with AMX)."""
+
+    xyz_freqs: int = bounded(10, 0, 16)
+    width: int = bounded(128, 1, 4096)
+    depth: int = bounded(4, 1, 32)
+    skip: int = bounded(2, 0, 32)
+    density_shift: float = -1.0
+    precision: Precision = "auto"
 
 
 class MLPField(Field):
@@ -27,54 +43,23 @@ class MLPField(Field):
     """
 
     name = "mlp"
+    config_class = MLPConfig
+    config: MLPConfig
 
-    def __init__(
-        self,
-        *,
-        aabb: Any = DEFAULT_AABB,
-        xyz_freqs: int = 10,
-        width: int = 128,
-        depth: int = 4,
-        skip: int = 2,
-        geo_features: int = BLOCK_GEO_FEATURES,
-        color_hidden: int = 64,
-        color_layers: int = 2,
-        sh_degree: int = 4,
-        density_shift: float = -1.0,
-        precision: str = "auto",
-    ) -> None:
-        super().__init__(aabb)
-        xyz_freqs = check_int("xyz_freqs", xyz_freqs, 0, 16)
-        width = check_int("width", width, 1, 4096)
-        depth = check_int("depth", depth, 1, 32)
-        skip = check_int("skip", skip, 0, 32)  # 0 or >= depth: no skip connection
-        geo_features = check_int("geo_features", geo_features, 1, 4096)
-        color_hidden = check_int("color_hidden", color_hidden, 1, 4096)
-        color_layers = check_int("color_layers", color_layers, 0, 16)
-        sh_degree = check_int("sh_degree", sh_degree, 1, 4)
-        density_shift = check_float("density_shift", density_shift)
-        self.precision = check_choice("precision", precision, PRECISIONS)
-        self.config = dict(
-            xyz_freqs=xyz_freqs,
-            width=width,
-            depth=depth,
-            skip=skip,
-            geo_features=geo_features,
-            color_hidden=color_hidden,
-            color_layers=color_layers,
-            sh_degree=sh_degree,
-            density_shift=density_shift,
-            precision=self.precision,
-        )
-        self.xyz_freqs = xyz_freqs
-        self.skip = skip if 0 < skip < depth else -1
-        self.density_shift = density_shift
-        enc_dim = positional_encoding_dim(3, xyz_freqs)
+    def __init__(self, config: MLPConfig | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        c = self.config
+        self.precision = c.precision
+        self.xyz_freqs = c.xyz_freqs
+        self.skip = c.skip if 0 < c.skip < c.depth else -1
+        self.density_shift = c.density_shift
+        enc_dim = positional_encoding_dim(3, c.xyz_freqs)
         self.trunk = nn.ModuleList(
-            nn.Linear((enc_dim if i == 0 else width) + (enc_dim if i == self.skip else 0), width) for i in range(depth)
+            nn.Linear((enc_dim if i == 0 else c.width) + (enc_dim if i == self.skip else 0), c.width)
+            for i in range(c.depth)
         )
-        self.density_out = nn.Linear(width, 1 + geo_features)
-        self._init_color_head(geo_features, color_hidden, color_layers, sh_degree)
+        self.density_out = nn.Linear(c.width, 1 + c.geo_features)
+        self._init_color_head(c)
 
     def encode(self, x: Tensor) -> Tensor:
         """x: [N, 3] world -> [N, 3 * (2 * xyz_freqs + 1)] frequency features of coords in [-1, 1]."""

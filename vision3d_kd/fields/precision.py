@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
-__all__ = ["PRECISIONS", "resolve_precision", "run_in_precision"]
+__all__ = ["Precision", "PRECISIONS", "resolve_precision", "run_in_precision"]
 
-PRECISIONS = ("auto", "fp32", "bf16")
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 @lru_cache(maxsize=1)

@@ -9,16 +9,19 @@ sh_rest [N,K-1,3] spherical-harmonic colour coefficients, K = (sh_degree + 1)^2,
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from ..config import bounded
 from ..errors import ConfigError
-from .base import DEFAULT_AABB, check_aabb, check_int
+from .base import FieldConfig, config_from_dict, jsonable, resolve_config
 
-__all__ = ["GaussianSplats", "SH_C0", "rgb_to_sh_dc"]
+__all__ = ["GaussianSplats", "SplatsConfig", "SH_C0", "rgb_to_sh_dc"]
 
 SH_C0 = 0.28209479177387814
 PARAM_NAMES = ("means", "log_scales", "quats", "opacity_logits", "sh_dc", "sh_rest")
@@ -29,17 +32,27 @@ def rgb_to_sh_dc(rgb: Tensor) -> Tensor:
     return (rgb - 0.5) / SH_C0
 
 
+@dataclass
+class SplatsConfig(FieldConfig):
+    """Options of `GaussianSplats`: `n` Gaussians (the current count when saved) and SH degree 0..3 (3DGS
+    convention: degree d has (d + 1)^2 coefficients per colour channel)."""
+
+    n: int = bounded(0, 0, 50_000_000)
+    sh_degree: int = bounded(3, 0, 3)
+
+
 class GaussianSplats(nn.Module):
     """N Gaussians; `active_sh_degree` (a buffer, saved with the weights) is the degree rendered now,
-    raised during training up to `sh_degree`."""
+    raised during training up to `sh_degree`. Built from a `SplatsConfig` or keyword overrides of it."""
 
     name: ClassVar[str] = "splats"
+    config_class: ClassVar[type[SplatsConfig]] = SplatsConfig
 
-    def __init__(self, *, aabb: Any = DEFAULT_AABB, n: int = 0, sh_degree: int = 3) -> None:
+    def __init__(self, config: SplatsConfig | None = None, **overrides: Any) -> None:
         super().__init__()
-        n = check_int("n", n, 0, 50_000_000)
-        self.sh_degree = check_int("sh_degree", sh_degree, 0, 3)
-        self.register_buffer("aabb", check_aabb(aabb))
+        self._config = resolve_config(SplatsConfig, config, overrides)
+        n, self.sh_degree = self._config.n, self._config.sh_degree
+        self.register_buffer("aabb", torch.tensor(self._config.aabb, dtype=torch.float32))
         self.register_buffer("active_sh_degree", torch.zeros((), dtype=torch.long))
         k = (self.sh_degree + 1) ** 2
         self.means = nn.Parameter(torch.zeros(n, 3))
@@ -60,6 +73,7 @@ class GaussianSplats(nn.Module):
 
     @property
     def opacities(self) -> Tensor:
+        """[N] opacity in (0, 1) of each Gaussian's peak (sigmoid of `opacity_logits`)."""
         return torch.sigmoid(self.opacity_logits)
 
     @property
@@ -135,23 +149,18 @@ class GaussianSplats(nn.Module):
 
     # ------------------------------------------------------------------ config / io
     @property
-    def config(self) -> dict[str, Any]:
-        return {"n": self.n, "sh_degree": self.sh_degree}
+    def config(self) -> SplatsConfig:
+        """The config of the current state (n = current number of Gaussians)."""
+        return dataclasses.replace(self._config, n=self.n)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able config of the current state (n = current number of Gaussians)."""
-        return {"field": self.name, "aabb": self.aabb.detach().cpu().tolist(), **self.config}
+        """JSON-able config of the current state: {"field": "splats", "aabb": [[...], [...]], "n", "sh_degree"}."""
+        return {"field": self.name, **jsonable(dataclasses.asdict(self.config))}
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> GaussianSplats:
-        """Build from `to_dict` output; unknown keys raise ConfigError."""
-        opts = dict(cfg)
-        if opts.pop("field", cls.name) != cls.name:
-            raise ConfigError(f"field config is not for {cls.name!r}")
-        unknown = sorted(set(opts) - {"aabb", "n", "sh_degree"})
-        if unknown:
-            raise ConfigError(f"unknown option(s) for field 'splats': {', '.join(map(str, unknown))}")
-        return cls(**opts)
+        """Build from `to_dict` output; another field name, unknown keys or bad values raise ConfigError."""
+        return cls(config_from_dict(SplatsConfig, cfg, cls.name))
 
     def prepare_state(self, tensors: dict[str, Tensor]) -> None:
         """Resize parameters to match a saved state dict (the count changes during training)."""

@@ -1,5 +1,6 @@
 """TensoRF fields (Chen et al. 2022): low-rank tensor decompositions of a density grid and an
-appearance-feature grid, a linear basis to `app_dim` features and a small view-dependent MLP.
+appearance-feature grid, a linear basis from the appearance components to `geo_features` features (the
+PVD block width; persisted as `app_dim` before) and the shared view-dependent colour head.
 
 Box coordinates n = normalize(x) * 2 - 1 lie in [-1, 1]^3. Grids are channels-last and sampled with
 align_corners=True semantics, so upsampling by (bi)linear resampling keeps the represented function.
@@ -7,16 +8,19 @@ align_corners=True semantics, so upsampling by (bi)linear resampling keeps the r
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import bounded, schedule_option
 from ..kernels import sample_lines, sample_planes
-from .base import BLOCK_GEO_FEATURES, DEFAULT_AABB, Field, check_float, check_int, check_schedule, log_scaled_softplus
+from .base import ColorHeadConfig, Field, log_scaled_softplus
 
-__all__ = ["TensoRFVM", "TensoRFCP", "resample_planes", "resample_lines"]
+__all__ = ["TensoRFVM", "TensoRFCP", "TensoRFConfig", "TensoRFCPConfig", "resample_planes", "resample_lines"]
 
 # VM pairs: plane over axes (a, b) with the line along the remaining axis.
 _PLANE_AXES = ((0, 1), (0, 2), (1, 2))
@@ -42,34 +46,58 @@ def _tv(t: Tensor, dims: tuple[int, ...]) -> Tensor:
     return sum((t.diff(dim=dim) ** 2).mean() for dim in dims)  # type: ignore[return-value]
 
 
+@dataclass
+class TensoRFConfig(ColorHeadConfig):
+    """Options of `TensoRFVM` (and, with other defaults, `TensoRFCP`): factor `resolution` (cells per box
+    side) grown by the `upsample` schedule of [step, resolution] pairs; `n_density` density and `n_app`
+    appearance components per factor; sigma = density_scale * softplus(sum + density_shift); L1 / TV
+    weights on the density factors; the basis and colour MLP learn at lr * mlp_lr_factor."""
+
+    renamed: ClassVar[dict[str, str]] = {"app_dim": "geo_features"}
+
+    resolution: int = bounded(64, 2, _MAX_RES)
+    upsample: tuple[tuple[int, int], ...] = schedule_option(
+        ((300, 96), (600, 128), (900, 160), (1200, 200)), lo=2, hi=_MAX_RES, what="resolution")
+    n_density: int = bounded(16, 1, 4096)
+    n_app: int = bounded(48, 1, 4096)
+    init_scale: float = bounded(0.1, lo=0.0)
+    density_shift: float = -10.0
+    density_scale: float = bounded(25.0, lo=0.0)
+    l1_weight: float = bounded(8e-5, lo=0.0)
+    tv_weight: float = bounded(0.0, lo=0.0)
+    mlp_lr_factor: float = bounded(0.05, lo=0.0)
+
+
+@dataclass
+class TensoRFCPConfig(TensoRFConfig):
+    """Options of `TensoRFCP`: those of `TensoRFConfig`, with more (rank-1) components by default."""
+
+    upsample: tuple[tuple[int, int], ...] = schedule_option(
+        ((300, 128), (600, 256), (900, 384), (1200, 500)), lo=2, hi=_MAX_RES, what="resolution")
+    n_density: int = bounded(96, 1, 4096)
+    n_app: int = bounded(288, 1, 4096)
+    init_scale: float = bounded(0.2, lo=0.0)
+    l1_weight: float = bounded(1e-5, lo=0.0)
+
+
 class _TensoRF(Field):
     """Shared heads, schedule and regularisation; subclasses supply the factor tensors.
 
-    encode: [N, 3] world -> [N, D + app_dim]: D per-component density values, then basis(app) features.
+    encode: [N, 3] world -> [N, D + G]: D per-component density values, then basis(app) features (G =
+    geo_features).
     density_head: sigma = density_scale * softplus(sum(components) + density_shift) (1/scene-unit).
     color_head: the shared design, [f, SH(d, sh_degree)] -> MLP -> sigmoid rgb.
     """
 
+    config: TensoRFConfig
     n_density_columns: int  # D: width of the density part of `encode`
 
-    def _common(self, cfg: dict[str, Any], app_planes: int) -> None:
-        """Validate the shared options, store the config and build basis + colour MLP.
-
-        `app_planes`: how many n_app-wide appearance blocks feed the basis (3 for VM, 1 for CP)."""
-        cfg["resolution"] = check_int("resolution", cfg["resolution"], 2, _MAX_RES)
-        sched = check_schedule("upsample", cfg["upsample"], lo=2, hi=_MAX_RES)
-        cfg["upsample"] = [list(item) for item in sched]
-        for key in ("n_density", "n_app", "app_dim", "color_hidden"):
-            cfg[key] = check_int(key, cfg[key], 1, 4096)
-        cfg["sh_degree"] = check_int("sh_degree", cfg["sh_degree"], 1, 4)
-        cfg["color_layers"] = check_int("color_layers", cfg["color_layers"], 0, 16)
-        for key in ("init_scale", "density_scale", "l1_weight", "tv_weight", "mlp_lr_factor"):
-            cfg[key] = check_float(key, cfg[key], 0.0)
-        cfg["density_shift"] = check_float("density_shift", cfg["density_shift"])
-        self.config = cfg
-        self.schedule = sched
-        self.basis = nn.Linear(cfg["n_app"] * app_planes, cfg["app_dim"], bias=False)
-        self._init_color_head(cfg["app_dim"], cfg["color_hidden"], cfg["color_layers"], cfg["sh_degree"])
+    def _common(self, app_planes: int) -> None:
+        """Build the basis and colour MLP. `app_planes`: how many n_app-wide appearance blocks feed the
+        basis (3 for VM, 1 for CP)."""
+        c = self.config
+        self.basis = nn.Linear(c.n_app * app_planes, c.geo_features, bias=False)
+        self._init_color_head(c)
 
     # subclass hooks -----------------------------------------------------------------------------
     def _density_components(self, n: Tensor) -> Tensor:
@@ -96,22 +124,22 @@ class _TensoRF(Field):
         return self.normalize(x) * 2.0 - 1.0
 
     def encode(self, x: Tensor) -> Tensor:
-        """x: [N, 3] world -> [N, D + app_dim] (density components, then appearance features)."""
+        """x: [N, 3] world -> [N, D + G] (density components, then geometry features)."""
         n = self._coords(x)
         return torch.cat([self._density_components(n), self.basis(self._app_components(n))], dim=-1)
 
     def _sigma(self, components: Tensor) -> Tensor:
-        raw = components.sum(dim=-1) + self.config["density_shift"]
-        return self.config["density_scale"] * F.softplus(raw)
+        raw = components.sum(dim=-1) + self.config.density_shift
+        return self.config.density_scale * F.softplus(raw)
 
     def log_density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
-        """feat: [N, D + app_dim] -> log sigma [N] (sigma in 1/scene-unit), geo [N, app_dim]."""
-        d_cols, cfg = self.n_density_columns, self.config
-        raw = feat[:, :d_cols].sum(dim=-1) + cfg["density_shift"]
-        return log_scaled_softplus(raw, cfg["density_scale"]), feat[:, d_cols:]
+        """feat: [N, D + G] -> log sigma [N] (sigma in 1/scene-unit), geo [N, G]."""
+        d_cols, c = self.n_density_columns, self.config
+        raw = feat[:, :d_cols].sum(dim=-1) + c.density_shift
+        return log_scaled_softplus(raw, c.density_scale), feat[:, d_cols:]
 
     def density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
-        """feat: [N, D + app_dim] -> sigma [N] (1/scene-unit), geo [N, app_dim]."""
+        """feat: [N, D + G] -> sigma [N] (1/scene-unit), geo [N, G]."""
         d_cols = self.n_density_columns
         return self._sigma(feat[:, :d_cols]), feat[:, d_cols:]
 
@@ -124,26 +152,26 @@ class _TensoRF(Field):
         nets = list(self.basis.parameters()) + list(self.color_net.parameters())
         net_ids = {id(p) for p in nets}
         grids = [p for p in self.parameters() if id(p) not in net_ids]
-        return [{"params": grids, "lr": lr}, {"params": nets, "lr": lr * self.config["mlp_lr_factor"]}]
+        return [{"params": grids, "lr": lr}, {"params": nets, "lr": lr * self.config.mlp_lr_factor}]
 
     def on_step(self, step: int) -> bool:
         """Upsample to the largest scheduled resolution with step <= `step` (never downsamples)."""
-        target = max((res for s, res in self.schedule if s <= step), default=0)
-        if target <= self.config["resolution"]:
+        target = max((res for s, res in self.config.upsample if s <= step), default=0)
+        if target <= self.config.resolution:
             return False
         with torch.no_grad():
             self._resample(target)
-        self.config["resolution"] = target
+        self.config = dataclasses.replace(self.config, resolution=target)
         return True
 
     def regularization(self) -> Tensor:
         """l1_weight * sum of mean |density factor| + tv_weight * TV of the density factors."""
-        cfg = self.config
+        c = self.config
         loss = self.aabb.new_zeros(())
-        if cfg["l1_weight"] > 0:
-            loss = loss + cfg["l1_weight"] * sum(t.abs().mean() for t in self._density_factors())
-        if cfg["tv_weight"] > 0:
-            loss = loss + cfg["tv_weight"] * self._tv_density()
+        if c.l1_weight > 0:
+            loss = loss + c.l1_weight * sum(t.abs().mean() for t in self._density_factors())
+        if c.tv_weight > 0:
+            loss = loss + c.tv_weight * self._tv_density()
         return loss
 
 
@@ -160,31 +188,13 @@ class TensoRFVM(_TensoRF):
     """
 
     name = "tensorf-vm"
+    config_class = TensoRFConfig
 
-    def __init__(
-        self,
-        *,
-        aabb: Any = DEFAULT_AABB,
-        resolution: int = 64,
-        upsample: Any = ((300, 96), (600, 128), (900, 160), (1200, 200)),
-        n_density: int = 16,
-        n_app: int = 48,
-        app_dim: int = BLOCK_GEO_FEATURES,
-        init_scale: float = 0.1,
-        density_shift: float = -10.0,
-        density_scale: float = 25.0,
-        sh_degree: int = 4,
-        color_hidden: int = 64,
-        color_layers: int = 2,
-        l1_weight: float = 8e-5,
-        tv_weight: float = 0.0,
-        mlp_lr_factor: float = 0.05,
-    ) -> None:
-        super().__init__(aabb)
-        cfg = {k: v for k, v in locals().items() if k not in ("self", "aabb", "__class__")}
-        self._common(cfg, app_planes=3)
-        r, s = self.config["resolution"], self.config["init_scale"]
-        nd, na = self.config["n_density"], self.config["n_app"]
+    def __init__(self, config: TensoRFConfig | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self._common(app_planes=3)
+        c = self.config
+        r, s, nd, na = c.resolution, c.init_scale, c.n_density, c.n_app
         self.n_density_columns = 3 * nd
         self.density_planes = _factor((3, r, r, nd), s)
         self.density_lines = _factor((3, r, nd), s)
@@ -228,33 +238,15 @@ class TensoRFCP(_TensoRF):
     """
 
     name = "tensorf-cp"
+    config_class = TensoRFCPConfig
 
-    def __init__(
-        self,
-        *,
-        aabb: Any = DEFAULT_AABB,
-        resolution: int = 64,
-        upsample: Any = ((300, 128), (600, 256), (900, 384), (1200, 500)),
-        n_density: int = 96,
-        n_app: int = 288,
-        app_dim: int = BLOCK_GEO_FEATURES,
-        init_scale: float = 0.2,
-        density_shift: float = -10.0,
-        density_scale: float = 25.0,
-        sh_degree: int = 4,
-        color_hidden: int = 64,
-        color_layers: int = 2,
-        l1_weight: float = 1e-5,
-        tv_weight: float = 0.0,
-        mlp_lr_factor: float = 0.05,
-    ) -> None:
-        super().__init__(aabb)
-        cfg = {k: v for k, v in locals().items() if k not in ("self", "aabb", "__class__")}
-        self._common(cfg, app_planes=1)
-        r, s = self.config["resolution"], self.config["init_scale"]
-        self.n_density_columns = self.config["n_density"]
-        self.density_lines = _factor((3, r, self.config["n_density"]), s)
-        self.app_lines = _factor((3, r, self.config["n_app"]), s)
+    def __init__(self, config: TensoRFCPConfig | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self._common(app_planes=1)
+        c = self.config
+        self.n_density_columns = c.n_density
+        self.density_lines = _factor((3, c.resolution, c.n_density), c.init_scale)
+        self.app_lines = _factor((3, c.resolution, c.n_app), c.init_scale)
 
     @staticmethod
     def _cp(lines: Tensor, n: Tensor) -> Tensor:
