@@ -36,8 +36,8 @@ def teacher_dataset(teacher: Teacher, cfg: ConvertConfig, gen: torch.Generator) 
 
 
 def convert_to_splats(teacher: Teacher, out: Path, cfg: ConvertConfig, fit_cfg: FitConfig, test_ds=None,
-                      resume: bool = False, device: torch.device | str = "cpu", show_progress: bool = True,
-                      callback=None) -> dict[str, Any]:
+                      resume: bool = False, device: torch.device | str = "cpu", rank: int = 0,
+                      show_progress: bool = True, callback=None) -> dict[str, Any]:
     """Distil a field teacher into Gaussian splats at `out`; metrics as `v3kd fit --field splats` plus
     psnr_vs_teacher (held-out virtual views) and prepare_seconds (rendering the teacher's views)."""
     if teacher.kind != "field":
@@ -54,12 +54,13 @@ def convert_to_splats(teacher: Teacher, out: Path, cfg: ConvertConfig, fit_cfg: 
     if fit_cfg.field_name != "splats":
         raise ConfigError(f"convert_to_splats needs the splats fit settings, got {fit_cfg.field_name!r}")
     metrics = fit(ds, test_ds, out, fit_cfg, data_path=Path(data) if data else None, resume=resume,
-                  device=device, show_progress=show_progress, callback=callback)
+                  device=device, rank=rank, show_progress=show_progress, callback=callback)
     cams = eval_cameras(teacher, cfg)
     ref = render_views(teacher.model, teacher.grid, teacher.settings, cams)
     splats, _ = load_field(out)
     pred = render_views(splats.to(device).eval(), None, None, cams)
     metrics.update({"teacher": teacher.model.name, "prepare_seconds": round(prepare, 2), "active": cfg.active,
                     "psnr_vs_teacher": mean_psnr(pred, ref), "n_teacher_views": len(cams)})
-    write_json(Path(out) / "metrics.json", metrics)
+    if rank == 0:
+        write_json(Path(out) / "metrics.json", metrics)
     return metrics
