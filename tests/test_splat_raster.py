@@ -148,7 +148,7 @@ def test_fused_matches_reference_values_and_gradients(n):
         proj = project_gaussians(leaves["means"], leaves["quats"], leaves["scales"], viewmat, K, W, H)
         out = raster(proj, leaves["colors"], leaves["opacities"], W, H, bg)
         g = torch.Generator().manual_seed(9)
-        loss = sum((out[k] * torch.randn(out[k].shape, generator=g)).sum() for k in ("rgb", "alpha", "depth"))
+        loss = sum((out[k] * torch.randn(out[k].shape, generator=g)).sum() for k in ("rgb", "opacity", "depth"))
         loss.backward()
         results.append(({k: out[k].detach() for k in out}, {k: v.grad for k, v in leaves.items()}))
     (o_ref, g_ref), (o_fused, g_fused) = results
