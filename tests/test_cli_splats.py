@@ -93,3 +93,39 @@ def test_export_rejects_bad_runs(entry, tmp_path, capsys):
     assert run_cli(["export", str(run), "--format", "3dgs-ply", "--out", str(out)]) == 2
     err = one_line_error(capsys, entry)
     assert "UNSAFE" not in err and not out.exists()
+
+
+def test_export_splats_and_import_splats_round_trip_through_the_library(tmp_path):
+    """The library functions behind `v3kd export --format 3dgs-ply` and `v3kd import-splats`: the same
+    Gaussians come back, in a padded box, with every SH degree active; a splat file needs a splats run."""
+    from vision3d_kd.errors import ConfigError, RunError
+    from vision3d_kd.export.splats import export_splats, import_splats, padded_box
+    from vision3d_kd.fields.splats import GaussianSplats
+    from vision3d_kd.runs import save_field
+
+    g = torch.Generator().manual_seed(0)
+    n = 64
+    params = {"means": torch.rand(n, 3, generator=g) - 0.5, "log_scales": torch.full((n, 3), -3.0),
+              "quats": torch.tensor([1.0, 0.0, 0.0, 0.0]).repeat(n, 1), "opacity_logits": torch.randn(n, generator=g),
+              "sh": 0.3 * torch.randn(n, 4, 3, generator=g)}
+    run = tmp_path / "run"
+    save_field(run, GaussianSplats(aabb=[[-1, -1, -1], [1, 1, 1]], n=0, sh_degree=1).set_params(params))
+    out = tmp_path / "g.ply"
+    assert export_splats(run, "3dgs-ply", out).n == n
+    back = import_splats(out, tmp_path / "imported")
+    assert back.n == n and back.sh_degree == 1 and int(back.active_sh_degree) == 1
+    torch.testing.assert_close(back.means.detach(), params["means"], atol=1e-6, rtol=0)
+    model, cfg = load_field(tmp_path / "imported")
+    assert cfg["imported_from"] == str(out.resolve())
+    torch.testing.assert_close(model.aabb, torch.tensor(padded_box(params["means"])))
+    lo, hi = params["means"].min(0).values, params["means"].max(0).values
+    assert (model.aabb[0] < lo).all() and (model.aabb[1] > hi).all()
+    with pytest.raises(ConfigError, match="not empty"):
+        import_splats(out, tmp_path / "imported")
+    field_run = tmp_path / "field"
+    from vision3d_kd.fields.grid import VoxelGridField
+
+    save_field(field_run, VoxelGridField(aabb=[[-1, -1, -1], [1, 1, 1]], resolution=8, upsample=[]))
+    with pytest.raises(RunError, match="needs a splats run"):
+        export_splats(field_run, "splat", tmp_path / "x.splat")
+    assert not (tmp_path / "x.splat").exists()

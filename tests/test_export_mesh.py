@@ -192,3 +192,30 @@ def test_export_refuses_bad_input_without_leaving_files(tmp_path, capsys):
     assert run_cli(["export", str(missing), "--format", "ply", "--out", str(out)]) == 2
     one_line_error(capsys, "weights")
     assert list(out.parent.iterdir()) == []
+
+
+def test_export_run_checks_options_first_and_writes_a_mesh_preview(tmp_path):
+    """The library functions behind `v3kd export`: bad preview options fail before any meshing or writing;
+    `write_mesh_preview` renders the mesh in its colour on white at the run's camera distance."""
+    from vision3d_kd.errors import ConfigError
+    from vision3d_kd.export.run_export import export_run, write_mesh_preview
+
+    run = analytic_run(tmp_path / "run", "sphere", res=16)
+    out, png = tmp_path / "m.ply", tmp_path / "p.png"
+    with pytest.raises(ConfigError, match="--preview-size"):
+        export_run(run, "ply", out, preview=png, preview_size=4)
+    with pytest.raises(ConfigError, match=".png"):
+        export_run(run, "ply", out, preview=tmp_path / "p.jpg")
+    with pytest.raises(ConfigError, match="--format"):
+        export_run(run, "stl", out)
+    assert list(tmp_path.iterdir()) == [tmp_path / "run"]
+    n = 40
+    axis = np.linspace(-1.0, 1.0, n, dtype=np.float32)
+    zz, yy, xx = np.meshgrid(axis, axis, axis, indexing="ij")
+    mesh = mesh_from_volume(0.6 - np.sqrt(xx**2 + yy**2 + zz**2), 0.0, torch.tensor([[-1.0] * 3, [1.0] * 3]))
+    mesh.colors = np.tile(np.array(COLOR, np.float32), (len(mesh.vertices), 1))
+    assert write_mesh_preview(run, mesh, png, 48) == png
+    img = np.asarray(Image.open(png).convert("RGB")) / 255.0
+    assert img.shape == (48, 48, 3) and np.allclose(img[:4, :4], 1.0)
+    hue = img[20:28, 20:28].reshape(-1, 3)
+    assert np.abs(hue / hue.sum(-1, keepdims=True) - np.array(COLOR) / sum(COLOR)).max() < 0.05

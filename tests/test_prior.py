@@ -183,6 +183,27 @@ def test_prior_sample_cli_writes_one_png_per_call(tiny_bundled, tmp_path, capsys
     one_line_error(capsys, ".png")
 
 
+def test_write_samples_takes_a_prior_or_its_directory(tiny_bundled, tmp_path):
+    """The library function behind `v3kd prior sample`: a loaded prior and its directory give the same
+    seeded images; a prompt that already names a view keeps it; options are checked before loading."""
+    from PIL import Image
+
+    from vision3d_kd.guidance.diffusers_prior import load_prior
+    from vision3d_kd.guidance.sampling import write_samples
+
+    text, images = write_samples(load_prior(tiny_bundled), "a red mug", tmp_path / "a.png", azimuth_deg=180.0, n=2,
+                                 steps=2, seed=3)
+    assert text == "a red mug, back view" and images.shape[0] == 2
+    same_text, same = write_samples(tiny_bundled, "a red mug", tmp_path / "b.png", azimuth_deg=180.0, n=2, steps=2,
+                                    seed=3)
+    assert same_text == text and torch.allclose(same, images)
+    assert Image.open(tmp_path / "b.png").size == (2 * images.shape[-1], images.shape[-2])
+    assert write_samples(tiny_bundled, "a red mug, side view", tmp_path / "c.png", steps=1)[0] == "a red mug, side view"
+    with pytest.raises(ConfigError, match="--n"):
+        write_samples(tmp_path / "nope", "a red mug", tmp_path / "d.png", n=0)
+    assert not (tmp_path / "d.png").exists()
+
+
 def test_bench_prior_runs_end_to_end_on_a_prior_directory(tiny_bundled, tmp_path):
     from PIL import Image
 

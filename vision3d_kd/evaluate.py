@@ -1,4 +1,5 @@
-"""Render held-out views of a field or splats and score them (PSNR, SSIM); render sets of views."""
+"""Render held-out views of a field or splats and score them (PSNR, SSIM); render sets of views; score a run
+directory on its dataset (what `v3kd eval` does)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from PIL import Image
 from torch import Tensor
 
 from .cameras import Cameras
+from .data import held_out_split, load_dataset
+from .errors import ConfigError
 from .metrics import psnr, ssim
 from .render.image import render
 from .render.occupancy import OccupancyGrid
 from .render.volume import RenderConfig
+from .runs import load_run, render_settings_from, update_metrics
 
-__all__ = ["evaluate_field", "held_out_metrics", "save_png", "ViewSet", "render_views"]
+__all__ = ["evaluate_field", "held_out_metrics", "save_png", "ViewSet", "render_views", "evaluate_run"]
 
 
 @dataclass
@@ -81,3 +85,24 @@ def held_out_metrics(model, dataset, grid: OccupancyGrid | None, settings: Rende
     ev = evaluate_field(model, dataset, grid, settings, background, chunk, save_dir)
     return {"psnr_test": ev["psnr"], "ssim_test": ev["ssim"], "n_test_views": ev["n_views"],
             "render_seconds_per_view": ev["render_seconds_per_view"]}
+
+
+def evaluate_run(run: Path, data: Path | None = None, split: str | None = None, background: str = "white",
+                 device: torch.device | str = "cpu") -> tuple[str, dict[str, float]]:
+    """Score run `run` on split `split` (default: test, else val) of dataset `data` (default: the one it was
+    fitted on, at its training downscale), renders and targets on a white or black background. Merges
+    psnr_<split> (dB), ssim_<split> and n_<split>_views into RUN/metrics.json and saves the first views beside
+    their targets in RUN/renders/. Returns (split, `evaluate_field`'s scores)."""
+    if background not in ("white", "black"):
+        raise ConfigError(f"--background must be white or black, got {background!r}")
+    field, grid, cfg = load_run(run, device)
+    data = data or (Path(cfg["data"]) if cfg.get("data") else None)
+    if data is None:
+        raise ConfigError(f"{run}: the run does not record its dataset; pass --data")
+    split = split or held_out_split(data)
+    if split is None:
+        raise ConfigError(f"{data}: no test or val split to evaluate on (pass --split)")
+    ds = load_dataset(data, split, int(cfg.get("fit", {}).get("train", {}).get("downscale", 1)))
+    ev = evaluate_field(field, ds, grid, render_settings_from(cfg), background, save_dir=Path(run) / "renders")
+    update_metrics(run, {f"psnr_{split}": ev["psnr"], f"ssim_{split}": ev["ssim"], f"n_{split}_views": ev["n_views"]})
+    return split, ev

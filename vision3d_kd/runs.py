@@ -8,6 +8,7 @@ safetensors only and refused when they hold NaN/inf.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ from .fields import build_field
 from .render.occupancy import OccupancyGrid
 from .render.volume import RenderConfig
 
-__all__ = ["OCCUPANCY", "save_field", "load_field", "load_run", "save_occupancy", "render_settings_from"]
+__all__ = ["OCCUPANCY", "METRICS", "save_field", "load_field", "load_run", "save_occupancy", "render_settings_from",
+           "update_metrics"]
 
 OCCUPANCY = "occupancy.safetensors"
+METRICS = "metrics.json"
 
 
 def _json_safe(obj: Any) -> Any:
@@ -86,3 +89,12 @@ def load_run(run: Path, device: torch.device | str = "cpu") -> tuple[Any, Occupa
 def render_settings_from(cfg: dict[str, Any]) -> RenderConfig:
     """RenderConfig stored in a run's config.json (`render` section)."""
     return RenderConfig(step_size=float(cfg.get("render", {}).get("step_size", 0.01)))
+
+
+def update_metrics(run: Path, values: dict[str, Any]) -> dict[str, Any]:
+    """Merge `values` into RUN/metrics.json (created when missing; atomic); returns the merged metrics."""
+    path = Path(run) / METRICS
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    metrics.update(values)
+    write_json(path, metrics)
+    return metrics

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import typer
 
-from ..errors import ConfigError
-
 __all__ = ["event_app"]
 
 event_app = typer.Typer(help="EventVGGT: distil a geometry teacher on RGB frames into an event-camera depth student.",
@@ -22,10 +20,7 @@ _RESUME = typer.Option(False, "--resume", help="Continue RUN from its last check
                        "grow).")
 
 
-def _train(data: Path, out: Path, cfg, teacher=None, info=None, resume: bool = False) -> None:
-    from ..distill.event_vggt.train import train_network
-
-    metrics = train_network(data, out, cfg, teacher, info, resume=resume)
+def _report(out: Path, cfg, metrics: dict) -> None:
     print(f"{cfg.name()}: {metrics['steps']} steps in {metrics['minutes']:.1f} min, final loss "
           f"{metrics['final_loss']:.4f}; wrote {out}")
 
@@ -53,8 +48,6 @@ def simulate_command(
     from ..distill.event_vggt.events import EventSimConfig
     from ..distill.event_vggt.simulate import SimConfig, simulate_dataset
 
-    if not 1 <= sequences <= 10000:
-        raise ConfigError(f"--sequences must be in [1, 10000], got {sequences}")
     cfg = SimConfig(height, width, fov, seconds, fps, frame_rate, events=EventSimConfig(
         contrast, mismatch, refractory, noise_rate), supersample=supersample)
     with Progress() as bar:
@@ -80,11 +73,11 @@ def train_teacher_command(
 ) -> None:
     """Train the small VGGT-shaped RGB teacher on ground-truth depth (how vision3d_kd/assets/event_teacher was made)."""
     from ..distill.event_vggt.model import NetConfig
-    from ..distill.event_vggt.train import DistillConfig
+    from ..distill.event_vggt.train import DistillConfig, train_network
 
     cfg = DistillConfig(input="rgb", supervision="gt", steps=steps, batch=batch, lr=lr, clip_len=clip_len, seed=seed,
                         si_lambda=0.5, net=NetConfig(dim=dim, depth=depth, patch=patch))
-    _train(data, out, cfg, resume=resume)
+    _report(out, cfg, train_network(data, out, cfg, resume=resume))
 
 
 @event_app.command("distill")
@@ -111,18 +104,13 @@ def distill_command(
     resume: bool = _RESUME,
 ) -> None:
     """Train the event student: distilled from the teacher (output + STFD + CMFM + TCD by default)."""
-    from ..distill.event_vggt.teacher import load_geometry_teacher
-    from ..distill.event_vggt.train import DistillConfig
+    from ..distill.event_vggt.train import DistillConfig, distill_events
 
     chosen = {k: v for k, v in dict(init=init, stfd_mode=stfd_mode, w_stfd=w_stfd, w_cmfm=w_cmfm, w_tcd=w_tcd).items()
               if v is not None}
-    if any(v < 0 for k, v in chosen.items() if k.startswith("w_")):
-        raise ConfigError("--w-stfd, --w-cmfm and --w-tcd must be >= 0")
     cfg = DistillConfig(supervision="gt" if gt else "teacher", stfd=not no_stfd, cmfm=not no_cmfm, tcd=not no_tcd,
                         steps=steps, batch=batch, lr=lr, clip_len=clip_len, seed=seed, bins=bins, **chosen)
-    needs_teacher = not gt or cfg.init != "random"  # with --gt the teacher may still give the initial weights
-    model, info = load_geometry_teacher(teacher, teacher_weights) if needs_teacher else (None, None)
-    _train(data, out, cfg, model, info, resume)
+    _report(out, cfg, distill_events(data, out, cfg, teacher, teacher_weights, resume))
 
 
 @event_app.command("eval")
@@ -133,21 +121,9 @@ def eval_command(
                               "students); none: raw metric depth."),
 ) -> None:
     """Depth errors (Abs Rel, Sq Rel, RMSE, RMSE log, δ, mean error at 10/20/30 m) and temporal jitter."""
-    from ..checkpoint import write_json
-    from ..distill.event_vggt.evaluate import evaluate_depth
-    from ..distill.event_vggt.teacher import NetTeacher, load_net
+    from ..distill.event_vggt.evaluate import evaluate_depth_run
 
-    net, cfg = load_net(run)
-    kind = "rgb" if cfg["net"]["in_channels"] == 3 else "events"
-    d = cfg.get("distill", {})
-    predict = (lambda x: NetTeacher(net)(x)["depth"]) if kind == "rgb" else (lambda x: net(x)["depth"])
-    metrics = evaluate_depth(predict, data, kind, d.get("clip_len", 4), d.get("bins", 5), align)
-    old = {}
-    if (run / "metrics.json").is_file():
-        import json
-
-        old = json.loads((run / "metrics.json").read_text())
-    write_json(run / "metrics.json", {**old, **{f"{k}_test": v for k, v in metrics.items()}, "align": align})
+    metrics = evaluate_depth_run(run, data, align)
     print("  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     print(f"wrote {run / 'metrics.json'}")
 
@@ -162,33 +138,7 @@ def predict_command(
     height: int = typer.Option(None, "--height", help="Sensor height when the file does not store it."),
 ) -> None:
     """Predict a depth map for every --window seconds of a recorded or simulated event stream."""
-    import numpy as np
-    import torch
+    from ..distill.event_vggt.predict import write_depth_prediction
 
-    from ..checkpoint import atomic_write
-    from ..distill.event_vggt.evaluate import predict_sequence
-    from ..distill.event_vggt.event_io import load_events
-    from ..distill.event_vggt.events import voxel_grid
-    from ..distill.event_vggt.teacher import load_net
-
-    if out.suffix != ".npz":
-        raise ConfigError(f"--out {out}: must be a .npz file")
-    if not window > 0:
-        raise ConfigError("--window must be > 0")
-    net, cfg = load_net(run)
-    if cfg["net"]["in_channels"] == 3:
-        raise ConfigError(f"{run}: an RGB teacher, not an event student")
-    d = cfg.get("distill", {})
-    ev = load_events(events, width, height)
-    if len(ev) == 0:
-        raise ConfigError(f"{events}: holds no events")
-    t0 = float(ev.t[0]) - 1e-9  # windows are (start, end]
-    n = max(d.get("clip_len", 4), int(np.ceil((float(ev.t[-1]) - t0) / window)))
-    ends = t0 + window * np.arange(1, n + 1)
-    vox = torch.stack([voxel_grid(ev.window(e - window, e), cfg["net"]["in_channels"], e - window, e) for e in ends])
-    p = cfg["net"]["patch"]
-    if ev.height % p or ev.width % p:
-        raise ConfigError(f"{events}: sensor {ev.width}x{ev.height} must be a multiple of the student's patch {p}")
-    depth = predict_sequence(lambda x: net(x)["depth"], vox, d.get("clip_len", 4))
-    atomic_write(out, lambda f: np.savez_compressed(f, depth=depth.numpy().astype(np.float32), times=ends))
-    print(f"wrote {out}: {len(ends)} depth maps {ev.height}x{ev.width}")
+    depth, _ = write_depth_prediction(run, events, out, window, width, height)
+    print(f"wrote {out}: {len(depth)} depth maps {depth.shape[1]}x{depth.shape[2]}")

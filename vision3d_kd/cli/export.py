@@ -8,13 +8,7 @@ from pathlib import Path
 
 import typer
 
-from ..errors import ConfigError, RunError
-
 __all__ = ["register", "export_command", "import_command"]
-
-SPLAT_FORMATS = ("3dgs-ply", "splat", "spz")
-MESH_FORMATS = ("glb", "obj", "ply")
-FORMATS = (*MESH_FORMATS, "pointcloud", *SPLAT_FORMATS)
 
 
 def export_command(
@@ -50,22 +44,14 @@ def export_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
     """Export a run: a mesh (GLB/OBJ/PLY), a point cloud (PLY) or its Gaussians (splat formats)."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if fmt in SPLAT_FORMATS:
-        _export_splats(run, fmt, out, spz_version, up)
-        return
-    if not out.parent.is_dir():
-        raise ConfigError(f"{out}: output directory {out.parent} does not exist")
-    if preview is not None and preview.suffix.lower() != ".png":
-        raise ConfigError(f"--preview {preview}: must be a .png file")
     from rich.progress import Progress
 
-    from ..export.mesh_io import write_mesh, write_point_cloud
-    from ..export.run_mesh import MeshConfig, mesh_from_run, point_cloud_from_run
+    from ..export.run_export import export_run
+    from ..export.run_mesh import MeshConfig
     from .common import pick_device
 
-    dev = pick_device(device)
+    opts = MeshConfig(resolution=resolution, level=level, min_component=min_component, faces=faces, texture=texture,
+                      texture_size=texture_size, views=views, method=method, fusion=fusion)
     t0 = time.perf_counter()
     with Progress(transient=True) as bar:
         tasks: dict[str, int] = {}
@@ -75,55 +61,18 @@ def export_command(
                 tasks[stage] = bar.add_task(stage, total=n)
             bar.update(tasks[stage], completed=i, total=n)
 
-        if fmt == "pointcloud":
-            pts, cols = point_cloud_from_run(run, views, max_points, device=dev,
-                                             progress=lambda i, n: progress("render views", i, n))
-            write_point_cloud(pts, cols, out)
-            print(f"wrote {out} ({len(pts)} points) in {time.perf_counter() - t0:.1f} s")
-            return
-        opts = MeshConfig(resolution=resolution, level=level, min_component=min_component, faces=faces,
-                           texture=texture, texture_size=texture_size, views=views, method=method,
-                           fusion=fusion)
-        mesh = mesh_from_run(run, opts, dev, progress)
-        files = write_mesh(mesh, out, fmt)
-        if preview is not None:
-            files.append(_write_preview(run, mesh, preview, preview_size))
-    extra = f", {len(files) - 1} side file(s)" if len(files) > 1 else ""
-    print(f"wrote {out} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces, {mesh.info['method']}"
-          f"{extra}) in {time.perf_counter() - t0:.1f} s")
-
-
-def _write_preview(run: Path, mesh, path: Path, size: int) -> Path:
-    from ..cameras import orbit_cameras
-    from ..checkpoint import atomic_write, read_config
-    from ..export.raster import render_mesh
-
-    if size < 8:
-        raise ConfigError(f"--preview-size must be >= 8, got {size}")
-    r = read_config(run).get("render") or {}
-    cams = orbit_cameras(1, float(r.get("radius", 4.0)), float(r.get("elevation_deg", 30.0)),
-                         float(r.get("fov_y_deg", 40.0)), size, size, azimuth_offset_deg=30.0)
-    img = render_mesh(mesh, cams, 0)
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
-    return path
-
-
-def _export_splats(run: Path, fmt: str, out: Path, spz_version: int, up: str) -> None:
-    from ..export import write_splats
-    from ..runs import load_field
-
-    model, _ = load_field(run)
-    if getattr(model, "name", "") != "splats":
-        raise RunError(f"{run}: --format {fmt} needs a splats run (fit with --field splats)")
-    options = {"version": spz_version, "up": up} if fmt == "spz" else {}
-    write_splats(model.to_params(), out, fmt, **options)
-    print(f"wrote {out} ({model.n} Gaussians, {fmt})")
+        res = export_run(run, fmt, out, opts, max_points=max_points, spz_version=spz_version, up=up, preview=preview,
+                         preview_size=preview_size, device=pick_device(device), progress=progress)
+    seconds = time.perf_counter() - t0
+    if "gaussians" in res:
+        print(f"wrote {out} ({res['gaussians']} Gaussians, {fmt})")
+    elif "points" in res:
+        print(f"wrote {out} ({res['points']} points) in {seconds:.1f} s")
+    else:
+        files = res["files"]
+        extra = f", {len(files) - 1} side file(s)" if len(files) > 1 else ""
+        print(f"wrote {out} ({res['vertices']} vertices, {res['faces']} faces, {res['method']}{extra}) in "
+              f"{seconds:.1f} s")
 
 
 def import_command(
@@ -132,23 +81,10 @@ def import_command(
     up: str = typer.Option("+z", "--up", help="spz: world up axis to convert to (+z or +y)."),
 ) -> None:
     """Create a splats run directory from a splat file."""
-    from ..export import read_splats
-    from ..fields.splats import GaussianSplats
-    from ..runs import save_field
+    from ..export.splats import import_splats
 
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out}: already exists and is not empty")
-    options = {"up": up} if file.suffix.lower() == ".spz" else {}
-    params = read_splats(file, **options)
-    k = params["sh"].shape[1]
-    degree = int(round(k**0.5)) - 1
-    means = params["means"]
-    pad = 0.05 * (means.max(0).values - means.min(0).values).clamp_min(1e-3)
-    aabb = [(means.min(0).values - pad).tolist(), (means.max(0).values + pad).tolist()]
-    splats = GaussianSplats(aabb=aabb, n=0, sh_degree=degree).set_params(params)
-    splats.active_sh_degree.fill_(degree)
-    save_field(out, splats, {"imported_from": str(file.resolve())})
-    print(f"imported {splats.n} Gaussians (SH degree {degree}) from {file} -> {out}")
+    splats = import_splats(file, out, up)
+    print(f"imported {splats.n} Gaussians (SH degree {splats.sh_degree}) from {file} -> {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from ..errors import ConfigError
-from ..train.config import FitConfig, apply_overrides, load_fit_config
+from ..train.config import apply_overrides, load_fit_config, saved_fit_config
 from .common import pick_device
 
 __all__ = ["register", "fit_command"]
@@ -37,36 +37,21 @@ def fit_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Fit a radiance field to posed images; writes RUN/{config.json, weights.safetensors, log.jsonl, metrics.json}."""
-    from ..checkpoint import read_config
-    from ..data import held_out_split, load_dataset
-    from ..train.fit import fit
+    from ..train.fit import default_run_dir, fit_dataset
 
-    out = out or Path("runs") / f"{Path(data).name}-{field}"
-    if resume:
-        cfg = FitConfig.from_dict(read_config(out).get("fit") or {})
-    else:
-        if out.exists() and any(out.iterdir()):
-            raise ConfigError(f"{out}: already exists and is not empty (use --resume or another --out)")
-        cfg = load_fit_config(field, config)
+    out = out or default_run_dir(data, field)
     if init is not None and field != "splats" and not resume:
         raise ConfigError("--init applies to --field splats")
+    cfg = saved_fit_config(out) if resume else load_fit_config(field, config)
     flags = {"steps": steps, "max_seconds": max_seconds, "seed": seed, "downscale": downscale, "init": init}
     cfg = apply_overrides(cfg, [*overrides, *(f"train.{k}={v}" for k, v in flags.items() if v is not None)])
-    cfg.train.validate()
-    dev = pick_device(device)
-    train_ds = load_dataset(data, "train", cfg.train.downscale)
-    split = held_out_split(data)
-    test_ds = load_dataset(data, split, cfg.train.downscale) if split else None
     console = Console(stderr=True)
-    if test_ds is None:
-        console.print(f"[yellow]warning: {data} has no test or val split; no held-out metrics[/]")
-    console.print(
-        f"fit {cfg.field_name} on {data} ({len(train_ds.cameras)} train views"
-        f"{f', {len(test_ds.cameras)} {split} views' if test_ds else ''}) -> {out}"
-    )
-    metrics = fit(
-        train_ds, test_ds, out, cfg, data_path=Path(data).resolve(), resume=resume, device=dev, show_progress=progress
-    )
+
+    def log(line: str) -> None:
+        console.print(f"[yellow]{line}[/]" if line.startswith("warning:") else line)
+
+    split, metrics = fit_dataset(data, out, cfg, resume=resume, device=pick_device(device), show_progress=progress,
+                                 log=log)
     line = f"{cfg.field_name}: {metrics['steps']} steps in {metrics['seconds']:.0f} s"
     if "psnr_test" in metrics:
         line += f"; {split} PSNR {metrics['psnr_test']:.2f} dB, SSIM {metrics['ssim_test']:.4f}"

@@ -14,9 +14,10 @@ from ..config import CONFIG_DIR, dataclass_from, read_sections
 from ..errors import ConfigError
 from ..train.config import FitConfig, apply_overrides, load_fit_config
 
-__all__ = ["ConvertConfig", "load_convert_config", "CONVERT_CONFIG_DIR"]
+__all__ = ["ConvertConfig", "load_convert_config", "CONVERT_CONFIG_DIR", "TARGETS"]
 
 CONVERT_CONFIG_DIR = CONFIG_DIR / "convert"
+TARGETS = ("mlp", "hashgrid", "tensorf-vm", "tensorf-cp", "grid", "splats")  # student families
 
 
 @dataclass

@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..assets import default_prior_path
 from ..errors import ConfigError, DataError
 from .prior import CAMERA_FEATURES, CameraCondition, DiffusionPrior, PromptEmbeddings, camera_features
 
-__all__ = ["DiffusersPrior", "pipeline_components"]
+__all__ = ["DiffusersPrior", "pipeline_components", "load_prior"]
 
 _REQUIRED = ("unet", "scheduler", "text_encoder", "tokenizer")
 _WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "model.safetensors",
@@ -143,3 +144,8 @@ class DiffusersPrior(DiffusionPrior):
         out = self.unet(x_t.to(self.device, self.dtype), t.to(self.device), emb.to(self.device, self.dtype),
                         class_labels=labels).sample
         return out[:, : self.channels]  # IF-style UNets also predict a variance in the extra channels
+
+
+def load_prior(path: str | Path | None = None, device: torch.device | str = "cpu") -> DiffusersPrior:
+    """The local diffusers pipeline at `path`, or the bundled prior (vision3d_kd/assets/prior) when None."""
+    return DiffusersPrior(default_prior_path(path), device=device)

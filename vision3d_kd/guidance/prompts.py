@@ -10,9 +10,16 @@ import torch
 from ..data.objects import view_suffix
 from .prior import CameraCondition, DiffusionPrior, PromptEmbeddings
 
-__all__ = ["ViewPrompts", "SUFFIXES"]
+__all__ = ["ViewPrompts", "SUFFIXES", "view_prompt"]
 
 SUFFIXES = (", front view", ", side view", ", back view", ", overhead view")
+
+
+def view_prompt(prompt: str, elevation_deg: float, azimuth_deg: float) -> str:
+    """`prompt` (stripped) plus the view suffix of a camera at this elevation/azimuth (degrees), unless the
+    prompt already ends with a view (" ... view")."""
+    text = prompt.strip()
+    return text if text.endswith(" view") else text + view_suffix(elevation_deg, azimuth_deg)
 
 
 class ViewPrompts:

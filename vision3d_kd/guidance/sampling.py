@@ -1,17 +1,24 @@
 """Image sampling from any `DiffusionPrior` with deterministic DDIM (η = 0) and classifier-free guidance:
 x̂_0 = (x_t − √(1−ᾱ_t) ε̂) / √ᾱ_t, x_{t'} = √ᾱ_{t'} x̂_0 + √(1−ᾱ_{t'}) ε̂ over `steps` evenly spaced
-timesteps from T−1 down to 0 (ᾱ = 1 after the last)."""
+timesteps from T−1 down to 0 (ᾱ = 1 after the last). `write_samples` writes such images side by side as
+one PNG (what `v3kd prior sample` does)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from ..checkpoint import atomic_write
+from ..errors import ConfigError
+from .diffusers_prior import load_prior
 from .prior import CameraCondition, DiffusionPrior
+from .prompts import view_prompt
 
-__all__ = ["ddim_sample"]
+__all__ = ["ddim_sample", "write_samples", "write_image_strip"]
 
 
 @torch.no_grad()
@@ -36,3 +43,39 @@ def ddim_sample(prior: DiffusionPrior, prompts: list[str], camera: CameraConditi
         if progress is not None:
             progress(i + 1, steps)
     return prior.decode(x0).float().cpu()
+
+
+def write_image_strip(images: Tensor, out: Path) -> None:
+    """Write images [N,3,H,W] in [0,1] side by side as one 8-bit PNG [H, N*W] (atomic)."""
+    from PIL import Image
+
+    strip = (images.permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+    atomic_write(out, lambda f: Image.fromarray(np.concatenate(list(strip), axis=1)).save(f, format="PNG"))
+
+
+def write_samples(prior: DiffusionPrior | str | Path | None, prompt: str, out: Path, elevation_deg: float = 15.0,
+                  azimuth_deg: float = 0.0, radius: float = 3.5, n: int = 1, steps: int = 50,
+                  guidance_scale: float = 7.5, negative: str = "", seed: int = 0,
+                  view_suffix: bool = True) -> tuple[str, Tensor]:
+    """Sample `n` images of `prompt` seen from a camera at elevation/azimuth (degrees) and distance `radius`
+    (scene units; used by camera-aware priors), seeds from `seed` on, and write them side by side to PNG `out`.
+
+    `prior` is a loaded prior, a local diffusers pipeline directory, or None for the bundled prior; with
+    `view_suffix` the camera's view suffix is appended to the prompt. Returns (the prompt used, the images
+    [n,3,H,W] in [0,1])."""
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out {out}: must be a .png file")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
+    if not (1 <= n <= 64 and 1 <= steps <= 1000):
+        raise ConfigError("--n must be in [1, 64] and --steps in [1, 1000]")
+    if not (-90 <= elevation_deg <= 90 and radius > 0):
+        raise ConfigError("--elevation must be in [-90, 90] and --radius > 0")
+    model = prior if isinstance(prior, DiffusionPrior) else load_prior(prior)
+    text = view_prompt(prompt, elevation_deg, azimuth_deg) if view_suffix else prompt.strip()
+    full = torch.ones(n)
+    cam = CameraCondition(full * elevation_deg, full * azimuth_deg, full * radius) if model.camera_conditioned else None
+    images = ddim_sample(model, [text] * n, cam, steps, guidance_scale, negative, torch.Generator().manual_seed(seed))
+    write_image_strip(images, out)
+    return text, images

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import read_config
 from ..config import CONFIG_DIR, dataclass_from, parse_overrides, read_sections
-from ..errors import ConfigError
+from ..errors import ConfigError, RunError
 
 __all__ = ["TrainConfig", "SplatTrainConfig", "FitConfig", "train_config_class", "load_fit_config",
-           "apply_overrides"]
+           "saved_fit_config", "apply_overrides"]
 
 
 @dataclass
@@ -171,6 +172,14 @@ def load_fit_config(field_name: str, config_file: Path | None = None) -> FitConf
         raise ConfigError(f"unknown field {field_name!r} (known: {', '.join(known)})")
     raw = read_sections(path, ("field", "train"))
     return FitConfig(field_name, dict(raw.get("field") or {}), _train_from(raw.get("train") or {}, field_name))
+
+
+def saved_fit_config(run: Path) -> FitConfig:
+    """The settings run directory `run` was fitted with (config.json `fit`; to resume it)."""
+    saved = read_config(run).get("fit")
+    if not isinstance(saved, dict) or "field_name" not in saved:
+        raise RunError(f"{run}: no fit settings in config.json (not a `v3kd fit` run)")
+    return FitConfig.from_dict(saved)
 
 
 def apply_overrides(cfg: FitConfig, overrides: list[str]) -> FitConfig:

@@ -1,5 +1,5 @@
 """`v3kd fit`: optimise a radiance field on posed images with occupancy-grid ray marching (Gaussian
-splats: `splats.py`).
+splats: `splats.py`); `fit_dataset` fits a dataset folder with its held-out split (what the command does).
 
 Run by the training driver (`driver.py`): no global state, a device and rank from the caller, a run
 directory that `--resume` continues from the last checkpoint.
@@ -15,6 +15,8 @@ from typing import Any
 import torch
 
 from ..cameras import Cameras, image_rays, orbit_defaults
+from ..data import held_out_split, load_dataset
+from ..errors import ConfigError
 from ..evaluate import held_out_metrics
 from ..fields import build_field
 from ..render.occupancy import OccupancyGrid
@@ -26,7 +28,7 @@ from .field_task import FieldTask
 from .loop import LoopConfig
 from .splats import SplatsTask
 
-__all__ = ["fit", "FitTask"]
+__all__ = ["fit", "FitTask", "fit_dataset", "default_run_dir"]
 
 
 def _all_rays(cams: Cameras) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,3 +115,32 @@ def fit(train_ds, test_ds, out: Path, cfg: FitConfig, data_path: Path | None = N
     task = build(cfg, train_ds, test_ds, out, resume, gen, run_cfg, dev)
     return train(task, out, LoopConfig.of(tc), resume=resume, rank=rank, show_progress=show_progress,
                  callback=callback)
+
+
+def default_run_dir(data: Path, field_name: str) -> Path:
+    """runs/<dataset folder name>-<field> (relative to the working directory)."""
+    return Path("runs") / f"{Path(data).name}-{field_name}"
+
+
+def fit_dataset(data: Path, out: Path, cfg: FitConfig, resume: bool = False, device: torch.device | str = "cpu",
+                rank: int = 0, show_progress: bool = True,
+                log: Callable[[str], None] | None = None) -> tuple[str | None, dict[str, Any]]:
+    """`fit` on the train split of dataset folder `data` (at `cfg.train.downscale`), scored on its held-out
+    split (test, else val; none: no held-out metrics). `out` must be new or empty unless `resume`. `log`
+    gets a warning line when nothing is held out and a one-line summary before training.
+    Returns (the held-out split or None, the metrics also in RUN/metrics.json)."""
+    out = Path(out)
+    if not resume and out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out}: already exists and is not empty (use --resume or another --out)")
+    cfg.train.validate()
+    train_ds = load_dataset(data, "train", cfg.train.downscale)
+    split = held_out_split(data)
+    test_ds = load_dataset(data, split, cfg.train.downscale) if split else None
+    if log is not None:
+        if test_ds is None:
+            log(f"warning: {data} has no test or val split; no held-out metrics")
+        log(f"fit {cfg.field_name} on {data} ({len(train_ds.cameras)} train views"
+            f"{f', {len(test_ds.cameras)} {split} views' if test_ds else ''}) -> {out}")
+    metrics = fit(train_ds, test_ds, out, cfg, data_path=Path(data).resolve(), resume=resume, device=device,
+                  rank=rank, show_progress=show_progress)
+    return split, metrics

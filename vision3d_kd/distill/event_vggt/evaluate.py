@@ -5,7 +5,7 @@ overlaps the one before when the length does not divide). Students distilled wit
 loss know depth only up to scale, so by default every method's prediction is multiplied by one median
 scale per sequence (median of gt/pred over valid pixels, `--align median`); `--align none` reports raw
 metric depth. Metrics are computed per sequence on pixels with ground truth (not sky, <= 80 m) and
-averaged over sequences.
+averaged over sequences. `evaluate_depth_run` scores a run directory (what `v3kd event-depth eval` does).
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from torch import Tensor
 
 from ...errors import ConfigError
 from ...metrics import depth_metrics, median_scale, temporal_jitter, valid_depth
+from ...runs import update_metrics
 from .clips import EventClips, Sequence
+from .teacher import NetTeacher, load_net
 
-__all__ = ["predict_sequence", "evaluate_depth", "Predictor"]
+__all__ = ["predict_sequence", "evaluate_depth", "evaluate_depth_run", "Predictor"]
 
 Predictor = Callable[[Tensor], Tensor]  # input clip [1,S,C,H,W] -> depth [1,S,H,W] metres
 
@@ -68,3 +70,16 @@ def evaluate_depth(predict: Predictor, data: Path | EventClips, input_kind: str,
             for k in keys}
     mean["sequences"] = len(recs)
     return mean
+
+
+def evaluate_depth_run(run: Path, data: Path, align: str = "median") -> dict[str, float]:
+    """`evaluate_depth` of an RGB teacher or event student run on the sequences of `data`, with the run's clip
+    length and time bins. Merges the metrics (keys + "_test") and "align" into RUN/metrics.json; returns them
+    without the suffix."""
+    net, cfg = load_net(run)
+    kind = "rgb" if cfg["net"]["in_channels"] == 3 else "events"
+    d = cfg.get("distill", {})
+    predict = (lambda x: NetTeacher(net)(x)["depth"]) if kind == "rgb" else (lambda x: net(x)["depth"])
+    metrics = evaluate_depth(predict, data, kind, d.get("clip_len", 4), d.get("bins", 5), align)
+    update_metrics(run, {**{f"{k}_test": v for k, v in metrics.items()}, "align": align})
+    return metrics

@@ -123,6 +123,8 @@ def simulate_dataset(out: Path, n: int, seed: int, cfg: SimConfig,
     """Write ``n`` sequences (scene/trajectory seeds seed, seed+1, ...) into ``out``; sequences already
     there are kept when meta.json matches (resume), and a different configuration is refused.
     ``progress`` gets one line per sequence, kept or new."""
+    if not 1 <= n <= 10000:
+        raise ConfigError(f"--sequences must be in [1, 10000], got {n}")
     out = Path(out)
     meta = {"config": asdict(cfg), "seed": seed}
     meta_path = out / "meta.json"

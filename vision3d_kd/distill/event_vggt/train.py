@@ -35,9 +35,9 @@ from .losses import (
     tcd_loss,
 )
 from .model import GeometryNet, NetConfig
-from .teacher import GeometryTeacher, save_net
+from .teacher import GeometryTeacher, load_geometry_teacher, save_net
 
-__all__ = ["DistillConfig", "EventDepthTask", "train_network"]
+__all__ = ["DistillConfig", "EventDepthTask", "train_network", "distill_events"]
 
 _RESUMABLE = ("steps", "log_every", "checkpoint_every")  # options a resumed run may change
 
@@ -81,6 +81,8 @@ class DistillConfig:
         if isinstance(self.net, dict):
             self.net = NetConfig(**self.net)
         self.stfd_taps = tuple(self.stfd_taps)
+        if min(self.w_stfd, self.w_cmfm, self.w_tcd) < 0:
+            raise ConfigError("--w-stfd, --w-cmfm and --w-tcd must be >= 0")
         if self.input not in ("events", "rgb") or self.supervision not in ("teacher", "gt"):
             raise ConfigError(f"input must be events|rgb and supervision teacher|gt, got {self.input}, "
                               f"{self.supervision}")
@@ -272,3 +274,14 @@ def train_network(data: Path, out: Path, cfg: DistillConfig, teacher: GeometryTe
     if rank == 0:
         write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def distill_events(data: Path, out: Path, cfg: DistillConfig, teacher: Path | None = None,
+                   teacher_weights: Path | None = None, resume: bool = False, rank: int = 0,
+                   show_progress: bool = True) -> dict[str, Any]:
+    """`train_network` of the event student with its teacher loaded by `load_geometry_teacher(teacher,
+    teacher_weights)` (default: the bundled one) when the run needs one: to distil from, or, with
+    ground-truth supervision, for the initial weights (init other than "random"). Returns the metrics."""
+    needs_teacher = cfg.distilling or cfg.init != "random"
+    model, info = load_geometry_teacher(teacher, teacher_weights) if needs_teacher else (None, None)
+    return train_network(data, out, cfg, model, info, resume=resume, rank=rank, show_progress=show_progress)

@@ -1,0 +1,81 @@
+"""Export a run to a file (what `v3kd export` does): a coloured mesh (GLB/OBJ/PLY, optionally with a PNG
+preview), a point cloud (PLY) or the Gaussians of a splats run (splat formats)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ..cameras import orbit_cameras
+from ..checkpoint import atomic_write, read_config
+from ..errors import ConfigError
+from .mesh import Mesh
+from .mesh_io import write_mesh, write_point_cloud
+from .raster import render_mesh
+from .run_mesh import MeshConfig, mesh_from_run, point_cloud_from_run
+from .splats import SPLAT_FORMATS, export_splats
+
+__all__ = ["FORMATS", "MESH_FORMATS", "SPLAT_FORMATS", "export_run", "write_mesh_preview"]
+
+MESH_FORMATS = ("glb", "obj", "ply")
+FORMATS = (*MESH_FORMATS, "pointcloud", *SPLAT_FORMATS)
+Progress = Callable[[str, int, int], None]
+
+
+def _check_preview_size(size: int) -> None:
+    if size < 8:
+        raise ConfigError(f"--preview-size must be >= 8, got {size}")
+
+
+def write_mesh_preview(run: Path, mesh: Mesh, path: Path, size: int = 512) -> Path:
+    """Write a `size`² PNG of `mesh` (world units of `run`) on white, seen from 30° azimuth at the run's mean
+    training elevation, camera distance and field of view (its config.json `render` section); atomic."""
+    _check_preview_size(size)
+    r = read_config(run).get("render") or {}
+    cams = orbit_cameras(1, float(r.get("radius", 4.0)), float(r.get("elevation_deg", 30.0)),
+                         float(r.get("fov_y_deg", 40.0)), size, size, azimuth_offset_deg=30.0)
+    buf = io.BytesIO()
+    Image.fromarray(render_mesh(mesh, cams, 0)).save(buf, format="PNG")
+    atomic_write(path, buf.getvalue())
+    return Path(path)
+
+
+def export_run(run: Path, fmt: str, out: Path, mesh_cfg: MeshConfig | None = None, *, max_points: int = 1_000_000,
+               spz_version: int = 3, up: str = "+z", preview: Path | None = None, preview_size: int = 512,
+               device: torch.device | str = "cpu", progress: Progress | None = None) -> dict[str, Any]:
+    """Export run `run` as `fmt` (one of FORMATS) to `out`, atomically.
+
+    Meshes follow `mesh_cfg` (default MeshConfig()) and, with `preview`, also get a PNG of the mesh
+    (`write_mesh_preview`); pointcloud keeps at most `max_points` surface points of `mesh_cfg.views` views;
+    splat formats need a splats run (`spz_version`, `up`: see `export_splats`). `progress(stage, i, n)`
+    follows the slow stages. Returns {"format", "files"} plus "gaussians" (splats), "points" (pointcloud) or
+    "vertices", "faces" and "method" (meshes)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    out = Path(out)
+    if fmt in SPLAT_FORMATS:
+        model = export_splats(run, fmt, out, spz_version, up)
+        return {"format": fmt, "files": [out], "gaussians": model.n}
+    if not out.parent.is_dir():
+        raise ConfigError(f"{out}: output directory {out.parent} does not exist")
+    if preview is not None:
+        if Path(preview).suffix.lower() != ".png":
+            raise ConfigError(f"--preview {preview}: must be a .png file")
+        _check_preview_size(preview_size)
+    cfg = mesh_cfg or MeshConfig()
+    if fmt == "pointcloud":
+        tick = None if progress is None else (lambda i, n: progress("render views", i, n))
+        pts, cols = point_cloud_from_run(run, cfg.views, max_points, device=device, progress=tick)
+        write_point_cloud(pts, cols, out)
+        return {"format": fmt, "files": [out], "points": len(pts)}
+    mesh = mesh_from_run(run, cfg, device, progress)
+    files = write_mesh(mesh, out, fmt)
+    if preview is not None:
+        files.append(write_mesh_preview(run, mesh, preview, preview_size))
+    return {"format": fmt, "files": files, "vertices": len(mesh.vertices), "faces": len(mesh.faces),
+            "method": mesh.info["method"]}

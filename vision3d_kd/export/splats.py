@@ -1,0 +1,55 @@
+"""Splat files of runs: a splats run -> a 3DGS PLY / .splat / .spz file, and a splat file -> a new splats run
+directory (what `v3kd export --format 3dgs-ply|splat|spz` and `v3kd import-splats` do). The codecs are in
+`data/splat_io.py`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import Tensor
+
+from ..data.splat_io import read_splats, write_splats
+from ..errors import ConfigError, RunError
+from ..fields.splats import GaussianSplats
+from ..runs import load_field, save_field
+
+__all__ = ["SPLAT_FORMATS", "export_splats", "import_splats", "padded_box"]
+
+SPLAT_FORMATS = ("3dgs-ply", "splat", "spz")
+
+
+def export_splats(run: Path, fmt: str, out: Path, spz_version: int = 3, up: str = "+z") -> GaussianSplats:
+    """Write the Gaussians of splats run `run` to `out` as `fmt` (3dgs-ply, splat or spz; atomically).
+    spz only: file `spz_version` (2 or 3) and the run's world up axis `up` (+z or +y). Returns the model."""
+    if fmt not in SPLAT_FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(SPLAT_FORMATS)} for splats, got {fmt!r}")
+    model, _ = load_field(run)
+    if getattr(model, "name", "") != "splats":
+        raise RunError(f"{run}: --format {fmt} needs a splats run (fit with --field splats)")
+    options = {"version": spz_version, "up": up} if fmt == "spz" else {}
+    write_splats(model.to_params(), out, fmt, **options)
+    return model
+
+
+def padded_box(means: Tensor, pad: float = 0.05) -> list[list[float]]:
+    """[[min xyz], [max xyz]] of the Gaussians' centres [N,3] (world units), grown on each side by `pad` times
+    the extent of that axis (at least 1e-3 of it, so a flat cloud keeps a thickness)."""
+    lo, hi = means.min(0).values, means.max(0).values
+    margin = pad * (hi - lo).clamp_min(1e-3)
+    return [(lo - margin).tolist(), (hi + margin).tolist()]
+
+
+def import_splats(file: Path, out: Path, up: str = "+z") -> GaussianSplats:
+    """Create splats run directory `out` (new or empty) from a .ply (3DGS layout), .splat or .spz file; the
+    run's box is the centres' box padded by 5 % per axis and all SH degrees of the file are active. spz
+    only: `up` is the world up axis to convert to (+z or +y). Returns the model written."""
+    file, out = Path(file), Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out}: already exists and is not empty")
+    options = {"up": up} if file.suffix.lower() == ".spz" else {}
+    params = read_splats(file, **options)
+    degree = int(round(params["sh"].shape[1] ** 0.5)) - 1
+    splats = GaussianSplats(aabb=padded_box(params["means"]), n=0, sh_degree=degree).set_params(params)
+    splats.active_sh_degree.fill_(degree)
+    save_field(out, splats, {"imported_from": str(file.resolve())})
+    return splats

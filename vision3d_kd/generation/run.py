@@ -1,0 +1,72 @@
+"""A text-to-3D run directory end to end (what `v3kd generate` does): where it goes, the settings a resumed run
+keeps, the prior, the loop (`loop.generate`), then mesh.glb and turntable.mp4 (`outputs.write_outputs`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import WEIGHTS, read_config, write_json
+from ..errors import ConfigError, RunError
+from ..guidance.diffusers_prior import load_prior
+from ..guidance.prior import DiffusionPrior
+from .config import GenerationConfig, run_name
+from .loop import generate
+from .outputs import write_outputs
+
+__all__ = ["default_run_dir", "saved_setup", "generate_run"]
+
+
+def default_run_dir(prompt: str, method: str, seed: int) -> Path:
+    """runs/<prompt slug>-<method>-<seed> (relative to the working directory)."""
+    return Path("runs") / run_name(prompt, method, seed)
+
+
+def saved_setup(run: Path, prompt: str) -> tuple[GenerationConfig, str]:
+    """The settings a generation run was started with and its prompt, which must match `prompt` (resume)."""
+    cfg = read_config(run)
+    if "generate" not in cfg or "prompt" not in cfg:
+        raise RunError(f"{run}: not a `v3kd generate` run (no generate settings in config.json)")
+    if cfg["prompt"] != prompt.strip():
+        raise RunError(f"{run}: was started for {cfg['prompt']!r}, not {prompt.strip()!r}")
+    setup = GenerationConfig.from_dict(cfg["generate"])
+    setup.validate()
+    return setup, cfg["prompt"]
+
+
+def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
+                 prior: DiffusionPrior | str | Path | None = None, *, resume: bool = False, mesh: bool = True,
+                 video: bool = True, device: torch.device | str = "cpu",
+                 show_progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Generate `prompt` with `setup` into run directory `out` (default `default_run_dir`), then write
+    RUN/mesh.glb and RUN/turntable.mp4 (unless `mesh` / `video` is False).
+
+    `prior`: a loaded prior, a local diffusers pipeline directory, or None for the bundled prior. With
+    `resume`, an existing run continues with the settings and prompt it was started with (`setup` is
+    ignored); without, a directory already holding a run is refused. Returns (run directory, metrics also in
+    RUN/metrics.json: the loop's, mesh_faces / mesh_vertices, total_seconds after the prior was loaded)."""
+    if not prompt.strip():
+        raise ConfigError("the prompt is empty")
+    if resume and out is not None and (Path(out) / "config.json").is_file():
+        setup, prompt = saved_setup(Path(out), prompt)
+    out = Path(out) if out is not None else default_run_dir(prompt, setup.method, setup.generate.seed)
+    if resume and not (out / "train_state.safetensors").is_file():
+        raise RunError(f"{out}: nothing to resume (no train_state.safetensors)")
+    if not resume and (out / WEIGHTS).exists():
+        raise RunError(f"{out}: already holds a run; use --resume or another --out")
+    if isinstance(prior, DiffusionPrior):
+        model, prior_path = prior, getattr(prior, "path", None)
+    else:
+        model = load_prior(prior, device)
+        prior_path = model.path
+    t0 = time.perf_counter()
+    metrics = generate(prompt, out, setup, model, None if prior_path is None else str(prior_path), resume=resume,
+                       device=device, show_progress=show_progress)
+    g = setup.generate
+    metrics.update(write_outputs(out, g.mesh_resolution, g.video_frames, g.video_size, mesh, video))
+    metrics["total_seconds"] = round(time.perf_counter() - t0, 2)
+    write_json(out / "metrics.json", metrics)
+    return out, metrics
