@@ -38,8 +38,9 @@ def convert_run(run: Path, out: Path, cfg: ConvertConfig, fit_cfg: FitConfig, da
     data_path = Path(data) if data else (Path(teacher.config["data"]) if teacher.config.get("data") else None)
     train_ds = load_dataset(data, "train", fit_cfg.train.downscale) if data else None
     test_ds = None
-    if data_path is not None and data_path.is_dir() and held_out_split(data_path):
-        test_ds = load_dataset(data_path, held_out_split(data_path), fit_cfg.train.downscale)
+    split = held_out_split(data_path) if data_path is not None and data_path.is_dir() else None
+    if split:
+        test_ds = load_dataset(data_path, split, fit_cfg.train.downscale)
     if log is not None:
         log(f"convert {teacher.model.name} {run} -> {to} {out}{' (PVD-AL)' if cfg.active else ''}"
             f"{'' if test_ds else '; no real test views (teacher data unknown)'}")

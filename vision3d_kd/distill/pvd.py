@@ -28,7 +28,7 @@ from ..evaluate import held_out_metrics
 from ..fields import build_field
 from ..kernels import composite
 from ..kernels.composite_ref import composite_weights_ref
-from ..render.occupancy import OccupancyGrid
+from ..render.occupancy import OccupancyGrid, density_for_opacity
 from ..render.sampling import sample_along_rays, visible_samples
 from ..render.volume import RenderConfig, ray_background, render_rays
 from ..runs import load_field
@@ -247,8 +247,8 @@ class ConvertTask(FieldTask):
         # The student's grid starts from the teacher's and its updates (from the student's density) may
         # only prune: an untrained student's density would otherwise fill the grid and multiply the
         # samples (tensorf-vm -> hashgrid on lego: 93 samples per ray, 2.9 s per step).
-        density_thr = -math.log(1.0 - tc.occ_opacity_threshold) / tc.step_size
-        grid = init_student_grid(teacher, student.aabb, tc.occ_resolution, density_thr, generator)
+        grid = init_student_grid(teacher, student.aabb, tc.occ_resolution,
+                                 density_for_opacity(tc.occ_opacity_threshold, tc.step_size), generator)
         super().__init__(f"{teacher.model.name}->{student.name}", student, grid, tc, generator, run_cfg)
         self.teacher, self.cfg, self.test_ds, self.device = teacher, cfg, test_ds, device
         self.allowed = grid.binary.clone()

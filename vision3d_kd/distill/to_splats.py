@@ -10,10 +10,9 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import write_json
 from ..data.dataset import Dataset
 from ..errors import ConfigError
-from ..runs import load_field
+from ..runs import load_field, update_metrics
 from ..train.config import FitConfig
 from ..train.driver import make_generator
 from ..train.fit import fit
@@ -55,12 +54,12 @@ def convert_to_splats(teacher: Teacher, out: Path, cfg: ConvertConfig, fit_cfg: 
         raise ConfigError(f"convert_to_splats needs the splats fit settings, got {fit_cfg.field_name!r}")
     metrics = fit(ds, test_ds, out, fit_cfg, data_path=Path(data) if data else None, resume=resume,
                   device=device, rank=rank, show_progress=show_progress, callback=callback)
+    if rank != 0:  # the run (and its evaluation) is rank 0's
+        return metrics
     cams = eval_cameras(teacher, cfg)
     ref = render_views(teacher.model, teacher.grid, teacher.settings, cams)
     splats, _ = load_field(out)
     pred = render_views(splats.to(device).eval(), None, None, cams)
-    metrics.update({"teacher": teacher.model.name, "prepare_seconds": round(prepare, 2), "active": cfg.active,
-                    "psnr_vs_teacher": mean_psnr(pred, ref), "n_teacher_views": len(cams)})
-    if rank == 0:
-        write_json(Path(out) / "metrics.json", metrics)
-    return metrics
+    extra = {"teacher": teacher.model.name, "prepare_seconds": round(prepare, 2), "active": cfg.active,
+             "psnr_vs_teacher": mean_psnr(pred, ref), "n_teacher_views": len(cams)}
+    return update_metrics(out, extra)

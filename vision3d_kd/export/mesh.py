@@ -60,10 +60,11 @@ def opacity_crossing(field, grid: OccupancyGrid | None, settings: RenderConfig, 
         samples = sample_along_rays(o, d, field.aabb, settings.step_size, grid, settings.near)
         if len(samples) == 0:
             continue
-        ray_i, t_s, t_e = samples.ray_indices, samples.t_starts, samples.t_ends
+        ray_i, t_s = samples.ray_indices, samples.t_starts
         sigma = field.density(samples.points).reshape(-1)
-        before = exclusive_optical_depth(sigma * (t_e - t_s), ray_i, len(o))
-        cross = ((before < half) & (before + sigma * (t_e - t_s) >= half)).nonzero().flatten()
+        tau = sigma * samples.deltas
+        before = exclusive_optical_depth(tau, ray_i, len(o))
+        cross = ((before < half) & (before + tau >= half)).nonzero().flatten()
         local = ray_i[cross]
         rays = local + s
         depth[rays] = t_s[cross] + (half - before[cross]) / sigma[cross].clamp_min(1e-12)

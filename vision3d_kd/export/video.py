@@ -23,6 +23,12 @@ __all__ = ["VIDEO_SUFFIXES", "write_video", "orbit_frames", "orbit_of_run", "ren
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
+def _check_video_path(out: Path) -> None:
+    """ConfigError unless `out` is an .mp4, a .gif or a folder name (no suffix)."""
+    if out.suffix not in ("", *VIDEO_SUFFIXES):
+        raise ConfigError(f"{out}: unsupported output; use .mp4, .gif or a folder name")
+
+
 def write_video(frames: list[np.ndarray], out: Path, fps: int) -> None:
     """Write uint8 frames [H,W,3] to .mp4/.gif, or to a folder of PNGs when `out` has no suffix.
 
@@ -31,8 +37,7 @@ def write_video(frames: list[np.ndarray], out: Path, fps: int) -> None:
     import imageio.v2 as imageio
 
     out = Path(out)
-    if out.suffix not in ("", *VIDEO_SUFFIXES):
-        raise ConfigError(f"{out}: unsupported output; use .mp4, .gif or a folder name")
+    _check_video_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == "":
         tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -87,8 +92,7 @@ def render_orbit(run: Path, out: Path, frames: int = 60, fps: int = 30, elevatio
     """Render a turntable of RUN to `out` (.mp4, .gif or a PNG folder); returns the cameras used."""
     if frames <= 0 or fps <= 0 or (size is not None and size <= 0):
         raise ConfigError("--orbit, --fps and --size must be positive")
-    if Path(out).suffix not in ("", *VIDEO_SUFFIXES):
-        raise ConfigError(f"{out}: unsupported output; use .mp4, .gif or a folder name")
+    _check_video_path(Path(out))  # before loading and rendering anything
     if background not in ("white", "black"):
         raise ConfigError(f"--background must be white or black, got {background!r}")
     model, grid, cfg = load_run(run, device)

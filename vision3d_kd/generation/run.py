@@ -9,10 +9,11 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import WEIGHTS, read_config, write_json
+from ..checkpoint import WEIGHTS, read_config
 from ..errors import ConfigError, RunError
 from ..guidance.diffusers_prior import load_prior
 from ..guidance.prior import DiffusionPrior
+from ..runs import update_metrics
 from .config import GenerationConfig, run_name
 from .loop import generate
 from .outputs import write_outputs
@@ -63,10 +64,8 @@ def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
         model = load_prior(prior, device)
         prior_path = model.path
     t0 = time.perf_counter()
-    metrics = generate(prompt, out, setup, model, None if prior_path is None else str(prior_path), resume=resume,
-                       device=device, show_progress=show_progress)
+    generate(prompt, out, setup, model, None if prior_path is None else str(prior_path), resume=resume,
+             device=device, show_progress=show_progress)
     g = setup.generate
-    metrics.update(write_outputs(out, g.mesh_resolution, g.video_frames, g.video_size, mesh, video))
-    metrics["total_seconds"] = round(time.perf_counter() - t0, 2)
-    write_json(out / "metrics.json", metrics)
-    return out, metrics
+    outputs = write_outputs(out, g.mesh_resolution, g.video_frames, g.video_size, mesh, video)
+    return out, update_metrics(out, {**outputs, "total_seconds": round(time.perf_counter() - t0, 2)})

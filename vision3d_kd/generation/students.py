@@ -16,7 +16,7 @@ from ..cameras import Cameras, image_rays
 from ..checkpoint import WEIGHTS, load_tensors, save_tensors
 from ..fields import BlobField, GaussianSplats, build_field
 from ..fields.splats import rgb_to_sh_dc
-from ..render.occupancy import OccupancyGrid
+from ..render.occupancy import OccupancyGrid, density_for_opacity
 from ..render.shading import Shader
 from ..render.splat import render_splats
 from ..render.volume import RenderConfig, render_rays
@@ -40,7 +40,7 @@ class FieldStudent:
                                start_levels=g.start_levels).to(device)
         self.grid = OccupancyGrid(self.model.aabb.cpu(), g.occ_resolution).to(device)
         self.settings = RenderConfig(step_size=g.step_size, opacity_min=0.0)
-        self.density_thr = -math.log(1.0 - 0.01) / g.step_size
+        self.density_thr = density_for_opacity(0.01, g.step_size)
         self.optimizer = make_optimizer(self.model, g.lr)
         self.cfg = g
 

@@ -3,6 +3,7 @@ used to skip empty space while marching rays. Pure torch; works on any device.""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -10,7 +11,13 @@ from torch import Tensor
 
 from ..kernels.march_ref import OccupancyMask, cell_index
 
-__all__ = ["OccupancyGrid"]
+__all__ = ["OccupancyGrid", "density_for_opacity"]
+
+
+def density_for_opacity(opacity: float, step_size: float) -> float:
+    """The density (1/scene-unit) at which one marching step of `step_size` (scene units) has `opacity`:
+    -ln(1 - opacity) / step_size (the occupancy grid's emptiness threshold)."""
+    return -math.log(1.0 - opacity) / step_size
 
 
 class OccupancyGrid(torch.nn.Module):

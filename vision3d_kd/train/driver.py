@@ -88,8 +88,8 @@ def train(task: TrainTask, out: Path, loop_cfg: LoopConfig, *, resume: bool = Fa
     """Run `task` for `loop_cfg.steps` steps (or until `max_seconds`) writing RUN `out`; with `resume`,
     continue from its last checkpoint. `callback(step, record)` runs after every step (tests use it to
     simulate a crash). Returns {"steps", "seconds" (training, across resumes), "seconds_this_session",
-    **metrics, **task.finish(out), "peak_memory_mb"},
-    also written to RUN/metrics.json by rank 0."""
+    **metrics, **task.finish(out), "peak_memory_mb"}, also written to RUN/metrics.json by rank 0; other ranks
+    skip `finish` (the evaluation) and write nothing."""
     out = Path(out)
     writer = rank == 0
     step, elapsed = 0, 0.0
@@ -110,7 +110,7 @@ def train(task: TrainTask, out: Path, loop_cfg: LoopConfig, *, resume: bool = Fa
             loop.end_step(result.record, result.info, force_log=result.force_log)
     session = loop.elapsed - elapsed
     summary = {"steps": loop.step, "seconds": round(loop.elapsed, 2), "seconds_this_session": round(session, 2),
-               **(metrics or {}), **task.finish(out)}
+               **(metrics or {}), **(task.finish(out) if writer else {})}  # held-out evaluation once, on rank 0
     summary["peak_memory_mb"] = peak_memory_mb()
     if writer:
         write_json(out / "metrics.json", summary)

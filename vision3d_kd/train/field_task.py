@@ -4,14 +4,13 @@ they are checkpointed (weights + config, occupancy grid, optimizer moments, RNG,
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..checkpoint import load_tensors
-from ..render.occupancy import OccupancyGrid
+from ..render.occupancy import OccupancyGrid, density_for_opacity
 from ..render.volume import RenderConfig
 from ..runs import OCCUPANCY, save_field, save_occupancy
 from .config import TrainConfig
@@ -24,16 +23,16 @@ __all__ = ["FieldTask"]
 
 class FieldTask(TrainTask):
     """A field being trained: subclasses implement `step` (and `finish`) with `schedule_step` and
-    `count_samples`; saving, restoring and snapshots are shared."""
+    `optimise`; saving, restoring and snapshots are shared."""
 
     def __init__(self, name: str, field, grid: OccupancyGrid, tc: TrainConfig, generator: torch.Generator,
                  run_cfg: dict[str, Any]) -> None:
         self.name, self.field, self.grid, self.tc, self.gen, self.run_cfg = name, field, grid, tc, generator, run_cfg
         self.opt = make_optimizer(field, tc.lr)
         self.batch_rays = tc.batch_rays
-        self.density_threshold = -math.log(1.0 - tc.occ_opacity_threshold) / tc.step_size  # 1/scene-unit
+        self.density_threshold = density_for_opacity(tc.occ_opacity_threshold, tc.step_size)
         self.settings = RenderConfig(step_size=tc.step_size, opacity_min=tc.opacity_min,
-                                       early_stop_eps=tc.early_stop_eps)
+                                     early_stop_eps=tc.early_stop_eps)
 
     def schedule_step(self, step: int, progress: float) -> float:
         """Before step `step`: rebuild the optimizer when the field changed shape (e.g. upsampled), set the

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ...checkpoint import write_json
 from ...errors import ConfigError, NumericalError, RunError
+from ...runs import update_metrics
 from ...train.driver import StepResult, TrainTask, make_generator, seeded_init, train
 from ...train.loop import LoopConfig
 from ...train.state import load_train_state, save_train_state
@@ -270,10 +270,8 @@ def train_network(data: Path, out: Path, cfg: DistillConfig, teacher: GeometryTe
     task = EventDepthTask(cfg, clips, teacher, init, resume, extra_info, make_generator(cfg.seed))
     metrics = train(task, out, LoopConfig.of(cfg), resume=resume, rank=rank, show_progress=show_progress,
                     callback=callback, metrics={"method": cfg.name()})
-    metrics["minutes"] = round(metrics["seconds"] / 60, 3)
-    if rank == 0:
-        write_json(out / "metrics.json", metrics)
-    return metrics
+    minutes = {"minutes": round(metrics["seconds"] / 60, 3)}
+    return update_metrics(out, minutes) if rank == 0 else {**metrics, **minutes}
 
 
 def distill_events(data: Path, out: Path, cfg: DistillConfig, teacher: Path | None = None,
