@@ -18,6 +18,7 @@ from PIL import Image
 from ..cameras import Cameras
 from ..errors import ConfigError, DataError
 from .dataset import DEFAULT_AABB, Dataset, downscale_depth, downscale_normal, downscale_rgba
+from .lens import Lens
 
 __all__ = [
     "FrameSpec",
@@ -43,12 +44,16 @@ def data_error(path: Path | str, problem: str) -> DataError:
 
 @dataclass
 class FrameSpec:
-    """One validated frame: image path, 4x4 c2w (OpenGL, float64) and its intrinsic keys."""
+    """One validated frame: image path, 4x4 c2w (OpenGL, float64, the capture's world frame) and either
+    its transforms-JSON intrinsic keys or a `Lens` (intrinsics + distortion at the image's stored size);
+    `mask` an optional mask image (white = keep)."""
 
     image: Path
     c2w: np.ndarray
     intrinsics: dict[str, Any] = field(default_factory=dict)
     label: str = ""
+    lens: Lens | None = None
+    mask: Path | None = None
 
 
 def read_json(path: Path) -> dict[str, Any]:
