@@ -90,7 +90,9 @@ def test_nerfstudio_every_eighth_frame_is_test(tmp_path: Path) -> None:
     for i in range(10):
         _image(tmp_path / "images" / f"f{i}.png", (20 * i, 0, 0))
         frames.append({"file_path": f"images/f{i}.png", "transform_matrix": _pose(float(i))})
-    meta = {"fl_x": 10.0, "fl_y": 11.0, "cx": 4.0, "cy": 3.0, "w": 8, "h": 6, "frames": frames}
+    # an explicit box keeps the file's frame (no pose normalisation)
+    meta = {"fl_x": 10.0, "fl_y": 11.0, "cx": 4.0, "cy": 3.0, "w": 8, "h": 6, "frames": frames,
+            "aabb": [[-1, -1, -1], [1, 1, 1]]}
     (tmp_path / "transforms.json").write_text(json.dumps(meta))
     train = load_dataset(tmp_path, "train")
     test = load_nerfstudio(tmp_path, "test")
@@ -135,9 +137,9 @@ def test_nerfstudio_bad_values(tmp_path: Path) -> None:
     _image(tmp_path / "a.png", (1, 2, 3))
     meta = {"fl_x": 5.0, "w": 9, "h": 6, "frames": [{"file_path": "a.png", "transform_matrix": _pose(0.0)}]}
     (tmp_path / "transforms.json").write_text(json.dumps(meta))
-    with pytest.raises(DataError, match="w=9 but its image is 8x6"):
+    with pytest.raises(DataError, match="image is 8x6 but transforms.json says 9x6"):
         load_nerfstudio(tmp_path, "all")
-    meta.update(w=8, camera_model="OPENCV_FISHEYE")
+    meta.update(w=8, camera_model="EQUIRECTANGULAR")  # OPENCV_FISHEYE is supported now
     (tmp_path / "transforms.json").write_text(json.dumps(meta))
     with pytest.raises(DataError, match="not supported"):
         load_nerfstudio(tmp_path, "all")

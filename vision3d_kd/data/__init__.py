@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .blender import load_blender
+from .capture import SCENES, CaptureOptions
 from .dataset import DEFAULT_AABB, Dataset
 from .frames import data_error
 from .nerfstudio import load_nerfstudio
@@ -13,6 +14,8 @@ from .sdf import SCENE_NAMES, SDFScene, load_scene_sdf, scene_sdf
 
 __all__ = [
     "Dataset",
+    "CaptureOptions",
+    "SCENES",
     "DEFAULT_AABB",
     "load_dataset",
     "held_out_split",
@@ -26,17 +29,23 @@ __all__ = [
 ]
 
 
-def load_dataset(path: str | Path, split: str = "train", downscale: int = 1) -> Dataset:
-    """Load a Blender folder (``transforms_train.json``) or a nerfstudio folder (``transforms.json``)."""
+def load_dataset(path: str | Path, split: str = "train", downscale: int = 1, undistort: bool = True,
+                 scene: str = "auto") -> Dataset:
+    """Load a Blender folder (``transforms_train.json``) or a capture: nerfstudio / Instant-NGP
+    (``transforms.json``). ``undistort=False`` ignores lens distortion (for comparison only); ``scene``
+    (auto, bounded, unbounded) overrides the scene kind a capture's loader infers."""
     root = Path(path)
+    options = CaptureOptions(undistort, scene)
     if not root.exists():
         raise data_error(root, "does not exist")
     if not root.is_dir():
         raise data_error(root, "is not a folder (expected a dataset folder with transforms JSON)")
     if (root / "transforms_train.json").is_file():
-        return load_blender(root, split, downscale)
+        ds = load_blender(root, split, downscale)
+        ds.scene = "bounded" if scene == "auto" else scene
+        return ds
     if (root / "transforms.json").is_file():
-        return load_nerfstudio(root, split, downscale)
+        return load_nerfstudio(root, split, downscale, options)
     raise data_error(root, "no transforms_train.json or transforms.json")
 
 

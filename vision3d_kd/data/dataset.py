@@ -42,7 +42,11 @@ class Dataset:
     cameras: N cameras (OpenGL c2w, pixels); aabb: [2, 3] scene box (min, max) in world units;
     depth: [N, H, W] ray distance in world units (inf where nothing is hit) or None;
     normal: [N, H, W, 3] unit world-frame normals (zeros where nothing is hit) or None;
-    names: N frame names; path: the dataset folder; split: "train", "test", ...
+    names: N frame names; path: the dataset folder; split: "train", "test", ...;
+    transform: [4,4] float64 similarity from the capture's own frame to this (model) frame (identity
+    for data that is not normalised); scene: "bounded" (everything inside `aabb`) or "unbounded" (`aabb`
+    is the foreground, the rest is contracted); points / point_colors: [P,3] sparse points (model frame)
+    and their colours in [0, 1] (structure from motion), or None.
     """
 
     rgb: Tensor
@@ -54,6 +58,10 @@ class Dataset:
     names: list[str] = field(default_factory=list)
     path: Path = field(default_factory=Path)
     split: str = "train"
+    transform: Tensor = field(default_factory=lambda: torch.eye(4, dtype=torch.float64))
+    scene: str = "bounded"
+    points: Tensor | None = None
+    point_colors: Tensor | None = None
 
     def __len__(self) -> int:
         return self.rgb.shape[0]
