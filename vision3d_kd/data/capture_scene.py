@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -175,10 +176,13 @@ def render_capture(
     return views
 
 
-def _capture_metadata(name: str, scene: CaptureScene, views: list[CaptureView]) -> dict:
-    lenses = {}
-    for v in views:
-        lenses.setdefault(f"{v.lens.width}x{v.lens.height}", {"model": v.lens.model, "dist_k1_k2_p1_p2": list(v.lens.dist)})
+def _capture_metadata(name: str, scene: CaptureScene, views: list[CaptureView]) -> dict[str, Any]:
+    """The ``extra`` entries of transforms.json: scene name, each distinct lens and the room."""
+    lenses: list[dict[str, Any]] = []
+    for lens in dict.fromkeys(v.lens for v in views):
+        model, params = lens.to_colmap()
+        lenses.append({"width": lens.width, "height": lens.height, "model": model, "colmap_params": params,
+                       "k1_k2_p1_p2": list(lens.dist)})
     return {"scene": name, "capture": {"distortion": lenses, "room": scene.room.to_dict()}}
 
 
@@ -206,7 +210,7 @@ def write_capture_scene(
     if n_views < 3:
         raise ConfigError(f"a capture needs at least 3 views, got {n_views}")
     if supersample < 1 or n_points < 1 or not (math.isfinite(scale) and scale > 0):
-        raise ConfigError(f"supersample and n_points must be >= 1 and scale > 0, got {supersample}, {n_points}, {scale}")
+        raise ConfigError(f"need supersample >= 1, n_points >= 1, scale > 0; got {supersample}, {n_points}, {scale}")
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: already exists and is not empty; refusing to overwrite")
