@@ -28,6 +28,7 @@ from .room import CaptureScene, Room
 from .sdf import SCENE_NAMES, scene_sdf
 
 __all__ = [
+    "CAPTURE_SHADING",
     "CaptureView",
     "SparsePoints",
     "capture_lenses",
@@ -43,6 +44,9 @@ _LENSES = (
     Lens("OPENCV", 160, 120, 132.0, 131.2, 80.6, 59.3, (-0.10, 0.02, 0.0012, -0.0008)),
     Lens("OPENCV", 120, 160, 124.0, 124.6, 59.5, 80.8, (-0.08, 0.015, -0.0006, 0.0010)),
 )
+
+# brighter ambient than the object scenes: walls facing away from the light keep enough contrast for SIFT
+CAPTURE_SHADING = Shading(ambient=0.5)
 
 
 @dataclass
@@ -100,8 +104,9 @@ def render_view(
     scene: CaptureScene, lens: Lens, c2w: Tensor, supersample: int = 2, shading: Shading | None = None
 ) -> Tensor:
     """Render one view through ``lens`` at c2w [4, 4]: rgb float32 [H, W, 3] in [0, 1], the mean of
-    ``supersample``^2 exactly undistorted rays per pixel (a box filter in distorted pixel space)."""
-    shading = shading or Shading()
+    ``supersample``^2 exactly undistorted rays per pixel (a box filter in distorted pixel space),
+    shaded by ``shading`` (default `CAPTURE_SHADING`)."""
+    shading = shading or CAPTURE_SHADING
     h, w, s = lens.height, lens.width, supersample
     sub = (torch.arange(s, dtype=torch.float64) + 0.5) / s
     py = (torch.arange(h, dtype=torch.float64)[:, None, None, None] + sub[None, None, :, None]).expand(h, w, s, s)

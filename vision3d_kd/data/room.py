@@ -63,31 +63,60 @@ def _palette_colour(u: Tensor, seed: int) -> Tensor:
     return 0.15 + 0.75 * rgb
 
 
+def _soft_step(v: Tensor, edge: float) -> Tensor:
+    """0 below -edge/2, 1 above +edge/2, linear between: an anti-aliasable step of width ``edge``."""
+    return (v / edge + 0.5).clamp(0.0, 1.0)
+
+
+def _dots(uv: Tensor, spacing: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Scattered discs, at most one per ``spacing`` cell: (coverage [N] in [0, 1], colour [N, 3]).
+
+    Each cell holds a disc with probability ~0.7, at a hashed position, radius 0.1-0.2 ``spacing`` and a
+    hashed colour; blob-like features of a few pixels, what SIFT's detector finds best.
+    """
+    cell = torch.floor(uv / spacing)
+    ci = cell.to(torch.int64)
+    h = [_hash01(ci, seed + k).to(uv.dtype) for k in range(4)]
+    centre = (cell + 0.3 + 0.4 * torch.stack([h[0], h[1]], dim=-1)) * spacing
+    radius = spacing * (0.1 + 0.1 * h[2])
+    coverage = _soft_step(radius - (uv - centre).norm(dim=-1), 0.03) * (h[3] > 0.3).to(uv.dtype)
+    return coverage, _palette_colour(h[3], seed + 50)
+
+
 def _blobs(uv: Tensor, seed: int) -> Tensor:
-    """Wall texture [N, 3]: coloured value-noise blobs (~1 unit) with a finer luminance octave (~0.35 unit)."""
-    rgb = torch.stack([value_noise(uv / 0.9 + 17.0 * k, seed + k) for k in range(3)], dim=-1)
-    rgb = ((rgb - 0.5) * 1.6 + 0.5).clamp(0.0, 1.0)
-    fine = value_noise(uv / 0.35, seed + 7)
-    return (0.12 + 0.78 * rgb) * (0.7 + 0.45 * fine)[:, None]
+    """Wall texture [N, 3]: camouflage regions (~1 unit) of three hashed colours, mottled, with dots."""
+    n1, n2 = value_noise(uv / 1.1, seed), value_noise(uv / 0.8 + 31.0, seed + 1)
+    base = _palette_colour(torch.full_like(n1, 0.1), seed + 2)
+    second = _palette_colour(torch.full_like(n1, 0.2), seed + 3)
+    third = _palette_colour(torch.full_like(n1, 0.3), seed + 4)
+    colour = _mix(base, second, _soft_step(n1 - 0.5, 0.06))
+    colour = _mix(colour, third, _soft_step(n2 - 0.62, 0.06))
+    colour = colour * (0.75 + 0.35 * value_noise(uv / 0.3, seed + 7))[:, None]
+    cover, dot = _dots(uv, 0.7, seed + 8)
+    return _mix(colour, dot, cover)
 
 
 def _tiles(uv: Tensor, seed: int, size: float = 0.8) -> Tensor:
-    """Floor texture [N, 3]: tiles of ``size`` units with hashed colours, dark soft grout, mottled."""
+    """Floor texture [N, 3]: tiles of ``size`` units with hashed colours, dark soft grout, mottled, dots."""
     cell = torch.floor(uv / size)
     colour = _palette_colour(_hash01(cell.to(torch.int64), seed), seed + 11)
     f = uv / size - cell
     edge = torch.minimum(f, 1.0 - f).amin(dim=-1) * size  # distance to the nearest grout line (units)
-    grout = ((edge - 0.03) / 0.04).clamp(0.0, 1.0)
     mottle = 0.75 + 0.35 * value_noise(uv / 0.3, seed + 3)
-    return _mix(torch.tensor([0.12, 0.11, 0.1], dtype=uv.dtype), colour * mottle[:, None], grout)
+    colour = colour * mottle[:, None]
+    cover, dot = _dots(uv, size, seed + 4)
+    colour = _mix(colour, dot, cover)
+    return _mix(torch.tensor([0.12, 0.11, 0.1], dtype=uv.dtype), colour, _soft_step(edge - 0.05, 0.04))
 
 
 def _stripes(uv: Tensor, seed: int, width: float = 0.6) -> Tensor:
-    """Ceiling texture [N, 3]: wavy stripes of ``width`` units with hashed colours and noise."""
+    """Ceiling texture [N, 3]: wavy stripes of ``width`` units with hashed colours, noise and dots."""
     s = uv[:, 0] + 0.3 * torch.sin(uv[:, 1] * 1.7) + 0.4 * value_noise(uv / 1.5, seed + 5)
     band = torch.floor(s / width)
     colour = _palette_colour(_hash01(band.to(torch.int64)[:, None], seed), seed + 13)
-    return colour * (0.75 + 0.35 * value_noise(uv / 0.4, seed + 9))[:, None]
+    colour = colour * (0.75 + 0.35 * value_noise(uv / 0.4, seed + 9))[:, None]
+    cover, dot = _dots(uv, 0.9, seed + 6)
+    return _mix(colour, dot, cover)
 
 
 @dataclass(frozen=True)
