@@ -101,7 +101,9 @@ class SplatTrainConfig(DataOptions):
 
     steps: int = 6000
     max_seconds: float = 0.0  # wall-clock budget (0 = none); schedules follow max(step, time) progress
-    init: str = "random"  # "random" (points in the scene box), a fitted field run, or a .ply/.splat/.spz file
+    init: str = "auto"  # auto (the data's sparse points, else random), points, random (in the box), a run or a file
+    background_points: int = 4096  # unbounded scenes: Gaussians on a far shell for the background (0 = none)
+    background_radius: float = 10.0  # radius of that shell in box half-sizes
     init_points: int = 20000  # Gaussians at initialisation
     init_opacity: float = 0.1
     sh_degree_every: int = 500  # steps between raising the active SH degree by one
@@ -134,6 +136,8 @@ class SplatTrainConfig(DataOptions):
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
         self.validate_data()
+        if self.background_points < 0 or not self.background_radius > 1:
+            raise ConfigError("train.background_points must be >= 0 and train.background_radius > 1")
         for name in ("steps", "init_points", "sh_degree_every", "refine_every", "checkpoint_every", "log_every",
                      "max_gaussians"):
             if int(getattr(self, name)) <= 0:
