@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,18 @@ RUN_BAD = ["run_nan_weights", "run_pickle_checkpoint"]
 def test_fit_rejects_bad_dataset_with_one_line_and_no_run_dir(entry, tmp_path, capsys):
     data = need_shared(BAD_INPUTS / entry)
     assert run_cli(["fit", str(data), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    one_line_error(capsys, entry)
+    assert not (tmp_path / "run").exists()
+
+
+LOCAL_BAD = Path(__file__).parent / "bad_inputs"
+CAPTURE_BAD = sorted(p.name for p in LOCAL_BAD.iterdir() if p.is_dir() and p.name.startswith("colmap_"))
+
+
+@pytest.mark.parametrize("entry", CAPTURE_BAD)
+def test_fit_rejects_bad_captures_with_one_line_and_no_run_dir(entry, tmp_path, capsys):
+    # the repository's own corpus (tests/bad_inputs/): every COLMAP entry, inconsistent sizes included
+    assert run_cli(["fit", str(LOCAL_BAD / entry), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     one_line_error(capsys, entry)
     assert not (tmp_path / "run").exists()
 

@@ -19,7 +19,7 @@ from .metrics import psnr, ssim
 from .render.image import render
 from .render.occupancy import OccupancyGrid
 from .render.volume import RenderConfig
-from .runs import load_run, render_settings_from, update_metrics
+from .runs import data_options_from, load_run, render_settings_from, update_metrics
 
 __all__ = ["evaluate_field", "held_out_metrics", "save_png", "ViewSet", "render_views", "evaluate_run"]
 
@@ -102,7 +102,7 @@ def evaluate_run(run: Path, data: Path | None = None, split: str | None = None, 
     split = split or held_out_split(data)
     if split is None:
         raise ConfigError(f"{data}: no test or val split to evaluate on (pass --split)")
-    ds = load_dataset(data, split, int(cfg.get("fit", {}).get("train", {}).get("downscale", 1)))
+    ds = load_dataset(data, split, **data_options_from(cfg))
     ev = evaluate_field(field, ds, grid, render_settings_from(cfg), background, save_dir=Path(run) / "renders")
     update_metrics(run, {f"psnr_{split}": ev["psnr"], f"ssim_{split}": ev["ssim"], f"n_{split}_views": ev["n_views"]})
     return split, ev

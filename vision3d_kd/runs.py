@@ -22,6 +22,7 @@ from .render.occupancy import OccupancyGrid
 from .render.volume import RenderConfig
 
 __all__ = ["OCCUPANCY", "METRICS", "save_field", "load_field", "load_run", "save_occupancy", "render_settings_from",
+           "data_options_from", "capture_transform",
            "update_metrics"]
 
 OCCUPANCY = "occupancy.safetensors"
@@ -89,6 +90,21 @@ def load_run(run: Path, device: torch.device | str = "cpu") -> tuple[Any, Occupa
 def render_settings_from(cfg: dict[str, Any]) -> RenderConfig:
     """RenderConfig stored in a run's config.json (`render` section)."""
     return RenderConfig(step_size=float(cfg.get("render", {}).get("step_size", 0.01)))
+
+
+def data_options_from(cfg: dict[str, Any]) -> dict[str, Any]:
+    """`data.load_dataset` keyword arguments a run was fitted with (downscale, undistort, scene), so
+    evaluation and conversion read its dataset in the same frame; older runs: downscale only."""
+    train = cfg.get("fit", {}).get("train", {}) if isinstance(cfg.get("fit"), dict) else {}
+    return {"downscale": int(train.get("downscale", 1)), "undistort": bool(train.get("undistort", True)),
+            "scene": str(train.get("scene", "auto"))}
+
+
+def capture_transform(cfg: dict[str, Any]) -> torch.Tensor:
+    """The 4x4 similarity (float64) from the capture's own frame to the run's model frame (`frame` section
+    of config.json; identity for runs on data that was not normalised, or written before it existed)."""
+    t = cfg.get("frame", {}).get("transform") if isinstance(cfg.get("frame"), dict) else None
+    return torch.eye(4, dtype=torch.float64) if t is None else torch.tensor(t, dtype=torch.float64)
 
 
 def update_metrics(run: Path, values: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,9 @@ def export_command(
     max_points: int = typer.Option(1_000_000, "--max-points", help="pointcloud: keep at most this many points."),
     spz_version: int = typer.Option(3, "--spz-version", help="spz: file version 2 or 3."),
     up: str = typer.Option("+z", "--up", help="spz: world up axis of the run (+z Blender scenes, +y already RUB)."),
+    frame: str = typer.Option("normalized", "--frame", help=(
+        "normalized: the frame the run was trained in (+Z up, centred); capture: the capture's own frame "
+        "(COLMAP / transforms.json poses, before pose normalisation).")),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
     """Export a run: a mesh (GLB/OBJ/PLY), a point cloud (PLY) or its Gaussians (splat formats)."""
@@ -62,7 +65,8 @@ def export_command(
             bar.update(tasks[stage], completed=i, total=n)
 
         res = export_run(run, fmt, out, opts, max_points=max_points, spz_version=spz_version, up=up, preview=preview,
-                         preview_size=preview_size, device=pick_device(device), progress=progress)
+                         preview_size=preview_size, device=pick_device(device), progress=progress,
+                         frame=frame)
     seconds = time.perf_counter() - t0
     if "gaussians" in res:
         print(f"wrote {out} ({res['gaussians']} Gaussians, {fmt})")

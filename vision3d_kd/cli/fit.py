@@ -15,7 +15,9 @@ __all__ = ["register", "fit_command"]
 
 
 def fit_command(
-    data: Path = typer.Argument(..., help="Dataset folder (Blender transforms_*.json or nerfstudio transforms.json)."),
+    data: Path = typer.Argument(
+        ..., help="Dataset folder: Blender (transforms_*.json), nerfstudio / Instant-NGP (transforms.json) or COLMAP."
+    ),
     field: str = typer.Option(
         "hashgrid", "--field", "-f",
         help="Field family: mlp, hashgrid, tensorf-vm, tensorf-cp, grid, or splats (3D Gaussian splatting).",
@@ -25,6 +27,15 @@ def fit_command(
     max_seconds: float = typer.Option(None, "--max-seconds", help="Wall-clock budget for training in seconds."),
     seed: int = typer.Option(None, "--seed", help="Random seed (default 0)."),
     downscale: int = typer.Option(None, "--downscale", help="Integer image downscale factor."),
+    scene: str = typer.Option(
+        None, "--scene",
+        help="auto (default: opaque photos are unbounded, images with alpha or masks bounded), bounded, or "
+             "unbounded (contract the background into the field: hashgrid, grid, tensorf-vm, tensorf-cp).",
+    ),
+    undistort: bool = typer.Option(
+        None, "--undistort/--no-undistort",
+        help="Undistort captured images with their lens model (default on; off ignores it, for comparison).",
+    ),
     config: Path = typer.Option(None, "--config", help="YAML file replacing the field's default config."),
     overrides: list[str] = typer.Option(
         [], "--set", help="Override a config value: field.KEY=VALUE or train.KEY=VALUE (repeatable)."
@@ -43,7 +54,8 @@ def fit_command(
     if init is not None and field != "splats" and not resume:
         raise ConfigError("--init applies to --field splats")
     cfg = saved_fit_config(out) if resume else load_fit_config(field, config)
-    flags = {"steps": steps, "max_seconds": max_seconds, "seed": seed, "downscale": downscale, "init": init}
+    flags = {"steps": steps, "max_seconds": max_seconds, "seed": seed, "downscale": downscale, "init": init,
+             "scene": scene, "undistort": undistort}
     cfg = apply_overrides(cfg, [*overrides, *(f"train.{k}={v}" for k, v in flags.items() if v is not None)])
     console = Console(stderr=True)
 

@@ -12,6 +12,7 @@ import torch
 
 from ..data import held_out_split, load_dataset
 from ..errors import ConfigError
+from ..runs import data_options_from
 from ..train.config import FitConfig
 from .convert_config import TARGETS, ConvertConfig
 from .pvd import convert_to_field
@@ -36,11 +37,13 @@ def convert_run(run: Path, out: Path, cfg: ConvertConfig, fit_cfg: FitConfig, da
         raise ConfigError(f"{out}: already exists and is not empty (use --resume or another --out)")
     teacher = load_teacher(run, device)  # one-line RunError before anything is written
     data_path = Path(data) if data else (Path(teacher.config["data"]) if teacher.config.get("data") else None)
-    train_ds = load_dataset(data, "train", fit_cfg.train.downscale) if data else None
+    # the teacher's frame (undistortion, scene) at the student's downscale
+    options = {**data_options_from(teacher.config), "downscale": fit_cfg.train.downscale}
+    train_ds = load_dataset(data, "train", **options) if data else None
     test_ds = None
     split = held_out_split(data_path) if data_path is not None and data_path.is_dir() else None
     if split:
-        test_ds = load_dataset(data_path, split, fit_cfg.train.downscale)
+        test_ds = load_dataset(data_path, split, **options)
     if log is not None:
         log(f"convert {teacher.model.name} {run} -> {to} {out}{' (PVD-AL)' if cfg.active else ''}"
             f"{'' if test_ds else '; no real test views (teacher data unknown)'}")

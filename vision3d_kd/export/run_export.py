@@ -8,12 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
 from ..cameras import orbit_cameras
 from ..checkpoint import atomic_write, read_config
 from ..errors import ConfigError
+from ..runs import capture_transform
+from .frame import check_frame, mesh_to_capture, points_to_capture
 from .mesh import Mesh
 from .mesh_io import write_mesh, write_point_cloud
 from .raster import render_mesh
@@ -45,21 +48,29 @@ def write_mesh_preview(run: Path, mesh: Mesh, path: Path, size: int = 512) -> Pa
     return Path(path)
 
 
+def _transform(run: Path) -> np.ndarray:
+    return capture_transform(read_config(run)).numpy()
+
+
 def export_run(run: Path, fmt: str, out: Path, mesh_cfg: MeshConfig | None = None, *, max_points: int = 1_000_000,
                spz_version: int = 3, up: str = "+z", preview: Path | None = None, preview_size: int = 512,
-               device: torch.device | str = "cpu", progress: Progress | None = None) -> dict[str, Any]:
+               device: torch.device | str = "cpu", progress: Progress | None = None,
+               frame: str = "normalized") -> dict[str, Any]:
     """Export run `run` as `fmt` (one of FORMATS) to `out`, atomically.
 
     Meshes follow `mesh_cfg` (default MeshConfig()) and, with `preview`, also get a PNG of the mesh
     (`write_mesh_preview`); pointcloud keeps at most `max_points` surface points of `mesh_cfg.views` views;
     splat formats need a splats run (`spz_version`, `up`: see `export_splats`). `progress(stage, i, n)`
-    follows the slow stages. Returns {"format", "files"} plus "gaussians" (splats), "points" (pointcloud) or
+    follows the slow stages. `frame`: normalized (the run's model frame) or capture (the frame of the
+    capture it was fitted on, before pose normalisation; the same for data that was not normalised).
+    Returns {"format", "files"} plus "gaussians" (splats), "points" (pointcloud) or
     "vertices", "faces" and "method" (meshes)."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = Path(out)
+    check_frame(frame)
     if fmt in SPLAT_FORMATS:
-        model = export_splats(run, fmt, out, spz_version, up)
+        model = export_splats(run, fmt, out, spz_version, up, frame)
         return {"format": fmt, "files": [out], "gaussians": model.n}
     if not out.parent.is_dir():
         raise ConfigError(f"{out}: output directory {out.parent} does not exist")
@@ -71,9 +82,13 @@ def export_run(run: Path, fmt: str, out: Path, mesh_cfg: MeshConfig | None = Non
     if fmt == "pointcloud":
         tick = None if progress is None else (lambda i, n: progress("render views", i, n))
         pts, cols = point_cloud_from_run(run, cfg.views, max_points, device=device, progress=tick)
+        if frame == "capture":
+            pts = points_to_capture(np.asarray(pts, dtype=np.float64), _transform(run)).astype(np.float32)
         write_point_cloud(pts, cols, out)
         return {"format": fmt, "files": [out], "points": len(pts)}
     mesh = mesh_from_run(run, cfg, device, progress)
+    if frame == "capture":
+        mesh = mesh_to_capture(mesh, _transform(run))
     files = write_mesh(mesh, out, fmt)
     if preview is not None:
         files.append(write_mesh_preview(run, mesh, preview, preview_size))

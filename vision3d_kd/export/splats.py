@@ -11,23 +11,30 @@ from torch import Tensor
 from ..data.splat_io import read_splats, write_splats
 from ..errors import ConfigError, RunError
 from ..fields.splats import GaussianSplats
-from ..runs import load_field, save_field
+from ..runs import capture_transform, load_field
+from .frame import check_frame, save_field, splats_to_capture
 
 __all__ = ["SPLAT_FORMATS", "export_splats", "import_splats", "padded_box"]
 
 SPLAT_FORMATS = ("3dgs-ply", "splat", "spz")
 
 
-def export_splats(run: Path, fmt: str, out: Path, spz_version: int = 3, up: str = "+z") -> GaussianSplats:
-    """Write the Gaussians of splats run `run` to `out` as `fmt` (3dgs-ply, splat or spz; atomically).
-    spz only: file `spz_version` (2 or 3) and the run's world up axis `up` (+z or +y). Returns the model."""
+def export_splats(run: Path, fmt: str, out: Path, spz_version: int = 3, up: str = "+z",
+                  frame: str = "normalized") -> GaussianSplats:
+    """Write the Gaussians of splats run `run` to `out` as `fmt` (3dgs-ply, splat or spz; atomically), in the
+    run's model frame or (`frame="capture"`) the capture's own frame. spz only: file `spz_version` (2 or 3)
+    and the world up axis `up` (+z or +y). Returns the model."""
     if fmt not in SPLAT_FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(SPLAT_FORMATS)} for splats, got {fmt!r}")
-    model, _ = load_field(run)
+    check_frame(frame)
+    model, cfg = load_field(run)
     if getattr(model, "name", "") != "splats":
         raise RunError(f"{run}: --format {fmt} needs a splats run (fit with --field splats)")
     options = {"version": spz_version, "up": up} if fmt == "spz" else {}
-    write_splats(model.to_params(), out, fmt, **options)
+    params = model.to_params()
+    if frame == "capture":
+        params = splats_to_capture(params, capture_transform(cfg).numpy())
+    write_splats(params, out, fmt, **options)
     return model
 
 

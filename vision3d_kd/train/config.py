@@ -19,8 +19,32 @@ __all__ = ["TrainConfig", "SplatTrainConfig", "FitConfig", "train_config_class",
            "saved_fit_config", "apply_overrides"]
 
 
+SCENES = ("auto", "bounded", "unbounded")
+
+
 @dataclass
-class TrainConfig:
+class DataOptions:
+    """How `v3kd fit` reads its dataset (both training dataclasses have these): an integer image
+    `downscale`, `undistort` (False ignores a capture's lens distortion; for comparison only) and `scene`
+    (auto: what the loader infers; bounded; unbounded: the field contracts everything outside the box)."""
+
+    downscale: int = 1
+    undistort: bool = True
+    scene: str = "auto"
+
+    def load_options(self) -> dict[str, Any]:
+        """Keyword arguments of `data.load_dataset`."""
+        return {"downscale": self.downscale, "undistort": self.undistort, "scene": self.scene}
+
+    def validate_data(self) -> None:
+        if int(self.downscale) <= 0:
+            raise ConfigError(f"train.downscale must be > 0, got {self.downscale}")
+        if self.scene not in SCENES:
+            raise ConfigError(f"train.scene must be one of {', '.join(SCENES)}, got {self.scene!r}")
+
+
+@dataclass
+class TrainConfig(DataOptions):
     """Optimisation and sampling settings of `v3kd fit` (distances in scene units)."""
 
     steps: int = 3000  # optimisation steps
@@ -44,14 +68,14 @@ class TrainConfig:
     log_every: int = 25  # steps between log.jsonl records
     seed: int = 0
     max_seconds: float = 0.0  # wall-clock budget for training (0 = none); the LR schedule follows it
-    downscale: int = 1  # integer image downscale factor
     eval_chunk: int = 8192  # rays per chunk when rendering full images
     snapshot_every_seconds: float = 0.0  # write RUN/snapshots/<t>s/ every this many training seconds (0 = off)
 
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
+        self.validate_data()
         positive = ["steps", "batch_rays", "max_batch_rays", "occ_resolution", "occ_update_every",
-                    "checkpoint_every", "log_every", "downscale", "eval_chunk"]
+                    "checkpoint_every", "log_every", "eval_chunk"]
         for name in positive:
             if int(getattr(self, name)) <= 0:
                 raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
@@ -71,13 +95,15 @@ class TrainConfig:
 
 
 @dataclass
-class SplatTrainConfig:
+class SplatTrainConfig(DataOptions):
     """Training settings of `v3kd fit --field splats` (3D Gaussian Splatting; lengths in scene units,
     learning rates per parameter group, densification steps scaled to a CPU budget)."""
 
     steps: int = 6000
     max_seconds: float = 0.0  # wall-clock budget (0 = none); schedules follow max(step, time) progress
-    init: str = "random"  # "random" (points in the scene box), a fitted field run, or a .ply/.splat/.spz file
+    init: str = "auto"  # auto (the data's sparse points, else random), points, random (in the box), a run or a file
+    background_points: int = 4096  # unbounded scenes: Gaussians on a far shell for the background (0 = none)
+    background_radius: float = 10.0  # radius of that shell in box half-sizes
     init_points: int = 20000  # Gaussians at initialisation
     init_opacity: float = 0.1
     sh_degree_every: int = 500  # steps between raising the active SH degree by one
@@ -105,13 +131,15 @@ class SplatTrainConfig:
     checkpoint_every: int = 1000
     log_every: int = 50
     seed: int = 0
-    downscale: int = 1
     snapshot_every_seconds: float = 0.0  # write RUN/snapshots/<t>s/ every this many training seconds (0 = off)
 
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
+        self.validate_data()
+        if self.background_points < 0 or not self.background_radius > 1:
+            raise ConfigError("train.background_points must be >= 0 and train.background_radius > 1")
         for name in ("steps", "init_points", "sh_degree_every", "refine_every", "checkpoint_every", "log_every",
-                     "downscale", "max_gaussians"):
+                     "max_gaussians"):
             if int(getattr(self, name)) <= 0:
                 raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
         for name in ("lr_means", "lr_means_final", "lr_scales", "lr_quats", "lr_opacity", "lr_sh", "grow_grad2d",

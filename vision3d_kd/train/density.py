@@ -44,9 +44,10 @@ class DensityController:
     """Accumulates per-Gaussian screen-space gradient norms after each backward and edits the set of
     Gaussians every `refine_every` steps inside the refinement window (cfg: SplatTrainConfig)."""
 
-    def __init__(self, cfg, extent: float) -> None:
+    def __init__(self, cfg, extent: float, unbounded: bool = False) -> None:
         self.cfg = cfg
         self.extent = float(extent)
+        self.unbounded = unbounded  # far Gaussians (background) may be as large as their distance allows
         self.grad_sum = torch.zeros(0)
         self.count = torch.zeros(0)
 
@@ -131,10 +132,14 @@ class DensityController:
             lo = n + ci.numel()
             splats.means.data[lo:] = torch.cat([new_means[0::2], new_means[1::2]])
             splats.log_scales.data[lo:] -= math.log(1.6)
-        # Prune: transparent, or (after the first opacity reset) larger than prune_scale3d * extent.
+        # Prune: transparent, or (after the first opacity reset) larger than prune_scale3d * extent; in an
+        # unbounded scene the limit grows with the distance beyond the extent (same size on screen).
         prune |= (splats.opacities.detach() < c.prune_opacity).cpu()
         if c.reset_every and step > c.reset_every:
-            prune |= (splats.scales.detach().max(dim=-1).values > c.prune_scale3d * self.extent).cpu()
+            limit = torch.full((splats.n,), c.prune_scale3d * self.extent, device=dev)
+            if self.unbounded:
+                limit = limit * (splats.means.detach().norm(dim=-1) / self.extent).clamp_min(1.0)
+            prune |= (splats.scales.detach().max(dim=-1).values > limit).cpu()
         keep_idx = torch.nonzero(~prune).flatten().to(dev)
         edit_gaussians(splats, opt, lambda t, _s: t[keep_idx])
         self._ensure(splats.n)

@@ -28,12 +28,26 @@ from .field_task import FieldTask
 from .loop import LoopConfig
 from .splats import SplatsTask
 
-__all__ = ["fit", "FitTask", "fit_dataset", "default_run_dir"]
+__all__ = ["fit", "FitTask", "fit_dataset", "default_run_dir", "CONTRACTING"]
+
+CONTRACTING = ("hashgrid", "grid", "tensorf-vm", "tensorf-cp")  # field families with scene contraction
 
 
 def _all_rays(cams: Cameras) -> tuple[torch.Tensor, torch.Tensor]:
     os_, ds = zip(*(image_rays(cams, i) for i in range(len(cams))), strict=True)
     return torch.cat(os_), torch.cat(ds)
+
+
+def _field_options(cfg: FitConfig, train_ds) -> dict[str, Any]:
+    """The field's config: the YAML/--set options, the data's box and, for an unbounded scene, contraction
+    (the box is then the foreground; everything beyond it is contracted into the field)."""
+    options = {**cfg.field, "field": cfg.field_name, "aabb": train_ds.aabb.tolist()}
+    if train_ds.scene == "unbounded":
+        if cfg.field_name not in CONTRACTING:
+            raise ConfigError(f"--field {cfg.field_name} has no scene contraction for this unbounded capture; "
+                              f"use one of {', '.join(CONTRACTING)} or --scene bounded")
+        options["contract"] = True
+    return options
 
 
 class FitTask(FieldTask):
@@ -48,7 +62,7 @@ class FitTask(FieldTask):
             field, _ = load_field(out)
         else:
             with seeded_init(cfg.train.seed):
-                field = build_field({**cfg.field, "field": cfg.field_name, "aabb": train_ds.aabb.tolist()})
+                field = build_field(_field_options(cfg, train_ds))
         return cls(field.to(device).train(), train_ds, test_ds, cfg.train, generator, run_cfg, device)
 
     def __init__(self, field, train_ds, test_ds, tc, generator: torch.Generator, run_cfg: dict[str, Any],
@@ -110,7 +124,8 @@ def fit(train_ds, test_ds, out: Path, cfg: FitConfig, data_path: Path | None = N
     render = orbit_defaults(train_ds.cameras)
     if cfg.field_name != "splats":
         render = {"step_size": tc.step_size, **render}
-    run_cfg = {"fit": cfg.to_dict(), "data": str(data_path) if data_path else None, "render": render}
+    frame = {"transform": train_ds.transform.tolist(), "scene": train_ds.scene}
+    run_cfg = {"fit": cfg.to_dict(), "data": str(data_path) if data_path else None, "render": render, "frame": frame}
     build = SplatsTask.build if cfg.field_name == "splats" else FitTask.build
     task = build(cfg, train_ds, test_ds, out, resume, gen, run_cfg, dev)
     return train(task, out, LoopConfig.of(tc), resume=resume, rank=rank, show_progress=show_progress,
@@ -133,9 +148,9 @@ def fit_dataset(data: Path, out: Path, cfg: FitConfig, resume: bool = False, dev
     if not resume and out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: already exists and is not empty (use --resume or another --out)")
     cfg.train.validate()
-    train_ds = load_dataset(data, "train", cfg.train.downscale)
+    train_ds = load_dataset(data, "train", **cfg.train.load_options())
     split = held_out_split(data)
-    test_ds = load_dataset(data, split, cfg.train.downscale) if split else None
+    test_ds = load_dataset(data, split, **cfg.train.load_options()) if split else None
     if log is not None:
         if test_ds is None:
             log(f"warning: {data} has no test or val split; no held-out metrics")

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import load_tensors, save_tensors
-from ..errors import RunError
+from ..errors import ConfigError, RunError
 from ..evaluate import held_out_metrics
 from ..fields.splats import GaussianSplats
 from ..metrics import ssim_tensor
@@ -26,7 +26,7 @@ from .driver import StepResult, TrainTask
 from .splat_init import initial_points
 from .state import load_train_state, save_train_state
 
-__all__ = ["SplatsTask", "camera_extent", "DENSITY_STATE"]
+__all__ = ["SplatsTask", "camera_extent", "background_shell", "DENSITY_STATE"]
 
 DENSITY_STATE = "densify.safetensors"
 
@@ -44,11 +44,40 @@ def _optimizer(splats: GaussianSplats, tc, extent: float) -> torch.optim.Optimiz
     return torch.optim.Adam(groups, eps=1e-15)
 
 
-def _init_splats(tc, aabb: torch.Tensor, gen: torch.Generator, sh_degree: int) -> GaussianSplats:
-    splats = GaussianSplats(aabb=aabb.tolist(), n=0, sh_degree=sh_degree)
-    if tc.init == "random":
-        return splats.init_random(tc.init_points, generator=gen, opacity=tc.init_opacity)
-    pts, cols = initial_points(tc.init, tc.init_points, gen)
+def background_shell(n: int, radius: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` points [n,3] spread evenly (Fibonacci lattice, random turn) on a sphere of `radius` (scene units)
+    about the origin, grey: the far background of an unbounded scene for splats to start from."""
+    k = torch.arange(n, dtype=torch.float64) + 0.5
+    z = 1 - 2 * k / n
+    phi = k * math.pi * (3 - math.sqrt(5)) + float(torch.rand((), generator=gen, dtype=torch.float64)) * 2 * math.pi
+    r = (1 - z * z).sqrt()
+    pts = torch.stack([r * phi.cos(), r * phi.sin(), z], -1) * radius
+    return pts.float(), torch.full((n, 3), 0.5)
+
+
+def _init_splats(tc, ds, gen: torch.Generator, sh_degree: int) -> GaussianSplats:
+    """Gaussians at the data's sparse points (init auto/points), at random in the box (random or auto
+    without points) or from `tc.init` (a run or file); an unbounded scene adds `background_points` on a
+    shell at `background_radius` box half-sizes."""
+    splats = GaussianSplats(aabb=ds.aabb.tolist(), n=0, sh_degree=sh_degree)
+    has_points = getattr(ds, "points", None) is not None
+    if tc.init == "points" and not has_points:
+        raise ConfigError("train.init=points: this dataset has no sparse points (COLMAP points3D or ply_file_path)")
+    if tc.init in ("auto", "points") and has_points:
+        keep = torch.randperm(len(ds.points), generator=gen)[: tc.init_points]
+        pts, cols = ds.points[keep], ds.point_colors[keep]
+    elif tc.init in ("auto", "random"):
+        if ds.scene != "unbounded":
+            return splats.init_random(tc.init_points, generator=gen, opacity=tc.init_opacity)
+        lo, hi = ds.aabb[0], ds.aabb[1]
+        pts = lo + torch.rand(tc.init_points, 3, generator=gen) * (hi - lo)
+        cols = torch.rand(tc.init_points, 3, generator=gen)
+    else:
+        pts, cols = initial_points(tc.init, tc.init_points, gen)
+    if ds.scene == "unbounded" and tc.background_points > 0:
+        half = float((ds.aabb[1] - ds.aabb[0]).max()) / 2
+        far, far_cols = background_shell(tc.background_points, tc.background_radius * half, gen)
+        pts, cols = torch.cat([pts, far]), torch.cat([cols, far_cols])
     return splats.init_points(pts, cols, opacity=tc.init_opacity, generator=gen)
 
 
@@ -77,7 +106,7 @@ class SplatsTask(TrainTask):
             if not isinstance(splats, GaussianSplats):
                 raise RunError(f"{out}: not a splats run")
         else:
-            splats = _init_splats(tc, train_ds.aabb, generator, int(cfg.field.get("sh_degree", 3)))
+            splats = _init_splats(tc, train_ds, generator, int(cfg.field.get("sh_degree", 3)))
         return cls(splats.to(device).train(), train_ds, test_ds, tc, generator, run_cfg, device)
 
     def __init__(self, splats: GaussianSplats, train_ds, test_ds, tc, generator: torch.Generator,
@@ -86,7 +115,7 @@ class SplatsTask(TrainTask):
         self.train_ds, self.test_ds, self.device = train_ds, test_ds, device
         self.extent = camera_extent(train_ds.cameras.c2w)
         self.opt = _optimizer(splats, tc, self.extent)
-        self.density = DensityController(tc, self.extent)
+        self.density = DensityController(tc, self.extent, unbounded=train_ds.scene == "unbounded")
         self.order: torch.Tensor | None = None  # drawn at the first step of a session, then every epoch
 
     def step(self, step: int, progress: float) -> StepResult:
