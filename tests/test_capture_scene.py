@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,8 +12,8 @@ import pytest
 import torch
 
 from vision3d_kd.cameras import look_at
+from vision3d_kd.data.capture_io import CapturedFrame
 from vision3d_kd.data.capture_scene import (
-    CaptureView,
     capture_lenses,
     capture_poses,
     render_capture,
@@ -41,7 +43,7 @@ def _cv_project(lens: Lens, c2w: torch.Tensor, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def small_capture() -> tuple[CaptureScene, list[CaptureView]]:
+def small_capture() -> tuple[CaptureScene, list[CapturedFrame]]:
     scene = CaptureScene(scene_sdf("composite"), Room(seed=1))
     return scene, render_capture(scene, n_views=9, supersample=1, seed=1, scale=0.25)
 
@@ -141,7 +143,7 @@ def test_poses_are_handheld_inside_the_room() -> None:
     assert elev.min() > 0.0 and elev.max() - elev.min() > 15.0
 
 
-def test_mixed_sizes_and_distorted_lenses(small_capture: tuple[CaptureScene, list[CaptureView]]) -> None:
+def test_mixed_sizes_and_distorted_lenses(small_capture: tuple[CaptureScene, list[CapturedFrame]]) -> None:
     _, views = small_capture
     sizes = {(v.lens.width, v.lens.height) for v in views}
     assert sizes == {(40, 30), (30, 40)}
@@ -153,7 +155,7 @@ def test_mixed_sizes_and_distorted_lenses(small_capture: tuple[CaptureScene, lis
 
 
 def test_sparse_points_lie_on_surfaces_and_project_into_their_views(
-    small_capture: tuple[CaptureScene, list[CaptureView]],
+    small_capture: tuple[CaptureScene, list[CapturedFrame]],
 ) -> None:
     scene, views = small_capture
     pts = sparse_points(scene, views, n_points=400, seed=0)
@@ -170,7 +172,7 @@ def test_sparse_points_lie_on_surfaces_and_project_into_their_views(
         assert (pix[:, 0] < v.lens.width).all() and (pix[:, 1] < v.lens.height).all()
 
 
-def test_capture_cameras_see_the_object(small_capture: tuple[CaptureScene, list[CaptureView]]) -> None:
+def test_capture_cameras_see_the_object(small_capture: tuple[CaptureScene, list[CapturedFrame]]) -> None:
     _, views = small_capture
     for v in views:
         pix, z = project(v.lens, torch.from_numpy(v.c2w), torch.zeros(1, 3, dtype=torch.float64))
@@ -178,3 +180,76 @@ def test_capture_cameras_see_the_object(small_capture: tuple[CaptureScene, list[
         assert 0.25 * v.lens.width < pix[0, 0] < 0.75 * v.lens.width
         assert 0.25 * v.lens.height < pix[0, 1] < 0.75 * v.lens.height
     assert math.isfinite(float(views[0].rgb.mean()))
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from typer.testing import CliRunner
+
+    from vision3d_kd.cli.data import data_app
+
+    out = tmp_path_factory.mktemp("capture") / "torus"
+    args = ["scene", "torus", "--capture", "--out", str(out), "--n-views", "6", "--n-points", "200",
+            "--scale", "0.25", "--supersample", "1", "--seed", "2"]
+    res = CliRunner().invoke(data_app, args)
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_written_colmap_model_has_the_lenses_and_poses(written: Path) -> None:
+    import pycolmap
+
+    rec = pycolmap.Reconstruction(str(written / "sparse" / "0"))
+    lenses = capture_lenses(0.25)
+    assert len(rec.cameras) == 2 and len(rec.images) == 6 and 150 <= len(rec.points3D) <= 200
+    by_size = {(lens.width, lens.height): lens for lens in lenses}
+    for cam in rec.cameras.values():
+        lens = by_size[(cam.width, cam.height)]
+        assert cam.model.name == "OPENCV"
+        assert np.allclose(cam.params, lens.to_colmap()[1])
+    poses = capture_poses(6, seed=2)
+    for img in rec.images.values():
+        i = int(img.name.split("_")[1].split(".")[0])
+        c2w = poses[i].numpy()
+        assert np.allclose(img.projection_center(), c2w[:3, 3], atol=1e-6)
+        # COLMAP's camera +z (forward) is OpenGL's -z
+        rot_w2c = img.cam_from_world().rotation.matrix()
+        assert np.allclose(rot_w2c.T[:, 2], -c2w[:3, 2], atol=1e-6)
+        assert (rec.cameras[img.camera_id].width, rec.cameras[img.camera_id].height) == (
+            (lenses[1].width, lenses[1].height) if i % 3 == 2 else (lenses[0].width, lenses[0].height))
+
+
+def test_written_transforms_json_and_scene_json(written: Path) -> None:
+    from vision3d_kd.data import load_dataset, load_scene_sdf
+
+    meta = json.loads((written / "transforms.json").read_text())
+    assert meta["scene"] == "torus" and meta["camera_model"] == "OPENCV"
+    assert {(d["width"], d["height"]) for d in meta["capture"]["distortion"]} == {(40, 30), (30, 40)}
+    assert Room.from_dict(meta["capture"]["room"]) == Room(seed=2)
+    poses = capture_poses(6, seed=2)
+    for i, frame in enumerate(meta["frames"]):
+        lens = capture_lenses(0.25)[1 if i % 3 == 2 else 0]
+        assert np.allclose(frame["transform_matrix"], poses[i].numpy())
+        assert (frame["w"], frame["h"], frame["fl_x"], frame["cx"], frame["k1"], frame["p2"]) == (
+            lens.width, lens.height, lens.fx, lens.cx, lens.dist[0], lens.dist[3])
+        assert (written / frame["file_path"]).is_file()
+    scene = CaptureScene.from_dict(json.loads((written / "scene.json").read_text()))
+    assert scene.room == Room(seed=2) and load_scene_sdf(written).name == "torus"
+    assert len(load_dataset(written, "train")) >= 4  # the package's own loader reads it (undistorted)
+
+
+def test_cli_capture_refuses_options_it_would_ignore(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vision3d_kd.cli.data import data_app
+    from vision3d_kd.cli.main import main
+
+    for args in (["--capture", "--size", "8"], ["--n-views", "5"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["data", "scene", "box", "--out", str(tmp_path / "x"), *args])
+        assert exc.value.code == 2
+    assert not (tmp_path / "x").exists()
+    help_text = CliRunner().invoke(data_app, ["scene", "--help"]).output
+    for flag in ("--capture", "--n-views", "--n-points", "--scale"):
+        assert flag in help_text
+

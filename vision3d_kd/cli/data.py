@@ -47,7 +47,10 @@ def scene_command(
     radius: float = typer.Option(4.0, "--radius", help="Camera distance from the origin in scene units."),
     fov: float = typer.Option(40.0, "--fov", help="Field of view in degrees (horizontal = vertical)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the random cameras (and, with --capture, the textures)."),
-    supersample: int = typer.Option(2, "--supersample", help="Rays per pixel side for anti-aliasing."),
+    supersample: int | None = typer.Option(
+        None, "--supersample", help="Rays per pixel side for anti-aliasing [default: 2; 3 with --capture].",
+        show_default=False,
+    ),
     capture: bool = typer.Option(
         False, "--capture",
         help="Simulate a hand-held phone capture instead: the object inside a textured room, seen through a "
@@ -75,13 +78,13 @@ def scene_command(
 
         if capture:
             path = write_capture_scene(
-                name, out, n_views=n_views, supersample=supersample, seed=seed, n_points=n_points, scale=scale,
-                progress=progress,
+                name, out, n_views=n_views, supersample=3 if supersample is None else supersample, seed=seed,
+                n_points=n_points, scale=scale, progress=progress,
             )
         else:
             path = write_scene(
                 name, out, n_train=n_train, n_test=n_test, size=size, radius=radius, fov_deg=fov,
-                seed=seed, supersample=supersample, progress=progress,
+                seed=seed, supersample=2 if supersample is None else supersample, progress=progress,
             )
     if capture:
         typer.echo(f"wrote {path} ({n_views} hand-held views in a room, distorted lens)")

@@ -21,6 +21,7 @@ from torch import Tensor
 from ..cameras import look_at
 from ..checkpoint import write_json
 from ..errors import ConfigError, DataError
+from .capture_io import CapturedFrame, write_capture
 from .lens import Lens
 from .lens_rays import lens_rays, project
 from .procedural import Shading
@@ -29,7 +30,6 @@ from .sdf import SCENE_NAMES, scene_sdf
 
 __all__ = [
     "CAPTURE_SHADING",
-    "CaptureView",
     "SparsePoints",
     "capture_lenses",
     "capture_poses",
@@ -47,16 +47,6 @@ _LENSES = (
 
 # brighter ambient than the object scenes: walls facing away from the light keep enough contrast for SIFT
 CAPTURE_SHADING = Shading(ambient=0.5)
-
-
-@dataclass
-class CaptureView:
-    """One rendered view: ``name`` (file name), rgb uint8 [H, W, 3], c2w float64 [4, 4] (OpenGL), lens."""
-
-    name: str
-    rgb: np.ndarray
-    c2w: np.ndarray
-    lens: Lens
 
 
 @dataclass
@@ -118,7 +108,7 @@ def render_view(
     return radiance.reshape(h, w, s * s, 3).mean(dim=2)
 
 
-def _visible_from(scene: CaptureScene, view: CaptureView, x: Tensor) -> Tensor:
+def _visible_from(scene: CaptureScene, view: CapturedFrame, x: Tensor) -> Tensor:
     """Which points x [P, 3] (on surfaces) a view sees: inside its image and unoccluded. Returns [P] bool."""
     c2w = torch.from_numpy(view.c2w)
     pix, z = project(view.lens, c2w, x)
@@ -137,7 +127,7 @@ def _visible_from(scene: CaptureScene, view: CaptureView, x: Tensor) -> Tensor:
 
 
 def sparse_points(
-    scene: CaptureScene, views: list[CaptureView], n_points: int, seed: int = 0, min_views: int = 2
+    scene: CaptureScene, views: list[CapturedFrame], n_points: int, seed: int = 0, min_views: int = 2
 ) -> SparsePoints:
     """About ``n_points`` surface points as SfM would triangulate them: the hits of pixel-centre rays of
     random pixels of random views, kept when at least ``min_views`` views see them; colour = that pixel."""
@@ -165,7 +155,7 @@ def sparse_points(
 def render_capture(
     scene: CaptureScene, n_views: int = 72, supersample: int = 2, seed: int = 0, scale: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
-) -> list[CaptureView]:
+) -> list[CapturedFrame]:
     """Render ``n_views`` hand-held views (`capture_poses`); every third view uses the portrait lens.
     ``progress(done, total)`` is called after each view."""
     lenses = capture_lenses(scale)
@@ -175,13 +165,13 @@ def render_capture(
         lens = lenses[1] if i % 3 == 2 else lenses[0]
         rgb = render_view(scene, lens, poses[i], supersample)
         rgb_u8 = (rgb * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
-        views.append(CaptureView(f"frame_{i:04d}.png", rgb_u8, poses[i].numpy(), lens))
+        views.append(CapturedFrame(f"frame_{i:04d}.png", rgb_u8, poses[i].numpy(), lens))
         if progress is not None:
             progress(i + 1, n_views)
     return views
 
 
-def _capture_metadata(name: str, scene: CaptureScene, views: list[CaptureView]) -> dict[str, Any]:
+def _capture_metadata(name: str, scene: CaptureScene, views: list[CapturedFrame]) -> dict[str, Any]:
     """The ``extra`` entries of transforms.json: scene name, each distinct lens and the room."""
     lenses: list[dict[str, Any]] = []
     for lens in dict.fromkeys(v.lens for v in views):
@@ -191,16 +181,8 @@ def _capture_metadata(name: str, scene: CaptureScene, views: list[CaptureView]) 
     return {"scene": name, "capture": {"distortion": lenses, "room": scene.room.to_dict()}}
 
 
-def _write_capture(out: Path, views: list[CaptureView], points: SparsePoints, extra: dict) -> Path:
-    """The one call into `capture_io.write_capture` (images, COLMAP sparse model, transforms.json, ply)."""
-    from .capture_io import CapturedFrame, write_capture
-
-    frames = [CapturedFrame(v.name, v.rgb, v.c2w, v.lens) for v in views]
-    return Path(write_capture(out, frames, points.xyz, points.rgb, extra=extra))
-
-
 def write_capture_scene(
-    name: str, out_dir: str | Path, n_views: int = 72, supersample: int = 2, seed: int = 0, n_points: int = 3000,
+    name: str, out_dir: str | Path, n_views: int = 72, supersample: int = 3, seed: int = 0, n_points: int = 3000,
     scale: float = 1.0, progress: Callable[[int, int], None] | None = None, num_threads: int | None = 1,
 ) -> Path:
     """Render scene ``name`` inside a `Room` as a hand-held capture into a new folder ``out_dir``.
@@ -228,6 +210,6 @@ def write_capture_scene(
         points = sparse_points(scene, views, n_points, seed)
     finally:
         torch.set_num_threads(old_threads)
-    path = _write_capture(out, views, points, _capture_metadata(name, scene, views))
+    path = write_capture(out, views, points.xyz, points.rgb, extra=_capture_metadata(name, scene, views))
     write_json(path / "scene.json", scene.to_dict())
     return path
