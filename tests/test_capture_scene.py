@@ -197,7 +197,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_written_colmap_model_has_the_lenses_and_poses(written: Path) -> None:
-    import pycolmap
+    pycolmap = pytest.importorskip("pycolmap")
 
     rec = pycolmap.Reconstruction(str(written / "sparse" / "0"))
     lenses = capture_lenses(0.25)
