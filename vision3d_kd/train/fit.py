@@ -30,7 +30,7 @@ from .splats import SplatsTask
 
 __all__ = ["fit", "FitTask", "fit_dataset", "default_run_dir", "CONTRACTING"]
 
-CONTRACTING = ("hashgrid", "grid", "tensorf-vm", "tensorf-cp")  # field families with scene contraction
+CONTRACTING = ("hashgrid", "grid", "tensorf-vm", "tensorf-cp", "mlp")  # field families with scene contraction
 
 
 def _all_rays(cams: Cameras) -> tuple[torch.Tensor, torch.Tensor]:
