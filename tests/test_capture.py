@@ -155,3 +155,23 @@ def test_exif_rotation_follows_the_declared_size(tmp_path: Path) -> None:
     (tmp_path / "transforms.json").write_text(json.dumps(meta))
     with pytest.raises(DataError, match="image is 16x12 but transforms.json says 20x12"):
         load_dataset(tmp_path, "all")
+
+
+def test_depth_maps_become_ray_distances_in_model_units(tmp_path: Path) -> None:
+    # the plane z = -1 seen straight on: camera-z depth 1 (1000 mm) everywhere, here at half resolution
+    lens = Lens("OPENCV", 64, 48, 55.0, 55.0, 32.0, 24.0, (-0.1, 0.01, 0.0, 0.0))
+    (tmp_path / "images").mkdir()
+    Image.fromarray(_photo(lens)).save(tmp_path / "images" / "a.png")
+    Image.fromarray(np.full((24, 32), 1000, np.uint16)).save(tmp_path / "images" / "a_depth.png")
+    frame = {**_frame("a", lens), "depth_file_path": "images/a_depth.png"}
+    meta = {"camera_model": "OPENCV", "aabb": [[-1] * 3, [1] * 3], "frames": [frame]}
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    ds = load_dataset(tmp_path, "all")
+    cam = ds.cameras
+    u, v = np.meshgrid(np.arange(64) + 0.5, np.arange(48) + 0.5)
+    want = np.sqrt(1 + ((u - cam.cx.item()) / cam.fx.item()) ** 2 + ((v - cam.cy.item()) / cam.fy.item()) ** 2)
+    assert ds.depth.shape == (1, 48, 64) and np.allclose(ds.depth[0].numpy(), want, atol=1e-4)
+    frame["depth_file_path"] = "images/missing.png"
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="depth_file_path images/missing.png not found"):
+        load_dataset(tmp_path, "all")

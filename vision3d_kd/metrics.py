@@ -206,7 +206,7 @@ def pose_errors(est_c2w: np.ndarray, true_c2w: np.ndarray) -> dict[str, float]:
     ones by `align_similarity`, then per camera the rotation error is the angle (degrees) of
     ``R_true^T @ R_align @ R_est`` and the translation error the aligned centre's distance from the true one,
     as a fraction of the true cameras' spread (largest distance of a true centre from their mean).
-    Returns rot_err_deg_mean / _max, trans_err_mean / _max and the alignment scale."""
+    Returns rot_err_deg (mean) / rot_err_deg_max, trans_err (mean) / trans_err_max and the alignment scale."""
     est, true = np.asarray(est_c2w, np.float64), np.asarray(true_c2w, np.float64)
     if est.shape != true.shape or est.ndim != 3 or est.shape[1:] != (4, 4):
         raise ValueError(f"pose_errors: need two [N,4,4] arrays, got {est.shape} and {true.shape}")
@@ -218,5 +218,5 @@ def pose_errors(est_c2w: np.ndarray, true_c2w: np.ndarray) -> dict[str, float]:
     skew = delta - np.swapaxes(delta, 1, 2)  # 2 sin(angle) [axis]x: atan2 stays exact near 0 and 180 degrees
     sin = 0.5 * np.linalg.norm(np.stack([skew[:, 2, 1], skew[:, 0, 2], skew[:, 1, 0]], 1), axis=1)
     ang = np.degrees(np.arctan2(sin, (np.trace(delta, axis1=1, axis2=2) - 1.0) / 2.0))
-    return {"rot_err_deg_mean": float(ang.mean()), "rot_err_deg_max": float(ang.max()),
-            "trans_err_mean": float(trans.mean()), "trans_err_max": float(trans.max()), "scale": scale}
+    return {"rot_err_deg": float(ang.mean()), "rot_err_deg_max": float(ang.max()),
+            "trans_err": float(trans.mean()), "trans_err_max": float(trans.max()), "scale": scale}

@@ -82,8 +82,12 @@ def load_run(run: Path, device: torch.device | str = "cpu") -> tuple[Any, Occupa
     occ_path = Path(run) / OCCUPANCY
     if occ_path.is_file():
         t = load_tensors(occ_path)
-        grid = OccupancyGrid(field.aabb.cpu(), int(round(t["density"].numel() ** (1 / 3)))).to(device)
-        grid.load_state_dict(t)
+        res = int(round(t["density"].numel() ** (1 / 3)))
+        grid = OccupancyGrid(field.aabb.cpu(), res, contract=getattr(field, "contract", False)).to(device)
+        try:
+            grid.load_state_dict(t)
+        except RuntimeError as exc:
+            raise RunError(f"{occ_path}: does not match the field ({str(exc).splitlines()[-1].strip()})") from None
     return field, grid, cfg
 
 

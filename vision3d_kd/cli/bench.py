@@ -210,6 +210,34 @@ def text_to_3d_command(
     _report("text-to-3d", result, out_dir)
 
 
+@bench_app.command("capture")
+def capture_command(
+    quick: bool = _QUICK,
+    split: str = typer.Option("validation", "--split", help="validation (tune on it) or test (run once chosen)."),
+    budget: float = _budget(900, 60, "Training seconds per fit"),
+    seeds: int = typer.Option(None, "--seeds", help="Seeds per method (default 3; with --quick 1)."),
+    methods: str = typer.Option(None, "--methods", help="Comma-separated subset of capture, naive, splats "
+                                "(default: all)."),
+    sfm: bool = typer.Option(True, "--sfm/--no-sfm", help="Also run structure from motion on the images and fit "
+                             "on its poses."),
+    runs_dir: Path = _bench_runs("capture/SPLIT"),
+    out_dir: Path = _OUT_DIR,
+) -> None:
+    """Real captures on ground truth: a procedural object in a textured room through distorting lenses.
+
+    Hash grid with undistortion + contraction vs distortion ignored and bounded vs splats from the sparse
+    points (held-out PSNR, mean ± std over seeds); SfM pose errors; fitting on SfM poses vs true ones."""
+    from ..bench.capture import METHODS, run
+
+    _positive("--budget", budget)
+    _at_least_one("--seeds", seeds)
+    chosen = _name_list("--methods", methods, list(METHODS), "method(s)")
+    result = run(quick=quick, split=split, budget_s=budget, seeds=seeds, runs_dir=runs_dir, methods=chosen, sfm=sfm,
+                 progress=print)
+    name = ("capture" if split == "test" else f"capture-{split}") + ("-quick" if quick else "")
+    _report(name, result, out_dir)
+
+
 @bench_app.command("event-vggt")
 def event_vggt_command(
     quick: bool = _QUICK,

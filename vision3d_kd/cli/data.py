@@ -22,8 +22,25 @@ def _group() -> None:
     """Keep `data` a command group even while it has a single command."""
 
 
+# options of the Blender-format scene that a --capture scene does not use, and the reverse
+_SCENE_ONLY = ("n_train", "n_test", "size", "radius", "fov")
+_CAPTURE_ONLY = ("n_views", "n_points", "scale")
+
+
+def _refuse_unused(ctx: typer.Context, capture: bool) -> None:
+    """An option given on the command line that the chosen kind of scene ignores is an error, not a no-op."""
+    from ..errors import ConfigError
+
+    for key in _SCENE_ONLY if capture else _CAPTURE_ONLY:
+        source = ctx.get_parameter_source(key)  # an enum of typer's bundled click: compare by name
+        if source is not None and source.name == "COMMANDLINE":
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(f"{flag} does not apply {'with' if capture else 'without'} --capture")
+
+
 @data_app.command("scene")
 def scene_command(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="Scene: sphere, box, torus, cylinder, cone or composite."),
     out: Path = typer.Option(..., "--out", "-o", help="New output folder (must not exist or be empty)."),
     n_train: int = typer.Option(50, "--n-train", help="Training views, random at elevation -30..80 deg."),
@@ -31,26 +48,50 @@ def scene_command(
     size: int = typer.Option(64, "--size", help="Square image size in pixels."),
     radius: float = typer.Option(4.0, "--radius", help="Camera distance from the origin in scene units."),
     fov: float = typer.Option(40.0, "--fov", help="Field of view in degrees (horizontal = vertical)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the random training cameras."),
-    supersample: int = typer.Option(2, "--supersample", help="Rays per pixel side for anti-aliasing."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the random cameras (and, with --capture, the textures)."),
+    supersample: int | None = typer.Option(
+        None, "--supersample", help="Rays per pixel side for anti-aliasing [default: 2; 3 with --capture].",
+        show_default=False,
+    ),
+    capture: bool = typer.Option(
+        False, "--capture",
+        help="Simulate a hand-held phone capture instead: the object inside a textured room, seen through a "
+        "barrel-distorted OPENCV lens from --n-views views of two sizes (160x120 and 120x160 times --scale), "
+        "written as images/, COLMAP sparse/0, transforms.json, sparse_pc.ply and scene.json.",
+    ),
+    n_views: int = typer.Option(72, "--n-views", help="With --capture: hand-held views orbiting the object."),
+    n_points: int = typer.Option(3000, "--n-points", help="With --capture: sparse SfM-like surface points."),
+    scale: float = typer.Option(1.0, "--scale", help="With --capture: image size factor (1 = 160x120, 120x160)."),
 ) -> None:
-    """Render scene NAME into OUT: transforms_{train,test}.json, RGBA PNGs, depth/normal .npy, scene.json."""
+    """Render scene NAME into OUT: transforms_{train,test}.json, RGBA PNGs, depth/normal .npy, scene.json
+    (or, with --capture, a hand-held capture of it in a room)."""
+    from ..data.capture_scene import write_capture_scene
     from ..data.procedural import write_scene
 
+    _refuse_unused(ctx, capture)
     columns = (
         TextColumn(f"rendering {name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
     )
     with Progress(*columns, transient=True) as bar:
-        task = bar.add_task("render", total=n_train + n_test)
+        task = bar.add_task("render", total=n_views if capture else n_train + n_test)
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        path = write_scene(
-            name, out, n_train=n_train, n_test=n_test, size=size, radius=radius, fov_deg=fov,
-            seed=seed, supersample=supersample, progress=progress,
-        )
-    typer.echo(f"wrote {path} ({n_train} train + {n_test} test views, {size}x{size})")
+        if capture:
+            path = write_capture_scene(
+                name, out, n_views=n_views, supersample=3 if supersample is None else supersample, seed=seed,
+                n_points=n_points, scale=scale, progress=progress,
+            )
+        else:
+            path = write_scene(
+                name, out, n_train=n_train, n_test=n_test, size=size, radius=radius, fov_deg=fov,
+                seed=seed, supersample=2 if supersample is None else supersample, progress=progress,
+            )
+    if capture:
+        typer.echo(f"wrote {path} ({n_views} hand-held views in a room, distorted lens)")
+    else:
+        typer.echo(f"wrote {path} ({n_train} train + {n_test} test views, {size}x{size})")
 
 
 @data_app.command("process")

@@ -27,7 +27,7 @@ from PIL import Image, ImageOps
 
 from ..cameras import Cameras
 from ..errors import ConfigError
-from .dataset import Dataset, downscale_rgba
+from .dataset import Dataset, downscale_depth, downscale_rgba
 from .frames import FrameSpec, data_error, intrinsics_for
 from .lens import Lens, UnsupportedLens
 from .normalize import apply_to_points, normalizing_transform, transform_c2w
@@ -68,6 +68,7 @@ class Capture:
     aabb: np.ndarray
     points: tuple[np.ndarray, np.ndarray] | None
     canvas: tuple[int, int]
+    depth_unit: float = 1.0
 
 
 def lens_from_keys(keys: dict, width: int, height: int, json_path: Path, label: str) -> Lens:
@@ -194,6 +195,33 @@ def _decode(path: Path, exif: bool, mask: Path | None) -> np.ndarray:
     return rgba
 
 
+def _depth(spec: FrameSpec, exif: bool, unit: float) -> np.ndarray:
+    """Camera-z depth [H, W] float32 (capture units; 0 or non-finite = unknown) of a frame's depth map."""
+    path = spec.depth
+    try:
+        if path.suffix.lower() == ".npy":
+            z = np.load(path, allow_pickle=False).astype(np.float32) * unit
+        else:
+            with Image.open(path) as im:
+                im.load()
+                if exif:
+                    im = ImageOps.exif_transpose(im)
+                z = np.asarray(im, dtype=np.float32) * unit
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise data_error(path, f"cannot read depth map ({e})") from None
+    if z.ndim != 2:
+        raise data_error(path, f"depth map must be one channel, got shape {z.shape}")
+    return z
+
+
+def _ray_distance(z: np.ndarray, lens: Lens, scale: float) -> torch.Tensor:
+    """Camera-z depth [H, W] on pinhole `lens` -> ray distance in model units (inf where unknown)."""
+    u, v = np.meshgrid(np.arange(lens.width) + 0.5, np.arange(lens.height) + 0.5)
+    stretch = np.sqrt(1 + ((u - lens.cx) / lens.fx) ** 2 + ((v - lens.cy) / lens.fy) ** 2)
+    d = np.where(np.isfinite(z) & (z > 0), z * stretch * scale, np.inf)
+    return torch.from_numpy(d.astype(np.float32))
+
+
 def capture_dataset(cap: Capture, chosen: list[int], split: str, downscale: int, options: CaptureOptions) -> Dataset:
     """Decode, undistort and resample the frames `chosen` (indices into `cap.frames`) into a Dataset in the
     model frame, downscaled by an integer factor (area averaging)."""
@@ -205,12 +233,25 @@ def capture_dataset(cap: Capture, chosen: list[int], split: str, downscale: int,
     n, h, w = len(chosen), ch // downscale, cw // downscale
     rgb, opacity = torch.empty(n, h, w, 3), torch.empty(n, h, w, 1)
     intr = torch.empty(n, 4)
+    with_depth = [cap.frames[i].depth is not None for i in chosen]
+    if any(with_depth) and not all(with_depth):
+        raise data_error(cap.source, f"only {sum(with_depth)} of the {n} {split} frames have a depth map")
+    depth = torch.empty(n, h, w) if all(with_depth) else None
+    scale = float(abs(np.linalg.det(cap.transform[:3, :3])) ** (1 / 3))
     for k, i in enumerate(chosen):
         spec, lens = cap.frames[i], cap.lenses[i]
         dst = _target(lens, cap.canvas, options.undistort)
         rgba = remap_image(_decode(spec.image, cap.exif[i], spec.mask), lens, dst)
         t = torch.from_numpy(np.ascontiguousarray(rgba)).clamp(0.0, 1.0)
         rgb[k], opacity[k] = downscale_rgba(t[..., :3], t[..., 3:], downscale)
+        if depth is not None:
+            z = _depth(spec, cap.exif[i], cap.depth_unit)
+            sx, sy = z.shape[1] / lens.width, z.shape[0] / lens.height
+            if abs(sx / sy - 1) > 0.02:  # a lower-resolution map (phone LiDAR) is fine, another aspect is not
+                raise data_error(spec.depth, f"depth map is {z.shape[1]}x{z.shape[0]}, its image {lens.width}x"
+                                             f"{lens.height}")
+            src = lens.scaled(sx, sy, z.shape[1], z.shape[0])
+            depth[k] = downscale_depth(_ray_distance(remap_image(z, src, dst, nearest=True), dst, scale), downscale)
         intr[k] = torch.tensor([dst.fx, dst.fy, dst.cx, dst.cy], dtype=torch.float32) / downscale
     c2w = transform_c2w(cap.transform, np.stack([cap.frames[i].c2w for i in chosen]))
     cams = Cameras(torch.tensor(c2w, dtype=torch.float32), intr[:, 0], intr[:, 1], intr[:, 2], intr[:, 3], w, h)
@@ -219,6 +260,6 @@ def capture_dataset(cap: Capture, chosen: list[int], split: str, downscale: int,
     if cap.points is not None:
         points = torch.tensor(cap.points[0], dtype=torch.float32)
         colors = torch.tensor(cap.points[1], dtype=torch.float32) / 255.0
-    return Dataset(rgb, opacity, cams, torch.tensor(cap.aabb, dtype=torch.float32), None, None, names,
+    return Dataset(rgb, opacity, cams, torch.tensor(cap.aabb, dtype=torch.float32), depth, None, names,
                    cap.source.parent, split, torch.tensor(cap.transform, dtype=torch.float64), cap.scene,
                    points, colors)

@@ -46,7 +46,8 @@ def data_error(path: Path | str, problem: str) -> DataError:
 class FrameSpec:
     """One validated frame: image path, 4x4 c2w (OpenGL, float64, the capture's world frame) and either
     its transforms-JSON intrinsic keys or a `Lens` (intrinsics + distortion at the image's stored size);
-    `mask` an optional mask image (white = keep)."""
+    `mask` an optional mask image (white = keep); `depth` an optional camera-z depth map (.npy, or a 16-bit
+    PNG in the capture's depth units)."""
 
     image: Path
     c2w: np.ndarray
@@ -54,6 +55,7 @@ class FrameSpec:
     label: str = ""
     lens: Lens | None = None
     mask: Path | None = None
+    depth: Path | None = None
 
 
 def read_json(path: Path) -> dict[str, Any]:

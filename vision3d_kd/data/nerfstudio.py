@@ -6,6 +6,9 @@ Keys read (top level, or per frame where nerfstudio allows it):
 - lens: ``camera_model`` (PINHOLE, SIMPLE_PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV, OPENCV_FISHEYE; others
   are refused), Instant-NGP's ``is_fisheye``, coefficients ``k1 k2 k3 k4 p1 p2`` — undistorted at load;
 - ``mask_path`` per frame: an object mask (white = object), multiplied into the image's opacity;
+- ``depth_file_path`` per frame: camera-z depth (16-bit PNG or .npy, times ``depth_unit_scale_factor``,
+  default 1e-3: millimetres, as nerfstudio), possibly at a lower resolution; becomes `Dataset.depth`
+  (ray distance, model units);
 - ``ply_file_path``: sparse points (nerfstudio's ``sparse_pc.ply``), kept in the model frame;
 - the frame: ``aabb`` (a box in the file's own frame: used as is, no normalisation); else Instant-NGP's
   ``scale`` / ``offset`` / ``aabb_scale`` (its unit cube [0, 1]³ becomes [-1, 1]³; ``aabb_scale`` > 1 means
@@ -92,13 +95,15 @@ def _ngp_frame(data: dict, json_path: Path) -> tuple[np.ndarray | None, float | 
     return t, None if aabb_scale is None else float(aabb_scale)
 
 
-def _masks(frames: list[dict], specs: list[FrameSpec], root: Path, json_path: Path) -> None:
+def _side_files(frames: list[dict], specs: list[FrameSpec], root: Path, json_path: Path) -> None:
+    """Attach each frame's ``mask_path`` and ``depth_file_path`` (relative to the folder; must exist)."""
     for f, spec in zip(frames, specs, strict=True):
-        if "mask_path" in f:
-            mask = root / str(f["mask_path"])
-            if not mask.is_file():
-                raise data_error(json_path, f"{spec.label} mask {f['mask_path']} not found")
-            spec.mask = mask
+        for key, attr in (("mask_path", "mask"), ("depth_file_path", "depth")):
+            if key in f:
+                path = root / str(f[key])
+                if not path.is_file():
+                    raise data_error(json_path, f"{spec.label} {key} {f[key]} not found")
+                setattr(spec, attr, path)
 
 
 def load_nerfstudio(path: str | Path, split: str = "train", downscale: int = 1,
@@ -123,13 +128,15 @@ def load_nerfstudio(path: str | Path, split: str = "train", downscale: int = 1,
         for k in ("camera_model", "is_fisheye", "k1", "k2", "k3", "k4", "p1", "p2"):
             if k in f or (k in data and k not in spec.intrinsics):
                 spec.intrinsics[k] = f.get(k, data.get(k))
-    _masks(frames, specs, root, json_path)
+    _side_files(frames, specs, root, json_path)
     chosen = _select(data, frames, split, json_path)
     transform, aabb_scale = _ngp_frame(data, json_path)
     options = options or CaptureOptions()
     if "aabb" in data:  # an explicit box in the file's own frame: no normalisation
         transform, box = np.eye(4), parse_aabb(data, json_path).numpy().astype(np.float64)
     cap = read_capture(json_path, specs, options, transform, aabb_scale, _points(data, root, json_path))
+    unit = _number(data, "depth_unit_scale_factor", json_path)
+    cap.depth_unit = 1e-3 if unit is None else float(unit)
     if "aabb" in data:
         cap.aabb = box
         cap.scene = "bounded" if options.scene == "auto" else options.scene

@@ -53,7 +53,7 @@ def _check_options(source: Path, frames: int, matcher: str, camera_model: str, m
     try:
         import pycolmap  # noqa: F401
     except ImportError:
-        raise ConfigError("v3kd data process needs pycolmap: pip install 'vision3d_kd[sfm]'") from None
+        raise ConfigError("v3kd data process needs pycolmap: pip install 'pycolmap>=4.2'") from None
     if not source.exists():
         raise data_error(source, "does not exist (expected a folder of images or a video file)")
     if source.is_file() and source.suffix.lower() not in VIDEO_SUFFIXES:

@@ -62,13 +62,13 @@ def _mark(grid: OccupancyGrid, pts: Tensor) -> Tensor:
 
 @torch.no_grad()
 def init_student_grid(teacher: Teacher, aabb: Tensor, resolution: int, threshold: float,
-                      gen: torch.Generator) -> OccupancyGrid:
+                      gen: torch.Generator, contract: bool = False) -> OccupancyGrid:
     """Occupancy grid over `aabb` where the teacher renders: a field teacher's own trained grid resampled
     (a cell is occupied if it holds an occupied teacher cell's centre or its centre lies in one; two
     fresh refreshes of the teacher's density when the run has no grid: one random point per cell
     misses thin surfaces), or, for splats, the cells holding a Gaussian centre with opacity > 0.01,
     dilated by one cell."""
-    grid = OccupancyGrid(aabb.cpu(), resolution).to(aabb.device)
+    grid = OccupancyGrid(aabb.cpu(), resolution, contract=contract).to(aabb.device)
     if teacher.kind == "field" and teacher.grid is None:
         for _ in range(2):
             grid.update(teacher.model.density, threshold, warmup=True, generator=gen)
@@ -248,7 +248,8 @@ class ConvertTask(FieldTask):
         # only prune: an untrained student's density would otherwise fill the grid and multiply the
         # samples (tensorf-vm -> hashgrid on lego: 93 samples per ray, 2.9 s per step).
         grid = init_student_grid(teacher, student.aabb, tc.occ_resolution,
-                                 density_for_opacity(tc.occ_opacity_threshold, tc.step_size), generator)
+                                 density_for_opacity(tc.occ_opacity_threshold, tc.step_size), generator,
+                                 contract=student.contract)
         super().__init__(f"{teacher.model.name}->{student.name}", student, grid, tc, generator, run_cfg)
         self.teacher, self.cfg, self.test_ds, self.device = teacher, cfg, test_ds, device
         self.allowed = grid.binary.clone()

@@ -57,7 +57,7 @@ def opacity_crossing(field, grid: OccupancyGrid | None, settings: RenderConfig, 
     half = math.log(2.0)
     for s in range(0, len(rays_o), chunk):
         o, d = rays_o[s : s + chunk], rays_d[s : s + chunk]
-        samples = sample_along_rays(o, d, field.aabb, settings.step_size, grid, settings.near)
+        samples = sample_along_rays(o, d, field.aabb, settings.step_size, grid, settings.near, foreground_only=True)
         if len(samples) == 0:
             continue
         ray_i, t_s = samples.ray_indices, samples.t_starts

@@ -1,6 +1,7 @@
 """The `Field` interface: encoder -> density head -> colour head, and the config every family extends.
 
-Positions are world coordinates [N, 3] inside the scene box `aabb` [2, 3] (world units); view
+Positions are world coordinates [N, 3] inside the scene box `aabb` [2, 3] (world units) — or anywhere, for
+a field with `contract` (unbounded captures: `aabb` is then the foreground box, see `contraction.py`); view
 directions are unit vectors [N, 3] in the world frame. Density `sigma` is in 1/scene-unit (rays use
 Euclidean `t`), colour `rgb` is linear in [0, 1].
 """
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 from ..cameras import DEFAULT_AABB
 from ..config import CheckedConfig, aabb_option, bounded, dataclass_from
 from ..errors import ConfigError
+from .contraction import CONTRACTED_EXTENT, contract
 from .encodings import log_softplus, mlp, sh_encoding, sh_encoding_dim
 
 __all__ = [
@@ -48,13 +50,17 @@ C = TypeVar("C", bound="FieldConfig")
 
 @dataclass
 class FieldConfig(CheckedConfig):
-    """Options every model in `fields/` has: the scene box `aabb` (world units). Subclasses, one per
-    family, declare their options with bounds; `renamed` maps old persisted keys to current names."""
+    """Options every model in `fields/` has: the scene box `aabb` (world units) and `contract`: when
+    True the field covers all of space (Mip-NeRF 360 scene contraction, `contraction.py`) and `aabb` is
+    the foreground box, mapped onto the inner half of the encoding's domain. Runs saved before the option
+    existed load as False. Subclasses, one per family, declare their options with bounds; `renamed` maps
+    old persisted keys to current names."""
 
     section: ClassVar[str] = "field"
     renamed: ClassVar[dict[str, str]] = {}
 
     aabb: Aabb = aabb_option(DEFAULT_AABB)
+    contract: bool = False
 
 
 @dataclass
@@ -120,8 +126,18 @@ class Field(nn.Module):
         self.sh_degree, self.geo_features = 0, 0  # set by _init_color_head; 0: no shared colour head
 
     # ----------------------------------------------------------------------------------- stages
+    @property
+    def contract(self) -> bool:
+        """True when the field covers all of space through scene contraction (`aabb`: the foreground)."""
+        return bool(self.config.contract)
+
     def normalize(self, x: Tensor) -> Tensor:
-        """World positions [N, 3] -> box coordinates in [0, 1]^3 (clamped outside the box)."""
+        """World positions [N, 3] -> encoding coordinates in [0, 1]^3: the box mapped onto [0, 1]^3
+        (clamped outside it), or with `contract`, contract(x, aabb) in [-2, 2]^3 mapped onto [0, 1]^3
+        (the box is the inner [0.25, 0.75]^3)."""
+        if self.contract:
+            e = CONTRACTED_EXTENT
+            return ((contract(x, self.aabb) + e) / (2.0 * e)).clamp(0.0, 1.0)
         lo, hi = self.aabb[0], self.aabb[1]
         return ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import aabb_option, bounded
+from ..errors import ConfigError
 from .base import DEFAULT_DIRECTION, Aabb, Field, FieldConfig, resolve_config
 
 __all__ = ["BlobField", "BlobConfig"]
@@ -27,7 +28,8 @@ __all__ = ["BlobField", "BlobConfig"]
 class BlobConfig(FieldConfig):
     """Options of `BlobField`: the inner field's config (`Field.to_dict` form), the blob's peak density
     b(centre) (1/scene-unit, before the softplus) and radius (world units), hash levels active at the
-    start (None: all; clamped to [1, n_levels]) and now; `aabb` None: the inner field's box."""
+    start (None: all; clamped to [1, n_levels]) and now; `aabb` None: the inner field's box; `contract`
+    mirrors the inner field's (the inner field does the encoding)."""
 
     aabb: Aabb | None = aabb_option(None)
     inner: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -55,7 +57,10 @@ class BlobField(Field):
         start = levels if c.start_levels is None else max(1, min(c.start_levels, levels))
         active = start if c.active_levels is None else c.active_levels
         aabb = field.aabb.tolist() if c.aabb is None else c.aabb
-        super().__init__(dataclasses.replace(c, inner=field.to_dict(), aabb=aabb, active_levels=active))
+        if c.contract and not field.contract:
+            raise ConfigError("field.contract: set it on the inner field (blob.inner.contract)")
+        super().__init__(dataclasses.replace(c, inner=field.to_dict(), aabb=aabb, active_levels=active,
+                                             contract=field.contract))
         self.inner = field
         self.register_buffer("centre", torch.tensor(c.centre, dtype=torch.float32))
         self.n_levels = levels  # hash levels of the inner field (0: not a hash grid)

@@ -38,7 +38,7 @@ class FieldStudent:
         inner = {**setup.field, "field": g.student, "aabb": box}
         self.model = BlobField(inner=inner, blob_density=g.blob_density, blob_radius=g.blob_radius,
                                start_levels=g.start_levels).to(device)
-        self.grid = OccupancyGrid(self.model.aabb.cpu(), g.occ_resolution).to(device)
+        self.grid = OccupancyGrid(self.model.aabb.cpu(), g.occ_resolution, contract=self.model.contract).to(device)
         self.settings = RenderConfig(step_size=g.step_size, opacity_min=0.0)
         self.density_thr = density_for_opacity(0.01, g.step_size)
         self.optimizer = make_optimizer(self.model, g.lr)

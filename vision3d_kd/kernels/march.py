@@ -9,9 +9,9 @@ import torch
 from torch import Tensor
 
 from .dispatch import use_fused
-from .march_ref import OccupancyMask, march_rays_ref, start_points
+from .march_ref import OccupancyMask, march_intervals_ref, march_rays_ref, start_points
 
-__all__ = ["march_rays"]
+__all__ = ["march_rays", "march_intervals"]
 
 
 def march_rays(
@@ -29,14 +29,32 @@ def march_rays(
     ext = use_fused("march", rays_o, rays_d)
     if ext is None:
         return march_rays_ref(rays_o, rays_d, aabb, step_size, mask, near, jitter, generator)
+    t_near, t_far = start_points(rays_o.contiguous(), rays_d.contiguous(), aabb, step_size, near, jitter, generator)
+    return march_intervals(rays_o, rays_d, t_near, t_far, step_size, mask)
+
+
+def march_intervals(
+    rays_o: Tensor,
+    rays_d: Tensor,
+    t_near: Tensor,
+    t_far: Tensor,
+    step_size: float,
+    mask: OccupancyMask | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Packed samples (ray_indices [S] int64, t_starts [S], t_ends [S]): steps of `step_size` scene units
+    from t_near [R] to t_far [R] (the last one cut at t_far; none where t_far <= t_near) along rays [R,3]
+    whose midpoint lies in an occupied cell of `mask` (all, when None)."""
+    ext = use_fused("march", rays_o, rays_d)
+    if ext is None:
+        return march_intervals_ref(rays_o, rays_d, t_near, t_far, step_size, mask)
     o, d = rays_o.contiguous(), rays_d.contiguous()
-    t_near, t_far = start_points(o, d, aabb, step_size, near, jitter, generator)
+    t_near, t_far = t_near.float().contiguous(), t_far.float().contiguous()
     n = o.shape[0]
     if mask is not None:
         occ = mask.binary.to(torch.uint8).contiguous()
         box, res = mask.aabb.float().contiguous(), mask.resolution
     else:
-        occ, box, res = None, aabb.float().contiguous(), 1
+        occ, box, res = None, torch.zeros(2, 3), 1
     occ_ptr = occ.data_ptr() if occ is not None else 0
     nt = max(1, torch.get_num_threads())
     counts = torch.empty(n, dtype=torch.int64)

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["OccupancyMask", "ray_aabb", "cell_index", "march_rays_ref", "start_points"]
+__all__ = ["OccupancyMask", "ray_aabb", "cell_index", "march_rays_ref", "march_intervals_ref", "start_points"]
 
 
 class OccupancyMask(NamedTuple):
@@ -75,6 +75,20 @@ def march_rays_ref(
 
     Returns packed samples sorted by ray: ray_indices [S] int64, t_starts [S], t_ends [S]."""
     t_near, t_far = start_points(rays_o, rays_d, aabb, step_size, near, jitter, generator)
+    return march_intervals_ref(rays_o, rays_d, t_near, t_far, step_size, mask, max_points)
+
+
+def march_intervals_ref(
+    rays_o: Tensor,
+    rays_d: Tensor,
+    t_near: Tensor,
+    t_far: Tensor,
+    step_size: float,
+    mask: OccupancyMask | None = None,
+    max_points: int = 1 << 22,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Steps of `step_size` from t_near [R] to t_far [R] (world units; the last one cut at t_far) whose
+    midpoint lies in an occupied cell of `mask` (all, when None). Packed samples sorted by ray."""
     rid = torch.nonzero(t_far > t_near).flatten()
     empty = torch.zeros(0, device=rays_o.device)
     if rid.numel() == 0:

@@ -2,8 +2,9 @@
 
 March uniform steps through the scene box, skipping cells the occupancy grid marks empty, take each
 step's midpoint, and (given densities there) keep the samples that are visible: not behind an opaque
-surface and not negligibly thin. Rays: origins/directions [R,3] in world units with unit directions,
-so t is a Euclidean distance along the ray (scene units). Packed layout as nerfacc's.
+surface and not negligibly thin. Fields with scene contraction sample all of space (`contracted.py`).
+Rays: origins/directions [R,3] in world units with unit directions, so t is a Euclidean distance along
+the ray (scene units). Packed layout as nerfacc's.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import Tensor
 
 from ..kernels.composite_ref import exclusive_optical_depth
 from ..kernels.march import march_rays
+from .contracted import march_contracted
 from .occupancy import OccupancyGrid
 
 __all__ = ["RaySamples", "sample_along_rays", "visible_samples"]
@@ -47,13 +49,26 @@ class RaySamples:
 
 def sample_along_rays(rays_o: Tensor, rays_d: Tensor, aabb: Tensor, step_size: float,
                       grid: OccupancyGrid | None = None, near: float = 0.0, jitter: bool = False,
-                      generator: torch.Generator | None = None) -> RaySamples:
+                      generator: torch.Generator | None = None, contract: bool = False,
+                      foreground_only: bool = False) -> RaySamples:
     """Steps of `step_size` from max(near, box entry) to the box exit of rays [R,3], kept where `grid` is
     occupied (the grid's own box replaces `aabb` when given); `jitter` shifts each ray's first step by
-    U[0, step) (training)."""
+    U[0, step) (training).
+
+    A contracted grid (or `contract` without a grid: a field with scene contraction) samples all of space
+    instead (`contracted.py`): the same steps inside the box `aabb`, now the foreground, and steps uniform
+    in contracted radius (disparity) around it out to the far shell. `foreground_only` keeps such rays to
+    the box (what mesh extraction wants). A bounded grid with `contract` is a ValueError."""
+    if grid is not None:
+        if contract and not grid.contract:
+            raise ValueError("sample_along_rays: contract=True with a bounded occupancy grid")
+        contract = grid.contract
     box = grid.aabb if grid is not None else aabb
-    mask = grid.mask() if grid is not None else None
-    ray_i, t_s, t_e = march_rays(rays_o, rays_d, box, step_size, mask, near, jitter, generator)
+    if contract and not foreground_only:
+        ray_i, t_s, t_e = march_contracted(rays_o, rays_d, box, step_size, grid, near, jitter, generator)
+    else:
+        mask = grid.mask() if grid is not None else None
+        ray_i, t_s, t_e = march_rays(rays_o, rays_d, box, step_size, mask, near, jitter, generator)
     mids = ((t_s + t_e) * 0.5)[:, None]
     points = torch.addcmul(rays_o.index_select(0, ray_i), rays_d.index_select(0, ray_i), mids)
     return RaySamples(ray_i, t_s, t_e, points)

@@ -63,7 +63,7 @@ def render_rays(
     the samples' colours before compositing (render/shading.py); each penalty is returned as
     Σ sg(w_i) p_i / R under its name (sg: no gradient through the weights)."""
     samples = sample_along_rays(rays_o, rays_d, field.aabb, settings.step_size, grid, settings.near, jitter,
-                                generator)
+                                generator, contract=getattr(field, "contract", False))
     n = rays_o.shape[0]
     if settings.prune and len(samples) > 0:
         with torch.no_grad():  # a gradient-free density pass picks the samples worth a gradient pass

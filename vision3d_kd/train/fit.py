@@ -67,7 +67,7 @@ class FitTask(FieldTask):
 
     def __init__(self, field, train_ds, test_ds, tc, generator: torch.Generator, run_cfg: dict[str, Any],
                  device: torch.device) -> None:
-        grid = OccupancyGrid(field.aabb.cpu(), tc.occ_resolution).to(device)
+        grid = OccupancyGrid(field.aabb.cpu(), tc.occ_resolution, contract=field.contract).to(device)
         super().__init__(f"fit {run_cfg['fit']['field_name']}", field, grid, tc, generator, run_cfg)
         self.test_ds, self.device = test_ds, device
         self.rays_o, self.rays_d = (t.to(device) for t in _all_rays(train_ds.cameras))
