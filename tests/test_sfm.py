@@ -58,7 +58,9 @@ def test_photos_posed_within_a_degree(scene, tmp_path: Path) -> None:
     meta = json.loads((out / "transforms.json").read_text())
     assert len(meta["frames"]) == summary["registered"] and meta["camera_model"] == "OPENCV"
     err = _errors(out, true, lambda name: int(name[5:7]))
+    print("photo pose errors", err, summary)
     assert err["rot_err_deg_max"] < 1.0 and err["trans_err_max"] < 0.01, err
+    assert len(read_colmap_model(out / "sparse" / "0").cameras) == 1  # --single-camera: one per image size
     ds = load_dataset(out, "all")
     assert len(ds.cameras) == summary["registered"]
     with pytest.raises(DataError, match="refusing to overwrite"):
@@ -79,6 +81,7 @@ def test_video_frames_posed(scene, tmp_path: Path, capsys) -> None:
     names = sorted(p.name for p in (out / "images").iterdir())
     assert names[0].startswith("frame_") and len(names) >= 18
     err = _errors(out, true, lambda name: int(name[6:11]) - 1)
+    print("video pose errors", err)
     assert err["rot_err_deg_max"] < 1.0 and err["trans_err_max"] < 0.01, err
 
 

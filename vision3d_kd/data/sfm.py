@@ -73,26 +73,40 @@ def _quiet_colmap() -> Iterator[None]:
         pycolmap.logging.minloglevel = before
 
 
+def _by_size(images: Path, names: list[str]) -> list[list[str]]:
+    """``names`` grouped by image size (portrait and landscape photos of one phone make two groups)."""
+    from PIL import Image
+
+    groups: dict[tuple[int, int], list[str]] = {}
+    for name in names:
+        with Image.open(images / name) as img:
+            groups.setdefault(img.size, []).append(name)
+    return list(groups.values())
+
+
 def _extract(db: Path, images: Path, names: list[str], camera_model: str, single_camera: bool, threads: int,
              progress: Progress | None) -> None:
-    """SIFT features of every image into ``db``, in batches so progress can be reported; one shared camera
-    (its intrinsics refined by mapping) when ``single_camera``, else one per image."""
+    """SIFT features of every image into ``db``, in batches so progress can be reported; with
+    ``single_camera`` one camera per image size (its intrinsics refined by mapping), else one per image."""
     import pycolmap
 
-    reader = pycolmap.ImageReaderOptions()
-    reader.camera_model = camera_model
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.num_threads = threads
     extraction.use_gpu = False
     mode = pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.PER_IMAGE
-    batch = max(4, len(names) // 20)
-    for start in range(0, len(names), batch):
-        pycolmap.extract_features(db, images, image_names=names[start:start + batch], camera_mode=mode,
-                                  reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu)
-        if single_camera:
-            reader.existing_camera_id = 1  # later batches share the first batch's camera
-        if progress:
-            progress("features", min(start + batch, len(names)), len(names))
+    batch, done = max(4, len(names) // 20), 0
+    for camera_id, group in enumerate(_by_size(images, names) if single_camera else [names], start=1):
+        reader = pycolmap.ImageReaderOptions()
+        reader.camera_model = camera_model
+        for start in range(0, len(group), batch):
+            pycolmap.extract_features(db, images, image_names=group[start:start + batch], camera_mode=mode,
+                                      reader_options=reader, extraction_options=extraction,
+                                      device=pycolmap.Device.cpu)
+            if single_camera:
+                reader.existing_camera_id = camera_id  # the group's later batches share its first batch's camera
+            done += len(group[start:start + batch])
+            if progress:
+                progress("features", done, len(names))
 
 
 def _match(db: Path, sequential: bool, threads: int, progress: Progress | None) -> None:
