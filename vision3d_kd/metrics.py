@@ -12,7 +12,7 @@ from torch import Tensor
 __all__ = ["psnr", "ssim", "ssim_tensor", "mask_iou", "surface_samples", "chamfer_to_sdf", "surface_color_error",
            "foreground_mask", "masked_color_error", "normalized_log_depth", "depth_from_normalized_log",
            "valid_depth", "median_scale", "depth_metrics", "temporal_jitter", "MVSEC_LOG_DEPTH",
-           "EVENTSCAPE_LOG_DEPTH", "DEPTH_CUTOFFS"]
+           "EVENTSCAPE_LOG_DEPTH", "DEPTH_CUTOFFS", "align_similarity", "pose_errors"]
 
 
 def psnr(pred: Tensor, target: Tensor) -> float:
@@ -177,3 +177,46 @@ def temporal_jitter(pred: Tensor, gt: Tensor, mask: Tensor | None = None) -> flo
     both = mask[1:] & mask[:-1]
     diff = (pred[1:] - pred[:-1]) - (gt[1:] - gt[:-1])
     return float(diff[both].abs().mean()) if both.any() else float("nan")
+
+
+# --- camera poses ------------------------------------------------------------------------------------
+
+
+def align_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity (Umeyama 1991) taking points ``src`` [N,3] onto ``dst`` [N,3]:
+    ``dst ~ s * R @ src + t`` with scale s > 0, rotation R [3,3] (det +1) and translation t [3]."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 3 or len(src) < 3:
+        raise ValueError(f"align_similarity: need two [N,3] arrays with N >= 3, got {src.shape} and {dst.shape}")
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    a, b = src - mu_s, dst - mu_d
+    var_s = float((a**2).sum(1).mean())
+    if var_s <= 0:
+        raise ValueError("align_similarity: the source points all coincide")
+    u, d, vt = np.linalg.svd(b.T @ a / len(src))
+    flip = np.diag([1.0, 1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
+    rot = u @ flip @ vt
+    scale = float(np.trace(np.diag(d) @ flip) / var_s)
+    return scale, rot, mu_d - scale * rot @ mu_s
+
+
+def pose_errors(est_c2w: np.ndarray, true_c2w: np.ndarray) -> dict[str, float]:
+    """Camera pose errors of estimated camera-to-world matrices [N,4,4] against true ones [N,4,4] (same axis
+    convention, e.g. both OpenGL; any world frame and scale): the estimated centres are aligned to the true
+    ones by `align_similarity`, then per camera the rotation error is the angle (degrees) of
+    ``R_true^T @ R_align @ R_est`` and the translation error the aligned centre's distance from the true one,
+    as a fraction of the true cameras' spread (largest distance of a true centre from their mean).
+    Returns rot_err_deg (mean) / rot_err_deg_max, trans_err (mean) / trans_err_max and the alignment scale."""
+    est, true = np.asarray(est_c2w, np.float64), np.asarray(true_c2w, np.float64)
+    if est.shape != true.shape or est.ndim != 3 or est.shape[1:] != (4, 4):
+        raise ValueError(f"pose_errors: need two [N,4,4] arrays, got {est.shape} and {true.shape}")
+    scale, rot, t = align_similarity(est[:, :3, 3], true[:, :3, 3])
+    centres = scale * est[:, :3, 3] @ rot.T + t
+    spread = float(np.linalg.norm(true[:, :3, 3] - true[:, :3, 3].mean(0), axis=1).max())
+    trans = np.linalg.norm(centres - true[:, :3, 3], axis=1) / spread
+    delta = np.swapaxes(true[:, :3, :3], 1, 2) @ rot @ est[:, :3, :3]
+    skew = delta - np.swapaxes(delta, 1, 2)  # 2 sin(angle) [axis]x: atan2 stays exact near 0 and 180 degrees
+    sin = 0.5 * np.linalg.norm(np.stack([skew[:, 2, 1], skew[:, 0, 2], skew[:, 1, 0]], 1), axis=1)
+    ang = np.degrees(np.arctan2(sin, (np.trace(delta, axis1=1, axis2=2) - 1.0) / 2.0))
+    return {"rot_err_deg": float(ang.mean()), "rot_err_deg_max": float(ang.max()),
+            "trans_err": float(trans.mean()), "trans_err_max": float(trans.max()), "scale": scale}

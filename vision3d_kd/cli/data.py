@@ -1,4 +1,5 @@
-"""`v3kd data ...`: write procedural data sets with ground truth (depth, normals, the SDF)."""
+"""`v3kd data ...`: write procedural data sets with ground truth (depth, normals, the SDF), or run structure
+from motion on your own photos or video (`data process`)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-__all__ = ["data_app", "scene_command"]
+__all__ = ["data_app", "scene_command", "process_command"]
 
 data_app = typer.Typer(
-    help="Procedural data sets with ground truth: rendered SDF scenes in Blender format.",
+    help="Data sets: procedural scenes with ground truth (scene), or your own photos / video posed by "
+         "structure from motion (process).",
     no_args_is_help=True,
 )
 
@@ -90,3 +92,39 @@ def scene_command(
         typer.echo(f"wrote {path} ({n_views} hand-held views in a room, distorted lens)")
     else:
         typer.echo(f"wrote {path} ({n_train} train + {n_test} test views, {size}x{size})")
+
+
+@data_app.command("process")
+def process_command(
+    source: Path = typer.Argument(..., help="A folder of photos (.jpg/.jpeg/.png) or a video file (.mp4, .mov, ...)."),
+    out: Path = typer.Option(..., "--out", "-o", help="New output folder (must not exist or be empty)."),
+    frames: int = typer.Option(300, "--frames", help="Video only: frames to sample evenly (the sharpest of "
+                                                       "each neighbourhood)."),
+    matcher: str = typer.Option("auto", "--matcher", help="Feature matching: auto (exhaustive up to 100 photos, "
+                                                           "sequential for video), exhaustive or sequential."),
+    camera_model: str = typer.Option("OPENCV", "--camera-model", help="COLMAP camera model to estimate: "
+                                     "SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV or OPENCV_FISHEYE."),
+    single_camera: bool = typer.Option(True, "--single-camera/--per-image-camera",
+                                       help="One camera shared by all images, or intrinsics per image."),
+    max_size: int = typer.Option(1600, "--max-size", help="Images whose long side exceeds this (pixels) are "
+                                                           "downscaled to it."),
+    show_progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Pose the images of SOURCE by structure from motion (COLMAP, CPU) and write OUT: images/, sparse/0,
+    transforms.json and sparse_pc.ply, ready for `v3kd fit OUT`."""
+    from ..data.sfm import process_photos
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True, disable=not show_progress) as bar:
+        task = bar.add_task("starting", total=1)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        summary = process_photos(source, out, frames=frames, matcher=matcher, camera_model=camera_model,
+                                 single_camera=single_camera, max_size=max_size, progress=progress)
+    typer.echo(f"wrote {summary['out']}: {summary['registered']} of {summary['images']} images registered, "
+               f"{summary['points']} points, reprojection error {summary['reprojection_error_px']:.2f} px, "
+               f"{summary['seconds']:.1f} s ({summary['matcher']} matching, {summary['camera_model']})")
+    if summary["warnings"]:
+        typer.echo("warning: " + "; ".join(summary["warnings"]))

@@ -18,7 +18,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,7 +34,8 @@ from .lens import Lens, UnsupportedLens
 from .splat_io import read_ply_vertices
 
 __all__ = ["CapturedFrame", "write_capture", "transforms_frame", "write_transforms_json", "write_points_ply",
-           "read_points_ply", "check_c2w"]
+           "read_points_ply", "check_c2w",
+           "staging_folder", "refuse_existing"]
 
 
 @dataclass(eq=False)
@@ -202,27 +203,24 @@ def _claim_parents(out: Path) -> Path | None:
     return top
 
 
-def write_capture(out: Path | str, frames: list[CapturedFrame], points_xyz: np.ndarray, points_rgb: np.ndarray,
-                  extra: dict[str, Any] | None = None) -> Path:
-    """Write a capture folder (layout in the module docstring) atomically: it is built in a temporary folder
-    beside ``out`` and renamed into place, so a failure leaves nothing. An existing non-empty ``out`` is
-    refused. ``points_xyz`` [P,3] world units, ``points_rgb`` [P,3] uint8. Returns ``out``."""
-    out = Path(out)
+def refuse_existing(out: Path) -> None:
+    """DataError unless ``out`` is missing or an empty folder (captures never overwrite anything)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise data_error(out, "already exists and is not an empty folder; refusing to overwrite it")
-    _check_frames(out, frames)
-    xyz, rgb = _check_points(points_xyz, points_rgb, out)
-    model = _colmap_model(frames, xyz, rgb, out)
+
+
+@contextlib.contextmanager
+def staging_folder(out: Path | str, what: str = "capture") -> Iterator[Path]:
+    """Build folder ``out`` atomically: yields a new temporary folder beside it, renamed to ``out`` when the
+    block succeeds; on any failure it is removed with the parents created for it, so nothing is left. An
+    existing non-empty ``out`` is refused; an OSError becomes a DataError ``out: cannot write WHAT (...)``."""
+    out = Path(out)
+    refuse_existing(out)
     created, existed = _claim_parents(out), out.exists()
     tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
     try:
-        (tmp / "images").mkdir(parents=True)
-        for f in frames:
-            Image.fromarray(np.ascontiguousarray(f.rgb)).save(tmp / "images" / f.name, format="PNG")
-        write_colmap_model(model, tmp / "sparse" / "0", binary=True)
-        write_points_ply(tmp / "sparse_pc.ply", xyz, rgb)
-        write_transforms_json(tmp / "transforms.json", [f"images/{f.name}" for f in frames],
-                              [f.c2w for f in frames], [f.lens for f in frames], "sparse_pc.ply", extra)
+        tmp.mkdir()
+        yield tmp
         if out.exists():
             out.rmdir()  # empty (checked above); os.replace cannot replace a folder on every platform
         os.replace(tmp, out)
@@ -233,10 +231,30 @@ def write_capture(out: Path | str, frames: list[CapturedFrame], points_xyz: np.n
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         if isinstance(e, OSError):
-            raise data_error(out, f"cannot write capture ({e.strerror or e})") from None
+            raise data_error(out, f"cannot write {what} ({e.strerror or e})") from None
         raise
     with contextlib.suppress(OSError):  # best effort: make the rename durable
         fd = os.open(out.parent, os.O_RDONLY)
         os.fsync(fd)
         os.close(fd)
+
+
+def write_capture(out: Path | str, frames: list[CapturedFrame], points_xyz: np.ndarray, points_rgb: np.ndarray,
+                  extra: dict[str, Any] | None = None) -> Path:
+    """Write a capture folder (layout in the module docstring) atomically (`staging_folder`): a failure leaves
+    nothing, an existing non-empty ``out`` is refused. ``points_xyz`` [P,3] world units, ``points_rgb`` [P,3]
+    uint8. Returns ``out``."""
+    out = Path(out)
+    refuse_existing(out)
+    _check_frames(out, frames)
+    xyz, rgb = _check_points(points_xyz, points_rgb, out)
+    model = _colmap_model(frames, xyz, rgb, out)
+    with staging_folder(out) as tmp:
+        (tmp / "images").mkdir()
+        for f in frames:
+            Image.fromarray(np.ascontiguousarray(f.rgb)).save(tmp / "images" / f.name, format="PNG")
+        write_colmap_model(model, tmp / "sparse" / "0", binary=True)
+        write_points_ply(tmp / "sparse_pc.ply", xyz, rgb)
+        write_transforms_json(tmp / "transforms.json", [f"images/{f.name}" for f in frames],
+                              [f.c2w for f in frames], [f.lens for f in frames], "sparse_pc.ply", extra)
     return out
