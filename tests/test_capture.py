@@ -76,7 +76,8 @@ def test_mixed_sizes_share_one_canvas_with_exact_intrinsics(tmp_path: Path) -> N
     (tmp_path / "transforms.json").write_text(json.dumps(meta))
     ds = load_dataset(tmp_path, "all")
     assert ds.rgb.shape == (3, 48, 64, 3)  # the most common size
-    assert ds.cameras.fx[2].item() == pytest.approx(30.0 * 64 / 40) and ds.cameras.fy[2].item() == pytest.approx(30 * 48 / 40)
+    assert ds.cameras.fx[2].item() == pytest.approx(30.0 * 64 / 40)
+    assert ds.cameras.fy[2].item() == pytest.approx(30.0 * 48 / 40)
     u, v = np.meshgrid(np.arange(64) + 0.5, np.arange(48) + 0.5)
     cam = ds.cameras
     truth = _texture((u - cam.cx[2].item()) / cam.fx[2].item(), (v - cam.cy[2].item()) / cam.fy[2].item())

@@ -72,7 +72,7 @@ def test_bad_inputs_raise_one_line_data_error(entry: str) -> None:
 def test_missing_and_unknown_folders(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         load_dataset(tmp_path / "nope")
-    with pytest.raises(DataError, match="no transforms_train.json or transforms.json"):
+    with pytest.raises(DataError, match="no transforms_train.json, transforms.json or COLMAP model"):
         load_dataset(tmp_path)
 
 

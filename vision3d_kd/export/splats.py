@@ -11,8 +11,8 @@ from torch import Tensor
 from ..data.splat_io import read_splats, write_splats
 from ..errors import ConfigError, RunError
 from ..fields.splats import GaussianSplats
-from ..runs import capture_transform, load_field
-from .frame import check_frame, save_field, splats_to_capture
+from ..runs import capture_transform, load_field, save_field
+from .frame import check_frame, splats_to_capture
 
 __all__ = ["SPLAT_FORMATS", "export_splats", "import_splats", "padded_box"]
 
