@@ -320,9 +320,12 @@ def convert_to_field(teacher: Teacher, student_name: str, out: Path, cfg: Conver
         student, _ = load_field(out)
     else:
         with seeded_init(tc.seed):
-            student = build_field({**fit_cfg.field, "field": student_name, "aabb": teacher.aabb.cpu().tolist()})
+            # the teacher's box, and its contraction when it models an unbounded capture
+            contract = {"contract": True} if getattr(teacher.model, "contract", False) else {}
+            student = build_field({**fit_cfg.field, "field": student_name, "aabb": teacher.aabb.cpu().tolist(),
+                                   **contract})
     run_cfg = {"convert": {"teacher": str(teacher.path), "teacher_field": teacher.model.name, **asdict(cfg)},
-               "fit": fit_cfg.to_dict(), "data": teacher.config.get("data"),
+               "fit": fit_cfg.to_dict(), "data": teacher.config.get("data"), "frame": teacher.config.get("frame"),
                "render": {**teacher.config["render"], "step_size": tc.step_size,
                           "elevation_range_deg": list(teacher.elevation_range)}}
     task = ConvertTask(teacher, student.to(dev).train(), cfg, fit_cfg, train_ds, test_ds, gen, run_cfg, dev,

@@ -12,7 +12,7 @@ import torch
 
 from ..data.dataset import Dataset
 from ..errors import ConfigError
-from ..runs import load_field, update_metrics
+from ..runs import capture_transform, load_field, update_metrics
 from ..train.config import FitConfig
 from ..train.driver import make_generator
 from ..train.fit import fit
@@ -45,6 +45,7 @@ def convert_to_splats(teacher: Teacher, out: Path, cfg: ConvertConfig, fit_cfg: 
     tc = fit_cfg.train
     gen = make_generator(tc.seed)
     ds = teacher_dataset(teacher, cfg, gen)
+    ds.transform = capture_transform(teacher.config)  # exports can still go back to the capture's frame
     tc.init = str(teacher.path)
     if cfg.depth_weight > 0 and tc.depth_weight == 0:
         tc.depth_weight = cfg.depth_weight
