@@ -24,7 +24,7 @@ def test_markdown_table_columns_in_first_seen_order():
     assert markdown_table([{"a": 1}, {"b": 2.0}]).splitlines()[0] == "| a | b |"
 
 
-BENCHMARKS = ("kernels", "fit-lego", "rasterizer", "pvd", "mesh", "prior", "text-to-3d", "event-vggt")
+BENCHMARKS = ("kernels", "fit-lego", "rasterizer", "pvd", "mesh", "prior", "text-to-3d", "event-vggt", "capture")
 
 
 def test_unknown_benchmark_is_a_usage_error(capsys, tmp_path):
@@ -63,6 +63,9 @@ def test_each_benchmark_shows_only_its_own_options(capsys):
     (["text-to-3d", "--seeds", "0"], "--seeds"),
     (["text-to-3d", "--set", "no-equals-sign"], "no-equals-sign"),
     (["event-vggt", "--steps", "0"], "--steps"),
+    (["capture", "--methods", "capture,nope"], "nope"),
+    (["capture", "--split", "train"], "--split"),
+    (["capture", "--budget", "0"], "--budget"),
 ])
 def test_bad_option_values_are_one_line_errors_before_any_work(args, name, capsys, tmp_path):
     assert run_cli(["bench", *args, "--out-dir", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs")]) == 2
@@ -85,6 +88,9 @@ def test_bad_option_values_are_one_line_errors_before_any_work(args, name, capsy
       "sets": ["guidance.bsd_lambda=18"]}),
     (["event-vggt", "--teacher", "T", "--steps", "9"], "event_vggt",
      {"quick": False, "teacher_path": "T", "runs_dir": None, "steps": 9}),
+    (["capture", "--split", "test", "--seeds", "2", "--methods", "naive", "--no-sfm"], "capture",
+     {"quick": False, "split": "test", "budget_s": None, "seeds": 2, "runs_dir": None, "methods": ["naive"],
+      "sfm": False, "progress": print}),
 ])
 def test_each_subcommand_passes_its_options_to_its_run(args, module, expected, monkeypatch, tmp_path, capsys):
     import importlib

@@ -227,10 +227,11 @@ def capture_command(
 
     Hash grid with undistortion + contraction vs distortion ignored and bounded vs splats from the sparse
     points (held-out PSNR, mean ± std over seeds); SfM pose errors; fitting on SfM poses vs true ones."""
-    from ..bench.capture import METHODS, run
+    from ..bench.capture import METHODS, SPLITS, run
 
     _positive("--budget", budget)
     _at_least_one("--seeds", seeds)
+    _known("--split", [split], list(SPLITS), "split")
     chosen = _name_list("--methods", methods, list(METHODS), "method(s)")
     result = run(quick=quick, split=split, budget_s=budget, seeds=seeds, runs_dir=runs_dir, methods=chosen, sfm=sfm,
                  progress=print)
