@@ -51,3 +51,20 @@ def test_splats_start_from_the_sparse_points(capture: Path, tmp_path: Path) -> N
     first = json.loads((run / "log.jsonl").read_text().splitlines()[0])
     assert first["gaussians"] == 800 + 500  # every sparse point plus the background shell
     assert json.loads((run / "metrics.json").read_text())["psnr_test"] > 10.0
+
+
+def test_render_orbit_in_either_frame(capture: Path, tmp_path: Path) -> None:
+    from vision3d_kd.data.normalize import transform_c2w
+    from vision3d_kd.export.video import render_orbit
+
+    run = tmp_path / "run"
+    assert run_cli(["fit", str(capture), "--field", "grid", "--out", str(run), "--steps", "5", "--no-progress"]) == 0
+    t = np.array(json.loads((run / "config.json").read_text())["frame"]["transform"])
+    cams = render_orbit(run, tmp_path / "frames", frames=4, size=8, radius=2.0, frame="capture", progress=False)
+    centres = cams.c2w[:, :3, 3].double().numpy()
+    back = (centres - t[:3, 3]) @ t[:3, :3] / np.cbrt(np.linalg.det(t[:3, :3])) ** 2  # into the capture frame
+    assert np.allclose(np.linalg.norm(back, axis=1), 2.0, atol=1e-4)  # 2 capture units from its origin
+    assert np.allclose(transform_c2w(np.linalg.inv(t), cams.c2w.double().numpy())[:, :3, 3], back, atol=1e-4)
+    assert len(list((tmp_path / "frames").glob("*.png"))) == 4
+    assert run_cli(["render", str(run), "--orbit", "2", "--size", "8", "--out", str(tmp_path / "f2"),
+                    "--frame", "nope"]) == 2

@@ -23,12 +23,15 @@ def render_command(
     size: int = typer.Option(None, "--size", help="Square frame size in pixels (default: training image size)."),
     fps: int = typer.Option(30, "--fps", help="Frames per second of the video."),
     background: str = typer.Option("white", "--background", help="white or black."),
+    frame: str = typer.Option("normalized", "--frame", help=(
+        "normalized: orbit about +Z of the frame the run was trained in; capture: about the capture's own +Z "
+        "through its origin (COLMAP / transforms.json frame; --radius in its units).")),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
     """Render an orbit of the fitted scene around the +Z axis and save it as a video."""
     from ..export.video import render_orbit
 
-    cams = render_orbit(run, out, orbit, fps, elevation, radius, size, background, pick_device(device))
+    cams = render_orbit(run, out, orbit, fps, elevation, radius, size, background, pick_device(device), frame=frame)
     print(f"wrote {out} ({orbit} frames, {cams.width}x{cams.height})")
 
 

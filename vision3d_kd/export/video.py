@@ -14,9 +14,11 @@ import torch
 from rich.progress import track
 
 from ..cameras import Cameras, orbit_cameras
+from ..data.normalize import similarity_scale, transform_c2w
 from ..errors import ConfigError
 from ..render.image import render
-from ..runs import load_run, render_settings_from
+from ..runs import capture_transform, load_run, render_settings_from
+from .frame import check_frame
 
 __all__ = ["VIDEO_SUFFIXES", "write_video", "orbit_frames", "orbit_of_run", "render_orbit"]
 
@@ -88,14 +90,25 @@ def orbit_of_run(cfg: dict[str, Any], frames: int, elevation_deg: float | None =
 
 def render_orbit(run: Path, out: Path, frames: int = 60, fps: int = 30, elevation_deg: float | None = None,
                  radius: float | None = None, size: int | None = None, background: str = "white",
-                 device: torch.device | str = "cpu", progress: bool = True) -> Cameras:
-    """Render a turntable of RUN to `out` (.mp4, .gif or a PNG folder); returns the cameras used."""
+                 device: torch.device | str = "cpu", progress: bool = True, frame: str = "normalized") -> Cameras:
+    """Render a turntable of RUN to `out` (.mp4, .gif or a PNG folder); returns the cameras used (model frame).
+    `frame="capture"`: the turn is about the capture's own +Z axis through its origin, `radius` in its
+    units (default: the training distance converted), for runs on normalised captures."""
+    check_frame(frame)
     if frames <= 0 or fps <= 0 or (size is not None and size <= 0):
         raise ConfigError("--orbit, --fps and --size must be positive")
     _check_video_path(Path(out))  # before loading and rendering anything
     if background not in ("white", "black"):
         raise ConfigError(f"--background must be white or black, got {background!r}")
     model, grid, cfg = load_run(run, device)
-    cams = orbit_of_run(cfg, frames, elevation_deg, radius, size).to(device)
+    if frame == "capture":
+        t = capture_transform(cfg).numpy()
+        scale = similarity_scale(t)
+        r = radius if radius is not None else float(cfg.get("render", {}).get("radius", 4.0)) / scale
+        cams = orbit_of_run(cfg, frames, elevation_deg, r, size)
+        cams.c2w = torch.tensor(transform_c2w(t, cams.c2w.double().numpy()), dtype=torch.float32)
+        cams = cams.to(device)
+    else:
+        cams = orbit_of_run(cfg, frames, elevation_deg, radius, size).to(device)
     write_video(orbit_frames(model, grid, render_settings_from(cfg), cams, background, progress), Path(out), fps)
     return cams
