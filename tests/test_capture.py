@@ -176,3 +176,23 @@ def test_depth_maps_become_ray_distances_in_model_units(tmp_path: Path) -> None:
     (tmp_path / "transforms.json").write_text(json.dumps(meta))
     with pytest.raises(DataError, match="depth_file_path images/missing.png not found"):
         load_dataset(tmp_path, "all")
+
+
+def test_masks_become_opacity_and_make_the_scene_bounded(tmp_path: Path) -> None:
+    lens = Lens("PINHOLE", 16, 12, 14.0, 14.0, 8.0, 6.0)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    c2w = _ring(3, np.zeros(3), 3.0, np.array([0.0, 0.0, 1.0]))
+    frames = []
+    for i in range(3):
+        Image.fromarray(_photo(lens)).save(tmp_path / "images" / f"f{i}.png")
+        keep = np.zeros((12, 16), np.uint8)
+        keep[3:9, 4:12] = 255
+        Image.fromarray(keep).save(tmp_path / "masks" / f"f{i}.png")
+        frames.append({**_frame(f"f{i}", lens, c2w[i]), "mask_path": f"masks/f{i}.png"})
+    (tmp_path / "transforms.json").write_text(json.dumps({"frames": frames}))
+    ds = load_dataset(tmp_path, "all")
+    assert ds.scene == "bounded" and ds.opacity[0, 5, 6, 0] == 1.0 and ds.opacity[0, 0, 0, 0] == 0.0
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "masks" / "f1.png")
+    with pytest.raises(DataError, match="f1.png: mask is 5x5, its image 16x12"):
+        load_dataset(tmp_path, "all")

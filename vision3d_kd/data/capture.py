@@ -172,26 +172,27 @@ def _target(lens: Lens, canvas: tuple[int, int], undistort: bool) -> Lens:
     return pin.scaled(canvas[0] / pin.width, canvas[1] / pin.height, *canvas)
 
 
-def _decode(path: Path, exif: bool, mask: Path | None) -> np.ndarray:
-    """RGBA float32 [H, W, 4] in [0, 1] (alpha 1 without an alpha channel; times the mask when given)."""
+def _read(path: Path, exif: bool, mode: str) -> np.ndarray:
+    """An image file as float32 [H, W(, C)] in [0, 1] (`mode`: PIL mode, e.g. RGBA or L), EXIF applied or not."""
     try:
         with Image.open(path) as im:
             im.load()
             if exif:
                 im = ImageOps.exif_transpose(im)
-            rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
-        if mask is not None:
-            with Image.open(mask) as m:
-                m.load()
-                if exif:
-                    m = ImageOps.exif_transpose(m)
-                keep = np.asarray(m.convert("L"), dtype=np.float32) / 255.0
-            if keep.shape != rgba.shape[:2]:
-                size = f"{keep.shape[1]}x{keep.shape[0]}, its image {rgba.shape[1]}x{rgba.shape[0]}"
-                raise data_error(mask, f"mask is {size}")
-            rgba[..., 3] *= keep
+            return np.asarray(im.convert(mode), dtype=np.float32) / 255.0
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise data_error(mask if mask is not None and path.is_file() else path, f"cannot decode image ({e})") from None
+        raise data_error(path, f"cannot decode image ({e})") from None
+
+
+def _decode(path: Path, exif: bool, mask: Path | None) -> np.ndarray:
+    """RGBA float32 [H, W, 4] in [0, 1] (alpha 1 without an alpha channel; times the mask when given)."""
+    rgba = _read(path, exif, "RGBA")
+    if mask is not None:
+        keep = _read(mask, exif, "L")
+        if keep.shape != rgba.shape[:2]:
+            size = f"{keep.shape[1]}x{keep.shape[0]}, its image {rgba.shape[1]}x{rgba.shape[0]}"
+            raise data_error(mask, f"mask is {size}")
+        rgba[..., 3] *= keep
     return rgba
 
 
