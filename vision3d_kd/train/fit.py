@@ -154,7 +154,9 @@ def fit_dataset(data: Path, out: Path, cfg: FitConfig, resume: bool = False, dev
     if log is not None:
         if test_ds is None:
             log(f"warning: {data} has no test or val split; no held-out metrics")
-        kind = "unbounded scene, contracted" if train_ds.scene == "unbounded" else "bounded scene"
+        kind = f"{train_ds.scene} scene"
+        if train_ds.scene == "unbounded":
+            kind += ", background shell" if cfg.field_name == "splats" else ", contracted"
         log(f"fit {cfg.field_name} on {data} ({len(train_ds.cameras)} train views"
             f"{f', {len(test_ds.cameras)} {split} views' if test_ds else ''}, {kind}) -> {out}")
     metrics = fit(train_ds, test_ds, out, cfg, data_path=Path(data).resolve(), resume=resume, device=device,
