@@ -196,3 +196,19 @@ def test_masks_become_opacity_and_make_the_scene_bounded(tmp_path: Path) -> None
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "masks" / "f1.png")
     with pytest.raises(DataError, match="f1.png: mask is 5x5, its image 16x12"):
         load_dataset(tmp_path, "all")
+
+
+def test_an_opaque_alpha_channel_is_still_a_photo(tmp_path: Path) -> None:
+    lens = Lens("PINHOLE", 16, 12, 14.0, 14.0, 8.0, 6.0)
+    (tmp_path / "images").mkdir()
+    c2w = _ring(3, np.zeros(3), 3.0, np.array([0.0, 0.0, 1.0]))
+    rgba = np.concatenate([_photo(lens), np.full((12, 16, 1), 255, np.uint8)], axis=-1)
+    frames = []
+    for i in range(3):
+        Image.fromarray(rgba).save(tmp_path / "images" / f"f{i}.png")
+        frames.append(_frame(f"f{i}", lens, c2w[i]))
+    (tmp_path / "transforms.json").write_text(json.dumps({"frames": frames}))
+    assert load_dataset(tmp_path, "all").scene == "unbounded"  # RGBA but fully opaque
+    rgba[:4, :4, 3] = 0
+    Image.fromarray(rgba).save(tmp_path / "images" / "f0.png")
+    assert load_dataset(tmp_path, "all").scene == "bounded"

@@ -11,8 +11,9 @@ What a capture gets that a Blender folder does not:
   are always read as stored, as COLMAP sees them).
 - pose normalisation (`normalize.py`) computed from ALL frames, so every split shares one frame; the
   transform is kept in `Dataset.transform` for going back to the capture's own frame.
-- a scene kind: "bounded" (images carry opacity: alpha channels; or Instant-NGP `aabb_scale` 1) or
-  "unbounded" (opaque photos: the background is part of the scene, modelled with contraction).
+- a scene kind: "bounded" (images carry opacity: masks, or alpha channels with transparent pixels; or
+  Instant-NGP `aabb_scale` 1) or "unbounded" (opaque photos: the background is part of the scene,
+  modelled with contraction).
 """
 
 from __future__ import annotations
@@ -129,6 +130,19 @@ def _frame_size(spec: FrameSpec, source: Path) -> tuple[int, int, bool, bool]:
     raise data_error(spec.image, f"image is {w}x{h} but {source.name} says {declared[0]}x{declared[1]}")
 
 
+def _transparent(images: list[Path], n: int = 8) -> bool:
+    """Whether images with an alpha channel really use it: up to `n` of them, evenly spread, decoded (an
+    RGBA export of an opaque photo is not an object on a transparent background)."""
+    for path in images[:: max(1, len(images) // n)][:n]:
+        try:
+            with Image.open(path) as im:
+                if im.convert("RGBA").getchannel("A").getextrema()[0] < 250:
+                    return True
+        except (OSError, SyntaxError, ValueError) as e:
+            raise data_error(path, f"cannot decode image ({e})") from None
+    return False
+
+
 def _scene_kind(options: CaptureOptions, any_alpha: bool, ngp_bounded: bool | None) -> str:
     if options.scene != "auto":
         return options.scene
@@ -142,12 +156,14 @@ def read_capture(source: Path, frames: list[FrameSpec], options: CaptureOptions,
     """Check every frame's image header against its declared size, build lenses, the model-frame transform
     (`transform` given by the file, e.g. Instant-NGP scale/offset, else `normalizing_transform`), scene kind,
     box ([-1, 1]³, or ±aabb_scale for a bounded Instant-NGP capture) and canvas size."""
-    lenses, exif, any_alpha = [], [], False
+    lenses, exif, with_alpha = [], [], []
     for spec in frames:
         w, h, use_exif, alpha = _frame_size(spec, source)
         lenses.append(spec.lens if spec.lens is not None else lens_from_keys(spec.intrinsics, w, h, source, spec.label))
         exif.append(use_exif)
-        any_alpha |= alpha or spec.mask is not None
+        if alpha:
+            with_alpha.append(spec.image)
+    any_alpha = any(f.mask is not None for f in frames) or _transparent(with_alpha)
     c2w = np.stack([f.c2w for f in frames])
     t = transform if transform is not None else normalizing_transform(c2w)
     ngp_bounded = None if ngp_aabb_scale is None else ngp_aabb_scale <= 1.0
