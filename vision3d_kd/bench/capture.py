@@ -80,8 +80,15 @@ def _sfm(data: Path, base: Path, budget: float) -> tuple[dict[str, Any], dict[st
     true = {f.image.name: f.c2w for f in colmap_frames(read_colmap_model(true_dir), data / "images", true_dir)}
     est = {f.image.name: f.c2w for f in colmap_frames(read_colmap_model(est_dir), sfm_data / "images", est_dir)}
     names = sorted(set(true) & set(est))
-    errs = pose_errors(np.stack([est[n] for n in names]), np.stack([true[n] for n in names]))
-    sfm = {"registered": len(est), "images": len(true), **{k: float(v) for k, v in errs.items()}}
+    est_c2w, true_c2w = np.stack([est[n] for n in names]), np.stack([true[n] for n in names])
+    errs = pose_errors(est_c2w, true_c2w)
+    # beside the error as a fraction of the cameras' spread (pose_errors), the same in units of the whole
+    # scene's size (the room's diagonal): what "1 % of the scene scale" reads as when the scene is the room
+    spread = float(np.linalg.norm(true_c2w[:, :3, 3] - true_c2w[:, :3, 3].mean(0), axis=1).max())
+    room = json.loads((data / "scene.json").read_text())["room"]
+    diagonal = 2.0 * float(np.linalg.norm(room["half_size"]))
+    sfm = {"registered": len(est), "images": len(true), **{k: float(v) for k, v in errs.items()},
+           "trans_err_scene": float(errs["trans_err"]) * spread / diagonal}
     metrics = _fit(sfm_data, base / "sfm-capture-s0", METHODS["capture"], budget, 0)
     return sfm, metrics
 
@@ -125,6 +132,7 @@ def run(quick: bool = False, split: str = "validation", budget_s: float | None =
         summary["sfm_rot_err_deg"] = round(errs["rot_err_deg"], 4)
         summary["sfm_rot_err_deg_max"] = round(errs["rot_err_deg_max"], 4)
         summary["sfm_trans_err_pct"] = round(100 * errs["trans_err"], 4)
+        summary["sfm_trans_err_pct_of_scene"] = round(100 * errs["trans_err_scene"], 4)
         summary["sfm_registered"] = f"{errs['registered']}/{errs['images']}"
         summary["psnr_sfm_poses"] = round(m["psnr_test"], 3)
         if "capture" in psnrs:
