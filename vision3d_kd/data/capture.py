@@ -31,7 +31,7 @@ from ..errors import ConfigError
 from .dataset import Dataset, downscale_depth, downscale_rgba
 from .frames import FrameSpec, data_error, intrinsics_for
 from .lens import Lens, UnsupportedLens
-from .normalize import apply_to_points, normalizing_transform, transform_c2w
+from .normalize import apply_to_points, normalizing_transform, similarity_scale, transform_c2w
 from .undistort import remap_image, undistorted_pinhole
 
 __all__ = ["CaptureOptions", "SCENES", "Capture", "lens_from_keys", "read_capture", "capture_dataset"]
@@ -254,7 +254,7 @@ def capture_dataset(cap: Capture, chosen: list[int], split: str, downscale: int,
     if any(with_depth) and not all(with_depth):
         raise data_error(cap.source, f"only {sum(with_depth)} of the {n} {split} frames have a depth map")
     depth = torch.empty(n, h, w) if all(with_depth) else None
-    scale = float(abs(np.linalg.det(cap.transform[:3, :3])) ** (1 / 3))
+    scale = similarity_scale(cap.transform)
     for k, i in enumerate(chosen):
         spec, lens = cap.frames[i], cap.lenses[i]
         dst = _target(lens, cap.canvas, options.undistort)

@@ -25,7 +25,7 @@ def is_colmap_folder(root: Path) -> bool:
 def load_colmap(path: str | Path, split: str = "train", downscale: int = 1,
                 options: CaptureOptions | None = None) -> Dataset:
     """The `split` frames of COLMAP folder `path` as a Dataset in the normalised model frame."""
-    root = Path(path)
+    root, options = Path(path), options or CaptureOptions()
     model_dir = find_colmap_model(root)
     if model_dir is None:
         raise data_error(root, "no COLMAP model (sparse/0/cameras.bin or .txt)")
@@ -47,5 +47,5 @@ def load_colmap(path: str | Path, split: str = "train", downscale: int = 1,
     xyz, rgb = colmap_points(model)
     points = (xyz, rgb) if len(xyz) else None
     cap = read_capture(model_dir / "images.bin" if (model_dir / "images.bin").is_file() else model_dir / "images.txt",
-                       frames, options or CaptureOptions(), points=points)
-    return capture_dataset(cap, chosen, split, downscale, options or CaptureOptions())
+                       frames, options, points=points)
+    return capture_dataset(cap, chosen, split, downscale, options)

@@ -16,6 +16,7 @@ import torch
 from scipy.spatial.transform import Rotation
 from torch import Tensor
 
+from ..data.normalize import similarity_scale
 from ..data.spz import rotate_arrays
 from ..errors import ConfigError
 from .mesh import Mesh
@@ -33,7 +34,7 @@ def check_frame(frame: str) -> None:
 
 def _parts(t: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """(s, R, t) of a similarity T (4x4)."""
-    s = float(abs(np.linalg.det(t[:3, :3])) ** (1 / 3))
+    s = similarity_scale(t)
     return s, t[:3, :3] / s, t[:3, 3]
 
 
