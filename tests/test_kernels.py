@@ -111,8 +111,44 @@ def test_nan_coordinates_give_nan_not_a_crash(ext):
     assert torch.isnan(v[0]).all() and torch.isfinite(v[1]).all()
 
 
-def test_hash_no_gradient_to_x(ext):
-    x = torch.rand(64, 3, requires_grad=True)
+@pytest.mark.parametrize("table_size,n_feat", [(2**12, 2), (3001, 3), (2**14, 8)])
+def test_hash_gradient_to_x_matches_reference(ext, table_size, n_feat):
+    """The points' gradient (camera-pose refinement): fused == autograd through the reference, including
+    points outside the unit cube (border cells extrapolate) and on cell faces."""
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(3000, 3, generator=g) * 1.2 - 0.1).requires_grad_(True)
+    with torch.no_grad():
+        x[:5] = torch.tensor([0.25, 0.5, 0.75])  # exactly on vertices of every power-of-two level
+    table = torch.randn(4, table_size, n_feat, generator=g, requires_grad=True)
+    res = torch.tensor([3, 16, 90, 400], dtype=torch.int32)
+    (o1,), (gx1, gt1) = _grads(lambda: K.hash_encode(x, table, res), [x, table])
+    (o2,), (gx2, gt2) = _grads(lambda: K.hash_encode_ref(x, table, res), [x, table])
+    _close(o1, o2)
+    _close(gx1, gx2, rtol=1e-4)
+    _close(gt1, gt2)
+    assert gx1.abs().sum() > 0
+
+
+def test_hash_gradient_to_x_is_the_derivative():
+    """The reference's gradient w.r.t. x against central differences inside cells (float64)."""
+    g = torch.Generator().manual_seed(4)
+    table = torch.randn(2, 4096, 2, generator=g, dtype=torch.float64)
+    res = torch.tensor([4, 23], dtype=torch.int32)
+    x = (torch.rand(40, 3, generator=g, dtype=torch.float64) * 0.9 + 0.05).requires_grad_(True)
+    w = torch.randn(40, 4, generator=g, dtype=torch.float64)
+    (gx,) = torch.autograd.grad((K.hash_encode_ref(x, table, res) * w).sum(), x)
+    eps = 1e-7
+    for d in range(3):
+        dx = torch.zeros(3, dtype=torch.float64)
+        dx[d] = eps
+        with torch.no_grad():
+            f = lambda y: (K.hash_encode_ref(y, table, res) * w).sum(1)  # noqa: E731
+            fd = (f(x + dx) - f(x - dx)) / (2 * eps)
+        torch.testing.assert_close(gx[:, d], fd, rtol=1e-5, atol=1e-6)
+
+
+def test_hash_no_gradient_to_x_unless_asked(ext):
+    x = torch.rand(64, 3)
     table = torch.randn(2, 512, 2, requires_grad=True)
     K.hash_encode(x, table, torch.tensor([4, 16], dtype=torch.int32)).sum().backward()
     assert x.grad is None and table.grad is not None

@@ -36,6 +36,12 @@ def fit_command(
         None, "--undistort/--no-undistort",
         help="Undistort captured images with their lens model (default on; off ignores it, for comparison).",
     ),
+    refine_poses: bool = typer.Option(
+        None, "--refine-poses/--no-refine-poses",
+        help="Learn a small rotation + translation per training image (fields: hashgrid, mlp): for poses that are "
+             "estimates (v3kd data process, phone apps). Held-out views are then also scored after aligning their "
+             "cameras (psnr_test_aligned). Default off.",
+    ),
     config: Path = typer.Option(None, "--config", help="YAML file replacing the field's default config."),
     overrides: list[str] = typer.Option(
         [], "--set", help="Override a config value: field.KEY=VALUE or train.KEY=VALUE (repeatable)."
@@ -55,7 +61,7 @@ def fit_command(
         raise ConfigError("--init applies to --field splats")
     cfg = saved_fit_config(out) if resume else load_fit_config(field, config)
     flags = {"steps": steps, "max_seconds": max_seconds, "seed": seed, "downscale": downscale, "init": init,
-             "scene": scene, "undistort": undistort}
+             "scene": scene, "undistort": undistort, "refine_poses": refine_poses}
     cfg = apply_overrides(cfg, [*overrides, *(f"train.{k}={v}" for k, v in flags.items() if v is not None)])
     console = Console(stderr=True)
 
@@ -67,6 +73,8 @@ def fit_command(
     line = f"{cfg.field_name}: {metrics['steps']} steps in {metrics['seconds']:.0f} s"
     if "psnr_test" in metrics:
         line += f"; {split} PSNR {metrics['psnr_test']:.2f} dB, SSIM {metrics['ssim_test']:.4f}"
+    if "psnr_test_aligned" in metrics:
+        line += f" ({metrics['psnr_test_aligned']:.2f} dB with the held-out cameras aligned)"
     print(line)
 
 

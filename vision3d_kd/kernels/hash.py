@@ -1,8 +1,9 @@
 """Multiresolution hash encoding (Instant-NGP) with a fused C++/OpenMP forward and backward.
 
 Same maths and conventions as :func:`vision3d_kd.kernels.hash_ref.hash_encode_ref`. The forward is
-parallel over blocks of points; the backward is parallel over levels (each level's table block is
-owned by one thread), so it needs no atomics and is deterministic.
+parallel over blocks of points; the backward to the table is parallel over levels (each level's table
+block is owned by one thread), so it needs no atomics and is deterministic. The backward to the points
+(used when they carry a gradient, e.g. for camera-pose refinement) is parallel over points.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ __all__ = ["hash_encode"]
 
 
 class _HashEncode(torch.autograd.Function):
-    """Autograd wrapper of the fused kernel; gradient w.r.t. ``table`` only."""
+    """Autograd wrapper of the fused kernel; gradients w.r.t. ``table`` and (when it requires one) ``x``."""
 
     @staticmethod
     def forward(ctx, ext, x: Tensor, table: Tensor, resolutions: Tensor) -> Tensor:  # type: ignore[override]
@@ -29,24 +30,29 @@ class _HashEncode(torch.autograd.Function):
         run_tuned("hash_fwd", n * n_levels, 1 << 17, lambda nt: ext.hash_forward(*args, out.data_ptr(), nt))
         ctx.ext = ext
         ctx.table_shape = (n_levels, table_size, n_feat)
-        ctx.save_for_backward(x, resolutions)
+        ctx.save_for_backward(x, table, resolutions)
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        x, resolutions = ctx.saved_tensors
-        grad_table = None
+        x, table, resolutions = ctx.saved_tensors
+        grad_x = grad_table = None
+        n_levels, table_size, n_feat = ctx.table_shape
+        g = grad_out.contiguous().to(torch.float32)
+        n = x.shape[0]
+        if ctx.needs_input_grad[1]:
+            grad_x = pooled_empty((n, 3))  # fully written by the kernel
+            args_x = (g.data_ptr(), x.data_ptr(), table.data_ptr(), resolutions.data_ptr(), n, n_levels, table_size,
+                      n_feat, grad_x.data_ptr())
+            run_tuned("hash_bwd_x", n * n_levels, 1 << 17, lambda nt: ctx.ext.hash_backward_x(*args_x, nt))
         if ctx.needs_input_grad[2]:
-            n_levels, table_size, n_feat = ctx.table_shape
-            g = grad_out.contiguous().to(torch.float32)
-            n = x.shape[0]
             scratch = pooled_empty((n_levels, n, n_feat))  # level-major copy of grad_out
             grad_table = pooled_empty((n_levels, table_size, n_feat))  # fully written by the kernel
             args = (g.data_ptr(), x.data_ptr(), resolutions.data_ptr(), n, n_levels, table_size, n_feat,
                     scratch.data_ptr(), grad_table.data_ptr())
             work = n * n_levels + grad_table.numel() // 8
             run_tuned("hash_bwd", work, 1 << 15, lambda nt: ctx.ext.hash_backward(*args, nt))
-        return None, None, grad_table, None
+        return None, grad_x, grad_table, None
 
 
 def hash_encode(x: Tensor, table: Tensor, resolutions: Tensor) -> Tensor:
@@ -54,13 +60,13 @@ def hash_encode(x: Tensor, table: Tensor, resolutions: Tensor) -> Tensor:
 
     Args:
         x: ``[N, 3]`` points in ``[0, 1]^3`` (outside points extrapolate from the border cell).
-            ``x`` receives **no gradient**.
+            Differentiable (the trilinear weights; the cell index is piecewise constant).
         table: ``[L, T, F]`` float feature table.
         resolutions: ``[L]`` int32 CPU tensor, cells per axis of each level.
 
     Returns:
         ``[N, L * F]`` level-major features (columns ``l*F .. l*F+F-1`` are level ``l``),
-        differentiable w.r.t. ``table``. Level ``l`` is dense (``cx + cy*(R+1) + cz*(R+1)^2``) when
+        differentiable w.r.t. ``table`` and ``x``. Level ``l`` is dense (``cx + cy*(R+1) + cz*(R+1)^2``) when
         ``(R+1)^3 <= T``, else hashed ``(cx ^ cy*2654435761 ^ cz*805459861) mod T`` in uint32.
         Uses the fused kernel for float32 CPU tensors, otherwise :func:`hash_encode_ref`.
     """
@@ -72,4 +78,4 @@ def hash_encode(x: Tensor, table: Tensor, resolutions: Tensor) -> Tensor:
     res = resolutions.detach().to(device="cpu", dtype=torch.int32).contiguous()
     if res.numel() and int(res.min()) < 1:
         raise ValueError("resolutions must be >= 1")
-    return _HashEncode.apply(ext, x.detach().contiguous(), table.contiguous(), res)
+    return _HashEncode.apply(ext, x.contiguous(), table.contiguous(), res)

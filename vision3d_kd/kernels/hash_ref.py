@@ -42,13 +42,13 @@ def hash_encode_ref(x: Tensor, table: Tensor, resolutions: Tensor) -> Tensor:
 
     Args:
         x: ``[N, 3]`` points in the unit cube ``[0, 1]^3``. Points outside extrapolate from the
-            border cell. ``x`` receives **no gradient** (it is detached).
+            border cell. Differentiable: the weights are linear in ``x`` within a cell.
         table: ``[L, T, F]`` feature table, one block of ``T`` rows of ``F`` features per level.
         resolutions: ``[L]`` int32 (CPU) cells per axis of each level.
 
     Returns:
         ``[N, L * F]`` features, level-major: columns ``l*F .. l*F+F-1`` belong to level ``l``.
-        Differentiable w.r.t. ``table`` only.
+        Differentiable w.r.t. ``table`` and ``x``.
 
     Level ``l`` with ``R = resolutions[l]``: ``p = x * R``, cell ``c = clamp(floor(p), 0, R - 1)``,
     ``w = p - c`` and the features are the trilinear blend of the 8 vertices ``c + {0,1}^3``.
@@ -60,7 +60,7 @@ def hash_encode_ref(x: Tensor, table: Tensor, resolutions: Tensor) -> Tensor:
     n_levels, table_size, _ = table.shape
     if resolutions.numel() != n_levels:
         raise ValueError(f"resolutions has {resolutions.numel()} entries for {n_levels} levels")
-    x = x.detach().to(table.dtype)
+    x = x.to(table.dtype)
     outs = []
     for level, res in enumerate(resolutions.tolist()):
         p = x * res

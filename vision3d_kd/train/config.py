@@ -70,10 +70,19 @@ class TrainConfig(DataOptions):
     max_seconds: float = 0.0  # wall-clock budget for training (0 = none); the LR schedule follows it
     eval_chunk: int = 8192  # rays per chunk when rendering full images
     snapshot_every_seconds: float = 0.0  # write RUN/snapshots/<t>s/ every this many training seconds (0 = off)
+    refine_poses: bool = False  # learn a rotation + translation per training image (poses from SfM / phones)
+    pose_lr: float = 1e-3  # peak learning rate of those corrections (radians, scene units); same schedule as lr
+    eval_align_steps: int = -1  # held-out cameras aligned to their images before a 2nd score (-1: 100 if refine_poses)
+
+    def align_steps(self) -> int:
+        """Test-time alignment steps for the held-out scores (0 = none)."""
+        return (100 if self.refine_poses else 0) if self.eval_align_steps < 0 else int(self.eval_align_steps)
 
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
         self.validate_data()
+        if not self.pose_lr > 0:
+            raise ConfigError(f"train.pose_lr must be > 0, got {self.pose_lr}")
         positive = ["steps", "batch_rays", "max_batch_rays", "occ_resolution", "occ_update_every",
                     "checkpoint_every", "log_every", "eval_chunk"]
         for name in positive:
@@ -132,10 +141,19 @@ class SplatTrainConfig(DataOptions):
     log_every: int = 50
     seed: int = 0
     snapshot_every_seconds: float = 0.0  # write RUN/snapshots/<t>s/ every this many training seconds (0 = off)
+    refine_poses: bool = False  # learn a rotation + translation per training image (poses from SfM / phones)
+    pose_lr: float = 1e-3  # peak learning rate of those corrections (radians, scene units); same schedule as lr
+    eval_align_steps: int = -1  # held-out cameras aligned to their images before a 2nd score (-1: 100 if refine_poses)
+
+    def align_steps(self) -> int:
+        """Test-time alignment steps for the held-out scores (0 = none)."""
+        return (100 if self.refine_poses else 0) if self.eval_align_steps < 0 else int(self.eval_align_steps)
 
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
         self.validate_data()
+        if not self.pose_lr > 0:
+            raise ConfigError(f"train.pose_lr must be > 0, got {self.pose_lr}")
         if self.background_points < 0 or not self.background_radius > 1:
             raise ConfigError("train.background_points must be >= 0 and train.background_radius > 1")
         for name in ("steps", "init_points", "sh_degree_every", "refine_every", "checkpoint_every", "log_every",

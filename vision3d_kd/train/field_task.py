@@ -26,9 +26,12 @@ class FieldTask(TrainTask):
     `optimise`; saving, restoring and snapshots are shared."""
 
     def __init__(self, name: str, field, grid: OccupancyGrid, tc: TrainConfig, generator: torch.Generator,
-                 run_cfg: dict[str, Any]) -> None:
+                 run_cfg: dict[str, Any], extra: dict[str, tuple[torch.nn.Parameter, float]] | None = None) -> None:
+        """`extra`: more trained tensors by name with their peak learning rates (optimised and checkpointed
+        with the field, e.g. camera corrections)."""
         self.name, self.field, self.grid, self.tc, self.gen, self.run_cfg = name, field, grid, tc, generator, run_cfg
-        self.opt = make_optimizer(field, tc.lr)
+        self.extra = extra or {}
+        self.opt = self._optimizer()
         self.batch_rays = tc.batch_rays
         self.density_threshold = density_for_opacity(tc.occ_opacity_threshold, tc.step_size)
         self.settings = RenderConfig(step_size=tc.step_size, opacity_min=tc.opacity_min,
@@ -38,8 +41,11 @@ class FieldTask(TrainTask):
         """Before step `step`: rebuild the optimizer when the field changed shape (e.g. upsampled), set the
         learning rate; returns the peak lr."""
         if self.field.on_step(step):
-            self.opt = make_optimizer(self.field, self.tc.lr)
+            self.opt = self._optimizer()
         return set_lr(self.opt, progress, step, self.tc)
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        return make_optimizer(self.field, self.tc.lr, [{"params": [p], "lr": lr} for p, lr in self.extra.values()])
 
     def optimise(self, loss: torch.Tensor, n_samples: int) -> None:
         """Backward + Adam step, then adapt the rays per step to the samples this step took."""
@@ -49,12 +55,16 @@ class FieldTask(TrainTask):
         self.batch_rays = adapt_batch_rays(self.batch_rays, n_samples, self.tc)
 
     def save(self, out: Path, meta: dict[str, Any]) -> None:
-        save_train_state(out, self.opt, {**meta, "batch_rays": self.batch_rays}, self.gen)
+        save_train_state(out, self.opt, {**meta, "batch_rays": self.batch_rays}, self.gen,
+                         {name: p.detach() for name, (p, _) in self.extra.items()})
         save_occupancy(out, self.grid)
         save_field(out, self.field, self.run_cfg)
 
     def restore(self, out: Path) -> dict[str, Any]:
-        meta, _ = load_train_state(out, self.opt, self.gen)
+        meta, tensors = load_train_state(out, self.opt, self.gen)
+        with torch.no_grad():
+            for name, (p, _) in self.extra.items():
+                p.copy_(tensors[name])
         self.grid.load_state_dict(load_tensors(out / OCCUPANCY))
         self.batch_rays = int(meta["batch_rays"])
         return meta

@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..evaluate import held_out_metrics
 from ..fields import build_field
 from ..render.occupancy import OccupancyGrid
+from ..render.pose_adjust import PoseAdjustment
 from ..render.volume import RenderConfig, ray_background, render_rays
 from ..runs import load_field
 from .config import FitConfig
@@ -31,6 +32,7 @@ from .splats import SplatsTask
 __all__ = ["fit", "FitTask", "fit_dataset", "default_run_dir", "CONTRACTING"]
 
 CONTRACTING = ("hashgrid", "grid", "tensorf-vm", "tensorf-cp", "mlp")  # field families with scene contraction
+POSE_GRADIENT = ("hashgrid", "mlp")  # field families whose encodings pass a gradient to the sample positions
 
 
 def _all_rays(cams: Cameras) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +70,16 @@ class FitTask(FieldTask):
     def __init__(self, field, train_ds, test_ds, tc, generator: torch.Generator, run_cfg: dict[str, Any],
                  device: torch.device) -> None:
         grid = OccupancyGrid(field.aabb.cpu(), tc.occ_resolution, contract=field.contract).to(device)
-        super().__init__(f"fit {run_cfg['fit']['field_name']}", field, grid, tc, generator, run_cfg)
+        name = run_cfg["fit"]["field_name"]
+        self.poses = None
+        if tc.refine_poses:
+            if name not in POSE_GRADIENT:
+                raise ConfigError(f"--refine-poses needs a field whose encoding has a gradient to positions "
+                                  f"({', '.join(POSE_GRADIENT)}); --field {name} has none")
+            self.poses = PoseAdjustment(len(train_ds.cameras)).to(device)
+        extra = {"pose_delta": (self.poses.delta, tc.pose_lr)} if self.poses is not None else None
+        super().__init__(f"fit {name}", field, grid, tc, generator, run_cfg, extra)
+        self.pixels_per_image = train_ds.cameras.width * train_ds.cameras.height
         self.test_ds, self.device = test_ds, device
         self.rays_o, self.rays_d = (t.to(device) for t in _all_rays(train_ds.cameras))
         self.rgb = train_ds.rgb.reshape(-1, 3).to(device)
@@ -85,6 +96,8 @@ class FitTask(FieldTask):
         a = self.opacity.index_select(0, idx)
         target = self.rgb.index_select(0, idx) * a + bg * (1 - a)
         ro, rd = self.rays_o.index_select(0, idx), self.rays_d.index_select(0, idx)
+        if self.poses is not None:  # rays are image-major: the image of a ray is its index // pixels per image
+            ro, rd = self.poses(ro, rd, torch.div(idx, self.pixels_per_image, rounding_mode="floor"))
         res = render_rays(self.field, ro, rd, grid, bg, self.settings, jitter=True, generator=gen,
                           distortion=tc.distortion > 0)
         mse = torch.mean((res["rgb"] - target) ** 2)
@@ -102,10 +115,12 @@ class FitTask(FieldTask):
         self.field.eval()
         metrics: dict[str, Any] = {"field": self.run_cfg["fit"]["field_name"],
                                    "params": sum(p.numel() for p in self.field.parameters())}
+        if self.poses is not None:
+            metrics.update(self.poses.summary())
         if self.test_ds is not None:
             eval_cfg = RenderConfig(step_size=self.tc.step_size)
             metrics.update(held_out_metrics(self.field, self.test_ds, self.grid, eval_cfg, self.tc.eval_background,
-                                            self.tc.eval_chunk, out / "renders"))
+                                            self.tc.eval_chunk, out / "renders", self.tc.align_steps()))
         return metrics
 
 

@@ -7,9 +7,10 @@ import torch
 __all__ = ["make_optimizer", "set_lr", "adapt_batch_rays"]
 
 
-def make_optimizer(field, lr: float) -> torch.optim.Optimizer:
-    """Adam (betas 0.9/0.99, eps 1e-15) over the field's parameter groups; each group keeps `base_lr`."""
-    groups = field.param_groups(lr)
+def make_optimizer(field, lr: float, extra_groups: list[dict] | None = None) -> torch.optim.Optimizer:
+    """Adam (betas 0.9/0.99, eps 1e-15) over the field's parameter groups and `extra_groups` (e.g. camera
+    corrections: {"params", "lr"}); each group keeps `base_lr`, so one schedule scales them all."""
+    groups = field.param_groups(lr) + [dict(g) for g in extra_groups or []]
     for g in groups:
         g["base_lr"] = g["lr"]
     # The fused Adam is several times faster on CPU for the multi-million-parameter grids.

@@ -11,6 +11,8 @@
 // Backward: parallel over levels; each thread owns whole table blocks -> no atomics and a
 // deterministic result (points visited in order). grad_out [N, L*F] is first transposed to a
 // level-major scratch [L, N, F] so each level streams its own gradients.
+// Backward to the points (camera-pose refinement): parallel over blocks of points, each point's
+// gradient a sum over levels and corners of <grad_out, row> times the corner weight's derivative.
 #include <omp.h>
 
 #include <algorithm>
@@ -40,8 +42,9 @@ inline Level make_level(int32_t res, int64_t table_size) {
   return lv;
 }
 
-// Rows of the 8 corners (bit k of the corner number = offset along axis k) and their weights.
-inline void corners(const float* xp, const Level& lv, uint32_t* idx, float* wt) {
+// Rows of the 8 corners (bit k of the corner number = offset along axis k) and their weights; the
+// fractional coordinates w (per axis) go to w_out when given.
+inline void corners(const float* xp, const Level& lv, uint32_t* idx, float* wt, float* w_out = nullptr) {
   const float rf = static_cast<float>(lv.res);
   const float hi = static_cast<float>(lv.res - 1);
   uint32_t c[3];
@@ -53,6 +56,7 @@ inline void corners(const float* xp, const Level& lv, uint32_t* idx, float* wt) 
     cf = cf <= hi ? cf : hi;
     c[d] = static_cast<uint32_t>(cf);
     w[d] = p - cf;
+    if (w_out != nullptr) w_out[d] = w[d];
   }
   uint32_t ax[2], ay[2], az[2];
   if (lv.dense) {
@@ -139,6 +143,43 @@ void level_backward(const float* x, const float* g, const Level& lv, int64_t n, 
   }
 }
 
+// d(out)/d(x) contracted with grad_out, points i0..i1 of one level, accumulated into gx [N, 3].
+// Weight of corner (bx, by, bz) = wx[bx] wy[by] wz[bz] with w = x * R - c (c constant), so
+// d w / d x = R per axis; the border cell extrapolates linearly, exactly as the forward.
+template <int F>
+void block_backward_x(const float* x, const float* tab, const float* g, const Level& lv, int64_t i0, int64_t i1,
+                      int nf, int64_t g_stride, float* gx) {
+  const int f_count = F > 0 ? F : nf;
+  const float rf = static_cast<float>(lv.res);
+  uint32_t id[8];
+  float wt[8];
+  for (int64_t i = i0; i < i1; ++i) {
+    const float* xp = x + 3 * i;
+    float w[3];
+    corners(xp, lv, id, wt, w);
+    const float* gi = g + i * g_stride;
+    float s[8];
+    for (int k = 0; k < 8; ++k) {
+      const float* row = tab + static_cast<int64_t>(id[k]) * f_count;
+      float acc = 0.0f;
+      for (int f = 0; f < f_count; ++f) acc += gi[f] * row[f];
+      s[k] = acc;
+    }
+    const float wx[2] = {1.0f - w[0], w[0]}, wy[2] = {1.0f - w[1], w[1]}, wz[2] = {1.0f - w[2], w[2]};
+    float d0 = 0.0f, d1 = 0.0f, d2 = 0.0f;
+    for (int k = 0; k < 8; ++k) {
+      const int bx = k & 1, by = (k >> 1) & 1, bz = (k >> 2) & 1;
+      d0 += s[k] * (bx ? 1.0f : -1.0f) * wy[by] * wz[bz];
+      d1 += s[k] * wx[bx] * (by ? 1.0f : -1.0f) * wz[bz];
+      d2 += s[k] * wx[bx] * wy[by] * (bz ? 1.0f : -1.0f);
+    }
+    float* o = gx + 3 * i;
+    o[0] += rf * d0;
+    o[1] += rf * d1;
+    o[2] += rf * d2;
+  }
+}
+
 #define V3KD_DISPATCH_F(nf, FN, ...)   \
   switch (nf) {                        \
     case 1: FN<1>(__VA_ARGS__); break; \
@@ -194,6 +235,23 @@ void hash_backward(const float* grad_out, const float* x, const int32_t* res, in
       std::fill(block, block + ts * nf, 0.0f);
       const Level lv = make_level(res[l], ts);
       V3KD_DISPATCH_F(nf, level_backward, x, scratch + l * n * nf, lv, n, nf, block)
+    }
+  }
+}
+
+// grad_x: [N, 3] (fully overwritten) = sum over levels of grad_out's level block through the weights.
+void hash_backward_x(const float* grad_out, const float* x, const float* table, const int32_t* res, int64_t n,
+                     int64_t nl, int64_t ts, int nf, float* grad_x, int nt) {
+  std::vector<Level> levels;
+  for (int64_t l = 0; l < nl; ++l) levels.push_back(make_level(res[l], ts));
+  const int64_t n_blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const int64_t i0 = b * kBlock, i1 = std::min(i0 + kBlock, n);
+    std::fill(grad_x + 3 * i0, grad_x + 3 * i1, 0.0f);
+    for (int64_t l = 0; l < nl; ++l) {
+      V3KD_DISPATCH_F(nf, block_backward_x, x, table + l * ts * nf, grad_out + l * nf, levels[l], i0, i1, nf,
+                      nl * nf, grad_x)
     }
   }
 }
