@@ -27,7 +27,8 @@ FIELD = ["field.n_levels=8", "field.log2_table_size=14", "field.max_resolution=1
 
 
 def test_so3_exp_matches_scipy_and_is_smooth_at_zero():
-    omega = torch.tensor([[0.3, -0.2, 0.9], [1e-6, 2e-6, -1e-6], [0.0, 0.0, 0.0], [2.5, 0.1, -0.4]], dtype=torch.float64)
+    omega = torch.tensor([[0.3, -0.2, 0.9], [1e-6, 2e-6, -1e-6], [0.0, 0.0, 0.0], [2.5, 0.1, -0.4]],
+                         dtype=torch.float64)
     want = Rotation.from_rotvec(omega.numpy()).as_matrix()
     np.testing.assert_allclose(so3_exp(omega).numpy(), want, atol=1e-12)
     w = torch.zeros(1, 3, dtype=torch.float64, requires_grad=True)

@@ -22,7 +22,8 @@ from .render.pose_adjust import adjust_cameras, align_pose
 from .render.volume import RenderConfig
 from .runs import data_options_from, load_run, render_settings_from, update_metrics
 
-__all__ = ["evaluate_field", "aligned_cameras", "held_out_metrics", "save_png", "ViewSet", "render_views", "evaluate_run"]
+__all__ = ["evaluate_field", "aligned_cameras", "held_out_metrics", "save_png", "ViewSet", "render_views",
+           "evaluate_run"]
 
 
 @dataclass
