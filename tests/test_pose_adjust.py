@@ -65,7 +65,8 @@ def test_align_pose_recovers_a_perturbed_camera():
     true_delta = torch.tensor([[0.008, -0.006, 0.004, 0.02, -0.015, 0.01]])  # ~0.6 deg, 0.03 units
     off = adjust_cameras(cams, true_delta)
     before = psnr(render(field, off, 0, None, settings)["rgb"], target)
-    fix = align_pose(field, None, settings, off, 0, target, steps=120, rays=1024)
+    with torch.no_grad():  # as evaluation calls it
+        fix = align_pose(field, None, settings, off, 0, target, steps=120, rays=1024)
     aligned = adjust_cameras(off, fix[None])
     after = psnr(render(field, aligned, 0, None, settings)["rgb"], target)
     rot_err = Rotation.from_matrix((aligned.c2w[0, :3, :3] @ cams.c2w[0, :3, :3].T).double().numpy()).magnitude()

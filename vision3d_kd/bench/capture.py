@@ -4,10 +4,13 @@ A procedural object in a textured room, seen through OPENCV lenses at two image 
 NAME --capture`), is fitted three ways per seed, each in its own process under the same wall-clock budget:
 - capture: hash grid with undistortion and scene contraction (what `v3kd fit` does by default);
 - naive: the same data with the distortion ignored and no contraction (`--no-undistort --scene bounded`);
-- splats: Gaussian splats started from the capture's sparse points.
-Then structure from motion (`v3kd data process`) runs on the rendered images alone: its poses are compared
-with the true ones after a similarity alignment, and a hash grid fitted on them is compared with the one
-fitted on the true poses (seed 0). Scores are held-out PSNR (every 8th frame, undistorted truth).
+- splats: Gaussian splats started from the capture's sparse points;
+- sfm: structure from motion (`v3kd data process`) on the rendered images alone, then the capture fit on
+  its poses with `--refine-poses`; its poses are compared with the true ones after a similarity alignment.
+Scores are held-out PSNR (every 8th frame, undistorted truth). Held-out poses from SfM are estimates too, so
+field runs are also scored after aligning each held-out camera to its image with the field frozen
+(`psnr_test_aligned`, `v3kd eval --align-poses`); for the record, seed 0 is also fitted on the SfM poses
+without refinement (`sfm-fixed`).
 
 Splits: `validation` (torus, room seed 1) is what defaults are tuned on; `test` (composite, room seed 2)
 is run once they are chosen. Runs live under --runs-dir (default bench/runs/capture/SPLIT); finished runs
@@ -35,7 +38,9 @@ METHODS = {
     "capture": ["--field", "hashgrid"],
     "naive": ["--field", "hashgrid", "--no-undistort", "--scene", "bounded"],
     "splats": ["--field", "splats"],
+    "sfm": ["--field", "hashgrid", "--refine-poses"],
 }
+ALIGN_STEPS = 100  # test-time alignment steps per held-out camera
 
 
 def _cli(*args: str) -> None:
@@ -45,13 +50,19 @@ def _cli(*args: str) -> None:
         raise RunError(f"{' '.join(args[:2])}: {(proc.stderr.strip().splitlines() or ['failed'])[-1]}")
 
 
-def _fit(data: Path, out: Path, args: list[str], budget: float, seed: int) -> dict[str, Any]:
-    """Fit (or reuse / resume) one run; its metrics."""
+def _fit(data: Path, out: Path, args: list[str], budget: float, seed: int, align: bool = False) -> dict[str, Any]:
+    """Fit (or reuse / resume) one run; its metrics. `align`: also score it with aligned held-out cameras
+    (when its weights are here; runs of an earlier checkout keep only their metrics)."""
     if not (out / "metrics.json").is_file():
         resume = ["--resume"] if (out / "config.json").is_file() else []
         _cli("fit", str(data), *args, "--out", str(out), "--max-seconds", str(budget), "--steps", "1000000",
              "--seed", str(seed), "--no-progress", "--device", "cpu", *resume)
-    return json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    if align and "psnr_test_aligned" not in metrics and (out / "weights.safetensors").is_file():
+        _cli("eval", str(out), "--data", str(data), "--split", "test", "--align-poses", str(ALIGN_STEPS),
+             "--device", "cpu")
+        metrics = json.loads((out / "metrics.json").read_text())
+    return metrics
 
 
 def _rel(path: Path) -> str:
@@ -68,8 +79,8 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return (round(statistics.fmean(values), 3), round(statistics.stdev(values), 3) if len(values) > 1 else 0.0)
 
 
-def _sfm(data: Path, base: Path, budget: float) -> tuple[dict[str, Any], dict[str, Any]]:
-    """SfM on the rendered images: pose errors vs the true COLMAP model, and a hash grid fitted on them."""
+def _sfm_poses(data: Path, base: Path) -> tuple[Path, dict[str, Any]]:
+    """SfM on the rendered images (reused when done): its folder and its pose errors vs the true COLMAP model."""
     from ..data.colmap import colmap_frames, find_colmap_model, read_colmap_model
     from ..metrics import pose_errors
 
@@ -87,17 +98,22 @@ def _sfm(data: Path, base: Path, budget: float) -> tuple[dict[str, Any], dict[st
     spread = float(np.linalg.norm(true_c2w[:, :3, 3] - true_c2w[:, :3, 3].mean(0), axis=1).max())
     room = json.loads((data / "scene.json").read_text())["room"]
     diagonal = 2.0 * float(np.linalg.norm(room["half_size"]))
-    sfm = {"registered": len(est), "images": len(true), **{k: float(v) for k, v in errs.items()},
-           "trans_err_scene": float(errs["trans_err"]) * spread / diagonal}
-    metrics = _fit(sfm_data, base / "sfm-capture-s0", METHODS["capture"], budget, 0)
-    return sfm, metrics
+    return sfm_data, {"registered": len(est), "images": len(true), **{k: float(v) for k, v in errs.items()},
+                      "trans_err_scene": float(errs["trans_err"]) * spread / diagonal}
+
+
+def _row(method: str, seed: int, m: dict[str, Any], out: Path) -> dict[str, Any]:
+    row = {"method": method, "seed": seed, "psnr_test": round(m["psnr_test"], 3), "ssim_test": round(m["ssim_test"], 4)}
+    if "psnr_test_aligned" in m:
+        row["psnr_test_aligned"] = round(m["psnr_test_aligned"], 3)
+    return {**row, "seconds": round(m["seconds"], 1), "steps": m["steps"], "run": _rel(out)}
 
 
 def run(quick: bool = False, split: str = "validation", budget_s: float | None = None, seeds: int | None = None,
         runs_dir: Path | None = None, methods: list[str] | None = None, sfm: bool = True,
         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every method x seed on the `split` scene (default budget 900 s per fit, 3 seeds; quick: 60 s, 1 seed,
-    images at half size), then SfM; returns {rows, summary}."""
+    images at half size; `sfm` False drops the SfM method); returns {rows, summary}."""
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     name, room_seed = SPLITS[split]
@@ -109,36 +125,51 @@ def run(quick: bool = False, split: str = "validation", budget_s: float | None =
         scale = ["--scale", "0.5", "--n-views", "40"] if quick else []
         _cli("data", "scene", name, "--capture", "--seed", str(room_seed), "--out", str(data), *scale)
     say = progress or (lambda line: None)
-    rows, psnrs, sfm_result = [], {}, None
+    chosen = [m for m in (methods or list(METHODS)) if sfm or m != "sfm"]
+    sfm_data, errs = _sfm_poses(data, base) if "sfm" in chosen else (None, None)
+    if errs is not None:
+        say(f"SfM: {errs['rot_err_deg']:.3f} deg, {100 * errs['trans_err']:.2f} % of the cameras' spread")
+    rows: list[dict[str, Any]] = []
+    scores: dict[str, dict[str, list[float]]] = {}
     for seed in range(n_seeds):  # seed-major, so a partial run (a stopped session) has every method once
-        for method in methods or list(METHODS):
+        for method in chosen:
             out = base / f"{method}-s{seed}"
-            m = _fit(data, out, METHODS[method], budget, seed)
-            rows.append({"method": method, "seed": seed, "psnr_test": round(m["psnr_test"], 3),
-                         "ssim_test": round(m["ssim_test"], 4), "seconds": round(m["seconds"], 1),
-                         "steps": m["steps"], "run": _rel(out)})
-            psnrs.setdefault(method, []).append(m["psnr_test"])
-            say(f"{method} seed {seed}: {m['psnr_test']:.2f} dB")
-        if sfm and seed == 0:
-            sfm_result = _sfm(data, base, budget)
-            say(f"SfM: {sfm_result[0]['rot_err_deg']:.3f} deg, {100 * sfm_result[0]['trans_err']:.2f} %; "
-                f"fit on its poses {sfm_result[1]['psnr_test']:.2f} dB")
+            m = _fit(sfm_data if method == "sfm" else data, out, METHODS[method], budget, seed,
+                     align=method in ("capture", "sfm"))
+            rows.append(_row(method, seed, m, out))
+            for key in ("psnr_test", "psnr_test_aligned"):
+                if key in m:
+                    scores.setdefault(method, {}).setdefault(key, []).append(m[key])
+            say(f"{method} seed {seed}: {m['psnr_test']:.2f} dB"
+                + (f" ({m['psnr_test_aligned']:.2f} dB aligned)" if "psnr_test_aligned" in m else ""))
     summary: dict[str, Any] = {"scene": name, "split": split, "budget_s": budget, "seeds": n_seeds}
-    keys = {"capture": "psnr_capture", "naive": "psnr_naive", "splats": "psnr_capture_splats"}
-    for method, values in psnrs.items():
-        summary[keys[method]], summary[keys[method] + "_std"] = _mean_std(values)
-    if sfm_result is not None:
-        errs, m = sfm_result
-        summary["sfm_rot_err_deg"] = round(errs["rot_err_deg"], 4)
-        summary["sfm_rot_err_deg_max"] = round(errs["rot_err_deg_max"], 4)
-        summary["sfm_trans_err_pct"] = round(100 * errs["trans_err"], 4)
-        summary["sfm_trans_err_pct_of_scene"] = round(100 * errs["trans_err_scene"], 4)
-        summary["sfm_registered"] = f"{errs['registered']}/{errs['images']}"
-        summary["psnr_sfm_poses"] = round(m["psnr_test"], 3)
-        if "capture" in psnrs:
-            summary["psnr_sfm_minus_true"] = round(m["psnr_test"] - psnrs["capture"][0], 3)
-        rows.append({"method": "capture on SfM poses", "seed": 0, "psnr_test": round(m["psnr_test"], 3),
-                     "ssim_test": round(m["ssim_test"], 4), "seconds": round(m["seconds"], 1), "steps": m["steps"],
-                     "run": _rel(base / "sfm-capture-s0"), "rot_err_deg": round(errs["rot_err_deg"], 4),
-                     "trans_err_pct": round(100 * errs["trans_err"], 4)})
+    keys = {"capture": "psnr_capture", "naive": "psnr_naive", "splats": "psnr_capture_splats", "sfm": "psnr_sfm_poses"}
+    for method, by_key in scores.items():
+        summary[keys[method]], summary[keys[method] + "_std"] = _mean_std(by_key["psnr_test"])
+        if "psnr_test_aligned" in by_key:
+            aligned = by_key["psnr_test_aligned"]
+            summary[keys[method] + "_aligned"], summary[keys[method] + "_aligned_std"] = _mean_std(aligned)
+            summary[keys[method] + "_aligned_seeds"] = len(aligned)
+    if errs is not None:
+        summary.update(_sfm_summary(errs, summary))
+        fixed = _fit(sfm_data, base / "sfm-fixed-s0", METHODS["capture"], budget, 0)
+        rows.append(_row("sfm without pose refinement (record)", 0, fixed, base / "sfm-fixed-s0"))
+        summary["psnr_sfm_fixed"] = round(fixed["psnr_test"], 3)
     return {"rows": rows, "summary": summary}
+
+
+def _sfm_summary(errs: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """The SfM figures: pose errors, and the fits on its poses minus the fits on the true ones (as named:
+    both as given; and with every held-out camera aligned, the SfM run against the true-pose run)."""
+    out = {"sfm_rot_err_deg": round(errs["rot_err_deg"], 4), "sfm_rot_err_deg_max": round(errs["rot_err_deg_max"], 4),
+           "sfm_trans_err_pct": round(100 * errs["trans_err"], 4),
+           "sfm_trans_err_pct_of_scene": round(100 * errs["trans_err_scene"], 4),
+           "sfm_registered": f"{errs['registered']}/{errs['images']}"}
+    if "psnr_sfm_poses" in summary and "psnr_capture" in summary:
+        out["psnr_sfm_minus_true"] = round(summary["psnr_sfm_poses"] - summary["psnr_capture"], 3)
+        if "psnr_sfm_poses_aligned" in summary:
+            out["psnr_sfm_aligned_minus_true"] = round(summary["psnr_sfm_poses_aligned"] - summary["psnr_capture"], 3)
+        if "psnr_sfm_poses_aligned" in summary and "psnr_capture_aligned" in summary:
+            out["psnr_sfm_aligned_minus_true_aligned"] = round(
+                summary["psnr_sfm_poses_aligned"] - summary["psnr_capture_aligned"], 3)
+    return out

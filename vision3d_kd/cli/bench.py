@@ -216,17 +216,18 @@ def capture_command(
     split: str = typer.Option("validation", "--split", help="validation (tune on it) or test (run once chosen)."),
     budget: float = _budget(900, 60, "Training seconds per fit"),
     seeds: int = typer.Option(None, "--seeds", help="Seeds per method (default 3; with --quick 1)."),
-    methods: str = typer.Option(None, "--methods", help="Comma-separated subset of capture, naive, splats "
+    methods: str = typer.Option(None, "--methods", help="Comma-separated subset of capture, naive, splats, sfm "
                                 "(default: all)."),
-    sfm: bool = typer.Option(True, "--sfm/--no-sfm", help="Also run structure from motion on the images and fit "
-                             "on its poses."),
+    sfm: bool = typer.Option(True, "--sfm/--no-sfm", help="Run structure from motion on the images and fit on its "
+                             "poses with pose refinement (the sfm method); --no-sfm drops it."),
     runs_dir: Path = _bench_runs("capture/SPLIT"),
     out_dir: Path = _OUT_DIR,
 ) -> None:
     """Real captures on ground truth: a procedural object in a textured room through distorting lenses.
 
     Hash grid with undistortion + contraction vs distortion ignored and bounded vs splats from the sparse
-    points (held-out PSNR, mean ± std over seeds); SfM pose errors; fitting on SfM poses vs true ones."""
+    points (held-out PSNR, mean ± std over seeds); SfM pose errors; fitting on SfM poses (with pose
+    refinement, held-out cameras also scored aligned) vs the true ones."""
     from ..bench.capture import METHODS, SPLITS, run
 
     _positive("--budget", budget)

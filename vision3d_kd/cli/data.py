@@ -111,7 +111,7 @@ def process_command(
     show_progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Pose the images of SOURCE by structure from motion (COLMAP, CPU) and write OUT: images/, sparse/0,
-    transforms.json and sparse_pc.ply, ready for `v3kd fit OUT`."""
+    transforms.json and sparse_pc.ply, ready for `v3kd fit OUT --refine-poses`."""
     from ..data.sfm import process_photos
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -128,3 +128,4 @@ def process_command(
                f"{summary['seconds']:.1f} s ({summary['matcher']} matching, {summary['camera_model']})")
     if summary["warnings"]:
         typer.echo("warning: " + "; ".join(summary["warnings"]))
+    typer.echo(f"next: v3kd fit {summary['out']} --refine-poses  (the poses are estimates; the fit refines them)")

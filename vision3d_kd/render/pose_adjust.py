@@ -90,9 +90,9 @@ def align_pose(field, grid: OccupancyGrid | None, settings: RenderConfig, cams: 
             for g in opt.param_groups:
                 g["lr"] = lr * 0.1 ** (step / max(1, steps - 1))
             idx = torch.randint(0, colour.shape[0], (min(rays, colour.shape[0]),), generator=gen, device=gen.device)
-            o, d = adjust_rays(rays_o[idx], rays_d[idx], delta.expand(idx.numel(), 6))
-            bg = ray_background(background, idx.numel(), o.device)
-            with torch.enable_grad():
+            bg = ray_background(background, idx.numel(), rays_o.device)
+            with torch.enable_grad():  # callers may be under no_grad (evaluation)
+                o, d = adjust_rays(rays_o[idx], rays_d[idx], delta.expand(idx.numel(), 6))
                 out = render_rays(field, o, d, grid, bg, settings)
                 loss = torch.mean((out["rgb"] - colour[idx]) ** 2)
             if not loss.requires_grad:  # no ray met the field: nothing to align on this step
