@@ -107,3 +107,42 @@ def test_each_subcommand_passes_its_options_to_its_run(args, module, expected, m
     name = args[0]
     assert json.loads((tmp_path / f"{name}.json").read_text())["summary"] == {"best": 1.5}
     assert (tmp_path / f"{name}.md").is_file() and "summary: best=1.5" in capsys.readouterr().out
+
+
+def test_capture_bench_summary_over_seeds_with_aligned_scores(monkeypatch, tmp_path):
+    """The capture bench's bookkeeping (fits replaced by known metrics): every method x seed, seed-major;
+    mean ± std per method; aligned scores where a method has them; the SfM figures and differences."""
+    from vision3d_kd.bench import capture
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "transforms.json").write_text("{}")
+    psnr = {"capture": [35.0, 36.0, 37.0], "naive": [18.0, 18.0, 18.0], "splats": [35.5, 35.5, 36.5],
+            "sfm": [33.0, 34.0, 35.0]}
+    calls = []
+
+    def fake_fit(data, out, args, budget, seed, align=False):
+        method = out.name.rsplit("-s", 1)[0]
+        calls.append((method, seed, data.name, align))
+        if method == "sfm-fixed":
+            return {"psnr_test": 31.0, "ssim_test": 0.9, "seconds": 900.0, "steps": 3000}
+        m = {"psnr_test": psnr[method][seed], "ssim_test": 0.95, "seconds": 900.0, "steps": 3000}
+        if method == "sfm" or (method == "capture" and seed == 2):  # only one true-pose run kept its weights
+            m["psnr_test_aligned"] = m["psnr_test"] + 1.0
+        return m
+
+    errs = {"registered": 72, "images": 72, "rot_err_deg": 0.6, "rot_err_deg_max": 1.2, "trans_err": 0.013,
+            "trans_err_max": 0.02, "trans_err_scene": 0.003}
+    monkeypatch.setattr(capture, "_fit", fake_fit)
+    monkeypatch.setattr(capture, "_sfm_poses", lambda data, base: (base / "sfm-data", errs))
+    result = capture.run(split="test", runs_dir=tmp_path)
+    assert [c[:2] for c in calls[:4]] == [("capture", 0), ("naive", 0), ("splats", 0), ("sfm", 0)]
+    assert {c[2] for c in calls if c[0] == "sfm"} == {"sfm-data"} and calls[-1][0] == "sfm-fixed"
+    assert [c[3] for c in calls[:4]] == [True, False, False, True]
+    s = result["summary"]
+    assert s["psnr_capture"] == 36.0 and s["psnr_capture_std"] == 1.0 and s["psnr_naive_std"] == 0.0
+    assert s["psnr_capture_aligned"] == 38.0 and s["psnr_capture_aligned_seeds"] == 1
+    assert s["psnr_sfm_poses"] == 34.0 and s["psnr_sfm_poses_aligned"] == 35.0
+    assert s["psnr_sfm_minus_true"] == -2.0 and s["psnr_sfm_aligned_minus_true"] == -1.0
+    assert s["psnr_sfm_aligned_minus_true_aligned"] == -3.0 and s["psnr_sfm_fixed"] == 31.0
+    assert s["sfm_rot_err_deg"] == 0.6 and s["sfm_registered"] == "72/72" and s["sfm_trans_err_pct_of_scene"] == 0.3
+    assert len(result["rows"]) == 13 and result["rows"][-1]["psnr_test"] == 31.0
