@@ -117,7 +117,7 @@ def test_capture_bench_summary_over_seeds_with_aligned_scores(monkeypatch, tmp_p
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "transforms.json").write_text("{}")
     psnr = {"capture": [35.0, 36.0, 37.0], "naive": [18.0, 18.0, 18.0], "splats": [35.5, 35.5, 36.5],
-            "sfm": [33.0, 34.0, 35.0]}
+            "sfm": [33.0, 34.0, 35.0], "sfm-intrinsics": [34.0, 35.0, 36.0]}
     calls = []
 
     def fake_fit(data, out, args, budget, seed, align=False):
@@ -126,7 +126,7 @@ def test_capture_bench_summary_over_seeds_with_aligned_scores(monkeypatch, tmp_p
         if method == "sfm-fixed":
             return {"psnr_test": 31.0, "ssim_test": 0.9, "seconds": 900.0, "steps": 3000}
         m = {"psnr_test": psnr[method][seed], "ssim_test": 0.95, "seconds": 900.0, "steps": 3000}
-        if method == "sfm" or (method == "capture" and seed == 2):  # only one true-pose run kept its weights
+        if method.startswith("sfm") or (method == "capture" and seed == 2):  # only one true-pose run kept its weights
             m["psnr_test_aligned"] = m["psnr_test"] + 1.0
         return m
 
@@ -135,9 +135,10 @@ def test_capture_bench_summary_over_seeds_with_aligned_scores(monkeypatch, tmp_p
     monkeypatch.setattr(capture, "_fit", fake_fit)
     monkeypatch.setattr(capture, "_sfm_poses", lambda data, base: (base / "sfm-data", errs))
     result = capture.run(split="test", runs_dir=tmp_path)
-    assert [c[:2] for c in calls[:4]] == [("capture", 0), ("naive", 0), ("splats", 0), ("sfm", 0)]
-    assert {c[2] for c in calls if c[0] == "sfm"} == {"sfm-data"} and calls[-1][0] == "sfm-fixed"
-    assert [c[3] for c in calls[:4]] == [True, False, False, True]
+    assert [c[:2] for c in calls[:5]] == [("capture", 0), ("naive", 0), ("splats", 0), ("sfm", 0),
+                                          ("sfm-intrinsics", 0)]
+    assert {c[2] for c in calls if c[0].startswith("sfm")} == {"sfm-data"} and calls[-1][0] == "sfm-fixed"
+    assert [c[3] for c in calls[:5]] == [True, False, False, True, True]
     s = result["summary"]
     assert s["psnr_capture"] == 36.0 and s["psnr_capture_std"] == 1.0 and s["psnr_naive_std"] == 0.0
     assert s["psnr_capture_aligned"] == 38.0 and s["psnr_capture_aligned_seeds"] == 1
@@ -145,4 +146,6 @@ def test_capture_bench_summary_over_seeds_with_aligned_scores(monkeypatch, tmp_p
     assert s["psnr_sfm_minus_true"] == -2.0 and s["psnr_sfm_aligned_minus_true"] == -1.0
     assert s["psnr_sfm_aligned_minus_true_aligned"] == -3.0 and s["psnr_sfm_fixed"] == 31.0
     assert s["sfm_rot_err_deg"] == 0.6 and s["sfm_registered"] == "72/72" and s["sfm_trans_err_pct_of_scene"] == 0.3
-    assert len(result["rows"]) == 13 and result["rows"][-1]["psnr_test"] == 31.0
+    assert s["psnr_sfm_intrinsics"] == 35.0 and s["psnr_sfm_intrinsics_aligned_minus_true"] == 0.0
+    assert s["psnr_sfm_intrinsics_aligned_minus_true_aligned"] == -2.0
+    assert len(result["rows"]) == 16 and result["rows"][-1]["psnr_test"] == 31.0

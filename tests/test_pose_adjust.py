@@ -93,9 +93,10 @@ def test_fit_refines_poses_and_resumes_them(sphere_scene, tmp_path):
         assert resumed[key] == pytest.approx(whole[key], rel=1e-6, abs=1e-9), key
 
 
-def test_refine_poses_is_refused_for_fields_without_a_position_gradient(sphere_scene, tmp_path):
+@pytest.mark.parametrize("flag", ["refine_poses", "refine_intrinsics"])
+def test_camera_refinement_is_refused_for_fields_without_a_position_gradient(sphere_scene, tmp_path, flag):
     train_ds = load_dataset(sphere_scene, "train")
-    cfg = apply_overrides(load_fit_config("grid"), ["train.steps=2", "train.refine_poses=true"])
-    with pytest.raises(ConfigError, match="refine-poses"):
+    cfg = apply_overrides(load_fit_config("grid"), ["train.steps=2", f"train.{flag}=true"])
+    with pytest.raises(ConfigError, match=flag.replace("_", "-")):
         fit(train_ds, None, tmp_path / "run", cfg, show_progress=False)
     assert PoseAdjustment(3).summary()["pose_rot_deg_max"] == 0.0

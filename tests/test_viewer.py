@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,11 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from tests.chromium import CHROMIUM, wait_for
 from tests.conftest import analytic_run
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (.ci/run installs it)")
 
 
@@ -28,7 +25,8 @@ def _free_port() -> int:
 
 
 def _screenshot(run: Path, out: Path, *extra: str) -> np.ndarray:
-    """Serve `run` with `v3kd view` and return Chromium's screenshot of the page [768,1024,3] in [0,1]."""
+    """Serve `run` with `v3kd view` and return Chromium's screenshot of the page [768,1024,3] in [0,1], taken
+    as soon as the object fills the centre (polled, up to 180 s: the scene arrives over a websocket)."""
     port = _free_port()
     cmd = [sys.executable, "-m", "vision3d_kd.cli.main", "view", str(run), "--port", str(port), "--resolution", "48",
            "--device", "cpu", *extra]
@@ -39,13 +37,7 @@ def _screenshot(run: Path, out: Path, *extra: str) -> np.ndarray:
         while "viewer at" not in line and time.time() < deadline and server.poll() is None:
             line = server.stdout.readline()
         assert f"viewer at http://127.0.0.1:{port}" in line, line
-        shot = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--enable-unsafe-swiftshader", "--use-angle=swiftshader", f"--screenshot={out}",
-             "--window-size=1024,768", "--virtual-time-budget=20000", f"http://127.0.0.1:{port}"],
-            capture_output=True, text=True, timeout=180, env={**os.environ, "HOME": str(out.parent)})
-        assert out.is_file(), shot.stderr[-2000:]
-        return np.asarray(Image.open(out).convert("RGB")).astype(np.float32) / 255.0
+        return wait_for(f"http://127.0.0.1:{port}", lambda img: _object_visible(img) > 0.5, out)
     finally:
         server.terminate()
         server.wait(timeout=30)

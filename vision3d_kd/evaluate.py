@@ -3,6 +3,8 @@ directory on its dataset (what `v3kd eval` does)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ from .data import held_out_split, load_dataset
 from .errors import ConfigError
 from .metrics import psnr, ssim
 from .render.image import render
+from .render.intrinsics_adjust import INTRINSICS_FILE, IntrinsicsAdjustment
 from .render.occupancy import OccupancyGrid
 from .render.pose_adjust import adjust_cameras, align_pose
 from .render.volume import RenderConfig
@@ -118,7 +121,8 @@ def evaluate_run(run: Path, data: Path | None = None, split: str | None = None, 
     psnr_<split> (dB), ssim_<split> and n_<split>_views into RUN/metrics.json and saves the first views beside
     their targets in RUN/renders/. With `align_steps` > 0 (fields; for estimated poses) the held-out cameras are
     first aligned to their images (`aligned_cameras`) and the keys are psnr_<split>_aligned,
-    ssim_<split>_aligned. Returns (split, `evaluate_field`'s scores)."""
+    ssim_<split>_aligned. A run fitted with --refine-intrinsics renders through its learned camera corrections
+    (RUN/intrinsics.json). Returns (split, `evaluate_field`'s scores)."""
     if background not in ("white", "black"):
         raise ConfigError(f"--background must be white or black, got {background!r}")
     if align_steps < 0:
@@ -133,6 +137,10 @@ def evaluate_run(run: Path, data: Path | None = None, split: str | None = None, 
     if split is None:
         raise ConfigError(f"{data}: no test or val split to evaluate on (pass --split)")
     ds = load_dataset(data, split, **data_options_from(cfg))
+    if (Path(run) / INTRINSICS_FILE).is_file():  # fitted with --refine-intrinsics: the same cameras' corrections
+        adjust = IntrinsicsAdjustment.from_dict(json.loads((Path(run) / INTRINSICS_FILE).read_text()))
+        with torch.no_grad():
+            ds = dataclasses.replace(ds, cameras=adjust(ds.cameras))
     settings, cams, moved, tag = render_settings_from(cfg), None, {}, ""
     if align_steps:
         cams, moved = aligned_cameras(field, ds, grid, settings or RenderConfig(), background, align_steps)

@@ -6,7 +6,8 @@ NAME --capture`), is fitted three ways per seed, each in its own process under t
 - naive: the same data with the distortion ignored and no contraction (`--no-undistort --scene bounded`);
 - splats: Gaussian splats started from the capture's sparse points;
 - sfm: structure from motion (`v3kd data process`) on the rendered images alone, then the capture fit on
-  its poses with `--refine-poses`; its poses are compared with the true ones after a similarity alignment.
+  its poses with `--refine-poses`; its poses are compared with the true ones after a similarity alignment;
+- sfm-intrinsics: the same with `--refine-intrinsics` too (SfM's focal lengths are ~1 % long here).
 Scores are held-out PSNR (every 8th frame, undistorted truth). Held-out poses from SfM are estimates too, so
 field runs are also scored after aligning each held-out camera to its image with the field frozen
 (`psnr_test_aligned`, `v3kd eval --align-poses`); for the record, seed 0 is also fitted on the SfM poses
@@ -39,7 +40,9 @@ METHODS = {
     "naive": ["--field", "hashgrid", "--no-undistort", "--scene", "bounded"],
     "splats": ["--field", "splats"],
     "sfm": ["--field", "hashgrid", "--refine-poses"],
+    "sfm-intrinsics": ["--field", "hashgrid", "--refine-poses", "--refine-intrinsics"],
 }
+SFM_METHODS = ("sfm", "sfm-intrinsics")  # fitted on the poses (and intrinsics) that SfM recovered
 ALIGN_STEPS = 100  # test-time alignment steps per held-out camera
 
 
@@ -125,8 +128,8 @@ def run(quick: bool = False, split: str = "validation", budget_s: float | None =
         scale = ["--scale", "0.5", "--n-views", "40"] if quick else []
         _cli("data", "scene", name, "--capture", "--seed", str(room_seed), "--out", str(data), *scale)
     say = progress or (lambda line: None)
-    chosen = [m for m in (methods or list(METHODS)) if sfm or m != "sfm"]
-    sfm_data, errs = _sfm_poses(data, base) if "sfm" in chosen else (None, None)
+    chosen = [m for m in (methods or list(METHODS)) if sfm or m not in SFM_METHODS]
+    sfm_data, errs = _sfm_poses(data, base) if set(chosen) & set(SFM_METHODS) else (None, None)
     if errs is not None:
         say(f"SfM: {errs['rot_err_deg']:.3f} deg, {100 * errs['trans_err']:.2f} % of the cameras' spread")
     rows: list[dict[str, Any]] = []
@@ -134,8 +137,8 @@ def run(quick: bool = False, split: str = "validation", budget_s: float | None =
     for seed in range(n_seeds):  # seed-major, so a partial run (a stopped session) has every method once
         for method in chosen:
             out = base / f"{method}-s{seed}"
-            m = _fit(sfm_data if method == "sfm" else data, out, METHODS[method], budget, seed,
-                     align=method in ("capture", "sfm"))
+            m = _fit(sfm_data if method in SFM_METHODS else data, out, METHODS[method], budget, seed,
+                     align=method in ("capture", *SFM_METHODS))
             rows.append(_row(method, seed, m, out))
             for key in ("psnr_test", "psnr_test_aligned"):
                 if key in m:
@@ -143,7 +146,8 @@ def run(quick: bool = False, split: str = "validation", budget_s: float | None =
             say(f"{method} seed {seed}: {m['psnr_test']:.2f} dB"
                 + (f" ({m['psnr_test_aligned']:.2f} dB aligned)" if "psnr_test_aligned" in m else ""))
     summary: dict[str, Any] = {"scene": name, "split": split, "budget_s": budget, "seeds": n_seeds}
-    keys = {"capture": "psnr_capture", "naive": "psnr_naive", "splats": "psnr_capture_splats", "sfm": "psnr_sfm_poses"}
+    keys = {"capture": "psnr_capture", "naive": "psnr_naive", "splats": "psnr_capture_splats", "sfm": "psnr_sfm_poses",
+            "sfm-intrinsics": "psnr_sfm_intrinsics"}
     for method, by_key in scores.items():
         summary[keys[method]], summary[keys[method] + "_std"] = _mean_std(by_key["psnr_test"])
         if "psnr_test_aligned" in by_key:
@@ -165,11 +169,13 @@ def _sfm_summary(errs: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any
            "sfm_trans_err_pct": round(100 * errs["trans_err"], 4),
            "sfm_trans_err_pct_of_scene": round(100 * errs["trans_err_scene"], 4),
            "sfm_registered": f"{errs['registered']}/{errs['images']}"}
-    if "psnr_sfm_poses" in summary and "psnr_capture" in summary:
-        out["psnr_sfm_minus_true"] = round(summary["psnr_sfm_poses"] - summary["psnr_capture"], 3)
-        if "psnr_sfm_poses_aligned" in summary:
-            out["psnr_sfm_aligned_minus_true"] = round(summary["psnr_sfm_poses_aligned"] - summary["psnr_capture"], 3)
-        if "psnr_sfm_poses_aligned" in summary and "psnr_capture_aligned" in summary:
-            out["psnr_sfm_aligned_minus_true_aligned"] = round(
-                summary["psnr_sfm_poses_aligned"] - summary["psnr_capture_aligned"], 3)
+    for key, tag in (("psnr_sfm_poses", "psnr_sfm"), ("psnr_sfm_intrinsics", "psnr_sfm_intrinsics")):
+        if key not in summary or "psnr_capture" not in summary:
+            continue
+        out[f"{tag}_minus_true"] = round(summary[key] - summary["psnr_capture"], 3)
+        if f"{key}_aligned" in summary:
+            out[f"{tag}_aligned_minus_true"] = round(summary[f"{key}_aligned"] - summary["psnr_capture"], 3)
+            if "psnr_capture_aligned" in summary:
+                out[f"{tag}_aligned_minus_true_aligned"] = round(
+                    summary[f"{key}_aligned"] - summary["psnr_capture_aligned"], 3)
     return out

@@ -216,10 +216,11 @@ def capture_command(
     split: str = typer.Option("validation", "--split", help="validation (tune on it) or test (run once chosen)."),
     budget: float = _budget(900, 60, "Training seconds per fit"),
     seeds: int = typer.Option(None, "--seeds", help="Seeds per method (default 3; with --quick 1)."),
-    methods: str = typer.Option(None, "--methods", help="Comma-separated subset of capture, naive, splats, sfm "
-                                "(default: all)."),
+    methods: str = typer.Option(None, "--methods", help="Comma-separated subset of capture, naive, splats, sfm, "
+                                "sfm-intrinsics (default: all)."),
     sfm: bool = typer.Option(True, "--sfm/--no-sfm", help="Run structure from motion on the images and fit on its "
-                             "poses with pose refinement (the sfm method); --no-sfm drops it."),
+                             "poses with pose refinement (sfm; sfm-intrinsics also refines intrinsics); --no-sfm "
+                             "drops both."),
     runs_dir: Path = _bench_runs("capture/SPLIT"),
     out_dir: Path = _OUT_DIR,
 ) -> None:

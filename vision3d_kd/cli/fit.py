@@ -42,6 +42,12 @@ def fit_command(
              "estimates (v3kd data process, phone apps). Held-out views are then also scored after aligning their "
              "cameras (psnr_test_aligned). Default off.",
     ),
+    refine_intrinsics: bool = typer.Option(
+        None, "--refine-intrinsics/--no-refine-intrinsics",
+        help="Learn a focal-length scale and principal-point shift per camera (fields: hashgrid, mlp): for "
+             "intrinsics that are estimates (v3kd data process); held-out views of the same camera use them. "
+             "Default off.",
+    ),
     config: Path = typer.Option(None, "--config", help="YAML file replacing the field's default config."),
     overrides: list[str] = typer.Option(
         [], "--set", help="Override a config value: field.KEY=VALUE or train.KEY=VALUE (repeatable)."
@@ -61,7 +67,8 @@ def fit_command(
         raise ConfigError("--init applies to --field splats")
     cfg = saved_fit_config(out) if resume else load_fit_config(field, config)
     flags = {"steps": steps, "max_seconds": max_seconds, "seed": seed, "downscale": downscale, "init": init,
-             "scene": scene, "undistort": undistort, "refine_poses": refine_poses}
+             "scene": scene, "undistort": undistort, "refine_poses": refine_poses,
+             "refine_intrinsics": refine_intrinsics}
     cfg = apply_overrides(cfg, [*overrides, *(f"train.{k}={v}" for k, v in flags.items() if v is not None)])
     console = Console(stderr=True)
 

@@ -71,6 +71,7 @@ class TrainConfig(DataOptions):
     eval_chunk: int = 8192  # rays per chunk when rendering full images
     snapshot_every_seconds: float = 0.0  # write RUN/snapshots/<t>s/ every this many training seconds (0 = off)
     refine_poses: bool = False  # learn a rotation + translation per training image (poses from SfM / phones)
+    refine_intrinsics: bool = False  # learn focal scale + principal point per camera (SfM intrinsics; fields)
     pose_lr: float = 1e-3  # peak learning rate of those corrections (radians, scene units); same schedule as lr
     eval_align_steps: int = -1  # held-out cameras aligned to their images before a 2nd score (-1: 100 if refine_poses)
 
@@ -142,6 +143,7 @@ class SplatTrainConfig(DataOptions):
     seed: int = 0
     snapshot_every_seconds: float = 0.0  # write RUN/snapshots/<t>s/ every this many training seconds (0 = off)
     refine_poses: bool = False  # learn a rotation + translation per training image (poses from SfM / phones)
+    refine_intrinsics: bool = False  # learn focal scale + principal point per camera (SfM intrinsics; fields)
     pose_lr: float = 1e-3  # peak learning rate of those corrections (radians, scene units); same schedule as lr
     eval_align_steps: int = -1  # held-out cameras aligned to their images before a 2nd score (-1: 100 if refine_poses)
 

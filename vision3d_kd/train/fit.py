@@ -7,6 +7,8 @@ directory that `--resume` continues from the last checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -14,11 +16,12 @@ from typing import Any
 
 import torch
 
-from ..cameras import Cameras, image_rays, orbit_defaults
+from ..cameras import Cameras, camera_rays, image_rays, orbit_defaults
 from ..data import held_out_split, load_dataset
 from ..errors import ConfigError
 from ..evaluate import held_out_metrics
 from ..fields import build_field
+from ..render.intrinsics_adjust import INTRINSICS_FILE, IntrinsicsAdjustment
 from ..render.occupancy import OccupancyGrid
 from ..render.pose_adjust import PoseAdjustment
 from ..render.volume import RenderConfig, ray_background, render_rays
@@ -71,14 +74,21 @@ class FitTask(FieldTask):
                  device: torch.device) -> None:
         grid = OccupancyGrid(field.aabb.cpu(), tc.occ_resolution, contract=field.contract).to(device)
         name = run_cfg["fit"]["field_name"]
-        self.poses = None
-        if tc.refine_poses:
-            if name not in POSE_GRADIENT:
-                raise ConfigError(f"--refine-poses needs a field whose encoding has a gradient to positions "
-                                  f"({', '.join(POSE_GRADIENT)}); --field {name} has none")
-            self.poses = PoseAdjustment(len(train_ds.cameras)).to(device)
-        extra = {"pose_delta": (self.poses.delta, tc.pose_lr)} if self.poses is not None else None
+        for flag in ("refine_poses", "refine_intrinsics"):
+            if getattr(tc, flag) and name not in POSE_GRADIENT:
+                raise ConfigError(f"--{flag.replace('_', '-')} needs a field whose encoding has a gradient to "
+                                  f"positions ({', '.join(POSE_GRADIENT)}); --field {name} has none")
+        self.poses = PoseAdjustment(len(train_ds.cameras)).to(device) if tc.refine_poses else None
+        self.intrinsics = None
+        if tc.refine_intrinsics:
+            self.intrinsics = IntrinsicsAdjustment.from_cameras(train_ds.cameras).to(device)
+        extra = {}
+        if self.poses is not None:
+            extra["pose_delta"] = (self.poses.delta, tc.pose_lr)
+        if self.intrinsics is not None:
+            extra["intrinsics_delta"] = (self.intrinsics.delta, tc.pose_lr)
         super().__init__(f"fit {name}", field, grid, tc, generator, run_cfg, extra)
+        self.cams = train_ds.cameras.to(device)
         self.pixels_per_image = train_ds.cameras.width * train_ds.cameras.height
         self.test_ds, self.device = test_ds, device
         self.rays_o, self.rays_d = (t.to(device) for t in _all_rays(train_ds.cameras))
@@ -95,9 +105,7 @@ class FitTask(FieldTask):
         # index_select: much faster than fancy indexing when the cores are shared
         a = self.opacity.index_select(0, idx)
         target = self.rgb.index_select(0, idx) * a + bg * (1 - a)
-        ro, rd = self.rays_o.index_select(0, idx), self.rays_d.index_select(0, idx)
-        if self.poses is not None:  # rays are image-major: the image of a ray is its index // pixels per image
-            ro, rd = self.poses(ro, rd, torch.div(idx, self.pixels_per_image, rounding_mode="floor"))
+        ro, rd = self._rays(idx)
         res = render_rays(self.field, ro, rd, grid, bg, self.settings, jitter=True, generator=gen,
                           distortion=tc.distortion > 0)
         mse = torch.mean((res["rgb"] - target) ** 2)
@@ -111,15 +119,36 @@ class FitTask(FieldTask):
                "samples": n_samples, "occupancy": grid.occupancy_fraction()}
         return StepResult(rec, f"psnr {psnr_train:.2f}  samples {n_samples}")
 
+    def _rays(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rays [R,3] of the training pixels `idx` (image-major flat indices), through the refined cameras."""
+        if self.poses is None and self.intrinsics is None:
+            return self.rays_o.index_select(0, idx), self.rays_d.index_select(0, idx)
+        image = torch.div(idx, self.pixels_per_image, rounding_mode="floor")
+        if self.intrinsics is None:
+            ro, rd = self.rays_o.index_select(0, idx), self.rays_d.index_select(0, idx)
+        else:
+            pixel = idx - image * self.pixels_per_image
+            row = torch.div(pixel, self.cams.width, rounding_mode="floor")
+            px, py = (pixel - row * self.cams.width).float() + 0.5, row.float() + 0.5
+            ro, rd = camera_rays(self.intrinsics(self.cams), image, px, py)
+        return (ro, rd) if self.poses is None else self.poses(ro, rd, image)
+
     def finish(self, out: Path) -> dict[str, Any]:
         self.field.eval()
         metrics: dict[str, Any] = {"field": self.run_cfg["fit"]["field_name"],
                                    "params": sum(p.numel() for p in self.field.parameters())}
         if self.poses is not None:
             metrics.update(self.poses.summary())
-        if self.test_ds is not None:
+        test_ds = self.test_ds
+        if self.intrinsics is not None:
+            metrics.update(self.intrinsics.summary())
+            (out / INTRINSICS_FILE).write_text(json.dumps(self.intrinsics.to_dict(), indent=1))
+            if test_ds is not None:  # held-out images of the same cameras get the same correction
+                with torch.no_grad():
+                    test_ds = dataclasses.replace(test_ds, cameras=self.intrinsics(test_ds.cameras))
+        if test_ds is not None:
             eval_cfg = RenderConfig(step_size=self.tc.step_size)
-            metrics.update(held_out_metrics(self.field, self.test_ds, self.grid, eval_cfg, self.tc.eval_background,
+            metrics.update(held_out_metrics(self.field, test_ds, self.grid, eval_cfg, self.tc.eval_background,
                                             self.tc.eval_chunk, out / "renders", self.tc.align_steps()))
         return metrics
 
