@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from tests.test_pose_adjust import FIELD, _textured_field
+from tests.test_pose_adjust import FIELD, _textured_field, crashed_then_resumed
 from vision3d_kd.cameras import Cameras, camera_rays, look_at
 from vision3d_kd.data import load_dataset
 from vision3d_kd.evaluate import evaluate_run
@@ -107,14 +107,6 @@ def test_fit_refines_intrinsics_resumes_them_and_eval_uses_them(sphere_scene, tm
     assert plain["psnr"] != pytest.approx(whole["psnr_test"], abs=1e-3)
 
     train_ds = load_dataset(sphere_scene, "train")
-    run = tmp_path / "crashed"
-
-    def crash(step: int, record: dict) -> None:
-        if step == 30:
-            raise RuntimeError("simulated crash")
-
-    with pytest.raises(RuntimeError, match="simulated"):
-        fit(train_ds, None, run, cfg, callback=crash, show_progress=False)
-    resumed = fit(train_ds, None, run, cfg, resume=True, show_progress=False)
+    resumed = crashed_then_resumed(train_ds, tmp_path / "crashed", cfg)
     again = fit(train_ds, None, tmp_path / "again", cfg, show_progress=False)
     assert resumed["focal_change_pct_max"] == pytest.approx(again["focal_change_pct_max"], rel=1e-6, abs=1e-9)

@@ -75,12 +75,8 @@ def test_align_pose_recovers_a_perturbed_camera():
     assert all(p.requires_grad for p in field.parameters())  # the field is unfrozen again
 
 
-def test_fit_refines_poses_and_resumes_them(sphere_scene, tmp_path):
-    train_ds = load_dataset(sphere_scene, "train")
-    cfg = apply_overrides(load_fit_config("hashgrid"), FIELD + ["train.steps=40", "train.checkpoint_every=20"])
-    whole = fit(train_ds, None, tmp_path / "whole", cfg, show_progress=False)
-    assert 0 < whole["pose_rot_deg_max"] < 5.0
-    run = tmp_path / "crashed"
+def crashed_then_resumed(train_ds, run, cfg) -> dict:
+    """`fit` crashed at step 30 and resumed from its last checkpoint: the resumed run's metrics."""
 
     def crash(step: int, record: dict) -> None:
         if step == 30:
@@ -88,15 +84,24 @@ def test_fit_refines_poses_and_resumes_them(sphere_scene, tmp_path):
 
     with pytest.raises(RuntimeError, match="simulated"):
         fit(train_ds, None, run, cfg, callback=crash, show_progress=False)
-    resumed = fit(train_ds, None, run, cfg, resume=True, show_progress=False)
+    return fit(train_ds, None, run, cfg, resume=True, show_progress=False)
+
+
+def test_fit_refines_poses_and_resumes_them(sphere_scene, tmp_path):
+    train_ds = load_dataset(sphere_scene, "train")
+    cfg = apply_overrides(load_fit_config("hashgrid"), FIELD + ["train.steps=40", "train.checkpoint_every=20"])
+    whole = fit(train_ds, None, tmp_path / "whole", cfg, show_progress=False)
+    assert 0 < whole["pose_rot_deg_max"] < 5.0
+    resumed = crashed_then_resumed(train_ds, tmp_path / "crashed", cfg)
     for key in ("pose_rot_deg_mean", "pose_rot_deg_max", "pose_trans_mean"):
         assert resumed[key] == pytest.approx(whole[key], rel=1e-6, abs=1e-9), key
 
 
+@pytest.mark.parametrize("family", ["grid", "splats"])
 @pytest.mark.parametrize("flag", ["refine_poses", "refine_intrinsics"])
-def test_camera_refinement_is_refused_for_fields_without_a_position_gradient(sphere_scene, tmp_path, flag):
+def test_camera_refinement_is_refused_where_it_cannot_work(sphere_scene, tmp_path, flag, family):
     train_ds = load_dataset(sphere_scene, "train")
-    cfg = apply_overrides(load_fit_config("grid"), ["train.steps=2", f"train.{flag}=true"])
+    cfg = apply_overrides(load_fit_config(family), ["train.steps=2", f"train.{flag}=true"])
     with pytest.raises(ConfigError, match=flag.replace("_", "-")):
         fit(train_ds, None, tmp_path / "run", cfg, show_progress=False)
     assert PoseAdjustment(3).summary()["pose_rot_deg_max"] == 0.0

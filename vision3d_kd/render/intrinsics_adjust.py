@@ -1,12 +1,11 @@
 """Small corrections of camera intrinsics, one per physical camera, for intrinsics that are estimates.
 
-Structure from motion trades focal length against depth and lens distortion: on the capture benchmark its
-focal lengths come out ~1 % long, i.e. ~0.8 px at the edge of a 160 px image — more than a per-image pose
-correction can absorb, since a rotation or a shift cannot change the image's scale the same way at every
-depth. The images that share intrinsics (equal fx, fy, cx, cy: one camera of a COLMAP model) form a group;
-each group learns (s, a, b): fx' = fx·e^s, fy' = fy·e^s, cx' = cx + a·fx, cy' = cy + b·fy (s a log scale,
-a and b principal-point shifts in focal units, so that one learning rate suits all three). Held-out images
-of the same camera use the same correction.
+Structure from motion trades the focal length against depth and lens distortion and keeps the principal
+point at the image centre; phone apps and EXIF give nominal values. The images that share intrinsics
+(equal fx, fy, cx, cy: one camera of a COLMAP model) form a group; each group learns (s, a, b):
+fx' = fx·e^s, fy' = fy·e^s, cx' = cx + a·fx, cy' = cy + b·fy (s a log scale, a and b principal-point shifts
+in focal units, so that one learning rate suits all three). Held-out images of the same camera use the
+same correction.
 """
 
 from __future__ import annotations

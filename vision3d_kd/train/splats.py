@@ -101,6 +101,10 @@ class SplatsTask(TrainTask):
         """The task for `v3kd fit --field splats`: Gaussians initialised per `cfg.train.init` (or RUN's own
         when resuming)."""
         tc = cfg.train
+        for flag in ("refine_poses", "refine_intrinsics"):  # refused, never ignored
+            if getattr(tc, flag):
+                raise ConfigError(f"--{flag.replace('_', '-')} applies to fields (hashgrid, mlp); --field splats "
+                                  f"does not refine cameras yet")
         if resume:
             splats, _ = load_field(out)
             if not isinstance(splats, GaussianSplats):
