@@ -128,6 +128,8 @@ def test_capture_bench_summary_over_seeds_with_aligned_scores(monkeypatch, tmp_p
         m = {"psnr_test": psnr[method][seed], "ssim_test": 0.95, "seconds": 900.0, "steps": 3000}
         if method.startswith("sfm") or (method == "capture" and seed == 2):  # only one true-pose run kept its weights
             m["psnr_test_aligned"] = m["psnr_test"] + 1.0
+        if method == "sfm":  # as merged by _refined_pose_errors (only where the checkpoint is here)
+            m["refined_rot_err_deg"], m["refined_trans_err_pct"] = 0.3 + 0.1 * seed, 0.5
         return m
 
     errs = {"registered": 72, "images": 72, "rot_err_deg": 0.6, "rot_err_deg_max": 1.2, "trans_err": 0.013,
@@ -148,4 +150,6 @@ def test_capture_bench_summary_over_seeds_with_aligned_scores(monkeypatch, tmp_p
     assert s["sfm_rot_err_deg"] == 0.6 and s["sfm_registered"] == "72/72" and s["sfm_trans_err_pct_of_scene"] == 0.3
     assert s["psnr_sfm_intrinsics"] == 35.0 and s["psnr_sfm_intrinsics_aligned_minus_true"] == 0.0
     assert s["psnr_sfm_intrinsics_aligned_minus_true_aligned"] == -2.0
+    assert s["sfm_poses_refined_rot_err_deg"] == 0.4 and s["sfm_poses_refined_trans_err_pct"] == 0.5
+    assert "sfm_intrinsics_refined_rot_err_deg" not in s
     assert len(result["rows"]) == 16 and result["rows"][-1]["psnr_test"] == 31.0
