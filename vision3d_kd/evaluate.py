@@ -3,7 +3,6 @@ directory on its dataset (what `v3kd eval` does)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -138,9 +137,7 @@ def evaluate_run(run: Path, data: Path | None = None, split: str | None = None, 
         raise ConfigError(f"{data}: no test or val split to evaluate on (pass --split)")
     ds = load_dataset(data, split, **data_options_from(cfg))
     if (Path(run) / INTRINSICS_FILE).is_file():  # fitted with --refine-intrinsics: the same cameras' corrections
-        adjust = IntrinsicsAdjustment.from_dict(json.loads((Path(run) / INTRINSICS_FILE).read_text()))
-        with torch.no_grad():
-            ds = dataclasses.replace(ds, cameras=adjust(ds.cameras))
+        ds = IntrinsicsAdjustment.from_dict(json.loads((Path(run) / INTRINSICS_FILE).read_text())).corrected(ds)
     settings, cams, moved, tag = render_settings_from(cfg), None, {}, ""
     if align_steps:
         cams, moved = aligned_cameras(field, ds, grid, settings or RenderConfig(), background, align_steps)

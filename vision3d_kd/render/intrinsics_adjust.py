@@ -10,6 +10,7 @@ same correction.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -50,14 +51,13 @@ class IntrinsicsAdjustment(nn.Module):
         """One group per distinct intrinsics among `cams` (in order of first appearance)."""
         keys: list[Tensor] = []
         for k in intrinsics_keys(cams).cpu():
-            if not any(_same(k, g) for g in keys):
+            if not keys or _difference(k[None], torch.stack(keys)).min() >= KEY_TOL:
                 keys.append(k)
         return cls(torch.stack(keys))
 
     def group_of(self, cams: Cameras) -> Tensor:
         """Each image's group [N] (int64), -1 where its intrinsics match no group (no correction then)."""
-        keys = intrinsics_keys(cams).to(self.keys)
-        rel = ((keys[:, None] - self.keys[None]).abs() / self.keys[None].abs().clamp_min(1.0)).amax(-1)  # [N,G]
+        rel = _difference(intrinsics_keys(cams).to(self.keys), self.keys)  # [N,G]
         best = rel.argmin(1)
         return torch.where(rel.gather(1, best[:, None])[:, 0] < KEY_TOL, best, torch.full_like(best, -1))
 
@@ -66,6 +66,11 @@ class IntrinsicsAdjustment(nn.Module):
         group = self.group_of(cams)
         padded = torch.cat([self.delta, self.delta.new_zeros(1, 3)])  # row -1: unmatched images
         return adjust_intrinsics(cams, padded.index_select(0, torch.where(group < 0, len(self.delta), group)))
+
+    @torch.no_grad()
+    def corrected(self, dataset):
+        """`dataset` (a data.Dataset, e.g. the held-out split) with its images' cameras corrected."""
+        return dataclasses.replace(dataset, cameras=self(dataset.cameras))
 
     @torch.no_grad()
     def summary(self) -> dict[str, float]:
@@ -90,5 +95,6 @@ class IntrinsicsAdjustment(nn.Module):
         return adj
 
 
-def _same(a: Tensor, b: Tensor) -> bool:
-    return bool(((a - b).abs() / b.abs().clamp_min(1.0)).max() < KEY_TOL)
+def _difference(keys: Tensor, refs: Tensor) -> Tensor:
+    """Largest relative difference [N,G] between intrinsics `keys` [N,4] and `refs` [G,4]."""
+    return ((keys[:, None] - refs[None]).abs() / refs[None].abs().clamp_min(1.0)).amax(-1)

@@ -7,8 +7,6 @@ directory that `--resume` continues from the last checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 import torch
 
 from ..cameras import Cameras, camera_rays, image_rays, orbit_defaults
+from ..checkpoint import write_json
 from ..data import held_out_split, load_dataset
 from ..errors import ConfigError
 from ..evaluate import held_out_metrics
@@ -142,10 +141,9 @@ class FitTask(FieldTask):
         test_ds = self.test_ds
         if self.intrinsics is not None:
             metrics.update(self.intrinsics.summary())
-            (out / INTRINSICS_FILE).write_text(json.dumps(self.intrinsics.to_dict(), indent=1))
+            write_json(out / INTRINSICS_FILE, self.intrinsics.to_dict())
             if test_ds is not None:  # held-out images of the same cameras get the same correction
-                with torch.no_grad():
-                    test_ds = dataclasses.replace(test_ds, cameras=self.intrinsics(test_ds.cameras))
+                test_ds = self.intrinsics.corrected(test_ds)
         if test_ds is not None:
             eval_cfg = RenderConfig(step_size=self.tc.step_size)
             metrics.update(held_out_metrics(self.field, test_ds, self.grid, eval_cfg, self.tc.eval_background,
