@@ -5,6 +5,7 @@ delay — a page that loads its scene over a websocket is ready when it is ready
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import shutil
@@ -12,7 +13,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +61,9 @@ def _devtools_port(profile: Path, proc: subprocess.Popen, timeout: float) -> int
     raise TimeoutError("chromium did not open its DevTools port")
 
 
-def wait_for(url: str, ready: Callable[[np.ndarray], bool], out: Path, timeout: float = 180.0,
-             every: float = 0.5) -> np.ndarray:
-    """Load `url` and screenshot it every `every` s until `ready(shot)` holds or `timeout` s pass; the last
-    shot is saved to `out` (for a failing test's reader) and returned."""
+@contextlib.contextmanager
+def open_page(url: str) -> Iterator[Page]:
+    """Headless Chromium showing `url` in a 1024x768 viewport (scale 1), closed on exit."""
     from websockets.sync.client import connect
 
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
@@ -77,16 +77,43 @@ def wait_for(url: str, ready: Callable[[np.ndarray], bool], out: Path, timeout: 
                 page = Page(ws)
                 page.call("Emulation.setDeviceMetricsOverride", width=1024, height=768, deviceScaleFactor=1,
                           mobile=False)
-                deadline = time.time() + timeout
-                img = page.shot()
-                while not ready(img) and time.time() < deadline:
-                    time.sleep(every)
-                    img = page.shot()
+                yield page
         finally:
             proc.terminate()
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _save(img: np.ndarray, out: Path) -> None:
     Image.fromarray((img * 255).round().astype(np.uint8)).save(out)
+
+
+def wait_for(url: str, ready: Callable[[np.ndarray], bool], out: Path, timeout: float = 180.0,
+             every: float = 0.5) -> np.ndarray:
+    """Load `url` and screenshot it every `every` s until `ready(shot)` holds or `timeout` s pass; the last
+    shot is saved to `out` (for a failing test's reader) and returned."""
+    with open_page(url) as page:
+        deadline = time.time() + timeout
+        img = page.shot()
+        while not ready(img) and time.time() < deadline:
+            time.sleep(every)
+            img = page.shot()
+    _save(img, out)
     return img
+
+
+def wait_for_page(url: str, out: Path, timeout: float = 180.0, every: float = 0.25) -> tuple[np.ndarray, str]:
+    """Load a page that sets `window.done` to "ok" once it has drawn what the test looks at (or to an error
+    message), poll it every `every` s, then screenshot it: (shot [768,1024,3] in [0,1], the page's word).
+    Saved to `out`; the word is "timeout" if the page never set it within `timeout` s."""
+    with open_page(url) as page:
+        deadline, word = time.time() + timeout, None
+        while word is None and time.time() < deadline:
+            time.sleep(every)
+            res = page.call("Runtime.evaluate", expression="window.done || null", returnByValue=True)
+            word = res["result"].get("value")
+        img = page.shot()
+    _save(img, out)
+    return img, word or "timeout"

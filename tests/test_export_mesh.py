@@ -15,7 +15,7 @@ from PIL import Image
 from tests.conftest import COLOR, RENDER, analytic_run, one_line_error, run_cli
 from vision3d_kd.data.sdf import scene_sdf
 from vision3d_kd.export.mesh import Mesh, keep_large_components, mesh_from_volume, vertex_normals
-from vision3d_kd.export.mesh_io import Z_UP_TO_GLTF, linear_to_srgb, srgb_to_linear, write_mesh
+from vision3d_kd.export.mesh_io import linear_to_srgb, read_mesh, srgb_to_linear, write_mesh
 from vision3d_kd.export.raster import rasterize_triangles
 from vision3d_kd.export.texture import bake_texture, rasterize_uv
 from vision3d_kd.metrics import chamfer_to_sdf
@@ -72,26 +72,23 @@ def test_uv_rasterizer_covers_each_texel_once():
 
 @pytest.mark.parametrize("fmt", ["glb", "obj", "ply"])
 def test_mesh_writers_round_trip_through_trimesh(tmp_path, fmt):
-    import trimesh
-
     verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
     faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], np.int64)
     colors = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.5, 0.5, 0.5]], np.float32)
     out = tmp_path / f"tet.{fmt}"
     files = write_mesh(Mesh(verts, faces, colors), out)
     assert files == [out] and sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temp files left
-    loaded = trimesh.load(out, process=False, force="mesh")
-    v = loaded.vertices @ Z_UP_TO_GLTF if fmt == "glb" else loaded.vertices  # glTF is +Y up
+    loaded = read_mesh(out)  # back in the z-up world (glTF is +Y up)
+    v = loaded.vertices
     order = [int(np.argmin(np.linalg.norm(v - p, axis=1))) for p in verts]
     assert np.allclose(v[order], verts, atol=1e-6) and len(loaded.faces) == 4
-    rgb = loaded.visual.vertex_colors[order, :3] / 255.0
+    rgb = loaded.colors[order]
     if fmt == "glb":  # glTF vertex colours are linear
         colors = srgb_to_linear(colors)
     assert np.abs(rgb - colors).max() <= 1 / 255 + 1e-6
 
 
 def test_textured_obj_and_glb_carry_the_baked_colours(tmp_path):
-    import trimesh
 
     x = np.linspace(-1.5, 1.5, 32)
     xx, yy, zz = np.meshgrid(x, x, x, indexing="ij")
@@ -107,24 +104,21 @@ def test_textured_obj_and_glb_carry_the_baked_colours(tmp_path):
     assert sorted(p.name for p in files) == ["ball.mtl", "ball.obj", "ball.png"] and all(p.is_file() for p in files)
     write_mesh(tex, tmp_path / "ball.glb")
     for path in (tmp_path / "ball.obj", tmp_path / "ball.glb"):
-        m = trimesh.load(path, process=False, force="mesh")
-        sampled = m.visual.to_color().vertex_colors[:, :3] / 255.0  # texture looked up at each vertex's uv
-        v = m.vertices @ Z_UP_TO_GLTF if path.suffix == ".glb" else m.vertices
-        assert np.abs(sampled - color_fn(v, None)).mean() < 0.03, path
+        m = read_mesh(path)
+        px = np.clip((m.uv * [1, -1] + [0, 1]) * (np.array(m.texture.shape[1::-1]) - 1) + 0.5, 0, 127).astype(int)
+        sampled = m.texture[px[:, 1], px[:, 0]] / 255.0  # texture looked up at each vertex's uv (v up)
+        assert np.abs(sampled - color_fn(m.vertices, None)).mean() < 0.03, path
 
 
 @pytest.mark.parametrize("name", ["sphere", "box", "torus"])
 def test_export_glb_of_an_analytic_run_matches_the_true_surface(tmp_path, name):
-    import trimesh
-
     run = analytic_run(tmp_path / "run", name)
     out = tmp_path / f"{name}.glb"
     assert run_cli(["export", str(run), "--format", "glb", "--out", str(out), "--resolution", "96",
                     "--views", "12"]) == 0
-    m = trimesh.load(out, process=False, force="mesh")
-    verts = (m.vertices @ Z_UP_TO_GLTF).astype(np.float32)
-    assert chamfer(verts, np.asarray(m.faces), name) < 0.01 * diagonal(name)
-    rgb = linear_to_srgb(m.visual.vertex_colors[:, :3] / 255.0)  # glTF vertex colours are linear
+    m = read_mesh(out)
+    assert chamfer(m.vertices, m.faces, name) < 0.01 * diagonal(name)
+    rgb = linear_to_srgb(m.colors)  # glTF vertex colours are linear
     assert np.abs(rgb - np.array(COLOR)).mean() < 0.05
     try:  # the optional extra: open3d reads the same file
         import open3d as o3d
@@ -159,18 +153,15 @@ def test_tsdf_method_and_point_cloud_of_an_analytic_run(tmp_path):
 @pytest.mark.parametrize("fusion", ["torch", "open3d"])
 def test_tsdf_fusions_agree_on_an_analytic_run(tmp_path, fusion):
     """open3d's UniformTSDFVolume (the optional extra) and the built-in fusion mesh the same surface."""
-    import trimesh
-
     if fusion == "open3d":
         pytest.importorskip("open3d", reason="the optional open3d extra is not installed")
     run = analytic_run(tmp_path / "run", "box", res=48)
     out = tmp_path / "fused.glb"
     assert run_cli(["export", str(run), "--format", "glb", "--method", "tsdf", "--fusion", fusion,
                     "--out", str(out), "--resolution", "64", "--views", "24"]) == 0
-    m = trimesh.load(out, process=False, force="mesh")
-    verts = (m.vertices @ Z_UP_TO_GLTF).astype(np.float32)
-    assert chamfer(verts, np.asarray(m.faces), "box") < 0.01 * diagonal("box")
-    rgb = linear_to_srgb(m.visual.vertex_colors[:, :3] / 255.0)
+    m = read_mesh(out)
+    assert chamfer(m.vertices, m.faces, "box") < 0.01 * diagonal("box")
+    rgb = linear_to_srgb(m.colors)
     assert np.abs(rgb - np.array(COLOR)).mean() < 0.05
 
 

@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 
+from tests.clients import installed, validate_gltf
 from tests.conftest import one_line_error, run_cli
 from tests.tiny_pipelines import save_tiny_sd
 from vision3d_kd.errors import RunError
@@ -42,6 +43,9 @@ def test_generate_runs_end_to_end_on_a_local_sd_style_pipeline(sd_pipe, tmp_path
 
     mesh = trimesh.load(out / "mesh.glb", force="mesh")
     assert len(mesh.faces) == metrics["mesh_faces"]
+    if installed("gltf-validator"):  # (the other checks hold without it)
+        report = validate_gltf(out / "mesh.glb")
+        assert report["errors"] == 0 and report["warnings"] == 0, report["messages"]
 
 
 def test_generate_resumes_from_its_checkpoint_and_splats_student(sd_pipe, tmp_path):

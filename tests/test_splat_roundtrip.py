@@ -42,11 +42,10 @@ def _render(sp: GaussianSplats) -> torch.Tensor:
 
 
 def _trip(sp: GaussianSplats, path, degree: int) -> GaussianSplats:
-    # spz: up=+y stores our frame as is, so the w-dominant quaternions above stay w-dominant in the
-    # file (the z-up -> RUB turn mixes w with x; its own round trip is tested in test_splat_io)
-    opts = {"up": "+y"} if path.suffix == ".spz" else {}
-    write_splats(sp.to_params(), path, **opts)
-    back = GaussianSplats(n=0, sh_degree=degree).set_params(read_splats(path, **opts))
+    # up=+z stores our frame as is (the codecs alone), so the w-dominant quaternions above stay w-dominant
+    # in the file (the turns to RDF / RUB mix w with x; they are tested in test_splat_io)
+    write_splats(sp.to_params(), path, up="+z")
+    back = GaussianSplats(n=0, sh_degree=degree).set_params(read_splats(path, up="+z"))
     back.active_sh_degree.fill_(degree)
     return back
 

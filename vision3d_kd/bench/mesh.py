@@ -36,19 +36,17 @@ def _cli(*args: str) -> float:
 
 
 def _score(glb: Path, shape: str) -> dict[str, Any]:
-    import trimesh
 
     from ..data.sdf import scene_sdf
-    from ..export.mesh_io import Z_UP_TO_GLTF, linear_to_srgb
+    from ..export.mesh_io import linear_to_srgb, read_mesh
     from ..metrics import chamfer_to_sdf, surface_color_error
 
     scene = scene_sdf(shape)
-    m = trimesh.load(glb, process=False, force="mesh")
-    verts = np.asarray(m.vertices @ Z_UP_TO_GLTF, np.float32)  # back to the z-up world
-    faces = np.asarray(m.faces)
+    m = read_mesh(glb)  # back in the z-up world
+    verts, faces = m.vertices, m.faces
     diag = float(np.linalg.norm(np.subtract(scene.aabb[1], scene.aabb[0])))
     row = {"faces": len(faces), "chamfer": chamfer_to_sdf(verts, faces, scene),
-           "color_error": surface_color_error(verts, linear_to_srgb(m.visual.vertex_colors[:, :3] / 255.0), scene)}
+           "color_error": surface_color_error(verts, linear_to_srgb(m.colors), scene)}
     row["chamfer_pct_diag"] = 100 * row["chamfer"] / diag
     try:
         import open3d as o3d

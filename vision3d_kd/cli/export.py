@@ -39,8 +39,13 @@ def export_command(
         "Mesh: also write a PNG of the exported mesh rendered from the run's mean training elevation.")),
     preview_size: int = typer.Option(512, "--preview-size", help="Mesh: preview image width and height."),
     max_points: int = typer.Option(1_000_000, "--max-points", help="pointcloud: keep at most this many points."),
-    spz_version: int = typer.Option(3, "--spz-version", help="spz: file version 2 or 3."),
-    up: str = typer.Option("+z", "--up", help="spz: world up axis of the run (+z Blender scenes, +y already RUB)."),
+    spz_version: int = typer.Option(2, "--spz-version", help=(
+        "spz: file version 2 (default: every viewer tried opens it), 3 (finer rotations) or 4 (ZSTD streams, "
+        "what Niantic's library writes).")),
+    up: str = typer.Option(None, "--up", help=(
+        "Axis of the file that points up: +z (the run's world), +y or -y. Default per format: glb +y (glTF's "
+        "rule, the only one allowed), obj/ply/pointcloud +z, 3dgs-ply/splat -y (the 3DGS/COLMAP frame splat "
+        "viewers assume), spz +y (RUB, its specification).")),
     frame: str = typer.Option("normalized", "--frame", help=(
         "normalized: the frame the run was trained in (+Z up, centred); capture: the capture's own frame "
         "(COLMAP / transforms.json poses, before pose normalisation).")),
@@ -82,7 +87,9 @@ def export_command(
 def import_command(
     file: Path = typer.Argument(..., help="A .ply (3DGS layout), .splat or .spz file."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to create (then eval/render/export it)."),
-    up: str = typer.Option("+z", "--up", help="spz: world up axis to convert to (+z or +y)."),
+    up: str = typer.Option(None, "--up", help=(
+        "Axis of the file that points up: +z, +y or -y (default: the format's convention, as `v3kd export` "
+        "writes it: 3dgs-ply/splat -y, spz +y).")),
 ) -> None:
     """Create a splats run directory from a splat file."""
     from ..export.splats import import_splats

@@ -5,8 +5,11 @@
 world, may be unnormalised), ``opacity_logits`` [N] (opacity = sigmoid), ``sh`` [N,K,3] with
 K = (degree+1)^2, degree 0..3, ``sh[:, 0]`` the DC term (colour = 0.5 + C0 * sh_dc + ...).
 
-PLY and ``.splat`` store our world coordinates unchanged; ``.spz`` is converted to its RUB frame
-(see :mod:`vision3d_kd.export.spz`). Writes are atomic (temp file in the same directory, then
+Frames (`write_splats` / `read_splats`, `up`; see :mod:`vision3d_kd.data.axes`): each format is written in
+the frame its viewers assume unless asked otherwise — 3DGS PLY and ``.splat`` in RDF (y down, the frame 3DGS
+trains in; ``up="-y"``), ``.spz`` in RUB (y up, its specification; ``up="+y"``) — so that the three files
+of one run open in the same orientation; ``up="+z"`` keeps our z-up world. The per-format readers and
+writers below work in the file's own frame. Writes are atomic (temp file in the same directory, then
 ``os.replace``); malformed files raise :class:`~vision3d_kd.errors.DataError` with a one-line message
 that starts with the path.
 """
@@ -26,11 +29,13 @@ from torch import Tensor
 from ..checkpoint import atomic_write
 from ..errors import DataError
 from ..fields.splats import SH_C0
+from .axes import turn_splat_arrays, up_rotation
 from .spz import ALPHA_EPS, decode_spz, encode_spz
 
 __all__ = [
     "SH_C0",
     "FORMATS",
+    "DEFAULT_UP",
     "validate_params",
     "ply_property_names",
     "write_splats",
@@ -45,6 +50,7 @@ __all__ = [
 ]
 
 FORMATS = {".ply": "3dgs-ply", ".splat": "splat", ".spz": "spz"}
+DEFAULT_UP = {"3dgs-ply": "-y", "splat": "-y", "spz": "+y"}  # the frame each format's viewers assume
 KEYS = ("means", "log_scales", "quats", "opacity_logits", "sh")
 _REQUIRED_PLY = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
                  "rot_0", "rot_1", "rot_2", "rot_3")
@@ -304,22 +310,19 @@ def read_splat(path: PathLike) -> dict[str, Tensor]:
 # ---------------------------------------------------------------------------------------------- .spz
 
 
-def write_spz(params: Mapping[str, Tensor], path: PathLike, *, version: int = 3, up: str = "+z",
-              antialiased: bool = False, sh1_bits: int = 5, sh_rest_bits: int = 4) -> None:
-    """Write a gzip ``.spz`` (version 3 by default, 2 on request), converting our world frame to RUB.
-
-    ``up="+z"``: our z-up world (x right, y forward, z up) is turned to RUB by (x, y, z) -> (x, z, -y),
-    quaternions and SH rotated to match; ``up="+y"``: written unchanged (world already RUB).
-    """
+def write_spz(params: Mapping[str, Tensor], path: PathLike, *, version: int = 2, antialiased: bool = False,
+              sh1_bits: int = 5, sh_rest_bits: int = 4) -> None:
+    """Write an ``.spz`` file (version 2 by default: every viewer tried opens it; 3 packs rotations more
+    finely; 4 is ZSTD streams) of params in the file's frame."""
     validate_params(params)
-    blob = encode_spz(_numpy(params), version=version, up=up, antialiased=antialiased, sh1_bits=sh1_bits,
+    blob = encode_spz(_numpy(params), version=version, antialiased=antialiased, sh1_bits=sh1_bits,
                       sh_rest_bits=sh_rest_bits)
     atomic_write(path, lambda f: _write_array(f, np.frombuffer(blob, np.uint8)))
 
 
-def read_spz(path: PathLike, *, up: str = "+z") -> dict[str, Tensor]:
-    """Read a gzip ``.spz`` (versions 1-3) and convert RUB back to our world frame (see ``write_spz``)."""
-    return _to_params(path, decode_spz(_read_bytes(path), str(path), up=up))
+def read_spz(path: PathLike) -> dict[str, Tensor]:
+    """Read an ``.spz`` file (versions 1-4) in the file's frame."""
+    return _to_params(path, decode_spz(_read_bytes(path), str(path)))
 
 
 # ---------------------------------------------------------------------------------------------- dispatch
@@ -340,14 +343,29 @@ def _format(path: PathLike, fmt: str | None, reading: bool) -> str:
     return fmt
 
 
-def write_splats(params: Mapping[str, Tensor], path: PathLike, fmt: str | None = None, **options) -> None:
-    """Write params as ``fmt`` ("3dgs-ply", "splat" or "spz"; default from the suffix) atomically.
+def _turned(params: Mapping[str, Tensor], rot: np.ndarray) -> dict[str, Tensor]:
+    """Params (float32 tensors) turned as a whole by the rotation `rot` (see `data.axes.turn_splat_arrays`)."""
+    if np.allclose(rot, np.eye(3)):
+        return dict(params)
+    arrays = turn_splat_arrays({k: v.detach().cpu().double().numpy() for k, v in params.items()}, rot)
+    return {k: torch.from_numpy(np.ascontiguousarray(v)).float() for k, v in arrays.items()}
 
-    ``options`` go to the format's writer (e.g. ``version``/``up`` for spz).
+
+def write_splats(params: Mapping[str, Tensor], path: PathLike, fmt: str | None = None, up: str | None = None,
+                 **options) -> None:
+    """Write params (our z-up world) as ``fmt`` ("3dgs-ply", "splat" or "spz"; default from the suffix)
+    atomically, turned so that the file's axis `up` points up (default `DEFAULT_UP[fmt]`).
+
+    ``options`` go to the format's writer (e.g. ``version`` for spz).
     """
-    _WRITERS[_format(path, fmt, reading=False)](params, path, **options)
+    fmt = _format(path, fmt, reading=False)
+    validate_params(params)
+    _WRITERS[fmt](_turned(params, up_rotation(up or DEFAULT_UP[fmt])), path, **options)
 
 
-def read_splats(path: PathLike, fmt: str | None = None, **options) -> dict[str, Tensor]:
-    """Read a splat file as params (float32 CPU tensors); ``fmt`` defaults from the suffix."""
-    return _READERS[_format(path, fmt, reading=True)](path, **options)
+def read_splats(path: PathLike, fmt: str | None = None, up: str | None = None) -> dict[str, Tensor]:
+    """Read a splat file as params (float32 CPU tensors) in our z-up world, the file's axis `up` (default
+    `DEFAULT_UP[fmt]`) taken as up; ``fmt`` defaults from the suffix."""
+    fmt = _format(path, fmt, reading=True)
+    rot = up_rotation(up or DEFAULT_UP[fmt])
+    return _turned(_READERS[fmt](path), rot.T)

@@ -13,11 +13,10 @@ import math
 
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation
 from torch import Tensor
 
+from ..data.axes import turn_splat_arrays
 from ..data.normalize import similarity_scale
-from ..data.spz import rotate_arrays
 from ..errors import ConfigError
 from .mesh import Mesh
 
@@ -54,12 +53,9 @@ def splats_to_capture(params: dict[str, Tensor], t: np.ndarray) -> dict[str, Ten
     """Gaussians (splat_io layout) in the capture's frame: centres mapped, orientations and view-dependent
     colour (SH) turned by Rᵀ, sizes divided by s."""
     s, rot, shift = _parts(t)
-    inv = rot.T
-    xyzw = Rotation.from_matrix(inv).as_quat()
-    q = np.array([xyzw[3], xyzw[0], xyzw[1], xyzw[2]])
     arrays = {k: v.detach().double().cpu().numpy() for k, v in params.items()}
     arrays["means"] = arrays["means"] - shift
-    turned = rotate_arrays(arrays, inv, q)
+    turned = turn_splat_arrays(arrays, rot.T)
     turned["means"] = turned["means"] / s
     turned["log_scales"] = arrays["log_scales"] - math.log(s)
     return {k: torch.tensor(v, dtype=params[k].dtype) for k, v in turned.items()}

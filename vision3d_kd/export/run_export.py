@@ -14,11 +14,12 @@ from PIL import Image
 
 from ..cameras import orbit_cameras
 from ..checkpoint import atomic_write, read_config
+from ..data.axes import up_rotation
 from ..errors import ConfigError
 from ..runs import capture_transform
 from .frame import check_frame, mesh_to_capture, points_to_capture
 from .mesh import Mesh
-from .mesh_io import write_mesh, write_point_cloud
+from .mesh_io import mesh_rotation, write_mesh, write_point_cloud
 from .raster import render_mesh
 from .run_mesh import MeshConfig, mesh_from_run, point_cloud_from_run
 from .splats import SPLAT_FORMATS, export_splats
@@ -53,16 +54,18 @@ def _transform(run: Path) -> np.ndarray:
 
 
 def export_run(run: Path, fmt: str, out: Path, mesh_cfg: MeshConfig | None = None, *, max_points: int = 1_000_000,
-               spz_version: int = 3, up: str = "+z", preview: Path | None = None, preview_size: int = 512,
+               spz_version: int = 2, up: str | None = None, preview: Path | None = None, preview_size: int = 512,
                device: torch.device | str = "cpu", progress: Progress | None = None,
                frame: str = "normalized") -> dict[str, Any]:
     """Export run `run` as `fmt` (one of FORMATS) to `out`, atomically.
 
     Meshes follow `mesh_cfg` (default MeshConfig()) and, with `preview`, also get a PNG of the mesh
     (`write_mesh_preview`); pointcloud keeps at most `max_points` surface points of `mesh_cfg.views` views;
-    splat formats need a splats run (`spz_version`, `up`: see `export_splats`). `progress(stage, i, n)`
-    follows the slow stages. `frame`: normalized (the run's model frame) or capture (the frame of the
-    capture it was fitted on, before pose normalisation; the same for data that was not normalised).
+    splat formats need a splats run (`spz_version`: see `export_splats`). `up`: the file's axis that
+    points up (see `data.axes`; default per format: glb +y, obj/ply/pointcloud +z, 3dgs-ply/splat -y,
+    spz +y). `progress(stage, i, n)` follows the slow stages. `frame`: normalized (the run's model frame)
+    or capture (the frame of the capture it was fitted on, before pose normalisation; the same for data
+    that was not normalised).
     Returns {"format", "files"} plus "gaussians" (splats), "points" (pointcloud) or
     "vertices", "faces" and "method" (meshes)."""
     if fmt not in FORMATS:
@@ -70,6 +73,8 @@ def export_run(run: Path, fmt: str, out: Path, mesh_cfg: MeshConfig | None = Non
     out = Path(out)
     check_frame(frame)
     if fmt in SPLAT_FORMATS:
+        if up is not None:
+            up_rotation(up)  # a bad axis fails before any work
         model = export_splats(run, fmt, out, spz_version, up, frame)
         return {"format": fmt, "files": [out], "gaussians": model.n}
     if not out.parent.is_dir():
@@ -78,18 +83,19 @@ def export_run(run: Path, fmt: str, out: Path, mesh_cfg: MeshConfig | None = Non
         if Path(preview).suffix.lower() != ".png":
             raise ConfigError(f"--preview {preview}: must be a .png file")
         _check_preview_size(preview_size)
+    mesh_rotation("ply" if fmt == "pointcloud" else fmt, up)  # a bad axis fails before the slow part
     cfg = mesh_cfg or MeshConfig()
     if fmt == "pointcloud":
         tick = None if progress is None else (lambda i, n: progress("render views", i, n))
         pts, cols = point_cloud_from_run(run, cfg.views, max_points, device=device, progress=tick)
         if frame == "capture":
             pts = points_to_capture(np.asarray(pts, dtype=np.float64), _transform(run)).astype(np.float32)
-        write_point_cloud(pts, cols, out)
+        write_point_cloud(pts, cols, out, up)
         return {"format": fmt, "files": [out], "points": len(pts)}
     mesh = mesh_from_run(run, cfg, device, progress)
     if frame == "capture":
         mesh = mesh_to_capture(mesh, _transform(run))
-    files = write_mesh(mesh, out, fmt)
+    files = write_mesh(mesh, out, fmt, up)
     if preview is not None:
         files.append(write_mesh_preview(run, mesh, preview, preview_size))
     return {"format": fmt, "files": files, "vertices": len(mesh.vertices), "faces": len(mesh.faces),
