@@ -1,6 +1,6 @@
 """What we export, opened by other people's software: Khronos gltf-validator, three.js's GLTFLoader and
-GaussianSplats3D in headless Chromium, PlayCanvas splat-transform (see tests/clients.py). Each check compares
-with the package's own render of the same view or with the Gaussians written."""
+GaussianSplats3D in headless Chromium, PlayCanvas splat-transform (see vision3d_kd/bench/clients.py). Each
+check compares with the package's own render of the same view or with the Gaussians written."""
 
 from __future__ import annotations
 
@@ -11,16 +11,26 @@ import numpy as np
 import pytest
 import torch
 
-from tests.chromium import CHROMIUM, wait_for_page
-from tests.clients import need, page_url, serve, splat_transform, validate_gltf
 from tests.conftest import COLOR, analytic_run, run_cli
-from vision3d_kd.cameras import Cameras, orbit_cameras
+from vision3d_kd.bench.chromium import CHROMIUM
+from vision3d_kd.bench.clients import ClientMissing, colour_errors, show, splat_transform, validate_gltf
+from vision3d_kd.bench.clients import need as _need
+from vision3d_kd.cameras import orbit_cameras
 from vision3d_kd.data.axes import up_rotation
 from vision3d_kd.data.splat_io import read_splats, write_splats
 from vision3d_kd.export.mesh import Mesh, mesh_from_volume
 from vision3d_kd.export.mesh_io import write_mesh
 from vision3d_kd.export.texture import bake_texture
 from vision3d_kd.fields.splats import GaussianSplats
+
+
+def need(package: str) -> None:
+    """Skip the test (with the reason) when node or the npm package is not installed."""
+    try:
+        _need(package)
+    except ClientMissing as e:
+        pytest.skip(str(e))
+
 
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (.ci/run installs it)")
 W, H = 160, 120
@@ -36,6 +46,11 @@ def _ball(textured: bool) -> Mesh:
         return bake_texture(mesh, colour, size=64)
     mesh.colors = colour(mesh.vertices, None).astype(np.float32)
     return mesh
+
+
+def _validate(path) -> dict:
+    need("gltf-validator")
+    return validate_gltf(path)
 
 
 def _gltf_json(path) -> dict:
@@ -63,7 +78,7 @@ def test_glbs_are_valid_matte_and_smooth(tmp_path, textured):
     normals, verts = np.asarray(geom.vertex_normals), np.asarray(geom.vertices)
     assert np.allclose(np.linalg.norm(normals, axis=1), 1, atol=1e-4)
     assert ((normals * verts).sum(1) / np.linalg.norm(verts, axis=1)).min() > 0.9  # outward on a ball
-    report = validate_gltf(out)
+    report = _validate(out)
     assert report["errors"] == 0 and report["warnings"] == 0, report["messages"]
 
 
@@ -93,28 +108,6 @@ def test_up_axis_errors_are_one_line_and_write_nothing(tmp_path, capsys):
         assert needle in err and "\n" not in err and not out.exists()
 
 
-def _view(cams: Cameras, rot: np.ndarray) -> dict:
-    """Page parameters of camera 0 (OpenGL camera-to-world) in a file frame turned by `rot` from our world."""
-    c2w = cams.c2w[0].double().numpy()
-    eye = c2w[:3, 3]
-    return {"eye": list(rot @ eye), "target": list(rot @ (eye - c2w[:3, 2])), "up": list(rot @ c2w[:3, 1]),
-            "fov": float(np.degrees(2 * np.arctan(cams.height / 2 / float(cams.fy[0])))), "w": W, "h": H}
-
-
-def _blocks(img: np.ndarray, n: int = 4) -> np.ndarray:
-    """Mean colour of each cell of an n x n grid over the image [n, n, 3]."""
-    h, w, _ = img.shape
-    return img[: h - h % n, : w - w % n].reshape(n, h // n, n, w // n, 3).mean(axis=(1, 3))
-
-
-def _compare(shot: np.ndarray, ours: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """(largest 4x4-cell mean colour difference, object mean colour difference) of a page's canvas (top
-    left of its screenshot) and our render of the same view; `mask` [H,W] marks our object's pixels."""
-    canvas = shot[:H, :W]
-    cells = float(np.abs(_blocks(canvas) - _blocks(ours)).max())
-    return cells, float(np.abs(canvas[mask].mean(0) - ours[mask].mean(0)).max())
-
-
 @needs_chromium
 def test_three_js_shows_our_glb_in_the_runs_colours(tmp_path):
     """A torus run exported as GLB, shown by three.js's GLTFLoader under a white hemisphere light of
@@ -132,13 +125,9 @@ def test_three_js_shows_our_glb_in_the_runs_colours(tmp_path):
     field, grid, cfg = load_run(run)
     with torch.no_grad():
         out = render(field, cams, 0, grid, render_settings_from(cfg), "white")
-    ours, mask = out["rgb"].numpy(), out["opacity"].numpy() > 0.5
-    with serve({"torus.glb": glb}) as base:
-        shot, word = wait_for_page(page_url(base, "gltf.html", file="torus.glb", **_view(cams, up_rotation("+y"))),
-                                   tmp_path / "three.png")
-    assert word == "ok", word
-    cells, colour = _compare(shot, ours, mask)
-    assert cells < 0.1 and colour < 0.1, (cells, colour, COLOR)
+    theirs = show("gltf.html", glb, cams, 0, up_rotation("+y"), tmp_path / "three.png")
+    err = colour_errors(theirs, out["rgb"].numpy(), out["opacity"].numpy() > 0.5)
+    assert err["cell"] < 0.1 and err["object"] < 0.1, (err, COLOR)
 
 
 def _two_balls() -> GaussianSplats:
@@ -171,14 +160,10 @@ def test_gaussian_splats_3d_shows_our_splat_files_where_and_as_our_rasterizer_do
     cams = orbit_cameras(1, 3.5, 20.0, 45.0, W, H, azimuth_offset_deg=-90.0)
     with torch.no_grad():
         out = render_splats(splats, cams, torch.ones(3))
-    ours, mask = out["rgb"].numpy(), out["opacity"].numpy() > 0.5
     frame = up_rotation("+y" if suffix == ".spz" else "-y")
-    with serve({path.name: path}) as base:
-        shot, word = wait_for_page(page_url(base, "splats.html", file=path.name, **_view(cams, frame)),
-                                   tmp_path / "splats3d.png")
-    assert word == "ok", word
-    cells, colour = _compare(shot, ours, mask)
-    assert cells < 0.1 and colour < 0.1, (cells, colour)
+    theirs = show("splats.html", path, cams, 0, frame, tmp_path / "splats3d.png")
+    err = colour_errors(theirs, out["rgb"].numpy(), out["opacity"].numpy() > 0.5)
+    assert err["cell"] < 0.1 and err["object"] < 0.1, err
 
 
 def _matched(a: dict, b: dict) -> dict:

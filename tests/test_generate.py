@@ -10,9 +10,9 @@ import math
 import pytest
 import torch
 
-from tests.clients import installed, validate_gltf
 from tests.conftest import one_line_error, run_cli
 from tests.tiny_pipelines import save_tiny_sd
+from vision3d_kd.bench.clients import installed, validate_gltf
 from vision3d_kd.errors import RunError
 from vision3d_kd.fields.base import Field
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.chromium import CHROMIUM, wait_for
 from tests.conftest import analytic_run
+from vision3d_kd.bench.chromium import CHROMIUM, wait_for
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (.ci/run installs it)")
 

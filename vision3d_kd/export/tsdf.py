@@ -20,30 +20,25 @@ from torch import Tensor
 
 from ..cameras import Cameras
 from ..errors import ConfigError, RunError
+from ..kernels.visibility import hidden_update
+from ..kernels.visibility_ref import lattice_points as points_of_axes
+from ..kernels.visibility_ref import project
 from ..render.occupancy import OccupancyGrid
 from ..render.volume import RenderConfig
 from .rig import view_depth, view_surface
 
-__all__ = ["tsdf_fuse", "hidden_volume", "HiddenTracker", "project", "sample_tsdf", "lattice_points"]
+__all__ = ["tsdf_fuse", "hidden_volume", "HiddenTracker", "project", "sample_tsdf", "lattice_axes", "lattice_points"]
 
 
-def project(cams: Cameras, i: int, pts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """World points [N,3] into camera i (OpenGL: looks down −z): pixel x, y [N] (continuous, centre of
-    pixel (i, j) at (i + 0.5, j + 0.5)) and depth along the optical axis [N] (> 0 in front)."""
-    c2w = cams.c2w[i]
-    local = (pts - c2w[:3, 3]) @ c2w[:3, :3]
-    z = -local[:, 2]
-    safe = torch.where(z > 1e-6, z, torch.ones_like(z))
-    px = cams.fx[i] * local[:, 0] / safe + cams.cx[i]
-    py = -cams.fy[i] * local[:, 1] / safe + cams.cy[i]
-    return px, py, z
+def lattice_axes(aabb: Tensor, resolution: int) -> Tensor:
+    """Per-axis coordinates [3,R] (world units) of the R³ lattice of `aabb`, corners included."""
+    lo, hi = aabb[0].float().cpu(), aabb[1].float().cpu()
+    return torch.stack([torch.linspace(float(lo[k]), float(hi[k]), resolution) for k in range(3)])
 
 
 def lattice_points(aabb: Tensor, resolution: int) -> Tensor:
     """The R³ lattice of `aabb` (corners included) as world points [R³,3], x-major (index order x, y, z)."""
-    lo, hi = aabb[0].float().cpu(), aabb[1].float().cpu()
-    axes = [torch.linspace(float(lo[k]), float(hi[k]), resolution) for k in range(3)]
-    return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    return points_of_axes(lattice_axes(aabb, resolution))
 
 
 def _view_sdf(cams: Cameras, i: int, pts: Tensor, depth: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -58,18 +53,17 @@ def _view_sdf(cams: Cameras, i: int, pts: Tensor, depth: Tensor) -> tuple[Tensor
 
 class HiddenTracker:
     """Accumulates, over views, which lattice points of `aabb` lie more than `margin` (world units)
-    behind the rendered surface in every view whose frustum holds them (and in at least one)."""
+    behind the rendered surface in every view whose frustum holds them (and in at least one). The test per
+    view is the fused kernel `kernels.visibility.hidden_update` (its PyTorch twin is the oracle)."""
 
     def __init__(self, aabb: Tensor, resolution: int, margin: float) -> None:
-        self.pts, self.resolution, self.margin = lattice_points(aabb, resolution), resolution, margin
-        self.seen = torch.zeros(len(self.pts), dtype=torch.bool)
-        self.visible = torch.zeros(len(self.pts), dtype=torch.bool)
+        self.axes, self.resolution, self.margin = lattice_axes(aabb, resolution), resolution, margin
+        self.seen = torch.zeros(resolution**3, dtype=torch.bool)
+        self.visible = torch.zeros(resolution**3, dtype=torch.bool)
 
     def update(self, cams: Cameras, i: int, depth: Tensor) -> None:
         """Add camera i (CPU cameras) with its surface distances depth [H*W] (inf where transparent)."""
-        v, _, sdf = _view_sdf(cams, i, self.pts, depth)
-        self.seen[v] = True
-        self.visible[v[sdf > -self.margin]] = True
+        hidden_update(self.axes, cams, i, depth, self.margin, self.seen, self.visible)
 
     def hidden(self) -> np.ndarray:
         """Bool [R,R,R]: the points hidden behind the surface in every view so far."""

@@ -27,8 +27,8 @@ _CSRC = pathlib.Path(__file__).resolve().parent / "csrc"
 
 # All kernels live in one extension (one translation unit each, built in parallel by ninja);
 # bindings.cpp holds the only PYBIND11_MODULE.
-KERNELS = ("hash", "grid", "composite", "splat", "march")
-_SOURCES = ["bindings.cpp", "hash.cpp", "grid.cpp", "composite.cpp", "splat.cpp", "march.cpp"]
+KERNELS = ("hash", "grid", "composite", "splat", "march", "visibility")
+_SOURCES = ["bindings.cpp", "hash.cpp", "grid.cpp", "composite.cpp", "splat.cpp", "march.cpp", "visibility.cpp"]
 
 
 def get_extension(kernel: str) -> ModuleType | None:

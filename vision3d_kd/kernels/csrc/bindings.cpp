@@ -52,6 +52,9 @@ void march_count(const float* o, const float* d, const float* tn, const float* t
 void march_fill(const float* o, const float* d, const float* tn, const float* tf, int64_t n_rays, float step,
                 const uint8_t* occ, const float* aabb, int64_t res, const int64_t* offsets, int64_t* ray_idx,
                 float* t_starts, float* t_ends, int nt);
+void hidden_update(const float* axes, int64_t res, const float* c2w, float fx, float fy, float cx,
+                   float cy, int64_t width, int64_t height, const float* depth, float margin, uint8_t* seen,
+                   uint8_t* visible, int nt);
 }  // namespace v3kd
 
 namespace {
@@ -214,6 +217,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         v3kd::march_fill(ptr<const float>(o), ptr<const float>(d), ptr<const float>(tn), ptr<const float>(tf), n,
                          step, ptr<const uint8_t>(occ), ptr<const float>(box), res, ptr<const int64_t>(offsets),
                          ptr<int64_t>(ridx), ptr<float>(ts), ptr<float>(te), nt);
+      },
+      nogil);
+  // Hidden-interior test of an implicit lattice against one camera's surface distances (visibility.cpp).
+  m.def(
+      "hidden_update",
+      [](Addr axes, int64_t res, Addr c2w, float fx, float fy, float cx, float cy, int64_t w, int64_t h,
+         Addr depth, float margin, Addr seen, Addr visible, int nt) {
+        v3kd::hidden_update(ptr<const float>(axes), res, ptr<const float>(c2w), fx, fy, cx, cy, w, h,
+                            ptr<const float>(depth), margin, ptr<uint8_t>(seen), ptr<uint8_t>(visible), nt);
       },
       nogil);
 }

@@ -1,6 +1,7 @@
-"""Headless Chromium driven over the DevTools protocol, for tests that must see a page: screenshots are
-polled until the page shows what the test waits for (or a deadline passes), never taken after a fixed
-delay — a page that loads its scene over a websocket is ready when it is ready, not after N seconds."""
+"""Headless Chromium driven over the DevTools protocol, for tests and benchmarks that must see a page:
+screenshots are polled until the page shows what the caller waits for (or a deadline passes), never taken
+after a fixed delay — a page that loads its scene over a websocket is ready when it is ready, not after N
+seconds. Needs the `websockets` package (viser's dependency)."""
 
 from __future__ import annotations
 
