@@ -63,12 +63,13 @@ def save_png(path: Path, rgb: Tensor) -> None:
 def aligned_cameras(field, dataset, grid: OccupancyGrid | None, settings: RenderConfig, background: str = "white",
                     steps: int = 100) -> tuple[Cameras, dict[str, float]]:
     """The held-out cameras of `dataset` each moved to where the frozen field best explains its image
-    (`render.pose_adjust.align_pose`, `steps` steps) and how far they moved (degrees, scene units)."""
+    (`render.pose_adjust.align_pose`, `steps` steps) and how far they moved (degrees, scene units), with
+    the number of steps (align_steps)."""
     targets = dataset.images(background)
     deltas = torch.stack([align_pose(field, grid, settings, dataset.cameras, i, targets[i], background, steps, seed=i)
                           for i in range(len(dataset.cameras))])
     rot = deltas[:, :3].norm(dim=1) * (180.0 / np.pi)
-    moved = {"align_rot_deg_mean": float(rot.mean()), "align_rot_deg_max": float(rot.max()),
+    moved = {"align_steps": steps, "align_rot_deg_mean": float(rot.mean()), "align_rot_deg_max": float(rot.max()),
              "align_trans_mean": float(deltas[:, 3:].norm(dim=1).mean())}
     return adjust_cameras(dataset.cameras, deltas), moved
 

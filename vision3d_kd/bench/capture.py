@@ -54,14 +54,16 @@ def _cli(*args: str) -> None:
 
 
 def _fit(data: Path, out: Path, args: list[str], budget: float, seed: int, align: bool = False) -> dict[str, Any]:
-    """Fit (or reuse / resume) one run; its metrics. `align`: also score it with aligned held-out cameras
-    (when its weights are here; runs of an earlier checkout keep only their metrics)."""
+    """Fit (or reuse / resume) one run; its metrics. `align`: also score it with aligned held-out cameras,
+    ALIGN_STEPS steps each (again when an earlier score used another number; only when its weights are
+    here: runs of an earlier checkout keep only their metrics)."""
     if not (out / "metrics.json").is_file():
         resume = ["--resume"] if (out / "config.json").is_file() else []
         _cli("fit", str(data), *args, "--out", str(out), "--max-seconds", str(budget), "--steps", "1000000",
              "--seed", str(seed), "--no-progress", "--device", "cpu", *resume)
     metrics = json.loads((out / "metrics.json").read_text())
-    if align and "psnr_test_aligned" not in metrics and (out / "weights.safetensors").is_file():
+    stale = metrics.get("align_steps", 100) != ALIGN_STEPS  # (runs before align_steps was recorded: 100)
+    if align and ("psnr_test_aligned" not in metrics or stale) and (out / "weights.safetensors").is_file():
         _cli("eval", str(out), "--data", str(data), "--split", "test", "--align-poses", str(ALIGN_STEPS),
              "--device", "cpu")
         metrics = json.loads((out / "metrics.json").read_text())
@@ -134,6 +136,8 @@ def _row(method: str, seed: int, m: dict[str, Any], out: Path) -> dict[str, Any]
     for key in ("psnr_test_aligned", "refined_rot_err_deg", "refined_trans_err_pct"):
         if key in m:
             row[key] = round(m[key], 3)
+    if "psnr_test_aligned" in m:
+        row["align_steps"] = m.get("align_steps", 100)
     return {**row, "seconds": round(m["seconds"], 1), "steps": m["steps"], "run": _rel(out)}
 
 

@@ -210,6 +210,22 @@ def text_to_3d_command(
     _report("text-to-3d", result, out_dir)
 
 
+@bench_app.command("exports")
+def exports_command(
+    quick: bool = _QUICK,
+    data: Path = _DATA,
+    resolution: int = typer.Option(None, "--resolution", help="Mesh lattice points per axis (default 256; quick 128)."),
+    runs_dir: Path = _bench_runs("exports"),
+    out_dir: Path = _OUT_DIR,
+) -> None:
+    """Exports timed and opened by other software: lego GLB at 256³ (seconds per stage), gltf-validator,
+    three.js and GaussianSplats3D in headless Chromium against our own renders."""
+    from ..bench.exports import run
+
+    _at_least_one("--resolution", resolution)
+    _report("exports" + ("-quick" if quick else ""), run(quick, data, runs_dir, resolution), out_dir)
+
+
 @bench_app.command("capture")
 def capture_command(
     quick: bool = _QUICK,

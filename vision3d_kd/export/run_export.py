@@ -4,6 +4,7 @@ preview), a point cloud (PLY) or the Gaussians of a splats run (splat formats)."
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ def export_run(run: Path, fmt: str, out: Path, mesh_cfg: MeshConfig | None = Non
     or capture (the frame of the capture it was fitted on, before pose normalisation; the same for data
     that was not normalised).
     Returns {"format", "files"} plus "gaussians" (splats), "points" (pointcloud) or
-    "vertices", "faces" and "method" (meshes)."""
+    "vertices", "faces", "method" and "stages" (meshes: seconds per stage)."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = Path(out)
@@ -95,8 +96,10 @@ def export_run(run: Path, fmt: str, out: Path, mesh_cfg: MeshConfig | None = Non
     mesh = mesh_from_run(run, cfg, device, progress)
     if frame == "capture":
         mesh = mesh_to_capture(mesh, _transform(run))
+    t0 = time.perf_counter()
     files = write_mesh(mesh, out, fmt, up)
+    stages = {**mesh.info.get("seconds", {}), "write": round(time.perf_counter() - t0, 3)}
     if preview is not None:
         files.append(write_mesh_preview(run, mesh, preview, preview_size))
     return {"format": fmt, "files": files, "vertices": len(mesh.vertices), "faces": len(mesh.faces),
-            "method": mesh.info["method"]}
+            "method": mesh.info["method"], "stages": stages}

@@ -4,6 +4,7 @@ colours per vertex or baked into a UV texture."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,19 @@ class MeshConfig:
     fusion: str = "auto"
 
 
+class _Stages:
+    """Wall-clock seconds of consecutive stages: lap(name) closes the stage that ran since the last lap."""
+
+    def __init__(self) -> None:
+        self.spans: dict[str, float] = {}
+        self.t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.spans[name] = round(now - self.t, 3)
+        self.t = now
+
+
 def _fusion(name: str) -> Callable:
     """The TSDF fusion function named by --fusion (see MeshConfig)."""
     if name not in FUSIONS:
@@ -72,14 +86,18 @@ def mesh_from_run(run: Path, opts: MeshConfig, device: torch.device | str = "cpu
     def tick(stage: str) -> Callable[[int, int], None] | None:
         return None if progress is None else (lambda i, n: progress(stage, i, n))
 
+    clock = _Stages()
     if method == "density":
         level = opts.level
         if level is None:
             level = auto_level(model, grid, settings, rig_cameras(cfg.get("render") or {}, 16, size=64))
+        clock.lap("level")
         solid = hidden_volume(model, grid, settings, rig_cameras(cfg.get("render") or {}, opts.views, size=128),
                               model.aabb, opts.resolution, progress=tick("visibility"))
+        clock.lap("visibility")
         mesh = extract_mesh(model, grid, settings, level, opts.resolution, opts.min_component, opts.faces, solid,
                             progress=tick("density"))
+        clock.lap("lattice and marching cubes")
         step = float(((model.aabb[1] - model.aabb[0]) / (opts.resolution - 1)).max())
 
         def color_fn(p: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -87,7 +105,9 @@ def mesh_from_run(run: Path, opts: MeshConfig, device: torch.device | str = "cpu
     else:
         cams = rig_cameras(cfg.get("render") or {}, opts.views)
         tsdf, color = fuse(model, grid, settings, cams, model.aabb, opts.resolution, progress=tick("fuse"))
+        clock.lap("fusion")
         mesh = mesh_from_volume(-tsdf, 0.0, model.aabb, opts.min_component, opts.faces)
+        clock.lap("marching cubes")
         mesh.info["method"] = "tsdf-open3d" if fuse is not tsdf_fuse else "tsdf"
 
         def color_fn(p: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -99,6 +119,8 @@ def mesh_from_run(run: Path, opts: MeshConfig, device: torch.device | str = "cpu
         mesh = bake_texture(mesh, color_fn, opts.texture_size)
     else:
         mesh.colors = color_fn(mesh.vertices, vertex_normals(mesh.vertices, mesh.faces))
+    clock.lap("colours")
+    mesh.info["seconds"] = clock.spans
     return mesh
 
 
