@@ -105,3 +105,18 @@ def test_camera_refinement_is_refused_where_it_cannot_work(sphere_scene, tmp_pat
     with pytest.raises(ConfigError, match=flag.replace("_", "-")):
         fit(train_ds, None, tmp_path / "run", cfg, show_progress=False)
     assert PoseAdjustment(3).summary()["pose_rot_deg_max"] == 0.0
+
+
+def test_pose_refinement_stops_at_pose_refine_until(sphere_scene, tmp_path):
+    """train.pose_refine_until: after that share of training the corrections are frozen (and the position
+    backward, their cost, is skipped); an out-of-range value is a ConfigError."""
+    train_ds = load_dataset(sphere_scene, "train")
+    runs = {}
+    for until in (1.0, 0.05):
+        overrides = [*FIELD, "train.steps=40", f"train.pose_refine_until={until}"]
+        cfg = apply_overrides(load_fit_config("hashgrid"), overrides)
+        runs[until] = fit(train_ds, None, tmp_path / f"u{until}", cfg, show_progress=False)
+    assert 0 < runs[0.05]["pose_rot_deg_max"] < 0.2 * runs[1.0]["pose_rot_deg_max"]
+    bad = apply_overrides(load_fit_config("hashgrid"), [*FIELD, "train.pose_refine_until=0"])
+    with pytest.raises(ConfigError, match="pose_refine_until"):
+        fit(train_ds, None, tmp_path / "bad", bad, show_progress=False)

@@ -73,6 +73,7 @@ class TrainConfig(DataOptions):
     refine_poses: bool = False  # learn a rotation + translation per training image (poses from SfM / phones)
     refine_intrinsics: bool = False  # learn focal scale + principal point per camera (SfM intrinsics; fields)
     pose_lr: float = 1e-3  # peak learning rate of those corrections (radians, scene units); same schedule as lr
+    pose_refine_until: float = 1.0  # training progress (0-1 of steps or budget) after which they are frozen
     eval_align_steps: int = -1  # held-out cameras aligned to their images before a 2nd score (-1: 100 if refine_poses)
 
     def align_steps(self) -> int:
@@ -84,6 +85,8 @@ class TrainConfig(DataOptions):
         self.validate_data()
         if not self.pose_lr > 0:
             raise ConfigError(f"train.pose_lr must be > 0, got {self.pose_lr}")
+        if not 0 < self.pose_refine_until <= 1:
+            raise ConfigError(f"train.pose_refine_until must be in (0, 1], got {self.pose_refine_until}")
         positive = ["steps", "batch_rays", "max_batch_rays", "occ_resolution", "occ_update_every",
                     "checkpoint_every", "log_every", "eval_chunk"]
         for name in positive:
@@ -145,6 +148,7 @@ class SplatTrainConfig(DataOptions):
     refine_poses: bool = False  # learn a rotation + translation per training image (poses from SfM / phones)
     refine_intrinsics: bool = False  # learn focal scale + principal point per camera (SfM intrinsics; fields)
     pose_lr: float = 1e-3  # peak learning rate of those corrections (radians, scene units); same schedule as lr
+    pose_refine_until: float = 1.0  # training progress (0-1 of steps or budget) after which they are frozen
     eval_align_steps: int = -1  # held-out cameras aligned to their images before a 2nd score (-1: 100 if refine_poses)
 
     def align_steps(self) -> int:
@@ -156,6 +160,8 @@ class SplatTrainConfig(DataOptions):
         self.validate_data()
         if not self.pose_lr > 0:
             raise ConfigError(f"train.pose_lr must be > 0, got {self.pose_lr}")
+        if not 0 < self.pose_refine_until <= 1:
+            raise ConfigError(f"train.pose_refine_until must be in (0, 1], got {self.pose_refine_until}")
         if self.background_points < 0 or not self.background_radius > 1:
             raise ConfigError("train.background_points must be >= 0 and train.background_radius > 1")
         for name in ("steps", "init_points", "sh_degree_every", "refine_every", "checkpoint_every", "log_every",

@@ -104,7 +104,7 @@ class FitTask(FieldTask):
         # index_select: much faster than fancy indexing when the cores are shared
         a = self.opacity.index_select(0, idx)
         target = self.rgb.index_select(0, idx) * a + bg * (1 - a)
-        ro, rd = self._rays(idx)
+        ro, rd = self._rays(idx, frozen=progress >= tc.pose_refine_until)
         res = render_rays(self.field, ro, rd, grid, bg, self.settings, jitter=True, generator=gen,
                           distortion=tc.distortion > 0)
         mse = torch.mean((res["rgb"] - target) ** 2)
@@ -118,10 +118,15 @@ class FitTask(FieldTask):
                "samples": n_samples, "occupancy": grid.occupancy_fraction()}
         return StepResult(rec, f"psnr {psnr_train:.2f}  samples {n_samples}")
 
-    def _rays(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rays [R,3] of the training pixels `idx` (image-major flat indices), through the refined cameras."""
+    def _rays(self, idx: torch.Tensor, frozen: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rays [R,3] of the training pixels `idx` (image-major flat indices), through the refined cameras;
+        `frozen`: the corrections get no gradient (nor does the field's encoding towards the positions, the
+        cost of refining)."""
         if self.poses is None and self.intrinsics is None:
             return self.rays_o.index_select(0, idx), self.rays_d.index_select(0, idx)
+        if frozen:
+            with torch.no_grad():
+                return self._rays(idx)
         image = torch.div(idx, self.pixels_per_image, rounding_mode="floor")
         if self.intrinsics is None:
             ro, rd = self.rays_o.index_select(0, idx), self.rays_d.index_select(0, idx)
