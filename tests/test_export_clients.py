@@ -15,12 +15,11 @@ from tests.conftest import COLOR, analytic_run, run_cli
 from vision3d_kd.bench.chromium import CHROMIUM
 from vision3d_kd.bench.clients import ClientMissing, colour_errors, show, splat_transform, validate_gltf
 from vision3d_kd.bench.clients import need as _need
+from vision3d_kd.bench.exports import ball_mesh
 from vision3d_kd.cameras import orbit_cameras
 from vision3d_kd.data.axes import up_rotation
 from vision3d_kd.data.splat_io import read_splats, write_splats
-from vision3d_kd.export.mesh import Mesh, mesh_from_volume
 from vision3d_kd.export.mesh_io import write_mesh
-from vision3d_kd.export.texture import bake_texture
 from vision3d_kd.fields.splats import GaussianSplats
 
 
@@ -34,18 +33,6 @@ def need(package: str) -> None:
 
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (.ci/run installs it)")
 W, H = 160, 120
-
-
-def _ball(textured: bool) -> Mesh:
-    x = np.linspace(-1.5, 1.5, 40)
-    xx, yy, zz = np.meshgrid(x, x, x, indexing="ij")
-    mesh = mesh_from_volume((0.8 - np.sqrt(xx**2 + yy**2 + zz**2)).astype(np.float32), 0.0,
-                            torch.tensor([[-1.5] * 3, [1.5] * 3]))
-    colour = (lambda p, n: np.clip((p + 1.0) / 2.0, 0, 1))  # noqa: E731 - colour = position in [0, 1]
-    if textured:
-        return bake_texture(mesh, colour, size=64)
-    mesh.colors = colour(mesh.vertices, None).astype(np.float32)
-    return mesh
 
 
 def _validate(path) -> dict:
@@ -64,7 +51,7 @@ def test_glbs_are_valid_matte_and_smooth(tmp_path, textured):
     """Zero validator errors and warnings; a matte white PBR material (metallic 0, roughness 1, base colour
     1, so colours show at full value); per-vertex NORMALs that point outward."""
     out = tmp_path / "ball.glb"
-    write_mesh(_ball(textured), out)
+    write_mesh(ball_mesh(textured), out)
     doc = _gltf_json(out)
     (mat,) = doc["materials"]
     pbr = mat["pbrMetallicRoughness"]
@@ -83,12 +70,12 @@ def test_glbs_are_valid_matte_and_smooth(tmp_path, textured):
 
 
 def test_obj_and_ply_carry_normals_white_material_and_the_asked_up_axis(tmp_path):
-    ball = _ball(textured=True)
+    ball = ball_mesh(textured=True)
     write_mesh(ball, tmp_path / "ball.obj")
     mtl = (tmp_path / "ball.mtl").read_text().split("\n")
     assert "Kd 1.00000000 1.00000000 1.00000000" in mtl and any(line.startswith("map_Kd") for line in mtl)
     assert sum(line.startswith("vn ") for line in (tmp_path / "ball.obj").read_text().split("\n")) > 0
-    coloured = _ball(textured=False)
+    coloured = ball_mesh(textured=False)
     write_mesh(coloured, tmp_path / "z.ply")
     write_mesh(coloured, tmp_path / "y.ply", up="+y")
     import trimesh

@@ -15,14 +15,17 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..errors import RunError
 
-__all__ = ["run"]
+if TYPE_CHECKING:
+    from ..export.mesh import Mesh
+
+__all__ = ["run", "ball_mesh"]
 
 
 def _fit(data: Path, out: Path, field: str, steps: int, quick: bool) -> Path:
@@ -37,29 +40,32 @@ def _fit(data: Path, out: Path, field: str, steps: int, quick: bool) -> Path:
     return out
 
 
-def _held_out_view(run: Path, size: int):
-    """(the run's field/grid/settings, one held-out-like camera at the run's distance and elevation)."""
-    from ..cameras import orbit_cameras
-    from ..checkpoint import read_config
-
-    r = read_config(run).get("render") or {}
-    return orbit_cameras(1, float(r.get("radius", 4.0)), float(r.get("elevation_deg", 30.0)),
-                         float(r.get("fov_y_deg", 40.0)), size, size, azimuth_offset_deg=33.0)
-
-
-def _validate_all(base: Path, glbs: list[Path]) -> list[dict[str, Any]]:
+def ball_mesh(textured: bool) -> Mesh:
+    """An analytic ball (radius 0.8, 40³ marching cubes) coloured by position, (p + 1) / 2 clipped to
+    [0, 1]: vertex colours, or a 64² baked texture."""
     from ..export.mesh import mesh_from_volume
-    from ..export.mesh_io import write_mesh
     from ..export.texture import bake_texture
-    from .clients import validate_gltf
 
     x = np.linspace(-1.5, 1.5, 40)
     xx, yy, zz = np.meshgrid(x, x, x, indexing="ij")
-    ball = mesh_from_volume((0.8 - np.sqrt(xx**2 + yy**2 + zz**2)).astype(np.float32), 0.0,
+    mesh = mesh_from_volume((0.8 - np.sqrt(xx**2 + yy**2 + zz**2)).astype(np.float32), 0.0,
                             torch.tensor([[-1.5] * 3, [1.5] * 3]))
-    ball.colors = np.clip((ball.vertices + 1) / 2, 0, 1).astype(np.float32)
-    write_mesh(ball, base / "ball-colours.glb")
-    write_mesh(bake_texture(ball, lambda p, n: np.clip((p + 1) / 2, 0, 1), 64), base / "ball-textured.glb")
+
+    def colour(p: np.ndarray, n: np.ndarray | None) -> np.ndarray:
+        return np.clip((p + 1.0) / 2.0, 0, 1)
+
+    if textured:
+        return bake_texture(mesh, colour, size=64)
+    mesh.colors = colour(mesh.vertices, None).astype(np.float32)
+    return mesh
+
+
+def _validate_all(base: Path, glbs: list[Path]) -> list[dict[str, Any]]:
+    from ..export.mesh_io import write_mesh
+    from .clients import validate_gltf
+
+    write_mesh(ball_mesh(False), base / "ball-colours.glb")
+    write_mesh(ball_mesh(True), base / "ball-textured.glb")
     rows = []
     for glb in [*glbs, base / "ball-colours.glb", base / "ball-textured.glb"]:
         report = validate_gltf(glb)
@@ -73,7 +79,7 @@ def run(quick: bool = False, data: Path | None = None, runs_dir: Path | None = N
     """Every check above (quick: 100/150 training steps at half resolution, 128³); returns {rows, summary}."""
     from ..data.axes import up_rotation
     from ..data.splat_io import write_splats
-    from ..export.run_export import export_run
+    from ..export.run_export import export_run, run_view
     from ..export.run_mesh import MeshConfig
     from ..render.image import render
     from ..runs import load_run, render_settings_from
@@ -95,7 +101,7 @@ def run(quick: bool = False, data: Path | None = None, runs_dir: Path | None = N
         export_run(field_run, "glb", textured, MeshConfig(resolution=res, texture=True, faces=100_000))
     rows += _validate_all(base, [glb, textured])
 
-    cams = _held_out_view(field_run, 200 if not quick else 100)
+    cams = run_view(field_run, 200 if not quick else 100, azimuth_deg=33.0)
     field, grid, cfg = load_run(field_run)
     with torch.no_grad():
         out = render(field, cams, 0, grid, render_settings_from(cfg), "white")

@@ -83,13 +83,15 @@ def mesh_to_trimesh(mesh: Mesh, rotation: np.ndarray | None = None, name: str = 
     vertices = mesh.vertices @ rot.T
     normals = vertex_normals(mesh.vertices, mesh.faces) @ rot.T
     textured = mesh.texture is not None and mesh.uv is not None
-    image = Image.fromarray(mesh.texture) if textured else None
-    visual = trimesh.visual.TextureVisuals(uv=mesh.uv if textured else None, material=_material(name, image, gltf))
+    colors = None
     if mesh.colors is not None and not textured:
         rgb = (np.clip(srgb_to_linear(mesh.colors) if gltf else mesh.colors, 0, 1) * 255 + 0.5).astype(np.uint8)
         colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=1)
-        if not gltf:  # OBJ and PLY writers take vertex colours from colour visuals
+        if not gltf:  # OBJ and PLY writers take vertex colours from colour visuals (no material)
             return trimesh.Trimesh(vertices, mesh.faces, vertex_normals=normals, vertex_colors=colors, process=False)
+    image = Image.fromarray(mesh.texture) if textured else None
+    visual = trimesh.visual.TextureVisuals(uv=mesh.uv if textured else None, material=_material(name, image, gltf))
+    if colors is not None:  # glTF: COLOR_0 beside the material
         visual.vertex_attributes["color"] = colors
     return trimesh.Trimesh(vertices, mesh.faces, vertex_normals=normals, visual=visual, process=False)
 
@@ -160,7 +162,7 @@ def write_point_cloud(points: np.ndarray, colors: np.ndarray, path: Path, up: st
 
     points = np.asarray(points, dtype=np.float32) @ mesh_rotation("ply", up).T
     rgb = (np.clip(colors, 0, 1) * 255 + 0.5).astype(np.uint8)
-    cloud = trimesh.PointCloud(np.asarray(points, dtype=np.float32), colors=rgb)
+    cloud = trimesh.PointCloud(points, colors=rgb)
     buf = io.BytesIO()
     cloud.export(buf, file_type="ply", encoding="binary")
     data = buf.getvalue()

@@ -13,9 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..cameras import orbit_cameras
+from ..cameras import Cameras, orbit_cameras
 from ..checkpoint import atomic_write, read_config
-from ..data.axes import up_rotation
 from ..errors import ConfigError
 from ..runs import capture_transform
 from .frame import check_frame, mesh_to_capture, points_to_capture
@@ -25,7 +24,7 @@ from .raster import render_mesh
 from .run_mesh import MeshConfig, mesh_from_run, point_cloud_from_run
 from .splats import SPLAT_FORMATS, export_splats
 
-__all__ = ["FORMATS", "MESH_FORMATS", "SPLAT_FORMATS", "export_run", "write_mesh_preview"]
+__all__ = ["FORMATS", "MESH_FORMATS", "SPLAT_FORMATS", "export_run", "run_view", "write_mesh_preview"]
 
 MESH_FORMATS = ("glb", "obj", "ply")
 FORMATS = (*MESH_FORMATS, "pointcloud", *SPLAT_FORMATS)
@@ -37,13 +36,19 @@ def _check_preview_size(size: int) -> None:
         raise ConfigError(f"--preview-size must be >= 8, got {size}")
 
 
+def run_view(run: Path, size: int, azimuth_deg: float = 30.0) -> Cameras:
+    """One size x size camera looking at the centre from `azimuth_deg` at the run's mean training elevation,
+    camera distance and field of view (its config.json `render` section)."""
+    r = read_config(run).get("render") or {}
+    return orbit_cameras(1, float(r.get("radius", 4.0)), float(r.get("elevation_deg", 30.0)),
+                         float(r.get("fov_y_deg", 40.0)), size, size, azimuth_offset_deg=azimuth_deg)
+
+
 def write_mesh_preview(run: Path, mesh: Mesh, path: Path, size: int = 512) -> Path:
     """Write a `size`² PNG of `mesh` (world units of `run`) on white, seen from 30° azimuth at the run's mean
     training elevation, camera distance and field of view (its config.json `render` section); atomic."""
     _check_preview_size(size)
-    r = read_config(run).get("render") or {}
-    cams = orbit_cameras(1, float(r.get("radius", 4.0)), float(r.get("elevation_deg", 30.0)),
-                         float(r.get("fov_y_deg", 40.0)), size, size, azimuth_offset_deg=30.0)
+    cams = run_view(run, size)
     buf = io.BytesIO()
     Image.fromarray(render_mesh(mesh, cams, 0)).save(buf, format="PNG")
     atomic_write(path, buf.getvalue())
@@ -74,8 +79,6 @@ def export_run(run: Path, fmt: str, out: Path, mesh_cfg: MeshConfig | None = Non
     out = Path(out)
     check_frame(frame)
     if fmt in SPLAT_FORMATS:
-        if up is not None:
-            up_rotation(up)  # a bad axis fails before any work
         model = export_splats(run, fmt, out, spz_version, up, frame)
         return {"format": fmt, "files": [out], "gaussians": model.n}
     if not out.parent.is_dir():

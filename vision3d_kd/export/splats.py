@@ -8,6 +8,7 @@ from pathlib import Path
 
 from torch import Tensor
 
+from ..data.axes import up_rotation
 from ..data.splat_io import read_splats, write_splats
 from ..data.spz import VERSIONS as SPZ_VERSIONS
 from ..errors import ConfigError, RunError
@@ -31,6 +32,8 @@ def export_splats(run: Path, fmt: str, out: Path, spz_version: int = 2, up: str 
     check_frame(frame)
     if fmt == "spz" and spz_version not in SPZ_VERSIONS:
         raise ConfigError(f"--spz-version must be one of {', '.join(map(str, SPZ_VERSIONS))}, got {spz_version}")
+    if up is not None:
+        up_rotation(up)  # a bad axis fails before the run is loaded
     model, cfg = load_field(run)
     if getattr(model, "name", "") != "splats":
         raise RunError(f"{run}: --format {fmt} needs a splats run (fit with --field splats)")

@@ -22,7 +22,7 @@ from ..cameras import Cameras
 from ..errors import ConfigError, RunError
 from ..kernels.visibility import hidden_update
 from ..kernels.visibility_ref import lattice_points as points_of_axes
-from ..kernels.visibility_ref import project
+from ..kernels.visibility_ref import project, view_sdf
 from ..render.occupancy import OccupancyGrid
 from ..render.volume import RenderConfig
 from .rig import view_depth, view_surface
@@ -39,16 +39,6 @@ def lattice_axes(aabb: Tensor, resolution: int) -> Tensor:
 def lattice_points(aabb: Tensor, resolution: int) -> Tensor:
     """The R³ lattice of `aabb` (corners included) as world points [R³,3], x-major (index order x, y, z)."""
     return points_of_axes(lattice_axes(aabb, resolution))
-
-
-def _view_sdf(cams: Cameras, i: int, pts: Tensor, depth: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Points [N,3] against view i's surface distances depth [H*W]: indices [M] of the points inside its
-    frustum, their pixel [M], and the surface distance at that pixel minus their distance from the camera."""
-    px, py, z = project(cams, i, pts)
-    ix, iy = px.floor().long(), py.floor().long()
-    v = ((z > 0) & (ix >= 0) & (ix < cams.width) & (iy >= 0) & (iy < cams.height)).nonzero().flatten()
-    flat = iy[v] * cams.width + ix[v]
-    return v, flat, depth[flat] - (pts[v] - cams.c2w[i, :3, 3]).norm(dim=-1)
 
 
 class HiddenTracker:
@@ -104,7 +94,7 @@ def tsdf_fuse(model, grid: OccupancyGrid | None, settings: RenderConfig, cams: C
     cams = cams.to("cpu")
     for i in range(len(cams)):
         depth, rgb = view_surface(model, grid, settings, cams, i, min_opacity)
-        v, flat, sdf = _view_sdf(cams, i, pts, depth)
+        v, flat, sdf = view_sdf(cams, i, pts, depth)
         upd = sdf > -trunc
         u = v[upd]
         tsdf[u] += (sdf[upd] / trunc).clamp(-1, 1)

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ..cameras import Cameras
 
-__all__ = ["project", "lattice_points", "hidden_update_ref"]
+__all__ = ["project", "lattice_points", "view_sdf", "hidden_update_ref"]
 
 
 def project(cams: Cameras, i: int, pts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -28,15 +28,21 @@ def lattice_points(axes: Tensor) -> Tensor:
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
 
 
+def view_sdf(cams: Cameras, i: int, pts: Tensor, depth: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Points [N,3] against view i's surface distances depth [H*W]: indices [M] of the points inside its
+    frustum, their pixel [M], and the surface distance at that pixel minus their distance from the camera."""
+    px, py, z = project(cams, i, pts)
+    ix, iy = px.floor().long(), py.floor().long()
+    v = ((z > 0) & (ix >= 0) & (ix < cams.width) & (iy >= 0) & (iy < cams.height)).nonzero().flatten()
+    flat = iy[v] * cams.width + ix[v]
+    return v, flat, depth[flat] - (pts[v] - cams.c2w[i, :3, 3]).norm(dim=-1)
+
+
 def hidden_update_ref(axes: Tensor, cams: Cameras, i: int, depth: Tensor, margin: float, seen: Tensor,
                       visible: Tensor) -> None:
     """Update bool masks seen, visible [R³] (in place) with camera i (CPU) and its surface distances
     depth [H*W] (inf where transparent): a lattice point inside the image is seen, and visible unless its
     distance from the camera exceeds its pixel's surface distance by more than `margin` (world units)."""
-    pts = lattice_points(axes)
-    px, py, z = project(cams, i, pts)
-    ix, iy = px.floor().long(), py.floor().long()
-    v = ((z > 0) & (ix >= 0) & (ix < cams.width) & (iy >= 0) & (iy < cams.height)).nonzero().flatten()
-    sdf = depth[iy[v] * cams.width + ix[v]] - (pts[v] - cams.c2w[i, :3, 3]).norm(dim=-1)
+    v, _, sdf = view_sdf(cams, i, lattice_points(axes), depth)
     seen[v] = True
     visible[v[sdf > -margin]] = True
