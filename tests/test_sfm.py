@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tests.conftest import one_line_error, run_cli
 from tests.sfm_scene import scene_images
 from vision3d_kd.data import load_dataset
 from vision3d_kd.data.colmap import colmap_frames, read_colmap_model
+from vision3d_kd.data.lens_rays import project
 from vision3d_kd.data.sfm import process_photos
 from vision3d_kd.data.sfm_inputs import copy_photos, sample_video
 from vision3d_kd.errors import DataError
@@ -40,6 +42,24 @@ def _errors(out: Path, true_c2w: np.ndarray, index_of) -> dict[str, float]:
     return pose_errors(est, true_c2w[[index_of(f.image.name) for f in frames]])
 
 
+def _keypoint_residual_px(out: Path) -> float:
+    """Median distance (pixels) between each keypoint of the written model and its 3D point projected through
+    the written camera: small only when cameras, keypoints and images are at one scale."""
+    model = read_colmap_model(out / "sparse" / "0")
+    index = {int(pid): k for k, pid in enumerate(model.point_ids)}
+    frames = {f.image.name: f for f in colmap_frames(model, out / "images", out / "sparse" / "0")}
+    residuals = []
+    for image in model.images.values():
+        frame = frames[image.name]
+        with Image.open(frame.image) as img:
+            assert img.size == (frame.lens.width, frame.lens.height)
+        has = image.point3d_ids >= 0
+        xyz = model.points_xyz[[index[int(i)] for i in image.point3d_ids[has]]]
+        pix, _ = project(frame.lens, torch.from_numpy(frame.c2w), torch.from_numpy(xyz))
+        residuals.append(np.linalg.norm(pix.numpy() - image.xys[has], axis=1))
+    return float(np.median(np.concatenate(residuals)))
+
+
 def _nothing_left(out: Path) -> None:
     assert not out.exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
@@ -61,6 +81,8 @@ def test_photos_posed_within_a_degree(scene, tmp_path: Path) -> None:
     print("photo pose errors", err, summary)
     assert err["rot_err_deg_max"] < 1.0 and err["trans_err_max"] < 0.01, err
     assert len(read_colmap_model(out / "sparse" / "0").cameras) == 1  # --single-camera: one per image size
+    assert summary["upscale"] == 4  # 160 px images are matched 4x larger, the model is for the images written
+    assert _keypoint_residual_px(out) < 0.5
     ds = load_dataset(out, "all")
     assert len(ds.cameras) == summary["registered"]
     with pytest.raises(DataError, match="refusing to overwrite"):
@@ -135,6 +157,9 @@ def test_bad_sources_one_line_and_nothing_left(tmp_path: Path, capsys) -> None:
         _nothing_left(out)
     assert run_cli(["data", "process", str(empty), "--out", str(tmp_path / "o"), "--matcher", "nope"]) == 2
     one_line_error(capsys, "matcher")
+    assert run_cli(["data", "process", str(empty), "--out", str(tmp_path / "o"), "--principal-point", "x"]) == 2
+    one_line_error(capsys, "--principal-point")
+    _nothing_left(tmp_path / "o")
 
 
 def test_too_few_registered_is_an_error(tmp_path: Path, capsys) -> None:
@@ -154,5 +179,5 @@ def test_process_help_lists_every_option(capsys) -> None:
     assert run_cli(["data", "process", "--help"]) == 0
     text = capsys.readouterr().out
     for flag in ("--out", "--frames", "--matcher", "--camera-model", "--single-camera", "--per-image-camera",
-                 "--max-size", "--progress", "--no-progress"):
+                 "--max-size", "--principal-point", "--progress", "--no-progress"):
         assert flag in text, flag

@@ -108,11 +108,18 @@ def process_command(
                                        help="One camera shared by all images, or intrinsics per image."),
     max_size: int = typer.Option(1600, "--max-size", help="Images whose long side exceeds this (pixels) are "
                                                            "downscaled to it."),
+    principal_point: str = typer.Option("refine", "--principal-point",
+                                        help="refine: bundle adjustment refines each camera's principal point; "
+                                             "centre: it stays at the image centre (COLMAP's default)."),
     show_progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Pose the images of SOURCE by structure from motion (COLMAP, CPU) and write OUT: images/, sparse/0,
     transforms.json and sparse_pc.ply, ready for `v3kd fit OUT --refine-poses`."""
     from ..data.sfm import process_photos
+    from ..errors import ConfigError
+
+    if principal_point not in ("refine", "centre"):
+        raise ConfigError(f"--principal-point must be refine or centre, got {principal_point!r}")
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True, disable=not show_progress) as bar:
@@ -122,7 +129,8 @@ def process_command(
             bar.update(task, description=stage, completed=done, total=total)
 
         summary = process_photos(source, out, frames=frames, matcher=matcher, camera_model=camera_model,
-                                 single_camera=single_camera, max_size=max_size, progress=progress)
+                                 single_camera=single_camera, max_size=max_size,
+                                 refine_principal_point=principal_point == "refine", progress=progress)
     typer.echo(f"wrote {summary['out']}: {summary['registered']} of {summary['images']} images registered, "
                f"{summary['points']} points, reprojection error {summary['reprojection_error_px']:.2f} px, "
                f"{summary['seconds']:.1f} s ({summary['matcher']} matching, {summary['camera_model']})")

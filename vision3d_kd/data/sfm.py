@@ -26,18 +26,37 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .capture_io import staging_folder, write_points_ply, write_transforms_json
-from .colmap import ColmapCamera, ColmapImage, ColmapModel, colmap_frames, read_colmap_model, rotmat_to_qvec
+from .colmap import (
+    ColmapCamera,
+    ColmapImage,
+    ColmapModel,
+    camera_from_lens,
+    colmap_frames,
+    read_colmap_model,
+    rotmat_to_qvec,
+)
 from .colmap import write_colmap_model as write_model
 from .frames import data_error
-from .lens import SUPPORTED_MODELS
-from .sfm_inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Progress, copy_photos, sample_video
+from .lens import SUPPORTED_MODELS, Lens
+from .sfm_inputs import (
+    IMAGE_SUFFIXES,
+    UPSCALED_SUFFIX,
+    VIDEO_SUFFIXES,
+    Progress,
+    copy_photos,
+    sample_video,
+    upscaled_copies,
+)
 
 __all__ = ["process_photos", "MATCHERS", "EXHAUSTIVE_MAX", "MIN_REGISTERED", "reconstruction_to_model",
-           "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
+           "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "SFM_MIN_SIZE", "downscaled_model"]
 
 MATCHERS = ("auto", "exhaustive", "sequential")
 EXHAUSTIVE_MAX = 100  # "auto" matches every pair up to this many photos, then sequentially
 MIN_REGISTERED = 3
+# images whose long side is shorter are upscaled (bicubic, an integer factor) for feature extraction and
+# mapping only: on 160x120 renders this halved the pose errors (bench/TUNING.md); the outputs keep the originals
+SFM_MIN_SIZE = 640
 _WORK = ".sfm_work"  # scratch inside the staging folder: the feature database and COLMAP's own models
 
 
@@ -129,13 +148,16 @@ def _match(db: Path, sequential: bool, threads: int, progress: Progress | None) 
         progress("matching", 1, 1)
 
 
-def _map(db: Path, images: Path, work: Path, n_images: int, threads: int, progress: Progress | None) -> Any:
-    """Incremental mapping; the reconstruction with the most registered images, or None."""
+def _map(db: Path, images: Path, work: Path, n_images: int, threads: int, progress: Progress | None,
+         principal_point: bool = False) -> Any:
+    """Incremental mapping (bundle adjustment also refining the principal points when ``principal_point``);
+    the reconstruction with the most registered images, or None."""
     import pycolmap
 
     options = pycolmap.IncrementalPipelineOptions()
     options.num_threads = threads
     options.random_seed = 0
+    options.ba_refine_principal_point = principal_point
     registered = [0]
 
     def next_image() -> None:
@@ -175,6 +197,25 @@ def reconstruction_to_model(rec: Any) -> ColmapModel:
     return ColmapModel(cameras, images, xyz, rgb, err, point_ids, tracks)
 
 
+def downscaled_model(model: ColmapModel, factor: int) -> ColmapModel:
+    """``model`` reconstructed on images upscaled by ``factor`` (`upscaled_copies`), for the original images:
+    focal lengths, principal points, keypoints and point errors (pixels) divided by ``factor`` (distortion is in
+    normalised units and unchanged), image names without UPSCALED_SUFFIX. Poses and 3D points are the same."""
+    if factor == 1:
+        return model
+    cameras = {}
+    for cid, cam in model.cameras.items():
+        width, height = cam.width // factor, cam.height // factor
+        lens = Lens.from_colmap(cam.model, cam.width, cam.height, cam.params).scaled(1 / factor, 1 / factor,
+                                                                                     width, height)
+        cameras[cid] = camera_from_lens(cid, lens)
+    images = {iid: ColmapImage(im.id, im.camera_id, im.name.removesuffix(UPSCALED_SUFFIX), im.qvec, im.tvec,
+                               im.xys / factor, im.point3d_ids) for iid, im in model.images.items()}
+    err = model.points_error
+    err = None if err is None else np.where(err >= 0, err / factor, err)
+    return ColmapModel(cameras, images, model.points_xyz, model.points_rgb, err, model.point_ids, model.point_tracks)
+
+
 def _write_outputs(tmp: Path, model: ColmapModel) -> None:
     """sparse/0 (our writer), then transforms.json and sparse_pc.ply from what our reader reads back."""
     sparse = write_model(model, tmp / "sparse" / "0", binary=True)
@@ -196,18 +237,21 @@ def _gather(source: Path, images: Path, frames: int, max_size: int,
 
 def process_photos(source: Path | str, out: Path | str, *, frames: int = 300, matcher: str = "auto",
                    camera_model: str = "OPENCV", single_camera: bool = True, max_size: int = 1600,
-                   num_threads: int = -1, progress: Progress | None = None) -> dict[str, Any]:
+                   refine_principal_point: bool = True, num_threads: int = -1,
+                   progress: Progress | None = None) -> dict[str, Any]:
     """Structure from motion on a folder of photos (.jpg/.jpeg/.png) or a video (``frames`` frames sampled)
     into capture folder ``out`` (layout in the module docstring; atomic, an existing non-empty ``out`` refused).
 
     ``matcher``: auto (exhaustive up to EXHAUSTIVE_MAX photos, sequential for videos and larger sets),
     exhaustive or sequential. ``camera_model``: the COLMAP model to estimate (one of SUPPORTED_MODELS),
     shared by all images when ``single_camera``. ``max_size``: long side in pixels above which images are
-    downscaled. ``num_threads``: COLMAP threads (-1 all cores). ``progress(stage, done, total)`` is called
-    as work proceeds. Returns a summary: source, out, images (in), registered, points, reprojection_error_px
-    (mean, pixels), seconds, matcher, camera_model, warnings (lines; e.g. images that did not register).
-    A DataError names the source when there are no images, the video is unreadable or fewer than
-    MIN_REGISTERED images register."""
+    downscaled; smaller ones than SFM_MIN_SIZE are matched on upscaled copies. ``refine_principal_point``:
+    bundle adjustment refines each camera's principal point (else it stays at the image centre).
+    ``num_threads``: COLMAP threads (-1 all cores). ``progress(stage, done, total)`` is called as work
+    proceeds. Returns a summary: source, out, images (in), registered, points, reprojection_error_px (mean,
+    pixels of the images written), upscale (the factor SfM saw them at), seconds, matcher, camera_model,
+    warnings (lines; e.g. images that did not register). A DataError names the source when there are no
+    images, the video is unreadable or fewer than MIN_REGISTERED images register."""
     start = time.perf_counter()
     source, out = Path(source), Path(out)
     _check_options(source, frames, matcher, camera_model, max_size)
@@ -221,18 +265,20 @@ def process_photos(source: Path | str, out: Path | str, *, frames: int = 300, ma
                                      f"{MIN_REGISTERED}")
         sequential = matcher == "sequential" or (matcher == "auto" and (is_video or len(names) > EXHAUSTIVE_MAX))
         db = work / "database.db"
+        factor = upscaled_copies(images, names, SFM_MIN_SIZE, work / "upscaled")
+        seen, seen_names = (work / "upscaled", [n + UPSCALED_SUFFIX for n in names]) if factor > 1 else (images, names)
         with _quiet_colmap():
-            _extract(db, images, names, camera_model, single_camera, num_threads, progress, affine=not sequential)
+            _extract(db, seen, seen_names, camera_model, single_camera, num_threads, progress, affine=not sequential)
             _match(db, sequential, num_threads, progress)
-            rec = _map(db, images, work, len(names), num_threads, progress)
+            rec = _map(db, seen, work, len(names), num_threads, progress, refine_principal_point)
         n_reg = rec.num_reg_images() if rec is not None else 0
         if n_reg < MIN_REGISTERED:
             raise DataError(f"{source}: structure from motion registered {n_reg} of {len(names)} images (need "
                             f"{MIN_REGISTERED}); the images may overlap too little or lack texture")
         if progress:
             progress("writing", 0, 1)
-        model = reconstruction_to_model(rec)
-        error = float(rec.compute_mean_reprojection_error())
+        model = downscaled_model(reconstruction_to_model(rec), factor)
+        error = float(rec.compute_mean_reprojection_error()) / factor
         shutil.rmtree(work)
         registered = {im.name for im in model.images.values()}
         missing = [n for n in names if n not in registered]
@@ -245,7 +291,7 @@ def process_photos(source: Path | str, out: Path | str, *, frames: int = 300, ma
         if progress:
             progress("writing", 1, 1)
     return {"source": str(source), "out": str(out), "images": len(names), "registered": len(registered),
-            "points": len(model.points_xyz), "reprojection_error_px": error,
+            "points": len(model.points_xyz), "reprojection_error_px": error, "upscale": factor,
             "seconds": time.perf_counter() - start, "matcher": "sequential" if sequential else "exhaustive",
             "camera_model": camera_model, "warnings": warnings}
 

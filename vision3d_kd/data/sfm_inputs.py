@@ -19,11 +19,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .frames import data_error
 
-__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "Progress", "copy_photos", "sample_video", "sharpness"]
+__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "Progress", "copy_photos", "sample_video", "sharpness",
+           "upscaled_copies", "UPSCALED_SUFFIX"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 _ORIENTATION = 0x0112
+UPSCALED_SUFFIX = ".up.png"  # name of an upscaled copy: the original name + this (lossless, whatever the original)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -77,6 +79,24 @@ def copy_photos(folder: Path, dst: Path, max_size: int,
     if not names:
         raise data_error(folder, "no readable images in this folder")
     return names, warnings
+
+
+def upscaled_copies(images: Path, names: list[str], min_size: int, dst: Path) -> int:
+    """The integer factor that brings the longest image side of ``names`` to at least ``min_size`` pixels; when
+    above 1, bicubic copies that much larger are written to ``dst`` as NAME + UPSCALED_SUFFIX (a pixel centre
+    at x maps to x * factor in COLMAP's corner-origin pixel frame, so intrinsics divide back exactly)."""
+    longest = 0
+    for name in names:
+        with Image.open(images / name) as img:
+            longest = max(longest, *img.size)
+    factor = max(1, math.ceil(min_size / max(longest, 1)))
+    if factor > 1:
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            with Image.open(images / name) as img:
+                big = img.convert("RGB").resize((img.width * factor, img.height * factor), Image.Resampling.BICUBIC)
+            big.save(dst / (name + UPSCALED_SUFFIX), format="PNG")
+    return factor
 
 
 def sharpness(rgb: np.ndarray) -> float:
