@@ -29,6 +29,9 @@ def generate_command(
                                         "(repeatable), e.g. --set guidance.guidance_scale=50."),
     no_mesh: bool = typer.Option(False, "--no-mesh", help="Skip writing RUN/mesh.glb."),
     no_video: bool = typer.Option(False, "--no-video", help="Skip writing RUN/turntable.mp4."),
+    allow_unknown_words: bool = typer.Option(False, "--allow-unknown-words", help=(
+        "With the bundled prior: go on with words it does not know (they become [UNK]) instead of refusing "
+        "the prompt; `v3kd prior vocab` lists the words it knows.")),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint "
                                 "(with the settings it was started with)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -50,13 +53,16 @@ def generate_command(
         sets.append(f"guidance.negative_prompt={negative!r}")
     setup = load_generate_config(method, config, sets)
     out, metrics = generate_run(prompt, setup, out, prior, resume=resume, mesh=not no_mesh, video=not no_video,
-                                device=pick_device(device), show_progress=not quiet)
+                                device=pick_device(device), show_progress=not quiet,
+                                allow_unknown_words=allow_unknown_words)
     parts = [f"{metrics['steps']} steps in {metrics['seconds']:.0f} s"]
     if not no_mesh:
         faces = metrics.get("mesh_faces", 0)
         parts.append(f"mesh.glb {faces} faces" if faces else "no mesh (empty)")
     if not no_video:
         parts.append("turntable.mp4")
+    for note in metrics.get("prompt_notes", []):
+        print(f"prompt: {note}")
     print(f"wrote {out}: " + ", ".join(parts) + f" (total {metrics['total_seconds']:.0f} s)")
 
 

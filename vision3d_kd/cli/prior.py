@@ -36,3 +36,11 @@ def sample_command(
     text, images = write_samples(prior, prompt, out, elevation, azimuth, radius, n, steps, guidance, negative, seed,
                                  view_suffix)
     print(f"wrote {out} ({n} x {images.shape[-1]}px, prompt {text!r})")
+
+
+@prior_app.command("vocab")
+def vocab_command() -> None:
+    """List the objects, colours and phrasings the bundled prior understands (and what it does not)."""
+    from ..guidance.prompt_words import vocabulary_lines
+
+    print("\n".join(vocabulary_lines()))

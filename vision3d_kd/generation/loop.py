@@ -129,14 +129,18 @@ class GenerateTask(TrainTask):
 
 def generate(prompt: str, out: Path, setup: GenerationConfig, prior: DiffusionPrior, prior_path: str | None = None,
              resume: bool = False, device: torch.device | str = "cpu", rank: int = 0, show_progress: bool = True,
-             callback: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Optimise setup.generate.particles students for `prompt`; returns metrics (also RUN/metrics.json)."""
+             callback: Callable[[int, dict[str, Any]], None] | None = None,
+             prior_prompt: str | None = None) -> dict[str, Any]:
+    """Optimise setup.generate.particles students for `prompt` (the prior is given `prior_prompt` when set:
+    the bundled prior's own caption of it); returns metrics (also RUN/metrics.json)."""
     setup.validate()
     prompt = prompt.strip()
+    said = (prior_prompt or prompt).strip()
     g, out = setup.generate, Path(out)
     size = g.size or prior.image_size
-    run_cfg = {"generate": setup.to_dict(), "prompt": prompt, "prior": prior_path, "render": _render_config(g, size)}
-    task = GenerateTask(prompt, setup, prior, run_cfg, torch.device(device), make_generator(g.seed))
+    run_cfg = {"generate": setup.to_dict(), "prompt": prompt, "prior_prompt": said, "prior": prior_path,
+               "render": _render_config(g, size)}
+    task = GenerateTask(said, setup, prior, run_cfg, torch.device(device), make_generator(g.seed))
     info = {"prompt": prompt, "method": setup.method, "particles": g.particles, "student": g.student, "seed": g.seed}
     return train(task, out, LoopConfig.of(g), resume=resume, rank=rank, show_progress=show_progress,
                  callback=callback, metrics=info)

@@ -11,14 +11,15 @@ import torch
 
 from ..checkpoint import WEIGHTS, read_config
 from ..errors import ConfigError, RunError
-from ..guidance.diffusers_prior import load_prior
+from ..guidance.diffusers_prior import default_prior_path, load_prior
 from ..guidance.prior import DiffusionPrior
+from ..guidance.prompt_words import refusal, understand
 from ..runs import update_metrics
 from .config import GenerationConfig, run_name
 from .loop import generate
 from .outputs import write_outputs
 
-__all__ = ["default_run_dir", "saved_setup", "generate_run"]
+__all__ = ["default_run_dir", "saved_setup", "generate_run", "prompt_for_prior"]
 
 
 def default_run_dir(prompt: str, method: str, seed: int) -> Path:
@@ -38,12 +39,30 @@ def saved_setup(run: Path, prompt: str) -> tuple[GenerationConfig, str]:
     return setup, cfg["prompt"]
 
 
+def prompt_for_prior(prompt: str, prior_path: str | Path | None, allow_unknown_words: bool = False
+                     ) -> tuple[str, list[str]]:
+    """(the text the prior is given, notes to show) for `prompt`. The bundled prior (`prior_path` None or its
+    directory) gets its own caption of the prompt (`guidance.prompt_words.understand`); a prompt it cannot
+    read is a ConfigError naming the unknown words, unless `allow_unknown_words` (then the prompt goes as
+    typed, unknown words becoming [UNK]). Other priors get the prompt as typed."""
+    bundled = default_prior_path(None).resolve()
+    if prior_path is not None and Path(prior_path).resolve() != bundled:
+        return prompt.strip(), []
+    understood = understand(prompt)
+    if understood.ok:
+        return understood.caption, [f"read as {understood.caption!r}", *understood.notes]
+    if not allow_unknown_words:
+        raise ConfigError(refusal(prompt, understood))
+    return prompt.strip(), ["the bundled prior does not understand all of this prompt; going on anyway"]
+
+
 def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
                  prior: DiffusionPrior | str | Path | None = None, *, resume: bool = False, mesh: bool = True,
-                 video: bool = True, device: torch.device | str = "cpu",
-                 show_progress: bool = True) -> tuple[Path, dict[str, Any]]:
+                 video: bool = True, device: torch.device | str = "cpu", show_progress: bool = True,
+                 allow_unknown_words: bool = False) -> tuple[Path, dict[str, Any]]:
     """Generate `prompt` with `setup` into run directory `out` (default `default_run_dir`), then write
-    RUN/mesh.glb and RUN/turntable.mp4 (unless `mesh` / `video` is False).
+    RUN/mesh.glb and RUN/turntable.mp4 (unless `mesh` / `video` is False). The bundled prior is given its
+    own caption of `prompt`, or the run is refused before anything is written (`prompt_for_prior`).
 
     `prior`: a loaded prior, a local diffusers pipeline directory, or None for the bundled prior. With
     `resume`, an existing run continues with the settings and prompt it was started with (`setup` is
@@ -58,6 +77,9 @@ def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
         raise RunError(f"{out}: nothing to resume (no train_state.safetensors)")
     if not resume and (out / WEIGHTS).exists():
         raise RunError(f"{out}: already holds a run; use --resume or another --out")
+    saved = read_config(out).get("prior_prompt") if resume else None  # a resumed run keeps what the prior heard
+    given = getattr(prior, "path", None) if isinstance(prior, DiffusionPrior) else prior
+    said, notes = (saved, []) if saved else prompt_for_prior(prompt, given, allow_unknown_words)
     if isinstance(prior, DiffusionPrior):
         model, prior_path = prior, getattr(prior, "path", None)
     else:
@@ -65,7 +87,8 @@ def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
         prior_path = model.path
     t0 = time.perf_counter()
     generate(prompt, out, setup, model, None if prior_path is None else str(prior_path), resume=resume,
-             device=device, show_progress=show_progress)
+             device=device, show_progress=show_progress, prior_prompt=said)
     g = setup.generate
     outputs = write_outputs(out, g.mesh_resolution, g.video_frames, g.video_size, mesh, video)
-    return out, update_metrics(out, {**outputs, "total_seconds": round(time.perf_counter() - t0, 2)})
+    return out, update_metrics(out, {**outputs, "total_seconds": round(time.perf_counter() - t0, 2),
+                                     "prompt_notes": notes})

@@ -1,0 +1,108 @@
+"""What the bundled prior understands (guidance/prompt_words.py): synonyms, word order, parts, shades and view
+suffixes become the prior's own captions; unknown words and impossible requests are refused in one line by
+`v3kd generate` with nothing written; `v3kd prior vocab` lists the mapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import one_line_error, run_cli
+from vision3d_kd.data.objects import COLOURS, FAMILIES, NOUNS, ObjectSpec, caption
+from vision3d_kd.generation.run import prompt_for_prior
+from vision3d_kd.guidance.prompt_words import COLOUR_WORDS, FAMILY_WORDS, understand
+
+
+@pytest.mark.parametrize("prompt, expected", [
+    ("a yellow torus", "a yellow donut"),
+    ("a torus that is yellow", "a yellow donut"),
+    ("A Yellow-Coloured Doughnut", "a yellow donut"),
+    ("yellow ring", "a yellow donut"),
+    ("a light green snowman", "a green snowman"),
+    ("a grey coffee cup", "a gray mug"),
+    ("a red sphere, back view", "a red ball, back view"),
+    ("a red cylindrical object", "a red cylinder"),
+    ("a round thing that is teal", "a cyan ball"),
+    ("an orange cottage with a blue roof", "a orange house with a blue roof"),
+    ("a house with a roof that is blue and orange walls", "a orange house with a blue roof"),
+    ("a purple house with a pink roof", "a purple house with a pink roof"),
+    ("a blue-roofed house", None),
+    ("a green mushroom", "a mushroom with a green cap"),
+    ("a toadstool with a red cap", "a mushroom with a red cap"),
+    ("a crimson desk", "a red table"),
+    ("two blue boxes", None),
+])
+def test_phrasings_become_the_captions_the_prior_knows(prompt: str, expected: str | None) -> None:
+    u = understand(prompt)
+    if expected is None:
+        assert not u.ok and (u.unknown or u.problems), u
+    else:
+        assert u.ok and u.caption == expected, u
+
+
+def test_every_family_and_colour_is_reachable_by_two_words() -> None:
+    assert set(FAMILY_WORDS) == set(FAMILIES)
+    for family, words in FAMILY_WORDS.items():
+        colour = "red"
+        spec = ObjectSpec(family, colour, "blue" if family == "house" else None)
+        assert len(words) >= 2
+        for w in words:
+            text = f"a {colour} {w}" + (" with a blue roof" if family == "house" else "")
+            assert understand(text).caption == caption(spec), (w, understand(text))
+    for colour in COLOURS:
+        assert len(COLOUR_WORDS[colour]) >= 2
+        for w in COLOUR_WORDS[colour]:
+            assert understand(f"a {w} cube").caption == caption(ObjectSpec("cube", colour)), w
+    # the world's own nouns (captions say "donut", "ball") are among the words
+    assert all(noun in FAMILY_WORDS[f] for f, noun in NOUNS.items())
+
+
+def test_defaults_are_filled_in_and_said() -> None:
+    u = understand("a torus")
+    assert u.ok and u.caption == "a gray donut" and u.notes
+    u = understand("a brown house")
+    assert u.ok and u.caption == "a brown house with a gray roof" and "roof" in u.notes[0]
+
+
+@pytest.mark.parametrize("prompt, words", [
+    ("a cat wearing a hat", ["cat", "wearing", "hat"]),
+    ("a torous", ["torous"]),
+    ("a yellow torus on a table", ["on"]),
+])
+def test_unknown_words_are_named_with_their_neighbours(prompt: str, words: list[str]) -> None:
+    u = understand(prompt)
+    assert not u.ok and list(u.unknown) == words
+    _, notes = prompt_for_prior(prompt, None, allow_unknown_words=True)
+    assert notes  # going on anyway is said
+
+
+@pytest.mark.parametrize("prompt, phrase", [
+    ("a cat wearing a hat", "'cat'"),
+    ("a torous", "nearest: torus"),
+    ("an orange house with a white roof", "no white"),
+    ("a red and blue ball", "2 colours"),
+    ("a ball and a cube", "2 objects"),
+    ("a blue cube with a red roof", "no roof on a cube"),
+    ("a front view of a ball", "at the end"),
+])
+def test_generate_refuses_in_one_line_and_writes_nothing(tmp_path: Path, capsys, prompt: str, phrase: str) -> None:
+    out = tmp_path / "run"
+    assert run_cli(["generate", prompt, "--out", str(out), "--steps", "1"]) == 2
+    err = one_line_error(capsys, phrase)
+    assert "v3kd prior vocab" in err and "--allow-unknown-words" in err
+    assert not out.exists()
+
+
+def test_other_priors_get_the_prompt_as_typed(tmp_path: Path) -> None:
+    assert prompt_for_prior("a cat wearing a hat", tmp_path) == ("a cat wearing a hat", [])
+    said, notes = prompt_for_prior("a torus that is yellow", None)
+    assert said == "a yellow donut" and notes == ["read as 'a yellow donut'"]
+
+
+def test_vocab_lists_words_and_what_is_missing(capsys) -> None:
+    assert run_cli(["prior", "vocab"]) == 0
+    text = capsys.readouterr().out
+    for word in ("doughnut", "torus", "grey", "coffee mug", "toadstool", "teal"):
+        assert word in text, word
+    assert "not in the bundled prior's world: white, black" in text or all(c in COLOURS for c in ("white", "black"))

@@ -1,0 +1,243 @@
+"""The words the bundled prior understands: its object families and colours under the words people type.
+
+The bundled prior was trained on template captions of a small world (`data.objects`: "a yellow donut", "a red
+house with a blue roof", "a mushroom with a green cap"). `understand(prompt)` reads a free prompt — synonyms
+("torus", "doughnut", "ring"), word order ("a torus that is yellow"), hyphenated forms ("a yellow-coloured
+torus"), articles, shades ("light green"), a trailing view suffix — into the world's object and the exact
+caption the prior knows. Words it cannot place are listed with the nearest words it knows, so a prompt the
+prior cannot understand is told apart from a bug. Mapping (`FAMILY_WORDS`, `COLOUR_WORDS`) is documented in
+README ("What the bundled prior understands") and printed by `v3kd prior vocab`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+from ..data.objects import COLOURS, TWO_COLOUR, ObjectSpec, caption
+
+__all__ = ["FAMILY_WORDS", "COLOUR_WORDS", "SHADES", "SHAPE_ADJECTIVES", "Understood", "understand",
+           "known_words", "nearest", "refusal", "vocabulary_lines", "DEFAULT_COLOUR",
+           "DEFAULT_ROOF"]
+
+# family -> the words and phrases that name it (the first is the world's own name)
+FAMILY_WORDS: dict[str, tuple[str, ...]] = {
+    "sphere": ("sphere", "ball", "orb", "globe"),
+    "cube": ("cube", "box", "block"),
+    "cylinder": ("cylinder", "tube", "column", "pillar"),
+    "cone": ("cone", "traffic cone", "ice cream cone"),
+    "torus": ("torus", "donut", "doughnut", "ring", "toroid"),
+    "mug": ("mug", "cup", "coffee mug", "coffee cup", "teacup", "tea cup"),
+    "house": ("house", "home", "cottage", "hut", "cabin"),
+    "snowman": ("snowman", "snow man", "snowperson"),
+    "chair": ("chair", "seat", "dining chair"),
+    "table": ("table", "desk"),
+    "mushroom": ("mushroom", "toadstool", "fungus"),
+    "arrow": ("arrow", "pointer"),
+}
+# adjectives of shape, valid with a generic noun: "a red cylindrical object"
+SHAPE_ADJECTIVES = {"spherical": "sphere", "round": "sphere", "cubic": "cube", "cubical": "cube",
+                    "cylindrical": "cylinder", "conical": "cone", "toroidal": "torus"}
+GENERIC_NOUNS = ("object", "shape", "thing", "solid", "model")
+COLOUR_WORDS: dict[str, tuple[str, ...]] = {
+    "red": ("red", "crimson", "scarlet"),
+    "green": ("green", "emerald", "lime"),
+    "blue": ("blue", "azure", "navy", "cobalt"),
+    "yellow": ("yellow", "golden", "gold", "lemon"),
+    "orange": ("orange", "tangerine", "amber"),
+    "purple": ("purple", "violet", "lilac", "lavender"),
+    "pink": ("pink", "rose", "magenta"),
+    "brown": ("brown", "chocolate", "tan"),
+    "gray": ("gray", "grey", "silver"),
+    "cyan": ("cyan", "turquoise", "teal", "aqua"),
+    "white": ("white", "ivory", "snow white"),
+    "black": ("black", "jet black", "ebony"),
+}
+SHADES = ("light", "dark", "bright", "pale", "deep", "vivid")  # accepted; the world has one shade per colour
+# a colour beside these words colours the part ("walls": a house's body)
+PARTS = {"roof": "house", "cap": "mushroom", "walls": "house", "wall": "house"}
+FILLERS = ("a", "an", "the", "one", "single", "of", "that", "which", "is", "it", "its", "coloured", "colored",
+           "colour", "color", "in", "made", "painted", "with", "and", "has", "having", "3d")
+VIEWS = ("front", "side", "back", "overhead")
+DEFAULT_COLOUR = "gray"  # a prompt that names no colour
+DEFAULT_ROOF = {"brown": "gray"}  # a house whose roof has no colour: brown, or gray on a brown house
+
+
+@dataclass(frozen=True)
+class Understood:
+    """What a prompt means to the bundled prior: ``spec`` the world's object (None when it names none),
+    ``caption`` the prior's own caption (+ the prompt's view suffix), ``unknown`` words it cannot place,
+    ``problems`` one-line reasons it cannot be drawn, ``notes`` defaults that were filled in."""
+
+    spec: ObjectSpec | None
+    caption: str
+    unknown: tuple[str, ...]
+    problems: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.spec is not None and not self.unknown and not self.problems
+
+
+def _lexicon() -> dict[tuple[str, ...], tuple[str, str]]:
+    """Phrase (tuple of words) -> (kind, value), kind one of family, colour, shade, part, shape, generic,
+    filler, view."""
+    table: dict[tuple[str, ...], tuple[str, str]] = {}
+    for family, words in FAMILY_WORDS.items():
+        for w in words:
+            table[tuple(w.split())] = ("family", family)
+            table[tuple(w.split())[:-1] + (tuple(w.split())[-1] + "s",)] = ("family", family)  # plural
+    for colour, words in COLOUR_WORDS.items():
+        for w in words:
+            table[tuple(w.split())] = ("colour", colour)
+    table.update({(w,): ("shade", w) for w in SHADES})
+    table.update({(w,): ("part", w) for w in PARTS})
+    table.update({(w,): ("shape", f) for w, f in SHAPE_ADJECTIVES.items()})
+    table.update({(w,): ("generic", w) for w in GENERIC_NOUNS})
+    table.update({(w,): ("filler", w) for w in FILLERS})
+    table.update({(w,): ("view", w) for w in (*VIEWS, "view")})
+    return table
+
+
+LEXICON = _lexicon()
+_LONGEST = max(len(k) for k in LEXICON)
+
+
+def known_words() -> list[str]:
+    """Every word and phrase `understand` places, sorted."""
+    return sorted(" ".join(k) for k in LEXICON)
+
+
+def _view_suffix(text: str) -> tuple[str, str]:
+    """(prompt without a trailing ", X view", that suffix or "")."""
+    m = re.search(r",?\s*\b(front|side|back|overhead)\s+view\s*$", text)
+    if not m:
+        return text, ""
+    return text[:m.start()], f", {m.group(1)} view"
+
+
+def _tokens(text: str) -> list[tuple[str, str, str]]:
+    """(kind, value, words as typed) for each longest phrase of `text` (lower case, hyphens as spaces);
+    kind "unknown" for words no phrase holds."""
+    words = re.findall(r"[a-z0-9']+", text.lower().replace("-", " "))
+    out, i = [], 0
+    while i < len(words):
+        for n in range(min(_LONGEST, len(words) - i), 0, -1):
+            hit = LEXICON.get(tuple(words[i:i + n]))
+            if hit:
+                out.append((*hit, " ".join(words[i:i + n])))
+                i += n
+                break
+        else:
+            out.append(("unknown", words[i], words[i]))
+            i += 1
+    return out
+
+
+def _bind_parts(tokens: list[tuple[str, str, str]]) -> tuple[dict[str, str], list[str]]:
+    """({part: colour}, the colours left for the object): a colour right before a part word ("a blue roof"),
+    or after it with only fillers between ("a roof that is blue"), colours that part."""
+    content = [t for t in tokens if t[0] not in ("filler", "shade")]
+    parts: dict[str, str] = {}
+    used: set[int] = set()
+    for k, (kind, value, _) in enumerate(content):
+        if kind != "part":
+            continue
+        for j in (k - 1, k + 1):  # before the part word first ("a blue roof"), then after ("roof ... blue")
+            if 0 <= j < len(content) and content[j][0] == "colour" and j not in used:
+                parts[value] = content[j][1]
+                used.add(j)
+                break
+    rest = [t[1] for k, t in enumerate(content) if t[0] == "colour" and k not in used]
+    return parts, rest
+
+
+def understand(prompt: str) -> Understood:
+    """Read `prompt` as the bundled prior's world would (see the module docstring)."""
+    body, suffix = _view_suffix(prompt.strip().lower())
+    tokens = _tokens(body)
+    unknown = tuple(dict.fromkeys(t[1] for t in tokens if t[0] == "unknown"))
+    problems, notes = [], []
+    families = list(dict.fromkeys(t[1] for t in tokens if t[0] == "family"))
+    shapes = list(dict.fromkeys(t[1] for t in tokens if t[0] == "shape"))
+    if not families and shapes and any(t[0] == "generic" for t in tokens):
+        families = shapes
+    if any(t[0] == "view" for t in tokens):
+        problems.append("reads a view (front/side/back/overhead view) only at the end, after a comma")
+    parts, colours = _bind_parts(tokens)
+    colours = list(dict.fromkeys(colours))
+    if len(families) != 1:
+        problems.append("finds no object it knows" if not families else
+                        f"finds {len(families)} objects ({', '.join(families)}) and draws one")
+        return Understood(None, "", unknown, tuple(problems), ())
+    family = families[0]
+    for part in parts:
+        if PARTS[part] != family:
+            problems.append(f"knows no {part} on a {family}")
+    for body in ("cap", "walls", "wall"):  # the colour of the object itself (a mushroom's stem is fixed)
+        if body in parts and PARTS[body] == family:
+            colours = list(dict.fromkeys([parts[body], *colours]))
+    if len(colours) > 1:
+        problems.append(f"finds {len(colours)} colours ({', '.join(colours)}) for a {family}, which has one"
+                        + (" (and a roof colour: 'a red house with a blue roof')" if family == "house" else ""))
+    missing = [c for c in (*colours, *parts.values()) if c not in COLOURS]
+    for c in dict.fromkeys(missing):
+        problems.append(f"has no {c} in its world (it knows {', '.join(COLOURS)})")
+    if problems or unknown:
+        return Understood(None, "", unknown, tuple(problems), ())
+    colour = colours[0] if colours else DEFAULT_COLOUR
+    if not colours:
+        notes.append(f"no colour named: {colour}")
+    colour2 = None
+    if family in TWO_COLOUR:
+        colour2 = parts.get("roof") or DEFAULT_ROOF.get(colour, "brown")
+        if "roof" not in parts:
+            notes.append(f"no roof colour named: {colour2}")
+        if colour2 == colour:
+            notes.append(f"the bundled prior only saw roofs of another colour than the house ({colour})")
+    spec = ObjectSpec(family, colour, colour2)
+    return Understood(spec, caption(spec) + suffix, (), (), tuple(notes))
+
+
+def nearest(word: str, n: int = 3) -> list[str]:
+    """Up to `n` object, colour, shape or part words closest in spelling to `word`."""
+    words = [w for ws in (*FAMILY_WORDS.values(), *COLOUR_WORDS.values()) for w in ws]
+    return difflib.get_close_matches(word, [*words, *SHAPE_ADJECTIVES, *PARTS], n=n, cutoff=0.6)
+
+
+def refusal(prompt: str, understood: Understood) -> str:
+    """One line: why the bundled prior cannot draw `prompt`, the nearest known words, and the ways on."""
+    parts = []
+    if understood.unknown:
+        words = []
+        for w in understood.unknown:
+            near = nearest(w)
+            words.append(f"{w!r}" + (f" (nearest: {', '.join(near)})" if near else ""))
+        parts.append("does not know " + ", ".join(words))
+    parts.extend(understood.problems)
+    return (f"{prompt.strip()!r}: the bundled prior " + "; ".join(parts) + ". `v3kd prior vocab` lists what it "
+            "knows; --prior PATH takes an open-vocabulary diffusers pipeline; --allow-unknown-words goes on anyway")
+
+
+def vocabulary_lines() -> list[str]:
+    """What `understand` maps, as printed by `v3kd prior vocab`."""
+    lines = ["Objects (family: the words that name it):"]
+    lines += [f"  {f}: {', '.join(w)}" for f, w in FAMILY_WORDS.items()]
+    lines.append("  shape adjectives with object/shape/thing: " + ", ".join(f"{a} ({f})" for a, f in
+                                                                          SHAPE_ADJECTIVES.items()))
+    lines.append("Colours (colour: the words that name it):")
+    lines += [f"  {c}: {', '.join(w)}" for c, w in COLOUR_WORDS.items() if c in COLOURS]
+    missing = [c for c in COLOUR_WORDS if c not in COLOURS]
+    if missing:
+        lines.append(f"  not in the bundled prior's world: {', '.join(missing)}")
+    lines.append(f"  shades ({', '.join(SHADES)}) are accepted and drawn as the plain colour")
+    lines.append("Phrasings: any order, articles and hyphens ('a yellow torus', 'a torus that is yellow', "
+                 "'a yellow-coloured doughnut'); parts: 'a red house with a blue roof', 'a house with red walls "
+                 "and a blue roof', 'a mushroom with a green cap'; a trailing ', front view' (or side, back, "
+                 "overhead) is kept.")
+    lines.append(f"Defaults: no colour -> {DEFAULT_COLOUR}; a house without a roof colour -> brown roof "
+                 "(gray on a brown house).")
+    return lines
+
