@@ -229,3 +229,38 @@ def test_bench_prior_view_check_compares_with_the_object_turned_around():
     gt = _truth(snowman, 10.0, 60.0, 3.5, 64)["rgb"]  # the nose seen from the side; turned: no nose
     assert score_sample(snowman, 10.0, 60.0, 3.5, gt[1])[0]["view_correct"] is False  # a nose-less snowman
     assert "view_correct" not in score_sample(ObjectSpec("sphere", "red"), 10.0, 0.0, 3.5, gt[0])[0]
+
+
+def test_fine_tuning_starts_from_a_pipeline_and_adds_words(tmp_path, monkeypatch):
+    """--init-from: the VAE and its latent scale are kept, UNet and text encoder start from the pipeline, and
+    a colour new to the world gets a row after every old word's (which keep their ids and embeddings)."""
+    from safetensors.torch import load_file
+
+    from vision3d_kd.data.object_views import load_prior_shards, write_prior_dataset
+    from vision3d_kd.data.objects import COLOURS
+    from vision3d_kd.guidance.bundled import vocabulary
+    from vision3d_kd.guidance.prior_training import PriorTrainConfig, train_prior
+
+    images, meta = load_prior_shards(write_prior_dataset(tmp_path / "data", 4, views_per_object=2, size=32, seed=1))
+    base = train_prior(images, meta, tmp_path / "w0", tmp_path / "p0",
+                       PriorTrainConfig(size="tiny", batch=2, vae_steps=1, unet_steps=1))
+    old_vocab = vocabulary()
+    monkeypatch.setitem(COLOURS, "white", (0.9, 0.9, 0.88))
+    assert vocabulary() == [*old_vocab, "white"]
+    with pytest.raises(ConfigError, match="vae-steps 0"):
+        PriorTrainConfig(size="tiny", init_from=str(base)).validate()
+    tuned = train_prior(images, meta, tmp_path / "w1", tmp_path / "p1",
+                        PriorTrainConfig(size="tiny", batch=2, vae_steps=0, unet_steps=0, init_from=str(base)))
+    a, b = DiffusersPrior(base), DiffusersPrior(tuned)
+    assert b.tokenizer.get_vocab()["white"] == len(old_vocab)
+    ea, eb = (p.text_encoder.get_input_embeddings().weight for p in (a, b))
+    assert eb.shape[0] == ea.shape[0] + 1 and torch.equal(eb[: ea.shape[0]], ea)
+    colour_rows = [a.tokenizer.get_vocab()[c] for c in COLOURS if c != "white"]
+    assert torch.allclose(eb[-1].float(), ea[colour_rows].float().mean(0), atol=1e-2)
+    assert a.vae.config.scaling_factor == b.vae.config.scaling_factor
+    ua, ub = (load_file(str(p / "unet" / "diffusion_pytorch_model.safetensors")) for p in (base, tuned))
+    assert all(torch.equal(ua[k], ub[k]) for k in ua)  # 0 steps: the UNet is the pipeline's
+    emb = b.text_embeddings(["a white mug"])  # the new word is a word, not [UNK]
+    assert b.tokenizer.unk_token_id not in b.tokenizer(["a white mug"]).input_ids[0] and emb.cond.isfinite().all()
+    train_prior(images, meta, tmp_path / "w2", tmp_path / "p2",  # and training from it runs
+                PriorTrainConfig(size="tiny", batch=2, vae_steps=0, unet_steps=1, init_from=str(base)))

@@ -4,9 +4,11 @@ suffixes become the prior's own captions; unknown words and impossible requests 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import one_line_error, run_cli
 from vision3d_kd.data.objects import COLOURS, FAMILIES, NOUNS, ObjectSpec, caption
@@ -27,7 +29,10 @@ from vision3d_kd.guidance.prompt_words import COLOUR_WORDS, FAMILY_WORDS, unders
     ("an orange cottage with a blue roof", "a orange house with a blue roof"),
     ("a house with a roof that is blue and orange walls", "a orange house with a blue roof"),
     ("a purple house with a pink roof", "a purple house with a pink roof"),
-    ("a blue-roofed house", None),
+    ("a blue-roofed house", "a gray house with a blue roof"),
+    ("red-capped mushroom", "a mushroom with a red cap"),
+    ("a toadstool with a scarlet top", "a mushroom with a red cap"),
+    ("a red cube with a blue top", None),
     ("a green mushroom", "a mushroom with a green cap"),
     ("a toadstool with a red cap", "a mushroom with a red cap"),
     ("a crimson desk", "a red table"),
@@ -106,3 +111,35 @@ def test_vocab_lists_words_and_what_is_missing(capsys) -> None:
     for word in ("doughnut", "torus", "grey", "coffee mug", "toadstool", "teal"):
         assert word in text, word
     assert "not in the bundled prior's world: white, black" in text or all(c in COLOURS for c in ("white", "black"))
+
+
+def test_phrasings_with_one_caption_make_the_same_run(tmp_path: Path, capsys) -> None:
+    """What `bench prompts` relies on to share runs: the run depends on what the prior is given, not on the
+    words typed (bundled prior, 3 steps at 32 px)."""
+    from safetensors.torch import load_file
+
+    fast = ["--steps", "3", "--set", "generate.size=32", "--set", "generate.mesh_resolution=32", "--set",
+            "generate.video_frames=2", "--set", "generate.video_size=32", "--no-mesh", "--quiet"]
+    for name, prompt in (("a", "a yellow torus"), ("b", "a ring that is yellow")):
+        assert run_cli(["generate", prompt, "--out", str(tmp_path / name), *fast]) == 0
+    assert "read as 'a yellow donut'" in capsys.readouterr().out
+    a, b = (load_file(str(tmp_path / n / "weights.safetensors")) for n in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    cfg = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert cfg["prompt"] == "a ring that is yellow" and cfg["prior_prompt"] == "a yellow donut"
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert 0.0 <= metrics["floater_share_after"] <= metrics["floater_share_before"] + 1e-9
+
+
+def test_bench_prompts_quick_scores_phrasings_and_refuses_unknown_words(tmp_path: Path) -> None:
+    from vision3d_kd.bench.prompts import UNKNOWN, run
+
+    result = run(quick=True, steps=3, runs_dir=tmp_path / "runs")
+    rows, summary = result["rows"], result["summary"]
+    assert len(rows) == 6 and {r["phrasing"] for r in rows} == {"plain", "synonym", "reordered"}
+    assert summary["distinct_runs"] == 2  # three phrasings of each object, one caption each
+    assert summary["unknown_refused_rate"] == 1.0 and len(UNKNOWN) >= 5
+    assert all(0.0 <= r["iou"] <= 1.0 for r in rows)
+    assert summary["iou_paraphrase_minus_plain"] == 0.0
+    for key in ("floater_share_before", "floater_share_after", "iou_plain", "iou_paraphrase"):
+        assert key in summary, key

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, RunError
+from .report import repo_path
 
 __all__ = ["run", "SPLITS", "METHODS"]
 
@@ -68,16 +69,6 @@ def _fit(data: Path, out: Path, args: list[str], budget: float, seed: int, align
              "--device", "cpu")
         metrics = json.loads((out / "metrics.json").read_text())
     return metrics
-
-
-def _rel(path: Path) -> str:
-    """A path relative to the repository (or the working directory) when inside it, else as given."""
-    for base in (Path(__file__).resolve().parents[2], Path.cwd()):
-        try:
-            return str(Path(path).resolve().relative_to(base))
-        except ValueError:
-            continue
-    return str(path)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -138,7 +129,7 @@ def _row(method: str, seed: int, m: dict[str, Any], out: Path) -> dict[str, Any]
             row[key] = round(m[key], 3)
     if "psnr_test_aligned" in m:
         row["align_steps"] = m.get("align_steps", 100)
-    return {**row, "seconds": round(m["seconds"], 1), "steps": m["steps"], "run": _rel(out)}
+    return {**row, "seconds": round(m["seconds"], 1), "steps": m["steps"], "run": repo_path(out)}
 
 
 def run(quick: bool = False, split: str = "validation", budget_s: float | None = None, seeds: int | None = None,

@@ -12,7 +12,18 @@ import torch
 
 from ..checkpoint import atomic_write, write_json
 
-__all__ = ["machine_info", "write_results", "markdown_table"]
+__all__ = ["machine_info", "write_results", "markdown_table", "repo_path"]
+
+
+def repo_path(path: Path | str) -> str:
+    """`path` relative to the repository (or the working directory) when inside it, else as given: what
+    bench JSON records, so results do not name one machine's folders."""
+    for base in (Path(__file__).resolve().parents[2], Path.cwd()):
+        try:
+            return str(Path(path).resolve().relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
 
 
 def machine_info() -> dict[str, Any]:

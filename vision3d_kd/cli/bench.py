@@ -257,6 +257,30 @@ def capture_command(
     _report(name, result, out_dir)
 
 
+@bench_app.command("prompts")
+def prompts_command(
+    quick: bool = _QUICK,
+    split: str = typer.Option("validation", "--split", help="validation (tune on it) or test (run once chosen)."),
+    seeds: int = typer.Option(None, "--seeds", help="Seeds per object and phrasing (default 3; with --quick 1)."),
+    steps: int = typer.Option(None, "--steps", help="Generation steps per run (default: SDS's config; with "
+                              "--quick 60)."),
+    runs_dir: Path = _bench_runs("prompts/SPLIT"),
+    out_dir: Path = _OUT_DIR,
+) -> None:
+    """Paraphrased prompts with the bundled prior: plain, synonym and reordered phrasings of each object.
+
+    Scores: multi-view IoU against the true object per phrasing (iou_plain, iou_paraphrase), the share of
+    unknown-word prompts refused, and the floater share of rendered opacity before and after pruning."""
+    from ..bench.prompts import SPLITS, run
+
+    _at_least_one("--seeds", seeds)
+    _at_least_one("--steps", steps)
+    _known("--split", [split], list(SPLITS), "split")
+    result = run(quick=quick, split=split, seeds=seeds, steps=steps, runs_dir=runs_dir, progress=print)
+    name = ("prompts" if split == "test" else f"prompts-{split}") + ("-quick" if quick else "")
+    _report(name, result, out_dir)
+
+
 @bench_app.command("event-vggt")
 def event_vggt_command(
     quick: bool = _QUICK,

@@ -61,6 +61,9 @@ def generate_command(
         parts.append(f"mesh.glb {faces} faces" if faces else "no mesh (empty)")
     if not no_video:
         parts.append("turntable.mp4")
+    if "floater_share_before" in metrics:
+        parts.append(f"floaters {100 * metrics['floater_share_before']:.2f} % -> "
+                     f"{100 * metrics['floater_share_after']:.2f} % of the opacity")
     for note in metrics.get("prompt_notes", []):
         print(f"prompt: {note}")
     print(f"wrote {out}: " + ", ".join(parts) + f" (total {metrics['total_seconds']:.0f} s)")

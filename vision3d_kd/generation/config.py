@@ -57,9 +57,11 @@ class GenerateConfig:
     seed: int = 0
     checkpoint_every: int = 100
     log_every: int = 10
-    mesh_resolution: int = 128        # outputs: marching-cubes lattice, turntable frames and size
+    mesh_resolution: int = 256        # outputs: marching-cubes lattice, turntable frames and size (pixels)
     video_frames: int = 48
-    video_size: int = 128
+    video_size: int = 256
+    prune_floaters: bool = True       # after the loop: clear the occupancy grid outside the main components
+    floater_keep_ratio: float = 0.1   # ... keeping any component with this share of the largest one's mass
 
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
@@ -82,6 +84,8 @@ class GenerateConfig:
                 raise ConfigError(f"generate.{name} must be (low, high) with low <= high, got {(lo, hi)}")
         if min(self.lambda_orient, self.lambda_sparsity, self.lambda_opaque) < 0:
             raise ConfigError("generate.lambda_* must be >= 0")
+        if not 0 < self.floater_keep_ratio <= 1:
+            raise ConfigError(f"generate.floater_keep_ratio must be in (0, 1], got {self.floater_keep_ratio}")
 
 
 @dataclass

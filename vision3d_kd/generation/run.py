@@ -89,6 +89,7 @@ def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
     generate(prompt, out, setup, model, None if prior_path is None else str(prior_path), resume=resume,
              device=device, show_progress=show_progress, prior_prompt=said)
     g = setup.generate
-    outputs = write_outputs(out, g.mesh_resolution, g.video_frames, g.video_size, mesh, video)
+    outputs = write_outputs(out, g.mesh_resolution, g.video_frames, g.video_size, mesh, video,
+                            g.floater_keep_ratio if g.prune_floaters else None)
     return out, update_metrics(out, {**outputs, "total_seconds": round(time.perf_counter() - t0, 2),
                                      "prompt_notes": notes})

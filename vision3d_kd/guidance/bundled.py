@@ -39,12 +39,18 @@ SIZES = {
 }
 
 
+# words added to the world after the first bundled prior: they go after the sorted first words, in this order,
+# so every earlier word keeps its id and a prior can be fine-tuned onto the larger vocabulary (--init-from)
+ADDED_WORDS = ("white", "black")
+
+
 def vocabulary() -> list[str]:
-    """Every word the world's captions use (lower case), after the special tokens."""
+    """Every word the world's captions use (lower case), after the special tokens: the first words sorted,
+    then ADDED_WORDS that the world uses."""
     words = {"a", "an", "with", "roof", "cap", "house", "mushroom", "front", "side", "back", "overhead", "view",
              ","}
     words |= set(COLOURS) | set(FAMILIES) | set(NOUNS.values())
-    return SPECIAL + sorted(words)
+    return SPECIAL + sorted(words - set(ADDED_WORDS)) + [w for w in ADDED_WORDS if w in words]
 
 
 def build_tokenizer(max_words: int = 16):

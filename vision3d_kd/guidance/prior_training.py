@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..data.objects import COLOURS
 from ..errors import ConfigError
 from ..train.driver import seeded_init
 from .bundled import SIZES, build_scheduler, build_text_encoder, build_tokenizer, build_unet, build_vae, save_pipeline
@@ -51,6 +52,8 @@ class PriorTrainConfig:
     seed: int = 0
     checkpoint_every: int = 250
     log_every: int = 50
+    init_from: str = ""  # fine-tune: a pipeline directory whose VAE (kept as is, with its latent scale), UNet and
+    #                      text encoder start the training; words new to the vocabulary get fresh embeddings
 
     def validate(self) -> None:
         if self.size not in SIZES:
@@ -63,6 +66,10 @@ class PriorTrainConfig:
             raise ConfigError("part_weight must be >= 0")
         if not (0 <= self.cond_drop < 1 and 0 <= self.ema_decay < 1):
             raise ConfigError("cond_drop and ema_decay must be in [0, 1)")
+        if self.init_from and self.vae_steps:
+            raise ConfigError("the VAE comes from --init-from as it is; use --vae-steps 0")
+        if self.init_from and not (Path(self.init_from) / "model_index.json").is_file():
+            raise ConfigError(f"--init-from {self.init_from}: not a diffusers pipeline directory (no model_index.json)")
 
 
 def images_to_tensor(images: np.ndarray) -> Tensor:
@@ -85,7 +92,43 @@ def _load(path: Path) -> dict | None:
     return torch.load(path, weights_only=True) if path.is_file() else None
 
 
+def _pipeline_vae(path: Path):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_pretrained(path / "vae").float().eval().requires_grad_(False)
+
+
+def _pipeline_denoiser(path: Path, size_name: str, tokenizer):
+    """(UNet, text encoder) of the pipeline at `path` in float32, the text encoder's token embeddings moved to
+    `tokenizer`'s ids: a word the pipeline knew keeps its row, a new word starts at the mean of the rows of
+    the world's colour words (new words are colours so far) or, without those, of all rows."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel, PreTrainedTokenizerFast
+
+    unet = UNet2DConditionModel.from_pretrained(path / "unet").float()
+    old_text = CLIPTextModel.from_pretrained(path / "text_encoder").float()
+    old_vocab = PreTrainedTokenizerFast.from_pretrained(path / "tokenizer").get_vocab()
+    text = build_text_encoder(SIZES[size_name])
+    state = {k: v for k, v in old_text.state_dict().items() if "token_embedding" not in k}
+    try:
+        missing, unexpected = text.load_state_dict(state, strict=False)
+    except RuntimeError:
+        missing, unexpected = [], ["(shapes)"]
+    if unexpected or [k for k in missing if "token_embedding" not in k]:
+        raise ConfigError(f"--init-from {path}: its text encoder does not match --size {size_name}")
+    old = old_text.get_input_embeddings().weight.detach()
+    colours = [old_vocab[w] for w in COLOURS if w in old_vocab]
+    fresh = old[colours].mean(0) if colours else old.mean(0)
+    rows = text.get_input_embeddings().weight
+    with torch.no_grad():
+        for word, i in tokenizer.get_vocab().items():
+            rows[i] = old[old_vocab[word]] if word in old_vocab else fresh
+    return unet, text
+
+
 def _train_vae(images: np.ndarray, cfg: PriorTrainConfig, work: Path, log: Log):
+    if cfg.init_from:
+        return _pipeline_vae(Path(cfg.init_from))
     vae = build_vae(SIZES[cfg.size], images.shape[1])
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -119,15 +162,16 @@ def _train_vae(images: np.ndarray, cfg: PriorTrainConfig, work: Path, log: Log):
 
 
 @torch.no_grad()
-def _encode_all(vae, images: np.ndarray, work: Path, chunk: int = 256) -> Tensor:
-    """Posterior means of every image times the scaling factor 1/std (set in the VAE's config), cached."""
+def _encode_all(vae, images: np.ndarray, work: Path, chunk: int = 256, keep_scale: bool = False) -> Tensor:
+    """Posterior means of every image times the scaling factor 1/std (set in the VAE's config; with
+    `keep_scale` the VAE's own, as a fine-tuned UNet was trained with it), cached."""
     path = work / "latents.pt"
     if (ck := _load(path)) is not None and ck["n"] == len(images):
         vae.register_to_config(scaling_factor=float(ck["scale"]))
         return ck["latents"]
     lat = torch.cat([vae.encode(images_to_tensor(images[s: s + chunk])).latent_dist.mean
                      for s in range(0, len(images), chunk)])
-    scale = float(1.0 / lat.std())
+    scale = float(vae.config.scaling_factor) if keep_scale else float(1.0 / lat.std())
     vae.register_to_config(scaling_factor=scale)
     lat = lat * scale
     _save(path, {"latents": lat, "scale": scale, "n": len(images)})
@@ -153,7 +197,10 @@ def _latent_weights(part_masks: np.ndarray | None, latent_size: int, part_weight
 def _train_unet(latents: Tensor, meta: list[dict], cfg: PriorTrainConfig, work: Path, tokenizer, log: Log,
                 part_masks: np.ndarray | None = None):
     size = SIZES[cfg.size]
-    unet, text = build_unet(size, latents.shape[-1]), build_text_encoder(size)
+    if cfg.init_from:
+        unet, text = _pipeline_denoiser(Path(cfg.init_from), cfg.size, tokenizer)
+    else:
+        unet, text = build_unet(size, latents.shape[-1]), build_text_encoder(size)
     ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text).requires_grad_(False)
     opt = torch.optim.AdamW([*unet.parameters(), *text.parameters()], lr=cfg.unet_lr, weight_decay=1e-2)
     sched = build_scheduler()
@@ -225,14 +272,14 @@ def train_prior(images: np.ndarray, meta: list[dict], work: Path, out: Path, cfg
     cfg_path = work / "config.json"
     if cfg_path.is_file():
         old = json.loads(cfg_path.read_text())
-        changed = [k for k in ("size", "batch", "seed") if old.get(k) != asdict(cfg)[k]]
+        changed = [k for k in ("size", "batch", "seed", "init_from") if old.get(k, "") != asdict(cfg)[k]]
         if changed:
             raise ConfigError(f"{work}: was started with other {', '.join(changed)}; use a new work folder")
     cfg_path.write_text(json.dumps(asdict(cfg), indent=1))
     log = log or (lambda stage, step, rec: None)
     with seeded_init(cfg.seed):  # its draws use the global RNG: scoped, so the caller's stays as it was
         vae = _train_vae(images, cfg, work, log)
-        latents = _encode_all(vae, images, work)
+        latents = _encode_all(vae, images, work, keep_scale=bool(cfg.init_from))
         tokenizer = build_tokenizer(SIZES[cfg.size].max_words)
         unet, text, sched = _train_unet(latents, meta, cfg, work, tokenizer, log, part_masks)
     return save_pipeline(out, unet, text, tokenizer, sched, vae)
@@ -245,12 +292,16 @@ def export_checkpoint(work: Path, out: Path) -> tuple[Path, int]:
     cfg_path = work / "config.json"
     if not cfg_path.is_file():
         raise ConfigError(f"{work}: no config.json (not a train_prior work folder)")
-    size = SIZES[json.loads(cfg_path.read_text())["size"]]
+    saved = json.loads(cfg_path.read_text())
+    size, init_from = SIZES[saved["size"]], saved.get("init_from", "")
     ck_vae, ck_lat, ck_unet = (_load(work / n) for n in ("vae.pt", "latents.pt", "unet.pt"))
-    if ck_vae is None or ck_lat is None or ck_unet is None:
+    if (ck_vae is None and not init_from) or ck_lat is None or ck_unet is None:
         raise ConfigError(f"{work}: needs vae.pt, latents.pt and unet.pt (the UNet stage has not checkpointed yet)")
-    vae = build_vae(size)
-    vae.load_state_dict(ck_vae["model"])
+    if init_from:  # fine-tuned: the VAE is the starting pipeline's
+        vae = _pipeline_vae(Path(init_from))
+    else:
+        vae = build_vae(size)
+        vae.load_state_dict(ck_vae["model"])
     vae.register_to_config(scaling_factor=float(ck_lat["scale"]))
     unet, text = build_unet(size, ck_lat["latents"].shape[-1]), build_text_encoder(size)
     unet.load_state_dict(ck_unet["ema_unet"])

@@ -55,8 +55,11 @@ COLOUR_WORDS: dict[str, tuple[str, ...]] = {
     "black": ("black", "jet black", "ebony"),
 }
 SHADES = ("light", "dark", "bright", "pale", "deep", "vivid")  # accepted; the world has one shade per colour
-# a colour beside these words colours the part ("walls": a house's body)
-PARTS = {"roof": "house", "cap": "mushroom", "walls": "house", "wall": "house"}
+# a colour beside a part word colours that part: its word -> the part, and each family's parts -> what they
+# colour ("body": the object's own colour; a mushroom's stem is fixed, so its cap is its colour)
+PARTS = {"roof": "roof", "roofed": "roof", "cap": "cap", "capped": "cap", "top": "top", "walls": "walls",
+         "wall": "walls", "walled": "walls"}
+PARTS_OF = {"house": {"roof": "roof", "top": "roof", "walls": "body"}, "mushroom": {"cap": "body", "top": "body"}}
 FILLERS = ("a", "an", "the", "one", "single", "of", "that", "which", "is", "it", "its", "coloured", "colored",
            "colour", "color", "in", "made", "painted", "with", "and", "has", "having", "3d")
 VIEWS = ("front", "side", "back", "overhead")
@@ -93,7 +96,7 @@ def _lexicon() -> dict[tuple[str, ...], tuple[str, str]]:
         for w in words:
             table[tuple(w.split())] = ("colour", colour)
     table.update({(w,): ("shade", w) for w in SHADES})
-    table.update({(w,): ("part", w) for w in PARTS})
+    table.update({(w,): ("part", part) for w, part in PARTS.items()})
     table.update({(w,): ("shape", f) for w, f in SHAPE_ADJECTIVES.items()})
     table.update({(w,): ("generic", w) for w in GENERIC_NOUNS})
     table.update({(w,): ("filler", w) for w in FILLERS})
@@ -173,16 +176,19 @@ def understand(prompt: str) -> Understood:
                         f"finds {len(families)} objects ({', '.join(families)}) and draws one")
         return Understood(None, "", unknown, tuple(problems), ())
     family = families[0]
-    for part in parts:
-        if PARTS[part] != family:
+    roles: dict[str, str] = {}  # body / roof -> colour
+    for part, colour in parts.items():
+        role = PARTS_OF.get(family, {}).get(part)
+        if role is None:
             problems.append(f"knows no {part} on a {family}")
-    for body in ("cap", "walls", "wall"):  # the colour of the object itself (a mushroom's stem is fixed)
-        if body in parts and PARTS[body] == family:
-            colours = list(dict.fromkeys([parts[body], *colours]))
+        else:
+            roles[role] = colour
+    if "body" in roles:
+        colours = list(dict.fromkeys([roles["body"], *colours]))
     if len(colours) > 1:
         problems.append(f"finds {len(colours)} colours ({', '.join(colours)}) for a {family}, which has one"
                         + (" (and a roof colour: 'a red house with a blue roof')" if family == "house" else ""))
-    missing = [c for c in (*colours, *parts.values()) if c not in COLOURS]
+    missing = [c for c in (*colours, *roles.values()) if c not in COLOURS]
     for c in dict.fromkeys(missing):
         problems.append(f"has no {c} in its world (it knows {', '.join(COLOURS)})")
     if problems or unknown:
@@ -192,8 +198,8 @@ def understand(prompt: str) -> Understood:
         notes.append(f"no colour named: {colour}")
     colour2 = None
     if family in TWO_COLOUR:
-        colour2 = parts.get("roof") or DEFAULT_ROOF.get(colour, "brown")
-        if "roof" not in parts:
+        colour2 = roles.get("roof") or DEFAULT_ROOF.get(colour, "brown")
+        if "roof" not in roles:
             notes.append(f"no roof colour named: {colour2}")
         if colour2 == colour:
             notes.append(f"the bundled prior only saw roofs of another colour than the house ({colour})")

@@ -1,0 +1,125 @@
+"""Floaters: matter disconnected from the object, found as connected components of a density lattice.
+
+A lattice of `resolution`³ cells over the occupancy grid's box is filled with the field's density (the max of
+a few points per cell; cells the grid marks empty hold 0), cells at or above `level` are solid, and solid
+cells are grouped by 26-connectivity. `prune_floaters` clears the grid's cells outside the kept components
+(grown by one cell, so the object's soft edge stays), which every renderer, mesh and export then skips.
+`floater_share` measures what is left: the share of rendered opacity (summed over views) that comes from
+outside the largest component, by rendering with and without the other components.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..cameras import Cameras, image_rays
+from .occupancy import OccupancyGrid, density_for_opacity
+from .volume import RenderConfig, render_rays_chunked
+
+__all__ = ["lattice_density", "components", "prune_floaters", "floater_share", "FLOATER_OPACITY"]
+
+FLOATER_OPACITY = 0.05  # a cell is solid when one marching step through it has at least this opacity
+
+
+@torch.no_grad()
+def lattice_density(field, grid: OccupancyGrid, resolution: int, samples: int = 2, seed: int = 0,
+                    chunk: int = 1 << 16) -> Tensor:
+    """[R,R,R] max density (1/scene-unit) of `samples` random points per cell of a `resolution`³ lattice over
+    `grid`'s box (x-major like the grid; a contracted grid's cells in contracted space); 0 in cells whose
+    points the grid marks empty."""
+    probe = OccupancyGrid(grid.aabb, resolution, contract=grid.contract).to(grid.aabb.device)
+    gen = torch.Generator(device=grid.aabb.device).manual_seed(seed)
+    n = resolution**3
+    out = torch.zeros(n, device=grid.aabb.device)
+    cells = torch.arange(n, device=grid.aabb.device)
+    for _ in range(samples):
+        for s in range(0, n, chunk):
+            pts = probe.cell_points(cells[s:s + chunk], gen)
+            keep = grid.occupied(pts)
+            d = torch.zeros(len(pts), device=pts.device)
+            if keep.any():
+                d[keep] = field.density(pts[keep]).float().reshape(-1)
+            out[s:s + chunk] = torch.maximum(out[s:s + chunk], d)
+    return out.reshape(resolution, resolution, resolution)
+
+
+def components(density: Tensor, level: float, keep_ratio: float = 1.0) -> tuple[Tensor, dict[str, float]]:
+    """Solid cells (density >= level) of [R,R,R] `density` grouped by 26-connectivity; ([R,R,R] bool of the
+    kept components, stats). Kept: the largest by mass (summed density) and any other with at least
+    `keep_ratio` of its mass (1.0: the largest only). Stats: components, kept, mass_share_outside (of the
+    solid mass, outside the kept components)."""
+    from scipy import ndimage
+
+    solid = (density >= level).cpu().numpy()
+    labels, n = ndimage.label(solid, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return torch.zeros_like(density, dtype=torch.bool), {"components": 0, "kept": 0, "mass_share_outside": 0.0}
+    mass = np.asarray(ndimage.sum(density.cpu().numpy(), labels, index=np.arange(1, n + 1)), np.float64)
+    kept = np.flatnonzero(mass >= keep_ratio * mass.max()) + 1
+    keep = np.isin(labels, kept)
+    share = float(1.0 - mass[kept - 1].sum() / max(mass.sum(), 1e-30))
+    return torch.from_numpy(keep).to(density.device), {"components": int(n), "kept": int(len(kept)),
+                                                       "mass_share_outside": share}
+
+
+def _restricted(grid: OccupancyGrid, keep: Tensor) -> OccupancyGrid:
+    """A copy of `grid` whose occupied cells also lie in `keep` ([R',R',R'] bool lattice over the same box,
+    any resolution: a grid cell stays when its centre's lattice cell is kept)."""
+    probe = OccupancyGrid(grid.aabb, keep.shape[0], contract=grid.contract).to(grid.aabb.device)
+    idx, inside = probe.cell_index(grid.cell_centres())
+    out = OccupancyGrid(grid.aabb, grid.resolution, contract=grid.contract).to(grid.aabb.device)
+    out.load_state_dict(grid.state_dict())
+    out.binary &= keep.reshape(-1)[idx] & inside
+    return out
+
+
+def _grow(keep: Tensor, cells: int) -> Tensor:
+    """`keep` dilated by `cells` cells (26-neighbourhood)."""
+    from scipy import ndimage
+
+    if cells <= 0:
+        return keep
+    grown = ndimage.binary_dilation(keep.cpu().numpy(), structure=np.ones((3, 3, 3), bool), iterations=cells)
+    return torch.from_numpy(grown).to(keep.device)
+
+
+@torch.no_grad()
+def prune_floaters(field, grid: OccupancyGrid, step_size: float, keep_ratio: float = 0.1,
+                   opacity: float = FLOATER_OPACITY) -> dict[str, float]:
+    """Clear `grid`'s cells outside the field's main components (in place): components of its own
+    resolution's lattice at the density where one `step_size` step has `opacity`; kept: the largest and any
+    with at least `keep_ratio` of its mass, grown by one cell. Returns the `components` stats plus
+    cells_cleared (share of the occupied cells)."""
+    density = lattice_density(field, grid, grid.resolution)
+    keep, stats = components(density, density_for_opacity(opacity, step_size), keep_ratio)
+    if stats["components"] == 0:
+        return {**stats, "cells_cleared": 0.0}
+    before = int(grid.binary.sum())
+    pruned = _restricted(grid, _grow(keep, 1))
+    grid.binary.copy_(pruned.binary)
+    return {**stats, "cells_cleared": (before - int(grid.binary.sum())) / max(before, 1)}
+
+
+@torch.no_grad()
+def floater_share(field, grid: OccupancyGrid, cams: Cameras, settings: RenderConfig, resolution: int | None = None,
+                  opacity: float = FLOATER_OPACITY) -> float:
+    """Share of the opacity rendered over all of `cams` that comes from outside the field's largest connected
+    component (a lattice at `resolution`, default twice the grid's, at the density where one marching step
+    has `opacity`; the component grown by one cell): 1 - sum(opacity, other components hidden) / sum(opacity)."""
+    res = resolution or 2 * grid.resolution
+    density = lattice_density(field, grid, res)
+    keep, stats = components(density, density_for_opacity(opacity, settings.step_size), 1.0)
+    if stats["components"] == 0:
+        return 0.0
+    main = _restricted(grid, _grow(keep, 1))
+    totals = []
+    for g in (grid, main):
+        total = 0.0
+        for i in range(len(cams)):
+            o, d = image_rays(cams, i)
+            bg = torch.ones(len(o), 3, device=o.device)
+            total += float(render_rays_chunked(field, o, d, g, bg, settings)["opacity"].sum())
+        totals.append(total)
+    return float(max(0.0, 1.0 - totals[1] / max(totals[0], 1e-12)))
