@@ -96,13 +96,13 @@ def _scored(run_dir: Path, prompt: str, spec: ObjectSpec, seed: int, prior, step
             raise RunError(f"{run_dir}: made with another prior; use another --runs-dir or delete the old runs")
         if rec.get("scorer") == SCORER:
             return rec
-    if not (run_dir / "metrics.json").is_file() or "floater_share_before" not in json.loads(
-            (run_dir / "metrics.json").read_text()):
+    metrics_file = run_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    if "floater_share_before" not in metrics:  # not run, or stopped before its outputs
         sets = [f"generate.seed={seed}"] + ([f"generate.steps={steps}"] if steps else [])
         resume = (run_dir / "train_state.safetensors").is_file()
-        generate_run(prompt, load_generate_config("sds", None, sets), run_dir, prior, resume=resume, mesh=False,
-                     video=False, show_progress=False)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+        _, metrics = generate_run(prompt, load_generate_config("sds", None, sets), run_dir, prior, resume=resume,
+                                  mesh=False, video=False, show_progress=False)
     model, grid, cfg = load_run(run_dir)
     rec = score_run(model, grid, render_settings_from(cfg), cfg["render"], spec)
     rec.pop("rgb")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..data.objects import COLOURS, TWO_COLOUR, ObjectSpec, caption
 
 __all__ = ["FAMILY_WORDS", "COLOUR_WORDS", "SHADES", "SHAPE_ADJECTIVES", "Understood", "understand",
-           "known_words", "nearest", "refusal", "vocabulary_lines", "DEFAULT_COLOUR",
+           "nearest", "refusal", "vocabulary_lines", "DEFAULT_COLOUR",
            "DEFAULT_ROOF"]
 
 # family -> the words and phrases that name it (the first is the world's own name)
@@ -108,11 +108,6 @@ LEXICON = _lexicon()
 _LONGEST = max(len(k) for k in LEXICON)
 
 
-def known_words() -> list[str]:
-    """Every word and phrase `understand` places, sorted."""
-    return sorted(" ".join(k) for k in LEXICON)
-
-
 def _view_suffix(text: str) -> tuple[str, str]:
     """(prompt without a trailing ", X view", that suffix or "")."""
     m = re.search(r",?\s*\b(front|side|back|overhead)\s+view\s*$", text)
@@ -121,31 +116,31 @@ def _view_suffix(text: str) -> tuple[str, str]:
     return text[:m.start()], f", {m.group(1)} view"
 
 
-def _tokens(text: str) -> list[tuple[str, str, str]]:
-    """(kind, value, words as typed) for each longest phrase of `text` (lower case, hyphens as spaces);
-    kind "unknown" for words no phrase holds."""
+def _tokens(text: str) -> list[tuple[str, str]]:
+    """(kind, value) for each longest phrase of `text` (lower case, hyphens as spaces); kind "unknown" (the
+    word as value) for words no phrase holds."""
     words = re.findall(r"[a-z0-9']+", text.lower().replace("-", " "))
     out, i = [], 0
     while i < len(words):
         for n in range(min(_LONGEST, len(words) - i), 0, -1):
             hit = LEXICON.get(tuple(words[i:i + n]))
             if hit:
-                out.append((*hit, " ".join(words[i:i + n])))
+                out.append(hit)
                 i += n
                 break
         else:
-            out.append(("unknown", words[i], words[i]))
+            out.append(("unknown", words[i]))
             i += 1
     return out
 
 
-def _bind_parts(tokens: list[tuple[str, str, str]]) -> tuple[dict[str, str], list[str]]:
+def _bind_parts(tokens: list[tuple[str, str]]) -> tuple[dict[str, str], list[str]]:
     """({part: colour}, the colours left for the object): a colour right before a part word ("a blue roof"),
     or after it with only fillers between ("a roof that is blue"), colours that part."""
     content = [t for t in tokens if t[0] not in ("filler", "shade")]
     parts: dict[str, str] = {}
     used: set[int] = set()
-    for k, (kind, value, _) in enumerate(content):
+    for k, (kind, value) in enumerate(content):
         if kind != "part":
             continue
         for j in (k - 1, k + 1):  # before the part word first ("a blue roof"), then after ("roof ... blue")

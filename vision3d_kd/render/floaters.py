@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..cameras import Cameras, image_rays
+from ..cameras import Cameras
+from .image import render
 from .occupancy import OccupancyGrid, density_for_opacity
-from .volume import RenderConfig, render_rays_chunked
+from .volume import RenderConfig
 
 __all__ = ["lattice_density", "components", "prune_floaters", "floater_share", "FLOATER_OPACITY"]
 
@@ -64,15 +65,12 @@ def components(density: Tensor, level: float, keep_ratio: float = 1.0) -> tuple[
                                                        "mass_share_outside": share}
 
 
-def _restricted(grid: OccupancyGrid, keep: Tensor) -> OccupancyGrid:
-    """A copy of `grid` whose occupied cells also lie in `keep` ([R',R',R'] bool lattice over the same box,
-    any resolution: a grid cell stays when its centre's lattice cell is kept)."""
+def _kept_cells(grid: OccupancyGrid, keep: Tensor) -> Tensor:
+    """[R³] bool over `grid`'s cells: occupied and inside `keep` ([R',R',R'] bool lattice over the same box,
+    any resolution: a grid cell is kept when its centre's lattice cell is)."""
     probe = OccupancyGrid(grid.aabb, keep.shape[0], contract=grid.contract).to(grid.aabb.device)
     idx, inside = probe.cell_index(grid.cell_centres())
-    out = OccupancyGrid(grid.aabb, grid.resolution, contract=grid.contract).to(grid.aabb.device)
-    out.load_state_dict(grid.state_dict())
-    out.binary &= keep.reshape(-1)[idx] & inside
-    return out
+    return grid.binary & keep.reshape(-1)[idx] & inside
 
 
 def _grow(keep: Tensor, cells: int) -> Tensor:
@@ -97,8 +95,7 @@ def prune_floaters(field, grid: OccupancyGrid, step_size: float, keep_ratio: flo
     if stats["components"] == 0:
         return {**stats, "cells_cleared": 0.0}
     before = int(grid.binary.sum())
-    pruned = _restricted(grid, _grow(keep, 1))
-    grid.binary.copy_(pruned.binary)
+    grid.binary.copy_(_kept_cells(grid, _grow(keep, 1)))
     return {**stats, "cells_cleared": (before - int(grid.binary.sum())) / max(before, 1)}
 
 
@@ -113,13 +110,9 @@ def floater_share(field, grid: OccupancyGrid, cams: Cameras, settings: RenderCon
     keep, stats = components(density, density_for_opacity(opacity, settings.step_size), 1.0)
     if stats["components"] == 0:
         return 0.0
-    main = _restricted(grid, _grow(keep, 1))
-    totals = []
-    for g in (grid, main):
-        total = 0.0
-        for i in range(len(cams)):
-            o, d = image_rays(cams, i)
-            bg = torch.ones(len(o), 3, device=o.device)
-            total += float(render_rays_chunked(field, o, d, g, bg, settings)["opacity"].sum())
-        totals.append(total)
+    main = OccupancyGrid(grid.aabb, grid.resolution, contract=grid.contract).to(grid.aabb.device)
+    main.load_state_dict(grid.state_dict())
+    main.binary.copy_(_kept_cells(grid, _grow(keep, 1)))
+    totals = [sum(float(render(field, cams, i, g, settings)["opacity"].sum()) for i in range(len(cams)))
+              for g in (grid, main)]
     return float(max(0.0, 1.0 - totals[1] / max(totals[0], 1e-12)))
