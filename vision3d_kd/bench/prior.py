@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..data.object_views import ELEVATION_RANGE, render_object
-from ..data.objects import ASYMMETRIC, COLOURS, HELD_OUT, TWO_COLOUR, ObjectSpec, caption, view_suffix
+from ..data.objects import ASYMMETRIC, FIRST_COLOURS, HELD_OUT, TWO_COLOUR, ObjectSpec, caption, view_suffix
 from ..data.procedural import Shading
 from ..guidance.diffusers_prior import DiffusersPrior
 from ..guidance.prior import CameraCondition
@@ -44,7 +44,7 @@ def pairs(n: int, seed: int = 0) -> list[tuple[ObjectSpec, float, float]]:
     out = []
     for i in range(n):
         family, colour = held[i % len(held)]
-        colour2 = rng.choice([c for c in COLOURS if c != colour]) if family in TWO_COLOUR else None
+        colour2 = rng.choice([c for c in FIRST_COLOURS if c != colour]) if family in TWO_COLOUR else None
         out.append((ObjectSpec(family, colour, colour2), rng.uniform(*ELEVATION_RANGE), rng.uniform(0.0, 360.0)))
     return out
 

@@ -14,16 +14,18 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from .sdf import Box, Cone, Cylinder, Primitive, SDFScene, Sphere, Torus
 
-__all__ = ["COLOURS", "FAMILIES", "TWO_COLOUR", "ASYMMETRIC", "ObjectSpec", "build_object", "caption",
+__all__ = ["COLOURS", "FIRST_COLOURS", "FAMILIES", "TWO_COLOUR", "ASYMMETRIC", "ObjectSpec", "build_object", "caption",
            "view_suffix", "HELD_OUT", "NOUNS"]
 
-# linear-RGB albedos; no white/black (the background is white, and black hides the shading)
+# linear-RGB albedos. White stays below the white background (shading keeps its silhouette visible) and
+# black above zero (its rim still shades); both were added after the first world (FIRST_COLOURS).
 COLOURS: dict[str, tuple[float, float, float]] = {
     "red": (0.85, 0.12, 0.10), "green": (0.15, 0.65, 0.20), "blue": (0.12, 0.28, 0.85),
     "yellow": (0.95, 0.82, 0.12), "orange": (0.95, 0.48, 0.08), "purple": (0.55, 0.22, 0.75),
     "pink": (0.95, 0.50, 0.70), "brown": (0.50, 0.30, 0.14), "gray": (0.50, 0.50, 0.52),
-    "cyan": (0.10, 0.75, 0.80),
+    "cyan": (0.10, 0.75, 0.80), "white": (0.90, 0.90, 0.88), "black": (0.05, 0.05, 0.06),
 }
+FIRST_COLOURS = tuple(COLOURS)[:10]  # the colours of the first world: benchmarks draw from these, unchanged
 FAMILIES = ("sphere", "cube", "cylinder", "cone", "torus", "mug", "house", "snowman", "chair", "table",
             "mushroom", "arrow")
 TWO_COLOUR = ("house",)  # second colour: the roof
