@@ -241,12 +241,15 @@ def test_fine_tuning_starts_from_a_pipeline_and_adds_words(tmp_path, monkeypatch
     from vision3d_kd.guidance.bundled import vocabulary
     from vision3d_kd.guidance.prior_training import PriorTrainConfig, train_prior
 
+    white = COLOURS["white"]
+    for c in ("white", "black"):  # the first world, without them
+        monkeypatch.delitem(COLOURS, c)
     images, meta = load_prior_shards(write_prior_dataset(tmp_path / "data", 4, views_per_object=2, size=32, seed=1))
     base = train_prior(images, meta, tmp_path / "w0", tmp_path / "p0",
                        PriorTrainConfig(size="tiny", batch=2, vae_steps=1, unet_steps=1))
     old_vocab = vocabulary()
-    monkeypatch.setitem(COLOURS, "white", (0.9, 0.9, 0.88))
-    assert vocabulary() == [*old_vocab, "white"]
+    monkeypatch.setitem(COLOURS, "white", white)  # white joins the world
+    assert "white" not in old_vocab and vocabulary() == [*old_vocab, "white"]
     with pytest.raises(ConfigError, match="vae-steps 0"):
         PriorTrainConfig(size="tiny", init_from=str(base)).validate()
     tuned = train_prior(images, meta, tmp_path / "w1", tmp_path / "p1",

@@ -22,7 +22,8 @@ from vision3d_kd.guidance.prior_training import PriorTrainConfig, export_checkpo
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, help="data set folder from make_prior_data.py (not for --export-only)")
+    ap.add_argument("--data", type=Path,
+                    help="data set folder from make_prior_data.py (with --export-only: only named in TRAINING.md)")
     ap.add_argument("--work", type=Path, required=True, help="checkpoint folder (resumed if it exists)")
     ap.add_argument("--out", type=Path, default=Path("vision3d_kd/assets/prior"))
     ap.add_argument("--export-only", action="store_true",
@@ -34,7 +35,7 @@ def main() -> None:
     cfg = PriorTrainConfig(**{k: getattr(args, k) for k in vars(defaults)})
     if args.export_only:
         out, step = export_checkpoint(args.work, args.out)
-        _provenance(out, args.work, step)
+        _provenance(out, args.work, step, args.data)
         print(f"wrote {out} (UNet EMA at step {step})")
         return
     if args.data is None:
@@ -73,6 +74,12 @@ def _provenance(out: Path, work: Path, step: int, data: Path | None = None) -> N
             f"Written by: `python {' '.join(sys.argv)}`\n\nConfig (work/config.json):\n```\n"
             f"{(work / 'config.json').read_text()}\n```\nData settings (info.json):\n```\n{info}\n```\n"
             "Last log lines:\n```\n" + "\n".join(last.values()) + "\n```\n")
+    init = json.loads((work / "config.json").read_text()).get("init_from", "")
+    before = Path(init) / "TRAINING.md" if init else None
+    if before is not None and before.is_file():  # a fine-tune: the history of what it started from
+        lines = before.read_text().splitlines()[1:]  # its headings one level down, its title replaced
+        text += f"\n## Started from `--init-from {init}`, made as follows\n" + "\n".join(
+            "#" + x if x.startswith("#") else x for x in lines) + "\n"
     (out / "TRAINING.md").write_text(text)
 
 

@@ -35,21 +35,22 @@ from .text_to_3d import prior_fingerprint
 __all__ = ["run", "SPLITS", "UNKNOWN", "split_objects"]
 
 # (object, synonym phrasing, reordered phrasing); the plain phrasing is caption(object). Validation: the
-# objects the new user tried, and six objects phrased by a helper who had not seen the mapping
-# (the mapping was then tuned on them: "top", "capped"). Test: six other objects phrased by a second
+# objects the new user tried (the house with its white roof), six objects phrased by a helper who had
+# not seen the mapping (the mapping was then tuned on them: "top", "capped"), and a black one. Test: six other objects phrased by a second
 # helper into prompts_test.json, written before the benchmark ran and not read to tune anything.
 VALIDATION: list[tuple[ObjectSpec, str, str]] = [
     (ObjectSpec("torus", "yellow"), "a yellow torus", "a ring that is yellow"),
     (ObjectSpec("mug", "purple"), "a violet coffee cup", "a mug, purple"),
     (ObjectSpec("snowman", "green"), "a green snow man", "a snowman coloured green"),
-    (ObjectSpec("house", "orange", "blue"), "an orange cottage with a blue roof",
-     "a house with a blue roof and orange walls"),
+    (ObjectSpec("house", "orange", "white"), "an orange cottage with an ivory roof",
+     "a house with a white roof and orange walls"),
     (ObjectSpec("sphere", "red"), "a crimson sphere", "a ball that is red"),
     (ObjectSpec("cube", "cyan"), "a turquoise block", "cube, cyan colored"),
     (ObjectSpec("chair", "brown"), "a chocolate-colored seat", "a chair in brown"),
     (ObjectSpec("mushroom", "red"), "a toadstool with a scarlet top", "red-capped mushroom"),
     (ObjectSpec("cone", "orange"), "a tangerine cone shape", "a cone that is orange"),
     (ObjectSpec("table", "gray"), "a grey desk", "table, gray colored"),
+    (ObjectSpec("cylinder", "black"), "an ebony pillar", "a cylinder that is jet black"),
 ]
 TEST_FILE = Path(__file__).with_name("prompts_test.json")
 
