@@ -137,6 +137,11 @@ def save_pipeline(out: Path, unet, text_encoder, tokenizer, scheduler, vae=None,
              "_diffusers_version": __import__("diffusers").__version__}
     for name, obj in parts.items():
         obj.save_pretrained(out / name)
+        config = out / name / "config.json"
+        if config.is_file():  # where it was loaded from is a path on the machine that trained it
+            saved = json.loads(config.read_text())
+            if saved.pop("_name_or_path", None) is not None:
+                config.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
         lib = "diffusers" if type(obj).__module__.startswith("diffusers") else "transformers"
         index[name] = [lib, type(obj).__name__]
     if vae is not None:
