@@ -40,6 +40,13 @@ from vision3d_kd.guidance.prompt_words import COLOUR_WORDS, FAMILY_WORDS, unders
     ("an orange house with a white roof", "a orange house with a white roof"),
     ("a jet-black ball", "a black ball"),
     ("an ivory coffee mug", "a white mug"),
+    ("a rosy snowman", "a pink snowman"),  # -ish / -y colour words
+    ("a reddish ball", "a red ball"),
+    ("a bluish coffee cup", "a blue mug"),
+    ("a purplish cone", "a purple cone"),
+    ("a silvery cube", "a gray cube"),
+    ("a pinkish house with a brownish roof", "a pink house with a brown roof"),
+    ("a shiny ball", None),  # not a colour word
 ])
 def test_phrasings_become_the_captions_the_prior_knows(prompt: str, expected: str | None) -> None:
     u = understand(prompt)

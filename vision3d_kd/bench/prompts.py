@@ -12,9 +12,10 @@ after the pruning (`floater_share_before` / `_after`, means over runs).
 
 Splits: `validation` (the objects the issue's new user tried, and six phrased by someone who had not seen
 the mapping) is what the mapping is tuned on; `test` (six other objects, phrased blind into
-`prompts_test.json`) is run once it is chosen. A phrasing the prior refuses scores IoU 0 (the user gets
-nothing). Runs live under --runs-dir (default bench/runs/prompts/SPLIT); finished runs are
-reused, interrupted ones resumed.
+`prompts_test.json`) was run once, and its one refused paraphrase ("a rosy snowman") led to reading -ish/-y
+colour words; `test2` (six more, phrased blind into `prompts_test2.json` after that) is run once. A
+phrasing the prior refuses scores IoU 0 (the user gets nothing). Runs live under --runs-dir (default
+bench/runs/prompts/SPLIT); finished runs are reused, interrupted ones resumed.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from .text_to_3d import prior_fingerprint
 __all__ = ["run", "SPLITS", "UNKNOWN", "split_objects"]
 
 # (object, synonym phrasing, reordered phrasing); the plain phrasing is caption(object). Validation: the
-# objects the issue's new user tried (the house with its white roof), six objects phrased by a helper who had
-# not seen the mapping (the mapping was then tuned on them: "top", "capped"), and a black one. Test: six other objects phrased by a second
-# helper into prompts_test.json, written before the benchmark ran and not read to tune anything.
+# objects the issue's new user tried (the house with its white roof), six objects phrased by a helper who
+# had not seen the mapping (the mapping was then tuned on them: "top", "capped"), and a black one. Test: six
+# other objects phrased by a second helper into prompts_test.json, written before the benchmark ran and not
+# read to tune anything.
 VALIDATION: list[tuple[ObjectSpec, str, str]] = [
     (ObjectSpec("torus", "yellow"), "a yellow torus", "a ring that is yellow"),
     (ObjectSpec("mug", "purple"), "a violet coffee cup", "a mug, purple"),
@@ -52,20 +54,23 @@ VALIDATION: list[tuple[ObjectSpec, str, str]] = [
     (ObjectSpec("table", "gray"), "a grey desk", "table, gray colored"),
     (ObjectSpec("cylinder", "black"), "an ebony pillar", "a cylinder that is jet black"),
 ]
-TEST_FILE = Path(__file__).with_name("prompts_test.json")
+# test: spent (run once on 2026-12-04; its one refused paraphrase, "rosy", led to the -ish/-y colour rule);
+# test2: six more objects phrased blind by a third helper after that change, run once.
+TEST_FILES = {"test": Path(__file__).with_name("prompts_test.json"),
+              "test2": Path(__file__).with_name("prompts_test2.json")}
 
 
 def split_objects(split: str) -> list[tuple[ObjectSpec, str, str]]:
     """The (object, synonym, reordered) triples of `split`."""
     if split == "validation":
         return VALIDATION
-    if split != "test":
+    if split not in TEST_FILES:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    entries = json.loads(TEST_FILE.read_text())
+    entries = json.loads(TEST_FILES[split].read_text())
     return [(ObjectSpec(e["family"], e["colour"], e.get("colour2")), e["synonym"], e["reordered"]) for e in entries]
 
 
-SPLITS = ("validation", "test")
+SPLITS = ("validation", "test", "test2")
 UNKNOWN = ["a cat wearing a hat", "a dragon", "a red sports car", "a blue elephant", "a wooden chair",
            "a teapot", "a spaceship made of glass", "a torus on a table"]
 PHRASINGS = ("plain", "synonym", "reordered")

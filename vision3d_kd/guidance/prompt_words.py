@@ -116,6 +116,20 @@ def _view_suffix(text: str) -> tuple[str, str]:
     return text[:m.start()], f", {m.group(1)} view"
 
 
+def _derived_colour(word: str) -> tuple[str, str] | None:
+    """("colour", c) for a colour word made with -ish, -y or -ey from one the lexicon knows (reddish, bluish,
+    purplish, rosy, silvery, orangey), else None."""
+    for suffix in ("ish", "ey", "y"):
+        if not word.endswith(suffix) or len(word) - len(suffix) < 3:
+            continue
+        stem = word[: -len(suffix)]
+        for base in (stem, stem + "e", stem[:-1] if len(stem) > 3 and stem[-1] == stem[-2] else ""):
+            hit = LEXICON.get((base,))
+            if hit and hit[0] == "colour":
+                return hit
+    return None
+
+
 def _tokens(text: str) -> list[tuple[str, str]]:
     """(kind, value) for each longest phrase of `text` (lower case, hyphens as spaces); kind "unknown" (the
     word as value) for words no phrase holds."""
@@ -129,7 +143,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
                 i += n
                 break
         else:
-            out.append(("unknown", words[i]))
+            out.append(_derived_colour(words[i]) or ("unknown", words[i]))
             i += 1
     return out
 
