@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vision3d_kd.bench.report import markdown_table, write_results
+from vision3d_kd.bench.report import REPO, bench_command, markdown_table, repo_path, write_results
 
 from .conftest import one_line_error, run_cli
 
@@ -18,6 +18,18 @@ def test_write_results_layout(tmp_path):
     assert payload["summary"] == {"psnr_grid": 27.5} and payload["machine"]["cpu_count"] >= 1
     md = mpath.read_text()
     assert "| field | psnr_test | note |" in md and "| mlp | 24.1 | x |" in md
+
+
+def test_bench_json_names_paths_relative_to_the_repository(tmp_path, monkeypatch):
+    """Runs inside the repository and data beside it (../shared) are written relative; the command too."""
+    assert repo_path(REPO / "bench" / "runs" / "x") == "bench/runs/x"
+    assert repo_path(REPO.parent / "shared" / "data" / "lego") == "../shared/data/lego"
+    assert repo_path("bench/runs/y") == "bench/runs/y"
+    argv = ["v3kd", "bench", "pvd", "--data", str(REPO.parent / "shared" / "d"), "--runs-dir", str(REPO / "r")]
+    assert bench_command(argv, "pvd") == "v3kd bench pvd --data ../shared/d --runs-dir r"
+    monkeypatch.setattr("sys.argv", argv)
+    jpath, _ = write_results("demo", {"rows": [], "summary": {}}, tmp_path)
+    assert json.loads(jpath.read_text())["command"] == "v3kd bench pvd --data ../shared/d --runs-dir r"
 
 
 def test_markdown_table_columns_in_first_seen_order():

@@ -11,9 +11,9 @@ import torch
 
 from vision3d_kd.bench.pvd import psnr_at, time_to_reach
 from vision3d_kd.cameras import RandomCameraSampler
-from vision3d_kd.distill.active import HardExampleMiner, per_camera_psnr, top_sample_mask
+from vision3d_kd.distill.active import HardExampleMiner, per_camera_psnr, top_sample_mask, top_share_mask
 from vision3d_kd.distill.convert_config import load_convert_config
-from vision3d_kd.distill.pvd import _RaySource, _step_losses, density_loss, init_student_grid
+from vision3d_kd.distill.pvd import _RaySource, _sample_weights, _step_losses, density_loss, init_student_grid
 from vision3d_kd.distill.teacher import load_teacher
 from vision3d_kd.errors import ConfigError
 
@@ -60,6 +60,36 @@ def test_top_sample_mask_picks_the_heaviest_per_ray():
     mask = top_sample_mask(w, ray_i, 4, 1)
     assert mask.tolist() == [False, True, False, True, False, False, True]
     assert top_sample_mask(w, ray_i, 4, 2).sum() == 6
+
+
+def test_top_share_mask_keeps_the_heaviest_share_of_rays_with_weight():
+    """PVD-AL's point rule: floor(0.3 n) + 1 heaviest samples of each ray whose weights sum to >= 0.5."""
+    w = torch.tensor([0.1, 0.5, 0.3, 0.05, 0.25, 0.1, 0.1, 0.1, 0.4, 0.3, 0.2, 0.1, 0.0, 0.05, 0.02])
+    ray_i = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 3, 3])  # ray 1 sums to 0.55, ray 3 to 0.07
+    mask = top_share_mask(w, ray_i, 5, 0.3, 0.5)
+    # ray 0: n=4 -> 2 kept (0.5, 0.3); ray 1: 0.25 and the first of its ties; ray 2: n=5 -> 2; ray 3: too thin
+    assert mask.tolist() == [False, True, True, False, True, True, False, False, True, True, False, False, False,
+                             False, False]
+    assert top_share_mask(w, ray_i, 5, 1.0, 0.0).all() and not top_share_mask(w, ray_i, 5, 0.3, 2.0).any()
+
+
+def test_pvd_al_sample_rules_paper_union_and_boost():
+    """The paper's rule keeps a sample the teacher or the student weighs heavily (and nothing on a thin ray);
+    the boost rule keeps all samples and weighs the teacher's heaviest up."""
+    cfg, _ = load_convert_config("mlp", overrides=["convert.active=true"])
+    t_s = torch.tensor([0.0, 0.1, 0.2, 0.3, 0.0, 0.1])
+    t_e, ray_i = t_s + 0.1, torch.tensor([0, 0, 0, 0, 1, 1])
+    t_sigma = torch.tensor([40.0, 0.0, 0.0, 0.0, 0.1, 0.1])  # the teacher: a wall at the first sample of ray 0
+    s_logs = torch.log(torch.tensor([1e-3, 1e-3, 1e-3, 40.0, 0.1, 0.1]))  # the student: a wall at the last one
+    w = _sample_weights(t_sigma, s_logs, t_s, t_e, ray_i, 2, cfg)
+    # n=4 -> 2 samples each: the teacher's wall and (a tie at weight 0) the next one; the student's wall and
+    # its heaviest other sample (the first); ray 1 is too thin for either
+    assert w.tolist() == [1.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+    boost, _ = load_convert_config("mlp", overrides=["convert.active=true", "convert.al_samples=boost",
+                                                     "convert.top_samples=1"])
+    assert _sample_weights(t_sigma, s_logs, t_s, t_e, ray_i, 2, boost).tolist() == [5.0, 1.0, 1.0, 1.0, 5.0, 1.0]
+    plain, _ = load_convert_config("mlp")
+    assert _sample_weights(t_sigma, s_logs, t_s, t_e, ray_i, 2, plain).tolist() == [1.0] * 6
 
 
 def test_miner_keeps_the_worst_cameras_and_rays():
@@ -124,6 +154,11 @@ def test_convert_to_hashgrid_with_pvd_al_and_real_data(teacher_run, sphere_scene
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     stages = [r["stage"] for r in log]
     assert stages == sorted(stages) and stages[-1] == 3
+    plain = tmp_path / "pvd"  # the same conversion without mining: PVD-AL must not lose to it at equal steps
+    assert run_cli(["convert", str(teacher_run), "--to", "hashgrid", "--out", str(plain), "--steps", "150",
+                    "--data", str(sphere_scene), "--no-progress", *sets]) == 0
+    p = json.loads((plain / "metrics.json").read_text())
+    assert p["active"] is False and m["psnr_vs_teacher"] > p["psnr_vs_teacher"] - 1.0, (m, p)
 
 
 def test_field_to_splats_and_back(teacher_run, tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from vision3d_kd.fields.base import Field
@@ -115,7 +116,11 @@ def test_render_backpropagates_to_field():
 
 
 def test_fused_march_matches_reference():
+    from vision3d_kd.kernels.dispatch import get_extension
     from vision3d_kd.kernels.march_ref import march_rays_ref
+
+    if get_extension("march") is None:  # march_rays would fall back to the reference and match itself
+        pytest.skip("the fused march extension is not built (V3KD_NO_EXT=1 or no compiler)")
 
     g = torch.Generator().manual_seed(5)
     o = torch.randn(300, 3, generator=g) * 0.3 + torch.tensor([0.0, 0.0, 3.0])

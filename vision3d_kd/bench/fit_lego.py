@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from .report import repo_path
 
 __all__ = ["run", "FIELDS_BENCHED", "default_lego_path"]
 
@@ -48,7 +49,7 @@ def run(quick: bool = False, data: Path | None = None, budget_s: float | None = 
         m = json.loads((out / "metrics.json").read_text())
         rows.append({"field": name, "psnr_test": round(m["psnr_test"], 3), "ssim_test": round(m["ssim_test"], 4),
                      "seconds": m["seconds"], "steps": m["steps"], "params": m["params"],
-                     "peak_memory_mb": round(m["peak_memory_mb"], 1), "run": str(out),
+                     "peak_memory_mb": round(m["peak_memory_mb"], 1), "run": repo_path(out),
                      **({"gaussians": m["gaussians"]} if "gaussians" in m else {})})
         summary[f"psnr_{name.replace('-', '_')}"] = round(m["psnr_test"], 3)
     summary["budget_s"] = budget

@@ -12,18 +12,32 @@ import torch
 
 from ..checkpoint import atomic_write, write_json
 
-__all__ = ["machine_info", "write_results", "markdown_table", "repo_path"]
+__all__ = ["machine_info", "write_results", "markdown_table", "repo_path", "bench_command"]
+
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def repo_path(path: Path | str) -> str:
-    """`path` relative to the repository (or the working directory) when inside it, else as given: what
-    bench JSON records, so results do not name one machine's folders."""
-    for base in (Path(__file__).resolve().parents[2], Path.cwd()):
+    """`path` relative to the repository when inside it or beside it (`../shared/data/...`), else as given:
+    what bench JSON records, so results do not name one machine's folders."""
+    p = Path(path)
+    if not p.is_absolute() and not p.exists():
+        return str(path)
+    p = p.resolve()
+    for base, prefix in ((REPO, ""), (REPO.parent, "../")):
         try:
-            return str(Path(path).resolve().relative_to(base))
+            return prefix + str(p.relative_to(base))
         except ValueError:
             continue
     return str(path)
+
+
+def bench_command(argv: list[str], name: str) -> str:
+    """The command line that ran a benchmark, its absolute paths made `repo_path`s."""
+    if len(argv) < 2:
+        return f"v3kd bench {name}"
+    return "v3kd " + " ".join(repo_path(a) if a.startswith("/") else a for a in argv[1:])
 
 
 def machine_info() -> dict[str, Any]:
@@ -62,7 +76,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 def write_results(name: str, result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """Write NAME.json and NAME.md under out_dir; returns both paths."""
     payload = {"rows": result["rows"], "summary": result["summary"],
-               "command": "v3kd " + " ".join(sys.argv[1:]) if sys.argv else f"v3kd bench {name}",
+               "command": bench_command(sys.argv, name),
                "machine": machine_info()}
     out_dir.mkdir(parents=True, exist_ok=True)
     jpath, mpath = out_dir / f"{name}.json", out_dir / f"{name}.md"

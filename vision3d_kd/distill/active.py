@@ -3,7 +3,10 @@
 - cameras: the worst virtual cameras by batch PSNR against the teacher are kept in a pool; a share of
   the next steps' cameras is drawn from it, jittered in elevation/azimuth;
 - rays: the worst rays of a step by colour (or per-ray distillation) error are re-mixed into the next batch;
-- samples: per ray, the samples with the largest teacher weights get extra weight in per-sample losses.
+- samples (`convert.al_samples`): "paper" (PVD-AL's rule) keeps the per-sample losses only on each ray's
+  heaviest 30 % of samples, on rays whose weights sum to at least 0.5, the union of the samples chosen by
+  the teacher's and by the student's weights; "boost" (this project's first rule) keeps every sample and
+  gives the `top_samples` heaviest teacher samples of each ray extra weight.
 """
 
 from __future__ import annotations
@@ -13,21 +16,32 @@ from torch import Tensor
 
 from ..cameras import Cameras, RandomCameraSampler
 
-__all__ = ["HardExampleMiner", "top_sample_mask", "per_camera_psnr"]
+__all__ = ["HardExampleMiner", "top_sample_mask", "top_share_mask", "per_camera_psnr"]
 
 
-def top_sample_mask(weights: Tensor, ray_i: Tensor, n_rays: int, k: int) -> Tensor:
-    """Packed samples [S] (ray_i sorted) -> bool [S]: the k samples of each ray with the largest weight."""
-    if weights.numel() == 0:
-        return torch.zeros(0, dtype=torch.bool, device=weights.device)
+def _ranks(weights: Tensor, ray_i: Tensor, n_rays: int) -> Tensor:
+    """Packed samples [S] (ray_i sorted) -> each sample's rank [S] within its ray by weight (0: heaviest)."""
     by_weight = torch.argsort(weights, descending=True, stable=True)
     order = by_weight[torch.argsort(ray_i[by_weight], stable=True)]  # per ray, heaviest first
     counts = torch.bincount(ray_i, minlength=n_rays)
     first = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(order.numel(), device=weights.device) - first[ray_i[order]]
-    mask = torch.zeros_like(weights, dtype=torch.bool)
-    mask[order] = rank < k
-    return mask
+    rank = torch.empty_like(ray_i)
+    rank[order] = torch.arange(order.numel(), device=weights.device) - first[ray_i[order]]
+    return rank
+
+
+def top_sample_mask(weights: Tensor, ray_i: Tensor, n_rays: int, k: int) -> Tensor:
+    """Packed samples [S] (ray_i sorted) -> bool [S]: the k samples of each ray with the largest weight."""
+    return _ranks(weights, ray_i, n_rays) < k
+
+
+def top_share_mask(weights: Tensor, ray_i: Tensor, n_rays: int, share: float, min_ray_weight: float) -> Tensor:
+    """Packed samples [S] (ray_i sorted) -> bool [S]: on rays whose weights sum to >= min_ray_weight, the
+    floor(share * n) + 1 heaviest of the ray's n samples (PVD-AL's point-level rule); none elsewhere."""
+    counts = torch.bincount(ray_i, minlength=n_rays)
+    keep = torch.floor(share * counts.float()).long() + 1
+    total = torch.zeros(n_rays, dtype=weights.dtype, device=weights.device).index_add_(0, ray_i, weights)
+    return (_ranks(weights, ray_i, n_rays) < keep[ray_i]) & (total[ray_i] >= min_ray_weight)
 
 
 def per_camera_psnr(err: Tensor, cam_of_ray: Tensor, n_cams: int) -> Tensor:

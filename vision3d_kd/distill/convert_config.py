@@ -44,12 +44,15 @@ class ConvertConfig:
     virtual_views: int = 100  # pre-rendered teacher views (splat teachers; field -> splats)
     eval_views: int = 8  # held-out virtual views for PSNR against the teacher
     eval_size: int = 100  # their image size (pixels)
-    active: bool = False  # PVD-AL hard-example mining
-    hard_camera_fraction: float = 0.5  # share of a step's cameras drawn from the hard-camera pool
+    active: bool = False  # PVD-AL hard-example mining (defaults: the paper's code, distill/active.py)
+    hard_camera_fraction: float = 0.1  # share of a step's cameras drawn from the hard-camera pool
     camera_pool: int = 16  # worst cameras kept
-    camera_jitter_deg: float = 5.0  # jitter of re-used hard cameras (elevation, azimuth)
-    hard_ray_fraction: float = 0.25  # share of a step's rays re-used from the last step's worst rays
-    top_samples: int = 3  # per ray, samples with the largest teacher weight ...
+    camera_jitter_deg: float = 9.0  # jitter of re-used hard cameras (elevation, azimuth; the paper: pi/20)
+    hard_ray_fraction: float = 0.1  # share of a step's rays re-used from the last step's worst rays
+    al_samples: str = "paper"  # sample rule: "paper" (top_share where weight >= min_ray_weight) or "boost"
+    top_share: float = 0.3  # paper: per ray, the heaviest floor(top_share * n) + 1 samples ...
+    min_ray_weight: float = 0.5  # ... of rays whose weights sum to at least this keep their per-sample losses
+    top_samples: int = 3  # boost: per ray, samples with the largest teacher weight ...
     top_sample_boost: float = 4.0  # ... get this extra weight in the per-sample losses
     real_ray_fraction: float = 0.25  # with --data: share of rays taken from the real training images
 
@@ -69,6 +72,10 @@ class ConvertConfig:
         for name in ("hard_camera_fraction", "hard_ray_fraction", "real_ray_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"convert.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.al_samples not in ("paper", "boost"):
+            raise ConfigError(f"convert.al_samples must be 'paper' or 'boost', got {self.al_samples!r}")
+        if not (0 < self.top_share <= 1 and self.min_ray_weight >= 0):
+            raise ConfigError("convert.top_share must be in (0, 1] and convert.min_ray_weight >= 0")
         if self.elevation_deg is not None and len(self.elevation_deg) != 2:
             raise ConfigError(f"convert.elevation_deg must be a (low, high) pair, got {self.elevation_deg}")
         lo, hi = self.elevation_deg or (0.0, 0.0)

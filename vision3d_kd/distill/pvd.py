@@ -36,7 +36,7 @@ from ..train.config import FitConfig
 from ..train.driver import StepResult, make_generator, seeded_init, train
 from ..train.field_task import FieldTask
 from ..train.loop import LoopConfig
-from .active import HardExampleMiner, per_camera_psnr, top_sample_mask
+from .active import HardExampleMiner, per_camera_psnr, top_sample_mask, top_share_mask
 from .convert_config import ConvertConfig
 from .teacher import Teacher, eval_cameras, mean_psnr, render_views, view_rays, virtual_sampler
 
@@ -169,6 +169,21 @@ def _masked_mean(values: Tensor, weights: Tensor) -> Tensor:
     return (values * weights).sum() / weights.sum().clamp_min(1e-6)
 
 
+def _sample_weights(t_sigma: Tensor, s_logs: Tensor, t_s: Tensor, t_e: Tensor, ray_i: Tensor, n: int,
+                    cfg: ConvertConfig) -> Tensor:
+    """Per-sample weights [S] of the block and colour losses: 1, or PVD-AL's sample rule (distill/active.py)."""
+    w = torch.ones_like(t_sigma)
+    if not cfg.active or not ray_i.numel():
+        return w
+    t_w = composite_weights_ref(t_sigma, t_s, t_e, ray_i, n)
+    if cfg.al_samples == "boost":
+        return w + cfg.top_sample_boost * top_sample_mask(t_w, ray_i, n, cfg.top_samples).float()
+    with torch.no_grad():
+        s_w = composite_weights_ref(torch.exp(s_logs.detach().clamp(max=15.0)), t_s, t_e, ray_i, n)
+    keep = [top_share_mask(x, ray_i, n, cfg.top_share, cfg.min_ray_weight) for x in (t_w, s_w)]
+    return (keep[0] | keep[1]).float()
+
+
 def _step_losses(student, teacher: Teacher, rays: _Rays, bg: Tensor, grid: OccupancyGrid, cfg: ConvertConfig,
                  stage: int, step_size: float, feats: bool, gen: torch.Generator) -> tuple[Tensor, dict, Tensor, int]:
     """Field teacher: (loss, parts, per-ray error [R], samples) of one batch at `stage` (1, 2 or 3)."""
@@ -182,11 +197,8 @@ def _step_losses(student, teacher: Teacher, rays: _Rays, bg: Tensor, grid: Occup
     ray_i, t_s, t_e, pts = samples.ray_indices, samples.t_starts, samples.t_ends, samples.points
     t_rgb = teacher.color(t_geo, rays.d, ray_i)
     lo, hi = cfg.log_density_min, cfg.log_density_max
-    w = torch.ones_like(t_logs)
-    if cfg.active and ray_i.numel():
-        t_w = composite_weights_ref(t_sigma, t_s, t_e, ray_i, n)
-        w = w + cfg.top_sample_boost * top_sample_mask(t_w, ray_i, n, cfg.top_samples).float()
-    s_logs, s_geo = student.log_density_head(student.encode(pts))
+    s_logs, s_geo = student.block(pts)
+    w = _sample_weights(t_sigma, s_logs, t_s, t_e, ray_i, n, cfg)
     per_sample = cfg.density_weight * density_loss(s_logs, t_logs, lo, hi)
     parts = {"density": _masked_mean(per_sample, w)}
     matter = w * (t_logs > lo).float()

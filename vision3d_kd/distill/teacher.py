@@ -53,7 +53,7 @@ class Teacher:
     @torch.no_grad()
     def block(self, pts: Tensor) -> tuple[Tensor, Tensor]:
         """Field teachers: world points [S,3] -> the block (log sigma [S], geometry features [S,G])."""
-        return self.model.log_density_head(self.model.encode(pts))
+        return self.model.block(pts)
 
     @torch.no_grad()
     def color(self, geo: Tensor, rays_d: Tensor, ray_i: Tensor) -> Tensor:

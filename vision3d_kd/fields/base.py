@@ -199,6 +199,11 @@ class Field(nn.Module):
         """Density only: x [N, 3] world -> sigma [N] (1/scene-unit). Skips the colour head."""
         return self.density_head(self.encode(x))[0]
 
+    def block(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """World positions [N, 3] -> (log sigma [N], sigma in 1/scene-unit; geometry features [N, G]): what
+        every family computes before its colour head, and what distillation matches across families."""
+        return self.log_density_head(self.encode(x))
+
     # ----------------------------------------------------------------------------------- training
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """Optimizer parameter groups; the default is one group at `lr`."""

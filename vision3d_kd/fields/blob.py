@@ -1,7 +1,8 @@
 """A text-to-3D wrapper around any radiance field: Magic3D's density blob and progressive hash levels.
 
 sigma(p) = softplus(raw(p) + b(p)), b(p) = blob_density · (1 − ‖p − centre‖ / blob_radius), where raw is
-the inner field's pre-activation density (its `log_density_head` output); the blob makes the initial
+the inner field's pre-activation density (its `log_density_head` output; `block(x)` gives log sigma with
+the blob, which distillation matches); the blob makes the initial
 field a soft ball at the centre (positions in world units). For a hash-grid inner field, only the first
 `active_levels` levels of the encoding are used (the rest are zeroed), so coarse levels settle before
 fine ones (`set_progress`). Colours are the inner field's.
@@ -14,12 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import aabb_option, bounded
 from ..errors import ConfigError
 from .base import DEFAULT_DIRECTION, Aabb, Field, FieldConfig, resolve_config
+from .encodings import log_softplus
 
 __all__ = ["BlobField", "BlobConfig"]
 
@@ -98,25 +99,30 @@ class BlobField(Field):
             feat = torch.cat([feat[:, :keep], torch.zeros_like(feat[:, keep:])], dim=1)
         return feat
 
-    def _sigma(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def block(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """World positions [N, 3] -> (log sigma [N] with sigma = softplus(raw + b(x)), geometry features)."""
         raw, geo = self.inner.log_density_head(self.encode(x))
-        return F.softplus(raw.reshape(-1) + self.bias(x)), geo
+        return log_softplus(raw.reshape(-1) + self.bias(x)), geo
 
     def log_density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
-        return self.inner.log_density_head(feat)
+        """Not defined: the blob's density depends on the position, not only on the features."""
+        raise TypeError("BlobField's density depends on the position: use block(x)")
 
     def density(self, x: Tensor) -> Tensor:
-        return self._sigma(x)[0]
+        return torch.exp(self.block(x)[0])
 
     def forward(self, x: Tensor, d: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if d is None:
             d = x.new_tensor(DEFAULT_DIRECTION).expand(x.shape[0], 3)
-        sigma, geo = self._sigma(x)
-        return sigma, self.inner.color_head(geo, d)
+        log_sigma, geo = self.block(x)
+        return torch.exp(log_sigma), self.inner.color_head(geo, d)
 
     def forward_rays(self, x: Tensor, rays_d: Tensor, ray_indices: Tensor) -> tuple[Tensor, Tensor]:
-        sigma, geo = self._sigma(x)
-        return sigma, self.inner.color_from_dirs(geo, self.inner.encode_dirs(rays_d)[ray_indices])
+        log_sigma, geo = self.block(x)
+        return torch.exp(log_sigma), self.inner.color_from_dirs(geo, self.inner.encode_dirs(rays_d)[ray_indices])
+
+    def color_head(self, geo: Tensor, d: Tensor) -> Tensor:
+        return self.inner.color_head(geo, d)
 
     def encode_dirs(self, d: Tensor) -> Tensor:
         return self.inner.encode_dirs(d)
