@@ -47,6 +47,11 @@ from vision3d_kd.guidance.prompt_words import COLOUR_WORDS, FAMILY_WORDS, unders
     ("a silvery cube", "a gray cube"),
     ("a pinkish house with a brownish roof", "a pink house with a brown roof"),
     ("a shiny ball", None),  # not a colour word
+    ("please make me a red ball", "a red ball"),  # the request around the prompt
+    ("can you generate a blue chair", "a blue chair"),
+    ("a blood-red cube", "a red cube"),  # a compound colour: the colour it ends in
+    ("a sky-blue cottage with a jet-black roof", "a blue house with a black roof"),
+    ("a dark-green coffee mug", "a green mug"),
 ])
 def test_phrasings_become_the_captions_the_prior_knows(prompt: str, expected: str | None) -> None:
     u = understand(prompt)
@@ -120,6 +125,7 @@ def test_vocab_lists_words_and_what_is_missing(capsys) -> None:
     for word in ("doughnut", "torus", "grey", "coffee mug", "toadstool", "teal"):
         assert word in text, word
     assert "ebony" in text and "ivory" in text and "not in the bundled prior's world" not in text
+    assert "reddish" in text and "sky-blue" in text
 
 
 def test_a_colour_missing_from_the_world_is_refused_and_listed(monkeypatch, capsys) -> None:

@@ -61,7 +61,10 @@ PARTS = {"roof": "roof", "roofed": "roof", "cap": "cap", "capped": "cap", "top":
          "wall": "walls", "walled": "walls"}
 PARTS_OF = {"house": {"roof": "roof", "top": "roof", "walls": "body"}, "mushroom": {"cap": "body", "top": "body"}}
 FILLERS = ("a", "an", "the", "one", "single", "of", "that", "which", "is", "it", "its", "coloured", "colored",
-           "colour", "color", "in", "made", "painted", "with", "and", "has", "having", "3d")
+           "colour", "color", "in", "made", "painted", "with", "and", "has", "having", "3d",
+           # the request around a prompt: "i want a ...", "please make me a ...", "can you generate a ..."
+           "i", "want", "would", "like", "please", "make", "me", "give", "generate", "create", "draw", "can",
+           "you", "show")
 VIEWS = ("front", "side", "back", "overhead")
 DEFAULT_COLOUR = "gray"  # a prompt that names no colour
 DEFAULT_ROOF = {"brown": "gray"}  # a house whose roof has no colour: brown, or gray on a brown house
@@ -133,7 +136,10 @@ def _derived_colour(word: str) -> tuple[str, str] | None:
 def _tokens(text: str) -> list[tuple[str, str]]:
     """(kind, value) for each longest phrase of `text` (lower case, hyphens as spaces); kind "unknown" (the
     word as value) for words no phrase holds."""
-    words = re.findall(r"[a-z0-9']+", text.lower().replace("-", " "))
+    # a compound colour ("sky-blue", "blood-red"): the colour it ends in, when the first word is not known
+    text = re.sub(r"\b([a-z]+)-([a-z]+)\b", lambda m: m.group(2) if (m.group(1),) not in LEXICON
+                  and LEXICON.get((m.group(2),), ("",))[0] == "colour" else m.group(0), text.lower())
+    words = re.findall(r"[a-z0-9']+", text.replace("-", " "))
     out, i = [], 0
     while i < len(words):
         for n in range(min(_LONGEST, len(words) - i), 0, -1):
@@ -247,7 +253,8 @@ def vocabulary_lines() -> list[str]:
     missing = [c for c in COLOUR_WORDS if c not in COLOURS]
     if missing:
         lines.append(f"  not in the bundled prior's world: {', '.join(missing)}")
-    lines.append(f"  shades ({', '.join(SHADES)}) are accepted and drawn as the plain colour")
+    lines.append(f"  shades ({', '.join(SHADES)}) are accepted and drawn as the plain colour; so are -ish/-y "
+                 "forms (reddish, rosy) and compounds ending in a colour (sky-blue, blood-red)")
     lines.append("Phrasings: any order, articles and hyphens ('a yellow torus', 'a torus that is yellow', "
                  "'a yellow-coloured doughnut'); parts: 'a red house with a blue roof', 'a house with red walls "
                  "and a blue roof', 'a mushroom with a green cap'; a trailing ', front view' (or side, back, "
