@@ -69,12 +69,13 @@ def _provenance(out: Path, work: Path, step: int, data: Path | None = None) -> N
     last = {json.loads(x)["stage"]: x for x in log}
     info = (data / "info.json").read_text() if data and (data / "info.json").is_file() else "(see make_prior_data)"
     runs = (work / "commands.txt").read_text() if (work / "commands.txt").is_file() else "(not recorded)\n"
+    config = (work / "config.json").read_text()
     text = (f"# Bundled prior\n\nUNet EMA weights at step {step}. Commit {commit}.\n\n"
             f"Training commands (each start or resume):\n```\n{runs}```\n"
             f"Written by: `python {' '.join(sys.argv)}`\n\nConfig (work/config.json):\n```\n"
-            f"{(work / 'config.json').read_text()}\n```\nData settings (info.json):\n```\n{info}\n```\n"
+            f"{config}\n```\nData settings (info.json):\n```\n{info}\n```\n"
             "Last log lines:\n```\n" + "\n".join(last.values()) + "\n```\n")
-    init = json.loads((work / "config.json").read_text()).get("init_from", "")
+    init = json.loads(config).get("init_from", "")
     before = Path(init) / "TRAINING.md" if init else None
     if before is not None and before.is_file():  # a fine-tune: the history of what it started from
         lines = before.read_text().splitlines()[1:]  # its headings one level down, its title replaced

@@ -19,29 +19,30 @@ from ..cameras import Cameras, RandomCameraSampler
 __all__ = ["HardExampleMiner", "top_sample_mask", "top_share_mask", "per_camera_psnr"]
 
 
-def _ranks(weights: Tensor, ray_i: Tensor, n_rays: int) -> Tensor:
-    """Packed samples [S] (ray_i sorted) -> each sample's rank [S] within its ray by weight (0: heaviest)."""
+def _ranks(weights: Tensor, ray_i: Tensor, n_rays: int) -> tuple[Tensor, Tensor]:
+    """Packed samples [S] (ray_i sorted) -> (each sample's rank [S] within its ray by weight, 0: heaviest;
+    samples per ray [n_rays])."""
     by_weight = torch.argsort(weights, descending=True, stable=True)
     order = by_weight[torch.argsort(ray_i[by_weight], stable=True)]  # per ray, heaviest first
     counts = torch.bincount(ray_i, minlength=n_rays)
     first = torch.cumsum(counts, 0) - counts
     rank = torch.empty_like(ray_i)
     rank[order] = torch.arange(order.numel(), device=weights.device) - first[ray_i[order]]
-    return rank
+    return rank, counts
 
 
 def top_sample_mask(weights: Tensor, ray_i: Tensor, n_rays: int, k: int) -> Tensor:
     """Packed samples [S] (ray_i sorted) -> bool [S]: the k samples of each ray with the largest weight."""
-    return _ranks(weights, ray_i, n_rays) < k
+    return _ranks(weights, ray_i, n_rays)[0] < k
 
 
 def top_share_mask(weights: Tensor, ray_i: Tensor, n_rays: int, share: float, min_ray_weight: float) -> Tensor:
     """Packed samples [S] (ray_i sorted) -> bool [S]: on rays whose weights sum to >= min_ray_weight, the
     floor(share * n) + 1 heaviest of the ray's n samples (PVD-AL's point-level rule); none elsewhere."""
-    counts = torch.bincount(ray_i, minlength=n_rays)
+    rank, counts = _ranks(weights, ray_i, n_rays)
     keep = torch.floor(share * counts.float()).long() + 1
     total = torch.zeros(n_rays, dtype=weights.dtype, device=weights.device).index_add_(0, ray_i, weights)
-    return (_ranks(weights, ray_i, n_rays) < keep[ray_i]) & (total[ray_i] >= min_ray_weight)
+    return (rank < keep[ray_i]) & (total[ray_i] >= min_ray_weight)
 
 
 def per_camera_psnr(err: Tensor, cam_of_ray: Tensor, n_cams: int) -> Tensor:

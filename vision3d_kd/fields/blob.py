@@ -2,8 +2,8 @@
 
 sigma(p) = softplus(raw(p) + b(p)), b(p) = blob_density · (1 − ‖p − centre‖ / blob_radius), where raw is
 the inner field's pre-activation density (its `log_density_head` output; `block(x)` gives log sigma with
-the blob, which distillation matches); the blob makes the initial
-field a soft ball at the centre (positions in world units). For a hash-grid inner field, only the first
+the blob, which distillation matches); the blob makes the initial field a soft ball at the centre
+(positions in world units). For a hash-grid inner field, only the first
 `active_levels` levels of the encoding are used (the rest are zeroed), so coarse levels settle before
 fine ones (`set_progress`). Colours are the inner field's.
 """
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import aabb_option, bounded
@@ -99,27 +100,32 @@ class BlobField(Field):
             feat = torch.cat([feat[:, :keep], torch.zeros_like(feat[:, keep:])], dim=1)
         return feat
 
+    def _preactivation(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(raw(x) + b(x) [N], geometry features [N, G]) for world positions x [N, 3]."""
+        raw, geo = self.inner.log_density_head(self.encode(x))
+        return raw.reshape(-1) + self.bias(x), geo
+
     def block(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """World positions [N, 3] -> (log sigma [N] with sigma = softplus(raw + b(x)), geometry features)."""
-        raw, geo = self.inner.log_density_head(self.encode(x))
-        return log_softplus(raw.reshape(-1) + self.bias(x)), geo
+        z, geo = self._preactivation(x)
+        return log_softplus(z), geo
 
     def log_density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
         """Not defined: the blob's density depends on the position, not only on the features."""
         raise TypeError("BlobField's density depends on the position: use block(x)")
 
     def density(self, x: Tensor) -> Tensor:
-        return torch.exp(self.block(x)[0])
+        return F.softplus(self._preactivation(x)[0])
 
     def forward(self, x: Tensor, d: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if d is None:
             d = x.new_tensor(DEFAULT_DIRECTION).expand(x.shape[0], 3)
-        log_sigma, geo = self.block(x)
-        return torch.exp(log_sigma), self.inner.color_head(geo, d)
+        z, geo = self._preactivation(x)
+        return F.softplus(z), self.inner.color_head(geo, d)
 
     def forward_rays(self, x: Tensor, rays_d: Tensor, ray_indices: Tensor) -> tuple[Tensor, Tensor]:
-        log_sigma, geo = self.block(x)
-        return torch.exp(log_sigma), self.inner.color_from_dirs(geo, self.inner.encode_dirs(rays_d)[ray_indices])
+        z, geo = self._preactivation(x)
+        return F.softplus(z), self.inner.color_from_dirs(geo, self.inner.encode_dirs(rays_d)[ray_indices])
 
     def color_head(self, geo: Tensor, d: Tensor) -> Tensor:
         return self.inner.color_head(geo, d)
