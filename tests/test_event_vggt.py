@@ -13,7 +13,7 @@ import torch
 from vision3d_kd.cameras import Cameras, look_at
 from vision3d_kd.distill.event_vggt.clips import EventClips
 from vision3d_kd.distill.event_vggt.evaluate import evaluate_depth
-from vision3d_kd.distill.event_vggt.losses import TokenProjector, si_log_loss, stfd_loss, tcd_loss
+from vision3d_kd.distill.event_vggt.losses import TokenProjector, si_log_loss, stfd_loss, stfd_relation_loss, tcd_loss
 from vision3d_kd.distill.event_vggt.model import GeometryNet, NetConfig
 from vision3d_kd.distill.event_vggt.street import StreetScene, render_street
 from vision3d_kd.distill.event_vggt.teacher import load_geometry_teacher
@@ -70,6 +70,21 @@ def test_losses_have_their_invariances() -> None:
         proj.to_teacher[0].bias.zero_()
     tok = torch.nn.functional.layer_norm(torch.randn(2, 3, 5, 8), (8,))
     assert stfd_loss([tok], [tok * 3 + 0.0], proj) < 1e-4  # teacher tokens are layer-normalised first
+
+
+def test_relational_stfd_ignores_the_feature_basis_but_not_the_relations() -> None:
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.randn(2, 3, 5, 16, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(16, 16, generator=g))
+    assert stfd_relation_loss([teacher @ q * 2.5], [teacher]) < 1e-10  # rotated and scaled: same relations
+    narrow = teacher[..., :8]  # a teacher of another width, embedded isometrically into the student's 16
+    assert stfd_relation_loss([narrow @ q[:8]], [narrow]) < 1e-10
+    shuffled = teacher[:, :, torch.randperm(5, generator=g)]
+    assert stfd_relation_loss([shuffled], [teacher]) > 1e-2  # tokens moved to other patches: different
+    assert stfd_relation_loss([torch.randn(2, 3, 5, 8, generator=g)], [teacher]) > 1e-2
+    student = torch.randn(2, 3, 5, 8, generator=g, requires_grad=True)
+    stfd_relation_loss([student], [teacher]).backward()
+    assert student.grad is not None and student.grad.abs().sum() > 0
 
 
 def test_teacher_loading_errors(tmp_path: Path, event_runs) -> None:

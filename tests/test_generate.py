@@ -89,6 +89,52 @@ def test_generate_resumes_from_its_checkpoint_and_splats_student(sd_pipe, tmp_pa
     assert m["steps"] == 3 and (tmp_path / "s" / "weights.safetensors").is_file()
 
 
+def test_vsd_particles_are_distinct_students_that_train_and_resume(sd_pipe, tmp_path):
+    """--particles 2: two students with their own weights and optimiser, one shared LoRA; an interrupted run
+    resumes to the same weights for both; the second particle is a run of its own (load_run renders it)."""
+    from vision3d_kd.checkpoint import load_tensors
+    from vision3d_kd.generation.config import load_generate_config
+    from vision3d_kd.generation.loop import generate
+    from vision3d_kd.guidance.diffusers_prior import DiffusersPrior
+    from vision3d_kd.render.image import render
+    from vision3d_kd.export.rig import rig_cameras
+    from vision3d_kd.runs import load_run, render_settings_from
+
+    prior = DiffusersPrior(sd_pipe)
+
+    def setup(steps: int):
+        return load_generate_config("vsd", None, [f"generate.steps={steps}", "generate.size=32", "generate.particles=2",
+                                                  "generate.checkpoint_every=2"])
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_3(step, rec):
+        if step == 3:
+            raise Crash
+
+    generate("a red mug", tmp_path / "one", setup(1), prior, show_progress=False)
+    generate("a red mug", tmp_path / "straight", setup(4), prior, show_progress=False)
+    with pytest.raises(Crash):
+        generate("a red mug", tmp_path / "resumed", setup(4), prior, show_progress=False, callback=crash_at_3)
+    generate("a red mug", tmp_path / "resumed", setup(4), prior, resume=True, show_progress=False)
+
+    def weights(run):
+        return [load_tensors(p / "weights.safetensors") for p in (tmp_path / run, tmp_path / run / "particles" / "1")]
+
+    first, last, resumed = weights("one"), weights("straight"), weights("resumed")
+    for a, b, c in zip(first, last, resumed, strict=True):
+        params = [k for k in b if not k.endswith(("aabb", "centre"))]  # (buffers: the box and blob centre)
+        assert all(not torch.equal(a[k], b[k]) for k in params), [k for k in params if torch.equal(a[k], b[k])]
+        assert all(torch.allclose(b[k], c[k], atol=1e-5) for k in b)  # the resumed run ends where the straight one does
+    assert any(not torch.equal(last[0][k], last[1][k]) for k in last[0])  # two different students
+    assert any(k.startswith("extra.lora.adam.") for k in load_tensors(tmp_path / "straight" / "train_state.safetensors"))
+    model, grid, cfg = load_run(tmp_path / "straight" / "particles" / "1")
+    assert cfg["particle"] == 1
+    cams = rig_cameras(cfg["render"], 2, size=32)
+    assert float(render(model, cams, 0, grid, render_settings_from(cfg))["opacity"].max()) > 0.5  # the blob is there
+
+
 def test_blob_field_starts_as_a_ball_and_unlocks_hash_levels():
     from vision3d_kd.fields import BlobField, build_field
 

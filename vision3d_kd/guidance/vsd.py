@@ -124,11 +124,23 @@ class VSD(ScoreDistillation):
         return {"lora_loss": sum(losses) / len(losses)}
 
     def state_dict(self) -> dict[str, Tensor]:
-        """The LoRA's trainable tensors (for checkpoints)."""
-        return {k: v.detach().clone() for k, v in self.lora.named_parameters() if v.requires_grad}
+        """The LoRA's trainable tensors and its AdamW moments (`adam.<index>.<key>`), for checkpoints: a
+        resumed run continues exactly where it stopped."""
+        out = {k: v.detach().clone() for k, v in self.lora.named_parameters() if v.requires_grad}
+        for pid, state in self.optimizer.state_dict()["state"].items():
+            for key, value in state.items():
+                out[f"adam.{pid}.{key}"] = value.clone() if isinstance(value, Tensor) else torch.tensor(value)
+        return out
 
     def load_state_dict(self, tensors: dict[str, Tensor]) -> None:
         params = dict(self.lora.named_parameters())
+        state: dict[int, dict[str, Tensor]] = {}
         with torch.no_grad():
             for k, v in tensors.items():
-                params[k].copy_(v)
+                if k.startswith("adam."):
+                    _, pid, key = k.split(".", 2)
+                    state.setdefault(int(pid), {})[key] = v
+                else:
+                    params[k].copy_(v)
+        if state:  # (checkpoints written before the moments were saved restart them)
+            self.optimizer.load_state_dict({"state": state, "param_groups": self.optimizer.state_dict()["param_groups"]})
