@@ -93,11 +93,11 @@ def test_vsd_particles_are_distinct_students_that_train_and_resume(sd_pipe, tmp_
     """--particles 2: two students with their own weights and optimiser, one shared LoRA; an interrupted run
     resumes to the same weights for both; the second particle is a run of its own (load_run renders it)."""
     from vision3d_kd.checkpoint import load_tensors
+    from vision3d_kd.export.rig import rig_cameras
     from vision3d_kd.generation.config import load_generate_config
     from vision3d_kd.generation.loop import generate
     from vision3d_kd.guidance.diffusers_prior import DiffusersPrior
     from vision3d_kd.render.image import render
-    from vision3d_kd.export.rig import rig_cameras
     from vision3d_kd.runs import load_run, render_settings_from
 
     prior = DiffusersPrior(sd_pipe)
@@ -128,7 +128,8 @@ def test_vsd_particles_are_distinct_students_that_train_and_resume(sd_pipe, tmp_
         assert all(not torch.equal(a[k], b[k]) for k in params), [k for k in params if torch.equal(a[k], b[k])]
         assert all(torch.allclose(b[k], c[k], atol=1e-5) for k in b)  # the resumed run ends where the straight one does
     assert any(not torch.equal(last[0][k], last[1][k]) for k in last[0])  # two different students
-    assert any(k.startswith("extra.lora.adam.") for k in load_tensors(tmp_path / "straight" / "train_state.safetensors"))
+    state = load_tensors(tmp_path / "straight" / "train_state.safetensors")
+    assert any(k.startswith("extra.lora.adam.") for k in state)
     model, grid, cfg = load_run(tmp_path / "straight" / "particles" / "1")
     assert cfg["particle"] == 1
     cams = rig_cameras(cfg["render"], 2, size=32)
@@ -361,7 +362,7 @@ def test_bench_text_to_3d_scores_every_method_and_reuses_finished_runs(sd_pipe, 
     monkeypatch.setattr("vision3d_kd.generation.loop.generate", no_generation)
     again = text_to_3d.run(**kw)
     assert again["summary"]["best_mean_iou"] == pytest.approx(s["best_mean_iou"])
-    with pytest.raises(RunError, match="--set"):  # runs made with other overrides are not mixed in
+    with pytest.raises(RunError, match=r"other settings \(guidance.bsd_lambda\)"):  # nor runs of other settings
         text_to_3d.run(**dict(kw, sets=["guidance.bsd_lambda=18"]))
     monkeypatch.setattr(text_to_3d, "prior_fingerprint", lambda path: "another-prior")
     with pytest.raises(RunError, match="another prior"):  # runs of an older prior are not mixed in
@@ -465,3 +466,26 @@ def test_other_field_families_can_be_the_student(sd_pipe, tmp_path, student):
     inner = [k for k, p in model.named_parameters() if k.startswith("inner.") and p.requires_grad]  # no buffers
     assert inner and a.keys() == b.keys()
     assert [k for k in inner if torch.equal(a[k], b[k])] == []
+
+
+def test_benchmarks_refuse_a_run_made_under_other_settings(tmp_path):
+    """A cached run is reused only when it was made with the settings the benchmark would use now (output-only
+    settings aside): a changed default is not silently mixed with runs made before it."""
+    from vision3d_kd.bench.text_to_3d import check_settings
+    from vision3d_kd.generation.config import changed_settings, load_generate_config
+
+    setup = load_generate_config("sds", None, ["generate.seed=1"])
+    saved = json.loads(json.dumps(setup.to_dict()))
+    assert changed_settings(saved, setup) == []
+    saved["generate"]["video_size"] = 64  # output only
+    assert changed_settings(saved, setup) == []
+    saved["generate"]["p_albedo"], saved["guidance"]["t_max"] = 0.3, 0.9
+    assert changed_settings(saved, setup) == ["generate.p_albedo", "guidance.t_max"]
+    run = tmp_path / "run"
+    check_settings(run, setup)  # nothing there yet: a new run
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"generate": saved}))
+    with pytest.raises(RunError, match="other settings .generate.p_albedo, guidance.t_max"):
+        check_settings(run, setup)
+    (run / "score.json").write_text(json.dumps({"settings": setup.to_dict()}))  # the score's record comes first
+    check_settings(run, setup)

@@ -156,6 +156,16 @@ def test_vsd_starts_from_the_prior_and_trains_only_its_lora(tiny_camera_prior):
     w = (1 - prior.alphas_cumprod[t]).reshape(-1, 1, 1, 1)
     grad = vsd.gradient(None, x_t, None, t, emb, cam)
     assert torch.allclose(grad, w * 6.5 * (eps_c - eps_u), atol=1e-4)
+    # the LoRA reads the bare prompt when the embeddings carry it (the prior keeps the view-dependent one)
+    from vision3d_kd.guidance.prior import PromptEmbeddings
+    from vision3d_kd.guidance.prompts import ViewPrompts
+
+    bare = ViewPrompts(prior, "a red mug").for_cameras(cam)
+    assert bare.plain is not None and not torch.allclose(bare.plain, bare.cond)
+    _, eps_bare = prior.predict_noise_pair(x_t, t, PromptEmbeddings(bare.plain, bare.uncond), cam)
+    eps_u2, eps_c2 = prior.predict_noise_pair(x_t, t, bare, cam)
+    assert torch.allclose(vsd.gradient(None, x_t, None, t, bare, cam),
+                          w * (eps_u2 + 7.5 * (eps_c2 - eps_u2) - eps_bare), atol=1e-4)
     prior_before = {k: v.clone() for k, v in prior.unet.state_dict().items()}
     lora_before = vsd.state_dict()
     images = torch.rand(2, 3, 32, 32, requires_grad=True)
@@ -165,8 +175,9 @@ def test_vsd_starts_from_the_prior_and_trains_only_its_lora(tiny_camera_prior):
     assert "lora_loss" in info and images.grad is not None and torch.isfinite(images.grad).all()
     assert all(torch.equal(prior_before[k], v) for k, v in prior.unet.state_dict().items())
     after = vsd.state_dict()
-    changed = [k for k in after if not torch.equal(after[k], lora_before[k])]
+    changed = [k for k in lora_before if not torch.equal(after[k], lora_before[k])]
     assert any("lora_B" in k for k in changed) and any("camera_mlp" in k for k in changed)
-    assert all(("lora_" in k) or ("camera_mlp" in k) for k in after)
+    assert all(("lora_" in k) or ("camera_mlp" in k) or k.startswith("adam.") for k in after)
+    assert any(k.startswith("adam.") and k.endswith("exp_avg_sq") for k in after)  # checkpoints carry the moments
     # after training, the copy no longer equals the prior
     assert not torch.allclose(vsd.gradient(None, x_t, None, t, emb, cam), grad, atol=1e-6)

@@ -52,6 +52,23 @@ from vision3d_kd.guidance.prompt_words import COLOUR_WORDS, FAMILY_WORDS, unders
     ("a blood-red cube", "a red cube"),  # a compound colour: the colour it ends in
     ("a sky-blue cottage with a jet-black roof", "a blue house with a black roof"),
     ("a dark-green coffee mug", "a green mug"),
+    # closed-class words and contractions, colour and shape compounds, part words (added after test3)
+    ("i'd like a green cone", "a green cone"),
+    ("let's make a pink mug", "a pink mug"),
+    ("it's a purple table", "a purple table"),
+    ("a rose-tinted sphere", "a pink ball"),
+    ("a teal-coloured cup", "a cyan mug"),
+    ("a house whose walls are blue and whose roof is red", "a blue house with a red roof"),
+    ("a dice that is red", "a red cube"),
+    ("a cone-shaped thing in orange", "an orange cone"),
+    ("a chair with red legs", "a red chair"),
+    ("a mug with a green handle", "a green mug"),
+    ("a snowy cube", "a white cube"),
+    ("a house without a roof", None),  # words that change the object stay unknown
+    ("a red or blue ball", None),
+    ("a ball that isn't red", None),
+    ("a cream coloured arrow with a black head", None),  # an arrow has one colour
+    ("a snowman with a red roof", None),
 ])
 def test_phrasings_become_the_captions_the_prior_knows(prompt: str, expected: str | None) -> None:
     u = understand(prompt)
@@ -76,6 +93,13 @@ def test_every_family_and_colour_is_reachable_by_two_words() -> None:
             assert understand(f"a {w} cube").caption == caption(ObjectSpec("cube", colour)), w
     # the world's own nouns (captions say "donut", "ball") are among the words
     assert all(noun in FAMILY_WORDS[f] for f, noun in NOUNS.items())
+
+
+def test_words_the_world_cannot_vary_are_read_ignored_and_said() -> None:
+    u = understand("a tiny dining table, side view")
+    assert u.ok and u.caption == "a gray table, side view"
+    assert any("ignored 'tiny', 'dining'" in n for n in u.notes)
+    assert not understand("a wooden chair").ok  # a material changes the object: refused, not ignored
 
 
 def test_defaults_are_filled_in_and_said() -> None:
@@ -177,3 +201,14 @@ def test_bench_prompts_quick_scores_phrasings_and_refuses_unknown_words(tmp_path
     assert summary["iou_paraphrase_minus_plain"] == 0.0
     for key in ("floater_share_before", "floater_share_after", "iou_plain", "iou_paraphrase"):
         assert key in summary, key
+    assert summary["val_test_disjoint"] is True
+
+
+def test_prompt_splits_are_disjoint_until_spent(monkeypatch) -> None:
+    """No validation object is in an unspent test split; a test object moved into validation shows."""
+    from vision3d_kd.bench import prompts
+
+    assert prompts.val_test_disjoint() and set(prompts.SPENT) < set(prompts.TEST_FILES)
+    test3 = prompts.split_objects("test3")[0]
+    monkeypatch.setattr(prompts, "VALIDATION", [*prompts.VALIDATION, test3])
+    assert not prompts.val_test_disjoint()

@@ -13,7 +13,12 @@ after the pruning (`floater_share_before` / `_after`, means over runs).
 Splits: `validation` (the objects the issue's new user tried, and six phrased by someone who had not seen
 the mapping) is what the mapping is tuned on; `test` (six other objects, phrased blind into
 `prompts_test.json`) was run once, and its one refused paraphrase ("a rosy snowman") led to reading -ish/-y
-colour words; `test2` (six more, phrased blind into `prompts_test2.json` after that) is run once. A
+colour words; `test2` (six more, phrased blind into `prompts_test2.json` after that) was run once and its
+two refusals led to skipping request words and reading compound colours; `test3` (eight more, phrased into
+`prompts_test3.json` by a fourth helper whose text the tuner never saw) was run once and its eight refused
+paraphrases led to reading closed word classes as a whole (articles, pronouns, auxiliaries, relative words,
+contractions), -tinted/-shaped forms, part words and ignored size/kind words; `test4` (eight more, phrased
+blind into `prompts_test4.json` after that) is run once. A
 phrasing the prior refuses scores IoU 0 (the user gets nothing). Runs live under --runs-dir (default
 bench/runs/prompts/SPLIT); finished runs are reused, interrupted ones resumed.
 """
@@ -31,7 +36,7 @@ from ..checkpoint import write_json
 from ..data.objects import ObjectSpec, caption
 from ..errors import ConfigError, RunError
 from .report import repo_path
-from .text_to_3d import prior_fingerprint
+from .text_to_3d import check_settings, prior_fingerprint
 
 __all__ = ["run", "SPLITS", "UNKNOWN", "split_objects"]
 
@@ -53,11 +58,15 @@ VALIDATION: list[tuple[ObjectSpec, str, str]] = [
     (ObjectSpec("cone", "orange"), "a tangerine cone shape", "a cone that is orange"),
     (ObjectSpec("table", "gray"), "a grey desk", "table, gray colored"),
     (ObjectSpec("cylinder", "black"), "an ebony pillar", "a cylinder that is jet black"),
+    (ObjectSpec("cone", "white"), "an ivory traffic cone", "a cone that is white"),  # from test2, once it was spent
 ]
 # test: spent (run once on 2026-12-04; its one refused paraphrase, "rosy", led to the -ish/-y colour rule);
-# test2: six more objects phrased blind by a third helper after that change, run once.
-TEST_FILES = {"test": Path(__file__).with_name("prompts_test.json"),
-              "test2": Path(__file__).with_name("prompts_test2.json")}
+# test2: six more objects phrased blind by a third helper after that change, run once (spent: its refusals led
+# to request words and compound colours); test3: eight objects (two or more in white or black) phrased by a
+# fourth helper told to write the file without showing it, run once (spent: 8 of its 16 paraphrases were
+# refused, which led to reading closed word classes, contractions, -tinted/-shaped and part words); test4:
+# eight more, phrased blind by a fifth helper after that, run once.
+TEST_FILES = {name: Path(__file__).with_name(f"prompts_{name}.json") for name in ("test", "test2", "test3", "test4")}
 
 
 def split_objects(split: str) -> list[tuple[ObjectSpec, str, str]]:
@@ -70,7 +79,8 @@ def split_objects(split: str) -> list[tuple[ObjectSpec, str, str]]:
     return [(ObjectSpec(e["family"], e["colour"], e.get("colour2")), e["synonym"], e["reordered"]) for e in entries]
 
 
-SPLITS = ("validation", "test", "test2")
+SPLITS = ("validation", *TEST_FILES)
+SPENT = ("test", "test2", "test3")  # run once, then looked at; their objects may join the validation split
 UNKNOWN = ["a cat wearing a hat", "a dragon", "a red sports car", "a blue elephant", "a wooden chair",
            "a teapot", "a spaceship made of glass", "a torus on a table"]
 PHRASINGS = ("plain", "synonym", "reordered")
@@ -95,6 +105,9 @@ def _scored(run_dir: Path, prompt: str, spec: ObjectSpec, seed: int, prior, step
     from ..generation.scoring import SCORER, score_run
     from ..runs import load_run, render_settings_from
 
+    sets = [f"generate.seed={seed}"] + ([f"generate.steps={steps}"] if steps else [])
+    setup = load_generate_config("sds", None, sets)
+    check_settings(run_dir, setup)
     score_file = run_dir / "score.json"
     if score_file.is_file():
         rec = json.loads(score_file.read_text())
@@ -105,14 +118,14 @@ def _scored(run_dir: Path, prompt: str, spec: ObjectSpec, seed: int, prior, step
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     if "floater_share_before" not in metrics:  # not run, or stopped before its outputs
-        sets = [f"generate.seed={seed}"] + ([f"generate.steps={steps}"] if steps else [])
         resume = (run_dir / "train_state.safetensors").is_file()
-        _, metrics = generate_run(prompt, load_generate_config("sds", None, sets), run_dir, prior, resume=resume,
-                                  mesh=False, video=False, show_progress=False)
+        _, metrics = generate_run(prompt, setup, run_dir, prior, resume=resume, mesh=False, video=False,
+                                  show_progress=False)
     model, grid, cfg = load_run(run_dir)
     rec = score_run(model, grid, render_settings_from(cfg), cfg["render"], spec)
     rec.pop("rgb")
     rec.update(prior_prompt=cfg.get("prior_prompt"), seed=seed, prior=fingerprint, scorer=SCORER,
+               settings=setup.to_dict(),
                steps=metrics["steps"], minutes=metrics["seconds"] / 60.0,
                **{k: metrics[k] for k in ("floater_share_before", "floater_share_after") if k in metrics})
     write_json(score_file, rec)
@@ -172,4 +185,16 @@ def run(quick: bool = False, split: str = "validation", seeds: int | None = None
     summary["floater_share_after_max"] = round(float(np.max([r["floater_share_after"] for r in runs])), 5)
     summary["distinct_runs"] = len(runs)
     summary["paraphrases_refused"] = len({r["prompt"] for r in rows if "refused" in r})
+    summary["val_test_disjoint"] = val_test_disjoint()
     return {"rows": rows, "summary": summary}
+
+
+def _key(spec: ObjectSpec) -> tuple[str, str, str | None]:
+    return spec.family, spec.colour, spec.colour2
+
+
+def val_test_disjoint() -> bool:
+    """Whether no validation object is in a test split that is not yet spent (the spent ones, `SPENT`, were
+    run once and may then be tuned on, as test2's white cone is)."""
+    val = {_key(spec) for spec, _, _ in VALIDATION}
+    return all(not val & {_key(spec) for spec, _, _ in split_objects(name)} for name in TEST_FILES if name not in SPENT)

@@ -30,7 +30,7 @@ from ..errors import RunError
 from ..generation.config import run_name
 from ..guidance.sds import METHODS
 
-__all__ = ["run", "PROMPTS", "prior_fingerprint"]
+__all__ = ["run", "PROMPTS", "prior_fingerprint", "check_settings"]
 
 PROMPTS = [ObjectSpec("sphere", "red"), ObjectSpec("mug", "green"), ObjectSpec("cube", "purple"),
            ObjectSpec("snowman", "red"), ObjectSpec("chair", "blue"), ObjectSpec("arrow", "orange"),
@@ -50,6 +50,21 @@ def prior_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def check_settings(run_dir: Path, setup) -> None:
+    """Raise RunError when the run in `run_dir` was made with other generation settings than `setup` (read
+    from its score.json's `settings`, else its config.json; a run with neither is new): a benchmark never
+    reuses a run made under defaults that have changed since."""
+    from ..generation.config import changed_settings
+
+    saved = None
+    for name, key in (("score.json", "settings"), ("config.json", "generate")):
+        if saved is None and (run_dir / name).is_file():
+            saved = json.loads((run_dir / name).read_text()).get(key)
+    if saved is not None and (diff := changed_settings(saved, setup)):
+        raise RunError(f"{run_dir}: made with other settings ({', '.join(diff[:4])}); use another --runs-dir "
+                       "or delete the old runs")
+
+
 def _one(spec: ObjectSpec, method: str, seed: int, run_dir: Path, prior, prior_path: str,
          steps: int | None, fingerprint: str, extra: list[str]) -> dict[str, Any]:
     """Generate (or resume / reuse) one run with the config overrides `extra` and score it; the score is
@@ -60,6 +75,9 @@ def _one(spec: ObjectSpec, method: str, seed: int, run_dir: Path, prior, prior_p
     from ..generation.scoring import SCORER, score_run
     from ..runs import load_run, render_settings_from
 
+    sets = [f"generate.seed={seed}"] + ([f"generate.steps={steps}"] if steps else []) + extra
+    setup = load_generate_config(method, None, sets)
+    check_settings(run_dir, setup)
     score_file = run_dir / "score.json"
     if score_file.is_file():
         rec = json.loads(score_file.read_text())
@@ -74,8 +92,6 @@ def _one(spec: ObjectSpec, method: str, seed: int, run_dir: Path, prior, prior_p
         if not (run_dir / "metrics.json").is_file():
             raise RunError(f"{run_dir}: scored by scorer {rec.get('scorer', 1)} (now {SCORER}) and its weights "
                            "are gone; delete it to run it again")
-    sets = [f"generate.seed={seed}"] + ([f"generate.steps={steps}"] if steps else []) + extra
-    setup = load_generate_config(method, None, sets)
     if not (run_dir / "metrics.json").is_file():
         resume = (run_dir / "train_state.safetensors").is_file()
         generate(caption(spec), run_dir, setup, prior, prior_path, resume=resume, show_progress=False)
@@ -84,7 +100,7 @@ def _one(spec: ObjectSpec, method: str, seed: int, run_dir: Path, prior, prior_p
     rec = score_run(model, grid, render_settings_from(cfg), cfg["render"], spec)
     rgb = rec.pop("rgb")
     rec.update(prompt=caption(spec), method=method, seed=seed, minutes=metrics["seconds"] / 60.0,
-               steps=metrics["steps"], prior=fingerprint, sets=extra, scorer=SCORER)
+               steps=metrics["steps"], prior=fingerprint, sets=extra, scorer=SCORER, settings=setup.to_dict())
     np.save(run_dir / "score_views.npy", (rgb.numpy() * 255 + 0.5).astype(np.uint8))
     write_json(score_file, rec)
     rec["rgb"] = rgb

@@ -229,8 +229,8 @@ def exports_command(
 @bench_app.command("capture")
 def capture_command(
     quick: bool = _QUICK,
-    split: str = typer.Option("validation", "--split", help="validation (tune on it), test (spent: run once on "
-                              "2026-12-04) or test2 (written blind after the change it caused; run once)."),
+    split: str = typer.Option("validation", "--split", help="validation (the torus scene: tune on it) or test "
+                              "(the composite scene: run once defaults are chosen)."),
     budget: float = _budget(900, 60, "Training seconds per fit"),
     seeds: int = typer.Option(None, "--seeds", help="Seeds per method (default 3; with --quick 1)."),
     methods: str = typer.Option(None, "--methods", help="Comma-separated subset of capture, naive, splats, sfm, "
@@ -261,8 +261,9 @@ def capture_command(
 @bench_app.command("prompts")
 def prompts_command(
     quick: bool = _QUICK,
-    split: str = typer.Option("validation", "--split", help="validation (tune on it), test (spent: run once on "
-                              "2026-12-04) or test2 (written blind after the change it caused; run once)."),
+    split: str = typer.Option("validation", "--split", help="validation (tune on it); test, test2, test3 "
+                              "(spent: each run once, each led to a change); test4 (written blind after "
+                              "those; run once)."),
     seeds: int = typer.Option(None, "--seeds", help="Seeds per object and phrasing (default 3; with --quick 1)."),
     steps: int = typer.Option(None, "--steps", help="Generation steps per run (default: SDS's config; with "
                               "--quick 60)."),

@@ -6,6 +6,7 @@ student's field options and the guidance's `GuidanceConfig`, from `vision3d_kd/c
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -44,8 +45,8 @@ class GenerateConfig:
     blob_density: float = 10.0        # Magic3D density blob b(p) = λ(1 − ‖p‖/σ): λ
     blob_radius: float = 0.5          # ... and σ
     start_levels: int = 4             # hash-grid levels active at the start (all by half-way)
-    p_albedo: float = 0.3             # shading augmentation probabilities (the rest: textureless)
-    p_lambertian: float = 0.6
+    p_albedo: float = 0.0             # shading augmentation probabilities (the rest: textureless); no
+    p_lambertian: float = 0.8         # albedo-only renders: on the white background they hide white parts
     ambient: tuple[float, float] = (0.3, 0.5)
     lambda_orient: float = 0.01       # DreamFusion orientation penalty
     lambda_sparsity: float = 0.0      # mean opacity
@@ -136,3 +137,22 @@ def run_name(prompt: str, method: str, seed: int) -> str:
     """Default run folder name of a generation: '<prompt slug (40 chars)>-<method>-<seed>'."""
     slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40] or "object"
     return f"{slug}-{method}-{seed}"
+
+
+# settings that change what a run writes, not what it learns (a finished run is reusable across them)
+OUTPUT_ONLY = {"checkpoint_every", "log_every", "mesh_resolution", "video_frames", "video_size"}
+
+
+def changed_settings(saved: dict[str, Any], setup: GenerationConfig) -> list[str]:
+    """Dotted names of the settings in which a run's saved `generate` section (its config.json) differs from
+    `setup`, output-only ones ignored; [] when the run was made with these settings."""
+    now = json.loads(json.dumps(setup.to_dict()))
+
+    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(d, dict):
+            return {prefix[:-1]: d}
+        return {k: v for key, val in d.items() for k, v in flat(val, f"{prefix}{key}.").items()}
+
+    a, b = flat(saved), flat(now)
+    return sorted(k for k in a.keys() | b.keys()
+                  if a.get(k) != b.get(k) and not (k.startswith("generate.") and k.split(".", 1)[1] in OUTPUT_ONLY))

@@ -25,10 +25,12 @@ CAMERA_FEATURES = 5  # sin/cos elevation, sin/cos azimuth, radius / 4
 
 @dataclass
 class PromptEmbeddings:
-    """Text-encoder outputs [B,L,D] for the prompts (cond) and the negative / empty prompt (uncond)."""
+    """Text-encoder outputs [B,L,D] for the prompts (cond) and the negative / empty prompt (uncond); `plain`:
+    the prompt without its view suffix (what VSD's LoRA is conditioned on), None when cond has none."""
 
     cond: Tensor
     uncond: Tensor
+    plain: Tensor | None = None
 
     def __len__(self) -> int:
         return self.cond.shape[0]

@@ -24,7 +24,7 @@ __all__ = ["FAMILY_WORDS", "COLOUR_WORDS", "SHADES", "SHAPE_ADJECTIVES", "Unders
 # family -> the words and phrases that name it (the first is the world's own name)
 FAMILY_WORDS: dict[str, tuple[str, ...]] = {
     "sphere": ("sphere", "ball", "orb", "globe"),
-    "cube": ("cube", "box", "block"),
+    "cube": ("cube", "box", "block", "dice"),
     "cylinder": ("cylinder", "tube", "column", "pillar"),
     "cone": ("cone", "traffic cone", "ice cream cone"),
     "torus": ("torus", "donut", "doughnut", "ring", "toroid"),
@@ -32,7 +32,7 @@ FAMILY_WORDS: dict[str, tuple[str, ...]] = {
     "house": ("house", "home", "cottage", "hut", "cabin"),
     "snowman": ("snowman", "snow man", "snowperson"),
     "chair": ("chair", "seat", "dining chair"),
-    "table": ("table", "desk"),
+    "table": ("table", "desk", "tabletop"),
     "mushroom": ("mushroom", "toadstool", "fungus"),
     "arrow": ("arrow", "pointer"),
 }
@@ -51,20 +51,36 @@ COLOUR_WORDS: dict[str, tuple[str, ...]] = {
     "brown": ("brown", "chocolate", "tan"),
     "gray": ("gray", "grey", "silver"),
     "cyan": ("cyan", "turquoise", "teal", "aqua"),
-    "white": ("white", "ivory", "snow white"),
+    "white": ("white", "ivory", "snow white", "snow", "cream"),
     "black": ("black", "jet black", "ebony"),
 }
 SHADES = ("light", "dark", "bright", "pale", "deep", "vivid")  # accepted; the world has one shade per colour
 # a colour beside a part word colours that part: its word -> the part, and each family's parts -> what they
 # colour ("body": the object's own colour; a mushroom's stem is fixed, so its cap is its colour)
 PARTS = {"roof": "roof", "roofed": "roof", "cap": "cap", "capped": "cap", "top": "top", "walls": "walls",
-         "wall": "walls", "walled": "walls"}
-PARTS_OF = {"house": {"roof": "roof", "top": "roof", "walls": "body"}, "mushroom": {"cap": "body", "top": "body"}}
-FILLERS = ("a", "an", "the", "one", "single", "of", "that", "which", "is", "it", "its", "coloured", "colored",
-           "colour", "color", "in", "made", "painted", "with", "and", "has", "having", "3d",
-           # the request around a prompt: "i want a ...", "please make me a ...", "can you generate a ..."
-           "i", "want", "would", "like", "please", "make", "me", "give", "generate", "create", "draw", "can",
-           "you", "show")
+         "wall": "walls", "walled": "walls", "backrest": "back", "back rest": "back", "legs": "legs", "leg": "legs",
+         "legged": "legs", "handle": "handle", "handled": "handle", "tip": "tip", "head": "head"}
+# each family's parts -> what a colour on them colours ("body": the whole one-colour object)
+PARTS_OF = {"house": {"roof": "roof", "top": "roof", "walls": "body"}, "mushroom": {"cap": "body", "top": "body"},
+            "chair": {"back": "body", "legs": "body"}, "table": {"top": "body", "legs": "body"},
+            "mug": {"handle": "body"}, "arrow": {"tip": "body", "head": "body"}}
+# closed classes, complete rather than collected from examples: articles and determiners, pronouns, the
+# verbs "be" and "have" and the modal verbs, relative words, the prepositions and conjunctions that join an
+# object to its colour or parts, and the request around a prompt ("i want", "please make me", "can you
+# generate", "i'd like"). Words that could change the object (not, no, without, or, on, next to) are not here.
+FILLERS = ("a", "an", "the", "one", "single", "this", "that", "these", "those", "some", "any", "my", "your",
+           "our", "its", "it", "i", "me", "you", "we", "us", "is", "are", "was", "be", "being", "been", "am",
+           "has", "have", "having", "had", "do", "does", "will", "would", "shall", "should", "can", "could", "may",
+           "might", "which", "who", "whose", "where", "of", "in", "with", "and", "as", "for", "to", "just",
+           "coloured", "colored", "colour", "color", "tinted", "toned", "hued", "shaped", "made", "painted", "3d",
+           "want", "wanted", "need", "like", "love", "please", "make", "give", "get", "generate", "create",
+           "draw", "render", "build", "design", "produce", "show", "see", "thanks", "thank", "so")
+# an apostrophe after one of these is a contraction of a filler ("i'd", "that's", "it's", "let's", "you're")
+CONTRACTED = {"i", "you", "we", "it", "that", "there", "what", "let", "here", "who"}
+# words the world cannot vary (one size, style and purpose per object): read, ignored and said so
+IGNORED = ("little", "small", "big", "large", "tiny", "huge", "giant", "mini", "miniature", "cute", "simple",
+           "basic", "nice", "pretty", "lovely", "beautiful", "cool", "classic", "regular", "normal", "standard",
+           "ordinary", "plain", "dining", "kitchen", "office", "garden")
 VIEWS = ("front", "side", "back", "overhead")
 DEFAULT_COLOUR = "gray"  # a prompt that names no colour
 DEFAULT_ROOF = {"brown": "gray"}  # a house whose roof has no colour: brown, or gray on a brown house
@@ -99,7 +115,8 @@ def _lexicon() -> dict[tuple[str, ...], tuple[str, str]]:
         for w in words:
             table[tuple(w.split())] = ("colour", colour)
     table.update({(w,): ("shade", w) for w in SHADES})
-    table.update({(w,): ("part", part) for w, part in PARTS.items()})
+    table.update({tuple(w.split()): ("part", part) for w, part in PARTS.items()})
+    table.update({(w,): ("ignored", w) for w in IGNORED})
     table.update({(w,): ("shape", f) for w, f in SHAPE_ADJECTIVES.items()})
     table.update({(w,): ("generic", w) for w in GENERIC_NOUNS})
     table.update({(w,): ("filler", w) for w in FILLERS})
@@ -149,9 +166,15 @@ def _tokens(text: str) -> list[tuple[str, str]]:
                 i += n
                 break
         else:
-            out.append(_derived_colour(words[i]) or ("unknown", words[i]))
+            out.append(_derived_colour(words[i]) or _contraction(words[i]) or ("unknown", words[i]))
             i += 1
     return out
+
+
+def _contraction(word: str) -> tuple[str, str] | None:
+    """("filler", word) for a contraction of a filler ("i'd", "that's", "let's"), else None."""
+    head, _, tail = word.partition("'")
+    return ("filler", word) if tail in ("s", "d", "m", "ll", "re", "ve") and head in CONTRACTED else None
 
 
 def _bind_parts(tokens: list[tuple[str, str]]) -> tuple[dict[str, str], list[str]]:
@@ -201,13 +224,18 @@ def understand(prompt: str) -> Understood:
     if "body" in roles:
         colours = list(dict.fromkeys([roles["body"], *colours]))
     if len(colours) > 1:
-        problems.append(f"finds {len(colours)} colours ({', '.join(colours)}) for a {family}, which has one"
+        article = "an" if family[0] in "aeiou" else "a"
+        problems.append(f"finds {len(colours)} colours ({', '.join(colours)}) for {article} {family}, which has one"
                         + (" (and a roof colour: 'a red house with a blue roof')" if family == "house" else ""))
     missing = [c for c in (*colours, *roles.values()) if c not in COLOURS]
     for c in dict.fromkeys(missing):
         problems.append(f"has no {c} in its world (it knows {', '.join(COLOURS)})")
     if problems or unknown:
         return Understood(None, "", unknown, tuple(problems), ())
+    ignored = list(dict.fromkeys(t[1] for t in tokens if t[0] == "ignored"))
+    if ignored:
+        notes.append(f"ignored {', '.join(map(repr, ignored))}: the bundled prior draws one size and kind of "
+                     "each object")
     colour = colours[0] if colours else DEFAULT_COLOUR
     if not colours:
         notes.append(f"no colour named: {colour}")
@@ -254,7 +282,16 @@ def vocabulary_lines() -> list[str]:
     if missing:
         lines.append(f"  not in the bundled prior's world: {', '.join(missing)}")
     lines.append(f"  shades ({', '.join(SHADES)}) are accepted and drawn as the plain colour; so are -ish/-y "
-                 "forms (reddish, rosy) and compounds ending in a colour (sky-blue, blood-red)")
+                 "forms (reddish, rosy, snowy), compounds ending in a colour (sky-blue, blood-red) and "
+                 "-coloured/-tinted/-toned forms (rose-tinted)")
+    lines.append("Parts: " + "; ".join(f"{f}: {', '.join(sorted({w for w, p in PARTS.items() if p in parts}))}"
+                                       for f, parts in PARTS_OF.items()) + " (a colour on the roof of a house "
+                 "is its roof colour; on any other part, the object's colour)")
+    lines.append("Read and skipped: articles, pronouns, 'is/are/has', 'which/whose', contractions (i'd, that's, "
+                 "let's) and the request around a prompt (i want, please make me, can you generate, i'd like)")
+    lines.append(f"Read, ignored and said (one size and kind per object): {', '.join(IGNORED)}")
+    lines.append("Not read (the prompt is refused): words that change the object (not, without, or, on, next "
+                 "to), materials (wooden, glass), other objects")
     lines.append("Phrasings: any order, articles and hyphens ('a yellow torus', 'a torus that is yellow', "
                  "'a yellow-coloured doughnut'); parts: 'a red house with a blue roof', 'a house with red walls "
                  "and a blue roof', 'a mushroom with a green cap'; a trailing ', front view' (or side, back, "

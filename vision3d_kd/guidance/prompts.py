@@ -23,7 +23,8 @@ def view_prompt(prompt: str, elevation_deg: float, azimuth_deg: float) -> str:
 
 
 class ViewPrompts:
-    """Text embeddings of `prompt` + each view suffix (or of the bare prompt with view_dependent=False)."""
+    """Text embeddings of `prompt` + each view suffix (or of the bare prompt with view_dependent=False), and
+    of the bare prompt (`PromptEmbeddings.plain`)."""
 
     def __init__(self, prior: DiffusionPrior, prompt: str, negative: str = "", view_dependent: bool = True) -> None:
         if not prompt.strip():
@@ -32,6 +33,7 @@ class ViewPrompts:
         texts = [self.prompt + s for s in SUFFIXES] if view_dependent else [self.prompt]
         self.texts = texts
         self._emb = prior.text_embeddings(texts, negative)
+        self._plain = prior.text_embeddings([self.prompt], negative).cond if view_dependent else self._emb.cond
 
     def text_for(self, elevation_deg: float, azimuth_deg: float) -> str:
         """The prompt a camera at this elevation/azimuth (degrees) sees."""
@@ -44,4 +46,4 @@ class ViewPrompts:
         else:
             idx = torch.tensor([SUFFIXES.index(view_suffix(float(e), float(a)))
                                 for e, a in zip(camera.elevation_deg, camera.azimuth_deg, strict=True)])
-        return PromptEmbeddings(self._emb.cond[idx], self._emb.uncond[idx])
+        return PromptEmbeddings(self._emb.cond[idx], self._emb.uncond[idx], self._plain.expand(len(idx), -1, -1))

@@ -2,7 +2,7 @@
 
 `ScoreDistillation.loss(images, emb, camera, progress)` encodes rendered images [B,3,H,W] in [0,1]
 to the prior's space z (the VAE for latent priors, differentiably), draws t from the schedule and
-ε ~ N(0, I) (plus `offset_noise` · a per-channel constant, as in PlacidDreamer), forms
+ε ~ N(0, I) (plus `offset_noise` · a per-channel constant shared by the batch, as in PlacidDreamer), forms
 x_t = √ᾱ_t z + √(1−ᾱ_t) ε without gradient, asks the subclass for the gradient g [B,C,h,w] w.r.t. z
 and injects it with the surrogate ½‖z − sg(z − g)‖² / B, whose gradient is g / B.
 
@@ -40,7 +40,7 @@ class GuidanceConfig:
     warmup: float = 0.0               # fraction of the run before/over which t_max moves
     anneal: str = "none"              # none | drop | linear
     grad_clip: float | None = None    # clamp each element of g to [−c, c]
-    offset_noise: float = 0.0         # std of a per-image, per-channel constant added to ε
+    offset_noise: float = 0.0         # std of a per-channel constant added to ε (one for the batch)
     negative_prompt: str = ""
     bsd_lambda: float = 15.0          # BSD: weight λ of the classifier direction ε_c − ε_∅
     lora_rank: int = 4                # VSD: LoRA rank of the particle-score UNet
@@ -89,10 +89,10 @@ class ScoreDistillation:
         self.prior, self.cfg, self.schedule = prior, cfg, cfg.schedule()
 
     def noise_like(self, z: Tensor, generator: torch.Generator | None) -> Tensor:
-        """ε ~ N(0, I) plus offset_noise · N(0, 1) per image and channel."""
+        """ε ~ N(0, I) plus offset_noise · N(0, 1) per channel, the same for every image of the batch."""
         eps = torch.randn(z.shape, generator=generator).to(z)
         if self.cfg.offset_noise > 0:
-            eps = eps + self.cfg.offset_noise * torch.randn(z.shape[0], z.shape[1], 1, 1, generator=generator).to(z)
+            eps = eps + self.cfg.offset_noise * torch.randn(1, z.shape[1], 1, 1, generator=generator).to(z)
         return eps
 
     def gradient(self, z: Tensor, x_t: Tensor, noise: Tensor, t: Tensor, emb: PromptEmbeddings,

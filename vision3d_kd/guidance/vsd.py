@@ -7,9 +7,10 @@ so the copy starts equal to the prior. The gradient is
 
     g = w(t) (ε̂_prior − ε_lora(x_t, t, y, c)),   ε̂_prior = ε_∅ + s (ε_c − ε_∅)  (s = 7.5 in the paper),
 
-and after each step the LoRA is trained on the detached particles z with its own t ~ U[0, T) and the
-DDPM loss (ε target, or v for v-prediction priors), the camera hidden (features zeroed) with
-probability `camera_dropout`, AdamW at `lora_lr`.
+where the prior sees the view-dependent prompt and the LoRA the bare one, y (as ProlificDreamer's code and
+threestudio do: the camera reaches it through c), and after each step the LoRA is trained on the detached
+particles z with its own t ~ U[0, T) and the DDPM loss (ε target, or v for v-prediction priors), the
+camera hidden (features zeroed) with probability `camera_dropout`, AdamW at `lora_lr`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .prior import CAMERA_FEATURES, CameraCondition, DiffusionPrior, camera_features, v_to_epsilon
+from .prior import CAMERA_FEATURES, CameraCondition, DiffusionPrior, PromptEmbeddings, camera_features, v_to_epsilon
 from .schedules import weighting
 from .sds import GuidanceConfig, ScoreDistillation
 
@@ -84,6 +85,11 @@ class LoraUNet(nn.Module):
         return out
 
 
+def _bare(emb: PromptEmbeddings) -> Tensor:
+    """The LoRA's text condition [B,L,D]: the prompt without view suffix when the embeddings carry it."""
+    return emb.cond if emb.plain is None else emb.plain
+
+
 class VSD(ScoreDistillation):
     """ProlificDreamer's variational score distillation (see the module docstring)."""
 
@@ -97,7 +103,7 @@ class VSD(ScoreDistillation):
     def gradient(self, z, x_t, noise, t, emb, camera):
         eps_u, eps_c = self.prior.predict_noise_pair(x_t, t, emb, camera)
         eps_hat = eps_u.float() + self.cfg.guidance_scale * (eps_c.float() - eps_u.float())
-        eps_lora = self.lora.epsilon(x_t, t, emb.cond, camera)
+        eps_lora = self.lora.epsilon(x_t, t, _bare(emb), camera)
         w = weighting(self.cfg.weighting, self.abar(t).flatten()).reshape(-1, 1, 1, 1)
         return w * (eps_hat - eps_lora)
 
@@ -110,7 +116,7 @@ class VSD(ScoreDistillation):
             noise = torch.randn(z.shape, generator=generator).to(z)
             x_t = self.prior.add_noise(z, noise, t)
             hide = torch.rand(b, generator=generator) < self.cfg.camera_dropout
-            out = self.lora(x_t, t, emb.cond, camera, hide)
+            out = self.lora(x_t, t, _bare(emb), camera, hide)
             if self.prior.prediction_type == "v_prediction":
                 a = self.abar(t)
                 target = a.sqrt() * noise - (1 - a).sqrt() * z
@@ -143,4 +149,5 @@ class VSD(ScoreDistillation):
                 else:
                     params[k].copy_(v)
         if state:  # (checkpoints written before the moments were saved restart them)
-            self.optimizer.load_state_dict({"state": state, "param_groups": self.optimizer.state_dict()["param_groups"]})
+            groups = self.optimizer.state_dict()["param_groups"]
+            self.optimizer.load_state_dict({"state": state, "param_groups": groups})
