@@ -74,6 +74,7 @@ def test_each_benchmark_shows_only_its_own_options(capsys):
     (["text-to-3d", "--methods", "sds,nope"], "nope"),
     (["text-to-3d", "--seeds", "0"], "--seeds"),
     (["text-to-3d", "--set", "no-equals-sign"], "no-equals-sign"),
+    (["text-to-3d", "--split", "train"], "--split"),
     (["event-vggt", "--steps", "0"], "--steps"),
     (["capture", "--methods", "capture,nope"], "nope"),
     (["capture", "--split", "train"], "--split"),
@@ -97,7 +98,10 @@ def test_bad_option_values_are_one_line_errors_before_any_work(args, name, capsy
     (["prior", "--prior", "P"], "prior", {"quick": False, "prior_path": "P", "grid_path": "OUT/prior_samples.png"}),
     (["text-to-3d", "--seeds", "2", "--methods", "vsd,bsd", "--set", "guidance.bsd_lambda=18"], "text_to_3d",
      {"quick": False, "prior_path": None, "runs_dir": None, "seeds": 2, "steps": None, "methods": ["vsd", "bsd"],
-      "sets": ["guidance.bsd_lambda=18"]}),
+      "sets": ["guidance.bsd_lambda=18"], "split": "validation"}),
+    (["text-to-3d", "--split", "test"], "text_to_3d", {"quick": False, "prior_path": None, "runs_dir": None,
+                                                       "seeds": None, "steps": None, "methods": None, "sets": None,
+                                                       "split": "test"}),
     (["event-vggt", "--teacher", "T", "--steps", "9"], "event_vggt",
      {"quick": False, "teacher_path": "T", "runs_dir": None, "steps": 9}),
     (["capture", "--split", "test", "--seeds", "2", "--methods", "naive", "--no-sfm"], "capture",
@@ -116,7 +120,8 @@ def test_each_subcommand_passes_its_options_to_its_run(args, module, expected, m
     monkeypatch.setattr(importlib.import_module(f"vision3d_kd.bench.{module}"), "run", fake_run)
     assert run_cli(["bench", *args, "--out-dir", str(tmp_path)]) == 0
     assert calls == [expected]
-    name = args[0]
+    split = expected.get("split")  # a bench's test split keeps its plain name, other splits are suffixed
+    name = args[0] if split in (None, "test") else f"{args[0]}-{split}"
     assert json.loads((tmp_path / f"{name}.json").read_text())["summary"] == {"best": 1.5}
     assert (tmp_path / f"{name}.md").is_file() and "summary: best=1.5" in capsys.readouterr().out
 

@@ -489,3 +489,15 @@ def test_benchmarks_refuse_a_run_made_under_other_settings(tmp_path):
         check_settings(run, setup)
     (run / "score.json").write_text(json.dumps({"settings": setup.to_dict()}))  # the score's record comes first
     check_settings(run, setup)
+
+
+def test_text_to_3d_test_prompts_share_no_object_with_what_was_tuned_on(monkeypatch):
+    from vision3d_kd.bench import text_to_3d
+    from vision3d_kd.data.objects import ObjectSpec
+
+    assert text_to_3d.val_test_disjoint() and set(text_to_3d.SPLITS) == {"validation", "test"}
+    assert len(text_to_3d.TEST_PROMPTS) == len(text_to_3d.PROMPTS)
+    for leak in (text_to_3d.PROMPTS[1], ObjectSpec("cone", "pink")):  # a validation prompt; a prior HELD_OUT pair
+        monkeypatch.setattr(text_to_3d, "TEST_PROMPTS", [*text_to_3d.TEST_PROMPTS, leak])
+        assert not text_to_3d.val_test_disjoint()
+        monkeypatch.undo()

@@ -189,7 +189,9 @@ def text_to_3d_command(
     sets: list[str] = typer.Option(None, "--set", help="SECTION.KEY=VALUE override of every run's config "
                                    "(repeatable, as in `v3kd generate`); give such runs their own --runs-dir "
                                    "and --out-dir (default: none)."),
-    runs_dir: Path = _bench_runs("text-to-3d"),
+    split: str = typer.Option("validation", "--split", help="validation (the nine prompts defaults were chosen "
+                              "on) or test (the same families in other colours; run once defaults are chosen)."),
+    runs_dir: Path = _bench_runs("text-to-3d/SPLIT"),
     out_dir: Path = _OUT_DIR,
 ) -> None:
     """SDS vs VSD vs BSD on the prior's prompts over several seeds.
@@ -205,9 +207,13 @@ def text_to_3d_command(
     _at_least_one("--steps", steps)
     chosen = _name_list("--methods", methods, METHODS, "method(s)")
     parse_overrides(list(sets or []), SECTIONS)  # a malformed --set fails here, before any run starts
+    from ..bench.text_to_3d import SPLITS
+
+    _known("--split", [split], list(SPLITS), "split")
     result = run(quick=quick, prior_path=prior, runs_dir=runs_dir, seeds=seeds, steps=steps, methods=chosen,
-                 sets=sets)
-    _report("text-to-3d", result, out_dir)
+                 sets=sets, split=split)
+    name = ("text-to-3d" if split == "test" else f"text-to-3d-{split}") + ("-quick" if quick else "")
+    _report(name, result, out_dir)
 
 
 @bench_app.command("exports")
