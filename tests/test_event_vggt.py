@@ -184,11 +184,22 @@ def test_bench_event_vggt_rows_and_summary(tmp_path: Path, event_runs) -> None:
     for row in result["rows"]:
         assert all(math.isfinite(row[k]) for k in ("err10", "err30", "abs_rel", "delta1", "jitter"))
     s = result["summary"]
-    assert {"err30_full", "err30_output_only", "err30_gt_supervised", "jitter_full", "jitter_no_tcd"} <= s.keys()
-    assert s["err30_full"] == result["rows"][-1]["err30"] and s["jitter_no_tcd"] == result["rows"][-2]["jitter"]
+    assert {"err30_full_mean", "err30_full_std", "err30_output_only_mean", "err30_gt_supervised", "jitter_full",
+            "jitter_no_tcd", "err30_raw_full_mean", "full_beats_output_only"} <= s.keys()
+    assert s["err30_full_mean"] == result["rows"][-1]["err30"] and s["jitter_no_tcd"] == result["rows"][-2]["jitter"]
+    assert s["split"] == "validation" and s["val_test_disjoint"] is True
+    assert s["full_beats_output_only"] is False  # one seed: no spread to beat, so never "better"
+    # two seeds on the test streets: the seed-0 students are reused (trained once, scored on either split)
+    two = run(quick=True, teacher_path=event_runs["teacher"], runs_dir=tmp_path, steps=2, sim=sim, net=net,
+              progress=lambda s: None, split="test", seeds=2)
+    assert (tmp_path / "full-seed1" / "weights.safetensors").is_file() and (tmp_path / "data_test").is_dir()
+    assert all(r["seeds"] == 2 for r in two["rows"][1:]) and two["rows"][-1]["err30_std"] >= 0
     again = run(quick=True, teacher_path=event_runs["teacher"], runs_dir=tmp_path, steps=2, sim=sim, net=net,
                 progress=lambda s: None)  # finished runs are reused, so the numbers repeat exactly
     assert again["rows"] == result["rows"]
+    with pytest.raises(RunError, match="other settings"):  # a run made under other settings is not reused
+        run(quick=True, teacher_path=event_runs["teacher"], runs_dir=tmp_path, steps=2, sim=sim,
+            net=NetConfig(dim=32, heads=2, depth=2, patch=8, features=8), progress=lambda s: None)
 
 
 def test_simulated_data_resumes_and_refuses_other_settings(tmp_path: Path, event_runs) -> None:

@@ -1,28 +1,38 @@
-"""`v3kd bench event-vggt`: the EventVGGT ablation on held-out street trajectories.
+"""`v3kd bench event-vggt`: the EventVGGT ablation on held-out street trajectories, over several seeds.
 
-Rows: the teacher on RGB (reference), the event student trained on ground-truth depth (upper bound),
-and students distilled from the teacher with output-only, +STFD, +STFD+CMFM and the full objective
-(+TCD), all with the same steps and seed. Errors are in metres after one median scale per sequence
-(see `distill.event_vggt.evaluate`); jitter is the temporal depth-change error. Data (train seeds 0..,
-test seeds 5000..) and runs live under --runs-dir (default bench/runs/event-vggt) and are reused: a
-finished run is evaluated again, an interrupted one resumes.
+Rows: the teacher on RGB (reference), the event student trained on ground-truth depth, and students distilled
+from the teacher with output-only, +STFD, +STFD+CMFM and the full objective (+TCD), all with the same steps;
+each student row is trained once per seed (0, 1, ...) and given as mean ± std over the seeds. Errors are in
+metres after one median scale per sequence (see `distill.event_vggt.evaluate`); `err30_raw` is the same
+error without the scale (metric depth, as RAM-Net reports it); jitter is the temporal depth-change error.
+
+Splits (the streets a student is scored on; every student trains on the same streets, seeds 0..):
+`validation` (streets 6000..) is where defaults are chosen, `test` (streets 5000..) is run once they are.
+Neither overlaps the training streets nor the bundled teacher's own (10000.., check streets 20000..).
+Data and runs live under --runs-dir (default bench/runs/event-vggt) and are reused across splits: a
+finished run (same settings) is evaluated again, an interrupted one resumes, one made with other settings
+is refused.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..distill.event_vggt.clips import EventClips
 from ..distill.event_vggt.evaluate import evaluate_depth
 from ..distill.event_vggt.model import NetConfig
 from ..distill.event_vggt.simulate import SimConfig, simulate_dataset
 from ..distill.event_vggt.teacher import load_geometry_teacher, load_net
-from ..distill.event_vggt.train import DistillConfig, train_network
+from ..distill.event_vggt.train import _RESUMABLE, DistillConfig, train_network
+from ..errors import RunError
 
-__all__ = ["run", "ROWS"]
+__all__ = ["run", "ROWS", "SPLITS", "val_test_disjoint"]
 
 # (row name, run folder, DistillConfig switches)
 ROWS = [
@@ -32,12 +42,30 @@ ROWS = [
     ("+STFD+CMFM (no TCD)", "stfd_cmfm", {"stfd": True, "cmfm": True, "tcd": False}),
     ("full: +STFD+CMFM+TCD", "full", {"stfd": True, "cmfm": True, "tcd": True}),
 ]
-TEST_SEED = 5000
+TRAIN_SEED = 0
+SPLITS = {"validation": 6000, "test": 5000}  # first street seed of each evaluation split
+TEACHER_STREETS = (10000, 20000)  # the bundled teacher's training and check streets start here
 _KEYS = ("err10", "err20", "err30", "abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "jitter", "scale")
+
+
+def val_test_disjoint(n_train: int = 12, n_eval: int = 4) -> bool:
+    """Whether the training, validation and test streets (and the teacher's) are pairwise disjoint seeds."""
+    ranges = [range(TRAIN_SEED, TRAIN_SEED + n_train), *(range(s, s + n_eval) for s in SPLITS.values()),
+              *(range(s, s + 16) for s in TEACHER_STREETS)]
+    seeds = [s for r in ranges for s in r]
+    return len(seeds) == len(set(seeds))
 
 
 def _train_or_reuse(data: Path, run_dir: Path, cfg: DistillConfig, teacher, info: dict, progress) -> dict:
     metrics_file = run_dir / "metrics.json"
+    config_file = run_dir / "config.json"
+    if config_file.is_file():
+        saved = json.loads(config_file.read_text()).get("distill") or {}
+        now = json.loads(json.dumps(dataclasses.asdict(cfg)))
+        changed = sorted(k for k in saved.keys() | now.keys() if k not in _RESUMABLE and saved.get(k) != now.get(k))
+        if changed:
+            raise RunError(f"{run_dir}: made with other settings ({', '.join(changed[:4])}); use another "
+                           "--runs-dir or delete the old runs")
     if metrics_file.is_file():
         m = json.loads(metrics_file.read_text())
         if m.get("steps") == cfg.steps:
@@ -47,35 +75,61 @@ def _train_or_reuse(data: Path, run_dir: Path, cfg: DistillConfig, teacher, info
     return train_network(data, run_dir, cfg, teacher, info, resume=resume)
 
 
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def run(quick: bool = False, teacher_path: Path | None = None, runs_dir: Path | None = None,
         steps: int | None = None, sim: SimConfig | None = None, net: NetConfig | None = None,
-        progress=print) -> dict[str, Any]:
-    """Simulate (or reuse) the data, train every row's student, evaluate on the held-out sequences.
-    sim / net: data and student settings (default: SimConfig() and NetConfig(); tests pass tiny ones)."""
+        progress=print, split: str = "validation", seeds: int | None = None) -> dict[str, Any]:
+    """Simulate (or reuse) the data, train every row's student for each seed, evaluate on the split's
+    sequences. sim / net: data and student settings (default: SimConfig() and NetConfig(); tests pass tiny ones)."""
+    if split not in SPLITS:
+        raise RunError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     runs_dir = Path(runs_dir or "bench/runs/event-vggt")
-    n_train, n_test = (3, 1) if quick else (12, 4)
+    n_train, n_eval = (3, 1) if quick else (12, 4)
+    n_seeds = seeds or (1 if quick else 3)
     sim = sim or SimConfig(seconds=1.0 if quick else 2.0)
     steps = steps or (60 if quick else 1500)
-    train_dir, test_dir = runs_dir / "data_train", runs_dir / "data_test"
-    simulate_dataset(train_dir, n_train, 0, sim, progress)
-    simulate_dataset(test_dir, n_test, TEST_SEED, sim, progress)
+    train_dir, eval_dir = runs_dir / "data_train", runs_dir / f"data_{split}"
+    simulate_dataset(train_dir, n_train, TRAIN_SEED, sim, progress)
+    simulate_dataset(eval_dir, n_eval, SPLITS[split], sim, progress)
     teacher, info = load_geometry_teacher(teacher_path)
-    test = EventClips(test_dir, 4, 5)
-    rows: list[dict[str, Any]] = []
-    ref = evaluate_depth(lambda x: teacher(x)["depth"], test, "rgb", 4)
-    rows.append({"method": "teacher on RGB (reference)", **{k: ref[k] for k in _KEYS}, "train_minutes": None})
+    clips = EventClips(eval_dir, 4, 5)
+    ref = evaluate_depth(lambda x: teacher(x)["depth"], clips, "rgb", 4)
+    rows: list[dict[str, Any]] = [{"method": "teacher on RGB (reference)", "seeds": 0,
+                                   **{k: round(ref[k], 4) for k in _KEYS}, "train_minutes": None}]
+    per_row: dict[str, list[dict[str, float]]] = {}
     for name, folder, switches in ROWS:
-        cfg = DistillConfig(steps=steps, seed=0, net=copy.deepcopy(net or NetConfig()), **switches)
-        m = _train_or_reuse(train_dir, runs_dir / folder, cfg, teacher, info, progress)
-        model, _ = load_net(runs_dir / folder)
-        res = evaluate_depth(lambda x, m=model: m(x)["depth"], test, "events", cfg.clip_len, cfg.bins)
-        rows.append({"method": name, **{k: res[k] for k in _KEYS}, "train_minutes": m["minutes"]})
-        progress(f"{name}: err30 {res['err30']:.3f} m, abs_rel {res['abs_rel']:.3f}, jitter {res['jitter']:.3f}")
+        for seed in range(n_seeds):
+            cfg = DistillConfig(steps=steps, seed=seed, net=copy.deepcopy(net or NetConfig()), **switches)
+            run_dir = runs_dir / (folder if seed == 0 else f"{folder}-seed{seed}")
+            m = _train_or_reuse(train_dir, run_dir, cfg, teacher, info, progress)
+            model, _ = load_net(run_dir)
+            res = evaluate_depth(lambda x, m=model: m(x)["depth"], clips, "events", cfg.clip_len, cfg.bins)
+            raw = evaluate_depth(lambda x, m=model: m(x)["depth"], clips, "events", cfg.clip_len, cfg.bins,
+                                 align="none")
+            per_row.setdefault(folder, []).append({**res, "err30_raw": raw["err30"], "minutes": m["minutes"]})
+            progress(f"{name} seed {seed}: err30 {res['err30']:.3f} m (raw {raw['err30']:.3f}), "
+                     f"jitter {res['jitter']:.3f}")
+        runs = per_row[folder]
+        row: dict[str, Any] = {"method": name, "seeds": len(runs)}
+        for k in (*_KEYS, "err30_raw"):
+            mean, std = _mean_std([r[k] for r in runs])
+            row[k], row[f"{k}_std"] = round(mean, 4), round(std, 4)
+        row["train_minutes"] = round(float(np.mean([r["minutes"] for r in runs])), 2)
+        rows.append(row)
     by = {folder: rows[i + 1] for i, (_, folder, _) in enumerate(ROWS)}
-    summary = {"err30_full": by["full"]["err30"], "err30_output_only": by["output_only"]["err30"],
-               "err30_gt_supervised": by["gt"]["err30"], "err30_teacher": ref["err30"],
-               "jitter_full": by["full"]["jitter"], "jitter_no_tcd": by["stfd_cmfm"]["jitter"],
-               "full_over_output_only_err30": by["full"]["err30"] / by["output_only"]["err30"],
-               "steps": steps, "train_sequences": n_train, "test_sequences": n_test,
+    full, out = by["full"], by["output_only"]
+    gap = out["err30"] - full["err30"]
+    summary = {"err30_full_mean": full["err30"], "err30_full_std": full["err30_std"],
+               "err30_output_only_mean": out["err30"], "err30_output_only_std": out["err30_std"],
+               # "better" only when the gap exceeds both standard deviations (issue 25)
+               "full_beats_output_only": bool(gap > max(full["err30_std"], out["err30_std"]) and n_seeds > 1),
+               "err30_gt_supervised": by["gt"]["err30"], "err30_teacher": round(ref["err30"], 4),
+               "err30_raw_full_mean": full["err30_raw"], "err30_raw_output_only_mean": out["err30_raw"],
+               "jitter_full": full["jitter"], "jitter_no_tcd": by["stfd_cmfm"]["jitter"],
+               "split": split, "seeds": n_seeds, "val_test_disjoint": val_test_disjoint(n_train, n_eval),
+               "steps": steps, "train_sequences": n_train, "eval_sequences": n_eval,
                "teacher": info.get("fingerprint") or info.get("path")}
     return {"rows": rows, "summary": summary}
