@@ -36,7 +36,8 @@ def test_markdown_table_columns_in_first_seen_order():
     assert markdown_table([{"a": 1}, {"b": 2.0}]).splitlines()[0] == "| a | b |"
 
 
-BENCHMARKS = ("kernels", "fit-lego", "rasterizer", "pvd", "mesh", "prior", "text-to-3d", "event-vggt", "capture")
+BENCHMARKS = ("kernels", "fit-lego", "rasterizer", "pvd", "pvd-al", "mesh", "prior", "text-to-3d", "event-vggt",
+              "capture")
 
 
 def test_unknown_benchmark_is_a_usage_error(capsys, tmp_path):
@@ -93,6 +94,9 @@ def test_bad_option_values_are_one_line_errors_before_any_work(args, name, capsy
      {"quick": False, "data": "D", "budget_s": 5.0, "fields": ["grid", "mlp"], "keep_dir": "R"}),
     (["pvd", "--quick", "--budget", "7", "--convert-budget", "3"], "pvd",
      {"quick": True, "data": None, "budget_s": 7.0, "convert_budget_s": 3.0, "keep_dir": None}),
+    (["pvd-al", "--split", "test", "--seeds", "2", "--steps", "50", "--methods", "pvd,al"], "pvd_al",
+     {"quick": False, "split": "test", "data": None, "keep_dir": None, "seeds": 2, "steps": 50, "budget_s": None,
+      "methods": ["pvd", "al"]}),
     (["mesh", "--field", "grid"], "mesh", {"quick": False, "budget_s": None, "field": "grid", "keep_dir": None}),
     (["mesh", "--fields", "mlp"], "mesh", {"quick": False, "budget_s": None, "field": "mlp", "keep_dir": None}),
     (["prior", "--prior", "P"], "prior", {"quick": False, "prior_path": "P", "grid_path": "OUT/prior_samples.png"}),

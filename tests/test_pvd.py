@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -240,3 +241,52 @@ def test_convert_rejects_bad_runs(entry, tmp_path, capsys):
     err = one_line_error(capsys, entry)
     assert "UNSAFE" not in err and "UNSAFE" not in capsys.readouterr().out
     assert not (tmp_path / "out").exists()
+
+
+def test_bench_pvd_al_compares_methods_over_seeds_at_equal_steps_and_time(tmp_path, monkeypatch):
+    """The pvd-al bench's bookkeeping (conversions replaced by known results): one teacher fit, every
+    method x seed converted with the same steps and its own train.seed, gains = mean(AL) - mean(PVD), the
+    equal-time PSNR read off each curve at the cheapest method's mean time, 'beats' only beyond both stds."""
+    from vision3d_kd.bench import pvd_al
+
+    final = {"pvd": [30.0, 30.2, 29.8], "al": [31.0, 31.1, 30.9], "al-boost": [30.1, 29.9, 30.3]}
+    calls = []
+
+    def fake_cli(*args):
+        calls.append(args)
+        out = Path(args[args.index("--out") + 1])
+        out.mkdir(parents=True)
+        if args[0] == "fit":
+            (out / "metrics.json").write_text(json.dumps({"psnr_test": 32.0}))
+            return
+        method = out.name.rsplit("-seed", 1)[0]
+        seed = int(out.name.rsplit("-seed", 1)[1])
+        assert f"train.seed={seed}" in args and args[args.index("--steps") + 1] == "100"
+        assert ("--active" in args) == (method != "pvd")
+        assert ("convert.al_samples=boost" in args) == (method == "al-boost")
+        (out / "metrics.json").write_text(json.dumps({"psnr_test": final[method][seed], "psnr_vs_teacher": 35.0,
+                                                      "prepare_seconds": 0.0}))
+
+    def fake_curve(run, data, offset=0.0):  # AL steps cost twice the time; PSNR rises linearly to its final
+        p = json.loads((run / "metrics.json").read_text())["psnr_test"]
+        end = 200.0 if "al" in run.name else 100.0
+        return [(end / 2, p - 4.0), (end, p)]
+
+    monkeypatch.setattr(pvd_al, "cli", fake_cli)
+    monkeypatch.setattr(pvd_al, "psnr_curve", fake_curve)
+    (tmp_path / "lego").mkdir()
+    (tmp_path / "lego" / "transforms_train.json").write_text("{}")
+    result = pvd_al.run(split="test", data=tmp_path / "lego", keep_dir=tmp_path / "runs", seeds=3, steps=100,
+                        progress=lambda s: None)
+    assert [c[0] for c in calls] == ["fit"] + ["convert"] * 9
+    s = result["summary"]
+    assert s["al_gain_db_equal_steps"] == pytest.approx(1.0) and s["al_beats_pvd"] is True
+    assert s["al_boost_gain_db_equal_steps"] == pytest.approx(0.1) and s["al_boost_beats_pvd"] is False
+    assert s["equal_time_s"] == 100.0  # PVD's time; AL read at half its run: 4 dB below its final
+    assert s["al_gain_db_equal_time"] == pytest.approx(31.0 - 4.0 - 30.0)
+    assert s["val_test_disjoint"] is True and s["split"] == "test"
+    rows = {r["method"]: r for r in result["rows"]}
+    assert rows["pvd"]["psnr_test_std"] == pytest.approx(0.2) and rows["al"]["per_seed"] == [31.0, 31.1, 30.9]
+    again = pvd_al.run(split="test", data=tmp_path / "lego", keep_dir=tmp_path / "runs", seeds=3, steps=100,
+                       progress=lambda s: None)  # finished runs are reused
+    assert len(calls) == 10 and again["summary"] == s

@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import DataError, RunError
 from .fit_lego import default_lego_path
 
-__all__ = ["run", "PAIRS", "time_to_reach", "psnr_at"]
+__all__ = ["run", "PAIRS", "time_to_reach", "psnr_at", "psnr_curve", "cli"]
 
 PAIRS = [("hashgrid", "mlp"), ("hashgrid", "tensorf-vm"), ("tensorf-vm", "hashgrid"), ("mlp", "hashgrid"),
          ("grid", "hashgrid"), ("hashgrid", "splats"), ("splats", "hashgrid")]
@@ -54,14 +54,14 @@ def psnr_at(curve: list[tuple[float, float]], seconds: float) -> float | None:
     return curve[-1][1]
 
 
-def _cli(*args: str) -> None:
+def cli(*args: str) -> None:
     cmd = [sys.executable, "-m", "vision3d_kd.cli.main", *args, "--no-progress", "--device", "cpu"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RunError(f"{' '.join(args[:2])}: {(proc.stderr.strip().splitlines() or ['failed'])[-1]}")
 
 
-def _curve(run: Path, data: Path, offset: float = 0.0) -> list[tuple[float, float]]:
+def psnr_curve(run: Path, data: Path, offset: float = 0.0) -> list[tuple[float, float]]:
     """(seconds + offset, test PSNR) for every snapshot of `run` and its final state (cached in curve.json)."""
     cache = run / "curve.json"
     if cache.is_file():
@@ -102,10 +102,10 @@ def run(quick: bool = False, data: Path | None = None, budget_s: float | None = 
     for fam in families:
         out = base / f"teacher-{fam}"
         if not (out / "metrics.json").is_file():
-            _cli("fit", str(data), "--field", fam, "--out", str(out), "--max-seconds", str(budget),
+            cli("fit", str(data), "--field", fam, "--out", str(out), "--max-seconds", str(budget),
                  "--set", f"train.snapshot_every_seconds={budget / 18}", *extra)
         teachers[fam] = {"run": out, "psnr": json.loads((out / "metrics.json").read_text())["psnr_test"],
-                         "curve": _curve(out, data)}
+                         "curve": psnr_curve(out, data)}
     rows, speedups = [], {}
     jobs = [(t, s, False) for t, s in pairs] + [(*AL_PAIR, True)]
     results, failed = {}, {}
@@ -115,12 +115,12 @@ def run(quick: bool = False, data: Path | None = None, budget_s: float | None = 
             args = ["convert", str(teachers[t]["run"]), "--to", s, "--out", str(out), "--max-seconds",
                     str(conv_budget), "--set", f"train.snapshot_every_seconds={conv_budget / 6}"]
             try:
-                _cli(*args, *(["--active"] if active else []))
+                cli(*args, *(["--active"] if active else []))
             except RunError as exc:  # report the pair, keep benchmarking the others
                 failed[(t, s, active)] = str(exc)
                 continue
         m = json.loads((out / "metrics.json").read_text())
-        results[(t, s, active)] = (m, _curve(out, data, offset=m.get("prepare_seconds", 0.0)))
+        results[(t, s, active)] = (m, psnr_curve(out, data, offset=m.get("prepare_seconds", 0.0)))
     for t, s in pairs:
         if (t, s, False) in failed:
             rows.append({"pair": f"{t}->{s}", "error": failed[(t, s, False)]})

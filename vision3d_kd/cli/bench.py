@@ -147,6 +147,38 @@ def pvd_command(
     _report("pvd", result, out_dir)
 
 
+@bench_app.command("pvd-al")
+def pvd_al_command(
+    quick: bool = _QUICK,
+    split: str = typer.Option("validation", "--split", help="validation (the procedural composite: choose the "
+                              "rules on it) or test (lego: run once they are chosen)."),
+    data: Path = _DATA,
+    seeds: int = typer.Option(None, "--seeds", help="Seeds per method (default 3; with --quick 1)."),
+    steps: int = typer.Option(None, "--steps", help="Conversion steps of every run (default 1500; with --quick "
+                              "40)."),
+    budget: float = _budget(540, 40, "Seconds of the teacher's fit"),
+    methods: str = typer.Option(None, "--methods", help="Comma-separated subset of pvd, al, al-boost (default: "
+                                "all)."),
+    runs_dir: Path = _bench_runs("pvd-al/SPLIT"),
+    out_dir: Path = _OUT_DIR,
+) -> None:
+    """PVD vs PVD-AL (the paper's rules, and the boost rules) on hashgrid -> mlp over seeds.
+
+    Every run converts the same teacher for the same steps; rows give held-out PSNR at equal steps and,
+    from weight snapshots, at equal time (mean ± std over seeds); the summary the AL gains in dB."""
+    from ..bench.pvd_al import METHODS, SPLITS, run
+
+    _positive("--budget", budget)
+    _at_least_one("--seeds", seeds)
+    _at_least_one("--steps", steps)
+    _known("--split", [split], list(SPLITS), "split")
+    chosen = _name_list("--methods", methods, list(METHODS), "method(s)")
+    result = run(quick=quick, split=split, data=data, keep_dir=runs_dir, seeds=seeds, steps=steps, budget_s=budget,
+                 methods=chosen)
+    name = ("pvd-al" if split == "test" else f"pvd-al-{split}") + ("-quick" if quick else "")
+    _report(name, result, out_dir)
+
+
 @bench_app.command("mesh")
 def mesh_command(
     quick: bool = _QUICK,
