@@ -18,7 +18,9 @@ two refusals led to skipping request words and reading compound colours; `test3`
 `prompts_test3.json` by a fourth helper whose text the tuner never saw) was run once and its eight refused
 paraphrases led to reading closed word classes as a whole (articles, pronouns, auxiliaries, relative words,
 contractions), -tinted/-shaped forms, part words and ignored size/kind words; `test4` (eight more, phrased
-blind into `prompts_test4.json` after that) is run once. A
+blind into `prompts_test4.json` after that) was run once and refused three open-class words (chestnut,
+jade, armchair), which led to reading colour names as the nearest world colour and compounds by their head;
+`test5` (eight more, `prompts_test5.json`, blind) is run once. A
 phrasing the prior refuses scores IoU 0 (the user gets nothing). Runs live under --runs-dir (default
 bench/runs/prompts/SPLIT); finished runs are reused, interrupted ones resumed.
 """
@@ -65,8 +67,10 @@ VALIDATION: list[tuple[ObjectSpec, str, str]] = [
 # to request words and compound colours); test3: eight objects (two or more in white or black) phrased by a
 # fourth helper told to write the file without showing it, run once (spent: 8 of its 16 paraphrases were
 # refused, which led to reading closed word classes, contractions, -tinted/-shaped and part words); test4:
-# eight more, phrased blind by a fifth helper after that, run once.
-TEST_FILES = {name: Path(__file__).with_name(f"prompts_{name}.json") for name in ("test", "test2", "test3", "test4")}
+# eight more, phrased blind by a fifth helper after that, run once (spent: 3 of 16 refused, open-class words:
+# chestnut, jade, armchair, which led to colour names and compound heads); test5: eight more, blind, run once.
+TEST_FILES = {name: Path(__file__).with_name(f"prompts_{name}.json") for name in ("test", "test2", "test3", "test4",
+                                                                             "test5")}
 
 
 def split_objects(split: str) -> list[tuple[ObjectSpec, str, str]]:
@@ -80,7 +84,7 @@ def split_objects(split: str) -> list[tuple[ObjectSpec, str, str]]:
 
 
 SPLITS = ("validation", *TEST_FILES)
-SPENT = ("test", "test2", "test3")  # run once, then looked at; their objects may join the validation split
+SPENT = ("test", "test2", "test3", "test4")  # run once and looked at; their objects may join validation
 UNKNOWN = ["a cat wearing a hat", "a dragon", "a red sports car", "a blue elephant", "a wooden chair",
            "a teapot", "a spaceship made of glass", "a torus on a table"]
 PHRASINGS = ("plain", "synonym", "reordered")

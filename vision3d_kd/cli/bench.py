@@ -299,8 +299,8 @@ def capture_command(
 @bench_app.command("prompts")
 def prompts_command(
     quick: bool = _QUICK,
-    split: str = typer.Option("validation", "--split", help="validation (tune on it); test, test2, test3 "
-                              "(spent: each run once, each led to a change); test4 (written blind after "
+    split: str = typer.Option("validation", "--split", help="validation (tune on it); test to test4 "
+                              "(spent: each run once, each led to a change); test5 (written blind after "
                               "those; run once)."),
     seeds: int = typer.Option(None, "--seeds", help="Seeds per object and phrasing (default 3; with --quick 1)."),
     steps: int = typer.Option(None, "--steps", help="Generation steps per run (default: SDS's config; with "

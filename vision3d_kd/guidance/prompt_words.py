@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from ..data.objects import COLOURS, TWO_COLOUR, ObjectSpec, caption
+from .colour_names import named_colour
 
 __all__ = ["FAMILY_WORDS", "COLOUR_WORDS", "SHADES", "SHAPE_ADJECTIVES", "Understood", "understand",
            "nearest", "refusal", "vocabulary_lines", "DEFAULT_COLOUR",
@@ -77,6 +78,10 @@ FILLERS = ("a", "an", "the", "one", "single", "this", "that", "these", "those", 
            "draw", "render", "build", "design", "produce", "show", "see", "thanks", "thank", "so")
 # an apostrophe after one of these is a contraction of a filler ("i'd", "that's", "it's", "let's", "you're")
 CONTRACTED = {"i", "you", "we", "it", "that", "there", "what", "let", "here", "who"}
+# nouns that head English compounds naming the same thing (armchair, wheelchair, snowball, football, teacup,
+# lighthouse, pinecone, icecube)
+COMPOUND_HEADS = {"chair": "chair", "ball": "sphere", "cup": "mug", "house": "house", "cone": "cone",
+                  "cube": "cube"}
 # words the world cannot vary (one size, style and purpose per object): read, ignored and said so
 IGNORED = ("little", "small", "big", "large", "tiny", "huge", "giant", "mini", "miniature", "cute", "simple",
            "basic", "nice", "pretty", "lovely", "beautiful", "cool", "classic", "regular", "normal", "standard",
@@ -150,9 +155,11 @@ def _derived_colour(word: str) -> tuple[str, str] | None:
     return None
 
 
-def _tokens(text: str) -> list[tuple[str, str]]:
+def _tokens(text: str, notes: list[str] | None = None) -> list[tuple[str, str]]:
     """(kind, value) for each longest phrase of `text` (lower case, hyphens as spaces); kind "unknown" (the
-    word as value) for words no phrase holds."""
+    word as value) for words no phrase holds. Words read by a rule (a colour name as its nearest world
+    colour, a compound by its head) are said in `notes`."""
+    notes = [] if notes is None else notes
     # a compound colour ("sky-blue", "blood-red"): the colour it ends in, when the first word is not known
     text = re.sub(r"\b([a-z]+)-([a-z]+)\b", lambda m: m.group(2) if (m.group(1),) not in LEXICON
                   and LEXICON.get((m.group(2),), ("",))[0] == "colour" else m.group(0), text.lower())
@@ -166,9 +173,37 @@ def _tokens(text: str) -> list[tuple[str, str]]:
                 i += n
                 break
         else:
-            out.append(_derived_colour(words[i]) or _contraction(words[i]) or ("unknown", words[i]))
+            w, after = words[i], words[i + 1] if i + 1 < len(words) else ""
+            if LEXICON.get((after,), ("",))[0] == "colour" and named_colour(f"{w} {after}"):
+                i += 1  # the qualifier of a colour name ending in a colour word ("hot pink", "navy blue")
+                continue
+            hit = _derived_colour(w) or _contraction(w) or _named(w) or _compound_family(w) or ("unknown", w)
+            if hit[0] == "named":
+                notes.append(f"read {w!r} as {hit[1].split('=')[1]} (the nearest colour it knows)")
+            elif hit[0] == "family":
+                notes.append(f"read {w!r} as {hit[1]}")
+            out.append(hit)
             i += 1
-    return out
+    # a colour name before a colour word qualifies it ("forest green", "sky blue"): the colour word decides
+    out = [t for k, t in enumerate(out) if not (t[0] == "named" and k + 1 < len(out) and out[k + 1][0] == "colour")]
+    return [("colour", t[1].split("=")[1]) if t[0] == "named" else t for t in out]
+
+
+def _named(word: str) -> tuple[str, str] | None:
+    """("named", "word=colour") for a colour name outside the lexicon (`colour_names`: "jade" -> green)."""
+    colour = named_colour(word)
+    return ("named", f"{word}={colour}") if colour else None
+
+
+def _compound_family(word: str) -> tuple[str, str] | None:
+    """("family", f) for a compound whose head, its last part, is one of the nouns that head compounds
+    (`COMPOUND_HEADS`: "armchair", "snowball", "teacup"); other endings are too often not compounds
+    ("wearing", "vegetable")."""
+    for head, family in COMPOUND_HEADS.items():
+        if word.endswith(head) and len(word) - len(head) >= 3:
+            return ("family", family)
+    return None
+
 
 
 def _contraction(word: str) -> tuple[str, str] | None:
@@ -198,7 +233,8 @@ def _bind_parts(tokens: list[tuple[str, str]]) -> tuple[dict[str, str], list[str
 def understand(prompt: str) -> Understood:
     """Read `prompt` as the bundled prior's world would (see the module docstring)."""
     body, suffix = _view_suffix(prompt.strip().lower())
-    tokens = _tokens(body)
+    read: list[str] = []
+    tokens = _tokens(body, read)
     unknown = tuple(dict.fromkeys(t[1] for t in tokens if t[0] == "unknown"))
     problems, notes = [], []
     families = list(dict.fromkeys(t[1] for t in tokens if t[0] == "family"))
@@ -232,6 +268,7 @@ def understand(prompt: str) -> Understood:
         problems.append(f"has no {c} in its world (it knows {', '.join(COLOURS)})")
     if problems or unknown:
         return Understood(None, "", unknown, tuple(problems), ())
+    notes.extend(dict.fromkeys(read))
     ignored = list(dict.fromkeys(t[1] for t in tokens if t[0] == "ignored"))
     if ignored:
         notes.append(f"ignored {', '.join(map(repr, ignored))}: the bundled prior draws one size and kind of "
