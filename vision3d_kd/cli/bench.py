@@ -70,6 +70,17 @@ def _name_list(option: str, text: str | None, known, what: str) -> list[str] | N
     return _known(option, [n.strip() for n in text.split(",") if n.strip()], known, what)
 
 
+def _split_and_methods(split: str, splits, methods: str | None, known) -> list[str] | None:
+    """Check --split against `splits`; the --methods list checked against `known` (None: all)."""
+    _known("--split", [split], list(splits), "split")
+    return _name_list("--methods", methods, list(known), "method(s)")
+
+
+def _split_name(bench: str, split: str, quick: bool) -> str:
+    """Report name of a benchmark split: the test split keeps the bench's name, others are suffixed."""
+    return (bench if split == "test" else f"{bench}-{split}") + ("-quick" if quick else "")
+
+
 def _report(name: str, result: dict[str, Any], out_dir: Path) -> None:
     """The common tail: write NAME.json / NAME.md, print the table and the summary."""
     from ..bench.report import markdown_table, write_results
@@ -171,12 +182,10 @@ def pvd_al_command(
     _positive("--budget", budget)
     _at_least_one("--seeds", seeds)
     _at_least_one("--steps", steps)
-    _known("--split", [split], list(SPLITS), "split")
-    chosen = _name_list("--methods", methods, list(METHODS), "method(s)")
+    chosen = _split_and_methods(split, SPLITS, methods, METHODS)
     result = run(quick=quick, split=split, data=data, keep_dir=runs_dir, seeds=seeds, steps=steps, budget_s=budget,
                  methods=chosen)
-    name = ("pvd-al" if split == "test" else f"pvd-al-{split}") + ("-quick" if quick else "")
-    _report(name, result, out_dir)
+    _report(_split_name("pvd-al", split, quick), result, out_dir)
 
 
 @bench_app.command("mesh")
@@ -244,8 +253,7 @@ def text_to_3d_command(
     _known("--split", [split], list(SPLITS), "split")
     result = run(quick=quick, prior_path=prior, runs_dir=runs_dir, seeds=seeds, steps=steps, methods=chosen,
                  sets=sets, split=split)
-    name = ("text-to-3d" if split == "test" else f"text-to-3d-{split}") + ("-quick" if quick else "")
-    _report(name, result, out_dir)
+    _report(_split_name("text-to-3d", split, quick), result, out_dir)
 
 
 @bench_app.command("exports")
@@ -288,12 +296,10 @@ def capture_command(
 
     _positive("--budget", budget)
     _at_least_one("--seeds", seeds)
-    _known("--split", [split], list(SPLITS), "split")
-    chosen = _name_list("--methods", methods, list(METHODS), "method(s)")
+    chosen = _split_and_methods(split, SPLITS, methods, METHODS)
     result = run(quick=quick, split=split, budget_s=budget, seeds=seeds, runs_dir=runs_dir, methods=chosen, sfm=sfm,
                  progress=print)
-    name = ("capture" if split == "test" else f"capture-{split}") + ("-quick" if quick else "")
-    _report(name, result, out_dir)
+    _report(_split_name("capture", split, quick), result, out_dir)
 
 
 @bench_app.command("prompts")
@@ -318,8 +324,7 @@ def prompts_command(
     _at_least_one("--steps", steps)
     _known("--split", [split], list(SPLITS), "split")
     result = run(quick=quick, split=split, seeds=seeds, steps=steps, runs_dir=runs_dir, progress=print)
-    name = ("prompts" if split == "test" else f"prompts-{split}") + ("-quick" if quick else "")
-    _report(name, result, out_dir)
+    _report(_split_name("prompts", split, quick), result, out_dir)
 
 
 @bench_app.command("event-vggt")
@@ -344,5 +349,4 @@ def event_vggt_command(
     _at_least_one("--seeds", seeds)
     _known("--split", [split], list(SPLITS), "split")
     result = run(quick=quick, teacher_path=teacher, runs_dir=runs_dir, steps=steps, split=split, seeds=seeds)
-    name = ("event-vggt" if split == "test" else f"event-vggt-{split}") + ("-quick" if quick else "")
-    _report(name, result, out_dir)
+    _report(_split_name("event-vggt", split, quick), result, out_dir)

@@ -326,6 +326,8 @@ def vocabulary_lines() -> list[str]:
                  "is its roof colour; on any other part, the object's colour)")
     lines.append("Read and skipped: articles, pronouns, 'is/are/has', 'which/whose', contractions (i'd, that's, "
                  "let's) and the request around a prompt (i want, please make me, can you generate, i'd like)")
+    lines.append("Other colour names (the XKCD colour survey's and CSS's, e.g. jade, chestnut, burgundy) read as the "
+                 "nearest colour above, and compounds by their last noun (armchair, snowball, teacup); both said")
     lines.append(f"Read, ignored and said (one size and kind per object): {', '.join(IGNORED)}")
     lines.append("Not read (the prompt is refused): words that change the object (not, without, or, on, next "
                  "to), materials (wooden, glass), other objects")
