@@ -20,7 +20,7 @@ paraphrases led to reading closed word classes as a whole (articles, pronouns, a
 contractions), -tinted/-shaped forms, part words and ignored size/kind words; `test4` (eight more, phrased
 blind into `prompts_test4.json` after that) was run once and refused three open-class words (chestnut,
 jade, armchair), which led to reading colour names as the nearest world colour and compounds by their head;
-`test5` (eight more, `prompts_test5.json`, blind) is run once. A
+`test5` (eight more, `prompts_test5.json`, blind) was run once (one refusal: "pls"). A
 phrasing the prior refuses scores IoU 0 (the user gets nothing). Runs live under --runs-dir (default
 bench/runs/prompts/SPLIT); finished runs are reused, interrupted ones resumed.
 """
@@ -68,7 +68,8 @@ VALIDATION: list[tuple[ObjectSpec, str, str]] = [
 # fourth helper told to write the file without showing it, run once (spent: 8 of its 16 paraphrases were
 # refused, which led to reading closed word classes, contractions, -tinted/-shaped and part words); test4:
 # eight more, phrased blind by a fifth helper after that, run once (spent: 3 of 16 refused, open-class words:
-# chestnut, jade, armchair, which led to colour names and compound heads); test5: eight more, blind, run once.
+# chestnut, jade, armchair, which led to colour names and compound heads); test5: eight more, blind, run once
+# (spent: "pls" refused, -0.034). The next change needs a new blind split.
 TEST_FILES = {name: Path(__file__).with_name(f"prompts_{name}.json") for name in ("test", "test2", "test3", "test4",
                                                                              "test5")}
 
@@ -84,7 +85,7 @@ def split_objects(split: str) -> list[tuple[ObjectSpec, str, str]]:
 
 
 SPLITS = ("validation", *TEST_FILES)
-SPENT = ("test", "test2", "test3", "test4")  # run once and looked at; their objects may join validation
+SPENT = ("test", "test2", "test3", "test4", "test5")  # run once and looked at; objects may join validation
 UNKNOWN = ["a cat wearing a hat", "a dragon", "a red sports car", "a blue elephant", "a wooden chair",
            "a teapot", "a spaceship made of glass", "a torus on a table"]
 PHRASINGS = ("plain", "synonym", "reordered")

@@ -75,7 +75,9 @@ FILLERS = ("a", "an", "the", "one", "single", "this", "that", "these", "those", 
            "might", "which", "who", "whose", "where", "of", "in", "with", "and", "as", "for", "to", "just",
            "coloured", "colored", "colour", "color", "tinted", "toned", "hued", "shaped", "made", "painted", "3d",
            "want", "wanted", "need", "like", "love", "please", "make", "give", "get", "generate", "create",
-           "draw", "render", "build", "design", "produce", "show", "see", "thanks", "thank", "so")
+           "draw", "render", "build", "design", "produce", "show", "see", "thanks", "thank", "so",
+           # chat spellings of the same words
+           "pls", "plz", "u", "ur", "thx", "ty", "gimme", "wanna")
 # an apostrophe after one of these is a contraction of a filler ("i'd", "that's", "it's", "let's", "you're")
 CONTRACTED = {"i", "you", "we", "it", "that", "there", "what", "let", "here", "who"}
 # nouns that head English compounds naming the same thing (armchair, wheelchair, snowball, football, teacup,
