@@ -38,9 +38,9 @@ __all__ = ["run", "PROMPTS", "TEST_PROMPTS", "SPLITS", "prior_fingerprint", "che
 PROMPTS = [ObjectSpec("sphere", "red"), ObjectSpec("mug", "green"), ObjectSpec("cube", "purple"),
            ObjectSpec("snowman", "red"), ObjectSpec("chair", "blue"), ObjectSpec("arrow", "orange"),
            ObjectSpec("house", "yellow", "blue"), ObjectSpec("mug", "red"), ObjectSpec("torus", "cyan")]
-TEST_PROMPTS = [ObjectSpec("sphere", "green"), ObjectSpec("mug", "blue"), ObjectSpec("cube", "orange"),
-                ObjectSpec("snowman", "cyan"), ObjectSpec("chair", "red"), ObjectSpec("arrow", "purple"),
-                ObjectSpec("house", "cyan", "red"), ObjectSpec("mug", "yellow"), ObjectSpec("torus", "brown")]
+TEST_PROMPTS = [ObjectSpec("sphere", "orange"), ObjectSpec("mug", "blue"), ObjectSpec("cube", "orange"),
+                ObjectSpec("snowman", "cyan"), ObjectSpec("chair", "green"), ObjectSpec("arrow", "purple"),
+                ObjectSpec("house", "cyan", "red"), ObjectSpec("mug", "cyan"), ObjectSpec("torus", "green")]
 SPLITS = {"validation": PROMPTS, "test": TEST_PROMPTS}
 
 
