@@ -103,3 +103,11 @@ def event_runs(tmp_path_factory) -> dict[str, Path]:
                   info, show_progress=False)
     return {"root": root, "train": root / "train", "test": root / "test", "teacher": root / "teacher",
             "student": root / "student"}
+
+
+@pytest.fixture(scope="module")
+def sd_pipe(tmp_path_factory):
+    """A tiny Stable-Diffusion-style pipeline saved to disk (one per test module)."""
+    from tests.tiny_pipelines import save_tiny_sd
+
+    return save_tiny_sd(tmp_path_factory.mktemp("sdgen"))

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, RunError
-from .report import repo_path
+from .report import mean_std, repo_path
 
 __all__ = ["run", "SPLITS", "METHODS"]
 
@@ -70,9 +70,6 @@ def _fit(data: Path, out: Path, args: list[str], budget: float, seed: int, align
         metrics = json.loads((out / "metrics.json").read_text())
     return metrics
 
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return (round(statistics.fmean(values), 3), round(statistics.stdev(values), 3) if len(values) > 1 else 0.0)
 
 
 def _sfm_poses(data: Path, base: Path) -> tuple[Path, dict[str, Any]]:
@@ -171,10 +168,10 @@ def run(quick: bool = False, split: str = "validation", budget_s: float | None =
     keys = {"capture": "psnr_capture", "naive": "psnr_naive", "splats": "psnr_capture_splats", "sfm": "psnr_sfm_poses",
             "sfm-intrinsics": "psnr_sfm_intrinsics"}
     for method, by_key in scores.items():
-        summary[keys[method]], summary[keys[method] + "_std"] = _mean_std(by_key["psnr_test"])
+        summary[keys[method]], summary[keys[method] + "_std"] = mean_std(by_key["psnr_test"], 3)
         if "psnr_test_aligned" in by_key:
             aligned = by_key["psnr_test_aligned"]
-            summary[keys[method] + "_aligned"], summary[keys[method] + "_aligned_std"] = _mean_std(aligned)
+            summary[keys[method] + "_aligned"], summary[keys[method] + "_aligned_std"] = mean_std(aligned, 3)
             summary[keys[method] + "_aligned_seeds"] = len(aligned)
         for key in ("refined_rot_err_deg", "refined_trans_err_pct"):  # runs whose checkpoint is on this machine
             if key in by_key:

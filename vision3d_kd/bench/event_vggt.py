@@ -29,8 +29,9 @@ from ..distill.event_vggt.evaluate import evaluate_depth
 from ..distill.event_vggt.model import NetConfig
 from ..distill.event_vggt.simulate import SimConfig, simulate_dataset
 from ..distill.event_vggt.teacher import load_geometry_teacher, load_net
-from ..distill.event_vggt.train import _RESUMABLE, DistillConfig, train_network
+from ..distill.event_vggt.train import DistillConfig, changed_options, train_network
 from ..errors import RunError
+from .report import mean_std
 
 __all__ = ["run", "ROWS", "SPLITS", "val_test_disjoint"]
 
@@ -60,9 +61,7 @@ def _train_or_reuse(data: Path, run_dir: Path, cfg: DistillConfig, teacher, info
     metrics_file = run_dir / "metrics.json"
     config_file = run_dir / "config.json"
     if config_file.is_file():
-        saved = json.loads(config_file.read_text()).get("distill") or {}
-        now = json.loads(json.dumps(dataclasses.asdict(cfg)))
-        changed = sorted(k for k in saved.keys() | now.keys() if k not in _RESUMABLE and saved.get(k) != now.get(k))
+        changed = changed_options(json.loads(config_file.read_text()).get("distill") or {}, dataclasses.asdict(cfg))
         if changed:
             raise RunError(f"{run_dir}: made with other settings ({', '.join(changed[:4])}); use another "
                            "--runs-dir or delete the old runs")
@@ -74,9 +73,6 @@ def _train_or_reuse(data: Path, run_dir: Path, cfg: DistillConfig, teacher, info
     progress(f"{'resuming' if resume else 'training'} {cfg.name()} in {run_dir}")
     return train_network(data, run_dir, cfg, teacher, info, resume=resume)
 
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def run(quick: bool = False, teacher_path: Path | None = None, runs_dir: Path | None = None,
@@ -115,7 +111,7 @@ def run(quick: bool = False, teacher_path: Path | None = None, runs_dir: Path | 
         runs = per_row[folder]
         row: dict[str, Any] = {"method": name, "seeds": len(runs)}
         for k in (*_KEYS, "err30_raw"):
-            mean, std = _mean_std([r[k] for r in runs])
+            mean, std = mean_std([r[k] for r in runs])
             row[k], row[f"{k}_std"] = round(mean, 4), round(std, 4)
         row["train_minutes"] = round(float(np.mean([r["minutes"] for r in runs])), 2)
         rows.append(row)

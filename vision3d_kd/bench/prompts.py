@@ -37,7 +37,7 @@ import numpy as np
 from ..checkpoint import write_json
 from ..data.objects import ObjectSpec, caption
 from ..errors import ConfigError, RunError
-from .report import repo_path
+from .report import mean_std, repo_path
 from .text_to_3d import check_settings, prior_fingerprint
 
 __all__ = ["run", "SPLITS", "UNKNOWN", "split_objects"]
@@ -137,9 +137,6 @@ def _scored(run_dir: Path, prompt: str, spec: ObjectSpec, seed: int, prior, step
     return rec
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return (round(float(np.mean(values)), 4), round(float(np.std(values, ddof=1)), 4) if len(values) > 1 else 0.0)
-
 
 def run(quick: bool = False, split: str = "validation", seeds: int | None = None, steps: int | None = None,
         runs_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -180,8 +177,8 @@ def run(quick: bool = False, split: str = "validation", seeds: int | None = None
     runs = {r["run"]: r for r in rows if "run" in r}.values()  # each run once for the floater figures
     summary: dict[str, Any] = {"split": split, "objects": len(objects), "seeds": n_seeds,
                                "steps": steps or "sds default"}
-    summary["iou_plain"], summary["iou_plain_std"] = _mean_std(plain)
-    summary["iou_paraphrase"], summary["iou_paraphrase_std"] = _mean_std(para)
+    summary["iou_plain"], summary["iou_plain_std"] = mean_std(plain, 4)
+    summary["iou_paraphrase"], summary["iou_paraphrase_std"] = mean_std(para, 4)
     summary["iou_paraphrase_minus_plain"] = round(summary["iou_paraphrase"] - summary["iou_plain"], 4)
     summary["unknown_refused_rate"] = round(len(refused) / len(UNKNOWN), 4)
     summary["unknown_not_refused"] = [p for p in UNKNOWN if p not in refused]

@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import DataError, RunError
 from .fit_lego import default_lego_path
 from .pvd import cli, psnr_at, psnr_curve
+from .report import mean_std
 
 __all__ = ["run", "METHODS", "SPLITS"]
 
@@ -53,9 +54,6 @@ def _scene(split: str, base: Path, data: Path | None, quick: bool) -> Path:
         write_scene("composite", path, n_train=n[0], n_test=n[1], size=64 if quick else 200, seed=7)
     return path
 
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def run(quick: bool = False, split: str = "validation", data: Path | None = None, keep_dir: Path | None = None,
@@ -93,7 +91,7 @@ def run(quick: bool = False, split: str = "validation", data: Path | None = None
     for method, rs in runs.items():
         at_time = [psnr_at(r["curve"], equal_time) for r in rs]
         at_time = [p for p in at_time if p is not None]
-        (ps, ps_std), (pt, pt_std) = _mean_std([r["psnr_test"] for r in rs]), _mean_std(at_time or [float("nan")])
+        (ps, ps_std), (pt, pt_std) = mean_std([r["psnr_test"] for r in rs]), mean_std(at_time or [float("nan")])
         stats[method] = (ps, ps_std, pt, pt_std)
         rows.append({"method": method, "seeds": len(rs), "psnr_test": round(ps, 3), "psnr_test_std": round(ps_std, 3),
                      "psnr_vs_teacher": round(float(np.mean([r["psnr_vs_teacher"] for r in rs])), 3),

@@ -12,7 +12,7 @@ import torch
 
 from ..checkpoint import atomic_write, write_json
 
-__all__ = ["machine_info", "write_results", "markdown_table", "repo_path", "bench_command"]
+__all__ = ["machine_info", "write_results", "markdown_table", "repo_path", "bench_command", "mean_std"]
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,6 +31,13 @@ def repo_path(path: Path | str) -> str:
         except ValueError:
             continue
     return str(path)
+
+
+def mean_std(values: list[float], digits: int | None = None) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value) of `values`, rounded to `digits` if given."""
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return (round(mean, digits), round(std, digits)) if digits is not None else (mean, std)
 
 
 def bench_command(argv: list[str], name: str) -> str:

@@ -180,21 +180,27 @@ def _tokens(text: str, notes: list[str] | None = None) -> list[tuple[str, str]]:
                 i += 1  # the qualifier of a colour name ending in a colour word ("hot pink", "navy blue")
                 continue
             hit = _derived_colour(w) or _contraction(w) or _named(w) or _compound_family(w) or ("unknown", w)
-            if hit[0] == "named":
-                notes.append(f"read {w!r} as {hit[1].split('=')[1]} (the nearest colour it knows)")
-            elif hit[0] == "family":
+            if hit[0] == "family":
                 notes.append(f"read {w!r} as {hit[1]}")
-            out.append(hit)
+            out.append(hit if hit[0] != "named" else (*hit, w))
             i += 1
-    # a colour name before a colour word qualifies it ("forest green", "sky blue"): the colour word decides
-    out = [t for k, t in enumerate(out) if not (t[0] == "named" and k + 1 < len(out) and out[k + 1][0] == "colour")]
-    return [("colour", t[1].split("=")[1]) if t[0] == "named" else t for t in out]
+    # a colour name before a colour word qualifies it ("burgundy red"): the colour word decides; the others
+    # are read as their nearest colour, and said
+    kept = []
+    for k, t in enumerate(out):
+        if t[0] == "named":
+            if k + 1 < len(out) and out[k + 1][0] == "colour":
+                continue
+            notes.append(f"read {t[2]!r} as {t[1]} (the nearest colour it knows)")
+            t = ("colour", t[1])
+        kept.append(t)
+    return kept
 
 
 def _named(word: str) -> tuple[str, str] | None:
-    """("named", "word=colour") for a colour name outside the lexicon (`colour_names`: "jade" -> green)."""
+    """("named", colour) for a colour name outside the lexicon (`colour_names`: "jade" -> green)."""
     colour = named_colour(word)
-    return ("named", f"{word}={colour}") if colour else None
+    return ("named", colour) if colour else None
 
 
 def _compound_family(word: str) -> tuple[str, str] | None:

@@ -37,9 +37,16 @@ from .losses import (
 from .model import GeometryNet, NetConfig
 from .teacher import GeometryTeacher, load_geometry_teacher, save_net
 
-__all__ = ["DistillConfig", "EventDepthTask", "train_network", "distill_events"]
+__all__ = ["DistillConfig", "EventDepthTask", "train_network", "distill_events", "changed_options"]
 
 _RESUMABLE = ("steps", "log_every", "checkpoint_every")  # options a resumed run may change
+
+
+def changed_options(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Names of the `distill` options (a run's saved section vs `asdict` of a config) that differ, the ones a
+    resumed run may change aside; [] when a run made with `saved` can be resumed or reused under `now`."""
+    a, b = json.loads(json.dumps(saved)), json.loads(json.dumps(now))
+    return sorted(k for k in a.keys() | b.keys() if k not in _RESUMABLE and a.get(k) != b.get(k))
 
 
 @dataclass
@@ -235,11 +242,7 @@ class EventDepthTask(TrainTask):
         if not (out / "weights.safetensors").exists():
             raise RunError(f"{out}: nothing to resume")
         old, old_cfg = load_net(out)
-
-        def same(d: dict) -> dict:
-            return {k: v for k, v in json.loads(json.dumps(d)).items() if k not in _RESUMABLE}
-
-        if same(old_cfg.get("distill", {})) != same(self.extra_info["distill"]):
+        if changed_options(old_cfg.get("distill", {}), self.extra_info["distill"]):
             raise ConfigError(f"{out}: was trained with other settings; resume with the same options")
         self.net.load_state_dict(old.state_dict())
         meta, extra = load_train_state(out, self.opt, self.gen)
