@@ -203,6 +203,12 @@ def test_benchmarks_refuse_a_run_made_under_other_settings(tmp_path):
     (run / "config.json").write_text(json.dumps({"generate": saved}))
     with pytest.raises(RunError, match="other settings .generate.p_albedo, guidance.t_max"):
         check_settings(run, setup)
+    saved["generate"]["p_albedo"], saved["guidance"]["t_max"] = setup.generate.p_albedo, setup.guidance.t_max
+    del saved["generate"]["close_gaps"]  # made before the end step joined parts
+    (run / "config.json").write_text(json.dumps({"generate": saved}))
+    check_settings(run, setup)  # the text-to-3D bench runs only the loop: the end step's settings do not count
+    with pytest.raises(RunError, match="generate.close_gaps"):
+        check_settings(run, setup, end_step=True)  # the prompts bench runs it
     (run / "score.json").write_text(json.dumps({"settings": setup.to_dict()}))  # the score's record comes first
     check_settings(run, setup)
 

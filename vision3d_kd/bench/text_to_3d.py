@@ -68,17 +68,18 @@ def prior_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def check_settings(run_dir: Path, setup) -> None:
+def check_settings(run_dir: Path, setup, end_step: bool = False) -> None:
     """Raise RunError when the run in `run_dir` was made with other generation settings than `setup` (read
     from its score.json's `settings`, else its config.json; a run with neither is new): a benchmark never
-    reuses a run made under defaults that have changed since."""
+    reuses a run made under defaults that have changed since. `end_step`: the benchmark's runs also went
+    through what `generate_run` does after the loop (pruning, gaps closed), so its settings count too."""
     from ..generation.config import changed_settings
 
     saved = None
     for name, key in (("score.json", "settings"), ("config.json", "generate")):
         if saved is None and (run_dir / name).is_file():
             saved = json.loads((run_dir / name).read_text()).get(key)
-    if saved is not None and (diff := changed_settings(saved, setup)):
+    if saved is not None and (diff := changed_settings(saved, setup, end_step)):
         raise RunError(f"{run_dir}: made with other settings ({', '.join(diff[:4])}); use another --runs-dir "
                        "or delete the old runs")
 

@@ -63,6 +63,7 @@ class GenerateConfig:
     video_size: int = 256
     prune_floaters: bool = True       # after the loop: clear the occupancy grid outside the main components
     floater_keep_ratio: float = 0.1   # ... keeping any component with this share of the largest one's mass
+    close_gaps: float = 0.08          # ... after joining parts this close to the main body (scene units; 0: not)
 
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
@@ -85,6 +86,8 @@ class GenerateConfig:
                 raise ConfigError(f"generate.{name} must be (low, high) with low <= high, got {(lo, hi)}")
         if min(self.lambda_orient, self.lambda_sparsity, self.lambda_opaque) < 0:
             raise ConfigError("generate.lambda_* must be >= 0")
+        if self.close_gaps < 0:
+            raise ConfigError(f"generate.close_gaps must be >= 0, got {self.close_gaps}")
         if not 0 < self.floater_keep_ratio <= 1:
             raise ConfigError(f"generate.floater_keep_ratio must be in (0, 1], got {self.floater_keep_ratio}")
 
@@ -141,11 +144,14 @@ def run_name(prompt: str, method: str, seed: int) -> str:
 
 # settings that change what a run writes, not what it learns (a finished run is reusable across them)
 OUTPUT_ONLY = {"checkpoint_every", "log_every", "mesh_resolution", "video_frames", "video_size"}
+END_STEP = {"prune_floaters", "floater_keep_ratio", "close_gaps"}  # what `generate_run` does after the loop
 
 
-def changed_settings(saved: dict[str, Any], setup: GenerationConfig) -> list[str]:
+def changed_settings(saved: dict[str, Any], setup: GenerationConfig, end_step: bool = True) -> list[str]:
     """Dotted names of the settings in which a run's saved `generate` section (its config.json) differs from
-    `setup`, output-only ones ignored; [] when the run was made with these settings."""
+    `setup`, output-only ones ignored (and the END_STEP ones unless `end_step`: for runs that only ran the
+    loop); [] when the run was made with these settings."""
+    ignored = OUTPUT_ONLY | (set() if end_step else END_STEP)
     now = json.loads(json.dumps(setup.to_dict()))
 
     def flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -155,4 +161,4 @@ def changed_settings(saved: dict[str, Any], setup: GenerationConfig) -> list[str
 
     a, b = flat(saved), flat(now)
     return sorted(k for k in a.keys() | b.keys()
-                  if a.get(k) != b.get(k) and not (k.startswith("generate.") and k.split(".", 1)[1] in OUTPUT_ONLY))
+                  if a.get(k) != b.get(k) and not (k.startswith("generate.") and k.split(".", 1)[1] in ignored))

@@ -90,6 +90,6 @@ def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
              device=device, show_progress=show_progress, prior_prompt=said)
     g = setup.generate
     outputs = write_outputs(out, g.mesh_resolution, g.video_frames, g.video_size, mesh, video,
-                            g.floater_keep_ratio if g.prune_floaters else None)
+                            g.floater_keep_ratio if g.prune_floaters else None, g.close_gaps)
     return out, update_metrics(out, {**outputs, "total_seconds": round(time.perf_counter() - t0, 2),
                                      "prompt_notes": notes})
