@@ -80,6 +80,23 @@ from vision3d_kd.guidance.prompt_words import COLOUR_WORDS, FAMILY_WORDS, unders
     ("a pale green wheelchair", "a green chair"),
     ("an orange snowball", "an orange ball"),
     ("can u make a green cone pls", "a green cone"),  # chat spellings (after test5)
+    # after test6: a word before a colour word qualifies it (English puts opinion, size, age and shape before
+    # colour, material after it); quantifiers and degree adverbs; contractions without the apostrophe;
+    # "w/"; request verbs in every form
+    ("a pitch black cone", "a black cone"),
+    ("an old red chair", "a red chair"),
+    ("a red wooden chair", None),  # material after the colour: unknown
+    ("a not red ball", None),  # negations are never read by a rule
+    ("a ball that isnt red", None),
+    ("a dont red ball", None),
+    ("a ball, all white", "a white ball"),
+    ("a really tiny blue cube", "a blue cube"),
+    ("make a chair thats green", "a green chair"),
+    ("im making a red mug", "a red mug"),
+    ("a well red ball", "a red ball"),
+    ("a house w/ a red roof", "a gray house with a red roof"),
+    ("a house w/o a roof", None),
+    ("drawing me a blue cone", "a blue cone"),
     ("a cat wearing a hat", None),  # 'wearing' ends in 'ring' but is no compound of it
     ("a vegetable", None),
 ])

@@ -34,12 +34,13 @@ __all__ = ["run", "PROMPTS", "TEST_PROMPTS", "SPLITS", "prior_fingerprint", "che
 
 # validation: the nine prompts the defaults were chosen on (seven are the prior's HELD_OUT pairs, which its
 # own benchmark was tuned on); test: the same families in colours that no benchmark tuned anything on (not
-# HELD_OUT, not in the prompts benchmark's validation or spent splits), never used to choose a default
+# HELD_OUT, not in the prompts benchmark's validation or spent splits), never used to choose a default (the
+# green chair became a yellow one before any test run, when the prompts benchmark's test6 was spent)
 PROMPTS = [ObjectSpec("sphere", "red"), ObjectSpec("mug", "green"), ObjectSpec("cube", "purple"),
            ObjectSpec("snowman", "red"), ObjectSpec("chair", "blue"), ObjectSpec("arrow", "orange"),
            ObjectSpec("house", "yellow", "blue"), ObjectSpec("mug", "red"), ObjectSpec("torus", "cyan")]
 TEST_PROMPTS = [ObjectSpec("sphere", "orange"), ObjectSpec("mug", "blue"), ObjectSpec("cube", "orange"),
-                ObjectSpec("snowman", "cyan"), ObjectSpec("chair", "green"), ObjectSpec("arrow", "purple"),
+                ObjectSpec("snowman", "cyan"), ObjectSpec("chair", "yellow"), ObjectSpec("arrow", "purple"),
                 ObjectSpec("house", "cyan", "red"), ObjectSpec("mug", "cyan"), ObjectSpec("torus", "green")]
 SPLITS = {"validation": PROMPTS, "test": TEST_PROMPTS}
 
