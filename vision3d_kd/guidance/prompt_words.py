@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ..data.objects import COLOURS, TWO_COLOUR, ObjectSpec, caption
 from .colour_names import named_colour
+from .word_classes import FILLERS, contraction, negation
 
 __all__ = ["FAMILY_WORDS", "COLOUR_WORDS", "SHADES", "SHAPE_ADJECTIVES", "Understood", "understand",
            "nearest", "refusal", "vocabulary_lines", "DEFAULT_COLOUR",
@@ -65,58 +66,6 @@ PARTS = {"roof": "roof", "roofed": "roof", "cap": "cap", "capped": "cap", "top":
 PARTS_OF = {"house": {"roof": "roof", "top": "roof", "walls": "body"}, "mushroom": {"cap": "body", "top": "body"},
             "chair": {"back": "body", "legs": "body"}, "table": {"top": "body", "legs": "body"},
             "mug": {"handle": "body"}, "arrow": {"tip": "body", "head": "body"}}
-# the verbs of a request ("i want", "please make me", "can you generate"), in every form ("making", "drew")
-_REQUEST = ("want", "need", "like", "love", "make", "give", "get", "generate", "create", "draw", "render", "build",
-            "design", "produce", "show", "see", "model", "sculpt")
-_IRREGULAR = ("made", "gave", "given", "got", "gotten", "drew", "drawn", "built", "shown", "saw", "seen")
-
-
-def _inflections(verb: str) -> tuple[str, ...]:
-    """`verb` with -s, -ed and -ing: a final e dropped before -ing ("making"), a final consonant after one
-    vowel also doubled ("getting", "modelling")."""
-    if verb.endswith("ee"):
-        return verb, verb + "s", verb + "ing"
-    if verb.endswith("e"):
-        return verb, verb + "s", verb + "d", verb[:-1] + "ing"
-    forms = (verb, verb + "s", verb + "ed", verb + "ing")
-    if re.search(r"[^aeiou][aeiou][bdglmnpt]$", verb):
-        forms += (verb + verb[-1] + "ed", verb + verb[-1] + "ing")
-    return forms
-
-
-REQUEST_VERBS = tuple(dict.fromkeys(w for v in _REQUEST for w in _inflections(v))) + _IRREGULAR
-# closed classes, complete rather than collected from examples: articles and determiners, pronouns, the
-# verbs "be" and "have" and the modal verbs, relative words, the prepositions and conjunctions that join an
-# object to its colour or parts, and the request around a prompt ("i want", "please make me", "can you
-# generate", "i'd like"). Words that could change the object (not, no, without, or, on, next to) are not here.
-FILLERS = ("a", "an", "the", "one", "single", "this", "that", "these", "those", "some", "any", "my", "your",
-           "our", "its", "it", "i", "me", "you", "we", "us", "is", "are", "was", "be", "being", "been", "am",
-           "has", "have", "having", "had", "do", "does", "will", "would", "shall", "should", "can", "could", "may",
-           "might", "which", "who", "whose", "where", "of", "in", "with", "and", "as", "for", "to", "just",
-           "coloured", "colored", "colour", "color", "tinted", "toned", "hued", "shaped", "made", "painted", "3d",
-           "please", "thanks", "thank", "so", *REQUEST_VERBS,
-           "were", "did", "all", "both", "each", "every",
-           # degree adverbs ("a very red ball", "a really small cone")
-           "very", "really", "super", "quite", "extremely", "totally", "completely", "entirely", "fully", "rather",
-           "fairly", "somewhat", "slightly", "too",
-           # chat spellings of the same words
-           "pls", "plz", "u", "ur", "thx", "ty", "gimme", "wanna")
-# words that change what is asked for: never read by a rule, so a prompt holding one is refused
-NEVER_READ = {"not", "no", "non", "never", "nor", "or", "but", "without", "except", "than", "instead", "neither"}
-_NEGATED = {"do", "does", "did", "is", "are", "was", "were", "ca", "can", "could", "would", "should", "wo", "have",
-            "has", "had", "must", "need", "ai", "might", "shall", "sha"}  # + n't: "don't", "isnt", "won't"
-
-
-def _negation(word: str) -> bool:
-    """Whether `word` says no: a NEVER_READ word or a contraction with n't (with or without the apostrophe)."""
-    w = word.replace("'", "")
-    return word in NEVER_READ or (w.endswith("nt") and w[:-2] in _NEGATED)
-
-
-# contractions written without the apostrophe that are words in their own right ("ill", "well", "wed")
-_NOT_CONTRACTIONS = {"ill", "well", "wed", "shell", "hell", "were"}
-# an apostrophe after one of these is a contraction of a filler ("i'd", "that's", "it's", "let's", "you're")
-CONTRACTED = {"i", "you", "we", "it", "that", "there", "what", "let", "here", "who"}
 # nouns that head English compounds naming the same thing (armchair, wheelchair, snowball, football, teacup,
 # lighthouse, pinecone, icecube)
 COMPOUND_HEADS = {"chair": "chair", "ball": "sphere", "cup": "mug", "house": "house", "cone": "cone",
@@ -214,8 +163,8 @@ def _tokens(text: str, notes: list[str] | None = None) -> list[tuple[str, str]]:
                 break
         else:
             w, after = words[i], words[i + 1] if i + 1 < len(words) else ""
-            hit = _derived_colour(w) or _contraction(w) or _named(w) or _compound_family(w)
-            if hit is None and LEXICON.get((after,), ("",))[0] == "colour" and not _negation(w):
+            hit = _derived_colour(w) or contraction(w) or _named(w) or _compound_family(w)
+            if hit is None and LEXICON.get((after,), ("",))[0] == "colour" and not negation(w):
                 # before a colour word: the qualifier of a colour name ("hot pink", "navy blue", "pitch
                 # black", "pure white"), or by English adjective order (opinion, size, age, shape, then
                 # colour; material after it) a word the world does not vary ("an old red chair")
@@ -256,19 +205,6 @@ def _compound_family(word: str) -> tuple[str, str] | None:
             return ("family", family)
     return None
 
-
-
-def _contraction(word: str) -> tuple[str, str] | None:
-    """("filler", word) for a contraction of a filler ("i'd", "that's", "let's"; "thats", "im" without the
-    apostrophe), else None."""
-    head, _, tail = word.partition("'")
-    if tail in ("s", "d", "m", "ll", "re", "ve") and head in CONTRACTED:
-        return ("filler", word)
-    if "'" not in word and word not in _NOT_CONTRACTIONS:  # chat spelling without the apostrophe: "thats", "im"
-        for end in ("s", "d", "m", "ll", "re", "ve"):
-            if word.endswith(end) and word[: -len(end)] in CONTRACTED:
-                return ("filler", word)
-    return None
 
 
 def _bind_parts(tokens: list[tuple[str, str]]) -> tuple[dict[str, str], list[str]]:
