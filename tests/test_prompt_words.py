@@ -97,6 +97,10 @@ from vision3d_kd.guidance.prompt_words import COLOUR_WORDS, FAMILY_WORDS, unders
     ("a house w/ a red roof", "a gray house with a red roof"),
     ("a house w/o a roof", None),
     ("drawing me a blue cone", "a blue cone"),
+    # after test7: interjections and the rest of the pronouns ("hey" was refused)
+    ("hey, can I get a violet donut?", "a purple donut"),
+    ("ok so how about a red ball for them", "a red ball"),
+    ("hi! i'd like something like a green cone", "a green cone"),
     ("a cat wearing a hat", None),  # 'wearing' ends in 'ring' but is no compound of it
     ("a vegetable", None),
 ])

@@ -25,7 +25,8 @@ cells short of its cap counted as 15 % floaters, which led to joining near parts
 `test6` (eight more, `prompts_test6.json`, blind) was the first split run with that (floaters 0.55 %;
 five refusals: "pitch black", "pure white", "all white", "thats", "w/"), which led to reading a word before a
 colour word as its qualifier, quantifiers, degree adverbs, contractions without the apostrophe, "w/" and
-request verbs in every form; `test7` (eight more, blind) came after. A
+request verbs in every form; `test7` (eight more, blind) came after (one refusal: the greeting "hey", which
+led to interjections and the rest of the pronouns); `test8` (eight more, blind) came after that. A
 phrasing the prior refuses scores IoU 0 (the user gets nothing). Runs live under --runs-dir (default
 bench/runs/prompts/SPLIT); finished runs are reused, interrupted ones resumed.
 """
@@ -76,9 +77,11 @@ VALIDATION: list[tuple[ObjectSpec, str, str]] = [
 # chestnut, jade, armchair, which led to colour names and compound heads); test5: eight more, blind, run once
 # (spent: "pls" refused, -0.034; floaters 2.1 %: a mushroom's stem apart from its cap); test6: eight more, blind,
 # the first run with near parts joined (spent: floaters 0.55 %, but 5 of 16 refused: pitch black, pure white,
-# all white, thats, w/); test7: eight more, blind, after reading those classes of words.
+# all white, thats, w/); test7: eight more, blind, after reading those classes of words (spent: floaters 0.19 %,
+# max 0.74 %; 1 of 16 refused: "hey", -0.057); test8: eight more, blind, after interjections and the rest of the
+# pronouns.
 TEST_FILES = {name: Path(__file__).with_name(f"prompts_{name}.json") for name in ("test", "test2", "test3", "test4",
-                                                                             "test5", "test6", "test7")}
+                                                                             "test5", "test6", "test7", "test8")}
 
 
 def split_objects(split: str) -> list[tuple[ObjectSpec, str, str]]:
@@ -92,7 +95,8 @@ def split_objects(split: str) -> list[tuple[ObjectSpec, str, str]]:
 
 
 SPLITS = ("validation", *TEST_FILES)
-SPENT = ("test", "test2", "test3", "test4", "test5", "test6")  # run once and looked at; objects may join validation
+# run once and looked at; objects may join validation
+SPENT = ("test", "test2", "test3", "test4", "test5", "test6", "test7")
 UNKNOWN = ["a cat wearing a hat", "a dragon", "a red sports car", "a blue elephant", "a wooden chair",
            "a teapot", "a spaceship made of glass", "a torus on a table"]
 PHRASINGS = ("plain", "synonym", "reordered")

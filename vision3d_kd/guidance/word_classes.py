@@ -31,9 +31,10 @@ def _inflections(verb: str) -> tuple[str, ...]:
 
 
 REQUEST_VERBS = tuple(dict.fromkeys(w for v in _REQUEST for w in _inflections(v))) + _IRREGULAR
-# closed classes, complete rather than collected from examples: articles and determiners, pronouns, the
-# verbs "be" and "have" and the modal verbs, relative words, the prepositions and conjunctions that join an
-# object to its colour or parts, and the request around a prompt ("i want", "please make me", "can you
+# closed classes, complete rather than collected from examples: articles and determiners, quantifiers,
+# pronouns, the verbs "be", "have" and "do" and the modal verbs, relative and question words, the
+# prepositions and conjunctions that join an object to its colour or parts, degree adverbs, interjections,
+# and the request around a prompt ("i want", "please make me", "can you
 # generate", "i'd like"). Words that could change the object (not, no, without, or, on, next to) are not here.
 FILLERS = ("a", "an", "the", "one", "single", "this", "that", "these", "those", "some", "any", "my", "your",
            "our", "its", "it", "i", "me", "you", "we", "us", "is", "are", "was", "be", "being", "been", "am",
@@ -45,8 +46,16 @@ FILLERS = ("a", "an", "the", "one", "single", "this", "that", "these", "those", 
            # degree adverbs ("a very red ball", "a really small cone")
            "very", "really", "super", "quite", "extremely", "totally", "completely", "entirely", "fully", "rather",
            "fairly", "somewhat", "slightly", "too",
+           # the rest of the personal, possessive, reflexive and indefinite pronouns and determiners
+           "he", "she", "they", "him", "her", "them", "his", "their", "mine", "yours", "ours", "theirs", "myself",
+           "yourself", "ourselves", "something", "anything", "someone", "somebody", "another", "such", "what",
+           "how", "about", "if", "then", "also", "now",
+           # interjections and greetings ("hey, can i get ...", "ok so ...")
+           "hey", "hi", "hello", "hiya", "yo", "ok", "okay", "oh", "um", "uh", "umm", "hmm", "alright", "yes",
+           "yeah", "yep", "sure", "wow", "cheers", "kindly",
            # chat spellings of the same words
-           "pls", "plz", "u", "ur", "thx", "ty", "gimme", "wanna")
+           "pls", "plz", "u", "ur", "thx", "ty", "gimme", "wanna", "gonna", "gotta", "lemme", "kinda", "sorta",
+           "k")
 # words that change what is asked for: never read by a rule, so a prompt holding one is refused
 NEVER_READ = {"not", "no", "non", "never", "nor", "or", "but", "without", "except", "than", "instead", "neither"}
 _NEGATED = {"do", "does", "did", "is", "are", "was", "were", "ca", "can", "could", "would", "should", "wo", "have",
