@@ -26,7 +26,8 @@ cells short of its cap counted as 15 % floaters, which led to joining near parts
 five refusals: "pitch black", "pure white", "all white", "thats", "w/"), which led to reading a word before a
 colour word as its qualifier, quantifiers, degree adverbs, contractions without the apostrophe, "w/" and
 request verbs in every form; `test7` (eight more, blind) came after (one refusal: the greeting "hey", which
-led to interjections and the rest of the pronouns); `test8` (eight more, blind) came after that. A
+led to interjections and the rest of the pronouns); `test8` (eight more, blind) came after that and read all
+16 paraphrases. A
 phrasing the prior refuses scores IoU 0 (the user gets nothing). Runs live under --runs-dir (default
 bench/runs/prompts/SPLIT); finished runs are reused, interrupted ones resumed.
 """
@@ -79,7 +80,7 @@ VALIDATION: list[tuple[ObjectSpec, str, str]] = [
 # the first run with near parts joined (spent: floaters 0.55 %, but 5 of 16 refused: pitch black, pure white,
 # all white, thats, w/); test7: eight more, blind, after reading those classes of words (spent: floaters 0.19 %,
 # max 0.74 %; 1 of 16 refused: "hey", -0.057); test8: eight more, blind, after interjections and the rest of the
-# pronouns.
+# pronouns (spent: all 16 read, 0.000; floaters 0.13 %). A further change needs a new blind split.
 TEST_FILES = {name: Path(__file__).with_name(f"prompts_{name}.json") for name in ("test", "test2", "test3", "test4",
                                                                              "test5", "test6", "test7", "test8")}
 
@@ -96,7 +97,7 @@ def split_objects(split: str) -> list[tuple[ObjectSpec, str, str]]:
 
 SPLITS = ("validation", *TEST_FILES)
 # run once and looked at; objects may join validation
-SPENT = ("test", "test2", "test3", "test4", "test5", "test6", "test7")
+SPENT = ("test", "test2", "test3", "test4", "test5", "test6", "test7", "test8")
 UNKNOWN = ["a cat wearing a hat", "a dragon", "a red sports car", "a blue elephant", "a wooden chair",
            "a teapot", "a spaceship made of glass", "a torus on a table"]
 PHRASINGS = ("plain", "synonym", "reordered")
