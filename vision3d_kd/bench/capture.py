@@ -71,7 +71,6 @@ def _fit(data: Path, out: Path, args: list[str], budget: float, seed: int, align
     return metrics
 
 
-
 def _sfm_poses(data: Path, base: Path) -> tuple[Path, dict[str, Any]]:
     """SfM on the rendered images (reused when done): its folder and its pose errors vs the true COLMAP model."""
     from ..data.colmap import colmap_frames, find_colmap_model, read_colmap_model

@@ -74,7 +74,6 @@ def _train_or_reuse(data: Path, run_dir: Path, cfg: DistillConfig, teacher, info
     return train_network(data, run_dir, cfg, teacher, info, resume=resume)
 
 
-
 def run(quick: bool = False, teacher_path: Path | None = None, runs_dir: Path | None = None,
         steps: int | None = None, sim: SimConfig | None = None, net: NetConfig | None = None,
         progress=print, split: str = "validation", seeds: int | None = None) -> dict[str, Any]:

@@ -150,7 +150,6 @@ def _scored(run_dir: Path, prompt: str, spec: ObjectSpec, seed: int, prior, step
     return rec
 
 
-
 def run(quick: bool = False, split: str = "validation", seeds: int | None = None, steps: int | None = None,
         runs_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every object x phrasing x seed of `split` (quick: two objects, one seed, 60 steps); {rows, summary}."""

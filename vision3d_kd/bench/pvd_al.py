@@ -55,7 +55,6 @@ def _scene(split: str, base: Path, data: Path | None, quick: bool) -> Path:
     return path
 
 
-
 def run(quick: bool = False, split: str = "validation", data: Path | None = None, keep_dir: Path | None = None,
         seeds: int | None = None, steps: int | None = None, budget_s: float | None = None,
         methods: list[str] | None = None, progress=print) -> dict[str, Any]:

@@ -305,9 +305,8 @@ def capture_command(
 @bench_app.command("prompts")
 def prompts_command(
     quick: bool = _QUICK,
-    split: str = typer.Option("validation", "--split", help="validation (tune on it); test to test5 "
-                              "(spent: each run once, each led to a change; a new blind split "
-                              "comes next)."),
+    split: str = typer.Option("validation", "--split", help="validation (tune on it); test to test8 "
+                              "(spent: written blind, each run once; a new blind split comes next)."),
     seeds: int = typer.Option(None, "--seeds", help="Seeds per object and phrasing (default 3; with --quick 1)."),
     steps: int = typer.Option(None, "--steps", help="Generation steps per run (default: SDS's config; with "
                               "--quick 60)."),

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..render.floaters import FLOATER_OPACITY, lattice_density
+from ..render.floaters import FLOATER_OPACITY, label_solid, lattice_density
 from ..render.occupancy import OccupancyGrid, density_for_opacity
 
 __all__ = ["bridge_mask", "close_gaps"]
@@ -38,11 +38,10 @@ def bridge_mask(density: np.ndarray, level: float, cell: float, max_gap: float,
 
     solid = density >= level
     cube = np.ones((3, 3, 3), bool)
-    labels, n = ndimage.label(solid, structure=cube)
+    labels, mass = label_solid(density, level)
     bridge = np.zeros_like(solid)
-    if n < 2 or max_gap <= 0:
+    if len(mass) < 2 or max_gap <= 0:
         return bridge, []
-    mass = np.asarray(ndimage.sum(density, labels, index=np.arange(1, n + 1)), np.float64)
     order = np.argsort(-mass)
     main = labels == order[0] + 1
     dist = ndimage.distance_transform_edt(~main)  # cells, centre to centre

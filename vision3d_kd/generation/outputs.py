@@ -48,8 +48,8 @@ def write_outputs(run: Path, mesh_resolution: int = 256, video_frames: int = 48,
                   mesh: bool = True, video: bool = True, prune: float | None = 0.1,
                   max_gap: float = 0.0) -> dict[str, Any]:
     """Join parts within `max_gap` of the main body and prune floaters (keep ratio `prune`; None: neither),
-    write RUN/mesh.glb and RUN/turntable.mp4; returns
-    `prune_run`'s figures and {mesh_faces, mesh_vertices} (0 faces: empty)."""
+    write RUN/mesh.glb and RUN/turntable.mp4; returns `prune_run`'s figures and {mesh_faces, mesh_vertices}
+    (0 faces: empty)."""
     run = Path(run)
     info: dict[str, Any] = prune_run(run, prune, max_gap=max_gap) if prune is not None else {}
     if mesh:

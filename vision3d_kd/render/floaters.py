@@ -19,7 +19,7 @@ from .image import render
 from .occupancy import OccupancyGrid, density_for_opacity
 from .volume import RenderConfig
 
-__all__ = ["lattice_density", "components", "prune_floaters", "floater_share", "FLOATER_OPACITY"]
+__all__ = ["lattice_density", "label_solid", "components", "prune_floaters", "floater_share", "FLOATER_OPACITY"]
 
 FLOATER_OPACITY = 0.05  # a cell is solid when one marching step through it has at least this opacity
 
@@ -46,18 +46,25 @@ def lattice_density(field, grid: OccupancyGrid, resolution: int, samples: int = 
     return out.reshape(resolution, resolution, resolution)
 
 
+def label_solid(density: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Solid cells (density >= level) of an [R,R,R] `density` lattice grouped by 26-connectivity: (labels
+    [R,R,R], 0 for empty cells and k for the k-th component; mass [n], each component's summed density)."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(density >= level, structure=np.ones((3, 3, 3), bool))
+    mass = np.asarray(ndimage.sum(density, labels, index=np.arange(1, n + 1)), np.float64) if n else np.zeros(0)
+    return labels, mass
+
+
 def components(density: Tensor, level: float, keep_ratio: float = 1.0) -> tuple[Tensor, dict[str, float]]:
     """Solid cells (density >= level) of [R,R,R] `density` grouped by 26-connectivity; ([R,R,R] bool of the
     kept components, stats). Kept: the largest by mass (summed density) and any other with at least
     `keep_ratio` of its mass (1.0: the largest only). Stats: components, kept, mass_share_outside (of the
     solid mass, outside the kept components)."""
-    from scipy import ndimage
-
-    solid = (density >= level).cpu().numpy()
-    labels, n = ndimage.label(solid, structure=np.ones((3, 3, 3), bool))
+    labels, mass = label_solid(density.cpu().numpy(), level)
+    n = len(mass)
     if n == 0:
         return torch.zeros_like(density, dtype=torch.bool), {"components": 0, "kept": 0, "mass_share_outside": 0.0}
-    mass = np.asarray(ndimage.sum(density.cpu().numpy(), labels, index=np.arange(1, n + 1)), np.float64)
     kept = np.flatnonzero(mass >= keep_ratio * mass.max()) + 1
     keep = np.isin(labels, kept)
     share = float(1.0 - mass[kept - 1].sum() / max(mass.sum(), 1e-30))
