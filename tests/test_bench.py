@@ -77,6 +77,9 @@ def test_each_benchmark_shows_only_its_own_options(capsys):
     (["text-to-3d", "--set", "no-equals-sign"], "no-equals-sign"),
     (["text-to-3d", "--split", "train"], "--split"),
     (["event-vggt", "--steps", "0"], "--steps"),
+    (["event-vggt", "--set", "steps=5"], "steps"),  # the bench's own option, not a variant
+    (["event-vggt", "--set", "stfd_mode"], "stfd_mode"),
+    (["event-vggt", "--rows", "full,nope"], "nope"),
     (["capture", "--methods", "capture,nope"], "nope"),
     (["capture", "--split", "train"], "--split"),
     (["capture", "--budget", "0"], "--budget"),
@@ -107,9 +110,12 @@ def test_bad_option_values_are_one_line_errors_before_any_work(args, name, capsy
                                                        "seeds": None, "steps": None, "methods": None, "sets": None,
                                                        "split": "test"}),
     (["event-vggt", "--teacher", "T", "--steps", "9"], "event_vggt",
-     {"quick": False, "teacher_path": "T", "runs_dir": None, "steps": 9, "split": "validation", "seeds": None}),
-    (["event-vggt", "--split", "test", "--seeds", "2"], "event_vggt",
-     {"quick": False, "teacher_path": None, "runs_dir": None, "steps": None, "split": "test", "seeds": 2}),
+     {"quick": False, "teacher_path": "T", "runs_dir": None, "steps": 9, "split": "validation", "seeds": None,
+      "variant": None, "rows": None}),
+    (["event-vggt", "--split", "test", "--seeds", "2", "--set", "stfd_mode=tokens", "--set", "w_tcd=0.5",
+      "--rows", "full,output_only"], "event_vggt",
+     {"quick": False, "teacher_path": None, "runs_dir": None, "steps": None, "split": "test", "seeds": 2,
+      "variant": {"stfd_mode": "tokens", "w_tcd": 0.5}, "rows": ["full", "output_only"]}),
     (["capture", "--split", "test", "--seeds", "2", "--methods", "naive", "--no-sfm"], "capture",
      {"quick": False, "split": "test", "budget_s": None, "seeds": 2, "runs_dir": None, "methods": ["naive"],
       "sfm": False, "progress": print}),
@@ -128,6 +134,8 @@ def test_each_subcommand_passes_its_options_to_its_run(args, module, expected, m
     assert calls == [expected]
     split = expected.get("split")  # a bench's test split keeps its plain name, other splits are suffixed
     name = args[0] if split in (None, "test") else f"{args[0]}-{split}"
+    if expected.get("variant"):  # a variant's report carries its settings
+        name += "+" + ",".join(f"{k}={v}" for k, v in sorted(expected["variant"].items()))
     assert json.loads((tmp_path / f"{name}.json").read_text())["summary"] == {"best": 1.5}
     assert (tmp_path / f"{name}.md").is_file() and "summary: best=1.5" in capsys.readouterr().out
 

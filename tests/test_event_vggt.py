@@ -200,6 +200,18 @@ def test_bench_event_vggt_rows_and_summary(tmp_path: Path, event_runs) -> None:
     with pytest.raises(RunError, match="other settings"):  # a run made under other settings is not reused
         run(quick=True, teacher_path=event_runs["teacher"], runs_dir=tmp_path, steps=2, sim=sim,
             net=NetConfig(dim=32, heads=2, depth=2, patch=8, features=8), progress=lambda s: None)
+    # a variant of one row trains beside the defaults' runs, under its own folder and name, with its setting
+    tokens = run(quick=True, teacher_path=event_runs["teacher"], runs_dir=tmp_path, steps=2, sim=sim, net=net,
+                 progress=lambda s: None, variant={"stfd_mode": "tokens"}, rows=["full"])
+    assert [r["method"] for r in tokens["rows"]][1:] == ["full: +STFD+CMFM+TCD (stfd_mode=tokens)"]
+    cfg = json.loads((tmp_path / "full+stfd_mode=tokens" / "config.json").read_text())["distill"]
+    assert cfg["stfd_mode"] == "tokens" and json.loads((tmp_path / "full" / "config.json").read_text())[
+        "distill"]["stfd_mode"] == "relations"
+    s = tokens["summary"]
+    assert s["variant"] == "stfd_mode=tokens" and "err30_full_mean" in s and "full_beats_output_only" not in s
+    with pytest.raises(RunError, match="not a variant option"):
+        run(quick=True, teacher_path=event_runs["teacher"], runs_dir=tmp_path, steps=2, sim=sim, net=net,
+            progress=lambda s: None, variant={"steps": 3})
 
 
 def test_simulated_data_resumes_and_refuses_other_settings(tmp_path: Path, event_runs) -> None:

@@ -11,7 +11,10 @@ Splits (the streets a student is scored on; every student trains on the same str
 Neither overlaps the training streets nor the bundled teacher's own (10000.., check streets 20000..).
 Data and runs live under --runs-dir (default bench/runs/event-vggt) and are reused across splits: a
 finished run (same settings) is evaluated again, an interrupted one resumes, one made with other settings
-is refused.
+is refused. A variant (`--set stfd_mode=tokens`: DistillConfig options other than the rows' own switches,
+steps, seed and network) trains its rows into folders suffixed with it (`full+stfd_mode=tokens-seed1`),
+beside the defaults' runs and on the same data; `--rows` picks rows (a validation comparison of one choice
+needs only the rows it changes).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from ..distill.event_vggt.train import DistillConfig, changed_options, train_net
 from ..errors import RunError
 from .report import mean_std
 
-__all__ = ["run", "ROWS", "SPLITS", "val_test_disjoint"]
+__all__ = ["run", "ROWS", "SPLITS", "VARIANT_KEYS", "val_test_disjoint", "variant_suffix"]
 
 # (row name, run folder, DistillConfig switches)
 ROWS = [
@@ -46,6 +49,9 @@ ROWS = [
 TRAIN_SEED = 0
 SPLITS = {"validation": 6000, "test": 5000}  # first street seed of each evaluation split
 TEACHER_STREETS = (10000, 20000)  # the bundled teacher's training and check streets start here
+# options a variant may change (the rest are the rows' switches, the bench's steps and seeds, the network)
+VARIANT_KEYS = ("si_lambda", "w_stfd", "w_cmfm", "w_tcd", "stfd_taps", "cmfm_tap", "mix_ratio", "init", "stfd_mode",
+                "batch", "lr")
 _KEYS = ("err10", "err20", "err30", "abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "jitter", "scale")
 
 
@@ -55,6 +61,21 @@ def val_test_disjoint(n_train: int = 12, n_eval: int = 4) -> bool:
               *(range(s, s + 16) for s in TEACHER_STREETS)]
     seeds = [s for r in ranges for s in r]
     return len(seeds) == len(set(seeds))
+
+
+def variant_suffix(variant: dict[str, Any]) -> str:
+    """Folder and report suffix of a variant: "" for the defaults, "+key=value,key=value" (sorted keys) else."""
+    return "+" + ",".join(f"{k}={variant[k]}" for k in sorted(variant)) if variant else ""
+
+
+def _check_variant(variant: dict[str, Any], rows: list[str]) -> None:
+    bad = sorted(set(variant) - set(VARIANT_KEYS))
+    if bad:
+        raise RunError(f"--set {bad[0]}: not a variant option (one of {', '.join(VARIANT_KEYS)})")
+    known = [folder for _, folder, _ in ROWS]
+    unknown = [r for r in rows if r not in known]
+    if unknown or not rows:
+        raise RunError(f"--rows: unknown row {unknown[0] if unknown else '(none)'!r} (rows: {', '.join(known)})")
 
 
 def _train_or_reuse(data: Path, run_dir: Path, cfg: DistillConfig, teacher, info: dict, progress) -> dict:
@@ -76,11 +97,16 @@ def _train_or_reuse(data: Path, run_dir: Path, cfg: DistillConfig, teacher, info
 
 def run(quick: bool = False, teacher_path: Path | None = None, runs_dir: Path | None = None,
         steps: int | None = None, sim: SimConfig | None = None, net: NetConfig | None = None,
-        progress=print, split: str = "validation", seeds: int | None = None) -> dict[str, Any]:
+        progress=print, split: str = "validation", seeds: int | None = None, variant: dict[str, Any] | None = None,
+        rows: list[str] | None = None) -> dict[str, Any]:
     """Simulate (or reuse) the data, train every row's student for each seed, evaluate on the split's
-    sequences. sim / net: data and student settings (default: SimConfig() and NetConfig(); tests pass tiny ones)."""
+    sequences. sim / net: data and student settings (default: SimConfig() and NetConfig(); tests pass tiny ones);
+    variant: DistillConfig options over the defaults for every row; rows: run folders of the rows to run."""
     if split not in SPLITS:
         raise RunError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    variant, picked = dict(variant or {}), list(rows or [folder for _, folder, _ in ROWS])
+    _check_variant(variant, picked)
+    suffix = variant_suffix(variant)
     runs_dir = Path(runs_dir or "bench/runs/event-vggt")
     n_train, n_eval = (3, 1) if quick else (12, 4)
     n_seeds = seeds or (1 if quick else 3)
@@ -92,13 +118,18 @@ def run(quick: bool = False, teacher_path: Path | None = None, runs_dir: Path | 
     teacher, info = load_geometry_teacher(teacher_path)
     clips = EventClips(eval_dir, 4, 5)
     ref = evaluate_depth(lambda x: teacher(x)["depth"], clips, "rgb", 4)
-    rows: list[dict[str, Any]] = [{"method": "teacher on RGB (reference)", "seeds": 0,
+    table: list[dict[str, Any]] = [{"method": "teacher on RGB (reference)", "seeds": 0,
                                    **{k: round(ref[k], 4) for k in _KEYS}, "train_minutes": None}]
     per_row: dict[str, list[dict[str, float]]] = {}
-    for name, folder, switches in ROWS:
+    by: dict[str, dict[str, Any]] = {}
+    for name, folder, switches in (r for r in ROWS if r[1] in picked):
         for seed in range(n_seeds):
-            cfg = DistillConfig(steps=steps, seed=seed, net=copy.deepcopy(net or NetConfig()), **switches)
-            run_dir = runs_dir / (folder if seed == 0 else f"{folder}-seed{seed}")
+            try:
+                cfg = DistillConfig(steps=steps, seed=seed, net=copy.deepcopy(net or NetConfig()), **switches,
+                                    **variant)
+            except TypeError as exc:  # a value of the wrong kind
+                raise RunError(f"--set: {exc}") from None
+            run_dir = runs_dir / (folder + suffix + ("" if seed == 0 else f"-seed{seed}"))
             m = _train_or_reuse(train_dir, run_dir, cfg, teacher, info, progress)
             model, _ = load_net(run_dir)
             res = evaluate_depth(lambda x, m=model: m(x)["depth"], clips, "events", cfg.clip_len, cfg.bins)
@@ -108,23 +139,32 @@ def run(quick: bool = False, teacher_path: Path | None = None, runs_dir: Path | 
             progress(f"{name} seed {seed}: err30 {res['err30']:.3f} m (raw {raw['err30']:.3f}), "
                      f"jitter {res['jitter']:.3f}")
         runs = per_row[folder]
-        row: dict[str, Any] = {"method": name, "seeds": len(runs)}
+        row: dict[str, Any] = {"method": name + (f" ({suffix[1:]})" if suffix else ""), "seeds": len(runs)}
         for k in (*_KEYS, "err30_raw"):
             mean, std = mean_std([r[k] for r in runs])
             row[k], row[f"{k}_std"] = round(mean, 4), round(std, 4)
         row["train_minutes"] = round(float(np.mean([r["minutes"] for r in runs])), 2)
-        rows.append(row)
-    by = {folder: rows[i + 1] for i, (_, folder, _) in enumerate(ROWS)}
-    full, out = by["full"], by["output_only"]
-    gap = out["err30"] - full["err30"]
-    summary = {"err30_full_mean": full["err30"], "err30_full_std": full["err30_std"],
-               "err30_output_only_mean": out["err30"], "err30_output_only_std": out["err30_std"],
-               # "better" only when the gap exceeds both standard deviations (issue 25)
-               "full_beats_output_only": bool(gap > max(full["err30_std"], out["err30_std"]) and n_seeds > 1),
-               "err30_gt_supervised": by["gt"]["err30"], "err30_teacher": round(ref["err30"], 4),
-               "err30_raw_full_mean": full["err30_raw"], "err30_raw_output_only_mean": out["err30_raw"],
-               "jitter_full": full["jitter"], "jitter_no_tcd": by["stfd_cmfm"]["jitter"],
-               "split": split, "seeds": n_seeds, "val_test_disjoint": val_test_disjoint(n_train, n_eval),
-               "steps": steps, "train_sequences": n_train, "eval_sequences": n_eval,
-               "teacher": info.get("fingerprint") or info.get("path")}
-    return {"rows": rows, "summary": summary}
+        table.append(row)
+        by[folder] = row
+    summary: dict[str, Any] = {"err30_teacher": round(ref["err30"], 4)}
+    if "full" in by:
+        full = by["full"]
+        summary.update(err30_full_mean=full["err30"], err30_full_std=full["err30_std"],
+                       err30_raw_full_mean=full["err30_raw"], jitter_full=full["jitter"])
+    if "output_only" in by:
+        out = by["output_only"]
+        summary.update(err30_output_only_mean=out["err30"], err30_output_only_std=out["err30_std"],
+                       err30_raw_output_only_mean=out["err30_raw"])
+    if "full" in by and "output_only" in by:
+        # "better" only when the gap exceeds both standard deviations (issue 25)
+        gap = by["output_only"]["err30"] - by["full"]["err30"]
+        summary["full_beats_output_only"] = bool(gap > max(by["full"]["err30_std"], by["output_only"]["err30_std"])
+                                                 and n_seeds > 1)
+    if "gt" in by:
+        summary["err30_gt_supervised"] = by["gt"]["err30"]
+    if "stfd_cmfm" in by:
+        summary["jitter_no_tcd"] = by["stfd_cmfm"]["jitter"]
+    summary.update(split=split, seeds=n_seeds, val_test_disjoint=val_test_disjoint(n_train, n_eval), steps=steps,
+                   train_sequences=n_train, eval_sequences=n_eval, variant=suffix[1:] or "defaults",
+                   teacher=info.get("fingerprint") or info.get("path"))
+    return {"rows": table, "summary": summary}

@@ -76,6 +76,18 @@ def _split_and_methods(split: str, splits, methods: str | None, known) -> list[s
     return _name_list("--methods", methods, list(known), "method(s)")
 
 
+def _variant(sets: list[str], known) -> dict[str, Any]:
+    """`KEY=VALUE` strings (values parsed as YAML) -> {key: value}, each key checked against `known`."""
+    from ..config import parse_overrides
+
+    if any("=" not in item for item in sets):
+        raise ConfigError(f"--set {next(i for i in sets if '=' not in i)!r}: expected KEY=VALUE")
+    variant = parse_overrides([f"v.{item}" for item in sets], ("v",))["v"]
+    if variant:
+        _known("--set", list(variant), known, "variant option(s)")
+    return variant
+
+
 def _split_name(bench: str, split: str, quick: bool) -> str:
     """Report name of a benchmark split: the test split keeps the bench's name, others are suffixed."""
     return (bench if split == "test" else f"{bench}-{split}") + ("-quick" if quick else "")
@@ -334,6 +346,11 @@ def event_vggt_command(
     split: str = typer.Option("validation", "--split", help="validation (streets 6000..: choose defaults on "
                               "them) or test (streets 5000..: run once defaults are chosen)."),
     seeds: int = typer.Option(None, "--seeds", help="Training seeds per student (default 3; with --quick 1)."),
+    sets: list[str] = typer.Option(None, "--set", help="KEY=VALUE: a variant of the students' settings (e.g. "
+                                   "stfd_mode=tokens, init=random, w_tcd=0.5; repeatable); its runs and report "
+                                   "are suffixed +KEY=VALUE (default: none, the defaults)."),
+    rows: str = typer.Option(None, "--rows", help="Comma-separated subset of the rows' run folders: gt, "
+                             "output_only, stfd, stfd_cmfm, full (default: all)."),
     runs_dir: Path = _bench_runs("event-vggt"),
     out_dir: Path = _OUT_DIR,
 ) -> None:
@@ -342,10 +359,13 @@ def event_vggt_command(
     Rows: the teacher on RGB, a ground-truth student, output-only distillation, +STFD, +CMFM, +TCD.
     Scores: errors at 10/20/30 m (median-scaled; err30_raw unscaled), Abs Rel, delta, temporal jitter and
     training minutes. Students are trained once per seed and scored on either split."""
-    from ..bench.event_vggt import SPLITS, run
+    from ..bench.event_vggt import ROWS, SPLITS, VARIANT_KEYS, run, variant_suffix
 
     _at_least_one("--steps", steps)
     _at_least_one("--seeds", seeds)
     _known("--split", [split], list(SPLITS), "split")
-    result = run(quick=quick, teacher_path=teacher, runs_dir=runs_dir, steps=steps, split=split, seeds=seeds)
-    _report(_split_name("event-vggt", split, quick), result, out_dir)
+    picked = _name_list("--rows", rows, [folder for _, folder, _ in ROWS], "row(s)")
+    variant = _variant(sets or [], VARIANT_KEYS)
+    result = run(quick=quick, teacher_path=teacher, runs_dir=runs_dir, steps=steps, split=split, seeds=seeds,
+                 variant=variant or None, rows=picked)
+    _report(_split_name("event-vggt", split, quick) + variant_suffix(variant), result, out_dir)
