@@ -145,7 +145,8 @@ def test_vsd_starts_from_the_prior_and_trains_only_its_lora(tiny_camera_prior):
     from vision3d_kd.guidance.vsd import VSD
 
     prior = tiny_camera_prior
-    vsd = VSD(prior, GuidanceConfig(guidance_scale=7.5, lora_lr=1e-2))
+    # the angles encoding's zero-initialised camera MLP makes a fresh copy equal to the prior
+    vsd = VSD(prior, GuidanceConfig(guidance_scale=7.5, lora_lr=1e-2, vsd_camera="angles"))
     g = torch.Generator().manual_seed(0)
     x_t = torch.randn(2, 4, 16, 16, generator=g)
     t = torch.tensor([300, 600])
@@ -181,3 +182,27 @@ def test_vsd_starts_from_the_prior_and_trains_only_its_lora(tiny_camera_prior):
     assert any(k.startswith("adam.") and k.endswith("exp_avg_sq") for k in after)  # checkpoints carry the moments
     # after training, the copy no longer equals the prior
     assert not torch.allclose(vsd.gradient(None, x_t, None, t, emb, cam), grad, atol=1e-6)
+
+
+def test_vsd_camera_is_the_papers_flattened_camera_to_world_and_dropout_hides_the_whole_batch(tiny_camera_prior):
+    from vision3d_kd.guidance.vsd import VSD, camera_to_world
+
+    cam = CameraCondition(torch.tensor([10.0, -30.0, 60.0]), torch.tensor([0.0, 120.0, -75.0]),
+                          torch.tensor([3.5, 2.0, 4.0]))
+    c2w = camera_to_world(cam)
+    back = CameraCondition.from_c2w(c2w)  # the inverse: the camera sits at (elevation, azimuth, radius)
+    for a, b in ((back.elevation_deg, cam.elevation_deg), (back.azimuth_deg, cam.azimuth_deg), (back.radius, cam.radius)):
+        assert torch.allclose(a, b, atol=1e-4)
+    assert torch.allclose(c2w[:, :3, 2], c2w[:, :3, 3] / cam.radius[:, None], atol=1e-5)  # OpenGL: +z points back
+    vsd = VSD(tiny_camera_prior, GuidanceConfig(guidance_scale=7.5, camera_dropout=0.5))
+    first, last = vsd.lora.camera_mlp[0], vsd.lora.camera_mlp[2]
+    assert first.in_features == 16 and last.weight.abs().sum() > 0  # PyTorch's default init, as the paper's code
+    seen = []
+    forward = vsd.lora.forward
+    vsd.lora.forward = lambda *a: seen.append(a[4].clone()) or forward(*a)
+    emb = tiny_camera_prior.text_embeddings(["a red mug"] * 3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(12):
+        vsd.after_step(torch.randn(3, 4, 16, 16, generator=g), emb, cam, g)
+    assert all(h.all() or not h.any() for h in seen)  # one draw for the batch
+    assert 0 < sum(bool(h.all()) for h in seen) < len(seen)

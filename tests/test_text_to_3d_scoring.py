@@ -197,6 +197,17 @@ def test_benchmarks_refuse_a_run_made_under_other_settings(tmp_path):
     assert changed_settings(saved, setup) == []
     saved["generate"]["p_albedo"], saved["guidance"]["t_max"] = 0.3, 0.9
     assert changed_settings(saved, setup) == ["generate.p_albedo", "guidance.t_max"]
+    # a setting one method alone reads does not count for another method's run, nor does a setting added
+    # later whose value was the one such runs were made with
+    older = json.loads(json.dumps(setup.to_dict()))
+    older["guidance"]["lora_rank"] = 8
+    del older["guidance"]["vsd_camera"]
+    assert changed_settings(older, setup) == []
+    vsd = load_generate_config("vsd", None, [])
+    older = json.loads(json.dumps(vsd.to_dict()))
+    del older["guidance"]["vsd_camera"]  # made before the option: the angles encoding
+    assert changed_settings(older, vsd) == ["guidance.vsd_camera"]
+    assert changed_settings(older, load_generate_config("vsd", None, ["guidance.vsd_camera=angles"])) == []
     run = tmp_path / "run"
     check_settings(run, setup)  # nothing there yet: a new run
     run.mkdir()

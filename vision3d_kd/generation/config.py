@@ -145,6 +145,11 @@ def run_name(prompt: str, method: str, seed: int) -> str:
 # settings that change what a run writes, not what it learns (a finished run is reusable across them)
 OUTPUT_ONLY = {"checkpoint_every", "log_every", "mesh_resolution", "video_frames", "video_size"}
 END_STEP = {"prune_floaters", "floater_keep_ratio", "close_gaps"}  # what `generate_run` does after the loop
+# settings that one method alone reads: runs of the other methods were made with them whatever their values
+METHOD_ONLY = {"guidance.vsd_camera": "vsd", "guidance.lora_rank": "vsd", "guidance.lora_lr": "vsd",
+               "guidance.lora_steps": "vsd", "guidance.camera_dropout": "vsd", "guidance.bsd_lambda": "bsd"}
+# settings added after runs were saved, with the value such runs were made with
+ADDED = {"guidance.vsd_camera": "angles"}
 
 
 def changed_settings(saved: dict[str, Any], setup: GenerationConfig, end_step: bool = True) -> list[str]:
@@ -159,6 +164,8 @@ def changed_settings(saved: dict[str, Any], setup: GenerationConfig, end_step: b
             return {prefix[:-1]: d}
         return {k: v for key, val in d.items() for k, v in flat(val, f"{prefix}{key}.").items()}
 
-    a, b = flat(saved), flat(now)
+    a, b = {**ADDED, **flat(saved)}, flat(now)
+    method = a.get("method")
     return sorted(k for k in a.keys() | b.keys()
-                  if a.get(k) != b.get(k) and not (k.startswith("generate.") and k.split(".", 1)[1] in ignored))
+                  if a.get(k) != b.get(k) and not (k.startswith("generate.") and k.split(".", 1)[1] in ignored)
+                  and METHOD_ONLY.get(k, method) == method)

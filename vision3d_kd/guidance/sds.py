@@ -46,7 +46,8 @@ class GuidanceConfig:
     lora_rank: int = 4                # VSD: LoRA rank of the particle-score UNet
     lora_lr: float = 1e-4             # VSD: AdamW learning rate of the LoRA and its camera embedding
     lora_steps: int = 1               # VSD: LoRA updates per distillation step
-    camera_dropout: float = 0.1       # VSD: probability of hiding the camera from the LoRA
+    camera_dropout: float = 0.1       # VSD: probability of hiding the camera from the LoRA (whole batch)
+    vsd_camera: str = "c2w"           # VSD: the LoRA's camera input: c2w (the paper's) or angles
 
     def validate(self) -> None:
         """Raise ConfigError for values outside their ranges."""
@@ -62,6 +63,8 @@ class GuidanceConfig:
             raise ConfigError("guidance.offset_noise and bsd_lambda must be >= 0 and lora_lr > 0")
         if not 0.0 <= self.camera_dropout <= 1.0:
             raise ConfigError(f"guidance.camera_dropout must be in [0, 1], got {self.camera_dropout}")
+        if self.vsd_camera not in ("c2w", "angles"):
+            raise ConfigError(f"guidance.vsd_camera must be c2w or angles, got {self.vsd_camera!r}")
         if self.lora_rank < 1 or self.lora_steps < 1:
             raise ConfigError("guidance.lora_rank and lora_steps must be >= 1")
         self.schedule()

@@ -1,16 +1,18 @@
 """Variational Score Distillation (ProlificDreamer).
 
 The rendered particles' own score is modelled by a LoRA copy of the prior's UNet (peft adapters on the
-attention projections of a deep copy, so the prior itself never changes) plus a camera embedding: an
-MLP of `camera_features` added to the UNet's time embedding (through a forward hook), zero-initialised
-so the copy starts equal to the prior. The gradient is
+attention projections of a deep copy, so the prior itself never changes) plus a camera embedding added to
+the UNet's time embedding (through a forward hook): with `vsd_camera: c2w` (the default, as ProlificDreamer's
+code) the flattened 4x4 OpenGL camera-to-world matrix through a two-layer MLP at PyTorch's default init; with
+`angles`, `camera_features` (sin/cos of elevation and azimuth, radius / 4) through the same MLP with its last
+layer zero-initialised, so the copy starts equal to the prior. The gradient is
 
     g = w(t) (ε̂_prior − ε_lora(x_t, t, y, c)),   ε̂_prior = ε_∅ + s (ε_c − ε_∅)  (s = 7.5 in the paper),
 
 where the prior sees the view-dependent prompt and the LoRA the bare one, y (as ProlificDreamer's code and
 threestudio do: the camera reaches it through c), and after each step the LoRA is trained on the detached
 particles z with its own t ~ U[0, T) and the DDPM loss (ε target, or v for v-prediction priors), the
-camera hidden (features zeroed) with probability `camera_dropout`, AdamW at `lora_lr`.
+camera hidden (its input zeroed) for the whole batch with probability `camera_dropout`, AdamW at `lora_lr`.
 """
 
 from __future__ import annotations
@@ -21,12 +23,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..cameras import look_at
 from ..errors import ConfigError
 from .prior import CAMERA_FEATURES, CameraCondition, DiffusionPrior, PromptEmbeddings, camera_features, v_to_epsilon
 from .schedules import weighting
 from .sds import GuidanceConfig, ScoreDistillation
 
-__all__ = ["VSD", "LoraUNet"]
+__all__ = ["VSD", "LoraUNet", "camera_to_world"]
+
+
+def camera_to_world(cam: CameraCondition) -> Tensor:
+    """[B, 4, 4] OpenGL camera-to-world matrices of cameras at (elevation, azimuth, radius) looking at the
+    origin with +z up (the inverse of `CameraCondition.from_c2w`)."""
+    el, az = torch.deg2rad(cam.elevation_deg.float()), torch.deg2rad(cam.azimuth_deg.float())
+    r = cam.radius.float()
+    eye = torch.stack([r * el.cos() * az.cos(), r * el.cos() * az.sin(), r * el.sin()], dim=-1)
+    return look_at(eye, torch.zeros_like(eye), "+z")
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 
@@ -35,7 +47,7 @@ class LoraUNet(nn.Module):
     """A LoRA-adapted, camera-embedded copy of a DiffusersPrior's UNet (float32, trainable parts only:
     the LoRA matrices and the camera MLP)."""
 
-    def __init__(self, prior: DiffusionPrior, rank: int) -> None:
+    def __init__(self, prior: DiffusionPrior, rank: int, camera: str = "c2w") -> None:
         super().__init__()
         from peft import LoraConfig
 
@@ -46,9 +58,12 @@ class LoraUNet(nn.Module):
         self.unet = copy.deepcopy(base).float().requires_grad_(False)
         self.unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGETS))
         dim = self.unet.time_embedding.linear_2.out_features
-        self.camera_mlp = nn.Sequential(nn.Linear(CAMERA_FEATURES, dim), nn.SiLU(), nn.Linear(dim, dim))
-        nn.init.zeros_(self.camera_mlp[2].weight)
-        nn.init.zeros_(self.camera_mlp[2].bias)
+        self.camera = camera
+        self.camera_mlp = nn.Sequential(nn.Linear(16 if camera == "c2w" else CAMERA_FEATURES, dim), nn.SiLU(),
+                                        nn.Linear(dim, dim))
+        if camera == "angles":
+            nn.init.zeros_(self.camera_mlp[2].weight)
+            nn.init.zeros_(self.camera_mlp[2].bias)
         self._camera_emb: Tensor | None = None
         self.unet.time_embedding.register_forward_hook(self._add_camera)
 
@@ -61,13 +76,13 @@ class LoraUNet(nn.Module):
     def forward(self, x_t: Tensor, t: Tensor, emb: Tensor, camera: CameraCondition | None,
                 hide_camera: Tensor | None = None) -> Tensor:
         """The copy's raw output [B,C,h,w] (ε or v, like the prior); hide_camera [B] bool zeroes the
-        camera features of those samples."""
+        camera input of those samples."""
         prior = self.prior
         dev = x_t.device
         labels = None
         if camera is not None:
-            feats = camera_features(camera).to(dev)
-            labels = feats if prior.camera_conditioned else None
+            labels = camera_features(camera).to(dev) if prior.camera_conditioned else None
+            feats = (camera_to_world(camera).flatten(1) if self.camera == "c2w" else camera_features(camera)).to(dev)
             if hide_camera is not None:
                 feats = torch.where(hide_camera[:, None].to(dev), torch.zeros_like(feats), feats)
             self._camera_emb = self.camera_mlp(feats)
@@ -97,7 +112,7 @@ class VSD(ScoreDistillation):
 
     def __init__(self, prior: DiffusionPrior, cfg: GuidanceConfig) -> None:
         super().__init__(prior, cfg)
-        self.lora = LoraUNet(prior, cfg.lora_rank)
+        self.lora = LoraUNet(prior, cfg.lora_rank, cfg.vsd_camera)
         self.optimizer = torch.optim.AdamW(self.lora.trainable(), lr=cfg.lora_lr)
 
     def gradient(self, z, x_t, noise, t, emb, camera):
@@ -115,7 +130,7 @@ class VSD(ScoreDistillation):
             t = torch.randint(0, T, (b,), generator=generator).to(z.device)
             noise = torch.randn(z.shape, generator=generator).to(z)
             x_t = self.prior.add_noise(z, noise, t)
-            hide = torch.rand(b, generator=generator) < self.cfg.camera_dropout
+            hide = (torch.rand(1, generator=generator) < self.cfg.camera_dropout).expand(b)  # the whole batch
             out = self.lora(x_t, t, _bare(emb), camera, hide)
             if self.prior.prediction_type == "v_prediction":
                 a = self.abar(t)
