@@ -117,7 +117,8 @@ def test_miner_keeps_the_worst_cameras_and_rays():
 def test_convert_config_validation():
     cfg, fit_cfg = load_convert_config("mlp", overrides=["convert.stage1_end=0.2", "train.lr=0.001"])
     assert cfg.stage1_end == 0.2 and fit_cfg.train.lr == 0.001 and fit_cfg.field_name == "mlp"
-    for bad in ["convert.stage1_end=0.5", "convert.nope=1", "convert.log_density_min=9", "convert.active=maybe"]:
+    for bad in ["convert.stage1_end=0.5", "convert.nope=1", "convert.log_density_min=9", "convert.active=maybe",
+                "convert.loss_form=l1", "convert.feature_decay=0", "convert.feature_decay=1.5"]:
         with pytest.raises(ConfigError):
             load_convert_config("mlp", overrides=[bad, "convert.stage2_end=0.4"])
 
@@ -216,6 +217,33 @@ def test_huge_teacher_densities_keep_losses_finite(teacher_run):
     assert float(parts["density"].detach()) <= cfg.density_weight * (7.0 + 20.0) ** 2
 
 
+def test_norm_loss_form_is_the_unsquared_norm_of_each_terms_differences(teacher_run):
+    """The paper code's normL2 terms on one batch: each term's norm equals the square root of its mean squared
+    error times the number of its elements, and the feature weight decays per step."""
+    teacher = load_teacher(teacher_run)
+    from vision3d_kd.fields import build_field
+
+    parts = {}
+    for form, step in (("mse", 10), ("norm", 10), ("mse", 0)):
+        cfg, fit_cfg = load_convert_config("grid", overrides=[*STUDENT["grid"], *COMMON, f"convert.loss_form={form}",
+                                                               "convert.feature_decay=0.9", "convert.active=false"])
+        gen = torch.Generator().manual_seed(0)
+        torch.manual_seed(0)
+        student = build_field({**fit_cfg.field, "field": "grid", "aabb": teacher.aabb.tolist()})
+        grid = init_student_grid(teacher, student.aabb, 32, 1.0, gen)
+        rays = _RaySource(teacher, cfg, None, None, "cpu").draw(256, gen)
+        _, parts[form, step], _, n = _step_losses(student, teacher, rays, torch.ones(256, 3), grid, cfg, 3, 0.03,
+                                                  True, gen, step=step)
+    mse, norm = parts["mse", 10], parts["norm", 10]
+    torch.testing.assert_close(norm["rgb"], (mse["rgb"] * 256 * 3).sqrt())
+    torch.testing.assert_close(norm["rgb_mse"], mse["rgb_mse"])  # the PSNR's MSE whatever the form
+    # the density term (every sample, one channel): norm^2 / weight = mse / weight * samples
+    torch.testing.assert_close((norm["density"] / cfg.density_weight) ** 2, mse["density"] / cfg.density_weight * n,
+                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(mse["feature"], parts["mse", 0]["feature"] * 0.9**10)  # the weight decays per step
+    assert float(norm["feature"]) > 0
+
+
 def test_convert_refuses_missing_weights_and_unknown_family(teacher_run, tmp_path, capsys):
     no_weights = tmp_path / "no_weights"
     no_weights.mkdir()
@@ -249,7 +277,8 @@ def test_bench_pvd_al_compares_methods_over_seeds_at_equal_steps_and_time(tmp_pa
     equal-time PSNR read off each curve at the cheapest method's mean time, 'beats' only beyond both stds."""
     from vision3d_kd.bench import pvd_al
 
-    final = {"pvd": [30.0, 30.2, 29.8], "al": [31.0, 31.1, 30.9], "al-boost": [30.1, 29.9, 30.3]}
+    final = {"pvd": [30.0, 30.2, 29.8], "al": [31.0, 31.1, 30.9], "al-boost": [30.1, 29.9, 30.3],
+             "pvd-paper-losses": [29.0, 29.5, 29.3]}
     calls = []
 
     def fake_cli(*args):
@@ -262,8 +291,10 @@ def test_bench_pvd_al_compares_methods_over_seeds_at_equal_steps_and_time(tmp_pa
         method = out.name.rsplit("-seed", 1)[0]
         seed = int(out.name.rsplit("-seed", 1)[1])
         assert f"train.seed={seed}" in args and args[args.index("--steps") + 1] == "100"
-        assert ("--active" in args) == (method != "pvd")
+        assert ("--active" in args) == (method in ("al", "al-boost"))
         assert ("convert.al_samples=boost" in args) == (method == "al-boost")
+        assert ("convert.loss_form=norm" in args and "convert.feature_decay=0.995" in args) == (
+            method == "pvd-paper-losses")
         (out / "metrics.json").write_text(json.dumps({"psnr_test": final[method][seed], "psnr_vs_teacher": 35.0,
                                                       "prepare_seconds": 0.0}))
 
@@ -278,10 +309,11 @@ def test_bench_pvd_al_compares_methods_over_seeds_at_equal_steps_and_time(tmp_pa
     (tmp_path / "lego" / "transforms_train.json").write_text("{}")
     result = pvd_al.run(split="test", data=tmp_path / "lego", keep_dir=tmp_path / "runs", seeds=3, steps=100,
                         progress=lambda s: None)
-    assert [c[0] for c in calls] == ["fit"] + ["convert"] * 9
+    assert [c[0] for c in calls] == ["fit"] + ["convert"] * 12
     s = result["summary"]
     assert s["al_gain_db_equal_steps"] == pytest.approx(1.0) and s["al_beats_pvd"] is True
     assert s["al_boost_gain_db_equal_steps"] == pytest.approx(0.1) and s["al_boost_beats_pvd"] is False
+    assert s["pvd_paper_losses_gain_db_equal_steps"] == pytest.approx(29.2667 - 30.0, abs=1e-3)
     assert s["equal_time_s"] == 100.0  # PVD's time; AL read at half its run: 4 dB below its final
     assert s["al_gain_db_equal_time"] == pytest.approx(31.0 - 4.0 - 30.0)
     assert s["val_test_disjoint"] is True and s["split"] == "test"
@@ -289,4 +321,4 @@ def test_bench_pvd_al_compares_methods_over_seeds_at_equal_steps_and_time(tmp_pa
     assert rows["pvd"]["psnr_test_std"] == pytest.approx(0.2) and rows["al"]["per_seed"] == [31.0, 31.1, 30.9]
     again = pvd_al.run(split="test", data=tmp_path / "lego", keep_dir=tmp_path / "runs", seeds=3, steps=100,
                        progress=lambda s: None)  # finished runs are reused
-    assert len(calls) == 10 and again["summary"] == s
+    assert len(calls) == 13 and again["summary"] == s

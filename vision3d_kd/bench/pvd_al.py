@@ -1,8 +1,9 @@
 """`v3kd bench pvd-al`: PVD against PVD-AL on hashgrid -> mlp, several seeds, at equal steps and equal time.
 
-Methods: `pvd` (plain conversion), `al` (`--active` with the paper's code's rules, the default) and `al-boost`
+Methods: `pvd` (plain conversion), `al` (`--active` with the paper's code's rules, the default), `al-boost`
 (`--active` with this project's first rules: `convert.al_samples=boost`, half the cameras from the hard pool,
-a quarter of the rays re-used, ±5° jitter). Every method and seed converts the same hash-grid teacher for the
+a quarter of the rays re-used, ±5° jitter) and `pvd-paper-losses` (plain PVD with the PVD paper's code's loss
+forms, weights, feature decay and stage lengths instead of this project's). Every method and seed converts the same hash-grid teacher for the
 same number of steps (`--steps`), with weight snapshots every `snapshot_s` seconds:
 
 - equal steps: each run's final PSNR on the scene's held-out views (`psnr_test`, the issue's metric) and
@@ -35,6 +36,13 @@ METHODS: dict[str, list[str]] = {
     "al": ["--active"],
     "al-boost": ["--active", "--set", "convert.al_samples=boost", "--set", "convert.hard_camera_fraction=0.5",
                  "--set", "convert.hard_ray_fraction=0.25", "--set", "convert.camera_jitter_deg=5"],
+    # PVD with the paper's code's losses: unsquared L2 norms, block weights 0.002, the feature weight x0.995
+    # per step, stages ending at 2k and 5k of 30k iterations
+    "pvd-paper-losses": [arg for key, value in (("loss_form", "norm"), ("density_weight", 0.002),
+                                                ("feature_weight", 0.002), ("color_weight", 0.002),
+                                                ("feature_decay", 0.995), ("stage1_end", round(2 / 30, 4)),
+                                                ("stage2_end", round(5 / 30, 4)))
+                         for arg in ("--set", f"convert.{key}={value}")],
 }
 SPLITS = ("validation", "test")
 

@@ -180,8 +180,8 @@ def pvd_al_command(
     steps: int = typer.Option(None, "--steps", help="Conversion steps of every run (default 1500; with --quick "
                               "40)."),
     budget: float = _budget(540, 40, "Seconds of the teacher's fit"),
-    methods: str = typer.Option(None, "--methods", help="Comma-separated subset of pvd, al, al-boost (default: "
-                                "all)."),
+    methods: str = typer.Option(None, "--methods", help="Comma-separated subset of pvd, al, al-boost, "
+                                "pvd-paper-losses (default: all)."),
     runs_dir: Path = _bench_runs("pvd-al/SPLIT"),
     out_dir: Path = _OUT_DIR,
 ) -> None:

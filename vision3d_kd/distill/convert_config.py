@@ -25,7 +25,10 @@ class ConvertConfig:
     """Stages are fractions of the run (progress = max(step / steps, seconds / max_seconds)):
     [0, stage1_end) matches the block (log density + geometry features), [stage1_end, stage2_end) adds
     per-sample colour, the rest adds rendered RGB. Densities are compared as log(sigma) with the target
-    clamped to [log_density_min, log_density_max] (the 'special treatment of density')."""
+    clamped to [log_density_min, log_density_max] (the 'special treatment of density'). loss_form "mse": each
+    term is a (sample- or ray-) mean squared error; "norm" (the PVD paper's code, `normL2`): the unsquared L2
+    norm of the term's whole batch of differences. The paper's code also weights the block terms 0.002, decays
+    the feature weight by 0.995 per step (feature_decay) and ends the stages at 2k and 5k of 30k iterations."""
 
     stage1_end: float = 0.1
     stage2_end: float = 0.3
@@ -34,6 +37,8 @@ class ConvertConfig:
     color_weight: float = 1.0  # MSE of per-sample colour (samples inside matter)
     rgb_weight: float = 1.0  # MSE of rendered colour against the teacher's render
     depth_weight: float = 0.0  # L1 of expected ray depth (scene units) where the teacher is opaque
+    loss_form: str = "mse"  # mse | norm (see above)
+    feature_decay: float = 1.0  # the feature weight is multiplied by this every step
     log_density_min: float = -2.0
     log_density_max: float = 7.0
     copy_color_head: bool = True  # start the student's colour head as a copy of the teacher's
@@ -72,6 +77,10 @@ class ConvertConfig:
         for name in ("hard_camera_fraction", "hard_ray_fraction", "real_ray_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"convert.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.loss_form not in ("mse", "norm"):
+            raise ConfigError(f"convert.loss_form must be 'mse' or 'norm', got {self.loss_form!r}")
+        if not 0 < self.feature_decay <= 1:
+            raise ConfigError(f"convert.feature_decay must be in (0, 1], got {self.feature_decay}")
         if self.al_samples not in ("paper", "boost"):
             raise ConfigError(f"convert.al_samples must be 'paper' or 'boost', got {self.al_samples!r}")
         if not (0 < self.top_share <= 1 and self.min_ray_weight >= 0):

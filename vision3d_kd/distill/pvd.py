@@ -184,9 +184,19 @@ def _sample_weights(t_sigma: Tensor, s_logs: Tensor, t_s: Tensor, t_e: Tensor, r
     return (keep[0] | keep[1]).float()
 
 
+def _term(sq: Tensor, channels: int, weights: Tensor, form: str) -> Tensor:
+    """One loss term from per-sample (or per-ray) squared errors summed over `channels` channels [N]: their
+    weighted mean per channel ("mse"), or the L2 norm of the weighted differences ("norm")."""
+    if form == "norm":
+        return (sq * weights).sum().clamp_min(1e-12).sqrt()
+    return _masked_mean(sq / channels, weights)
+
+
 def _step_losses(student, teacher: Teacher, rays: _Rays, bg: Tensor, grid: OccupancyGrid, cfg: ConvertConfig,
-                 stage: int, step_size: float, feats: bool, gen: torch.Generator) -> tuple[Tensor, dict, Tensor, int]:
-    """Field teacher: (loss, parts, per-ray error [R], samples) of one batch at `stage` (1, 2 or 3)."""
+                 stage: int, step_size: float, feats: bool, gen: torch.Generator,
+                 step: int = 0) -> tuple[Tensor, dict, Tensor, int]:
+    """Field teacher: (loss, parts, per-ray error [R], samples) of one batch at `stage` (1, 2 or 3); parts
+    also carries `rgb_mse` (stage 3, detached: the rendered colour's mean squared error, for PSNR)."""
     n = rays.o.shape[0]
     samples = sample_along_rays(rays.o, rays.d, grid.aabb, step_size, grid, 0.0, True, gen)
     t_logs, t_geo = teacher.block(samples.points)  # one teacher pass: occlusion test and targets
@@ -199,19 +209,21 @@ def _step_losses(student, teacher: Teacher, rays: _Rays, bg: Tensor, grid: Occup
     lo, hi = cfg.log_density_min, cfg.log_density_max
     s_logs, s_geo = student.block(pts)
     w = _sample_weights(t_sigma, s_logs, t_s, t_e, ray_i, n, cfg)
-    per_sample = cfg.density_weight * density_loss(s_logs, t_logs, lo, hi)
-    parts = {"density": _masked_mean(per_sample, w)}
+    form = cfg.loss_form
+    d_sq = density_loss(s_logs, t_logs, lo, hi)
+    per_sample = cfg.density_weight * d_sq
+    parts = {"density": cfg.density_weight * _term(d_sq, 1, w, form)}
     matter = w * (t_logs > lo).float()
-    if feats and cfg.feature_weight > 0:
-        f_err = cfg.feature_weight * ((s_geo - t_geo) ** 2).mean(-1)
-        per_sample = per_sample + f_err * (t_logs > lo).float()
-        parts["feature"] = _masked_mean(f_err, matter)
+    f_weight = cfg.feature_weight * cfg.feature_decay ** step
+    if feats and f_weight > 0:
+        f_sq = ((s_geo - t_geo) ** 2).sum(-1)
+        per_sample = per_sample + f_weight * f_sq / s_geo.shape[-1] * (t_logs > lo).float()
+        parts["feature"] = f_weight * _term(f_sq, s_geo.shape[-1], matter, form)
     loss = sum(parts.values())
     ray_err = torch.zeros(n, device=rays.o.device).index_add_(0, ray_i, per_sample.detach())
     if stage >= 2:
         s_rgb_s = student.color_from_dirs(s_geo, student.encode_dirs(rays.d).index_select(0, ray_i))
-        c_err = ((s_rgb_s - t_rgb) ** 2).mean(-1)
-        parts["color"] = cfg.color_weight * _masked_mean(c_err, matter)
+        parts["color"] = cfg.color_weight * _term(((s_rgb_s - t_rgb) ** 2).sum(-1), 3, matter, form)
         loss = loss + parts["color"]
     if stage >= 3 and ray_i.numel():
         s_rgb, s_opacity, _ = composite(torch.exp(s_logs.clamp(max=15.0)), s_rgb_s, t_s, t_e, ray_i, n)
@@ -221,10 +233,11 @@ def _step_losses(student, teacher: Teacher, rays: _Rays, bg: Tensor, grid: Occup
         target = torch.where(known[:, None], rays.rgb.nan_to_num(0), t_rgb_r)
         t_opacity = torch.where(known, rays.opacity.nan_to_num(0), t_opacity)
         target = target + (1 - t_opacity[:, None]) * bg
-        ray_err = ((s_rgb + (1 - s_opacity[:, None]) * bg - target) ** 2).mean(-1)
-        parts["rgb"] = cfg.rgb_weight * ray_err.mean()
+        ray_sq = ((s_rgb + (1 - s_opacity[:, None]) * bg - target) ** 2).sum(-1)
+        parts["rgb"] = cfg.rgb_weight * _term(ray_sq, 3, torch.ones_like(ray_sq), form)
         loss = loss + parts["rgb"]
-        ray_err = ray_err.detach()
+        ray_err = ray_sq.detach() / 3
+        parts["rgb_mse"] = ray_err.mean()
     return loss, parts, ray_err, int(ray_i.numel())
 
 
@@ -234,12 +247,12 @@ def _render_losses(student, rays: _Rays, bg: Tensor, grid: OccupancyGrid, cfg: C
     res = render_rays(student, rays.o, rays.d, grid, bg, settings, jitter=True, generator=gen)
     target = rays.rgb + (1 - rays.opacity[:, None]) * bg
     ray_err = ((res["rgb"] - target) ** 2).mean(-1)
-    parts = {"rgb": cfg.rgb_weight * ray_err.mean()}
+    parts = {"rgb": cfg.rgb_weight * ray_err.mean(), "rgb_mse": ray_err.detach().mean()}
     if cfg.depth_weight > 0:
         solid = (rays.opacity > 0.5) & torch.isfinite(rays.depth)
         d_err = (res["depth"] - rays.depth.nan_to_num(0) * rays.opacity).abs()  # both opacity-weighted ray distances
         parts["depth"] = cfg.depth_weight * _masked_mean(d_err, solid.float())
-    return sum(parts.values()), parts, ray_err.detach(), int(res["n_samples"])
+    return sum(v for k, v in parts.items() if k != "rgb_mse"), parts, ray_err.detach(), int(res["n_samples"])
 
 
 def _stage(progress: float, cfg: ConvertConfig) -> int:
@@ -285,7 +298,7 @@ class ConvertTask(FieldTask):
         bg = ray_background(tc.background, rays.o.shape[0], self.device, gen)
         if teacher.kind == "field":
             loss, parts, ray_err, n_samples = _step_losses(self.field, teacher, rays, bg, grid, cfg, stage,
-                                                           tc.step_size, self.feats, gen)
+                                                           tc.step_size, self.feats, gen, step)
         else:
             loss, parts, ray_err, n_samples = _render_losses(self.field, rays, bg, grid, cfg, self.settings, gen)
         loss = loss + self.field.regularization()
@@ -294,8 +307,8 @@ class ConvertTask(FieldTask):
         self.source.feedback(rays, ray_err, batch_rays)
         rec = {"loss": loss.item(), "stage": stage, "lr": lr, "rays": int(rays.o.shape[0]), "samples": n_samples,
                **{k: float(v.detach()) for k, v in parts.items()}}
-        if "rgb" in parts:
-            rec["psnr_vs_teacher"] = -10 * math.log10(max(float(parts["rgb"].detach()) / cfg.rgb_weight, 1e-10))
+        if "rgb_mse" in parts:
+            rec["psnr_vs_teacher"] = -10 * math.log10(max(float(parts["rgb_mse"]), 1e-10))
             ema = self.psnr_ema
             self.psnr_ema = rec["psnr_vs_teacher"] if not ema else 0.9 * ema + 0.1 * rec["psnr_vs_teacher"]
         info = f"stage {stage}" + (f"  PSNR vs teacher {self.psnr_ema:.2f}" if self.psnr_ema else "")
