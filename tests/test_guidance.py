@@ -191,8 +191,8 @@ def test_vsd_camera_is_the_papers_flattened_camera_to_world_and_dropout_hides_th
                           torch.tensor([3.5, 2.0, 4.0]))
     c2w = camera_to_world(cam)
     back = CameraCondition.from_c2w(c2w)  # the inverse: the camera sits at (elevation, azimuth, radius)
-    for a, b in ((back.elevation_deg, cam.elevation_deg), (back.azimuth_deg, cam.azimuth_deg), (back.radius, cam.radius)):
-        assert torch.allclose(a, b, atol=1e-4)
+    for name in ("elevation_deg", "azimuth_deg", "radius"):
+        assert torch.allclose(getattr(back, name), getattr(cam, name), atol=1e-4)
     assert torch.allclose(c2w[:, :3, 2], c2w[:, :3, 3] / cam.radius[:, None], atol=1e-5)  # OpenGL: +z points back
     vsd = VSD(tiny_camera_prior, GuidanceConfig(guidance_scale=7.5, camera_dropout=0.5))
     first, last = vsd.lora.camera_mlp[0], vsd.lora.camera_mlp[2]

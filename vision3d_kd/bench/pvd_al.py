@@ -3,8 +3,9 @@
 Methods: `pvd` (plain conversion), `al` (`--active` with the paper's code's rules, the default), `al-boost`
 (`--active` with this project's first rules: `convert.al_samples=boost`, half the cameras from the hard pool,
 a quarter of the rays re-used, ±5° jitter) and `pvd-paper-losses` (plain PVD with the PVD paper's code's loss
-forms, weights, feature decay and stage lengths instead of this project's). Every method and seed converts the same hash-grid teacher for the
-same number of steps (`--steps`), with weight snapshots every `snapshot_s` seconds:
+forms, weights, feature decay and stage lengths instead of this project's). Every method and seed converts
+the same hash-grid teacher for the same number of steps (`--steps`), with weight snapshots every `snapshot_s`
+seconds:
 
 - equal steps: each run's final PSNR on the scene's held-out views (`psnr_test`, the issue's metric) and
   against the teacher (`psnr_vs_teacher`);
