@@ -185,7 +185,7 @@ def test_bench_event_vggt_rows_and_summary(tmp_path: Path, event_runs) -> None:
         assert all(math.isfinite(row[k]) for k in ("err10", "err30", "abs_rel", "delta1", "jitter"))
     s = result["summary"]
     assert {"err30_full_mean", "err30_full_std", "err30_output_only_mean", "err30_gt_supervised", "jitter_full",
-            "jitter_no_tcd", "err30_raw_full_mean", "full_beats_output_only"} <= s.keys()
+            "jitter_no_tcd", "err30_raw_full_mean", "err30_ramnet_full_mean", "full_beats_output_only"} <= s.keys()
     assert s["err30_full_mean"] == result["rows"][-1]["err30"] and s["jitter_no_tcd"] == result["rows"][-2]["jitter"]
     assert s["split"] == "validation" and s["val_test_disjoint"] is True
     assert s["full_beats_output_only"] is False  # one seed: no spread to beat, so never "better"
@@ -310,3 +310,22 @@ def test_student_starts_from_the_teacher() -> None:
     assert torch.allclose(proj.to_teacher[1](x), x) and torch.allclose(proj.to_student(x), x)
     with pytest.raises(ConfigError, match="architecture"):
         _init_from_teacher(GeometryNet(NetConfig(in_channels=5, **{**small, "dim": 48, "heads": 2})), proj, teacher)
+
+
+def test_ramnet_alignment_clips_the_prediction_and_averages_per_frame():
+    """RAM-Net's convention on known depths: no scale, predictions clipped to 80 m, pixels predicted beyond the
+    frame's farthest ground truth dropped, errors averaged per frame (not pooled over the sequence)."""
+    from vision3d_kd.distill.event_vggt.evaluate import _sequence_metrics
+
+    gt = torch.full((2, 2, 4), 20.0)
+    gt[1, 0, :] = 5.0  # frame 1: four near pixels
+    pred = gt.clone()
+    pred[0, 0, 0] = 26.0  # frame 0: 6 m too far, beyond the frame's farthest gt (20 m): dropped
+    pred[0, 1, 0] = 14.0  # 6 m short: kept
+    pred[1, 0, 0] = 7.0  # frame 1: a near pixel 2 m off
+    pred[1, 1, 1] = 500.0  # clipped to 80 m, then dropped (beyond the frame's farthest gt)
+    seq = type("Seq", (), {"depth": gt})()
+    ram = _sequence_metrics(pred, seq, "ramnet", 80.0)
+    assert ram["err30"] == pytest.approx((6 / 7 + 2 / 7) / 2) and ram["scale"] == 1.0  # 7 pixels in each frame
+    raw = _sequence_metrics(pred, seq, "none", 80.0)  # pooled over the sequence, unclipped: all 16 pixels count
+    assert raw["err30"] == pytest.approx((6 + 6 + 2 + 480) / 16)

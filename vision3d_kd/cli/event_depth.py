@@ -118,7 +118,8 @@ def eval_command(
     run: Path = typer.Argument(..., help="A student or teacher run."),
     data: Path = typer.Option(..., "--data", help="Held-out data folder (with ground-truth depth)."),
     align: str = typer.Option("median", "--align", help="median: one scale per sequence (scale-ambiguous "
-                              "students); none: raw metric depth."),
+                              "students); none: raw metric depth; ramnet: RAM-Net's evaluation (raw metres, "
+                              "prediction clipped to 80 m, per frame)."),
 ) -> None:
     """Depth errors (Abs Rel, Sq Rel, RMSE, RMSE log, δ, mean error at 10/20/30 m) and temporal jitter."""
     from ..distill.event_vggt.evaluate import evaluate_depth_run

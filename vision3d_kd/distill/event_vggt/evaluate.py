@@ -5,7 +5,10 @@ overlaps the one before when the length does not divide). Students distilled wit
 loss know depth only up to scale, so by default every method's prediction is multiplied by one median
 scale per sequence (median of gt/pred over valid pixels, `--align median`); `--align none` reports raw
 metric depth. Metrics are computed per sequence on pixels with ground truth (not sky, <= 80 m) and
-averaged over sequences. `evaluate_depth_run` scores a run directory (what `v3kd event-depth eval` does).
+averaged over sequences. `--align ramnet` follows RAM-Net's `evaluation.py` instead: raw metres, the
+prediction clipped to [0, 80 m], pixels whose prediction exceeds the frame's farthest ground truth dropped,
+metrics per frame and averaged over frames (then over sequences). `evaluate_depth_run` scores a run
+directory (what `v3kd event-depth eval` does).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from ...runs import update_metrics
 from .clips import EventClips, Sequence
 from .teacher import NetTeacher, load_net
 
-__all__ = ["predict_sequence", "evaluate_depth", "evaluate_depth_run", "Predictor"]
+__all__ = ["predict_sequence", "evaluate_depth", "evaluate_depth_run", "Predictor", "ALIGNS"]
 
 Predictor = Callable[[Tensor], Tensor]  # input clip [1,S,C,H,W] -> depth [1,S,H,W] metres
 
@@ -44,8 +47,32 @@ def predict_sequence(predict: Predictor, frames: Tensor, clip_len: int) -> Tenso
     return out
 
 
+ALIGNS = ("median", "none", "ramnet")
+
+
+def _per_frame(pred: Tensor, gt: Tensor, mask: Tensor, max_depth: float) -> dict[str, float]:
+    """RAM-Net's convention: prediction [F,H,W] clipped to [0, max_depth] metres, each frame's metrics on the
+    pixels whose prediction is at most the frame's farthest ground truth, averaged over frames (NaN-aware)."""
+    pred = pred.clamp(0, max_depth)
+    recs = []
+    for f in range(len(pred)):
+        if mask[f].any():
+            keep = mask[f] & (pred[f] <= gt[f][mask[f]].max())
+            if keep.any():
+                recs.append(depth_metrics(pred[f], gt[f], keep))
+    if not recs:
+        raise ValueError("no frame with valid ground-truth pixels")
+    return {k: float(np.nanmean([r[k] for r in recs])) if any(not math.isnan(r[k]) for r in recs) else float("nan")
+            for k in recs[0]}
+
+
 def _sequence_metrics(pred: Tensor, seq: Sequence, align: str, max_depth: float) -> dict[str, float]:
     mask = valid_depth(seq.depth, max_depth)
+    if align == "ramnet":
+        rec = _per_frame(pred, seq.depth, mask, max_depth)
+        rec["jitter"] = temporal_jitter(pred.clamp(0, max_depth), seq.depth, mask)
+        rec["scale"] = 1.0
+        return rec
     scale = median_scale(pred, seq.depth, mask) if align == "median" else 1.0
     pred = pred * scale
     rec = depth_metrics(pred, seq.depth, mask)
@@ -58,8 +85,8 @@ def evaluate_depth(predict: Predictor, data: Path | EventClips, input_kind: str,
                    align: str = "median", max_depth: float = 80.0) -> dict[str, float]:
     """Mean metrics over the sequences of ``data`` (depth_metrics keys, jitter, scale) for a predictor
     on "events" (voxel grids) or "rgb" (linear frames in [0,1]) input."""
-    if align not in ("median", "none"):
-        raise ConfigError(f"--align must be median or none, got {align!r}")
+    if align not in ALIGNS:
+        raise ConfigError(f"--align must be one of {', '.join(ALIGNS)}, got {align!r}")
     clips = data if isinstance(data, EventClips) else EventClips(Path(data), clip_len, bins)
     recs = []
     for seq in clips.seqs:
