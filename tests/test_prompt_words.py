@@ -89,6 +89,9 @@ from vision3d_kd.guidance.prompt_words import COLOUR_WORDS, FAMILY_WORDS, unders
     ("a not red ball", None),  # negations are never read by a rule
     ("a ball that isnt red", None),
     ("a dont red ball", None),
+    ("a non-red chair", None),  # a hyphenated negation is not a compound colour ("sky-blue" is)
+    ("an un-red chair", None),
+    ("an anti-red ball", None),
     ("a ball, all white", "a white ball"),
     ("a really tiny blue cube", "a blue cube"),
     ("make a chair thats green", "a green chair"),

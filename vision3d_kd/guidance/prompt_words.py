@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ..data.objects import COLOURS, TWO_COLOUR, ObjectSpec, caption
 from .colour_names import named_colour
-from .word_classes import FILLERS, contraction, negation
+from .word_classes import FILLERS, NEGATING_PREFIXES, contraction, negation
 
 __all__ = ["FAMILY_WORDS", "COLOUR_WORDS", "SHADES", "SHAPE_ADJECTIVES", "Understood", "understand",
            "nearest", "refusal", "vocabulary_lines", "DEFAULT_COLOUR",
@@ -149,7 +149,9 @@ def _tokens(text: str, notes: list[str] | None = None) -> list[tuple[str, str]]:
     colour, a compound by its head) are said in `notes`."""
     notes = [] if notes is None else notes
     # a compound colour ("sky-blue", "blood-red"): the colour it ends in, when the first word is not known
+    # and does not negate it ("non-red", "un-red", "anti-red" stay as they are, and are refused)
     text = re.sub(r"\b([a-z]+)-([a-z]+)\b", lambda m: m.group(2) if (m.group(1),) not in LEXICON
+                  and not negation(m.group(1)) and m.group(1) not in NEGATING_PREFIXES
                   and LEXICON.get((m.group(2),), ("",))[0] == "colour" else m.group(0), text.lower())
     text = re.sub(r"\bw/o\b", " without ", re.sub(r"\bw/(?!o\b)", " with ", text)).replace("&", " and ")
     words = re.findall(r"[a-z0-9']+", text.replace("-", " "))
@@ -164,7 +166,8 @@ def _tokens(text: str, notes: list[str] | None = None) -> list[tuple[str, str]]:
         else:
             w, after = words[i], words[i + 1] if i + 1 < len(words) else ""
             hit = _derived_colour(w) or contraction(w) or _named(w) or _compound_family(w)
-            if hit is None and LEXICON.get((after,), ("",))[0] == "colour" and not negation(w):
+            if (hit is None and LEXICON.get((after,), ("",))[0] == "colour" and not negation(w)
+                    and w not in NEGATING_PREFIXES):
                 # before a colour word: the qualifier of a colour name ("hot pink", "navy blue", "pitch
                 # black", "pure white"), or by English adjective order (opinion, size, age, shape, then
                 # colour; material after it) a word the world does not vary ("an old red chair")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["FILLERS", "NEVER_READ", "REQUEST_VERBS", "contraction", "negation"]
+__all__ = ["FILLERS", "NEVER_READ", "NEGATING_PREFIXES", "REQUEST_VERBS", "contraction", "negation"]
 
 # the verbs of a request ("i want", "please make me", "can you generate"), in every form ("making", "drew")
 _REQUEST = ("want", "need", "like", "love", "make", "give", "get", "generate", "create", "draw", "render", "build",
@@ -60,6 +60,9 @@ FILLERS = ("a", "an", "the", "one", "single", "this", "that", "these", "those", 
 NEVER_READ = {"not", "no", "non", "never", "nor", "or", "but", "without", "except", "than", "instead", "neither"}
 _NEGATED = {"do", "does", "did", "is", "are", "was", "were", "ca", "can", "could", "would", "should", "wo", "have",
             "has", "had", "must", "need", "ai", "might", "shall", "sha"}  # + n't: "don't", "isnt", "won't"
+
+
+NEGATING_PREFIXES = {"un", "anti"}  # hyphenated before a colour they undo it ("un-red")
 
 
 def negation(word: str) -> bool:
