@@ -167,7 +167,9 @@ def test_bench_text_to_3d_scores_every_method_and_reuses_finished_runs(sd_pipe, 
     monkeypatch.setattr("vision3d_kd.generation.loop.generate", no_generation)
     again = text_to_3d.run(**kw)
     assert again["summary"]["best_mean_iou"] == pytest.approx(s["best_mean_iou"])
-    with pytest.raises(RunError, match=r"other settings \(guidance.bsd_lambda\)"):  # nor runs of other settings
+    # nor runs of other settings: an SDS run passes the settings check (SDS never reads bsd_lambda) and is refused
+    # by its recorded --set list; a BSD run by its settings
+    with pytest.raises(RunError, match=r"other settings \(guidance.bsd_lambda\)|made with --set \[\], now \['guidance"):
         text_to_3d.run(**dict(kw, sets=["guidance.bsd_lambda=18"]))
     monkeypatch.setattr(text_to_3d, "prior_fingerprint", lambda path: "another-prior")
     with pytest.raises(RunError, match="another prior"):  # runs of an older prior are not mixed in
