@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..distill.event_vggt.clips import EventClips
-from ..distill.event_vggt.evaluate import evaluate_depth
+from ..distill.event_vggt.evaluate import evaluate_depth_aligns
 from ..distill.event_vggt.model import NetConfig
 from ..distill.event_vggt.simulate import SimConfig, simulate_dataset
 from ..distill.event_vggt.teacher import load_geometry_teacher, load_net
@@ -118,8 +118,8 @@ def run(quick: bool = False, teacher_path: Path | None = None, runs_dir: Path | 
     simulate_dataset(eval_dir, n_eval, SPLITS[split], sim, progress)
     teacher, info = load_geometry_teacher(teacher_path)
     clips = EventClips(eval_dir, 4, 5)
-    ref, ref_raw, ref_ramnet = (evaluate_depth(lambda x: teacher(x)["depth"], clips, "rgb", 4, align=a)
-                                for a in ("median", "none", "ramnet"))
+    scores = evaluate_depth_aligns(lambda x: teacher(x)["depth"], clips, "rgb", 4)  # median, none, ramnet
+    ref, ref_raw, ref_ramnet = (scores[a] for a in ("median", "none", "ramnet"))
     table: list[dict[str, Any]] = [{"method": "teacher on RGB (reference)", "seeds": 0,
                                    **{k: round(ref[k], 4) for k in _KEYS}, "err30_raw": round(ref_raw["err30"], 4),
                                    "err30_ramnet": round(ref_ramnet["err30"], 4), "train_minutes": None}]
@@ -135,9 +135,8 @@ def run(quick: bool = False, teacher_path: Path | None = None, runs_dir: Path | 
             run_dir = runs_dir / (folder + suffix + ("" if seed == 0 else f"-seed{seed}"))
             m = _train_or_reuse(train_dir, run_dir, cfg, teacher, info, progress)
             model, _ = load_net(run_dir)
-            res = evaluate_depth(lambda x, m=model: m(x)["depth"], clips, "events", cfg.clip_len, cfg.bins)
-            raw, ramnet = (evaluate_depth(lambda x, m=model: m(x)["depth"], clips, "events", cfg.clip_len, cfg.bins,
-                                          align=a) for a in ("none", "ramnet"))
+            scores = evaluate_depth_aligns(lambda x, m=model: m(x)["depth"], clips, "events", cfg.clip_len, cfg.bins)
+            res, raw, ramnet = (scores[a] for a in ("median", "none", "ramnet"))
             per_row.setdefault(folder, []).append({**res, "err30_raw": raw["err30"], "err30_ramnet": ramnet["err30"],
                                                    "minutes": m["minutes"]})
             progress(f"{name} seed {seed}: err30 {res['err30']:.3f} m (raw {raw['err30']:.3f}), "

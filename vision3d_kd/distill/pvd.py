@@ -247,12 +247,14 @@ def _render_losses(student, rays: _Rays, bg: Tensor, grid: OccupancyGrid, cfg: C
     res = render_rays(student, rays.o, rays.d, grid, bg, settings, jitter=True, generator=gen)
     target = rays.rgb + (1 - rays.opacity[:, None]) * bg
     ray_err = ((res["rgb"] - target) ** 2).mean(-1)
-    parts = {"rgb": cfg.rgb_weight * ray_err.mean(), "rgb_mse": ray_err.detach().mean()}
+    parts = {"rgb": cfg.rgb_weight * ray_err.mean()}
     if cfg.depth_weight > 0:
         solid = (rays.opacity > 0.5) & torch.isfinite(rays.depth)
         d_err = (res["depth"] - rays.depth.nan_to_num(0) * rays.opacity).abs()  # both opacity-weighted ray distances
         parts["depth"] = cfg.depth_weight * _masked_mean(d_err, solid.float())
-    return sum(v for k, v in parts.items() if k != "rgb_mse"), parts, ray_err.detach(), int(res["n_samples"])
+    loss = sum(parts.values())
+    parts["rgb_mse"] = ray_err.detach().mean()  # logged, not optimised
+    return loss, parts, ray_err.detach(), int(res["n_samples"])
 
 
 def _stage(progress: float, cfg: ConvertConfig) -> int:

@@ -27,7 +27,8 @@ from ...runs import update_metrics
 from .clips import EventClips, Sequence
 from .teacher import NetTeacher, load_net
 
-__all__ = ["predict_sequence", "evaluate_depth", "evaluate_depth_run", "Predictor", "ALIGNS"]
+__all__ = ["predict_sequence", "evaluate_depth", "evaluate_depth_aligns", "evaluate_depth_run", "Predictor",
+           "ALIGNS"]
 
 Predictor = Callable[[Tensor], Tensor]  # input clip [1,S,C,H,W] -> depth [1,S,H,W] metres
 
@@ -62,7 +63,12 @@ def _per_frame(pred: Tensor, gt: Tensor, mask: Tensor, max_depth: float) -> dict
                 recs.append(depth_metrics(pred[f], gt[f], keep))
     if not recs:
         raise ValueError("no frame with valid ground-truth pixels")
-    return {k: float(np.nanmean([r[k] for r in recs])) if any(not math.isnan(r[k]) for r in recs) else float("nan")
+    return _nan_mean(recs)
+
+
+def _nan_mean(recs: list[dict[str, float]]) -> dict[str, float]:
+    """Per key, the mean of the records' values ignoring NaN (NaN where every value is NaN)."""
+    return {k: float(np.nanmean([r[k] for r in recs])) if not all(math.isnan(r[k]) for r in recs) else float("nan")
             for k in recs[0]}
 
 
@@ -85,18 +91,23 @@ def evaluate_depth(predict: Predictor, data: Path | EventClips, input_kind: str,
                    align: str = "median", max_depth: float = 80.0) -> dict[str, float]:
     """Mean metrics over the sequences of ``data`` (depth_metrics keys, jitter, scale) for a predictor
     on "events" (voxel grids) or "rgb" (linear frames in [0,1]) input."""
-    if align not in ALIGNS:
-        raise ConfigError(f"--align must be one of {', '.join(ALIGNS)}, got {align!r}")
+    return evaluate_depth_aligns(predict, data, input_kind, clip_len, bins, (align,), max_depth)[align]
+
+
+def evaluate_depth_aligns(predict: Predictor, data: Path | EventClips, input_kind: str, clip_len: int,
+                          bins: int = 5, aligns: tuple[str, ...] = ALIGNS,
+                          max_depth: float = 80.0) -> dict[str, dict[str, float]]:
+    """`evaluate_depth` under each alignment of `aligns`, {align: metrics}, from one prediction per sequence."""
+    bad = [a for a in aligns if a not in ALIGNS]
+    if bad:
+        raise ConfigError(f"--align must be one of {', '.join(ALIGNS)}, got {bad[0]!r}")
     clips = data if isinstance(data, EventClips) else EventClips(Path(data), clip_len, bins)
-    recs = []
+    recs: dict[str, list[dict[str, float]]] = {a: [] for a in aligns}
     for seq in clips.seqs:
-        frames = seq.vox if input_kind == "events" else seq.rgb
-        recs.append(_sequence_metrics(predict_sequence(predict, frames, clip_len), seq, align, max_depth))
-    keys = recs[0].keys()
-    mean = {k: float(np.nanmean([r[k] for r in recs])) if not all(math.isnan(r[k]) for r in recs) else float("nan")
-            for k in keys}
-    mean["sequences"] = len(recs)
-    return mean
+        pred = predict_sequence(predict, seq.vox if input_kind == "events" else seq.rgb, clip_len)
+        for a in aligns:
+            recs[a].append(_sequence_metrics(pred, seq, a, max_depth))
+    return {a: {**_nan_mean(r), "sequences": len(r)} for a, r in recs.items()}
 
 
 def evaluate_depth_run(run: Path, data: Path, align: str = "median") -> dict[str, float]:
