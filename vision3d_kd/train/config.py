@@ -44,7 +44,31 @@ class DataOptions:
 
 
 @dataclass
-class TrainConfig(DataOptions):
+class CameraOptions(DataOptions):
+    """The data options plus the camera corrections both training dataclasses have: per-image pose and
+    per-camera intrinsics refinement during training, and test-time alignment of held-out cameras."""
+
+    refine_poses: bool = False  # learn a rotation + translation per training image (poses from SfM / phones)
+    refine_intrinsics: bool = False  # learn focal scale + principal point per camera (SfM intrinsics; fields)
+    pose_lr: float = 1e-3  # peak learning rate of those corrections (radians, scene units); same schedule as lr
+    pose_refine_until: float = 1.0  # training progress (0-1 of steps or budget) after which they are frozen
+    eval_align_steps: int = -1  # held-out cameras aligned to their images before a 2nd score (-1: 100 if refine_poses)
+
+    def align_steps(self) -> int:
+        """Test-time alignment steps for the held-out scores (0 = none)."""
+        return (100 if self.refine_poses else 0) if self.eval_align_steps < 0 else int(self.eval_align_steps)
+
+    def validate_cameras(self) -> None:
+        """Raise ConfigError for out-of-range data or camera options."""
+        self.validate_data()
+        if not self.pose_lr > 0:
+            raise ConfigError(f"train.pose_lr must be > 0, got {self.pose_lr}")
+        if not 0 < self.pose_refine_until <= 1:
+            raise ConfigError(f"train.pose_refine_until must be in (0, 1], got {self.pose_refine_until}")
+
+
+@dataclass
+class TrainConfig(CameraOptions):
     """Optimisation and sampling settings of `v3kd fit` (distances in scene units)."""
 
     steps: int = 3000  # optimisation steps
@@ -70,23 +94,10 @@ class TrainConfig(DataOptions):
     max_seconds: float = 0.0  # wall-clock budget for training (0 = none); the LR schedule follows it
     eval_chunk: int = 8192  # rays per chunk when rendering full images
     snapshot_every_seconds: float = 0.0  # write RUN/snapshots/<t>s/ every this many training seconds (0 = off)
-    refine_poses: bool = False  # learn a rotation + translation per training image (poses from SfM / phones)
-    refine_intrinsics: bool = False  # learn focal scale + principal point per camera (SfM intrinsics; fields)
-    pose_lr: float = 1e-3  # peak learning rate of those corrections (radians, scene units); same schedule as lr
-    pose_refine_until: float = 1.0  # training progress (0-1 of steps or budget) after which they are frozen
-    eval_align_steps: int = -1  # held-out cameras aligned to their images before a 2nd score (-1: 100 if refine_poses)
-
-    def align_steps(self) -> int:
-        """Test-time alignment steps for the held-out scores (0 = none)."""
-        return (100 if self.refine_poses else 0) if self.eval_align_steps < 0 else int(self.eval_align_steps)
 
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
-        self.validate_data()
-        if not self.pose_lr > 0:
-            raise ConfigError(f"train.pose_lr must be > 0, got {self.pose_lr}")
-        if not 0 < self.pose_refine_until <= 1:
-            raise ConfigError(f"train.pose_refine_until must be in (0, 1], got {self.pose_refine_until}")
+        self.validate_cameras()
         positive = ["steps", "batch_rays", "max_batch_rays", "occ_resolution", "occ_update_every",
                     "checkpoint_every", "log_every", "eval_chunk"]
         for name in positive:
@@ -108,7 +119,7 @@ class TrainConfig(DataOptions):
 
 
 @dataclass
-class SplatTrainConfig(DataOptions):
+class SplatTrainConfig(CameraOptions):
     """Training settings of `v3kd fit --field splats` (3D Gaussian Splatting; lengths in scene units,
     learning rates per parameter group, densification steps scaled to a CPU budget)."""
 
@@ -145,23 +156,10 @@ class SplatTrainConfig(DataOptions):
     log_every: int = 50
     seed: int = 0
     snapshot_every_seconds: float = 0.0  # write RUN/snapshots/<t>s/ every this many training seconds (0 = off)
-    refine_poses: bool = False  # learn a rotation + translation per training image (poses from SfM / phones)
-    refine_intrinsics: bool = False  # learn focal scale + principal point per camera (SfM intrinsics; fields)
-    pose_lr: float = 1e-3  # peak learning rate of those corrections (radians, scene units); same schedule as lr
-    pose_refine_until: float = 1.0  # training progress (0-1 of steps or budget) after which they are frozen
-    eval_align_steps: int = -1  # held-out cameras aligned to their images before a 2nd score (-1: 100 if refine_poses)
-
-    def align_steps(self) -> int:
-        """Test-time alignment steps for the held-out scores (0 = none)."""
-        return (100 if self.refine_poses else 0) if self.eval_align_steps < 0 else int(self.eval_align_steps)
 
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
-        self.validate_data()
-        if not self.pose_lr > 0:
-            raise ConfigError(f"train.pose_lr must be > 0, got {self.pose_lr}")
-        if not 0 < self.pose_refine_until <= 1:
-            raise ConfigError(f"train.pose_refine_until must be in (0, 1], got {self.pose_refine_until}")
+        self.validate_cameras()
         if self.background_points < 0 or not self.background_radius > 1:
             raise ConfigError("train.background_points must be >= 0 and train.background_radius > 1")
         for name in ("steps", "init_points", "sh_degree_every", "refine_every", "checkpoint_every", "log_every",
