@@ -184,3 +184,14 @@ def test_capture_bench_summary_over_seeds_with_aligned_scores(monkeypatch, tmp_p
     assert s["sfm_poses_refined_rot_err_deg"] == 0.4 and s["sfm_poses_refined_trans_err_pct"] == 0.5
     assert "sfm_intrinsics_refined_rot_err_deg" not in s
     assert len(result["rows"]) == 16 and result["rows"][-1]["psnr_test"] == 31.0
+
+
+def test_fit_lego_reuses_only_finished_runs_of_the_same_budget(tmp_path):
+    from vision3d_kd.bench.fit_lego import _finished_with_budget
+
+    run = tmp_path / "grid"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"fit": {"train": {"max_seconds": 780.0}}}))
+    assert not _finished_with_budget(run, 780)  # interrupted: no metrics.json yet
+    (run / "metrics.json").write_text("{}")
+    assert _finished_with_budget(run, 780) and not _finished_with_budget(run, 45)

@@ -27,9 +27,26 @@ def default_lego_path() -> Path:
     return Path.cwd().parent / "shared" / "data" / "nerf_synthetic_lego_200"
 
 
+def _finished_with_budget(out: Path, budget: float) -> bool:
+    """Whether `out` holds a finished fit (metrics.json) whose wall-clock budget was `budget` seconds."""
+    cfg = out / "config.json"
+    if not ((out / "metrics.json").is_file() and cfg.is_file()):
+        return False
+    train = json.loads(cfg.read_text()).get("fit", {}).get("train", {})
+    return float(train.get("max_seconds", -1)) == float(budget)
+
+
+def _row(name: str, m: dict[str, Any], out: Path) -> dict[str, Any]:
+    return {"field": name, "psnr_test": round(m["psnr_test"], 3), "ssim_test": round(m["ssim_test"], 4),
+            "seconds": m["seconds"], "steps": m["steps"], "params": m["params"],
+            "peak_memory_mb": round(m["peak_memory_mb"], 1), "run": repo_path(out),
+            **({"gaussians": m["gaussians"]} if "gaussians" in m else {})}
+
+
 def run(quick: bool = False, data: Path | None = None, budget_s: float | None = None,
         fields: list[str] | None = None, keep_dir: Path | None = None) -> dict[str, Any]:
-    """Fit each field with the same training budget (default 780 s; quick: 45 s at half resolution)."""
+    """Fit each field with the same training budget (default 780 s; quick: 45 s at half resolution); a field
+    whose run in `keep_dir` finished with the same budget is reused (so an interrupted bench resumes)."""
     data = Path(data) if data else default_lego_path()
     if not (data / "transforms_train.json").is_file():
         raise DataError(f"{data}: lego dataset not found (pass --data)")
@@ -38,6 +55,11 @@ def run(quick: bool = False, data: Path | None = None, budget_s: float | None = 
     base = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="v3kd-bench-"))
     for name in fields or FIELDS_BENCHED:
         out = base / name
+        if _finished_with_budget(out, budget):
+            m = json.loads((out / "metrics.json").read_text())
+            rows.append(_row(name, m, out))
+            summary[f"psnr_{name.replace('-', '_')}"] = round(m["psnr_test"], 3)
+            continue
         cmd = [sys.executable, "-m", "vision3d_kd.cli.main", "fit", str(data), "--field", name, "--out", str(out),
                "--max-seconds", str(budget), "--no-progress", "--device", "cpu"]
         if quick:
@@ -47,10 +69,7 @@ def run(quick: bool = False, data: Path | None = None, budget_s: float | None = 
             rows.append({"field": name, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]})
             continue
         m = json.loads((out / "metrics.json").read_text())
-        rows.append({"field": name, "psnr_test": round(m["psnr_test"], 3), "ssim_test": round(m["ssim_test"], 4),
-                     "seconds": m["seconds"], "steps": m["steps"], "params": m["params"],
-                     "peak_memory_mb": round(m["peak_memory_mb"], 1), "run": repo_path(out),
-                     **({"gaussians": m["gaussians"]} if "gaussians" in m else {})})
+        rows.append(_row(name, m, out))
         summary[f"psnr_{name.replace('-', '_')}"] = round(m["psnr_test"], 3)
     summary["budget_s"] = budget
     return {"rows": rows, "summary": summary}

@@ -121,7 +121,7 @@ def fit_lego_command(
     budget: float = _budget(780, 45),
     fields: str = typer.Option(None, "--fields", help="Comma-separated subset of the fields to fit (default: "
                                "hashgrid, tensorf-vm, tensorf-cp, grid, mlp, splats)."),
-    runs_dir: Path = _kept_runs(reuse=False),
+    runs_dir: Path = _kept_runs(reuse=True),
     out_dir: Path = _OUT_DIR,
 ) -> None:
     """Every field on lego, same time budget: test PSNR/SSIM, memory.
