@@ -34,7 +34,7 @@ class MockPrior(DiffusionPrior):
     def decode(self, x0):
         return (x0 + 1) / 2
 
-    def model_output(self, x_t, t, emb, camera):
+    def model_output(self, x_t, t, emb, camera, pooled=None):
         code = emb[:, 0, :].reshape(-1, 3, 1, 1)
         return 0.3 * x_t + 0.05 * (t.float() / 1000).reshape(-1, 1, 1, 1) * code
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import one_line_error, run_cli
-from tests.tiny_pipelines import save_tiny_sd, tiny_clip, tiny_unet
+from tests.tiny_pipelines import save_tiny_if, save_tiny_sd
 from vision3d_kd.errors import ConfigError, DataError
 from vision3d_kd.guidance.diffusers_prior import DiffusersPrior
 from vision3d_kd.guidance.prior import CameraCondition, camera_features, v_to_epsilon
@@ -26,16 +26,8 @@ def sd_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def if_dir(tmp_path_factory):
-    """A tiny DeepFloyd-IF-style pixel pipeline: no VAE, the UNet also predicts a variance (6 channels)."""
-    from diffusers import DDPMScheduler, IFPipeline
-
-    path = tmp_path_factory.mktemp("if")
-    tok, text = tiny_clip(path)  # IF uses T5; any transformers text encoder loads the same way
-    pipe = IFPipeline(tokenizer=tok, text_encoder=text, unet=tiny_unet(3, 6, 16),
-                      scheduler=DDPMScheduler(prediction_type="epsilon", variance_type="learned_range"),
-                      safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False)
-    pipe.save_pretrained(path / "pipe")
-    return path / "pipe"
+    """A tiny DeepFloyd-IF-style pixel pipeline: no VAE, T5 text, the UNet also predicts a variance (6 channels)."""
+    return save_tiny_if(tmp_path_factory.mktemp("if"))
 
 
 def test_sd_style_pipeline_shapes_cfg_and_determinism(sd_dir):

@@ -15,8 +15,11 @@ def generate_command(
     method: str = typer.Option("sds", "--method",
                                help="sds (DreamFusion), vsd (ProlificDreamer) or bsd (PlacidDreamer)."),
     prior: Path = typer.Option(None, "--prior", help=(
-        "Local diffusers pipeline directory (Stable Diffusion 1.x/2.x, DeepFloyd-IF stage I style, or a prior "
+        "Local diffusers pipeline directory (Stable Diffusion 1.x/2.x, SDXL, DeepFloyd IF stage I, or a prior "
         "trained by tools/train_prior.py); default: the bundled prior in vision3d_kd/assets/prior.")),
+    dtype: str = typer.Option(None, "--dtype", help=(
+        "The prior's compute precision: fp32 (default), fp16 or bf16 (loads a checkout's fp16 variant files "
+        "where present; what trains stays fp32).")),
     student: str = typer.Option(None, "--student", "--field", help=(
         "3D student: hashgrid (default), mlp, grid, tensorf-vm, tensorf-cp or splats.")),
     steps: int = typer.Option(None, "--steps", help="Distillation steps (default from the method's config)."),
@@ -45,7 +48,7 @@ def generate_command(
     from .common import pick_device
 
     sets = list(overrides)
-    for key, value in (("steps", steps), ("particles", particles), ("student", student)):
+    for key, value in (("steps", steps), ("particles", particles), ("student", student), ("prior_dtype", dtype)):
         if value is not None:
             sets.append(f"generate.{key}={value}")
     sets.append(f"generate.seed={seed}")

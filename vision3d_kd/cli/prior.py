@@ -29,12 +29,13 @@ def sample_command(
     guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale s (ε_∅ + s(ε_c − ε_∅))."),
     negative: str = typer.Option("", "--negative", help="Negative prompt."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the first sample."),
+    dtype: str = typer.Option("fp32", "--dtype", help="The prior's compute precision: fp32, fp16 or bf16."),
 ) -> None:
     """Sample images for PROMPT seen from the given camera and write them as one PNG."""
     from ..guidance.sampling import write_samples
 
     text, images = write_samples(prior, prompt, out, elevation, azimuth, radius, n, steps, guidance, negative, seed,
-                                 view_suffix)
+                                 view_suffix, dtype)
     print(f"wrote {out} ({n} x {images.shape[-1]}px, prompt {text!r})")
 
 

@@ -35,6 +35,7 @@ class GenerateConfig:
     batch: int = 1                    # cameras per step (per particle)
     particles: int = 1                # independent students optimised together (VSD's particles)
     student: str = "hashgrid"         # any field family, or splats
+    prior_dtype: str = "fp32"         # the prior's compute dtype: fp32, fp16 or bf16 (the student stays fp32)
     size: int = 0                     # render size in pixels (0: the prior's image size)
     elevation_deg: tuple[float, float] = (-10.0, 60.0)
     azimuth_deg: tuple[float, float] = (-180.0, 180.0)
@@ -90,6 +91,8 @@ class GenerateConfig:
             raise ConfigError(f"generate.close_gaps must be >= 0, got {self.close_gaps}")
         if not 0 < self.floater_keep_ratio <= 1:
             raise ConfigError(f"generate.floater_keep_ratio must be in (0, 1], got {self.floater_keep_ratio}")
+        if self.prior_dtype not in ("fp32", "fp16", "bf16"):
+            raise ConfigError(f"generate.prior_dtype (--dtype) must be fp32, fp16 or bf16, got {self.prior_dtype!r}")
 
 
 @dataclass

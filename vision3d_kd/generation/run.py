@@ -12,6 +12,7 @@ import torch
 from ..checkpoint import WEIGHTS, read_config
 from ..errors import ConfigError, RunError
 from ..guidance.diffusers_prior import default_prior_path, load_prior
+from ..guidance.pipeline_files import parse_dtype
 from ..guidance.prior import DiffusionPrior
 from ..guidance.prompt_words import refusal, understand
 from ..runs import update_metrics
@@ -83,7 +84,7 @@ def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
     if isinstance(prior, DiffusionPrior):
         model, prior_path = prior, getattr(prior, "path", None)
     else:
-        model = load_prior(prior, device)
+        model = load_prior(prior, device, parse_dtype(setup.generate.prior_dtype))
         prior_path = model.path
     t0 = time.perf_counter()
     generate(prompt, out, setup, model, None if prior_path is None else str(prior_path), resume=resume,

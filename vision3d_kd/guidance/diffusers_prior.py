@@ -1,12 +1,13 @@
 """`DiffusersPrior`: a `DiffusionPrior` over any local diffusers pipeline directory — Stable Diffusion
-1.x/2.x (VAE latents, CLIP text encoder), DeepFloyd-IF stage I style pixel pipelines (no VAE, T5 or any
-transformers text encoder) and the bundled prior in `vision3d_kd/assets/prior/` (a latent pipeline whose UNet takes
-the camera through its class embedding). Nothing is downloaded: the directory must hold every
-component its `model_index.json` lists."""
+1.x/2.x (VAE latents, CLIP text encoder; ε or v prediction), SDXL (two text encoders, pooled embeddings and
+size/crop time ids), DeepFloyd IF stage I (pixels, T5 with its attention mask, a learnt variance) and the
+bundled prior in `vision3d_kd/assets/prior/` (a latent pipeline whose UNet takes the camera through its
+class embedding). Text embeddings and guided noise equal the pipelines' own `encode_prompt` and UNet call
++ CFG (tests/test_prior_parity.py). Nothing is downloaded: the directory must hold every component its
+`model_index.json` lists; networks load in the chosen dtype, from `fp16` variant files where present."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -14,44 +15,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..assets import default_prior_path
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
+from .pipeline_files import load_component, pipeline_components, pipeline_index
 from .prior import CAMERA_FEATURES, CameraCondition, DiffusionPrior, PromptEmbeddings, camera_features
+from .prompt_encoding import PromptEncoder
 
 __all__ = ["DiffusersPrior", "pipeline_components", "load_prior"]
-
-_REQUIRED = ("unet", "scheduler", "text_encoder", "tokenizer")
-_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "model.safetensors",
-            "pytorch_model.bin", "diffusion_pytorch_model.fp16.safetensors", "model.fp16.safetensors")
-
-
-def pipeline_components(path: Path) -> dict[str, tuple[str, str]]:
-    """{component: (library, class)} of a pipeline directory, checked: model_index.json exists, the four
-    required components are listed, and every listed component has its folder (and weights for models).
-    Raises DataError naming the first problem."""
-    path = Path(path)
-    index = path / "model_index.json"
-    if not path.is_dir():
-        raise DataError(f"{path}: no such prior directory")
-    if not index.is_file():
-        raise DataError(f"{path}: not a diffusers pipeline directory (no model_index.json)")
-    try:
-        raw = json.loads(index.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{index}: invalid JSON ({e.msg})") from None
-    comps = {k: tuple(v) for k, v in raw.items()
-             if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and v[0] is not None}
-    for name in _REQUIRED:
-        if name not in comps:
-            raise DataError(f"{path}: model_index.json lists no {name!r} component")
-    for name, (_, cls) in comps.items():
-        folder = path / name
-        if name in ("safety_checker", "feature_extractor", "watermarker"):
-            continue
-        if not folder.is_dir():
-            raise DataError(f"{path}: component {name!r} ({cls}) is missing: no {name}/ folder")
-        if name in ("unet", "vae", "text_encoder") and not any((folder / w).is_file() for w in _WEIGHTS):
-            raise DataError(f"{path}: component {name!r} has no weights in {name}/")
-    return comps
 
 
 class DiffusersPrior(DiffusionPrior):
@@ -74,20 +43,22 @@ class DiffusersPrior(DiffusionPrior):
         comps = pipeline_components(self.path)
         self.device, self.dtype = torch.device(device), dtype
 
-        def load(name: str):
-            lib, cls = comps[name]
-            module = {"diffusers": diffusers, "transformers": transformers}.get(lib)
-            if module is None or not hasattr(module, cls):
-                raise DataError(f"{self.path}: component {name!r} has unknown class {lib}.{cls}")
-            try:
-                return getattr(module, cls).from_pretrained(self.path / name)
-            except (OSError, ValueError, TypeError, KeyError) as e:
-                raise DataError(f"{self.path}: cannot load {name!r} ({type(e).__name__}: {str(e)[:200]})") from None
+        def load(name: str, load_dtype: torch.dtype | None = None):
+            module = load_component(self.path, name, *comps[name], load_dtype)
+            return module.to(self.device).eval().requires_grad_(False) if load_dtype is not None else module
 
-        self.unet = load("unet").to(self.device, dtype).eval().requires_grad_(False)
-        self.text_encoder = load("text_encoder").to(self.device, dtype).eval().requires_grad_(False)
-        self.tokenizer = load("tokenizer")
-        self.vae = load("vae").to(self.device, dtype).eval().requires_grad_(False) if "vae" in comps else None
+        self.unet = load("unet", dtype)
+        self.text_encoder, self.tokenizer = load("text_encoder", dtype), load("tokenizer")
+        second = "text_encoder_2" in comps and "tokenizer_2" in comps
+        self.prompts = PromptEncoder(self.tokenizer, self.text_encoder, load("tokenizer_2") if second else None,
+                                     load("text_encoder_2", dtype) if second else None)
+        # SDXL's pipeline gives zero negative embeddings when no negative prompt is given
+        self.zeros_for_no_negative = second and bool(pipeline_index(self.path).get("force_zeros_for_empty_prompt"))
+        self.vae = None
+        if "vae" in comps:  # a VAE marked force_upcast (SDXL's) overflows in fp16: the pipeline runs it in fp32
+            self.vae = load("vae", dtype)
+            if dtype == torch.float16 and self.vae.config.get("force_upcast", False):
+                self.vae = self.vae.float()
         sched = load("scheduler")
         self.scheduler = sched
         self.alphas_cumprod = sched.alphas_cumprod.detach().float().cpu()
@@ -107,45 +78,67 @@ class DiffusersPrior(DiffusionPrior):
             raise ConfigError(f"{self.path}: a camera embedding of size {dim} is not supported "
                               f"({CAMERA_FEATURES}: see guidance.prior.camera_features)")
         self.camera_conditioned = dim is not None
+        self.time_ids = None  # SDXL: original size, crop top-left, target size (pixels), as the pipeline's defaults
+        if cfg.get("addition_embed_type") == "text_time":
+            if self.prompts.kind != "sdxl":
+                raise ConfigError(f"{self.path}: the UNet takes pooled text and time ids (SDXL) but the pipeline "
+                                  "lists no text_encoder_2")
+            self.time_ids = torch.tensor([[self.image_size, self.image_size, 0, 0, self.image_size, self.image_size]],
+                                         dtype=torch.float32)
 
     @torch.no_grad()
-    def text_embeddings(self, prompts: list[str], negative: list[str] | str = "") -> PromptEmbeddings:
-        """Last hidden states [B,L,D] of the text encoder for prompts and negatives (padded to max length)."""
-        neg = [negative] * len(prompts) if isinstance(negative, str) else list(negative)
+    def text_embeddings(self, prompts: list[str], negative: list[str] | str | None = None) -> PromptEmbeddings:
+        """Text-encoder states [B,L,D] (and SDXL's pooled [B,P]) for prompts and negatives. negative None: the
+        pipeline's default when no negative prompt is given (zeros for SDXL, the empty prompt otherwise)."""
+        neg = [negative] * len(prompts) if isinstance(negative, str) or negative is None else list(negative)
         if len(neg) != len(prompts):
             raise ValueError(f"{len(neg)} negative prompts for {len(prompts)} prompts")
-        return PromptEmbeddings(self._encode_text(list(prompts)), self._encode_text(neg))
-
-    def _encode_text(self, texts: list[str]) -> Tensor:
-        tok = self.tokenizer(texts, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt")
-        return self.text_encoder(tok.input_ids.to(self.device))[0].to(self.dtype)
+        cond, pooled = self.prompts(list(prompts))
+        if self.zeros_for_no_negative and all(n is None for n in neg):
+            uncond, pooled_u = torch.zeros_like(cond), None if pooled is None else torch.zeros_like(pooled)
+        else:
+            uncond, pooled_u = self.prompts(["" if n is None else n for n in neg])
+        both = (cond, uncond, pooled, pooled_u)
+        cond, uncond, pooled, pooled_u = (None if x is None else x.to(self.dtype) for x in both)
+        return PromptEmbeddings(cond, uncond, pooled=pooled, pooled_uncond=pooled_u)
 
     def encode(self, images: Tensor) -> Tensor:
-        x = images.to(self.device, self.dtype) * 2.0 - 1.0
+        x = images.to(self.device, self.dtype if self.vae is None else self.vae.dtype) * 2.0 - 1.0
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
             x = F.interpolate(x, (self.image_size, self.image_size), mode="bilinear", align_corners=False)
         if self.vae is None:
             return x
-        return self.vae.encode(x).latent_dist.mean * self.scale
+        return (self.vae.encode(x).latent_dist.mean * self.scale).to(self.dtype)
 
     def decode(self, x0: Tensor) -> Tensor:
-        x = x0.to(self.device, self.dtype)
+        x = x0.to(self.device, self.dtype if self.vae is None else self.vae.dtype)
         if self.vae is not None:
             x = self.vae.decode(x / self.scale).sample
-        return ((x + 1.0) * 0.5).clamp(0.0, 1.0)
+        return ((x.float() + 1.0) * 0.5).clamp(0.0, 1.0)
 
-    def model_output(self, x_t: Tensor, t: Tensor, emb: Tensor, camera: CameraCondition | None) -> Tensor:
+    def added_conditions(self, pooled: Tensor | None, batch: int) -> dict[str, Tensor] | None:
+        """The UNet's `added_cond_kwargs` for a batch: SDXL's pooled text [B,P] and time ids [B,6]; else None."""
+        if self.time_ids is None:
+            return None
+        if pooled is None:
+            raise ValueError(f"{self.path}: this prior needs pooled text embeddings (SDXL)")
+        return {"text_embeds": pooled.to(self.device, self.dtype),
+                "time_ids": self.time_ids.to(self.device, self.dtype).expand(batch, -1)}
+
+    def model_output(self, x_t: Tensor, t: Tensor, emb: Tensor, camera: CameraCondition | None,
+                     pooled: Tensor | None = None) -> Tensor:
         labels = None
         if self.camera_conditioned:
             if camera is None:
                 raise ValueError(f"{self.path}: this prior is camera-conditioned; pass the camera")
             labels = camera_features(camera).to(self.device, self.dtype)
         out = self.unet(x_t.to(self.device, self.dtype), t.to(self.device), emb.to(self.device, self.dtype),
-                        class_labels=labels).sample
+                        class_labels=labels, added_cond_kwargs=self.added_conditions(pooled, x_t.shape[0])).sample
         return out[:, : self.channels]  # IF-style UNets also predict a variance in the extra channels
 
 
-def load_prior(path: str | Path | None = None, device: torch.device | str = "cpu") -> DiffusersPrior:
-    """The local diffusers pipeline at `path`, or the bundled prior (vision3d_kd/assets/prior) when None."""
-    return DiffusersPrior(default_prior_path(path), device=device)
+def load_prior(path: str | Path | None = None, device: torch.device | str = "cpu",
+               dtype: torch.dtype = torch.float32) -> DiffusersPrior:
+    """The local diffusers pipeline at `path`, or the bundled prior (vision3d_kd/assets/prior) when None,
+    its networks computing in `dtype`."""
+    return DiffusersPrior(default_prior_path(path), device=device, dtype=dtype)

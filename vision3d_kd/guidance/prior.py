@@ -3,8 +3,9 @@
 
 Conventions: images are [B,3,H,W] RGB in [0,1]; timesteps are integers in [0, T); `alphas_cumprod`
 [T] is ᾱ_t of the DDPM forward process x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε; noise predictions are always
-returned as ε (a v-prediction model's output v is converted with ε = √ᾱ_t v + √(1−ᾱ_t) x_t).
-Classifier-free guidance uses the diffusers form ε̂ = ε_∅ + s (ε_c − ε_∅).
+returned as ε (a v-prediction model's output v is converted with ε = √ᾱ_t v + √(1−ᾱ_t) x_t), in float32.
+Classifier-free guidance uses the diffusers form ε̂ = ε_∅ + s (ε_c − ε_∅), applied like the pipelines to
+the network's raw output (ε, or v before its conversion; the same maths, the same rounding).
 Camera conditioning (optional) describes the camera that rendered the image: elevation and azimuth
 in degrees (azimuth 0 on +x, z up, see `cameras_from_spherical`) and distance in scene units.
 """
@@ -26,14 +27,26 @@ CAMERA_FEATURES = 5  # sin/cos elevation, sin/cos azimuth, radius / 4
 @dataclass
 class PromptEmbeddings:
     """Text-encoder outputs [B,L,D] for the prompts (cond) and the negative / empty prompt (uncond); `plain`:
-    the prompt without its view suffix (what VSD's LoRA is conditioned on), None when cond has none."""
+    the prompt without its view suffix (what VSD's LoRA is conditioned on), None when cond has none.
+    `pooled*` [B,P]: the pooled text embeddings of the same three (SDXL's second encoder), else None."""
 
     cond: Tensor
     uncond: Tensor
     plain: Tensor | None = None
+    pooled: Tensor | None = None
+    pooled_uncond: Tensor | None = None
+    pooled_plain: Tensor | None = None
 
     def __len__(self) -> int:
         return self.cond.shape[0]
+
+    def pooled_for_plain(self) -> Tensor | None:
+        """The pooled embedding that goes with `plain` (or with cond when there is no plain)."""
+        return self.pooled if self.plain is None else self.pooled_plain
+
+    def pooled_pair(self) -> Tensor | None:
+        """[2B,P]: pooled uncond then cond (the doubled batch of a guided call), or None."""
+        return None if self.pooled is None else torch.cat([self.pooled_uncond, self.pooled])
 
 
 @dataclass
@@ -84,7 +97,8 @@ class DiffusionPrior:
     def num_train_timesteps(self) -> int:
         return int(self.alphas_cumprod.shape[0])
 
-    def text_embeddings(self, prompts: list[str], negative: list[str] | str = "") -> PromptEmbeddings:
+    def text_embeddings(self, prompts: list[str], negative: list[str] | str | None = None) -> PromptEmbeddings:
+        """Embeddings of the prompts and their negatives (None: the model's default for no negative prompt)."""
         raise NotImplementedError
 
     def encode(self, images: Tensor) -> Tensor:
@@ -95,18 +109,24 @@ class DiffusionPrior:
         """Model-space samples [B,C,h,w] -> images [B,3,H,W] in [0,1]."""
         raise NotImplementedError
 
-    def model_output(self, x_t: Tensor, t: Tensor, emb: Tensor, camera: CameraCondition | None) -> Tensor:
-        """The network's raw output for noisy samples x_t [B,C,h,w], timesteps t [B] and text [B,L,D]."""
+    def model_output(self, x_t: Tensor, t: Tensor, emb: Tensor, camera: CameraCondition | None,
+                     pooled: Tensor | None = None) -> Tensor:
+        """The network's raw output for noisy samples x_t [B,C,h,w], timesteps t [B], text [B,L,D] and pooled
+        text [B,P] (models that take one)."""
         raise NotImplementedError
+
+    def added_conditions(self, pooled: Tensor | None, batch: int) -> dict[str, Tensor] | None:
+        """Extra UNet inputs (`added_cond_kwargs`) for a batch, None for models that take none."""
+        return None
 
     def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
         """x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε."""
         a = self.alphas_cumprod.to(x0.device)[t].reshape(-1, *([1] * (x0.dim() - 1))).to(x0.dtype)
         return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
-    def predict_noise_pair(self, x_t: Tensor, t: Tensor, emb: PromptEmbeddings,
-                           camera: CameraCondition | None = None) -> tuple[Tensor, Tensor]:
-        """(ε_∅, ε_c) [B,C,h,w] for x_t [B,...] and t [B]: one network call on the doubled batch."""
+    def _raw_pair(self, x_t: Tensor, t: Tensor, emb: PromptEmbeddings,
+                  camera: CameraCondition | None) -> tuple[Tensor, Tensor]:
+        """The network's raw outputs (uncond, cond) [B,C,h,w] in float32: one call on the doubled batch."""
         b = x_t.shape[0]
         if len(emb) != b:
             raise ValueError(f"{len(emb)} prompt embeddings for a batch of {b}")
@@ -114,15 +134,27 @@ class DiffusionPrior:
         if camera is not None:
             cam2 = CameraCondition(*(torch.cat([v, v]) for v in (camera.elevation_deg, camera.azimuth_deg,
                                                                   camera.radius)))
-        out = self.model_output(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([emb.uncond, emb.cond]), cam2)
-        if self.prediction_type == "v_prediction":
-            out = v_to_epsilon(out, torch.cat([x_t, x_t]), self.alphas_cumprod.to(x_t.device)[torch.cat([t, t])])
+        out = self.model_output(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([emb.uncond, emb.cond]), cam2,
+                                emb.pooled_pair()).float()
         return out[:b], out[b:]
+
+    def to_epsilon(self, out: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+        """ε [B,C,h,w] (float32) from the network's raw output (identity for ε-prediction models)."""
+        if self.prediction_type != "v_prediction":
+            return out.float()
+        return v_to_epsilon(out.float(), x_t.float(), self.alphas_cumprod.to(x_t.device)[t])
+
+    def predict_noise_pair(self, x_t: Tensor, t: Tensor, emb: PromptEmbeddings,
+                           camera: CameraCondition | None = None) -> tuple[Tensor, Tensor]:
+        """(ε_∅, ε_c) [B,C,h,w] float32 for x_t [B,...] and t [B]: one network call on the doubled batch."""
+        out_u, out_c = self._raw_pair(x_t, t, emb, camera)
+        return self.to_epsilon(out_u, x_t, t), self.to_epsilon(out_c, x_t, t)
 
     def predict_noise(self, x_t: Tensor, t: Tensor, emb: PromptEmbeddings, camera: CameraCondition | None = None,
                       guidance_scale: float = 7.5) -> Tensor:
-        """Classifier-free guided ε̂ = ε_∅ + s (ε_c − ε_∅) [B,C,h,w]."""
+        """Classifier-free guided ε̂ = ε_∅ + s (ε_c − ε_∅) [B,C,h,w] float32 (guided on the raw output, as the
+        pipelines do, then converted to ε)."""
         if not math.isfinite(guidance_scale):
             raise ValueError(f"guidance scale must be finite, got {guidance_scale}")
-        eps_u, eps_c = self.predict_noise_pair(x_t, t, emb, camera)
-        return eps_u + guidance_scale * (eps_c - eps_u)
+        out_u, out_c = self._raw_pair(x_t, t, emb, camera)
+        return self.to_epsilon(out_u + guidance_scale * (out_c - out_u), x_t, t)

@@ -26,14 +26,16 @@ class ViewPrompts:
     """Text embeddings of `prompt` + each view suffix (or of the bare prompt with view_dependent=False), and
     of the bare prompt (`PromptEmbeddings.plain`)."""
 
-    def __init__(self, prior: DiffusionPrior, prompt: str, negative: str = "", view_dependent: bool = True) -> None:
+    def __init__(self, prior: DiffusionPrior, prompt: str, negative: str | None = None,
+                 view_dependent: bool = True) -> None:
         if not prompt.strip():
             raise ValueError("the prompt is empty")
         self.prompt, self.view_dependent = prompt.strip(), view_dependent
         texts = [self.prompt + s for s in SUFFIXES] if view_dependent else [self.prompt]
         self.texts = texts
+        negative = negative or None  # "" = no negative prompt: the model's own default (zeros for SDXL)
         self._emb = prior.text_embeddings(texts, negative)
-        self._plain = prior.text_embeddings([self.prompt], negative).cond if view_dependent else self._emb.cond
+        self._plain = prior.text_embeddings([self.prompt], negative) if view_dependent else self._emb
 
     def text_for(self, elevation_deg: float, azimuth_deg: float) -> str:
         """The prompt a camera at this elevation/azimuth (degrees) sees."""
@@ -46,4 +48,10 @@ class ViewPrompts:
         else:
             idx = torch.tensor([SUFFIXES.index(view_suffix(float(e), float(a)))
                                 for e, a in zip(camera.elevation_deg, camera.azimuth_deg, strict=True)])
-        return PromptEmbeddings(self._emb.cond[idx], self._emb.uncond[idx], self._plain.expand(len(idx), -1, -1))
+        e, n = self._emb, len(idx)
+        plain = self._plain.cond if self.view_dependent else e.cond[:1]
+        if e.pooled is None:
+            return PromptEmbeddings(e.cond[idx], e.uncond[idx], plain.expand(n, -1, -1))
+        pooled_plain = self._plain.pooled if self.view_dependent else e.pooled[:1]
+        return PromptEmbeddings(e.cond[idx], e.uncond[idx], plain.expand(n, -1, -1), e.pooled[idx],
+                                e.pooled_uncond[idx], pooled_plain.expand(n, -1))

@@ -15,6 +15,7 @@ from torch import Tensor
 from ..checkpoint import atomic_write
 from ..errors import ConfigError
 from .diffusers_prior import load_prior
+from .pipeline_files import parse_dtype
 from .prior import CameraCondition, DiffusionPrior
 from .prompts import view_prompt
 
@@ -28,7 +29,7 @@ def ddim_sample(prior: DiffusionPrior, prompts: list[str], camera: CameraConditi
     """Images [B,3,H,W] in [0,1] for the prompts (and cameras, for camera-conditioned priors)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    emb = prior.text_embeddings(prompts, negative)
+    emb = prior.text_embeddings(prompts, negative or None)  # "": no negative prompt, the model's default
     abar = prior.alphas_cumprod.float()
     b = len(prompts)
     x = torch.randn(b, prior.channels, prior.sample_size, prior.sample_size, generator=generator)
@@ -56,12 +57,13 @@ def write_image_strip(images: Tensor, out: Path) -> None:
 def write_samples(prior: DiffusionPrior | str | Path | None, prompt: str, out: Path, elevation_deg: float = 15.0,
                   azimuth_deg: float = 0.0, radius: float = 3.5, n: int = 1, steps: int = 50,
                   guidance_scale: float = 7.5, negative: str = "", seed: int = 0,
-                  view_suffix: bool = True) -> tuple[str, Tensor]:
+                  view_suffix: bool = True, dtype: str = "fp32") -> tuple[str, Tensor]:
     """Sample `n` images of `prompt` seen from a camera at elevation/azimuth (degrees) and distance `radius`
     (scene units; used by camera-aware priors), seeds from `seed` on, and write them side by side to PNG `out`.
 
     `prior` is a loaded prior, a local diffusers pipeline directory, or None for the bundled prior; with
-    `view_suffix` the camera's view suffix is appended to the prompt. Returns (the prompt used, the images
+    `view_suffix` the camera's view suffix is appended to the prompt; `dtype` (fp32, fp16, bf16): the precision a
+    prior loaded here computes in. Returns (the prompt used, the images
     [n,3,H,W] in [0,1])."""
     out = Path(out)
     if out.suffix.lower() != ".png":
@@ -72,7 +74,11 @@ def write_samples(prior: DiffusionPrior | str | Path | None, prompt: str, out: P
         raise ConfigError("--n must be in [1, 64] and --steps in [1, 1000]")
     if not (-90 <= elevation_deg <= 90 and radius > 0):
         raise ConfigError("--elevation must be in [-90, 90] and --radius > 0")
-    model = prior if isinstance(prior, DiffusionPrior) else load_prior(prior)
+    try:
+        precision = parse_dtype(dtype)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    model = prior if isinstance(prior, DiffusionPrior) else load_prior(prior, dtype=precision)
     text = view_prompt(prompt, elevation_deg, azimuth_deg) if view_suffix else prompt.strip()
     full = torch.ones(n)
     cam = CameraCondition(full * elevation_deg, full * azimuth_deg, full * radius) if model.camera_conditioned else None

@@ -137,7 +137,6 @@ class SDS(ScoreDistillation):
     name = "sds"
 
     def gradient(self, z, x_t, noise, t, emb, camera):
-        eps_u, eps_c = self.prior.predict_noise_pair(x_t, t, emb, camera)
-        eps_hat = eps_u + self.cfg.guidance_scale * (eps_c - eps_u)
+        eps_hat = self.prior.predict_noise(x_t, t, emb, camera, self.cfg.guidance_scale)
         w = weighting(self.cfg.weighting, self.abar(t).flatten()).reshape(-1, 1, 1, 1)
-        return w * (eps_hat.float() - noise)
+        return w * (eps_hat - noise.float())

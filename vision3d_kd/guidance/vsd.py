@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..cameras import look_at
 from ..errors import ConfigError
-from .prior import CAMERA_FEATURES, CameraCondition, DiffusionPrior, PromptEmbeddings, camera_features, v_to_epsilon
+from .prior import CAMERA_FEATURES, CameraCondition, DiffusionPrior, PromptEmbeddings, camera_features
 from .schedules import weighting
 from .sds import GuidanceConfig, ScoreDistillation
 
@@ -44,8 +44,9 @@ LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 
 
 class LoraUNet(nn.Module):
-    """A LoRA-adapted, camera-embedded copy of a DiffusersPrior's UNet (float32, trainable parts only:
-    the LoRA matrices and the camera MLP)."""
+    """A LoRA-adapted, camera-embedded copy of a DiffusersPrior's UNet. The copied weights stay frozen in the
+    prior's dtype; what trains (the LoRA matrices and the camera MLP) is float32 master weights, and a 16-bit
+    prior's copy runs under autocast to that dtype."""
 
     def __init__(self, prior: DiffusionPrior, rank: int, camera: str = "c2w") -> None:
         super().__init__()
@@ -55,8 +56,12 @@ class LoraUNet(nn.Module):
         if base is None:
             raise ConfigError("VSD needs a diffusers prior (a UNet to copy for its LoRA)")
         self.prior = prior
-        self.unet = copy.deepcopy(base).float().requires_grad_(False)
+        self.unet = copy.deepcopy(base).requires_grad_(False)
         self.unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGETS))
+        for p in self.unet.parameters():
+            if p.requires_grad:
+                p.data = p.data.float()
+        self.dtype = next(base.parameters()).dtype
         dim = self.unet.time_embedding.linear_2.out_features
         self.camera = camera
         self.camera_mlp = nn.Sequential(nn.Linear(16 if camera == "c2w" else CAMERA_FEATURES, dim), nn.SiLU(),
@@ -74,9 +79,9 @@ class LoraUNet(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     def forward(self, x_t: Tensor, t: Tensor, emb: Tensor, camera: CameraCondition | None,
-                hide_camera: Tensor | None = None) -> Tensor:
-        """The copy's raw output [B,C,h,w] (ε or v, like the prior); hide_camera [B] bool zeroes the
-        camera input of those samples."""
+                hide_camera: Tensor | None = None, pooled: Tensor | None = None) -> Tensor:
+        """The copy's raw output [B,C,h,w] float32 (ε or v, like the prior); hide_camera [B] bool zeroes the
+        camera input of those samples; pooled [B,P]: the pooled text of priors that take one (SDXL)."""
         prior = self.prior
         dev = x_t.device
         labels = None
@@ -87,17 +92,18 @@ class LoraUNet(nn.Module):
                 feats = torch.where(hide_camera[:, None].to(dev), torch.zeros_like(feats), feats)
             self._camera_emb = self.camera_mlp(feats)
         try:
-            out = self.unet(x_t.float(), t, emb.float(), class_labels=labels).sample
+            half = self.dtype in (torch.float16, torch.bfloat16)
+            with torch.autocast(dev.type, dtype=self.dtype, enabled=half):
+                out = self.unet(x_t.to(self.dtype), t, emb.to(self.dtype), class_labels=labels,
+                                added_cond_kwargs=prior.added_conditions(pooled, x_t.shape[0])).sample.float()
         finally:
             self._camera_emb = None
         return out[:, : prior.channels]
 
-    def epsilon(self, x_t: Tensor, t: Tensor, emb: Tensor, camera: CameraCondition | None) -> Tensor:
-        """ε predicted by the copy (v converted for v-prediction priors)."""
-        out = self(x_t, t, emb, camera)
-        if self.prior.prediction_type == "v_prediction":
-            out = v_to_epsilon(out, x_t, self.prior.alphas_cumprod.to(x_t.device)[t])
-        return out
+    def epsilon(self, x_t: Tensor, t: Tensor, emb: Tensor, camera: CameraCondition | None,
+                pooled: Tensor | None = None) -> Tensor:
+        """ε predicted by the copy (v converted for v-prediction priors), float32."""
+        return self.prior.to_epsilon(self(x_t, t, emb, camera, pooled=pooled), x_t, t)
 
 
 def _bare(emb: PromptEmbeddings) -> Tensor:
@@ -116,9 +122,8 @@ class VSD(ScoreDistillation):
         self.optimizer = torch.optim.AdamW(self.lora.trainable(), lr=cfg.lora_lr)
 
     def gradient(self, z, x_t, noise, t, emb, camera):
-        eps_u, eps_c = self.prior.predict_noise_pair(x_t, t, emb, camera)
-        eps_hat = eps_u.float() + self.cfg.guidance_scale * (eps_c.float() - eps_u.float())
-        eps_lora = self.lora.epsilon(x_t, t, _bare(emb), camera)
+        eps_hat = self.prior.predict_noise(x_t, t, emb, camera, self.cfg.guidance_scale)
+        eps_lora = self.lora.epsilon(x_t, t, _bare(emb), camera, emb.pooled_for_plain())
         w = weighting(self.cfg.weighting, self.abar(t).flatten()).reshape(-1, 1, 1, 1)
         return w * (eps_hat - eps_lora)
 
@@ -131,7 +136,7 @@ class VSD(ScoreDistillation):
             noise = torch.randn(z.shape, generator=generator).to(z)
             x_t = self.prior.add_noise(z, noise, t)
             hide = (torch.rand(1, generator=generator) < self.cfg.camera_dropout).expand(b)  # the whole batch
-            out = self.lora(x_t, t, _bare(emb), camera, hide)
+            out = self.lora(x_t, t, _bare(emb), camera, hide, emb.pooled_for_plain())
             if self.prior.prediction_type == "v_prediction":
                 a = self.abar(t)
                 target = a.sqrt() * noise - (1 - a).sqrt() * z
