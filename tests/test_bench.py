@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from vision3d_kd.bench.report import REPO, bench_command, markdown_table, repo_path, write_results
 
@@ -36,8 +37,8 @@ def test_markdown_table_columns_in_first_seen_order():
     assert markdown_table([{"a": 1}, {"b": 2.0}]).splitlines()[0] == "| a | b |"
 
 
-BENCHMARKS = ("kernels", "fit-lego", "rasterizer", "pvd", "pvd-al", "mesh", "prior", "text-to-3d", "event-vggt",
-              "capture")
+BENCHMARKS = ("kernels", "fit-lego", "rasterizer", "pvd", "pvd-al", "mesh", "prior", "prior-cost", "text-to-3d",
+              "event-vggt", "capture")
 
 
 def test_unknown_benchmark_is_a_usage_error(capsys, tmp_path):
@@ -116,6 +117,8 @@ def test_bad_option_values_are_one_line_errors_before_any_work(args, name, capsy
       "--rows", "full,output_only"], "event_vggt",
      {"quick": False, "teacher_path": None, "runs_dir": None, "steps": None, "split": "test", "seeds": 2,
       "variant": {"stfd_mode": "tokens", "w_tcd": 0.5}, "rows": ["full", "output_only"]}),
+    (["prior-cost", "--shapes", "sdxl", "--dtypes", "bf16,fp16"], "prior_cost",
+     {"quick": False, "shapes": ["sdxl"], "dtypes": ["bf16", "fp16"]}),
     (["capture", "--split", "test", "--seeds", "2", "--methods", "naive", "--no-sfm"], "capture",
      {"quick": False, "split": "test", "budget_s": None, "seeds": 2, "runs_dir": None, "methods": ["naive"],
       "sfm": False, "progress": print}),
@@ -195,3 +198,22 @@ def test_fit_lego_reuses_only_finished_runs_of_the_same_budget(tmp_path):
     assert not _finished_with_budget(run, 780)  # interrupted: no metrics.json yet
     (run / "metrics.json").write_text("{}")
     assert _finished_with_budget(run, 780) and not _finished_with_budget(run, 45)
+
+
+def test_prior_cost_builds_the_real_models_shapes_and_refuses_unknown_ones(tmp_path, capsys):
+    """The bench's pipelines have the published parameter counts (built on the meta device: no memory)."""
+    from vision3d_kd.bench.prior_cost import build_modules
+
+    counts = {}
+    for shape in ("sd15", "sdxl"):
+        with torch.device("meta"):
+            modules = build_modules(shape, False, tmp_path / shape)
+        counts[shape] = {k: sum(p.numel() for p in m.parameters()) for k, m in modules.items() if k in
+                         ("unet", "vae", "text_encoder", "text_encoder_2")}
+    assert counts["sd15"] == {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480}
+    assert counts["sdxl"] == {"unet": 2_567_463_684, "vae": 83_653_863, "text_encoder": 123_060_480,
+                              "text_encoder_2": 694_659_840}
+    for args, name in ((["--shapes", "sd3"], "sd3"), (["--dtypes", "fp8"], "fp8")):
+        assert run_cli(["bench", "prior-cost", *args, "--out-dir", str(tmp_path / "out")]) == 2
+        one_line_error(capsys, name)
+    assert not (tmp_path / "out").exists()

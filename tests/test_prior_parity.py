@@ -193,3 +193,13 @@ def test_generate_and_sample_take_an_sdxl_or_if_checkout_and_a_dtype(pipelines, 
                     "2", "--out", str(png)]) == 0 and png.is_file()
     assert run_cli(["prior", "sample", "a red mug", "--dtype", "half", "--out", str(png)]) == 2
     one_line_error(capsys, "--dtype")
+
+
+def test_t5_keeps_its_fp32_layers_in_a_half_precision_if_prior(pipelines):
+    """transformers loads T5's feed-forward output ("wo", `_keep_in_fp32_modules`) in fp32 when asked for fp16;
+    the prior must not cast it back (it overflows in fp16), and its embeddings stay finite."""
+    prior = DiffusersPrior(pipelines["if"], dtype=torch.float16)
+    ff = prior.text_encoder.encoder.block[0].layer[-1].DenseReluDense
+    assert ff.wo.weight.dtype == torch.float32 and ff.wi_0.weight.dtype == torch.float16
+    emb = prior.text_embeddings(["a red mug"])
+    assert emb.cond.dtype == torch.float16 and torch.isfinite(emb.cond).all()

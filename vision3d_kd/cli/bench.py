@@ -231,6 +231,24 @@ def prior_command(quick: bool = _QUICK, prior: Path = _PRIOR, out_dir: Path = _O
     _report("prior", run(quick=quick, prior_path=prior, grid_path=out_dir / "prior_samples.png"), out_dir)
 
 
+@bench_app.command("prior-cost")
+def prior_cost_command(
+    quick: bool = _QUICK,
+    shapes: str = typer.Option(None, "--shapes", help="Comma-separated: sd15, sdxl (default both)."),
+    dtypes: str = typer.Option(None, "--dtypes", help="Comma-separated: fp32, fp16, bf16 (default fp32,bf16)."),
+    out_dir: Path = _OUT_DIR,
+) -> None:
+    """One SDS / VSD / BSD step with SD-1.5- and SDXL-shaped priors: seconds, peak memory.
+
+    Random weights at the real shapes (512 px, 64x64 latents), each row in its own process; fp32 vs bf16;
+    plus how far fp16 / bf16 SDS gradients are from fp32's (--quick: 1/10 width, 128 px)."""
+    from ..bench.prior_cost import SHAPES, run
+
+    picked = _name_list("--shapes", shapes, list(SHAPES), "shape(s)")
+    kinds = _name_list("--dtypes", dtypes, ["fp32", "fp16", "bf16"], "dtype(s)")
+    _report("prior-cost", run(quick=quick, shapes=picked, dtypes=kinds), out_dir)
+
+
 @bench_app.command("text-to-3d")
 def text_to_3d_command(
     quick: bool = _QUICK,

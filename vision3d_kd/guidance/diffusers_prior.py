@@ -9,6 +9,7 @@ class embedding). Text embeddings and guided noise equal the pipelines' own `enc
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,7 @@ from torch import Tensor
 
 from ..assets import default_prior_path
 from ..errors import ConfigError
-from .pipeline_files import load_component, pipeline_components, pipeline_index
+from .pipeline_files import MODELS, OPTIONAL, load_component, pipeline_components, pipeline_index
 from .prior import CAMERA_FEATURES, CameraCondition, DiffusionPrior, PromptEmbeddings, camera_features
 from .prompt_encoding import PromptEncoder
 
@@ -39,28 +40,42 @@ class DiffusersPrior(DiffusionPrior):
         diffusers.utils.logging.disable_progress_bar()
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-        self.path = Path(path)
-        comps = pipeline_components(self.path)
-        self.device, self.dtype = torch.device(device), dtype
+        comps = pipeline_components(Path(path))
+        modules = {name: load_component(Path(path), name, lib, cls, dtype if name in MODELS else None)
+                   for name, (lib, cls) in comps.items() if name not in OPTIONAL}
+        zeros = bool(pipeline_index(Path(path)).get("force_zeros_for_empty_prompt"))
+        self._setup(Path(path), modules, device, dtype, zeros, cast=False)  # (loaded in dtype: T5 keeps "wo" fp32)
 
-        def load(name: str, load_dtype: torch.dtype | None = None):
-            module = load_component(self.path, name, *comps[name], load_dtype)
-            return module.to(self.device).eval().requires_grad_(False) if load_dtype is not None else module
+    @classmethod
+    def from_modules(cls, modules: dict[str, Any], device: torch.device | str = "cpu",
+                     dtype: torch.dtype = torch.float32, force_zeros_for_empty_prompt: bool = True,
+                     name: str = "<in memory>") -> DiffusersPrior:
+        """A prior over pipeline components already in memory ({"unet": ..., "text_encoder": ..., "tokenizer":
+        ..., "scheduler": ..., optional "vae", "text_encoder_2", "tokenizer_2"}), as if loaded from a directory."""
+        prior = cls.__new__(cls)
+        prior._setup(Path(name), dict(modules), device, dtype, force_zeros_for_empty_prompt, cast=True)
+        return prior
 
-        self.unet = load("unet", dtype)
-        self.text_encoder, self.tokenizer = load("text_encoder", dtype), load("tokenizer")
-        second = "text_encoder_2" in comps and "tokenizer_2" in comps
-        self.prompts = PromptEncoder(self.tokenizer, self.text_encoder, load("tokenizer_2") if second else None,
-                                     load("text_encoder_2", dtype) if second else None)
+    def _setup(self, path: Path, modules: dict[str, Any], device: torch.device | str, dtype: torch.dtype,
+               force_zeros: bool, cast: bool) -> None:
+        self.path, self.device, self.dtype = path, torch.device(device), dtype
+
+        def net(name: str):
+            module = modules[name].to(self.device, dtype) if cast else modules[name].to(self.device)
+            return module.eval().requires_grad_(False)
+
+        self.unet, self.text_encoder, self.tokenizer = net("unet"), net("text_encoder"), modules["tokenizer"]
+        second = "text_encoder_2" in modules and "tokenizer_2" in modules
+        self.prompts = PromptEncoder(self.tokenizer, self.text_encoder, modules.get("tokenizer_2"),
+                                     net("text_encoder_2") if second else None)
         # SDXL's pipeline gives zero negative embeddings when no negative prompt is given
-        self.zeros_for_no_negative = second and bool(pipeline_index(self.path).get("force_zeros_for_empty_prompt"))
+        self.zeros_for_no_negative = second and force_zeros
         self.vae = None
-        if "vae" in comps:  # a VAE marked force_upcast (SDXL's) overflows in fp16: the pipeline runs it in fp32
-            self.vae = load("vae", dtype)
+        if "vae" in modules:  # a VAE marked force_upcast (SDXL's) overflows in fp16: the pipeline runs it in fp32
+            self.vae = net("vae")
             if dtype == torch.float16 and self.vae.config.get("force_upcast", False):
                 self.vae = self.vae.float()
-        sched = load("scheduler")
-        self.scheduler = sched
+        self.scheduler = sched = modules["scheduler"]
         self.alphas_cumprod = sched.alphas_cumprod.detach().float().cpu()
         self.prediction_type = str(sched.config.get("prediction_type", "epsilon"))
         if self.prediction_type not in ("epsilon", "v_prediction"):
