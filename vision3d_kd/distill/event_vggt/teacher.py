@@ -96,13 +96,27 @@ class VGGTTeacher:
         model.load_state_dict(state)
         self.model, self.device = model.eval().to(device), device
 
-    @torch.no_grad()
-    def __call__(self, frames: Tensor) -> dict:
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, device: str = "cpu") -> VGGTTeacher:
+        """The adapter around a VGGT module already built (e.g. from a checkout, with random weights)."""
+        teacher = cls.__new__(cls)
+        teacher.model, teacher.device = model.eval().to(device), device
+        return teacher
+
+    def preprocess(self, frames: Tensor) -> Tensor:
+        """Frames [B,S,3,H,W] linear RGB in [0,1] -> VGGT's input [B,S,3,h,518] sRGB in [0,1] (h: H scaled with
+        the aspect ratio, rounded to a multiple of 14; VGGT normalises with ImageNet statistics itself)."""
         b, s, _, h, w = frames.shape
         wr = 518
         hr = max(14, round(h * wr / w / 14) * 14)
-        x = F.interpolate(frames.reshape(b * s, 3, h, w).clamp(0, 1) ** (1 / 2.2), size=(hr, wr), mode="bilinear",
-                          align_corners=False).reshape(b, s, 3, hr, wr).to(self.device)
+        return F.interpolate(frames.reshape(b * s, 3, h, w).clamp(0, 1) ** (1 / 2.2), size=(hr, wr), mode="bilinear",
+                             align_corners=False).reshape(b, s, 3, hr, wr).to(self.device)
+
+    @torch.no_grad()
+    def __call__(self, frames: Tensor) -> dict:
+        b, s, _, h, w = frames.shape
+        x = self.preprocess(frames)
+        hr, wr = x.shape[-2:]
         tokens, start = self.model.aggregator(x)
         depth, conf = self.model.depth_head(tokens, images=x, patch_start_idx=start)
         picked = [tokens[k][:, :, start:].float().cpu() for k in self.LAYERS]
