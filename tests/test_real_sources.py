@@ -1,10 +1,14 @@
 """The real-model adapters against the real source, when a local checkout is given (skipped otherwise):
-V3KD_VGGT_SRC — a checkout of facebookresearch/vggt (its `vggt/` package importable; needs einops).
-The model is built with random weights (nothing is downloaded) and the adapter's tokens, depth and
-confidence are checked against the layers and heads it claims to read, and against VGGT's own forward."""
+V3KD_VGGT_SRC — a checkout of facebookresearch/vggt (its `vggt/` package importable; needs einops);
+V3KD_SV3D_SRC — a checkout of Stability-AI/generative-models (needs einops, fsspec, packaging).
+The models are built with random weights (nothing is downloaded). VGGT: the adapter's tokens, depth and
+confidence against the layers and heads it claims to read and VGGT's own forward. SV3D: the adapter's
+denoiser, conditioning vector and guidance against generative-models' own Denoiser, VScalingWithEDMcNoise,
+OpenAIWrapper, Timestep embedder and TrianglePredictionGuider around the same VideoUNet."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -13,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 VGGT_SRC = os.environ.get("V3KD_VGGT_SRC")
+SV3D_SRC = os.environ.get("V3KD_SV3D_SRC")
 
 
 @pytest.mark.skipif(not VGGT_SRC, reason="set V3KD_VGGT_SRC to a local checkout of facebookresearch/vggt")
@@ -51,3 +56,61 @@ def test_vggt_adapter_reads_the_layers_and_heads_it_claims():
     assert torch.allclose(out["confidence"], back(own["depth_conf"]), rtol=1e-4, atol=1e-5)
     assert (out["depth"] > 0).all() and (out["confidence"] >= 1).all()  # exp and 1 + exp activations
     assert torch.allclose(out["log_depth"], out["depth"].log())
+
+
+@pytest.mark.skipif(not SV3D_SRC, reason="set V3KD_SV3D_SRC to a local checkout of Stability-AI/generative-models")
+def test_sv3d_adapter_equals_generative_models_own_denoiser_and_guidance():
+    import importlib
+
+    from vision3d_kd.distill.gsv3d.sv3d import SV3DDenoiser, default_orbit, triangle_scales
+
+    torch.manual_seed(0)
+    ours = SV3DDenoiser.from_checkout(SV3D_SRC, variant="p")
+    assert sum(p.numel() for p in ours.unet.parameters()) == 1_525_278_442  # SV3D_p's UNet
+    sgm = "sgm.modules.diffusionmodules."
+    denoiser = importlib.import_module(sgm + "denoiser").Denoiser(
+        {"target": sgm + "denoiser_scaling.VScalingWithEDMcNoise"})
+    wrapped = importlib.import_module(sgm + "wrappers").OpenAIWrapper(ours.unet, compile_model=False)
+    timestep = importlib.import_module(sgm + "openaimodel").Timestep
+    guider = importlib.import_module(sgm + "guiders").TrianglePredictionGuider(max_scale=2.5, num_frames=21)
+
+    g = torch.Generator().manual_seed(1)
+    t, h = 21, 8  # the trained frame count; a small latent (the UNet is convolutional) keeps it quick
+    elevation, azimuth = default_orbit(10.0)
+    assert azimuth[-1] == 0 and torch.allclose(azimuth[0], torch.tensor(360 / 21))
+    x = torch.randn(1, t, 4, h, h, generator=g)
+    clip, cond = torch.randn(1, 1024, generator=g), torch.randn(1, 4, h, h, generator=g)
+    # the vector as SV3D_p's conditioner builds it: cond_aug, polar = 90° − elevation, azimuth (radians)
+    vector = torch.cat([timestep(256)(torch.full((t,), 1e-5)), timestep(512)(torch.deg2rad(90 - elevation)),
+                        timestep(512)(torch.deg2rad(azimuth))], dim=-1)
+    assert torch.allclose(ours.camera_vector(elevation[None], azimuth[None]), vector, atol=1e-6)
+    c = {"crossattn": clip.repeat(t, 1)[:, None], "concat": cond.repeat(t, 1, 1, 1), "vector": vector}
+    uc = {"crossattn": torch.zeros_like(c["crossattn"]), "concat": torch.zeros_like(c["concat"]), "vector": vector}
+    rows = x.reshape(t, 4, h, h)
+    for sigma in (0.5, 40.0):
+        s = torch.full((t,), sigma)
+        with torch.no_grad():
+            plain = denoiser(wrapped, rows, s, c, num_video_frames=t, image_only_indicator=torch.zeros(1, t))
+            x2, s2, c2 = guider.prepare_inputs(rows, s, c, uc)
+            guided = guider(denoiser(wrapped, x2, s2, c2, num_video_frames=t,
+                                     image_only_indicator=torch.zeros(2, t)), s2)
+        mine = ours.denoise(x, torch.tensor([sigma]), clip, cond, elevation[None], azimuth[None])
+        assert torch.allclose(mine.reshape(t, 4, h, h), plain, rtol=1e-4, atol=1e-5), sigma
+        mine = ours.denoise(x, torch.tensor([sigma]), clip, cond, elevation[None], azimuth[None], triangle_scales(t))
+        assert torch.allclose(mine.reshape(t, 4, h, h), guided, rtol=1e-4, atol=1e-5), sigma
+
+
+def test_sv3d_schedules_and_orbit_without_a_checkout():
+    """What needs no checkout: SV3D's per-frame guidance 1 + 0.15·min(i, 20 − i) at max 2.5, the default orbit
+    (17.14° steps, the input view last at 0°), Karras σ from 700 to 0.002 then 0, cos-first sinusoids."""
+    from vision3d_kd.distill.gsv3d.sv3d import default_orbit, karras_sigmas, sinusoid, triangle_scales
+
+    i = torch.arange(21).float()
+    assert torch.allclose(triangle_scales(21), 1 + 0.15 * torch.minimum(i, 20 - i), atol=1e-6)
+    elevation, azimuth = default_orbit(5.0)
+    assert (elevation == 5).all() and azimuth[-1] == 0 and torch.allclose(azimuth[:-1].diff(), torch.tensor(360 / 21))
+    sig = karras_sigmas(50)
+    assert sig.shape == (51,) and abs(sig[0] - 700) < 1e-3 and abs(sig[-2] - 0.002) < 1e-6 and sig[-1] == 0
+    assert (sig[:-1].diff() < 0).all()
+    emb = sinusoid(torch.tensor([0.0, 1.0]), 8)
+    assert torch.equal(emb[0], torch.tensor([1.0] * 4 + [0.0] * 4)) and abs(emb[1, 0] - math.cos(1.0)) < 1e-6
