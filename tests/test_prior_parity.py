@@ -235,3 +235,23 @@ def test_parity_at_the_real_widths(kind, tmp_path):
         with torch.no_grad():
             theirs = _reference_noise(kind, pipe, x_t, 500, ref, 7.5)
         assert (ours - theirs).abs().max() <= 1e-5 * max(1.0, float(theirs.abs().max())), prompts
+
+
+class _Unsafe:
+    def __reduce__(self):
+        return (print, ("UNSAFE: pickle code ran",))
+
+
+def test_a_pickled_weight_file_is_refused_without_running_it(pipelines, tmp_path, capsys):
+    """A pipeline whose UNet weights are a pickle that would run code on load (as bad_inputs'
+    run_pickle_checkpoint): a one-line DataError naming the component, and the code never runs."""
+    import pickle
+
+    broken = tmp_path / "pickled"
+    shutil.copytree(pipelines["sd1"], broken)
+    for f in (broken / "unet").glob("*.safetensors"):
+        f.unlink()
+    (broken / "unet" / "diffusion_pytorch_model.bin").write_bytes(pickle.dumps({"conv_in.weight": _Unsafe()}))
+    with pytest.raises(DataError, match="'unet'") as err:
+        DiffusersPrior(broken)
+    assert "\n" not in str(err.value) and "UNSAFE" not in capsys.readouterr().out
