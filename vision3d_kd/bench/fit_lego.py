@@ -55,19 +55,15 @@ def run(quick: bool = False, data: Path | None = None, budget_s: float | None = 
     base = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="v3kd-bench-"))
     for name in fields or FIELDS_BENCHED:
         out = base / name
-        if _finished_with_budget(out, budget):
-            m = json.loads((out / "metrics.json").read_text())
-            rows.append(_row(name, m, out))
-            summary[f"psnr_{name.replace('-', '_')}"] = round(m["psnr_test"], 3)
-            continue
-        cmd = [sys.executable, "-m", "vision3d_kd.cli.main", "fit", str(data), "--field", name, "--out", str(out),
-               "--max-seconds", str(budget), "--no-progress", "--device", "cpu"]
-        if quick:
-            cmd += ["--downscale", "2"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            rows.append({"field": name, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]})
-            continue
+        if not _finished_with_budget(out, budget):
+            cmd = [sys.executable, "-m", "vision3d_kd.cli.main", "fit", str(data), "--field", name, "--out",
+                   str(out), "--max-seconds", str(budget), "--no-progress", "--device", "cpu"]
+            if quick:
+                cmd += ["--downscale", "2"]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                rows.append({"field": name, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]})
+                continue
         m = json.loads((out / "metrics.json").read_text())
         rows.append(_row(name, m, out))
         summary[f"psnr_{name.replace('-', '_')}"] = round(m["psnr_test"], 3)

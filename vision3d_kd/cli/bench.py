@@ -243,9 +243,10 @@ def prior_cost_command(
     Random weights at the real shapes (512 px, 64x64 latents), each row in its own process; fp32 vs bf16;
     plus how far fp16 / bf16 SDS gradients are from fp32's (--quick: 1/10 width, 128 px)."""
     from ..bench.prior_cost import SHAPES, run
+    from ..guidance.pipeline_files import DTYPES
 
     picked = _name_list("--shapes", shapes, list(SHAPES), "shape(s)")
-    kinds = _name_list("--dtypes", dtypes, ["fp32", "fp16", "bf16"], "dtype(s)")
+    kinds = _name_list("--dtypes", dtypes, list(DTYPES), "dtype(s)")
     _report("prior-cost", run(quick=quick, shapes=picked, dtypes=kinds), out_dir)
 
 

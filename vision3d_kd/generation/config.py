@@ -16,6 +16,7 @@ from typing import Any
 
 from ..config import CONFIG_DIR, dataclass_from, parse_overrides, read_sections
 from ..errors import ConfigError
+from ..guidance.pipeline_files import DTYPES
 from ..guidance.sds import METHODS, GuidanceConfig
 
 __all__ = ["GenerateConfig", "GenerationConfig", "load_generate_config", "GENERATE_DIR"]
@@ -91,7 +92,7 @@ class GenerateConfig:
             raise ConfigError(f"generate.close_gaps must be >= 0, got {self.close_gaps}")
         if not 0 < self.floater_keep_ratio <= 1:
             raise ConfigError(f"generate.floater_keep_ratio must be in (0, 1], got {self.floater_keep_ratio}")
-        if self.prior_dtype not in ("fp32", "fp16", "bf16"):
+        if self.prior_dtype not in DTYPES:
             raise ConfigError(f"generate.prior_dtype (--dtype) must be fp32, fp16 or bf16, got {self.prior_dtype!r}")
 
 

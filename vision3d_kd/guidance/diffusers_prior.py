@@ -40,10 +40,11 @@ class DiffusersPrior(DiffusionPrior):
         diffusers.utils.logging.disable_progress_bar()
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-        comps = pipeline_components(Path(path))
+        index = pipeline_index(Path(path))
+        comps = pipeline_components(Path(path), index)
         modules = {name: load_component(Path(path), name, lib, cls, dtype if name in MODELS else None)
                    for name, (lib, cls) in comps.items() if name not in OPTIONAL}
-        zeros = bool(pipeline_index(Path(path)).get("force_zeros_for_empty_prompt"))
+        zeros = bool(index.get("force_zeros_for_empty_prompt"))
         self._setup(Path(path), modules, device, dtype, zeros, cast=False)  # (loaded in dtype: T5 keeps "wo" fp32)
 
     @classmethod

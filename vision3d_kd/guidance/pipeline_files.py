@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 __all__ = ["pipeline_components", "pipeline_index", "weight_variant", "load_component", "DTYPES", "parse_dtype"]
 
@@ -27,9 +27,9 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def parse_dtype(name: str) -> torch.dtype:
-    """torch dtype of a `--dtype` name (fp32, fp16 or bf16)."""
+    """torch dtype of a `--dtype` name (fp32, fp16 or bf16); ConfigError for any other name."""
     if name not in DTYPES:
-        raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+        raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {name!r}")
     return DTYPES[name]
 
 
@@ -61,11 +61,12 @@ def pipeline_index(path: Path) -> dict[str, Any]:
     return raw
 
 
-def pipeline_components(path: Path) -> dict[str, tuple[str, str]]:
+def pipeline_components(path: Path, index: dict[str, Any] | None = None) -> dict[str, tuple[str, str]]:
     """{component: (library, class)} of a pipeline directory, checked: model_index.json exists, the four
     required components are listed, and every listed component has its folder (and weights, plain, `fp16`
-    or sharded, for the networks). Raises DataError naming the first problem."""
-    raw = pipeline_index(path)
+    or sharded, for the networks). Raises DataError naming the first problem. index: the parsed
+    model_index.json when the caller has read it already."""
+    raw = pipeline_index(path) if index is None else index
     comps = {k: tuple(v) for k, v in raw.items()
              if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and v[0] is not None}
     for name in REQUIRED:

@@ -40,9 +40,10 @@ class PromptEmbeddings:
     def __len__(self) -> int:
         return self.cond.shape[0]
 
-    def pooled_for_plain(self) -> Tensor | None:
-        """The pooled embedding that goes with `plain` (or with cond when there is no plain)."""
-        return self.pooled if self.plain is None else self.pooled_plain
+    def bare(self) -> tuple[Tensor, Tensor | None]:
+        """(states [B,L,D], pooled [B,P] or None) of the prompt without its view suffix — `plain` and
+        `pooled_plain` — or of cond when the embeddings carry no plain (what VSD's LoRA is conditioned on)."""
+        return (self.cond, self.pooled) if self.plain is None else (self.plain, self.pooled_plain)
 
     def pooled_pair(self) -> Tensor | None:
         """[2B,P]: pooled uncond then cond (the doubled batch of a guided call), or None."""

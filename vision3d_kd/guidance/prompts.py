@@ -48,10 +48,8 @@ class ViewPrompts:
         else:
             idx = torch.tensor([SUFFIXES.index(view_suffix(float(e), float(a)))
                                 for e, a in zip(camera.elevation_deg, camera.azimuth_deg, strict=True)])
-        e, n = self._emb, len(idx)
-        plain = self._plain.cond if self.view_dependent else e.cond[:1]
+        e, plain, n = self._emb, self._plain, len(idx)  # plain: the bare prompt's embeddings, one row
         if e.pooled is None:
-            return PromptEmbeddings(e.cond[idx], e.uncond[idx], plain.expand(n, -1, -1))
-        pooled_plain = self._plain.pooled if self.view_dependent else e.pooled[:1]
-        return PromptEmbeddings(e.cond[idx], e.uncond[idx], plain.expand(n, -1, -1), e.pooled[idx],
-                                e.pooled_uncond[idx], pooled_plain.expand(n, -1))
+            return PromptEmbeddings(e.cond[idx], e.uncond[idx], plain.cond.expand(n, -1, -1))
+        return PromptEmbeddings(e.cond[idx], e.uncond[idx], plain.cond.expand(n, -1, -1), e.pooled[idx],
+                                e.pooled_uncond[idx], plain.pooled.expand(n, -1))

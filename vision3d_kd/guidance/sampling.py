@@ -74,10 +74,7 @@ def write_samples(prior: DiffusionPrior | str | Path | None, prompt: str, out: P
         raise ConfigError("--n must be in [1, 64] and --steps in [1, 1000]")
     if not (-90 <= elevation_deg <= 90 and radius > 0):
         raise ConfigError("--elevation must be in [-90, 90] and --radius > 0")
-    try:
-        precision = parse_dtype(dtype)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    precision = parse_dtype(dtype)
     model = prior if isinstance(prior, DiffusionPrior) else load_prior(prior, dtype=precision)
     text = view_prompt(prompt, elevation_deg, azimuth_deg) if view_suffix else prompt.strip()
     full = torch.ones(n)

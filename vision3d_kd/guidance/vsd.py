@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..cameras import look_at
 from ..errors import ConfigError
-from .prior import CAMERA_FEATURES, CameraCondition, DiffusionPrior, PromptEmbeddings, camera_features
+from .prior import CAMERA_FEATURES, CameraCondition, DiffusionPrior, camera_features
 from .schedules import weighting
 from .sds import GuidanceConfig, ScoreDistillation
 
@@ -106,11 +106,6 @@ class LoraUNet(nn.Module):
         return self.prior.to_epsilon(self(x_t, t, emb, camera, pooled=pooled), x_t, t)
 
 
-def _bare(emb: PromptEmbeddings) -> Tensor:
-    """The LoRA's text condition [B,L,D]: the prompt without view suffix when the embeddings carry it."""
-    return emb.cond if emb.plain is None else emb.plain
-
-
 class VSD(ScoreDistillation):
     """ProlificDreamer's variational score distillation (see the module docstring)."""
 
@@ -123,7 +118,8 @@ class VSD(ScoreDistillation):
 
     def gradient(self, z, x_t, noise, t, emb, camera):
         eps_hat = self.prior.predict_noise(x_t, t, emb, camera, self.cfg.guidance_scale)
-        eps_lora = self.lora.epsilon(x_t, t, _bare(emb), camera, emb.pooled_for_plain())
+        text, pooled = emb.bare()
+        eps_lora = self.lora.epsilon(x_t, t, text, camera, pooled)
         w = weighting(self.cfg.weighting, self.abar(t).flatten()).reshape(-1, 1, 1, 1)
         return w * (eps_hat - eps_lora)
 
@@ -131,12 +127,13 @@ class VSD(ScoreDistillation):
         """Train the LoRA `lora_steps` times on the detached particles z; returns {'lora_loss': ...}."""
         losses = []
         b, T = z.shape[0], self.prior.num_train_timesteps
+        text, pooled = emb.bare()
         for _ in range(self.cfg.lora_steps):
             t = torch.randint(0, T, (b,), generator=generator).to(z.device)
             noise = torch.randn(z.shape, generator=generator).to(z)
             x_t = self.prior.add_noise(z, noise, t)
             hide = (torch.rand(1, generator=generator) < self.cfg.camera_dropout).expand(b)  # the whole batch
-            out = self.lora(x_t, t, _bare(emb), camera, hide, emb.pooled_for_plain())
+            out = self.lora(x_t, t, text, camera, hide, pooled)
             if self.prior.prediction_type == "v_prediction":
                 a = self.abar(t)
                 target = a.sqrt() * noise - (1 - a).sqrt() * z
