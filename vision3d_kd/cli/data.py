@@ -41,7 +41,7 @@ def _refuse_unused(ctx: typer.Context, capture: bool) -> None:
 @data_app.command("scene")
 def scene_command(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Scene: sphere, box, torus, cylinder, cone or composite."),
+    name: str = typer.Argument(None, help="Scene: sphere, box, torus, cylinder, cone or composite (or --layout)."),
     out: Path = typer.Option(..., "--out", "-o", help="New output folder (must not exist or be empty)."),
     n_train: int = typer.Option(50, "--n-train", help="Training views, random at elevation -30..80 deg."),
     n_test: int = typer.Option(10, "--n-test", help="Held-out test views on an orbit (20/50 deg elevation)."),
@@ -62,13 +62,23 @@ def scene_command(
     n_views: int = typer.Option(72, "--n-views", help="With --capture: hand-held views orbiting the object."),
     n_points: int = typer.Option(3000, "--n-points", help="With --capture: sparse SfM-like surface points."),
     scale: float = typer.Option(1.0, "--scale", help="With --capture: image size factor (1 = 160x120, 120x160)."),
+    layout: Path = typer.Option(None, "--layout", help=(
+        "Render the true composition of a layout file instead (`v3kd generate --layout`): each object of the "
+        "bundled prior's world placed and scaled into its box; --radius defaults to 4 x the scene's half side.")),
 ) -> None:
     """Render scene NAME into OUT: transforms_{train,test}.json, RGBA PNGs, depth/normal .npy, scene.json
     (or, with --capture, a hand-held capture of it in a room)."""
     from ..data.capture_scene import write_capture_scene
     from ..data.procedural import write_scene
+    from ..errors import ConfigError
+    from ..generation.layout_truth import write_layout_scene
 
     _refuse_unused(ctx, capture)
+    if (name is None) == (layout is None) or (layout is not None and capture):
+        raise ConfigError("give a scene NAME or --layout FILE (one of them; --layout not with --capture)")
+    if layout is not None:
+        given = ctx.get_parameter_source("radius")
+        name = layout.name
     columns = (
         TextColumn(f"rendering {name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
     )
@@ -78,7 +88,12 @@ def scene_command(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        if capture:
+        if layout is not None:
+            path = write_layout_scene(layout, out, n_train=n_train, n_test=n_test, size=size,
+                                      radius=radius if given is not None and given.name == "COMMANDLINE" else None,
+                                      fov_deg=fov, seed=seed, supersample=2 if supersample is None else supersample,
+                                      progress=progress)
+        elif capture:
             path = write_capture_scene(
                 name, out, n_views=n_views, supersample=3 if supersample is None else supersample, seed=seed,
                 n_points=n_points, scale=scale, progress=progress,

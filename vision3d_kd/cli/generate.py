@@ -1,4 +1,5 @@
-"""`v3kd generate "PROMPT" --method sds|vsd|bsd --out RUN`: text-to-3D by score distillation."""
+"""`v3kd generate "PROMPT" --method sds|vsd|bsd --out RUN`: text-to-3D by score distillation; with
+`--layout FILE` or `--layout-from TEXT [--llm PATH]`, several objects in their boxes (LucidDreaming)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,18 @@ __all__ = ["register", "generate_command"]
 
 
 def generate_command(
-    prompt: str = typer.Argument(..., help="What to make, e.g. 'a red mug' (view suffixes are added per camera)."),
+    prompt: str = typer.Argument(None, help="What to make, e.g. 'a red mug' (view suffixes are added per camera); "
+                                 "with a layout, the scene's sentence (optional)."),
+    layout: Path = typer.Option(None, "--layout", help=(
+        "Compose several objects (LucidDreaming): a layout file, JSON {\"objects\": [{\"prompt\": ..., \"box\": "
+        "[xmin, ymin, zmin, xmax, ymax, zmax]}]} (world units, z up) or the paper's lines ('a cow', [x, y, z, w, h, "
+        "d]) on a 0-512 canvas. Written to RUN/layout.json.")),
+    layout_from: str = typer.Option(None, "--layout-from", help=(
+        "Write the layout from a sentence such as 'a red mug and a blue cube on a table' (counts; on, above, next "
+        "to, left of, right of, behind, in front of) and compose it.")),
+    llm: Path = typer.Option(None, "--llm", help=(
+        "With --layout-from: a local transformers causal language model that writes the layout instead of the "
+        "rules (prompted with in-context examples, its answer read as a layout file).")),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (default: runs/<prompt>-<method>-<seed>)."),
     method: str = typer.Option("sds", "--method",
                                help="sds (DreamFusion), vsd (ProlificDreamer) or bsd (PlacidDreamer)."),
@@ -43,9 +55,15 @@ def generate_command(
     """Optimise a 3D student so that its renders from random cameras look like PROMPT to a diffusion prior;
     writes a run directory (weights, config.json, metrics.json, log.jsonl) plus mesh.glb and turntable.mp4."""
 
+    from ..errors import ConfigError
     from ..generation.config import load_generate_config
+    from ..generation.lucid import pick_layout
     from ..generation.run import generate_run
     from .common import pick_device
+
+    chosen = pick_layout(layout, layout_from, llm)
+    if chosen is None and not (prompt or "").strip():
+        raise ConfigError("the prompt is empty: give a PROMPT, or a layout (--layout FILE or --layout-from TEXT)")
 
     sets = list(overrides)
     for key, value in (("steps", steps), ("particles", particles), ("student", student), ("prior_dtype", dtype)):
@@ -55,9 +73,9 @@ def generate_command(
     if negative is not None:
         sets.append(f"guidance.negative_prompt={negative!r}")
     setup = load_generate_config(method, config, sets)
-    out, metrics = generate_run(prompt, setup, out, prior, resume=resume, mesh=not no_mesh, video=not no_video,
-                                device=pick_device(device), show_progress=not quiet,
-                                allow_unknown_words=allow_unknown_words)
+    out, metrics = generate_run(prompt or "", setup, out, prior, resume=resume, mesh=not no_mesh,
+                                video=not no_video, device=pick_device(device), show_progress=not quiet,
+                                allow_unknown_words=allow_unknown_words, layout=chosen)
     parts = [f"{metrics['steps']} steps in {metrics['seconds']:.0f} s"]
     if not no_mesh:
         faces = metrics.get("mesh_faces", 0)
@@ -67,6 +85,8 @@ def generate_command(
     if "floater_share_before" in metrics:
         parts.append(f"floaters {100 * metrics['floater_share_before']:.2f} % -> "
                      f"{100 * metrics['floater_share_after']:.2f} % of the opacity")
+    if chosen is not None:
+        parts.append(f"{len(chosen.objects)} objects (layout in {out / 'layout.json'})")
     for note in metrics.get("prompt_notes", []):
         print(f"prompt: {note}")
     print(f"wrote {out}: " + ", ".join(parts) + f" (total {metrics['total_seconds']:.0f} s)")

@@ -20,7 +20,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import bench, convert, data, eval, event_depth, export, fit, generate, prior, render, view
+    from . import bench, bench_lucid, convert, data, eval, event_depth, export, fit, generate, prior, render, view
+
+    del bench_lucid  # imported for its side effect: it registers `bench lucid` on bench_app
 
     fit.register(app)
     convert.register(app)

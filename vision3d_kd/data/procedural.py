@@ -201,7 +201,7 @@ def _write_split(
 
 
 def write_scene(
-    name: str,
+    name: str | SDFScene,
     out_dir: str | Path,
     n_train: int = 50,
     n_test: int = 10,
@@ -212,8 +212,10 @@ def write_scene(
     supersample: int = 2,
     progress: Callable[[int, int], None] | None = None,
     num_threads: int | None = 1,
+    extra_files: dict[str, str] | None = None,
 ) -> Path:
-    """Render scene ``name`` into a new Blender-format folder ``out_dir`` and return its path.
+    """Render scene ``name`` (a named scene or an SDFScene) into a new Blender-format folder ``out_dir`` and
+    return its path.
 
     Writes transforms_{train,test}.json (camera_angle_x, aabb), {train,test}/r_i.png (RGBA),
     r_i_depth.npy (float32 ray distance, inf on a miss), r_i_normal.npy (float32 world normals)
@@ -222,13 +224,14 @@ def write_scene(
     an existing non-empty ``out_dir`` is refused. ``progress(done, total)`` is called per batch.
     ``num_threads`` caps torch's CPU threads while rendering (restored afterwards; None leaves
     them): the many small ops of sphere tracing gain nothing from threads and slow down badly
-    when other processes compete for the cores.
+    when other processes compete for the cores. ``extra_files``: {name: text} written beside them.
     """
-    _check_args(name, n_train, n_test, size, radius, fov_deg, supersample)
+    _check_args(name if isinstance(name, str) else SCENE_NAMES[0], n_train, n_test, size, radius, fov_deg,
+                supersample)
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: already exists and is not empty; refusing to overwrite")
-    scene = scene_sdf(name)
+    scene = scene_sdf(name) if isinstance(name, str) else name
     train, test = scene_cameras(n_train, n_test, size, radius, fov_deg, seed)
     total, done = n_train + n_test, 0
 
@@ -252,6 +255,8 @@ def write_scene(
         _write_split(tmp, "train", scene, train, fov_rad, supersample, batch, tick)
         _write_split(tmp, "test", scene, test, fov_rad, supersample, batch, tick)
         (tmp / "scene.json").write_text(json.dumps(scene.to_dict(), indent=1))
+        for rel, text in (extra_files or {}).items():
+            (tmp / rel).write_text(text)
         tmp.chmod(0o755)
         os.rename(tmp, out)  # atomic; replaces an empty directory
     except OSError as e:

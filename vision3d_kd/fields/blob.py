@@ -3,7 +3,10 @@
 sigma(p) = softplus(raw(p) + b(p)), b(p) = blob_density · (1 − ‖p − centre‖ / blob_radius), where raw is
 the inner field's pre-activation density (its `log_density_head` output; `block(x)` gives log sigma with
 the blob, which distillation matches); the blob makes the initial field a soft ball at the centre
-(positions in world units). For a hash-grid inner field, only the first
+(positions in world units). With `boxes` (LucidDreaming's object-centric blobs) there is one blob per
+box instead, stretched per axis by its sides s_k: b(p) = max_k blob_density · (1 − ‖(p − c_k) ⊘ (r s_k)‖ /
+blob_radius), r = box_ratio (0.625), so each starts as a soft ellipsoid of semi-axes r·blob_radius·s_k
+(62.5 % of the half-box for the defaults). For a hash-grid inner field, only the first
 `active_levels` levels of the encoding are used (the rest are zeroed), so coarse levels settle before
 fine ones (`set_progress`). Colours are the inner field's.
 """
@@ -38,6 +41,8 @@ class BlobConfig(FieldConfig):
     blob_density: float = 10.0
     blob_radius: float = bounded(0.5, lo=1e-6)
     centre: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    boxes: list[list[float]] = dataclasses.field(default_factory=list)  # [xmin,ymin,zmin,xmax,ymax,zmax] each
+    box_ratio: float = bounded(0.625, lo=1e-6)
     start_levels: int | None = bounded(None, lo=0)
     active_levels: int | None = bounded(None, lo=0)
 
@@ -65,6 +70,11 @@ class BlobField(Field):
                                              contract=field.contract))
         self.inner = field
         self.register_buffer("centre", torch.tensor(c.centre, dtype=torch.float32))
+        boxes = torch.tensor(c.boxes, dtype=torch.float32).reshape(-1, 6)
+        if len(boxes) and not (boxes[:, 3:] > boxes[:, :3]).all():
+            raise ConfigError("field.boxes: every box needs max > min on each axis")
+        self.register_buffer("box_centres", 0.5 * (boxes[:, :3] + boxes[:, 3:]), persistent=False)
+        self.register_buffer("box_spread", c.box_ratio * (boxes[:, 3:] - boxes[:, :3]), persistent=False)
         self.n_levels = levels  # hash levels of the inner field (0: not a hash grid)
         # features per hash level, not the geo block width
         self.level_features = field.config.n_features if isinstance(field, HashGridField) else 1
@@ -89,8 +99,12 @@ class BlobField(Field):
         return {**super().to_dict(), "inner": self.inner.to_dict()}
 
     def bias(self, x: Tensor) -> Tensor:
-        """b(p) [N] for world positions x [N,3]."""
-        d = (x - self.centre.to(x)).norm(dim=-1)
+        """b(p) [N] for world positions x [N,3] (one blob, or the largest of the boxes' blobs)."""
+        if len(self.box_centres):
+            u = (x[:, None, :] - self.box_centres.to(x)) / self.box_spread.to(x)  # [N, K, 3]
+            d = u.norm(dim=-1).amin(dim=-1)  # max over boxes of λ(1 − d_k/σ)
+        else:
+            d = (x - self.centre.to(x)).norm(dim=-1)
         return self.config.blob_density * (1.0 - d / self.config.blob_radius)
 
     def encode(self, x: Tensor) -> Tensor:

@@ -66,6 +66,8 @@ class GenerateConfig:
     prune_floaters: bool = True       # after the loop: clear the occupancy grid outside the main components
     floater_keep_ratio: float = 0.1   # ... keeping any component with this share of the largest one's mass
     close_gaps: float = 0.08          # ... after joining parts this close to the main body (scene units; 0: not)
+    harmonise: float = 0.0            # layouts: last fraction of the steps that adds the whole-scene term
+    harmonise_t_max: float = 0.3      # ... with timesteps at most this fraction of T
 
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
@@ -92,6 +94,8 @@ class GenerateConfig:
             raise ConfigError(f"generate.close_gaps must be >= 0, got {self.close_gaps}")
         if not 0 < self.floater_keep_ratio <= 1:
             raise ConfigError(f"generate.floater_keep_ratio must be in (0, 1], got {self.floater_keep_ratio}")
+        if not (0 <= self.harmonise < 1 and 0 < self.harmonise_t_max <= 1):
+            raise ConfigError("generate.harmonise must be in [0, 1) and generate.harmonise_t_max in (0, 1]")
         if self.prior_dtype not in DTYPES:
             raise ConfigError(f"generate.prior_dtype (--dtype) must be fp32, fp16 or bf16, got {self.prior_dtype!r}")
 
@@ -153,7 +157,7 @@ END_STEP = {"prune_floaters", "floater_keep_ratio", "close_gaps"}  # what `gener
 METHOD_ONLY = {"guidance.vsd_camera": "vsd", "guidance.lora_rank": "vsd", "guidance.lora_lr": "vsd",
                "guidance.lora_steps": "vsd", "guidance.camera_dropout": "vsd", "guidance.bsd_lambda": "bsd"}
 # settings added after runs were saved, with the value such runs were made with
-ADDED = {"guidance.vsd_camera": "angles"}
+ADDED = {"guidance.vsd_camera": "angles", "generate.harmonise": 0.0, "generate.harmonise_t_max": 0.3}
 
 
 def changed_settings(saved: dict[str, Any], setup: GenerationConfig, end_step: bool = True) -> list[str]:

@@ -3,7 +3,11 @@ albedo / textureless shading), asks the guidance for its score-distillation loss
 view-dependent prompt and the cameras, adds the regularisers and takes an Adam step. Resumable: the
 run directory holds the student, the occupancy grid, optimizer moments, the RNG and VSD's LoRA.
 
-Particles beyond the first are written to RUN/particles/<k>/ (each a run directory of its own)."""
+Particles beyond the first are written to RUN/particles/<k>/ (each a run directory of its own).
+
+With a layout (LucidDreaming, `guidance.lucid`) each step has one term per object — its cameras orbiting its
+box, rays clipped to it, its own prompt — plus the optional whole-scene term; the terms (each with its
+regularisers) are summed before the Adam step."""
 
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ from typing import Any
 import torch
 
 from ..cameras import RandomCameraSampler
+from ..data.layout import Layout
 from ..data.object_views import random_light
 from ..guidance.bsd import BSD
+from ..guidance.lucid import Target, layout_targets, whole_target
 from ..guidance.prior import CameraCondition, DiffusionPrior
 from ..guidance.prompts import ViewPrompts
 from ..guidance.sds import SDS, ScoreDistillation
@@ -27,6 +33,7 @@ from ..train.driver import StepResult, TrainTask, make_generator, seeded_init, t
 from ..train.loop import LoopConfig
 from ..train.state import load_train_state, save_train_state
 from .config import GenerationConfig
+from .lucid import layout_setup, view_scale
 from .students import build_student
 
 __all__ = ["generate", "GenerateTask", "build_guidance", "particle_dir"]
@@ -57,27 +64,52 @@ def _render_config(g, size: int) -> dict[str, Any]:
 
 class GenerateTask(TrainTask):
     """One step: `batch` random cameras of every particle under a random shading, the guidance's
-    score-distillation loss for the view-dependent prompt, the regularisers, an Adam step per particle."""
+    score-distillation loss for the view-dependent prompt, the regularisers, an Adam step per particle.
+    With a `layout` (and `object_prompts`, what the prior is told per object) one such term per object on
+    clipped rays, plus the whole-scene term over the last `harmonise` fraction (module docstring)."""
 
     def __init__(self, prompt: str, setup: GenerationConfig, prior: DiffusionPrior, run_cfg: dict[str, Any],
-                 device: torch.device, generator: torch.Generator) -> None:
+                 device: torch.device, generator: torch.Generator, layout: Layout | None = None,
+                 object_prompts: list[str] | None = None) -> None:
         g = self.g = setup.generate
         self.name, self.setup, self.run_cfg, self.gen = f"generate {setup.method}", setup, run_cfg, generator
         self.rng = random.Random(g.seed)  # shading and light choices
         size = run_cfg["render"]["width"]
         self.sampler = RandomCameraSampler(g.elevation_deg, g.azimuth_deg, g.radius, g.fov_deg, size, size)
-        self.prompts = ViewPrompts(prior, prompt, setup.guidance.negative_prompt, g.view_dependent_prompt)
+        neg, vd = setup.guidance.negative_prompt, g.view_dependent_prompt
+        if layout is None:
+            self.targets = [Target(ViewPrompts(prior, prompt, neg, vd))]
+        else:
+            self.targets = layout_targets(prior, layout, object_prompts or [o.prompt for o in layout.objects], neg, vd)
+            if g.harmonise > 0:
+                self.targets.append(whole_target(prior, layout, prompt, neg, 1.0 - g.harmonise, g.harmonise_t_max, vd))
+        boxes = None if layout is None else [list(o.box) for o in layout.objects]
         with seeded_init(g.seed):
             self.guidance = build_guidance(setup.method, prior, setup)
-            self.students = [build_student(setup, device, generator) for _ in range(g.particles)]
+            self.students = [build_student(setup, device, generator, boxes) for _ in range(g.particles)]
         self.device = device
+
+    def _term(self, s, target: Target, cams, shader: Shader | None, camera: CameraCondition, progress: float
+              ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """One target's loss for student `s`: its renders of `cams`, score distillation, regularisers."""
+        g, gen = self.g, self.gen
+        views = [s.render(cams, i, shader, gen, target.box) for i in range(g.batch)]
+        images = torch.stack([v["rgb"] for v in views]).permute(0, 3, 1, 2)
+        opacity = torch.stack([v["opacity"] for v in views])
+        loss, info = self.guidance.loss(images, target.prompts.for_cameras(camera), camera, progress, gen,
+                                        target.t_max)
+        orient = torch.stack([v["orientation"] for v in views]).mean()
+        loss = loss + g.lambda_orient * orient + g.lambda_sparsity * opacity.mean()
+        if g.lambda_opaque > 0:
+            o = opacity.clamp(1e-4, 1 - 1e-4)
+            loss = loss - g.lambda_opaque * (o * o.log() + (1 - o) * (1 - o).log()).mean()
+        return loss, {**info, "orientation": float(orient.detach()), "opacity": float(opacity.detach().mean())}
 
     def step(self, step: int, progress: float) -> StepResult:
         g, gen, rng = self.g, self.gen, self.rng
         params = self.sampler.sample_params(g.batch, gen)
-        cams = self.sampler.cameras(params).to(self.device)
         camera = CameraCondition(params["elevation_deg"], params["azimuth_deg"], params["radius"])
-        emb = self.prompts.for_cameras(camera)
+        active = [(t, t.cameras(self.sampler, params).to(self.device)) for t in self.targets if t.active(progress)]
         rec: dict[str, Any] = {}
         total = 0.0
         for k, s in enumerate(self.students):
@@ -85,23 +117,17 @@ class GenerateTask(TrainTask):
             mode = _pick_shading(g, rng)
             light = dataclasses.replace(random_light(rng), ambient=rng.uniform(*g.ambient))
             shader = Shader(None, mode, light, fd_step=g.step_size * 0.5, orientation=g.lambda_orient > 0)
-            views = [s.render(cams, i, None if mode == "albedo" and not shader.orientation else shader, gen)
-                     for i in range(g.batch)]
-            images = torch.stack([v["rgb"] for v in views]).permute(0, 3, 1, 2)
-            opacity = torch.stack([v["opacity"] for v in views])
-            loss, info = self.guidance.loss(images, emb, camera, progress, gen)
-            orient = torch.stack([v["orientation"] for v in views]).mean()
-            loss = loss + g.lambda_orient * orient + g.lambda_sparsity * opacity.mean()
-            if g.lambda_opaque > 0:
-                o = opacity.clamp(1e-4, 1 - 1e-4)
-                loss = loss - g.lambda_opaque * (o * o.log() + (1 - o) * (1 - o).log()).mean()
+            use = None if mode == "albedo" and not shader.orientation else shader
+            terms = [self._term(s, t, cams, use, camera, progress) for t, cams in active]
+            loss = sum(t[0] for t in terms)
             s.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             s.optimizer.step()
             total += float(loss.detach())
             if k == 0:
-                rec = {**info, "orientation": float(orient.detach()), "opacity": float(opacity.detach().mean()),
-                       "shading": mode}
+                rec = {**terms[0][1], "shading": mode}
+                if len(terms) > 1:
+                    rec["terms"] = len(terms)
         rec["loss"] = total / len(self.students)
         return StepResult(rec, f"loss {rec['loss']:.3g}  t {rec.get('t', 0):.0f}")
 
@@ -130,17 +156,29 @@ class GenerateTask(TrainTask):
 def generate(prompt: str, out: Path, setup: GenerationConfig, prior: DiffusionPrior, prior_path: str | None = None,
              resume: bool = False, device: torch.device | str = "cpu", rank: int = 0, show_progress: bool = True,
              callback: Callable[[int, dict[str, Any]], None] | None = None,
-             prior_prompt: str | None = None) -> dict[str, Any]:
+             prior_prompt: str | None = None, layout: Layout | None = None,
+             object_prompts: list[str] | None = None) -> dict[str, Any]:
     """Optimise setup.generate.particles students for `prompt` (the prior is given `prior_prompt` when set:
-    the bundled prior's own caption of it); returns metrics (also RUN/metrics.json)."""
+    the bundled prior's own caption of it); returns metrics (also RUN/metrics.json). With a `layout`, the
+    objects of the layout (`object_prompts`: what the prior is told for each), the student sized to it
+    (`lucid.layout_setup`); `prompt` is then the scene's sentence (the whole-scene term's prompt)."""
     setup.validate()
     prompt = prompt.strip()
     said = (prior_prompt or prompt).strip()
-    g, out = setup.generate, Path(out)
+    out = Path(out)
+    user = setup
+    if layout is not None:
+        setup = layout_setup(setup, layout)
+    g = setup.generate
     size = g.size or prior.image_size
-    run_cfg = {"generate": setup.to_dict(), "prompt": prompt, "prior_prompt": said, "prior": prior_path,
-               "render": _render_config(g, size)}
-    task = GenerateTask(said, setup, prior, run_cfg, torch.device(device), make_generator(g.seed))
+    render_cfg = _render_config(g, size)
+    run_cfg = {"generate": user.to_dict(), "prompt": prompt, "prior_prompt": said, "prior": prior_path,
+               "render": render_cfg}
+    if layout is not None:
+        render_cfg["radius"] *= view_scale(layout)
+        run_cfg.update(layout=layout.to_dict(), object_prompts=list(object_prompts or []))
+    task = GenerateTask(said, setup, prior, run_cfg, torch.device(device), make_generator(g.seed), layout,
+                        object_prompts)
     info = {"prompt": prompt, "method": setup.method, "particles": g.particles, "student": g.student, "seed": g.seed}
     return train(task, out, LoopConfig.of(g), resume=resume, rank=rank, show_progress=show_progress,
                  callback=callback, metrics=info)

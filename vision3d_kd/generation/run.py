@@ -1,5 +1,7 @@
 """A text-to-3D run directory end to end (what `v3kd generate` does): where it goes, the settings a resumed run
-keeps, the prior, the loop (`loop.generate`), then mesh.glb and turntable.mp4 (`outputs.write_outputs`)."""
+keeps, the prior, the loop (`loop.generate`), then mesh.glb and turntable.mp4 (`outputs.write_outputs`).
+With a layout (LucidDreaming) every object's prompt is read as a lone prompt would be, and after the loop
+the occupancy grid is kept to the boxes (no floater pruning or gap closing: they would join or drop objects)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import WEIGHTS, read_config
+from ..data.layout import Layout
 from ..errors import ConfigError, RunError
 from ..guidance.diffusers_prior import default_prior_path, load_prior
 from ..guidance.pipeline_files import parse_dtype
@@ -18,6 +21,7 @@ from ..guidance.prompt_words import refusal, understand
 from ..runs import update_metrics
 from .config import GenerationConfig, run_name
 from .loop import generate
+from .lucid import clear_outside_boxes
 from .outputs import write_outputs
 
 __all__ = ["default_run_dir", "saved_setup", "generate_run", "prompt_for_prior"]
@@ -28,16 +32,24 @@ def default_run_dir(prompt: str, method: str, seed: int) -> Path:
     return Path("runs") / run_name(prompt, method, seed)
 
 
-def saved_setup(run: Path, prompt: str) -> tuple[GenerationConfig, str]:
-    """The settings a generation run was started with and its prompt, which must match `prompt` (resume)."""
+def saved_setup(run: Path, prompt: str, layout: Layout | None = None) -> tuple[GenerationConfig, str]:
+    """The settings a generation run was started with and its prompt, which must match `prompt` (and its
+    layout `layout`) (resume)."""
     cfg = read_config(run)
     if "generate" not in cfg or "prompt" not in cfg:
         raise RunError(f"{run}: not a `v3kd generate` run (no generate settings in config.json)")
     if cfg["prompt"] != prompt.strip():
         raise RunError(f"{run}: was started for {cfg['prompt']!r}, not {prompt.strip()!r}")
+    if cfg.get("layout") != (None if layout is None else layout.to_dict()):
+        raise RunError(f"{run}: was started with another layout (or none); resume it with the one it was made with")
     setup = GenerationConfig.from_dict(cfg["generate"])
     setup.validate()
     return setup, cfg["prompt"]
+
+
+def is_bundled(prior_path: str | Path | None) -> bool:
+    """Whether `prior_path` (None: the default) is the bundled prior."""
+    return prior_path is None or Path(prior_path).resolve() == default_prior_path(None).resolve()
 
 
 def prompt_for_prior(prompt: str, prior_path: str | Path | None, allow_unknown_words: bool = False
@@ -46,8 +58,7 @@ def prompt_for_prior(prompt: str, prior_path: str | Path | None, allow_unknown_w
     directory) gets its own caption of the prompt (`guidance.prompt_words.understand`); a prompt it cannot
     read is a ConfigError naming the unknown words, unless `allow_unknown_words` (then the prompt goes as
     typed, unknown words becoming [UNK]). Other priors get the prompt as typed."""
-    bundled = default_prior_path(None).resolve()
-    if prior_path is not None and Path(prior_path).resolve() != bundled:
+    if not is_bundled(prior_path):
         return prompt.strip(), []
     understood = understand(prompt)
     if understood.ok:
@@ -60,7 +71,7 @@ def prompt_for_prior(prompt: str, prior_path: str | Path | None, allow_unknown_w
 def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
                  prior: DiffusionPrior | str | Path | None = None, *, resume: bool = False, mesh: bool = True,
                  video: bool = True, device: torch.device | str = "cpu", show_progress: bool = True,
-                 allow_unknown_words: bool = False) -> tuple[Path, dict[str, Any]]:
+                 allow_unknown_words: bool = False, layout: Layout | None = None) -> tuple[Path, dict[str, Any]]:
     """Generate `prompt` with `setup` into run directory `out` (default `default_run_dir`), then write
     RUN/mesh.glb and RUN/turntable.mp4 (unless `mesh` / `video` is False). The bundled prior is given its
     own caption of `prompt`, or the run is refused before anything is written (`prompt_for_prior`).
@@ -68,11 +79,16 @@ def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
     `prior`: a loaded prior, a local diffusers pipeline directory, or None for the bundled prior. With
     `resume`, an existing run continues with the settings and prompt it was started with (`setup` is
     ignored); without, a directory already holding a run is refused. Returns (run directory, metrics also in
-    RUN/metrics.json: the loop's, mesh_faces / mesh_vertices, total_seconds after the prior was loaded)."""
+    RUN/metrics.json: the loop's, mesh_faces / mesh_vertices, total_seconds after the prior was loaded).
+
+    `layout`: compose its objects instead (LucidDreaming); `prompt` may then be "" (the layout's sentence, or
+    its object prompts joined with 'and', is the run's prompt)."""
+    if layout is not None and not prompt.strip():
+        prompt = layout.scene_prompt()
     if not prompt.strip():
         raise ConfigError("the prompt is empty")
     if resume and out is not None and (Path(out) / "config.json").is_file():
-        setup, prompt = saved_setup(Path(out), prompt)
+        setup, prompt = saved_setup(Path(out), prompt, layout)
     out = Path(out) if out is not None else default_run_dir(prompt, setup.method, setup.generate.seed)
     if resume and not (out / "train_state.safetensors").is_file():
         raise RunError(f"{out}: nothing to resume (no train_state.safetensors)")
@@ -80,17 +96,34 @@ def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
         raise RunError(f"{out}: already holds a run; use --resume or another --out")
     saved = read_config(out).get("prior_prompt") if resume else None  # a resumed run keeps what the prior heard
     given = getattr(prior, "path", None) if isinstance(prior, DiffusionPrior) else prior
-    said, notes = (saved, []) if saved else prompt_for_prior(prompt, given, allow_unknown_words)
+    objects: list[str] = []
+    if layout is None:
+        said, notes = (saved, []) if saved else prompt_for_prior(prompt, given, allow_unknown_words)
+    else:
+        read = [prompt_for_prior(o.prompt, given, allow_unknown_words) for o in layout.objects]
+        objects = [r[0] for r in read]
+        notes = [f"object {k + 1}: {n}" for k, r in enumerate(read) for n in r[1]]
+        said = saved or (" and ".join(objects) if is_bundled(given) else prompt)
     if isinstance(prior, DiffusionPrior):
         model, prior_path = prior, getattr(prior, "path", None)
     else:
         model = load_prior(prior, device, parse_dtype(setup.generate.prior_dtype))
         prior_path = model.path
+    if layout is not None:  # the layout the run is made from, whichever way it was written
+        out.mkdir(parents=True, exist_ok=True)
+        layout.write(out / "layout.json")
     t0 = time.perf_counter()
     generate(prompt, out, setup, model, None if prior_path is None else str(prior_path), resume=resume,
-             device=device, show_progress=show_progress, prior_prompt=said)
+             device=device, show_progress=show_progress, prior_prompt=said, layout=layout, object_prompts=objects)
     g = setup.generate
-    outputs = write_outputs(out, g.mesh_resolution, g.video_frames, g.video_size, mesh, video,
-                            g.floater_keep_ratio if g.prune_floaters else None, g.close_gaps)
+    if layout is None:
+        outputs = write_outputs(out, g.mesh_resolution, g.video_frames, g.video_size, mesh, video,
+                                g.floater_keep_ratio if g.prune_floaters else None, g.close_gaps)
+    else:
+        cleared = clear_outside_boxes(out, layout)
+        scales = [o.scale for o in layout.objects]
+        outputs = write_outputs(out, g.mesh_resolution, g.video_frames, g.video_size, mesh, video, None,
+                                min_component=0.05 * (min(scales) / max(scales)) ** 3)
+        outputs["cells_cleared_outside_boxes"] = round(cleared, 6)
     return out, update_metrics(out, {**outputs, "total_seconds": round(time.perf_counter() - t0, 2),
                                      "prompt_notes": notes})

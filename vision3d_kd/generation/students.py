@@ -1,11 +1,14 @@
 """The 3D students score distillation optimises: a radiance field wrapped in `BlobField` (density blob,
 progressive hash levels, occupancy-grid marching, shading augmentation) or Gaussian splats (initialised
 in the blob's ball; albedo only, no normals). Both render one camera to rgb [H,W,3] on white and save
-as ordinary run directories (so `v3kd export/render/view` work on the result)."""
+as ordinary run directories (so `v3kd export/render/view` work on the result).
+
+With a layout's `boxes` (LucidDreaming; [K,6] world xmin..zmax) a field gets one blob per box and splats
+start in each box's blob; `render(..., clip=box)` then shows only what is inside that box: clipped rays
+for a field, for splats the Gaussians whose centre is in it (so only they get that object's gradient)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from torch import Tensor
 from ..cameras import Cameras, image_rays
 from ..checkpoint import WEIGHTS, load_tensors, save_tensors
 from ..fields import BlobField, GaussianSplats, build_field
+from ..fields.placed import splat_view
 from ..fields.splats import rgb_to_sh_dc
 from ..render.occupancy import OccupancyGrid, density_for_opacity
 from ..render.shading import Shader
@@ -32,12 +36,12 @@ WHITE = (1.0, 1.0, 1.0)
 class FieldStudent:
     """A BlobField over the method's field family (see the module docstring)."""
 
-    def __init__(self, setup: GenerationConfig, device: torch.device) -> None:
+    def __init__(self, setup: GenerationConfig, device: torch.device, boxes: list[list[float]] | None = None) -> None:
         g = setup.generate
         box = [[-g.aabb] * 3, [g.aabb] * 3]
         inner = {**setup.field, "field": g.student, "aabb": box}
         self.model = BlobField(inner=inner, blob_density=g.blob_density, blob_radius=g.blob_radius,
-                               start_levels=g.start_levels).to(device)
+                               start_levels=g.start_levels, boxes=list(boxes or [])).to(device)
         self.grid = OccupancyGrid(self.model.aabb.cpu(), g.occ_resolution, contract=self.model.contract).to(device)
         self.settings = RenderConfig(step_size=g.step_size, opacity_min=0.0)
         self.density_thr = density_for_opacity(0.01, g.step_size)
@@ -50,14 +54,16 @@ class FieldStudent:
         if step % self.cfg.occ_update_every == 0:
             self.grid.update(self.model.density, self.density_thr, warmup=step < 64, generator=generator)
 
-    def render(self, cams: Cameras, i: int, shader: Shader | None, generator: torch.Generator) -> dict[str, Tensor]:
-        """rgb [H,W,3], opacity [H,W] and the orientation penalty (scalar) of camera i."""
+    def render(self, cams: Cameras, i: int, shader: Shader | None, generator: torch.Generator,
+               clip: Tensor | None = None) -> dict[str, Tensor]:
+        """rgb [H,W,3], opacity [H,W] and the orientation penalty (scalar) of camera i (rays clipped to the
+        box `clip` [2,3] when given)."""
         o, d = image_rays(cams, i)
         bg = torch.tensor(WHITE, device=o.device).expand(o.shape[0], 3)
         if shader is not None:
             shader.field = self.model
         res = render_rays(self.model, o, d, self.grid, bg, self.settings, jitter=True, generator=generator,
-                          shader=shader)
+                          shader=shader, clip=None if clip is None else clip.to(o.device))
         h, w = cams.height, cams.width
         return {"rgb": res["rgb"].reshape(h, w, 3), "opacity": res["opacity"].reshape(h, w),
                 "orientation": res.get("orientation", res["rgb"].sum() * 0.0)}
@@ -73,17 +79,25 @@ class FieldStudent:
 
 
 class SplatStudent:
-    """Gaussian splats (SH degree 0) started as `splats` small grey Gaussians in the blob ball."""
+    """Gaussian splats (SH degree 0) started as `splats` small grey Gaussians in the blob ball (or, with
+    boxes, an equal share in each box's blob ellipsoid, sized to its object)."""
 
-    def __init__(self, setup: GenerationConfig, device: torch.device, generator: torch.Generator) -> None:
+    def __init__(self, setup: GenerationConfig, device: torch.device, generator: torch.Generator,
+                 boxes: list[list[float]] | None = None) -> None:
         g = setup.generate
         n = g.splats
         dirs = torch.nn.functional.normalize(torch.randn(n, 3, generator=generator), dim=-1)
         r = g.blob_radius * torch.rand(n, 1, generator=generator) ** (1 / 3)
+        centre, spread = torch.zeros(n, 3), torch.ones(n, 3)  # per Gaussian: its blob's centre and axes
+        if boxes:
+            b = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 6)
+            which = torch.arange(n) % len(b)
+            centre, spread = 0.5 * (b[which, :3] + b[which, 3:]), 0.625 * (b[which, 3:] - b[which, :3])
         self.model = GaussianSplats(aabb=[[-g.aabb] * 3, [g.aabb] * 3], n=n, sh_degree=0)
         with torch.no_grad():
-            self.model.means.copy_(dirs * r)
-            self.model.log_scales.fill_(math.log(g.blob_radius * 0.08))
+            self.model.means.copy_(centre + dirs * r * spread)
+            self.model.log_scales.copy_(torch.log(g.blob_radius * 0.08 * spread.min(dim=1, keepdim=True).values
+                                                  ).expand(n, 3))
             self.model.opacity_logits.fill_(-1.0)
             self.model.sh_dc.copy_(rgb_to_sh_dc(torch.full((n, 3), 0.6))[:, None])
         self.model = self.model.to(device)
@@ -97,8 +111,10 @@ class SplatStudent:
     def before_step(self, step: int, progress: float, generator: torch.Generator) -> None:
         return None
 
-    def render(self, cams: Cameras, i: int, shader: Shader | None, generator: torch.Generator) -> dict[str, Tensor]:
-        out = render_splats(self.model, cams[i], background=torch.tensor(WHITE, device=self.model.means.device))
+    def render(self, cams: Cameras, i: int, shader: Shader | None, generator: torch.Generator,
+               clip: Tensor | None = None) -> dict[str, Tensor]:
+        model = self.model if clip is None else splat_view(self.model, clip)
+        out = render_splats(model, cams[i], background=torch.tensor(WHITE, device=self.model.means.device))
         return {"rgb": out["rgb"], "opacity": out["opacity"], "orientation": out["rgb"].sum() * 0.0}
 
     def save(self, run: Path, extra: dict[str, Any]) -> None:
@@ -108,9 +124,10 @@ class SplatStudent:
         self.model.load_state_dict(load_tensors(run / WEIGHTS))
 
 
-def build_student(setup: GenerationConfig, device: torch.device, generator: torch.Generator):
-    """The student named by setup.generate.student (splats or any field family)."""
+def build_student(setup: GenerationConfig, device: torch.device, generator: torch.Generator,
+                  boxes: list[list[float]] | None = None):
+    """The student named by setup.generate.student (splats or any field family); `boxes`: a layout's."""
     if setup.generate.student == "splats":
-        return SplatStudent(setup, device, generator)
+        return SplatStudent(setup, device, generator, boxes)
     build_field({**setup.field, "field": setup.generate.student})  # fail early on a bad name / option
-    return FieldStudent(setup, device)
+    return FieldStudent(setup, device, boxes)

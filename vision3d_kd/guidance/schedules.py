@@ -67,9 +67,10 @@ class TimestepSchedule:
         return self.t_min, self.t_max + (end - self.t_max) * f
 
     def sample(self, n: int, progress: float, num_train_timesteps: int,
-               generator: torch.Generator | None = None) -> Tensor:
-        """n integer timesteps [n] drawn uniformly from the current bounds."""
+               generator: torch.Generator | None = None, cap: float | None = None) -> Tensor:
+        """n integer timesteps [n] drawn uniformly from the current bounds (the upper one at most `cap`)."""
         lo, hi = self.bounds(progress)
+        hi = hi if cap is None else max(min(hi, cap), lo)
         t_lo = int(lo * num_train_timesteps)
         t_hi = max(int(hi * num_train_timesteps), t_lo + 1)
         return torch.randint(t_lo, min(t_hi, num_train_timesteps - 1) + 1, (n,), generator=generator)

@@ -109,11 +109,13 @@ class ScoreDistillation:
         return {}
 
     def loss(self, images: Tensor, emb: PromptEmbeddings, camera: CameraCondition | None = None,
-             progress: float = 0.0, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
-        """(surrogate loss, info) for rendered images [B,3,H,W] in [0,1] (see the module docstring)."""
+             progress: float = 0.0, generator: torch.Generator | None = None, t_max: float | None = None
+             ) -> tuple[Tensor, dict[str, float]]:
+        """(surrogate loss, info) for rendered images [B,3,H,W] in [0,1] (see the module docstring); `t_max`
+        caps the schedule's upper timestep (a fraction of T)."""
         z = self.prior.encode(images).float()
         b = z.shape[0]
-        t = self.schedule.sample(b, progress, self.prior.num_train_timesteps, generator).to(z.device)
+        t = self.schedule.sample(b, progress, self.prior.num_train_timesteps, generator, t_max).to(z.device)
         noise = self.noise_like(z, generator)
         with torch.no_grad():
             x_t = self.prior.add_noise(z.detach(), noise, t)

@@ -50,7 +50,7 @@ class RaySamples:
 def sample_along_rays(rays_o: Tensor, rays_d: Tensor, aabb: Tensor, step_size: float,
                       grid: OccupancyGrid | None = None, near: float = 0.0, jitter: bool = False,
                       generator: torch.Generator | None = None, contract: bool = False,
-                      foreground_only: bool = False) -> RaySamples:
+                      foreground_only: bool = False, clip: Tensor | None = None) -> RaySamples:
     """Steps of `step_size` from max(near, box entry) to the box exit of rays [R,3], kept where `grid` is
     occupied (the grid's own box replaces `aabb` when given); `jitter` shifts each ray's first step by
     U[0, step) (training).
@@ -58,12 +58,21 @@ def sample_along_rays(rays_o: Tensor, rays_d: Tensor, aabb: Tensor, step_size: f
     A contracted grid (or `contract` without a grid: a field with scene contraction) samples all of space
     instead (`contracted.py`): the same steps inside the box `aabb`, now the foreground, and steps uniform
     in contracted radius (disparity) around it out to the far shell. `foreground_only` keeps such rays to
-    the box (what mesh extraction wants). A bounded grid with `contract` is a ValueError."""
+    the box (what mesh extraction wants). A bounded grid with `contract` is a ValueError.
+
+    `clip` [2,3] (world units; LucidDreaming's clipped rays): each ray is marched only between its entry
+    into and exit from this box as well (t_min, t_max of the ray–box slab test), so nothing outside it is
+    sampled; the occupancy grid still skips its empty cells. Not for contracted fields."""
     if grid is not None:
         if contract and not grid.contract:
             raise ValueError("sample_along_rays: contract=True with a bounded occupancy grid")
         contract = grid.contract
     box = grid.aabb if grid is not None else aabb
+    if clip is not None:
+        if contract:
+            raise ValueError("sample_along_rays: clip with a contracted field")
+        clip = clip.to(box)
+        box = torch.stack([torch.maximum(box[0], clip[0]), torch.minimum(box[1], clip[1])])
     if contract and not foreground_only:
         ray_i, t_s, t_e = march_contracted(rays_o, rays_d, box, step_size, grid, near, jitter, generator)
     else:

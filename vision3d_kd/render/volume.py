@@ -53,6 +53,7 @@ def render_rays(
     generator: torch.Generator | None = None,
     distortion: bool = False,
     shader: Callable[..., tuple[Tensor, dict[str, Tensor]]] | None = None,
+    clip: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Render rays [R,3] through `field` (sigma, rgb = field(x, d)). background: [R,3].
 
@@ -61,9 +62,10 @@ def render_rays(
     "distortion": the mean Mip-NeRF 360 distortion loss of the rays' samples (scene units).
     `shader(x [S,3], sigma [S], rgb [S,3], rays_d, ray_indices) -> (rgb', {name: penalty [S]})` replaces
     the samples' colours before compositing (render/shading.py); each penalty is returned as
-    Σ sg(w_i) p_i / R under its name (sg: no gradient through the weights)."""
+    Σ sg(w_i) p_i / R under its name (sg: no gradient through the weights). `clip` [2,3]: sample only inside
+    this box (`sample_along_rays`), so matter outside it neither shows nor occludes."""
     samples = sample_along_rays(rays_o, rays_d, field.aabb, settings.step_size, grid, settings.near, jitter,
-                                generator, contract=getattr(field, "contract", False))
+                                generator, contract=getattr(field, "contract", False), clip=clip)
     n = rays_o.shape[0]
     if settings.prune and len(samples) > 0:
         with torch.no_grad():  # a gradient-free density pass picks the samples worth a gradient pass
@@ -99,11 +101,13 @@ def render_rays_chunked(
     background: Tensor,
     settings: RenderConfig,
     chunk: int = 8192,
+    clip: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Render many rays [R,3] without gradients, `chunk` rays at a time; same outputs as render_rays."""
     outs: dict[str, list[Tensor]] = {"rgb": [], "opacity": [], "depth": []}
     for s in range(0, rays_o.shape[0], chunk):
-        o = render_rays(field, rays_o[s : s + chunk], rays_d[s : s + chunk], grid, background[s : s + chunk], settings)
+        o = render_rays(field, rays_o[s : s + chunk], rays_d[s : s + chunk], grid, background[s : s + chunk], settings,
+                        clip=clip)
         for k in outs:
             outs[k].append(o[k])
     return {k: torch.cat(v) for k, v in outs.items()}

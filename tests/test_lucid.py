@@ -1,0 +1,210 @@
+"""LucidDreaming: clipped rays, object-centric blobs, objects seen in their own frame, splats per box, the loop
+end to end on a tiny Stable-Diffusion-style pipeline (fields and splats, the whole-scene pass, resume) and the
+true composition of a layout (`v3kd data scene --layout`)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from tests.conftest import one_line_error, run_cli
+from vision3d_kd.data.layout import Layout, LayoutObject
+
+TWO = Layout((LayoutObject("a red mug", (-0.8, -1.8, -0.8, 0.8, -0.2, 0.8)),
+              LayoutObject("a blue cube", (-0.6, 0.4, -0.6, 0.6, 1.6, 0.6))))
+
+
+def two_blobs():
+    from vision3d_kd.fields import BlobField
+
+    inner = {"field": "hashgrid", "aabb": [[-2.0] * 3, [2.0] * 3], "n_levels": 2, "log2_table_size": 10,
+             "max_resolution": 32}
+    torch.manual_seed(0)
+    return BlobField(inner=inner, boxes=[list(o.box) for o in TWO.objects]).eval()
+
+
+def test_clipped_rays_sample_only_inside_their_box_on_both_marchers(monkeypatch):
+    from vision3d_kd.render.sampling import sample_along_rays
+
+    gen = torch.Generator().manual_seed(0)
+    o = torch.randn(500, 3, generator=gen) * 0.3 + torch.tensor([4.0, 0.0, 0.5])
+    d = torch.tensor([-4.0, 0.0, -0.5]) + torch.randn(500, 3, generator=gen) * 0.4
+    d = torch.nn.functional.normalize(d, dim=-1)
+    aabb = torch.tensor([[-2.0] * 3, [2.0] * 3])
+    box = torch.tensor([[-0.6, 0.4, -0.6], [0.6, 1.6, 0.6]])
+    runs = []
+    for no_ext in ("1", "0"):
+        monkeypatch.setenv("V3KD_NO_EXT", no_ext)
+        s = sample_along_rays(o, d, aabb, 0.02, clip=box)
+        assert len(s) > 100
+        assert ((s.points >= box[0] - 1e-5) & (s.points <= box[1] + 1e-5)).all()
+        runs.append(s)
+    assert torch.equal(runs[0].ray_indices, runs[1].ray_indices)
+    assert torch.allclose(runs[0].t_starts, runs[1].t_starts, atol=1e-5)
+    full = sample_along_rays(o, d, aabb, 0.02)
+    inside = ((full.points >= box[0]) & (full.points <= box[1])).all(-1)
+    assert abs(int(inside.sum()) - len(runs[0])) <= 0.02 * len(runs[0])  # the same samples, no more
+
+
+def test_object_centric_blobs_sit_in_their_boxes_and_are_saved_with_the_field():
+    from vision3d_kd.errors import ConfigError
+    from vision3d_kd.fields import BlobField, build_field
+
+    f = two_blobs()
+    for o in TWO.objects:
+        c = torch.tensor([o.centre])
+        assert float(f.bias(c)) == pytest.approx(10.0)
+        edge = c + torch.tensor([[0.625 * 0.5 * o.sides[0], 0.0, 0.0]])  # ‖(p − c) ⊘ (r s)‖ = σ = 0.5
+        assert float(f.bias(edge)) == pytest.approx(0.0, abs=1e-4)
+    assert float(f.bias(torch.tensor([[0.0, -0.1, 1.8]]))) < -5  # between and above the boxes: empty
+    again = build_field(f.to_dict())
+    x = torch.rand(100, 3) * 4 - 2
+    assert torch.allclose(again.bias(x), f.bias(x))
+    with pytest.raises(ConfigError):
+        BlobField(inner={"field": "hashgrid"}, boxes=[[0, 0, 0, 0, 1, 1]])
+
+
+def test_an_object_seen_in_its_own_frame_matches_its_clipped_object_camera():
+    from vision3d_kd.cameras import cameras_from_spherical, image_rays
+    from vision3d_kd.fields.placed import PlacedField
+    from vision3d_kd.render.volume import RenderConfig, render_rays_chunked
+
+    f = two_blobs()
+    obj = TWO.objects[0]
+    box = torch.tensor([obj.lo, obj.hi])
+    el, az = torch.tensor([20.0]), torch.tensor([30.0])
+    world = cameras_from_spherical(el, az, torch.tensor([3.5 * obj.scale]), torch.tensor([40.0]), 24, 24, obj.centre)
+    canon = cameras_from_spherical(el, az, torch.tensor([3.5]), torch.tensor([40.0]), 24, 24)
+    o, d = image_rays(world, 0)
+    bg = torch.ones(len(o), 3)
+    a = render_rays_chunked(f, o, d, None, bg, RenderConfig(step_size=0.004, opacity_min=0.0), clip=box)
+    view = PlacedField(f, torch.tensor(obj.centre), obj.scale, box)
+    o2, d2 = image_rays(canon, 0)
+    b = render_rays_chunked(view, o2, d2, None, bg, RenderConfig(step_size=0.004 / obj.scale, opacity_min=0.0))
+    assert a["opacity"].max() > 0.9 and (a["opacity"] - b["opacity"]).abs().max() < 0.02
+    assert (a["rgb"] - b["rgb"]).abs().max() < 0.02
+    # clipped to the other box: the mug's blob neither shows nor occludes
+    other = torch.tensor([TWO.objects[1].lo, TWO.objects[1].hi])
+    c = render_rays_chunked(f, o, d, None, bg, RenderConfig(step_size=0.004, opacity_min=0.0), clip=other)
+    assert c["opacity"].max() < 1e-3
+
+
+def test_a_splat_gets_an_objects_gradient_only_when_its_centre_is_in_that_box():
+    from vision3d_kd.cameras import cameras_from_spherical
+    from vision3d_kd.generation.config import load_generate_config
+    from vision3d_kd.generation.students import SplatStudent
+
+    setup = load_generate_config("sds", None, ["generate.student=splats", "generate.splats=400", "generate.aabb=2"])
+    s = SplatStudent(setup, torch.device("cpu"), torch.Generator().manual_seed(0), [list(o.box) for o in TWO.objects])
+    means = s.model.means.detach()
+    for o in TWO.objects:  # an equal share starts inside each box
+        assert int(((means >= torch.tensor(o.lo)) & (means <= torch.tensor(o.hi))).all(-1).sum()) == 200
+    obj = TWO.objects[1]
+    box = torch.tensor([obj.lo, obj.hi])
+    cams = cameras_from_spherical(torch.tensor([15.0]), torch.tensor([0.0]), torch.tensor([3.0]),
+                                  torch.tensor([40.0]), 32, 32, obj.centre)
+    out = s.render(cams, 0, None, torch.Generator(), clip=box)
+    (1.0 - out["rgb"]).sum().backward()
+    inside = ((means >= box[0]) & (means <= box[1])).all(-1)
+    g = s.model.opacity_logits.grad
+    assert (g[~inside] == 0).all() and (g[inside] != 0).any()
+
+
+FAST = ["--set", "generate.size=32", "--set", "generate.mesh_resolution=48", "--set", "generate.video_frames=4",
+        "--set", "generate.video_size=32", "--set", "generate.checkpoint_every=2", "--quiet"]
+
+
+@pytest.mark.parametrize("student", ["hashgrid", "grid", "splats"])
+def test_a_layout_generates_end_to_end_with_the_whole_scene_pass(sd_pipe, tmp_path, student, capsys):
+    layout = TWO.write(tmp_path / "layout.json")
+    out = tmp_path / "run"
+    args = ["generate", "--layout", str(layout), "--prior", str(sd_pipe), "--out", str(out), "--student", student,
+            "--set", "generate.harmonise=0.5", "--set", "generate.log_every=1", "--steps", "4", *FAST]
+    assert run_cli(args) == 0
+    assert "2 objects" in capsys.readouterr().out
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["layout"] == TWO.to_dict() and json.loads((out / "layout.json").read_text()) == TWO.to_dict()
+    assert cfg["prompt"] == "a red mug and a blue cube" and cfg["render"]["radius"] > 5  # frames both boxes
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    terms = {r["step"]: r.get("terms", 1) for r in log if "loss" in r}
+    assert terms == {1: 2, 2: 2, 3: 3, 4: 3}, terms  # 2 objects, then + the whole scene over the last half
+    assert all(math.isfinite(r["loss"]) for r in log if "loss" in r)
+    assert (out / "mesh.glb").is_file() and (out / "turntable.mp4").is_file()
+    from vision3d_kd.bench.lucid import glb_objects
+
+    assert glb_objects(out / "mesh.glb", TWO) == [True, True]  # the GLB, read back, shows both objects
+    other = Layout((TWO.objects[0], LayoutObject("a blue cube", (-0.6, 0.5, -0.6, 0.6, 1.7, 0.6))))  # moved
+    assert run_cli(["generate", "--layout", str(other.write(tmp_path / "o.json")), "--prior", str(sd_pipe), "--out",
+                    str(out), "--steps", "6", "--resume", "--quiet"]) == 2
+    one_line_error(capsys, "another layout")
+
+
+def test_an_interrupted_layout_run_resumes_to_the_same_weights(sd_pipe, tmp_path):
+    from vision3d_kd.checkpoint import load_tensors
+    from vision3d_kd.generation.config import load_generate_config
+    from vision3d_kd.generation.loop import generate
+    from vision3d_kd.guidance.diffusers_prior import DiffusersPrior
+
+    prior = DiffusersPrior(sd_pipe)
+    setup = load_generate_config("sds", None, ["generate.steps=5", "generate.size=32", "generate.checkpoint_every=2"])
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_3(step, rec):
+        if step == 3:
+            raise Crash
+
+    with pytest.raises(Crash):
+        generate("scene", tmp_path / "a", setup, prior, show_progress=False, callback=crash_at_3, layout=TWO)
+    resumed = generate("scene", tmp_path / "a", setup, prior, resume=True, show_progress=False, layout=TWO)
+    straight = generate("scene", tmp_path / "b", setup, prior, show_progress=False, layout=TWO)
+    assert resumed["steps"] == straight["steps"] == 5
+    wa, wb = load_tensors(tmp_path / "a" / "weights.safetensors"), load_tensors(tmp_path / "b" / "weights.safetensors")
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wb)
+
+
+def test_the_student_is_sized_to_the_layout():
+    from vision3d_kd.generation.config import load_generate_config
+    from vision3d_kd.generation.lucid import layout_setup, scene_ratio
+
+    setup = load_generate_config("sds")
+    big = layout_setup(setup, TWO)
+    ratio = scene_ratio(setup, TWO)
+    assert ratio == pytest.approx(1.8 / 0.6)
+    assert big.generate.aabb == pytest.approx(1.8 * 1.02) and big.generate.step_size == pytest.approx(0.02 * 0.6)
+    assert big.field["max_resolution"] == round(256 * ratio) and big.field["log2_table_size"] == 19
+    assert big.generate.occ_resolution == 128 and setup.generate.aabb == 1.0  # the given setup is unchanged
+    lone = Layout((LayoutObject("a red mug", (-1, -1, -1, 1, 1, 1)),))
+    assert layout_setup(setup, lone).field == setup.field  # a lone unit object: a single generation's student
+
+
+def test_the_true_composition_is_rendered_with_its_layout(tmp_path, capsys):
+    from vision3d_kd.generation.layout_truth import mass_in_boxes, truth_scene
+
+    scene = truth_scene(TWO)
+    assert len(scene.primitives) == 3  # mug body + handle, cube
+    for o in TWO.objects:  # every object is inside its box, touching it on its shortest side
+        c = torch.tensor([o.centre])
+        assert float(scene.sdf(c)) < 0
+    path = TWO.write(tmp_path / "l.json")
+    assert run_cli(["data", "scene", "--layout", str(path), "--out", str(tmp_path / "s"), "--n-train", "2",
+                    "--n-test", "1", "--size", "24"]) == 0
+    meta = json.loads((tmp_path / "s" / "transforms_test.json").read_text())
+    cam = torch.tensor(meta["frames"][0]["transform_matrix"])[:3, 3]
+    assert float(cam.norm()) == pytest.approx(4 * 1.97, rel=1e-3)  # 4 x the scene's half side (padded box)
+    assert json.loads((tmp_path / "s" / "layout.json").read_text()) == TWO.to_dict()
+    bad = Layout((LayoutObject("a cow", (0, 0, 0, 1, 1, 1)),)).write(tmp_path / "cow.json")
+    assert run_cli(["data", "scene", "--layout", str(bad), "--out", str(tmp_path / "s2")]) == 2
+    one_line_error(capsys, "object 1")
+    assert not (tmp_path / "s2").exists()
+    # all of the blobs' mass lies in their boxes; a single ball at the origin puts most of it outside them
+    assert min(mass_in_boxes(two_blobs(), TWO, 48)) > 0.99
+    from vision3d_kd.fields import BlobField
+
+    ball = BlobField(inner={"field": "hashgrid", "aabb": [[-2.0] * 3, [2.0] * 3], "n_levels": 2,
+                            "log2_table_size": 10}, blob_radius=1.2).eval()
+    assert max(mass_in_boxes(ball, TWO, 48)) < 0.6

@@ -1,0 +1,110 @@
+"""LucidDreaming runs (`v3kd generate --layout`): the student sized to a layout, what the prior is told per
+object, and the occupancy grid kept to the boxes after the loop.
+
+The student is the single-object one scaled to the scene (`layout_setup`): its box holds every box; the
+marching step shrinks with the smallest object's scale and a hash grid's resolutions (and the occupancy
+grid's, up to 128) grow by the ratio of scene to smallest object, so each object gets the samples and cells
+a lone object gets; the hash table grows by 2·log2 of that ratio (at most 2^19 entries). Dense grids and
+TensoRF keep their resolution (their memory grows with its cube).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import torch
+
+from ..data.layout import Layout, read_layout
+from ..errors import ConfigError
+from ..fields import build_field
+from ..runs import load_run, save_occupancy
+from .config import GenerationConfig
+
+__all__ = ["layout_setup", "baseline_setup", "view_scale", "scene_ratio", "clear_outside_boxes", "pick_layout",
+           "MAX_OCC_RESOLUTION"]
+
+MAX_OCC_RESOLUTION = 128
+MAX_LOG2_TABLE = 19
+
+
+def scene_ratio(setup: GenerationConfig, layout: Layout) -> float:
+    """How many times finer the student must be than a single generation's: (scene half-side / smallest
+    object scale) / (setup's box half-side / 1), at least 1."""
+    smallest = min(o.scale for o in layout.objects)
+    return max(1.0, (layout.extent() / smallest) / setup.generate.aabb)
+
+
+def layout_setup(setup: GenerationConfig, layout: Layout) -> GenerationConfig:
+    """`setup` for a student of `layout` (module docstring): box, step, occupancy and hash resolutions."""
+    g = setup.generate
+    ratio = scene_ratio(setup, layout)
+    smallest = min(o.scale for o in layout.objects)
+    gen = dataclasses.replace(g, aabb=max(layout.extent() * 1.02, g.aabb), step_size=g.step_size * min(smallest, 1.0),
+                              occ_resolution=min(MAX_OCC_RESOLUTION, max(g.occ_resolution,
+                                                                         int(round(g.occ_resolution * ratio)))))
+    field = dict(setup.field)
+    if g.student == "hashgrid" and ratio > 1.0:
+        eff = build_field({**field, "field": "hashgrid"}).to_dict()
+        field["base_resolution"] = int(round(eff["base_resolution"] * ratio))
+        field["max_resolution"] = int(round(eff["max_resolution"] * ratio))
+        field["log2_table_size"] = min(MAX_LOG2_TABLE, eff["log2_table_size"] + int(round(2 * math.log2(ratio))))
+    return dataclasses.replace(setup, generate=gen, field=field)
+
+
+def baseline_setup(setup: GenerationConfig, layout: Layout) -> GenerationConfig:
+    """Plain SDS on a whole layout (the comparison LucidDreaming is measured against): the layout's student
+    (`layout_setup`) with the single blob and the cameras' distances scaled to frame every box (`view_scale`)."""
+    big = layout_setup(setup, layout)
+    k = view_scale(layout)
+    g = dataclasses.replace(big.generate, radius=tuple(r * k for r in big.generate.radius),  # type: ignore[arg-type]
+                            blob_radius=big.generate.blob_radius * k)
+    return dataclasses.replace(big, generate=g)
+
+
+def view_scale(layout: Layout) -> float:
+    """Factor on a single object's camera distance that frames all boxes: half the longest side of their
+    union (a lone object has scale 1)."""
+    lo = [min(o.lo[i] for o in layout.objects) for i in range(3)]
+    hi = [max(o.hi[i] for o in layout.objects) for i in range(3)]
+    return 0.5 * max(b - a for a, b in zip(lo, hi, strict=True))
+
+
+@torch.no_grad()
+def clear_outside_boxes(run: Path, layout: Layout) -> float:
+    """Mark every occupancy cell of RUN whose centre is outside all boxes empty (no object's loss ever saw
+    it, so what is there is noise) and save the grid; returns the share of cells cleared (0 without a grid)."""
+    _, grid, _ = load_run(run)
+    if grid is None:
+        return 0.0
+    centres = grid.cell_centres().cpu()
+    keep = torch.zeros(len(centres), dtype=torch.bool)
+    for o in layout.objects:
+        lo, hi = torch.tensor(o.lo), torch.tensor(o.hi)
+        keep |= ((centres >= lo) & (centres <= hi)).all(dim=-1)
+    keep = keep.to(grid.binary.device)
+    cleared = grid.binary & ~keep
+    grid.binary &= keep
+    save_occupancy(run, grid)
+    return float(cleared.float().mean())
+
+
+def pick_layout(path: str | Path | None, sentence: str | None, llm: str | Path | None) -> Layout | None:
+    """The layout of `v3kd generate`: read from `path`, or written for `sentence` by the rules
+    (`layout_words`) or by the local language model `llm` (`layout_llm`); None when none is asked for."""
+    if path is not None and sentence is not None:
+        raise ConfigError("give either --layout FILE or --layout-from TEXT, not both")
+    if llm is not None and sentence is None:
+        raise ConfigError("--llm writes the layout of --layout-from TEXT; give that sentence too")
+    if path is not None:
+        return read_layout(path)
+    if sentence is None:
+        return None
+    if llm is not None:
+        from .layout_llm import layout_from_llm
+
+        return layout_from_llm(sentence, llm)
+    from .layout_words import layout_from_text
+
+    return layout_from_text(sentence)
