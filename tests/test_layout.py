@@ -135,7 +135,7 @@ def test_rules_refuse_what_they_cannot_place(text, word):
     assert word in str(err.value) and "\n" not in str(err.value)
 
 
-def tiny_causal_lm(path, answer: str | None, steps: int = 300):
+def tiny_causal_lm(path, answer: str | None, steps: int = 80):
     """A 2-layer GPT-2 with a character tokenizer saved at `path`; trained to continue `layout_prompt` of
     'a mug next to a ball' with `answer` when given (else left random)."""
     import torch
@@ -156,7 +156,7 @@ def tiny_causal_lm(path, answer: str | None, steps: int = 300):
                                        eos_token_id=0, bos_token_id=0))
     if answer is not None:
         ids = tok(text, return_tensors="pt")["input_ids"]
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         for _ in range(steps):
             loss = model(ids, labels=ids).loss
             opt.zero_grad()

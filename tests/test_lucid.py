@@ -113,6 +113,7 @@ def test_a_splat_gets_an_objects_gradient_only_when_its_centre_is_in_that_box():
     assert (g[~inside] == 0).all() and (g[inside] != 0).any()
 
 
+SMALL_HASH = ["field.log2_table_size=12", "field.n_levels=4", "field.max_resolution=64"]
 FAST = ["--set", "generate.size=32", "--set", "generate.mesh_resolution=48", "--set", "generate.video_frames=4",
         "--set", "generate.video_size=32", "--set", "generate.checkpoint_every=2", "--quiet"]
 
@@ -121,8 +122,11 @@ FAST = ["--set", "generate.size=32", "--set", "generate.mesh_resolution=48", "--
 def test_a_layout_generates_end_to_end_with_the_whole_scene_pass(sd_pipe, tmp_path, student, capsys):
     layout = TWO.write(tmp_path / "layout.json")
     out = tmp_path / "run"
+    small = {"hashgrid": SMALL_HASH,
+             "grid": ["field.resolution=32"], "splats": ["generate.splats=600"]}[student]
     args = ["generate", "--layout", str(layout), "--prior", str(sd_pipe), "--out", str(out), "--student", student,
-            "--set", "generate.harmonise=0.5", "--set", "generate.log_every=1", "--steps", "4", *FAST]
+            "--set", "generate.harmonise=0.5", "--set", "generate.log_every=1", "--steps", "4", *FAST,
+            "--set", "generate.occ_resolution=16", *[x for kv in small for x in ("--set", kv)]]
     assert run_cli(args) == 0
     assert "2 objects" in capsys.readouterr().out
     cfg = json.loads((out / "config.json").read_text())
@@ -142,6 +146,22 @@ def test_a_layout_generates_end_to_end_with_the_whole_scene_pass(sd_pipe, tmp_pa
     one_line_error(capsys, "another layout")
 
 
+@pytest.mark.parametrize("method", ["vsd", "bsd"])
+def test_every_guidance_composes_a_layout(sd_pipe, tmp_path, method):
+    """VSD (its LoRA trained on every object's renders) and BSD take one term per object too."""
+    from vision3d_kd.generation.config import load_generate_config
+    from vision3d_kd.generation.loop import generate
+    from vision3d_kd.guidance.diffusers_prior import DiffusersPrior
+
+    setup = load_generate_config(method, None, ["generate.steps=2", "generate.size=32", "generate.log_every=1",
+                                                "generate.occ_resolution=16", *SMALL_HASH])
+    m = generate("scene", tmp_path / method, setup, DiffusersPrior(sd_pipe), show_progress=False, layout=TWO)
+    log = [json.loads(line) for line in (tmp_path / method / "log.jsonl").read_text().splitlines()]
+    assert m["steps"] == 2 and all(r.get("terms") == 2 and math.isfinite(r["loss"]) for r in log if "loss" in r)
+    if method == "vsd":
+        assert all(math.isfinite(r["lora_loss"]) for r in log if "loss" in r)
+
+
 def test_an_interrupted_layout_run_resumes_to_the_same_weights(sd_pipe, tmp_path):
     from vision3d_kd.checkpoint import load_tensors
     from vision3d_kd.generation.config import load_generate_config
@@ -149,7 +169,8 @@ def test_an_interrupted_layout_run_resumes_to_the_same_weights(sd_pipe, tmp_path
     from vision3d_kd.guidance.diffusers_prior import DiffusersPrior
 
     prior = DiffusersPrior(sd_pipe)
-    setup = load_generate_config("sds", None, ["generate.steps=5", "generate.size=32", "generate.checkpoint_every=2"])
+    setup = load_generate_config("sds", None, ["generate.steps=5", "generate.size=32", "generate.checkpoint_every=2",
+                                               "generate.occ_resolution=16", *SMALL_HASH])
 
     class Crash(Exception):
         pass

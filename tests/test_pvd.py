@@ -138,11 +138,12 @@ def test_bench_curve_helpers():
 def test_convert_hashgrid_teacher_into_each_family(teacher_run, family, tmp_path, capsys):
     out = tmp_path / family
     sets = [x for kv in STUDENT[family] + COMMON for x in ("--set", kv)]
-    assert run_cli(["convert", str(teacher_run), "--to", family, "--out", str(out), "--steps", "150",
+    # 100 steps: at 90 every family already clears both bars (mlp, the slowest, 28.1 / 25.8 dB; 2026-12-05)
+    assert run_cli(["convert", str(teacher_run), "--to", family, "--out", str(out), "--steps", "100",
                     "--no-progress", *sets]) == 0
     assert "PSNR vs teacher" in capsys.readouterr().out
     m = json.loads((out / "metrics.json").read_text())
-    assert m["field"] == family and m["teacher"] == "hashgrid" and m["steps"] == 150
+    assert m["field"] == family and m["teacher"] == "hashgrid" and m["steps"] == 100
     assert m["psnr_vs_teacher"] > 27, m  # held-out virtual views, against the teacher's renders
     assert m["psnr_test"] > 24, m  # the teacher's real held-out views (the teacher: ~29 dB)
     cfg = json.loads((out / "config.json").read_text())

@@ -15,8 +15,8 @@ def generate_command(
                                  "with a layout, the scene's sentence (optional)."),
     layout: Path = typer.Option(None, "--layout", help=(
         "Compose several objects (LucidDreaming): a layout file, JSON {\"objects\": [{\"prompt\": ..., \"box\": "
-        "[xmin, ymin, zmin, xmax, ymax, zmax]}]} (world units, z up) or the paper's lines ('a cow', [x, y, z, w, h, "
-        "d]) on a 0-512 canvas. Written to RUN/layout.json.")),
+        "\\[xmin, ymin, zmin, xmax, ymax, zmax]}]} (world units, z up) or the paper's lines ('a cow', \\[x, y, z, "
+        "w, h, d]) on a 0-512 canvas. Written to RUN/layout.json.")),
     layout_from: str = typer.Option(None, "--layout-from", help=(
         "Write the layout from a sentence such as 'a red mug and a blue cube on a table' (counts; on, above, next "
         "to, left of, right of, behind, in front of) and compose it.")),
