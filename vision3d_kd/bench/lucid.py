@@ -104,6 +104,14 @@ def _one(sentence: str, method: str, seed: int, run_dir: Path, prior, prior_path
     return rec
 
 
+def _relative(path: Path) -> str:
+    """`path` relative to the working directory (the repository) when it lies inside it, else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _mean(values) -> float:
     vals = [float(v) for v in values if v is not None and v == v]
     return float(np.mean(vals)) if vals else float("nan")
@@ -134,7 +142,7 @@ def run(quick: bool = False, prior_path: Path | None = None, runs_dir: Path | No
     prior = DiffusersPrior(ppath)
     records = []
     for sentence, method, seed in itertools.product(sentences, methods, range(n_seeds)):
-        rec = _one(sentence, method, seed, runs_dir / f"{_slug(sentence)}-{method}-{seed}", prior, str(ppath),
+        rec = _one(sentence, method, seed, runs_dir / f"{_slug(sentence)}-{method}-{seed}", prior, _relative(ppath),
                    steps, list(sets or []))
         records.append(rec)
         progress(f"{sentence} [{method} seed {seed}]: IoU {_mean(o['iou'] for o in rec['objects']):.3f}, "
