@@ -23,10 +23,13 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..errors import ConfigError
 from .sdf import SDFScene
 
-__all__ = ["LayoutObject", "Layout", "read_layout", "parse_layout", "canvas_box", "placed_scene", "CANVAS"]
+__all__ = ["LayoutObject", "Layout", "read_layout", "parse_layout", "canvas_box", "union_box", "placed_scene",
+           "CANVAS"]
 
 CANVAS = 512.0  # the paper's canvas side; [0, CANVAS] maps to [-2, 2]
 LENGTHS = ("radius", "half_size", "major", "minor", "half_height", "height")  # primitive fields scaled by s
@@ -60,6 +63,10 @@ class LayoutObject:
         """Uniform scale that puts a [−1, 1]³ object inside the box: half its shortest side."""
         return 0.5 * min(self.sides)
 
+    def aabb(self) -> torch.Tensor:
+        """The box as a float32 tensor [2,3]: min corner, max corner."""
+        return torch.tensor([self.lo, self.hi], dtype=torch.float32)
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -75,6 +82,15 @@ class Layout:
     def extent(self) -> float:
         """Half side of the smallest origin-centred cube holding every box (world units)."""
         return max(abs(v) for o in self.objects for v in o.box)
+
+    def union(self) -> LayoutObject:
+        """The smallest box holding every box, with the scene's sentence as its prompt."""
+        return union_box(self.objects, self.scene_prompt())
+
+    def span_scale(self) -> float:
+        """Half the longest side of the boxes' union: the factor on a lone object's camera distance that
+        frames them all (a lone object has scale 1)."""
+        return 0.5 * max(self.union().sides)
 
     def scene_prompt(self) -> str:
         """The whole scene's sentence, or the object prompts joined with 'and'."""
@@ -92,6 +108,13 @@ class Layout:
         tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
         tmp.replace(path)
         return path
+
+
+def union_box(objects, prompt: str = "") -> LayoutObject:
+    """The smallest box holding the boxes of `objects` (LayoutObjects)."""
+    lo = [min(o.lo[i] for o in objects) for i in range(3)]
+    hi = [max(o.hi[i] for o in objects) for i in range(3)]
+    return LayoutObject(prompt, (*lo, *hi))  # type: ignore[arg-type]
 
 
 def canvas_box(values: list[float]) -> tuple[float, ...]:
@@ -203,7 +226,6 @@ def placed_scene(parts: list[tuple[SDFScene, LayoutObject]], name: str = "layout
                 moved["half_size"] = tuple(v * s for v in p.half_size)
             moved["center"] = tuple(ci + s * v for ci, v in zip(c, p.center, strict=True))
             prims.append(replace(p, **moved))
-    lo = [min(o.lo[i] for _, o in parts) for i in range(3)]
-    hi = [max(o.hi[i] for _, o in parts) for i in range(3)]
-    pad = 0.05 * max(h - lo_ for lo_, h in zip(lo, hi, strict=True))
-    return SDFScene(name, prims, (tuple(v - pad for v in lo), tuple(v + pad for v in hi)))  # type: ignore[arg-type]
+    box = union_box([o for _, o in parts])
+    pad = 0.05 * max(box.sides)
+    return SDFScene(name, prims, (tuple(v - pad for v in box.lo), tuple(v + pad for v in box.hi)))  # type: ignore[arg-type]

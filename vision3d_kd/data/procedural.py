@@ -155,11 +155,7 @@ def scene_cameras(
     return train, test
 
 
-def _check_args(
-    name: str, n_train: int, n_test: int, size: int, radius: float, fov_deg: float, supersample: int
-) -> None:
-    if name not in SCENE_NAMES:
-        raise ConfigError(f"unknown scene {name!r}; choose from {', '.join(SCENE_NAMES)}")
+def _check_args(n_train: int, n_test: int, size: int, radius: float, fov_deg: float, supersample: int) -> None:
     if n_train < 1 or n_test < 1:
         raise ConfigError(f"need at least one train and one test view, got {n_train} and {n_test}")
     if supersample < 1:
@@ -226,12 +222,11 @@ def write_scene(
     them): the many small ops of sphere tracing gain nothing from threads and slow down badly
     when other processes compete for the cores. ``extra_files``: {name: text} written beside them.
     """
-    _check_args(name if isinstance(name, str) else SCENE_NAMES[0], n_train, n_test, size, radius, fov_deg,
-                supersample)
+    scene = scene_sdf(name) if isinstance(name, str) else name  # an unknown name: ConfigError, first
+    _check_args(n_train, n_test, size, radius, fov_deg, supersample)
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: already exists and is not empty; refusing to overwrite")
-    scene = scene_sdf(name) if isinstance(name, str) else name
     train, test = scene_cameras(n_train, n_test, size, radius, fov_deg, seed)
     total, done = n_train + n_test, 0
 

@@ -26,7 +26,9 @@ from ..errors import ConfigError
 from .base import DEFAULT_DIRECTION, Aabb, Field, FieldConfig, resolve_config
 from .encodings import log_softplus
 
-__all__ = ["BlobField", "BlobConfig"]
+__all__ = ["BlobField", "BlobConfig", "BOX_RATIO"]
+
+BOX_RATIO = 0.625  # LucidDreaming's blob per box: its axes are this share of the box's sides (times σ)
 
 
 @dataclass
@@ -42,7 +44,7 @@ class BlobConfig(FieldConfig):
     blob_radius: float = bounded(0.5, lo=1e-6)
     centre: tuple[float, float, float] = (0.0, 0.0, 0.0)
     boxes: list[list[float]] = dataclasses.field(default_factory=list)  # [xmin,ymin,zmin,xmax,ymax,zmax] each
-    box_ratio: float = bounded(0.625, lo=1e-6)
+    box_ratio: float = bounded(BOX_RATIO, lo=1e-6)
     start_levels: int | None = bounded(None, lo=0)
     active_levels: int | None = bounded(None, lo=0)
 

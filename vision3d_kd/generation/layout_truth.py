@@ -100,7 +100,7 @@ def score_layout_run(model, grid, settings: RenderConfig, layout: Layout, n_view
     masses = mass_in_boxes(model, layout) if getattr(model, "name", "") != "splats" else [math.nan] * len(specs)
     rows = []
     for k, (o, spec) in enumerate(zip(layout.objects, specs, strict=True)):
-        box = torch.tensor([o.lo, o.hi], dtype=torch.float32)
+        box = o.aabb()
         if getattr(model, "name", "") == "splats":
             view = splat_view(model, box, torch.tensor(o.centre), o.scale)
         else:

@@ -33,7 +33,7 @@ from ..train.driver import StepResult, TrainTask, make_generator, seeded_init, t
 from ..train.loop import LoopConfig
 from ..train.state import load_train_state, save_train_state
 from .config import GenerationConfig
-from .lucid import layout_setup, view_scale
+from .lucid import layout_setup
 from .students import build_student
 
 __all__ = ["generate", "GenerateTask", "build_guidance", "particle_dir"]
@@ -175,7 +175,7 @@ def generate(prompt: str, out: Path, setup: GenerationConfig, prior: DiffusionPr
     run_cfg = {"generate": user.to_dict(), "prompt": prompt, "prior_prompt": said, "prior": prior_path,
                "render": render_cfg}
     if layout is not None:
-        render_cfg["radius"] *= view_scale(layout)
+        render_cfg["radius"] *= layout.span_scale()
         run_cfg.update(layout=layout.to_dict(), object_prompts=list(object_prompts or []))
     task = GenerateTask(said, setup, prior, run_cfg, torch.device(device), make_generator(g.seed), layout,
                         object_prompts)

@@ -22,7 +22,7 @@ from ..fields import build_field
 from ..runs import load_run, save_occupancy
 from .config import GenerationConfig
 
-__all__ = ["layout_setup", "baseline_setup", "view_scale", "scene_ratio", "clear_outside_boxes", "pick_layout",
+__all__ = ["layout_setup", "baseline_setup", "scene_ratio", "clear_outside_boxes", "pick_layout",
            "MAX_OCC_RESOLUTION"]
 
 MAX_OCC_RESOLUTION = 128
@@ -55,20 +55,12 @@ def layout_setup(setup: GenerationConfig, layout: Layout) -> GenerationConfig:
 
 def baseline_setup(setup: GenerationConfig, layout: Layout) -> GenerationConfig:
     """Plain SDS on a whole layout (the comparison LucidDreaming is measured against): the layout's student
-    (`layout_setup`) with the single blob and the cameras' distances scaled to frame every box (`view_scale`)."""
+    (`layout_setup`) with the single blob and the cameras' distances scaled to frame every box (`Layout.span_scale`)."""
     big = layout_setup(setup, layout)
-    k = view_scale(layout)
+    k = layout.span_scale()
     g = dataclasses.replace(big.generate, radius=tuple(r * k for r in big.generate.radius),  # type: ignore[arg-type]
                             blob_radius=big.generate.blob_radius * k)
     return dataclasses.replace(big, generate=g)
-
-
-def view_scale(layout: Layout) -> float:
-    """Factor on a single object's camera distance that frames all boxes: half the longest side of their
-    union (a lone object has scale 1)."""
-    lo = [min(o.lo[i] for o in layout.objects) for i in range(3)]
-    hi = [max(o.hi[i] for o in layout.objects) for i in range(3)]
-    return 0.5 * max(b - a for a, b in zip(lo, hi, strict=True))
 
 
 @torch.no_grad()
@@ -81,8 +73,8 @@ def clear_outside_boxes(run: Path, layout: Layout) -> float:
     centres = grid.cell_centres().cpu()
     keep = torch.zeros(len(centres), dtype=torch.bool)
     for o in layout.objects:
-        lo, hi = torch.tensor(o.lo), torch.tensor(o.hi)
-        keep |= ((centres >= lo) & (centres <= hi)).all(dim=-1)
+        box = o.aabb()
+        keep |= ((centres >= box[0]) & (centres <= box[1])).all(dim=-1)
     keep = keep.to(grid.binary.device)
     cleared = grid.binary & ~keep
     grid.binary &= keep

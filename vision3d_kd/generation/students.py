@@ -18,6 +18,7 @@ from torch import Tensor
 from ..cameras import Cameras, image_rays
 from ..checkpoint import WEIGHTS, load_tensors, save_tensors
 from ..fields import BlobField, GaussianSplats, build_field
+from ..fields.blob import BOX_RATIO
 from ..fields.placed import splat_view
 from ..fields.splats import rgb_to_sh_dc
 from ..render.occupancy import OccupancyGrid, density_for_opacity
@@ -92,7 +93,7 @@ class SplatStudent:
         if boxes:
             b = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 6)
             which = torch.arange(n) % len(b)
-            centre, spread = 0.5 * (b[which, :3] + b[which, 3:]), 0.625 * (b[which, 3:] - b[which, :3])
+            centre, spread = 0.5 * (b[which, :3] + b[which, 3:]), BOX_RATIO * (b[which, 3:] - b[which, :3])
         self.model = GaussianSplats(aabb=[[-g.aabb] * 3, [g.aabb] * 3], n=n, sh_degree=0)
         with torch.no_grad():
             self.model.means.copy_(centre + dirs * r * spread)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from ..cameras import Cameras, RandomCameraSampler, cameras_from_spherical
@@ -51,10 +50,6 @@ class Target:
         return progress >= self.start
 
 
-def _box(lo, hi) -> Tensor:
-    return torch.tensor([list(lo), list(hi)], dtype=torch.float32)
-
-
 def layout_targets(prior: DiffusionPrior, layout: Layout, prompts_said: list[str], negative: str | None,
                    view_dependent: bool = True) -> list[Target]:
     """One target per object of `layout`; `prompts_said[k]`: what the prior is told for object k (its own
@@ -64,7 +59,7 @@ def layout_targets(prior: DiffusionPrior, layout: Layout, prompts_said: list[str
     for k, (obj, said) in enumerate(zip(layout.objects, prompts_said, strict=True)):
         if said not in cache:  # repeated objects (three oranges) share their embeddings
             cache[said] = ViewPrompts(prior, said, negative, view_dependent)
-        out.append(Target(cache[said], obj.centre, obj.scale, _box(obj.lo, obj.hi), name=f"object {k}"))
+        out.append(Target(cache[said], obj.centre, obj.scale, obj.aabb(), name=f"object {k}"))
     return out
 
 
@@ -72,9 +67,6 @@ def whole_target(prior: DiffusionPrior, layout: Layout, said: str, negative: str
                  t_max: float, view_dependent: bool = True) -> Target:
     """The whole-scene term (module docstring): all boxes' union, orbited from its centre at the scale of
     its longest half-side, active from progress `start`, timesteps at most `t_max`."""
-    lo = [min(o.lo[i] for o in layout.objects) for i in range(3)]
-    hi = [max(o.hi[i] for o in layout.objects) for i in range(3)]
-    centre = tuple(0.5 * (a + b) for a, b in zip(lo, hi, strict=True))
-    scale = 0.5 * max(b - a for a, b in zip(lo, hi, strict=True))
-    return Target(ViewPrompts(prior, said, negative, view_dependent), centre, scale, _box(lo, hi),  # type: ignore[arg-type]
+    box = layout.union()
+    return Target(ViewPrompts(prior, said, negative, view_dependent), box.centre, layout.span_scale(), box.aabb(),
                   start, t_max, "scene")
