@@ -44,7 +44,24 @@ def _entry(name: str, model: ColmapModel, images: dict[str, tuple[int, int]], bi
     return root
 
 
+def images() -> None:
+    """Single pictures for `v3kd image-to-3d` (files named image_*)."""
+    (HERE / "image_empty.png").write_bytes(b"")
+    (HERE / "image_not_an_image.png").write_text("this is a text file with a .png name\n")
+    rgba = np.zeros((24, 32, 4), np.uint8)
+    rgba[..., :3] = 200
+    Image.fromarray(rgba, "RGBA").save(HERE / "image_transparent.png")
+    grey = np.full((24, 32), 0.5, np.float32)
+    grey[3, 4] = np.nan
+    Image.fromarray(grey, "F").save(HERE / "image_nan.tiff")
+    good = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    Image.fromarray(good).save(HERE / "image_truncated.png")
+    data = (HERE / "image_truncated.png").read_bytes()
+    (HERE / "image_truncated.png").write_bytes(data[: len(data) // 2])
+
+
 def main() -> None:
+    images()
     pinhole = ColmapCamera(1, "PINHOLE", 32, 24, (30.0, 30.0, 16.0, 12.0))
     fov = ColmapCamera(2, "FOV", 32, 24, (30.0, 30.0, 16.0, 12.0, 0.9))
     sizes = {"a.png": (32, 24), "b.png": (32, 24)}

@@ -28,7 +28,7 @@ from ..checkpoint import write_json
 from ..errors import RunError
 from ..generation.layout_words import layout_from_text
 
-__all__ = ["run", "SPLITS", "METHODS", "glb_objects"]
+__all__ = ["run", "SPLITS", "METHODS", "glb_objects", "sets_suffix"]
 
 SPLITS = {
     "validation": ["a red ball next to a blue cube",
@@ -104,6 +104,11 @@ def _one(sentence: str, method: str, seed: int, run_dir: Path, prior, prior_path
     return rec
 
 
+def sets_suffix(sets: list[str] | None) -> str:
+    """Runs-folder and report suffix of a --set variant: "" for the defaults, "+KEY=VALUE,..." (sorted) else."""
+    return "+" + ",".join(sorted(sets)) if sets else ""
+
+
 def _relative(path: Path) -> str:
     """`path` relative to the working directory (the repository) when it lies inside it, else as given."""
     try:
@@ -137,7 +142,7 @@ def run(quick: bool = False, prior_path: Path | None = None, runs_dir: Path | No
     n_seeds = seeds or (1 if quick else 3)
     steps = steps or (40 if quick else None)
     methods = methods or list(METHODS)
-    runs_dir = Path(runs_dir or f"bench/runs/lucid/{split}")
+    runs_dir = Path(runs_dir or f"bench/runs/lucid/{split}{sets_suffix(sets)}")
     ppath = default_prior_path(prior_path)
     prior = DiffusersPrior(ppath)
     records = []
@@ -162,7 +167,8 @@ def run(quick: bool = False, prior_path: Path | None = None, runs_dir: Path | No
                      "part_correct_tolerant": _mean(float(o["part_correct"]) for o in asym),
                      "glb_has_every_object": _mean(float(all(o["in_glb"] for o in r["objects"])) for r in rs),
                      "minutes": _mean(r["minutes"] for r in rs), "cpu_minutes": _mean(r["cpu_minutes"] for r in rs),
-                     "minutes_3_objects": _mean(r["minutes"] for r in rs if r["n_objects"] == 3)})
+                     "minutes_3_objects": _mean(r["minutes"] for r in rs if r["n_objects"] == 3),
+                     "cpu_minutes_3_objects": _mean(r["cpu_minutes"] for r in rs if r["n_objects"] == 3)})
     for r in records:
         for o in r["objects"]:
             rows.append({"layout": r["layout"], "method": r["method"], "seed": r["seed"], "object": o["prompt"],
@@ -179,7 +185,8 @@ def run(quick: bool = False, prior_path: Path | None = None, runs_dir: Path | No
                        part_correct_strict=main["part_correct_strict"],
                        glb_has_every_object=main["glb_has_every_object"],
                        minutes=main["minutes_3_objects"] if main["minutes_3_objects"] == main["minutes_3_objects"]
-                       else main["minutes"], cpu_minutes=main["cpu_minutes"])
+                       else main["minutes"], cpu_minutes=main["cpu_minutes"],
+                       cpu_minutes_3_objects=main["cpu_minutes_3_objects"])
     if base:
         summary.update(baseline_object_iou=base["object_iou"], baseline_object_iou_seed_std=base["object_iou_seed_std"],
                        baseline_mass_in_box=base["mass_in_box"])

@@ -32,15 +32,16 @@ def lucid_command(
     split: str = typer.Option("validation", "--split", help="validation (layouts defaults are chosen on) or test "
                               "(other families and colours; run once defaults are chosen)."),
     sets: list[str] = typer.Option(None, "--set", help="SECTION.KEY=VALUE override of every run's config "
-                                   "(repeatable, as in `v3kd generate`); give such runs their own --runs-dir."),
-    runs_dir: Path = _bench_runs("lucid/SPLIT"),
+                                   "(repeatable, as in `v3kd generate`); the runs folder and report are "
+                                   "suffixed +KEY=VALUE."),
+    runs_dir: Path = _bench_runs("lucid/SPLIT[+SETS]"),
     out_dir: Path = _OUT_DIR,
 ) -> None:
     """Multi-object layouts: LucidDreaming vs plain SDS on the joined prompt, several seeds.
 
     Per object: share of its density mass inside its box, mask IoU against the true object in its box,
     colour error, asymmetric part; per run: every object in the exported GLB, minutes."""
-    from ..bench.lucid import METHODS, SPLITS, run
+    from ..bench.lucid import METHODS, SPLITS, run, sets_suffix
     from ..config import parse_overrides
     from ..generation.config import SECTIONS
 
@@ -50,4 +51,4 @@ def lucid_command(
     parse_overrides(list(sets or []), SECTIONS)
     result = run(quick=quick, prior_path=prior, runs_dir=runs_dir, seeds=seeds, steps=steps, methods=chosen,
                  split=split, sets=list(sets or []))
-    _report(_split_name("lucid", split, quick), result, out_dir)
+    _report(_split_name("lucid", split, quick) + sets_suffix(sets), result, out_dir)

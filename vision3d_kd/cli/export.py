@@ -52,23 +52,14 @@ def export_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
     """Export a run: a mesh (GLB/OBJ/PLY), a point cloud (PLY) or its Gaussians (splat formats)."""
-    from rich.progress import Progress
-
     from ..export.run_export import export_run
     from ..export.run_mesh import MeshConfig
-    from .common import pick_device
+    from .common import pick_device, stage_bars
 
     opts = MeshConfig(resolution=resolution, level=level, min_component=min_component, faces=faces, texture=texture,
                       texture_size=texture_size, views=views, method=method, fusion=fusion)
     t0 = time.perf_counter()
-    with Progress(transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, i: int, n: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=n)
-            bar.update(tasks[stage], completed=i, total=n)
-
+    with stage_bars() as progress:
         res = export_run(run, fmt, out, opts, max_points=max_points, spz_version=spz_version, up=up, preview=preview,
                          preview_size=preview_size, device=pick_device(device), progress=progress,
                          frame=frame)

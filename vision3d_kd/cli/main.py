@@ -20,13 +20,29 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import bench, bench_lucid, convert, data, eval, event_depth, export, fit, generate, prior, render, view
+    from . import (
+        bench,
+        bench_gsv3d,
+        bench_lucid,
+        convert,
+        data,
+        eval,
+        event_depth,
+        export,
+        fit,
+        generate,
+        image_to_3d,
+        prior,
+        render,
+        view,
+    )
 
-    del bench_lucid  # imported for its side effect: it registers `bench lucid` on bench_app
+    del bench_lucid, bench_gsv3d  # imported for their side effect: they register `bench lucid` / `gsv3d`
 
     fit.register(app)
     convert.register(app)
     generate.register(app)
+    image_to_3d.register(app)
     eval.register(app)
     render.register(app)
     export.register(app)

@@ -56,8 +56,9 @@ def random_light(rng: random.Random) -> Shading:
 @torch.no_grad()
 def render_object(spec: ObjectSpec, elevation_deg: Tensor, azimuth_deg: Tensor, radius: Tensor, size: int = 64,
                   shading: Shading | None = None, supersample: int = 2) -> dict[str, Tensor]:
-    """Views [N] of `spec`: rgb [N,H,W,3] in [0,1] composited on white, alpha [N,H,W] and part [N,H,W]
-    (index into spec.parts of the primitive seen at each pixel centre, -1 on the background)."""
+    """Views [N] of `spec`: rgb [N,H,W,3] in [0,1] composited on white, alpha [N,H,W], depth [N,H,W] (ray
+    distance at the pixel centre, world units; inf on a miss) and part [N,H,W] (index into spec.parts of the
+    primitive seen at each pixel centre, -1 on the background)."""
     scene = build_object(spec)
     n = len(elevation_deg)
     cams = cameras_from_spherical(elevation_deg, azimuth_deg, radius, torch.full((n,), FOV_DEG), size, size)
@@ -71,7 +72,7 @@ def render_object(spec: ObjectSpec, elevation_deg: Tensor, azimuth_deg: Tensor, 
     o, d = torch.cat(origins), torch.cat(dirs)
     x = o.index_select(0, hit) + depth.index_select(0, hit)[:, None] * d.index_select(0, hit)
     part.index_copy_(0, hit, scene.sdf_and_index(x)[1])
-    return {"rgb": rgb, "alpha": alpha[..., 0], "part": part.reshape(n, size, size)}
+    return {"rgb": rgb, "alpha": alpha[..., 0], "depth": out["depth"], "part": part.reshape(n, size, size)}
 
 
 def _view_params(rng: random.Random, k: int) -> tuple[Tensor, Tensor, Tensor]:

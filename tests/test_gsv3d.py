@@ -1,0 +1,218 @@
+"""GSV3D parts on tiny models: orbit data, the multi-view attention and generator, the Gaussian decoder, the
+consistency and Chamfer scores, the image reader over bad pictures, training resume, LoRA round trip and the
+`image-to-3d` command end to end (the bundled models' quality is `v3kd bench gsv3d`'s)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vision3d_kd.data.object_image import load_object_image
+from vision3d_kd.data.object_orbits import (
+    load_orbit_dataset,
+    orbit_cameras,
+    render_views,
+    ring_azimuths,
+    split_objects,
+    write_orbit_dataset,
+)
+from vision3d_kd.data.objects import HELD_OUT
+from vision3d_kd.distill.gsv3d.decoder import DecoderConfig, GaussianDecoder, load_decoder
+from vision3d_kd.distill.gsv3d.generator import generator_from_prior, load_generator
+from vision3d_kd.distill.gsv3d.scores import chamfer, reprojection_error, surface_points
+from vision3d_kd.errors import DataError
+
+from .conftest import BAD_INPUTS, need_shared, one_line_error, run_cli
+
+LOCAL_BAD = Path(__file__).parent / "bad_inputs"
+TINY_DECODER = DecoderConfig(dim=32, depth=1, heads=2, image_size=32)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """A 32-px orbit set (4 objects, ring 4, 2 novel views), a tiny camera-conditioned SD prior, and a
+    generator, decoder and LoRA trained 2 steps each on them (exported like the bundled ones)."""
+    from tests.tiny_pipelines import save_tiny_sd
+    from vision3d_kd.distill.gsv3d import geometric as geo
+    from vision3d_kd.distill.gsv3d import train as tr
+
+    root = tmp_path_factory.mktemp("gsv3d")
+    data = write_orbit_dataset(root / "data", 4, ring=4, novel=2, size=32, shard_size=3)
+    prior = save_tiny_sd(root, camera=True)
+    tr.train_generator(data, root / "gen_run", tr.GeneratorTrainConfig(steps=2, batch=2), prior, show_progress=False)
+    tr.export_generator(root / "gen_run", prior, root / "gen")
+    dec_cfg = tr.DecoderTrainConfig(steps=2, batch=2, ring_views=1, novel_views=1, decoder=TINY_DECODER)
+    tr.train_decoder(data, root / "dec_run", dec_cfg, load_generator(root / "gen"), "gen", show_progress=False)
+    tr.export_decoder(root / "dec_run", root / "dec")
+    lora_cfg = geo.LoraTrainConfig(steps=2, rank=2, ring_views=1, novel_views=1)
+    geo.train_lora(data, root / "lora_run", lora_cfg, load_generator(root / "gen"), load_decoder(root / "dec"),
+                   {"generator": "gen", "decoder": "dec"}, show_progress=False)
+    geo.export_lora(root / "lora_run", load_generator(root / "gen"), root / "lora")
+    return {"root": root, "data": data, "prior": prior, "gen": root / "gen", "dec": root / "dec", "lora": root / "lora"}
+
+
+def test_orbit_views_and_splits():
+    obj = split_objects("validation", 4)[0]
+    r = render_views(obj, torch.full((3,), 20.0), torch.tensor([0.0, 90.0, 180.0]), 24)
+    assert r["rgb"].shape == (3, 24, 24, 3) and r["opacity"].shape == (3, 24, 24)
+    assert (r["depth"][r["opacity"] == 0] == 0).all() and r["depth"].max() < 3.5 + 1.5
+    val, test = split_objects("validation", 10), split_objects("test", 10)
+    assert [o.record() for o in val] == [o.record() for o in split_objects("validation", 10)]  # reproducible
+    unseen = {(o.spec.family, o.spec.colour) for o in val[:5]}
+    assert unseen <= HELD_OUT and not unseen & {(o.spec.family, o.spec.colour) for o in test[:5]}
+    assert not any((o.spec.family, o.spec.colour) in HELD_OUT for o in val[5:])
+
+
+def test_orbit_dataset_resumes_and_refuses_other_settings(tiny):
+    d = load_orbit_dataset(tiny["data"])
+    assert d["rgb"].shape == (4, 6, 32, 32, 3) and d["ring"] == 4 and len(d["meta"]) == 4
+    assert all(m["azimuth_deg"][0] == 0.0 and len(set(m["elevation_deg"][:4])) == 1 for m in d["meta"])
+    assert not any((m["family"], m["colour"]) in HELD_OUT for m in d["meta"])
+    before = (tiny["data"] / "rgb_0000.npy").stat().st_mtime_ns
+    write_orbit_dataset(tiny["data"], 4, ring=4, novel=2, size=32, shard_size=3)  # complete shards are kept
+    assert (tiny["data"] / "rgb_0000.npy").stat().st_mtime_ns == before
+    with pytest.raises(DataError, match="other settings"):
+        write_orbit_dataset(tiny["data"], 5, ring=4, novel=2, size=32, shard_size=3)
+
+
+def test_multiview_attention_couples_frames_and_nothing_else(tiny):
+    torch.manual_seed(0)
+    g = generator_from_prior(tiny["prior"], 3.5, 32)
+    x, t = torch.randn(2, 4, 4, 16, 16), torch.tensor([500, 30])  # the tiny VAE halves 32 px
+    cond, tokens = g.condition(torch.rand(2, 3, 32, 32))
+    cams = g.cameras(torch.tensor([10.0, 25.0]), torch.tensor([[0.0, 90, 180, 270]] * 2))
+    with torch.no_grad():
+        eps = g.predict_noise(x, t, cond, tokens, cams)
+        perm = torch.tensor([2, 0, 3, 1])
+        assert torch.allclose(g.predict_noise(x[:, perm], t, cond, tokens, cams[:, perm]), eps[:, perm], atol=1e-5)
+        assert torch.allclose(g.predict_noise(x[1:], t[1:], cond[1:], tokens[1:], cams[1:]), eps[1:], atol=1e-5)
+        changed = x.clone()
+        changed[0, 3] += 1.0  # another frame of the same object changes this frame's prediction
+        assert (g.predict_noise(changed, t, cond, tokens, cams)[0, 0] - eps[0, 0]).abs().max() > 1e-4
+        # one frame: exactly the prior's UNet with the input channels zero-extended
+        one = g.predict_noise(x[:, :1], t, torch.zeros_like(cond), tokens, cams[:, :1])
+        from diffusers import UNet2DConditionModel
+
+        prior = UNet2DConditionModel.from_pretrained(tiny["prior"] / "unet")
+        ref = prior(x[:, 0], t, encoder_hidden_states=tokens, class_labels=cams[:, 0]).sample
+        assert torch.allclose(one[:, 0], ref, atol=1e-5)
+
+
+def test_decoder_puts_one_gaussian_on_every_latent_pixel_ray_and_trains_through_the_rasterizer():
+    from vision3d_kd.distill.gsv3d.orbit_set import render_loss
+
+    torch.manual_seed(0)
+    dec = GaussianDecoder(TINY_DECODER)
+    v = 4
+    cams = orbit_cameras(torch.full((v,), 20.0), ring_azimuths(v), 32)
+    lat = torch.randn(1, v, 4, 8, 8, requires_grad=True)
+    (s,) = dec(lat, cams, torch.rand(1, 3, 32, 32))
+    assert s.means.shape == (v * 64, 3) and s.sh.shape == (v * 64, 1, 3)
+    # every Gaussian sits on its pixel's ray: its offset from the camera centre is parallel to the ray
+    centre = cams.c2w[0, :3, 3]
+    off = s.means[:64] - centre
+    dist = off.norm(dim=-1)
+    assert ((dist > 3.5 - 1.8 - 1e-4) & (dist < 3.5 + 1.8 + 1e-4)).all()
+    obj = split_objects("validation", 1)[0]
+    gt = render_views(obj, torch.full((v,), 20.0), ring_azimuths(v), 32)
+    loss, terms = render_loss(s, cams, gt["rgb"], gt["opacity"], gt["depth"])
+    loss.backward()
+    assert lat.grad is not None and lat.grad.abs().sum() > 0 and all(np.isfinite(list(terms.values())))
+    splats = s.to_splats()
+    assert splats.n <= v * 64 and splats.sh_degree == 0
+
+
+def test_consistency_and_chamfer_scores():
+    obj = split_objects("test", 1)[0]
+    v = 8
+    el, az = torch.full((v,), obj.elevation), ring_azimuths(v)
+    cams = orbit_cameras(el, az, 48)
+    gt = render_views(obj, el, az, 48)
+    floor = reprojection_error(gt["rgb"], cams, gt["opacity"], gt["depth"])
+    shuffled = reprojection_error(gt["rgb"].roll(1, 0), cams, gt["opacity"], gt["depth"])
+    assert floor < 0.04 and shuffled > 3 * floor
+    p = surface_points(cams, gt["opacity"], ray_depth=gt["depth"])
+    assert p.norm(dim=-1).max() < 1.8  # on the object, not at the cameras
+    far = surface_points(cams, gt["opacity"], ray_depth=gt["depth"] * 1.05)
+    assert chamfer(p, p) < 1e-6 and 0.02 < chamfer(p, far) < 0.3
+    assert chamfer(p, p[:0]) == float("inf")
+
+
+IMAGE_BAD = sorted(p.name for p in LOCAL_BAD.iterdir() if p.name.startswith("image_"))
+
+
+@pytest.mark.parametrize("entry", IMAGE_BAD)
+def test_image_to_3d_rejects_bad_pictures_with_one_line(entry, tmp_path, capsys):
+    assert run_cli(["image-to-3d", str(LOCAL_BAD / entry), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    one_line_error(capsys, entry)
+    assert not (tmp_path / "run").exists() and not list(tmp_path.iterdir())
+
+
+def test_image_to_3d_rejects_the_shared_truncated_png(tmp_path, capsys):
+    png = need_shared(BAD_INPUTS / "blender_truncated_png" / "train" / "r_1.png")
+    assert run_cli(["image-to-3d", str(png), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    one_line_error(capsys, "r_1.png")
+    assert not (tmp_path / "run").exists()
+
+
+def test_image_reader_composites_alpha_pads_and_applies_exif(tmp_path):
+    rgba = np.zeros((20, 40, 4), np.uint8)
+    rgba[5:15, 10:20] = [255, 0, 0, 255]  # a red square on a transparent (black) background
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    x = load_object_image(tmp_path / "a.png", 40)
+    assert x.shape == (3, 40, 40) and torch.allclose(x[:, 0, 0], torch.ones(3))  # background white, padded white
+    assert torch.allclose(x[:, 20, 15], torch.tensor([1.0, 0.0, 0.0]))  # square kept, shifted down by the padding
+    im = Image.fromarray(rgba[..., :3])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90° on capture: shown upright after transposing
+    im.save(tmp_path / "r.jpg", exif=exif, quality=95)
+    assert load_object_image(tmp_path / "r.jpg", 40).shape == (3, 40, 40)
+    grey16 = (np.full((8, 8), 30000)).astype(np.uint16)
+    Image.fromarray(grey16).save(tmp_path / "g.png")
+    assert abs(float(load_object_image(tmp_path / "g.png", 8).mean()) - 30000 / 65535) < 0.01
+    centred = load_object_image(tmp_path / "a.png", 40, recentre=0.5)
+    red = (centred[1] < 0.5).nonzero()
+    assert red[:, 0].min() >= 9 and red[:, 0].max() <= 30 and red[:, 1].max() - red[:, 1].min() >= 18
+
+
+def test_training_resumes_and_lora_round_trips(tiny):
+    from vision3d_kd.distill.gsv3d import train as tr
+    from vision3d_kd.distill.gsv3d.geometric import load_lora
+
+    cfg = tr.DecoderTrainConfig(steps=2, batch=2, ring_views=1, novel_views=1, decoder=TINY_DECODER)
+    gen = load_generator(tiny["gen"])
+    m = tr.train_decoder(tiny["data"], tiny["root"] / "dec_run", tr.DecoderTrainConfig(
+        **{**cfg.__dict__, "steps": 3}), gen, "gen", resume=True, show_progress=False)
+    assert m["steps"] == 3
+    with pytest.raises(Exception, match="other settings"):
+        tr.train_decoder(tiny["data"], tiny["root"] / "dec_run", tr.DecoderTrainConfig(
+            **{**cfg.__dict__, "steps": 4, "lr": 1e-3}), gen, "gen", resume=True, show_progress=False)
+    a, b = load_lora(load_generator(tiny["gen"]), tiny["lora"]), load_lora(load_generator(tiny["gen"]), tiny["lora"])
+    img = torch.rand(1, 3, 32, 32)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    lat_a = a.sample(img, torch.tensor([20.0]), ring_azimuths(4), 2, 2.0, g1)
+    assert torch.equal(lat_a, b.sample(img, torch.tensor([20.0]), ring_azimuths(4), 2, 2.0, g2))
+    assert json.loads((tiny["lora"] / "lora.json").read_text())["rank"] == 2
+
+
+def test_image_to_3d_writes_a_splats_run_that_exports(tiny, tmp_path, capsys):
+    obj = split_objects("validation", 1)[0]
+    gt = render_views(obj, torch.tensor([obj.elevation]), torch.zeros(1), 48)
+    Image.fromarray((gt["rgb"][0].numpy() * 255).astype(np.uint8)).save(tmp_path / "in.png")
+    args = ["image-to-3d", str(tmp_path / "in.png"), "--out", str(tmp_path / "run"), "--views", "4", "--steps", "2",
+            "--generator", str(tiny["gen"]), "--decoder", str(tiny["dec"]), "--lora-path", str(tiny["lora"]),
+            "--no-video", "--no-progress", "--elevation", f"{obj.elevation:.1f}"]
+    assert run_cli(args) == 0
+    run = tmp_path / "run"
+    assert {"config.json", "weights.safetensors", "splats.ply", "views.png", "metrics.json"} <= {
+        p.name for p in run.iterdir()}
+    assert json.loads((run / "metrics.json").read_text())["gaussians"] > 0
+    assert run_cli(["export", str(run), "--format", "splat", "--out", str(tmp_path / "x.splat")]) == 0
+    capsys.readouterr()
+    assert run_cli(args) == 2  # the run exists: refused, untouched
+    one_line_error(capsys, "already exists")

@@ -1,0 +1,42 @@
+"""`v3kd bench gsv3d`: image-to-3D on held-out objects — raw generator vs decoder vs decoder + LoRA
+(registered on `bench_app`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .bench import _OUT_DIR, _QUICK, _at_least_one, _report, _split_name, bench_app
+
+__all__ = ["gsv3d_command"]
+
+
+@bench_app.command("gsv3d")
+def gsv3d_command(
+    quick: bool = _QUICK,
+    split: str = typer.Option("validation", "--split", help="validation (defaults are chosen on it) or test (run "
+                              "once defaults are chosen)."),
+    seeds: int = typer.Option(None, "--seeds", help="Sampling seeds per object (default 3; with --quick 1)."),
+    views: int = typer.Option(16, "--views", help="Views on the ring (the bundled models were trained with 16)."),
+    steps: int = typer.Option(30, "--steps", help="DDIM sampling steps."),
+    guidance: float = typer.Option(2.0, "--guidance", help="Classifier-free guidance scale."),
+    generator: Path = typer.Option(None, "--generator", help="Generator folder (default: bundled)."),
+    decoder: Path = typer.Option(None, "--decoder", help="Decoder folder (default: bundled)."),
+    lora: Path = typer.Option(None, "--lora-path", help="LoRA folder (default: bundled)."),
+    out_dir: Path = _OUT_DIR,
+) -> None:
+    """GSV3D on held-out objects: multi-view consistency (reprojection error with the true depth) of the raw
+    generator, the decoder and the decoder + LoRA; Chamfer to the true surface; novel-view PSNR / SSIM; CPU
+    seconds per image."""
+    from ..bench.gsv3d import SPLITS, run
+
+    _at_least_one("--seeds", seeds)
+    _at_least_one("--steps", steps)
+    if split not in SPLITS:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    result = run(quick=quick, split=split, seeds=seeds, views=views, steps=steps, guidance=guidance,
+                 generator=generator, decoder=decoder, lora=lora)
+    _report(_split_name("gsv3d", split, quick), result, out_dir)

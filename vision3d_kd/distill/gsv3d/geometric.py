@@ -1,0 +1,145 @@
+"""GSV3D's geometric distillation: LoRA (peft) on the multi-view generator's UNet attention, trained through
+the frozen Gaussian decoder and the package's rasterizer so that what the generator predicts is consistent
+in 3D.
+
+One step: an object's ring latents are noised at a uniform timestep t; the generator (with LoRA) predicts ε̂
+and so x̂₀ = (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t for all ring frames together; the frozen decoder turns x̂₀ into
+Gaussians, which are rendered at some ring views and at novel views off the ring and compared with the truth
+(RGB, mask, depth: `orbit_set.render_loss`), weighted by ᾱ_t (x̂₀ is noise-dominated early in the chain, and
+1/√ᾱ_t would blow its gradient up); the generator's own ε-loss is kept beside it so it still samples well.
+The paper does not say which timesteps, views or weights it uses; these are ours (README)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ...checkpoint import load_tensors, save_tensors, write_json
+from ...errors import RunError
+from ...train.driver import LoopConfig, StepResult, train
+from .decoder import GaussianDecoder
+from .generator import MultiViewGenerator
+from .orbit_set import OrbitSet, render_loss
+from .train import ModelTask, check_fresh, load_modules
+
+__all__ = ["LoraTrainConfig", "add_lora", "load_lora", "train_lora", "export_lora", "default_lora_path"]
+
+TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+
+
+@dataclass
+class LoraTrainConfig:
+    """Geometric distillation: LoRA rank, objects per step, supervised ring / novel views, loss weights."""
+
+    steps: int = 1500
+    batch: int = 1
+    rank: int = 8
+    lr: float = 1e-4
+    ring_views: int = 3
+    novel_views: int = 4
+    w_render: float = 1.0
+    w_diffusion: float = 1.0
+    w_mask: float = 1.0
+    w_depth: float = 0.5
+    seed: int = 0
+    log_every: int = 25
+    checkpoint_every: int = 250
+    max_seconds: float = 0.0
+
+
+def add_lora(generator: MultiViewGenerator, rank: int) -> None:
+    """Give the generator's UNet LoRA adapters (rank `rank`, alpha = rank) on every attention projection;
+    only they train."""
+    from peft import LoraConfig
+
+    generator.unet.requires_grad_(False)
+    generator.unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=TARGETS, init_lora_weights=True))
+
+
+def default_lora_path() -> Path:
+    """The bundled LoRA's directory (package data)."""
+    return Path(__file__).resolve().parents[2] / "assets" / "gsv3d_lora"
+
+
+def load_lora(generator: MultiViewGenerator, path: str | Path | None = None) -> MultiViewGenerator:
+    """Add the LoRA saved at `path` (default: the bundled one) to `generator`; returns it."""
+    from peft import set_peft_model_state_dict
+
+    path = Path(path) if path else default_lora_path()
+    if not (path / "lora.json").is_file():
+        raise RunError(f"{path}: not a GSV3D LoRA directory (no lora.json)")
+    info = json.loads((path / "lora.json").read_text())
+    add_lora(generator, int(info["rank"]))
+    set_peft_model_state_dict(generator.unet, load_tensors(path / "lora.safetensors"))
+    return generator
+
+
+class LoraTask(ModelTask):
+    """One geometric-distillation step (module docstring)."""
+
+    def __init__(self, cfg: LoraTrainConfig, data: OrbitSet, generator: MultiViewGenerator, decoder: GaussianDecoder,
+                 info: dict) -> None:
+        self.g, self.decoder, self.data = generator, decoder.requires_grad_(False).eval(), data
+        params = [p for p in generator.unet.parameters() if p.requires_grad]
+        super().__init__("gsv3d-lora", cfg, {"unet": generator.unet}, params, info)
+
+    def step(self, step: int, progress: float) -> StepResult:
+        cfg, g, d = self.cfg, self.g, self.data
+        ids = torch.randint(d.n, (cfg.batch,), generator=self.gen).tolist()
+        x0 = d.latents[ids]
+        t = torch.randint(len(g.alphas_cumprod), (cfg.batch,), generator=self.gen)
+        noise = torch.randn(x0.shape, generator=self.gen)
+        a = g.alphas_cumprod[t]
+        x_t = a.sqrt().reshape(-1, 1, 1, 1, 1) * x0 + (1 - a).sqrt().reshape(-1, 1, 1, 1, 1) * noise
+        images = d.inputs(ids)
+        cams = g.cameras(d.elevation[ids, 0], d.azimuth[ids, : d.ring])
+        eps = g.predict_noise(x_t, t, x0[:, 0], g.encoder(images), cams)
+        diffusion = F.mse_loss(eps, noise)
+        ring = torch.arange(d.ring).expand(cfg.batch, d.ring)
+        splats = self.decoder(g.x0_from_noise(x_t, eps, t), d.cameras(ids, ring), images)
+        n_views = d.azimuth.shape[1]
+        rendered, terms = x0.new_zeros(()), {"rgb": 0.0, "mask": 0.0, "depth": 0.0}
+        for j, i in enumerate(ids):
+            pick = torch.randperm(d.ring, generator=self.gen)[: cfg.ring_views]
+            novel = d.ring + torch.randperm(n_views - d.ring, generator=self.gen)[: cfg.novel_views]
+            views = torch.cat([pick, novel])
+            loss_j, t_j = render_loss(splats[j], d.cameras([i], views[None]), *d.targets(i, views), cfg.w_mask,
+                                      cfg.w_depth)
+            rendered = rendered + a[j] * loss_j / cfg.batch
+            for k in terms:
+                terms[k] += t_j[k] / cfg.batch
+        loss = cfg.w_diffusion * diffusion + cfg.w_render * rendered
+        self.apply(loss, step)
+        self.last = {"loss": float(loss.detach()), "diffusion": float(diffusion.detach()), **terms}
+        return StepResult(dict(self.last), f"loss {self.last['loss']:.4f} rgb {terms['rgb']:.4f}")
+
+
+def train_lora(data: Path, out: Path, cfg: LoraTrainConfig, generator: MultiViewGenerator, decoder: GaussianDecoder,
+               names: dict[str, str], resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Geometric distillation of `generator` (LoRA added here) through `decoder` on the orbit set `data`;
+    `names` records which generator and decoder (RUN/config.json). RUN `out`."""
+    check_fresh(out, resume)
+    orbits = OrbitSet(data, generator)
+    add_lora(generator, cfg.rank)
+    task = LoraTask(cfg, orbits, generator, decoder, {"data": str(data), **names, "objects": orbits.n})
+    return train(task, out, LoopConfig.of(cfg), resume=resume, show_progress=show_progress)
+
+
+def export_lora(run: Path, generator: MultiViewGenerator, out: Path, info: dict | None = None) -> Path:
+    """Write the LoRA of a geometric-distillation RUN (for `generator`, which gets the adapters) to `out`."""
+    from peft import get_peft_model_state_dict
+
+    saved = json.loads((Path(run) / "config.json").read_text())
+    add_lora(generator, int(saved["settings"]["rank"]))
+    load_modules(run, {"unet": generator.unet})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lora = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(generator.unet).items()}
+    save_tensors(out / "lora.safetensors", lora)
+    write_json(out / "lora.json", {"rank": int(saved["settings"]["rank"]), "targets": TARGETS, **(info or {})})
+    return out
