@@ -114,3 +114,35 @@ def test_sv3d_schedules_and_orbit_without_a_checkout():
     assert (sig[:-1].diff() < 0).all()
     emb = sinusoid(torch.tensor([0.0, 1.0]), 8)
     assert torch.equal(emb[0], torch.tensor([1.0] * 4 + [0.0] * 4)) and abs(emb[1, 0] - math.cos(1.0)) < 1e-6
+
+
+def test_sv3d_generator_has_the_bundled_generators_interface():
+    """SV3DGenerator on a stand-in with VideoUNet's call signature (x, σ-noise, context, y, frames, indicator):
+    shapes, the input latent concatenated to every frame, the camera vector's width, and decode/encode round
+    trips through a diffusers VAE; the real SV3D never ran here (its weights cannot be downloaded)."""
+    from diffusers import AutoencoderKL
+
+    from vision3d_kd.distill.gsv3d.sv3d import SV3DDenoiser, SV3DGenerator
+
+    seen = {}
+
+    class StandIn(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor(0.5))
+
+        def forward(self, x, timesteps, context=None, y=None, num_video_frames=None, image_only_indicator=None):
+            seen.update(channels=x.shape[1], y=y.shape[1], context=tuple(context.shape[1:]), frames=num_video_frames)
+            return self.w * x[:, :4]
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8)
+    gen = SV3DGenerator(SV3DDenoiser(StandIn(), "p"), vae, lambda im: torch.ones(im.shape[0], 1024), radius=2.0,
+                        fov_deg=33.8, size=16)
+    images = torch.rand(2, 3, 16, 16)
+    lat = gen.sample(images, torch.tensor([10.0, 20.0]), torch.tensor([0.0, 120.0, 240.0]), steps=3,
+                     generator=torch.Generator().manual_seed(0))
+    assert lat.shape == (2, 3, 4, 8, 8) and torch.isfinite(lat).all()
+    assert seen == {"channels": 8, "y": 256 + 512 + 512, "context": (1, 1024), "frames": 3}
+    assert gen.decode(lat[0]).shape == (3, 3, 16, 16) and gen.encode(images).shape == (2, 4, 8, 8)

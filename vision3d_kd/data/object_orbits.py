@@ -60,11 +60,12 @@ class OrbitObject:
                    float(m["elevation"]), Shading(light_dir=tuple(m["light_dir"]), ambient=float(m["ambient"])))
 
 
-def orbit_cameras(elevation_deg: Tensor, azimuth_deg: Tensor, size: int) -> Cameras:
-    """Cameras [K] at ORBIT_RADIUS looking at the origin (relative frame: input view at azimuth 0), size² pixels."""
+def orbit_cameras(elevation_deg: Tensor, azimuth_deg: Tensor, size: int, radius: float = ORBIT_RADIUS,
+                  fov_deg: float = FOV_DEG) -> Cameras:
+    """Cameras [K] at `radius` looking at the origin (relative frame: input view at azimuth 0), size² pixels."""
     k = len(elevation_deg)
-    return cameras_from_spherical(elevation_deg.float(), azimuth_deg.float(), torch.full((k,), ORBIT_RADIUS),
-                                  torch.full((k,), FOV_DEG), size, size)
+    return cameras_from_spherical(elevation_deg.float(), azimuth_deg.float(), torch.full((k,), float(radius)),
+                                  torch.full((k,), float(fov_deg)), size, size)
 
 
 def ring_azimuths(views: int) -> Tensor:

@@ -77,10 +77,10 @@ class MultiViewGenerator(nn.Module):
     AutoencoderKL), `encoder` (ImageEncoder); images are [B,3,S,S] in [0,1] on white, latents scaled by the
     VAE's scaling factor. Cameras: ring elevation (degrees) and azimuths relative to the input view."""
 
-    def __init__(self, unet, vae, encoder: ImageEncoder, radius: float, size: int = 64) -> None:
+    def __init__(self, unet, vae, encoder: ImageEncoder, radius: float, size: int = 64, fov_deg: float = 40.0) -> None:
         super().__init__()
         self.unet, self.vae, self.encoder = unet, vae, encoder
-        self.radius, self.size = float(radius), int(size)
+        self.radius, self.size, self.fov_deg = float(radius), int(size), float(fov_deg)
         self.scale = float(vae.config.scaling_factor)
         self.register_buffer("alphas_cumprod", ddpm_alphas_cumprod(), persistent=False)
         self.vae.requires_grad_(False)
@@ -171,7 +171,7 @@ class MultiViewGenerator(nn.Module):
         self.vae.save_pretrained(out / "vae")
         save_tensors(out / "encoder.safetensors", {k: v.detach().contiguous() for k, v in
                                                    self.encoder.state_dict().items()})
-        write_json(out / "generator.json", {"radius": self.radius, "size": self.size,
+        write_json(out / "generator.json", {"radius": self.radius, "size": self.size, "fov_deg": self.fov_deg,
                                             "encoder_dim": int(self.encoder.pos.shape[-1]), **(info or {})})
 
 
@@ -192,7 +192,8 @@ def load_generator(path: str | Path | None = None) -> MultiViewGenerator:
     vae = AutoencoderKL.from_pretrained(path / "vae", torch_dtype=torch.float32)
     encoder = ImageEncoder(int(info["encoder_dim"]), int(info["size"]))
     encoder.load_state_dict(load_tensors(path / "encoder.safetensors"))
-    return MultiViewGenerator(unet, vae, encoder, float(info["radius"]), int(info["size"])).eval()
+    return MultiViewGenerator(unet, vae, encoder, float(info["radius"]), int(info["size"]),
+                              float(info.get("fov_deg", 40.0))).eval()
 
 
 def generator_from_prior(prior_path: Path, radius: float, size: int = 64) -> MultiViewGenerator:

@@ -2,8 +2,8 @@
 -> the Gaussian decoder's splats -> a splats run directory (what `export`, `render` and `view` read) with
 splats.ply, mesh.glb, turntable.mp4 and views.png (the generated views, decoded by the VAE).
 
-The run's frame: z up, the object at the origin, the input camera at azimuth 0 on the ring (ORBIT_RADIUS from
-the origin, FOV_DEG field of view, the given elevation) — which side of the object is its front is unknown.
+The run's frame: z up, the object at the origin, the input camera at azimuth 0 on the ring (the generator's camera
+distance and field of view, the given elevation) — which side of the object is its front is unknown.
 The run is written to a hidden sibling folder and renamed into place at the end: never half-written."""
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import torch
 
 from ...checkpoint import write_json
 from ...data.object_image import load_object_image
-from ...data.object_orbits import ORBIT_RADIUS, orbit_cameras, ring_azimuths
-from ...data.object_views import FOV_DEG
+from ...data.object_orbits import orbit_cameras, ring_azimuths
 from ...errors import ConfigError
 from ...runs import save_field
 from .decoder import DecodedSplats, GaussianDecoder, load_decoder
@@ -79,7 +78,8 @@ class GSV3D:
         gen = torch.Generator().manual_seed(int(cfg.seed))
         lat = self.generator.sample(image[None], torch.tensor([cfg.elevation]), az, cfg.steps, cfg.guidance, gen,
                                     progress)
-        cams = orbit_cameras(torch.full((cfg.views,), float(cfg.elevation)), az, self.generator.size)
+        g = self.generator
+        cams = orbit_cameras(torch.full((cfg.views,), float(cfg.elevation)), az, g.size, g.radius, g.fov_deg)
         return lat[0], self.decoder(lat, cams, image[None])[0]
 
 
@@ -115,8 +115,9 @@ def image_to_3d(image: Path, out: Path, cfg: ImageTo3DConfig, models: GSV3D | No
     try:
         tmp.mkdir()
         model = splats.to_splats()
-        render = {"radius": ORBIT_RADIUS, "elevation_deg": cfg.elevation, "fov_y_deg": FOV_DEG,
-                  "width": models.generator.size, "height": models.generator.size, "background": "white"}
+        g = models.generator
+        render = {"radius": g.radius, "elevation_deg": cfg.elevation, "fov_y_deg": g.fov_deg, "width": g.size,
+                  "height": g.size, "background": "white"}
         save_field(tmp, model, {"render": render, "image_to_3d": {**asdict(cfg), "image": str(image)}})
         _views_png(models.generator.decode(lat), tmp / "views.png")
         if progress is not None:

@@ -31,8 +31,8 @@ from torch import Tensor
 from ...checkpoint import load_tensors
 from ...errors import RunError
 
-__all__ = ["SV3DDenoiser", "unet_config", "default_orbit", "sinusoid", "triangle_scales", "karras_sigmas",
-           "import_video_unet"]
+__all__ = ["SV3DDenoiser", "SV3DGenerator", "unet_config", "default_orbit", "sinusoid", "triangle_scales",
+           "karras_sigmas", "import_video_unet"]
 
 FRAMES = 21
 
@@ -173,3 +173,45 @@ class SV3DDenoiser:
             x0 = self.denoise(x, s.repeat(b), clip, cond, elevation_deg, azimuth_deg, scales)
             x = x + (s_next - s) * (x - x0) / s
         return x
+
+
+class SV3DGenerator:
+    """SV3D behind the bundled generator's interface (`sample`, `encode`, `decode`, `size`, `radius`), so the
+    decoder, `image_to_3d` and the bench take either: 576-px views, SD-scaled latents [B,V,4,72,72]. The image
+    encoders are the caller's, as for `SV3DDenoiser`: `clip_image(images [B,3,576,576] in [0,1]) -> [B,1024]`
+    (SV3D's OpenCLIP ViT-H/14 image embedding) and `vae` (a diffusers AutoencoderKL holding SV3D's VAE;
+    latents scaled by `scale`). `radius` and `fov_deg` describe SV3D's training cameras and must be given."""
+
+    def __init__(self, denoiser: SV3DDenoiser, vae, clip_image, radius: float, fov_deg: float,
+                 scale: float = 0.18215, size: int = 576) -> None:
+        self.denoiser, self.vae, self.clip_image = denoiser, vae, clip_image
+        self.radius, self.fov_deg, self.scale, self.size = float(radius), float(fov_deg), float(scale), int(size)
+
+    def eval(self) -> SV3DGenerator:
+        return self
+
+    @torch.no_grad()
+    def encode(self, images: Tensor) -> Tensor:
+        """SD-scaled latents [N,4,h,w] (posterior means) of images [N,3,S,S] in [0,1]."""
+        return self.vae.encode(images * 2.0 - 1.0).latent_dist.mean * self.scale
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor) -> Tensor:
+        """Images [N,3,S,S] in [0,1] of SD-scaled latents [N,4,h,w]."""
+        return ((self.vae.decode(latents / self.scale).sample + 1.0) * 0.5).clamp(0.0, 1.0)
+
+    @torch.no_grad()
+    def sample(self, images: Tensor, elevation_deg: Tensor, azimuth_deg: Tensor, steps: int = 50,
+               guidance: float = 2.5, generator: torch.Generator | None = None, progress=None) -> Tensor:
+        """Latents [B,V,4,h,w] of views at azimuths [V] (degrees, relative to the input view) on the ring at
+        elevation [B]: SV3D's Euler sampler with triangle guidance up to `guidance`; the image conditions as
+        SV3D's do (its CLIP embedding, its unscaled latent mode)."""
+        b, v = images.shape[0], len(azimuth_deg)
+        clip = self.clip_image(images)
+        cond = self.vae.encode(images * 2.0 - 1.0).latent_dist.mode()
+        el = elevation_deg.reshape(b, 1).expand(b, v).float()
+        az = azimuth_deg.reshape(1, v).expand(b, v).float()
+        out = self.denoiser.sample(clip, cond, el, az, steps, guidance, generator)
+        if progress is not None:
+            progress(steps, steps)
+        return out
