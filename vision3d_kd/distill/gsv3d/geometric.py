@@ -25,7 +25,7 @@ from ...train.driver import LoopConfig, StepResult, train
 from .decoder import GaussianDecoder
 from .generator import MultiViewGenerator
 from .orbit_set import OrbitSet, render_loss
-from .train import ModelTask, check_fresh, load_modules
+from .train import ModelTask, RenderSupervision, check_fresh, load_modules
 
 __all__ = ["LoraTrainConfig", "add_lora", "load_lora", "train_lora", "export_lora", "default_lora_path"]
 
@@ -33,23 +33,14 @@ TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 
 
 @dataclass
-class LoraTrainConfig:
-    """Geometric distillation: LoRA rank, objects per step, supervised ring / novel views, loss weights."""
+class LoraTrainConfig(RenderSupervision):
+    """Geometric distillation: LoRA rank and the weights of the render and diffusion terms."""
 
     steps: int = 1500
     batch: int = 1
     rank: int = 8
-    lr: float = 1e-4
-    ring_views: int = 3
-    novel_views: int = 4
     w_render: float = 1.0
     w_diffusion: float = 1.0
-    w_mask: float = 1.0
-    w_depth: float = 0.5
-    seed: int = 0
-    log_every: int = 25
-    checkpoint_every: int = 250
-    max_seconds: float = 0.0
 
 
 def add_lora(generator: MultiViewGenerator, rank: int) -> None:
@@ -85,6 +76,7 @@ class LoraTask(ModelTask):
     def __init__(self, cfg: LoraTrainConfig, data: OrbitSet, generator: MultiViewGenerator, decoder: GaussianDecoder,
                  info: dict) -> None:
         self.g, self.decoder, self.data = generator, decoder.requires_grad_(False).eval(), data
+        generator.encoder.requires_grad_(False)  # only the LoRA trains
         params = [p for p in generator.unet.parameters() if p.requires_grad]
         super().__init__("gsv3d-lora", cfg, {"unet": generator.unet}, params, info)
 

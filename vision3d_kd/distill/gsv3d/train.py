@@ -24,19 +24,18 @@ from .decoder import DecoderConfig, GaussianDecoder
 from .generator import MultiViewGenerator, generator_from_prior
 from .orbit_set import OrbitSet, render_loss
 
-__all__ = ["GeneratorTrainConfig", "DecoderTrainConfig", "ModelTask", "train_generator", "train_decoder",
-           "export_generator", "export_decoder", "lr_at", "check_fresh", "load_modules"]
+__all__ = ["TrainSettings", "RenderSupervision", "GeneratorTrainConfig", "DecoderTrainConfig", "ModelTask",
+           "train_generator", "train_decoder", "export_generator", "export_decoder", "lr_at", "check_fresh",
+           "load_modules", "orbit_image_size"]
 
 
 @dataclass
-class GeneratorTrainConfig:
-    """Generator fine-tuning from the bundled prior: objects per step, learning rate, guidance dropout, EMA."""
+class TrainSettings:
+    """What every GSV3D trainer takes: steps, objects per step, peak learning rate, seed, logging, budget."""
 
     steps: int = 3000
     batch: int = 2
     lr: float = 1e-4
-    cond_drop: float = 0.1
-    ema_decay: float = 0.999
     seed: int = 0
     log_every: int = 25
     checkpoint_every: int = 250
@@ -44,22 +43,31 @@ class GeneratorTrainConfig:
 
 
 @dataclass
-class DecoderTrainConfig:
-    """Decoder training: objects per step, supervised ring and novel views per object, loss weights, latent
-    noise (std, drawn per object up to `latent_noise`) so it tolerates a generator's latents."""
+class GeneratorTrainConfig(TrainSettings):
+    """Generator fine-tuning from the bundled prior: input-view conditioning dropped with probability
+    `cond_drop` (for guidance), EMA decay of the exported weights."""
 
-    steps: int = 3000
-    batch: int = 2
+    cond_drop: float = 0.1
+    ema_decay: float = 0.999
+
+
+@dataclass
+class RenderSupervision(TrainSettings):
+    """Trainers that render Gaussians against the truth: ring and novel views per object, loss weights."""
+
     ring_views: int = 3
     novel_views: int = 4
-    lr: float = 3e-4
     w_mask: float = 1.0
     w_depth: float = 0.5
+
+
+@dataclass
+class DecoderTrainConfig(RenderSupervision):
+    """Decoder training; latent noise (std, drawn per object up to `latent_noise`) so it tolerates a
+    generator's latents."""
+
+    lr: float = 3e-4
     latent_noise: float = 0.1
-    seed: int = 0
-    log_every: int = 25
-    checkpoint_every: int = 250
-    max_seconds: float = 0.0
     decoder: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
 
 
