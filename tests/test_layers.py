@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     "export": 5,
     "generation": 6, "distill": 6,
     "viewer": 7,
-    "bench": 8,
+    "bench": 8, "batch": 8,
     "cli": 9,
 }
 

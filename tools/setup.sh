@@ -10,9 +10,12 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install -q "${V3KD_TORCH:-torch==2.13.0}"
 fi
 .venv/bin/pip install -q -e ".[dev]"
-# --test: also the other programs the tests open our exports with (gltf-validator, three.js,
+# --test: also Ray (the optional engine of `v3kd batch`, so its test runs) and the other programs the tests open our exports with (gltf-validator, three.js,
 # GaussianSplats3D, splat-transform; npm, into tools/clients/node_modules). Without node/npm the tests
 # that need them skip with a reason.
+if [ "${1:-}" = "--test" ]; then
+  .venv/bin/pip install -q -e ".[dev,ray]" || echo "setup: Ray not installed; the batch test on Ray will skip" >&2
+fi
 if [ "${1:-}" = "--test" ] && command -v npm >/dev/null; then
   (cd tools/clients && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null) \
     || echo "setup: npm clients not installed; the tests that open exports in them will skip" >&2

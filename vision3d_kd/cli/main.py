@@ -21,6 +21,7 @@ app = typer.Typer(
 
 def _register() -> None:
     from . import (
+        batch,
         bench,
         bench_gsv3d,
         bench_lucid,
@@ -40,6 +41,7 @@ def _register() -> None:
     del bench_lucid, bench_gsv3d  # imported for their side effect: they register `bench lucid` / `gsv3d`
 
     fit.register(app)
+    batch.register(app)
     convert.register(app)
     generate.register(app)
     image_to_3d.register(app)
