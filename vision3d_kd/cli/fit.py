@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from ..errors import ConfigError
+from ..parallel import device_for, dist_env, init_distributed
 from ..train.config import apply_overrides, load_fit_config, saved_fit_config
 from .common import pick_device
 
@@ -75,8 +76,13 @@ def fit_command(
     def log(line: str) -> None:
         console.print(f"[yellow]{line}[/]" if line.startswith("warning:") else line)
 
-    split, metrics = fit_dataset(data, out, cfg, resume=resume, device=pick_device(device), show_progress=progress,
-                                 log=log)
+    dist = dist_env()  # under torchrun: one rank of a data-parallel fit (gloo on CPU, NCCL on GPU)
+    init_distributed(dist)
+    dev = pick_device(device) if not dist.distributed else device_for(dist, device)
+    split, metrics = fit_dataset(data, out, cfg, resume=resume, device=dev, dist=dist,
+                                 show_progress=progress, log=log if dist.writer else None)
+    if not dist.writer:
+        return
     line = f"{cfg.field_name}: {metrics['steps']} steps in {metrics['seconds']:.0f} s"
     if "psnr_test" in metrics:
         line += f"; {split} PSNR {metrics['psnr_test']:.2f} dB, SSIM {metrics['ssim_test']:.4f}"

@@ -20,6 +20,7 @@ from ..data import held_out_split, load_dataset
 from ..errors import ConfigError
 from ..evaluate import held_out_metrics
 from ..fields import build_field
+from ..parallel import DistEnv, barrier, rank_generator, shard_range
 from ..render.intrinsics_adjust import INTRINSICS_FILE, IntrinsicsAdjustment
 from ..render.occupancy import OccupancyGrid
 from ..render.pose_adjust import PoseAdjustment
@@ -60,17 +61,17 @@ class FitTask(FieldTask):
 
     @classmethod
     def build(cls, cfg: FitConfig, train_ds, test_ds, out: Path, resume: bool, generator: torch.Generator,
-              run_cfg: dict[str, Any], device: torch.device) -> FitTask:
+              run_cfg: dict[str, Any], device: torch.device, dist: DistEnv | None = None) -> FitTask:
         """The task for `v3kd fit --field F`: a new field of `cfg` over the data's box (RUN's when resuming)."""
         if resume:
             field, _ = load_field(out)
         else:
             with seeded_init(cfg.train.seed):
                 field = build_field(_field_options(cfg, train_ds))
-        return cls(field.to(device).train(), train_ds, test_ds, cfg.train, generator, run_cfg, device)
+        return cls(field.to(device).train(), train_ds, test_ds, cfg.train, generator, run_cfg, device, dist)
 
     def __init__(self, field, train_ds, test_ds, tc, generator: torch.Generator, run_cfg: dict[str, Any],
-                 device: torch.device) -> None:
+                 device: torch.device, dist: DistEnv | None = None) -> None:
         grid = OccupancyGrid(field.aabb.cpu(), tc.occ_resolution, contract=field.contract).to(device)
         name = run_cfg["fit"]["field_name"]
         for flag in ("refine_poses", "refine_intrinsics"):
@@ -86,7 +87,10 @@ class FitTask(FieldTask):
             extra["pose_delta"] = (self.poses.delta, tc.pose_lr)
         if self.intrinsics is not None:
             extra["intrinsics_delta"] = (self.intrinsics.delta, tc.pose_lr)
-        super().__init__(f"fit {name}", field, grid, tc, generator, run_cfg, extra)
+        super().__init__(f"fit {name}", field, grid, tc, generator, run_cfg, extra, dist)
+        # data-parallel: `gen` (the same on every rank) picks the global batch, backgrounds and grid updates;
+        # each rank jitters its own share of the samples with its own generator
+        self.jitter_gen = rank_generator(tc.seed + 1, self.dist, device) if self.dist.distributed else generator
         self.cams = train_ds.cameras.to(device)
         self.pixels_per_image = train_ds.cameras.width * train_ds.cameras.height
         self.test_ds, self.device = test_ds, device
@@ -101,22 +105,33 @@ class FitTask(FieldTask):
             grid.update(self.field.density, self.density_threshold, warmup=step < tc.occ_warmup_steps, generator=gen)
         idx = torch.randint(0, self.rgb.shape[0], (self.batch_rays,), generator=gen).to(self.device)
         bg = ray_background(tc.background, self.batch_rays, self.device, gen)
+        loss, mse, n_samples = self.batch_loss(idx, bg, progress)
+        n_samples = self.optimise(loss, n_samples)
+        psnr_train = -10 * math.log10(max(mse, 1e-10))
+        rec = {"loss": loss.item(), "psnr_train": psnr_train, "lr": lr, "rays": int(idx.numel()),
+               "samples": n_samples, "occupancy": grid.occupancy_fraction()}
+        return StepResult(rec, f"psnr {psnr_train:.2f}  samples {n_samples}")
+
+    def batch_loss(self, idx: torch.Tensor, bg: torch.Tensor, progress: float, jitter: bool = True
+                   ) -> tuple[torch.Tensor, float, int]:
+        """(loss, this rank's MSE, its samples) on the global batch of training pixels `idx` [R] with
+        backgrounds [R,3]: this rank renders its contiguous share (all of it in one process) and its loss is
+        scaled by that share, so the ranks' gradients sum to the gradient of the whole batch's loss."""
+        tc, n = self.tc, int(idx.numel())
+        lo, hi = shard_range(n, self.dist)
+        idx, bg = idx[lo:hi], bg[lo:hi]
+        share = (hi - lo) / n
         # index_select: much faster than fancy indexing when the cores are shared
         a = self.opacity.index_select(0, idx)
         target = self.rgb.index_select(0, idx) * a + bg * (1 - a)
         ro, rd = self._rays(idx, frozen=progress >= tc.pose_refine_until)
-        res = render_rays(self.field, ro, rd, grid, bg, self.settings, jitter=True, generator=gen,
+        res = render_rays(self.field, ro, rd, self.grid, bg, self.settings, jitter=jitter, generator=self.jitter_gen,
                           distortion=tc.distortion > 0)
         mse = torch.mean((res["rgb"] - target) ** 2)
-        loss = mse + self.field.regularization()
+        loss = share * mse + self.field.regularization() / self.dist.world_size
         if tc.distortion > 0:
-            loss = loss + tc.distortion * res["distortion"]
-        n_samples = int(res["n_samples"])
-        self.optimise(loss, n_samples)
-        psnr_train = -10 * math.log10(max(mse.item(), 1e-10))
-        rec = {"loss": loss.item(), "psnr_train": psnr_train, "lr": lr, "rays": int(idx.numel()),
-               "samples": n_samples, "occupancy": grid.occupancy_fraction()}
-        return StepResult(rec, f"psnr {psnr_train:.2f}  samples {n_samples}")
+            loss = loss + tc.distortion * share * res["distortion"]
+        return loss, float(mse.item()), int(res["n_samples"])
 
     def _rays(self, idx: torch.Tensor, frozen: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Rays [R,3] of the training pixels `idx` (image-major flat indices), through the refined cameras;
@@ -157,13 +172,14 @@ class FitTask(FieldTask):
 
 
 def fit(train_ds, test_ds, out: Path, cfg: FitConfig, data_path: Path | None = None, resume: bool = False,
-        device: torch.device | str = "cpu", rank: int = 0, show_progress: bool = True,
+        device: torch.device | str = "cpu", dist: DistEnv | None = None, show_progress: bool = True,
         callback: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Train `cfg.field_name` (a field family or "splats") on `train_ds`, evaluate on `test_ds` (held out),
     write RUN `out`.
 
     Returns the metrics also written to RUN/metrics.json. `callback(step, record)` is called after every
-    step (tests use it to simulate a crash)."""
+    step (tests use it to simulate a crash). `dist`: this rank's place in a data-parallel run (torchrun);
+    only rank 0 writes."""
     tc = cfg.train
     tc.validate()
     out, dev = Path(out), torch.device(device)
@@ -174,8 +190,9 @@ def fit(train_ds, test_ds, out: Path, cfg: FitConfig, data_path: Path | None = N
     frame = {"transform": train_ds.transform.tolist(), "scene": train_ds.scene}
     run_cfg = {"fit": cfg.to_dict(), "data": str(data_path) if data_path else None, "render": render, "frame": frame}
     build = SplatsTask.build if cfg.field_name == "splats" else FitTask.build
-    task = build(cfg, train_ds, test_ds, out, resume, gen, run_cfg, dev)
-    return train(task, out, LoopConfig.of(tc), resume=resume, rank=rank, show_progress=show_progress,
+    dist = dist or DistEnv()
+    task = build(cfg, train_ds, test_ds, out, resume, gen, run_cfg, dev, dist)
+    return train(task, out, LoopConfig.of(tc), resume=resume, rank=dist.rank, show_progress=show_progress,
                  callback=callback)
 
 
@@ -185,7 +202,7 @@ def default_run_dir(data: Path, field_name: str) -> Path:
 
 
 def fit_dataset(data: Path, out: Path, cfg: FitConfig, resume: bool = False, device: torch.device | str = "cpu",
-                rank: int = 0, show_progress: bool = True,
+                dist: DistEnv | None = None, show_progress: bool = True,
                 log: Callable[[str], None] | None = None) -> tuple[str | None, dict[str, Any]]:
     """`fit` on the train split of dataset folder `data` (at `cfg.train.downscale`), scored on its held-out
     split (test, else val; none: no held-out metrics). `out` must be new or empty unless `resume`. `log`
@@ -194,6 +211,7 @@ def fit_dataset(data: Path, out: Path, cfg: FitConfig, resume: bool = False, dev
     out = Path(out)
     if not resume and out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: already exists and is not empty (use --resume or another --out)")
+    barrier()  # data-parallel: every rank has looked at `out` before rank 0 writes into it
     cfg.train.validate()
     train_ds = load_dataset(data, "train", **cfg.train.load_options())
     split = held_out_split(data)
@@ -207,5 +225,5 @@ def fit_dataset(data: Path, out: Path, cfg: FitConfig, resume: bool = False, dev
         log(f"fit {cfg.field_name} on {data} ({len(train_ds.cameras)} train views"
             f"{f', {len(test_ds.cameras)} {split} views' if test_ds else ''}, {kind}) -> {out}")
     metrics = fit(train_ds, test_ds, out, cfg, data_path=Path(data).resolve(), resume=resume, device=device,
-                  rank=rank, show_progress=show_progress)
+                  dist=dist, show_progress=show_progress)
     return split, metrics

@@ -16,6 +16,7 @@ from ..errors import ConfigError, RunError
 from ..evaluate import held_out_metrics
 from ..fields.splats import GaussianSplats
 from ..metrics import ssim_tensor
+from ..parallel import DistEnv
 from ..render.image import ray_cos
 from ..render.splat import render_splats
 from ..render.volume import ray_background
@@ -97,9 +98,11 @@ class SplatsTask(TrainTask):
 
     @classmethod
     def build(cls, cfg: FitConfig, train_ds, test_ds, out: Path, resume: bool, generator: torch.Generator,
-              run_cfg: dict[str, Any], device: torch.device) -> SplatsTask:
+              run_cfg: dict[str, Any], device: torch.device, dist: DistEnv | None = None) -> SplatsTask:
         """The task for `v3kd fit --field splats`: Gaussians initialised per `cfg.train.init` (or RUN's own
-        when resuming)."""
+        when resuming). Data-parallel splats are not in yet: refused under torchrun."""
+        if dist is not None and dist.distributed:
+            raise ConfigError("--field splats cannot be fitted data-parallel yet; run it in one process")
         tc = cfg.train
         for flag in ("refine_poses", "refine_intrinsics"):  # refused, never ignored
             if getattr(tc, flag):
