@@ -137,6 +137,7 @@ class SplatTrainConfig(CameraOptions):
     lr_quats: float = 1e-3
     lr_opacity: float = 5e-2
     lr_sh: float = 2.5e-3  # DC; higher bands use lr_sh / 20
+    images_per_step: int = 1  # training images per step (the global batch; data-parallel: split over the ranks)
     ssim_lambda: float = 0.2  # loss = (1 - l) L1 + l (1 - SSIM)
     depth_weight: float = 0.0  # + this x L1 of expected depth (scene units) where the data has depth and opacity > 0.5
     refine_start: int = 300  # densification window [refine_start, refine_stop) every refine_every steps
@@ -163,7 +164,7 @@ class SplatTrainConfig(CameraOptions):
         if self.background_points < 0 or not self.background_radius > 1:
             raise ConfigError("train.background_points must be >= 0 and train.background_radius > 1")
         for name in ("steps", "init_points", "sh_degree_every", "refine_every", "checkpoint_every", "log_every",
-                     "max_gaussians"):
+                     "max_gaussians", "images_per_step"):
             if int(getattr(self, name)) <= 0:
                 raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
         for name in ("lr_means", "lr_means_final", "lr_scales", "lr_quats", "lr_opacity", "lr_sh", "grow_grad2d",

@@ -71,12 +71,17 @@ class DensityController:
 
     @torch.no_grad()
     def step(self, step: int, splats: GaussianSplats, opt: torch.optim.Optimizer,
-             generator: torch.Generator | None = None) -> dict[str, int] | None:
+             generator: torch.Generator | None = None,
+             reduce: Callable[[list[Tensor]], None] | None = None) -> dict[str, int] | None:
         """Apply densification / pruning / opacity reset due at `step` (counted after the step ran).
-        Returns counts of what changed, or None when nothing was due."""
+        Returns counts of what changed, or None when nothing was due. `reduce` (data-parallel: a sum over the
+        ranks, in place) first pools every rank's statistics, so all ranks make the same edit."""
         c = self.cfg
         report: dict[str, int] | None = None
         if c.refine_start <= step < c.refine_stop and step % c.refine_every == 0 and step > 0:
+            if reduce is not None:
+                self._ensure(splats.n)
+                reduce([self.grad_sum, self.count])
             report = self._refine(step, splats, opt, generator)
         if c.reset_every and step % c.reset_every == 0 and 0 < step < c.refine_stop:
             cap = math.log(2 * c.prune_opacity / (1 - 2 * c.prune_opacity))

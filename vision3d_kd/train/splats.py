@@ -16,7 +16,7 @@ from ..errors import ConfigError, RunError
 from ..evaluate import held_out_metrics
 from ..fields.splats import GaussianSplats
 from ..metrics import ssim_tensor
-from ..parallel import DistEnv
+from ..parallel import DistEnv, all_reduce_sum, shard_range
 from ..render.image import ray_cos
 from ..render.splat import render_splats
 from ..render.volume import ray_background
@@ -100,10 +100,13 @@ class SplatsTask(TrainTask):
     def build(cls, cfg: FitConfig, train_ds, test_ds, out: Path, resume: bool, generator: torch.Generator,
               run_cfg: dict[str, Any], device: torch.device, dist: DistEnv | None = None) -> SplatsTask:
         """The task for `v3kd fit --field splats`: Gaussians initialised per `cfg.train.init` (or RUN's own
-        when resuming). Data-parallel splats are not in yet: refused under torchrun."""
-        if dist is not None and dist.distributed:
-            raise ConfigError("--field splats cannot be fitted data-parallel yet; run it in one process")
+        when resuming). Data-parallel: `train.images_per_step` (the global batch) must be a multiple of the
+        number of ranks."""
         tc = cfg.train
+        dist = dist or DistEnv()
+        if tc.images_per_step % dist.world_size:
+            raise ConfigError(f"train.images_per_step={tc.images_per_step} must be a multiple of the {dist.world_size} "
+                              "ranks (each renders its share of the step's images)")
         for flag in ("refine_poses", "refine_intrinsics"):  # refused, never ignored
             if getattr(tc, flag):
                 raise ConfigError(f"--{flag.replace('_', '-')} applies to fields (hashgrid, mlp); --field splats "
@@ -114,48 +117,78 @@ class SplatsTask(TrainTask):
                 raise RunError(f"{out}: not a splats run")
         else:
             splats = _init_splats(tc, train_ds, generator, int(cfg.field.get("sh_degree", 3)))
-        return cls(splats.to(device).train(), train_ds, test_ds, tc, generator, run_cfg, device)
+        return cls(splats.to(device).train(), train_ds, test_ds, tc, generator, run_cfg, device, dist)
 
     def __init__(self, splats: GaussianSplats, train_ds, test_ds, tc, generator: torch.Generator,
-                 run_cfg: dict[str, Any], device: torch.device) -> None:
+                 run_cfg: dict[str, Any], device: torch.device, dist: DistEnv | None = None) -> None:
         self.name, self.splats, self.tc, self.gen, self.run_cfg = "fit splats", splats, tc, generator, run_cfg
+        self.dist = dist or DistEnv()
         self.train_ds, self.test_ds, self.device = train_ds, test_ds, device
         self.extent = camera_extent(train_ds.cameras.c2w)
         self.opt = _optimizer(splats, tc, self.extent)
         self.density = DensityController(tc, self.extent, unbounded=train_ds.scene == "unbounded")
         self.order: torch.Tensor | None = None  # drawn at the first step of a session, then every epoch
 
+    def _views(self, step: int) -> list[int]:
+        """The step's images: the next `images_per_step` of the epoch order (reshuffled at each epoch start)."""
+        n_views, k = len(self.train_ds.cameras), self.tc.images_per_step
+        if self.order is None:
+            self.order = torch.randperm(n_views, generator=self.gen)
+        views = []
+        for pos in range(step * k, step * k + k):
+            if pos % n_views == 0 and pos > 0:
+                self.order = torch.randperm(n_views, generator=self.gen)
+            views.append(int(self.order[pos % n_views]))
+        return views
+
     def step(self, step: int, progress: float) -> StepResult:
+        """One step over the step's images (each rank renders its share); gradients and the densification
+        statistics are summed over the ranks, so every rank edits the same Gaussians the same way."""
         tc, gen, splats, ds = self.tc, self.gen, self.splats, self.train_ds
-        cams, n_views = ds.cameras, len(ds.cameras)
+        cams = ds.cameras
         lr_means = tc.lr_means * self.extent * (tc.lr_means_final / tc.lr_means) ** progress
         self.opt.param_groups[0]["lr"] = lr_means
         splats.active_sh_degree.fill_(min(splats.sh_degree, step // tc.sh_degree_every))
-        if self.order is None:
-            self.order = torch.randperm(n_views, generator=gen)
-        if step % n_views == 0 and step > 0:
-            self.order = torch.randperm(n_views, generator=gen)
-        i = int(self.order[step % n_views])
-        bg = ray_background(tc.background, 1, torch.device("cpu"), gen)[0].to(self.device)
-        a = ds.opacity[i].to(self.device)
-        target = ds.rgb[i].to(self.device) * a + bg * (1 - a)
-        res = render_splats(splats, cams[i].to(self.device), bg, backend=tc.backend)
-        loss = (1 - tc.ssim_lambda) * (res["rgb"] - target).abs().mean()
-        if tc.ssim_lambda > 0:
-            loss = loss + tc.ssim_lambda * (1 - ssim_tensor(res["rgb"], target))
-        if tc.depth_weight > 0 and ds.depth is not None:
-            loss = loss + tc.depth_weight * _depth_l1(res, ds.depth[i].to(self.device), a[..., 0], cams[i])
+        views = self._views(step)
+        bgs = ray_background(tc.background, len(views), torch.device("cpu"), gen)
+        lo, hi = shard_range(len(views), self.dist)
+        loss, sq, renders = 0.0, 0.0, []
+        for i, bg in zip(views[lo:hi], bgs[lo:hi], strict=True):
+            bg = bg.to(self.device)
+            a = ds.opacity[i].to(self.device)
+            target = ds.rgb[i].to(self.device) * a + bg * (1 - a)
+            res = render_splats(splats, cams[i].to(self.device), bg, backend=tc.backend)
+            term = (1 - tc.ssim_lambda) * (res["rgb"] - target).abs().mean()
+            if tc.ssim_lambda > 0:
+                term = term + tc.ssim_lambda * (1 - ssim_tensor(res["rgb"], target))
+            if tc.depth_weight > 0 and ds.depth is not None:
+                term = term + tc.depth_weight * _depth_l1(res, ds.depth[i].to(self.device), a[..., 0], cams[i])
+            loss = loss + term / len(views)
+            sq += float(((res["rgb"].detach() - target) ** 2).mean()) / (hi - lo)
+            renders.append(res)
         loss.backward()
-        self.density.accumulate(res["means2d"], res["visible"], cams.width, cams.height)
+        for res in renders:
+            self.density.accumulate(res["means2d"], res["visible"], cams.width, cams.height)
+        if self.dist.distributed:
+            self._sync()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        changed = self.density.step(step + 1, splats, self.opt, gen)
-        psnr_train = -10 * math.log10(max(float(((res["rgb"].detach() - target) ** 2).mean()), 1e-10))
-        rec = {"loss": loss.item(), "psnr_train": psnr_train, "gaussians": splats.n,
+        changed = self.density.step(step + 1, splats, self.opt, gen,
+                                    all_reduce_sum if self.dist.distributed else None)
+        psnr_train = -10 * math.log10(max(sq, 1e-10))
+        rec = {"loss": float(loss) * self.dist.world_size, "psnr_train": psnr_train, "gaussians": splats.n,
                "sh_degree": int(splats.active_sh_degree), "lr_means": lr_means}
         if changed:
             rec["densify"] = changed
         return StepResult(rec, f"psnr {psnr_train:.2f}  gaussians {splats.n}", force_log=bool(changed))
+
+    def _sync(self) -> None:
+        """Sum the Gaussians' gradients over the ranks (one all-reduce; zeros where a rank has none)."""
+        params = [p for g in self.opt.param_groups for p in g["params"]]
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        all_reduce_sum([p.grad for p in params])
 
     def save(self, out: Path, meta: dict[str, Any]) -> None:
         save_train_state(out, self.opt, meta, self.gen)
