@@ -113,3 +113,21 @@ def test_two_rank_fit_under_torchrun_matches_one_rank(field, extra, sphere_scene
     assert m1["steps"] == m2["steps"] == 150
     assert abs(m1["psnr_test"] - m2["psnr_test"]) <= 0.3, (m1["psnr_test"], m2["psnr_test"])
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+
+
+def test_two_rank_generate_under_torchrun_writes_one_run(sd_pipe, tmp_path):
+    """`generate` data-parallel: 2 ranks share a 2-view batch; rank 0 alone writes the run and its outputs; VSD
+    (its LoRA trains inside the guidance) is refused with one line."""
+    args = ["generate", "a red mug", "--prior", str(sd_pipe), "--steps", "3", "--no-video", "--quiet",
+            "--set", "generate.size=32", "--set", "generate.batch=2", "--set", "generate.mesh_resolution=32"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29537", "-m",
+           "vision3d_kd.cli.main"]
+    done = subprocess.run([*run, *args, "--out", str(tmp_path / "g")], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((tmp_path / "g" / "metrics.json").read_text())["steps"] == 3
+    assert (tmp_path / "g" / "mesh.glb").is_file() and done.stdout.count("wrote ") == 1
+    vsd = subprocess.run([*run, *args, "--method", "vsd", "--out", str(tmp_path / "v")], capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert vsd.returncode != 0 and "vsd cannot run data-parallel" in vsd.stderr and not (tmp_path / "v").exists()

@@ -59,6 +59,7 @@ def generate_command(
     from ..generation.config import load_generate_config
     from ..generation.lucid import pick_layout
     from ..generation.run import generate_run
+    from ..parallel import device_for, dist_env, init_distributed
     from .common import pick_device
 
     chosen = pick_layout(layout, layout_from, llm)
@@ -73,9 +74,14 @@ def generate_command(
     if negative is not None:
         sets.append(f"guidance.negative_prompt={negative!r}")
     setup = load_generate_config(method, config, sets)
+    dist = dist_env()  # under torchrun: one rank of a data-parallel generation (each renders its share of views)
+    init_distributed(dist)
+    dev = device_for(dist, device) if dist.distributed else pick_device(device)
     out, metrics = generate_run(prompt or "", setup, out, prior, resume=resume, mesh=not no_mesh,
-                                video=not no_video, device=pick_device(device), show_progress=not quiet,
+                                video=not no_video, device=dev, show_progress=not quiet and dist.writer, dist=dist,
                                 allow_unknown_words=allow_unknown_words, layout=chosen)
+    if not dist.writer:
+        return
     parts = [f"{metrics['steps']} steps in {metrics['seconds']:.0f} s"]
     if not no_mesh:
         faces = metrics.get("mesh_faces", 0)

@@ -22,12 +22,14 @@ import torch
 from ..cameras import RandomCameraSampler
 from ..data.layout import Layout
 from ..data.object_views import random_light
+from ..errors import ConfigError
 from ..guidance.bsd import BSD
 from ..guidance.lucid import Target, layout_targets, whole_target
 from ..guidance.prior import CameraCondition, DiffusionPrior
 from ..guidance.prompts import ViewPrompts
 from ..guidance.sds import SDS, ScoreDistillation
 from ..guidance.vsd import VSD
+from ..parallel import DistEnv, all_reduce_sum, rank_generator, shard_range
 from ..render.shading import Shader
 from ..train.driver import StepResult, TrainTask, make_generator, seeded_init, train
 from ..train.loop import LoopConfig
@@ -70,9 +72,15 @@ class GenerateTask(TrainTask):
 
     def __init__(self, prompt: str, setup: GenerationConfig, prior: DiffusionPrior, run_cfg: dict[str, Any],
                  device: torch.device, generator: torch.Generator, layout: Layout | None = None,
-                 object_prompts: list[str] | None = None) -> None:
+                 object_prompts: list[str] | None = None, dist: DistEnv | None = None) -> None:
         g = self.g = setup.generate
         self.name, self.setup, self.run_cfg, self.gen = f"generate {setup.method}", setup, run_cfg, generator
+        self.dist = dist or DistEnv()
+        if self.dist.distributed:
+            _check_data_parallel(setup, self.dist)
+        # data-parallel: `gen` (the same on every rank) draws the cameras and the students' own updates; each
+        # rank renders and noises its share of the step's views with its own generator
+        self.local_gen = rank_generator(g.seed + 1, self.dist, device) if self.dist.distributed else generator
         self.rng = random.Random(g.seed)  # shading and light choices
         size = run_cfg["render"]["width"]
         self.sampler = RandomCameraSampler(g.elevation_deg, g.azimuth_deg, g.radius, g.fov_deg, size, size)
@@ -91,11 +99,16 @@ class GenerateTask(TrainTask):
 
     def _term(self, s, target: Target, cams, shader: Shader | None, camera: CameraCondition, progress: float
               ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """One target's loss for student `s`: its renders of `cams`, score distillation, regularisers."""
-        g, gen = self.g, self.gen
-        views = [s.render(cams, i, shader, gen, target.box) for i in range(g.batch)]
+        """One target's loss for student `s`: its renders of this rank's share of `cams` (all of them in one
+        process), score distillation, regularisers; scaled by the share so the ranks' gradients sum to the
+        whole batch's."""
+        g, gen = self.g, self.local_gen
+        lo, hi = shard_range(g.batch, self.dist)
+        views = [s.render(cams, i, shader, gen, target.box) for i in range(lo, hi)]
         images = torch.stack([v["rgb"] for v in views]).permute(0, 3, 1, 2)
         opacity = torch.stack([v["opacity"] for v in views])
+        if self.dist.distributed:
+            camera = CameraCondition(camera.elevation_deg[lo:hi], camera.azimuth_deg[lo:hi], camera.radius[lo:hi])
         loss, info = self.guidance.loss(images, target.prompts.for_cameras(camera), camera, progress, gen,
                                         target.t_max)
         orient = torch.stack([v["orientation"] for v in views]).mean()
@@ -103,6 +116,7 @@ class GenerateTask(TrainTask):
         if g.lambda_opaque > 0:
             o = opacity.clamp(1e-4, 1 - 1e-4)
             loss = loss - g.lambda_opaque * (o * o.log() + (1 - o) * (1 - o).log()).mean()
+        loss = loss * ((hi - lo) / g.batch)
         return loss, {**info, "orientation": float(orient.detach()), "opacity": float(opacity.detach().mean())}
 
     def step(self, step: int, progress: float) -> StepResult:
@@ -122,6 +136,8 @@ class GenerateTask(TrainTask):
             loss = sum(t[0] for t in terms)
             s.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.dist.distributed:
+                _sum_gradients(s.optimizer)
             s.optimizer.step()
             total += float(loss.detach())
             if k == 0:
@@ -153,8 +169,31 @@ class GenerateTask(TrainTask):
         return meta
 
 
+def _check_data_parallel(setup: GenerationConfig, dist: DistEnv) -> None:
+    """What data-parallel generation supports: a camera batch of at least one view per rank; SDS or BSD (VSD's
+    LoRA trains inside the guidance); radiance-field students (splat students densify on their own)."""
+    g = setup.generate
+    if g.batch < dist.world_size:
+        raise ConfigError(f"generate.batch={g.batch} is smaller than the {dist.world_size} ranks: give every rank "
+                          "at least one view (--set generate.batch=N)")
+    if setup.method == "vsd":
+        raise ConfigError("--method vsd cannot run data-parallel yet (its LoRA trains inside the guidance)")
+    if g.student == "splats":
+        raise ConfigError("generate.student=splats cannot run data-parallel yet; use a field student")
+
+
+def _sum_gradients(opt: torch.optim.Optimizer) -> None:
+    """Sum the optimised tensors' gradients over the ranks (zeros where a rank has none), in one all-reduce."""
+    params = [p for group in opt.param_groups for p in group["params"]]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    all_reduce_sum([p.grad for p in params])
+
+
 def generate(prompt: str, out: Path, setup: GenerationConfig, prior: DiffusionPrior, prior_path: str | None = None,
-             resume: bool = False, device: torch.device | str = "cpu", rank: int = 0, show_progress: bool = True,
+             resume: bool = False, device: torch.device | str = "cpu", dist: DistEnv | None = None,
+             show_progress: bool = True,
              callback: Callable[[int, dict[str, Any]], None] | None = None,
              prior_prompt: str | None = None, layout: Layout | None = None,
              object_prompts: list[str] | None = None) -> dict[str, Any]:
@@ -177,8 +216,9 @@ def generate(prompt: str, out: Path, setup: GenerationConfig, prior: DiffusionPr
     if layout is not None:
         render_cfg["radius"] *= layout.span_scale()
         run_cfg.update(layout=layout.to_dict(), object_prompts=list(object_prompts or []))
+    dist = dist or DistEnv()
     task = GenerateTask(said, setup, prior, run_cfg, torch.device(device), make_generator(g.seed), layout,
-                        object_prompts)
+                        object_prompts, dist)
     info = {"prompt": prompt, "method": setup.method, "particles": g.particles, "student": g.student, "seed": g.seed}
-    return train(task, out, LoopConfig.of(g), resume=resume, rank=rank, show_progress=show_progress,
+    return train(task, out, LoopConfig.of(g), resume=resume, rank=dist.rank, show_progress=show_progress,
                  callback=callback, metrics=info)

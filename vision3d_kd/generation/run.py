@@ -18,6 +18,7 @@ from ..guidance.diffusers_prior import default_prior_path, load_prior
 from ..guidance.pipeline_files import parse_dtype
 from ..guidance.prior import DiffusionPrior
 from ..guidance.prompt_words import refusal, understand
+from ..parallel import DistEnv, barrier
 from ..runs import update_metrics
 from .config import GenerationConfig, run_name
 from .loop import generate
@@ -71,7 +72,8 @@ def prompt_for_prior(prompt: str, prior_path: str | Path | None, allow_unknown_w
 def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
                  prior: DiffusionPrior | str | Path | None = None, *, resume: bool = False, mesh: bool = True,
                  video: bool = True, device: torch.device | str = "cpu", show_progress: bool = True,
-                 allow_unknown_words: bool = False, layout: Layout | None = None) -> tuple[Path, dict[str, Any]]:
+                 allow_unknown_words: bool = False, layout: Layout | None = None,
+                 dist: DistEnv | None = None) -> tuple[Path, dict[str, Any]]:
     """Generate `prompt` with `setup` into run directory `out` (default `default_run_dir`), then write
     RUN/mesh.glb and RUN/turntable.mp4 (unless `mesh` / `video` is False). The bundled prior is given its
     own caption of `prompt`, or the run is refused before anything is written (`prompt_for_prior`).
@@ -82,7 +84,9 @@ def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
     RUN/metrics.json: the loop's, mesh_faces / mesh_vertices, total_seconds after the prior was loaded).
 
     `layout`: compose its objects instead (LucidDreaming); `prompt` may then be "" (the layout's sentence, or
-    its object prompts joined with 'and', is the run's prompt)."""
+    its object prompts joined with 'and', is the run's prompt). `dist`: this rank's place in a data-parallel
+    run (torchrun); rank 0 alone writes, and the others return (out, {}) after training."""
+    dist = dist or DistEnv()
     if layout is not None and not prompt.strip():
         prompt = layout.scene_prompt()
     if not prompt.strip():
@@ -94,6 +98,7 @@ def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
         raise RunError(f"{out}: nothing to resume (no train_state.safetensors)")
     if not resume and (out / WEIGHTS).exists():
         raise RunError(f"{out}: already holds a run; use --resume or another --out")
+    barrier()  # data-parallel: every rank has looked at `out` before rank 0 writes into it
     saved = read_config(out).get("prior_prompt") if resume else None  # a resumed run keeps what the prior heard
     given = getattr(prior, "path", None) if isinstance(prior, DiffusionPrior) else prior
     objects: list[str] = []
@@ -109,12 +114,15 @@ def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
     else:
         model = load_prior(prior, device, parse_dtype(setup.generate.prior_dtype))
         prior_path = model.path
-    if layout is not None:  # the layout the run is made from, whichever way it was written
+    if layout is not None and dist.writer:  # the layout the run is made from, whichever way it was written
         out.mkdir(parents=True, exist_ok=True)
         layout.write(out / "layout.json")
     t0 = time.perf_counter()
     generate(prompt, out, setup, model, None if prior_path is None else str(prior_path), resume=resume,
-             device=device, show_progress=show_progress, prior_prompt=said, layout=layout, object_prompts=objects)
+             device=device, dist=dist, show_progress=show_progress, prior_prompt=said, layout=layout,
+             object_prompts=objects)
+    if not dist.writer:
+        return out, {}
     g = setup.generate
     if layout is None:
         outputs = write_outputs(out, g.mesh_resolution, g.video_frames, g.video_size, mesh, video,
