@@ -103,14 +103,20 @@ def distill_command(
     w_tcd: float = typer.Option(None, "--w-tcd", help="Weight of the TCD term."),
     resume: bool = _RESUME,
 ) -> None:
-    """Train the event student: distilled from the teacher (output + STFD + CMFM + TCD by default)."""
+    """Train the event student: distilled from the teacher (output + STFD + CMFM + TCD by default). Under
+    torchrun, data-parallel: the batch is shared out over the ranks and rank 0 writes the run."""
     from ..distill.event_vggt.train import DistillConfig, distill_events
+    from ..parallel import dist_env, init_distributed
 
     chosen = {k: v for k, v in dict(init=init, stfd_mode=stfd_mode, w_stfd=w_stfd, w_cmfm=w_cmfm, w_tcd=w_tcd).items()
               if v is not None}
     cfg = DistillConfig(supervision="gt" if gt else "teacher", stfd=not no_stfd, cmfm=not no_cmfm, tcd=not no_tcd,
                         steps=steps, batch=batch, lr=lr, clip_len=clip_len, seed=seed, bins=bins, **chosen)
-    _report(out, cfg, distill_events(data, out, cfg, teacher, teacher_weights, resume))
+    dist = dist_env()
+    init_distributed(dist)
+    metrics = distill_events(data, out, cfg, teacher, teacher_weights, resume, dist=dist, show_progress=dist.writer)
+    if dist.writer:
+        _report(out, cfg, metrics)
 
 
 @event_app.command("eval")

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError, NumericalError, RunError
+from ...parallel import DistEnv, all_reduce_sum, barrier, rank_generator, shard_range
 from ...runs import update_metrics
 from ...train.driver import StepResult, TrainTask, make_generator, seeded_init, train
 from ...train.loop import LoopConfig
@@ -160,9 +161,14 @@ class EventDepthTask(TrainTask):
     teacher, plus the switched-on STFD / CMFM / TCD terms; AdamW with warm-up and cosine decay."""
 
     def __init__(self, cfg: DistillConfig, clips: EventClips, teacher: GeometryTeacher | None, init: str,
-                 resume: bool, extra_info: dict[str, Any], generator: torch.Generator) -> None:
+                 resume: bool, extra_info: dict[str, Any], generator: torch.Generator,
+                 dist: DistEnv | None = None) -> None:
         self.name, self.cfg, self.clips, self.teacher = f"event-depth {cfg.name()}", cfg, clips, teacher
-        self.extra_info, self.gen = extra_info, generator
+        self.extra_info, self.gen, self.dist = extra_info, generator, dist or DistEnv()
+        if cfg.batch < self.dist.world_size:
+            raise ConfigError(f"batch={cfg.batch} is smaller than the {self.dist.world_size} ranks")
+        # data-parallel: `gen` (the same on every rank) draws the batch; CMFM's mixing draws per rank
+        self.local_gen = rank_generator(cfg.seed + 1, self.dist) if self.dist.distributed else generator
         with seeded_init(cfg.seed):
             self.net = GeometryNet(cfg.net)
             tdim = None
@@ -202,7 +208,7 @@ class EventDepthTask(TrainTask):
             m = net.taps[cfg.cmfm_tap]
             t_tok = tgt["tokens"][cfg.cmfm_tap]
             mixed = mix_tokens(pred["tokens"][m], self.proj.to_student(F.layer_norm(t_tok, t_tok.shape[-1:])),
-                               cfg.mix_ratio, self.gen)
+                               cfg.mix_ratio, self.local_gen)
             layers = pred["tokens"][:m] + [mixed] + net.run(mixed, m + 1)
             aux = net.decode(layers, pred["grid"], tuple(x.shape[-2:]))
             term = si_log_loss(aux["log_depth"], target, cfg.si_lambda)
@@ -213,8 +219,12 @@ class EventDepthTask(TrainTask):
         return loss
 
     def step(self, step: int, progress: float) -> StepResult:
+        """One batch of clips (data-parallel: this rank's contiguous share of it, its loss scaled by the share
+        and the gradients summed over the ranks)."""
         cfg, rec = self.cfg, self.rec
         ids = torch.randint(len(self.clips), (cfg.batch,), generator=self.gen).tolist()
+        lo, hi = shard_range(cfg.batch, self.dist)
+        ids = ids[lo:hi]
         b = self.clips.batch(ids)
         x = b["rgb"] * 2 - 1 if cfg.input == "rgb" else b["vox"]
         pred = self.net(x)
@@ -225,7 +235,12 @@ class EventDepthTask(TrainTask):
             raise NumericalError(f"event-depth training: loss is {float(loss)} at step {step}; "
                                  "lower --lr (last checkpoint kept)")
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * ((hi - lo) / cfg.batch) if self.dist.distributed else loss).backward()
+        if self.dist.distributed:
+            for p in self.params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            all_reduce_sum([p.grad for p in self.params])
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self._set_lr(step)
         self.opt.step()
@@ -254,8 +269,8 @@ class EventDepthTask(TrainTask):
 
 
 def train_network(data: Path, out: Path, cfg: DistillConfig, teacher: GeometryTeacher | None = None,
-                  teacher_info: dict | None = None, resume: bool = False, rank: int = 0, show_progress: bool = True,
-                  callback: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
+                  teacher_info: dict | None = None, resume: bool = False, dist: DistEnv | None = None,
+                  show_progress: bool = True, callback: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
     """Train one network on the clips of ``data``; writes RUN (config.json, weights.safetensors,
     log.jsonl, metrics.json, train_state.safetensors) and returns the metrics."""
     if (cfg.distilling or cfg.init == "teacher") and teacher is None:
@@ -266,23 +281,25 @@ def train_network(data: Path, out: Path, cfg: DistillConfig, teacher: GeometryTe
     out = Path(out)
     if not resume and (out / "weights.safetensors").exists():
         raise ConfigError(f"{out}: already holds a run (use --resume to continue it, or a new --out)")
+    barrier()  # data-parallel: every rank has looked at `out` before rank 0 writes into it
     clips = EventClips(data, cfg.clip_len, cfg.bins)
     extra_info = {"role": "teacher" if cfg.input == "rgb" else "student", "distill": asdict(cfg),
                   "method": cfg.name(), "data": str(data), "init": init,
                   **({"teacher": teacher_info} if teacher_info else {})}
-    task = EventDepthTask(cfg, clips, teacher, init, resume, extra_info, make_generator(cfg.seed))
-    metrics = train(task, out, LoopConfig.of(cfg), resume=resume, rank=rank, show_progress=show_progress,
+    dist = dist or DistEnv()
+    task = EventDepthTask(cfg, clips, teacher, init, resume, extra_info, make_generator(cfg.seed), dist)
+    metrics = train(task, out, LoopConfig.of(cfg), resume=resume, rank=dist.rank, show_progress=show_progress,
                     callback=callback, metrics={"method": cfg.name()})
     minutes = {"minutes": round(metrics["seconds"] / 60, 3)}
-    return update_metrics(out, minutes) if rank == 0 else {**metrics, **minutes}
+    return update_metrics(out, minutes) if dist.writer else {**metrics, **minutes}
 
 
 def distill_events(data: Path, out: Path, cfg: DistillConfig, teacher: Path | None = None,
-                   teacher_weights: Path | None = None, resume: bool = False, rank: int = 0,
+                   teacher_weights: Path | None = None, resume: bool = False, dist: DistEnv | None = None,
                    show_progress: bool = True) -> dict[str, Any]:
     """`train_network` of the event student with its teacher loaded by `load_geometry_teacher(teacher,
     teacher_weights)` (default: the bundled one) when the run needs one: to distil from, or, with
     ground-truth supervision, for the initial weights (init other than "random"). Returns the metrics."""
     needs_teacher = cfg.distilling or cfg.init != "random"
     model, info = load_geometry_teacher(teacher, teacher_weights) if needs_teacher else (None, None)
-    return train_network(data, out, cfg, model, info, resume=resume, rank=rank, show_progress=show_progress)
+    return train_network(data, out, cfg, model, info, resume=resume, dist=dist, show_progress=show_progress)
