@@ -5,7 +5,11 @@ and write it as a diffusers pipeline directory.
         --out vision3d_kd/assets/prior --seed 0
 
 Checkpoints go to --work every --checkpoint-every steps; rerunning the same command resumes. The exported
-UNet and text encoder are the EMA weights. Log lines: stage, step, loss, seconds."""
+UNet and text encoder are the EMA weights. Log lines: stage, step, loss, seconds.
+
+Data-parallel on several processes, GPUs or hosts (the same batch as one process, shared out; rank 0 writes):
+
+    torchrun --nproc_per_node 2 tools/train_prior.py --data ... --work ... --out ..."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vision3d_kd.data.object_views import load_part_masks, load_prior_shards  # noqa: E402
 from vision3d_kd.guidance.prior_training import PriorTrainConfig, export_checkpoint, train_prior  # noqa: E402
+from vision3d_kd.parallel import dist_env, init_distributed  # noqa: E402
 
 
 def main() -> None:
@@ -40,12 +45,16 @@ def main() -> None:
         return
     if args.data is None:
         ap.error("--data is required unless --export-only")
+    dist = dist_env()
+    init_distributed(dist)
     images, meta = load_prior_shards(args.data)
-    print(f"{len(images)} images from {args.data}", flush=True)
     log_path = args.work / "log.jsonl"
-    args.work.mkdir(parents=True, exist_ok=True)
-    with (args.work / "commands.txt").open("a") as f:  # every (re)start, for TRAINING.md
-        f.write("python " + " ".join(sys.argv) + "\n")
+    if dist.writer:
+        print(f"{len(images)} images from {args.data}" + (f", {dist.world_size} ranks" if dist.distributed else ""),
+              flush=True)
+        args.work.mkdir(parents=True, exist_ok=True)
+        with (args.work / "commands.txt").open("a") as f:  # every (re)start, for TRAINING.md
+            f.write("python " + " ".join(sys.argv) + "\n")
 
     def log(stage: str, step: int, rec: dict) -> None:
         line = json.dumps({"stage": stage, "step": step, **rec})
@@ -54,9 +63,10 @@ def main() -> None:
             f.write(line + "\n")
 
     masks = load_part_masks(args.data) if cfg.part_weight > 0 else None
-    out = train_prior(images, meta, args.work, args.out, cfg, log, masks)
-    _provenance(out, args.work, cfg.unet_steps, args.data)
-    print(f"wrote {out}")
+    out = train_prior(images, meta, args.work, args.out, cfg, log, masks, dist)
+    if dist.writer:
+        _provenance(out, args.work, cfg.unet_steps, args.data)
+        print(f"wrote {out}")
 
 
 def _provenance(out: Path, work: Path, step: int, data: Path | None = None) -> None:

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ..data.objects import COLOURS
 from ..errors import ConfigError
+from ..parallel import DistEnv, all_reduce_sum, barrier, shard_range
 from ..train.driver import seeded_init
 from .bundled import SIZES, build_scheduler, build_text_encoder, build_tokenizer, build_unet, build_vae, save_pipeline
 from .prior import CameraCondition, camera_features
@@ -126,7 +127,21 @@ def _pipeline_denoiser(path: Path, size_name: str, tokenizer):
     return unet, text
 
 
-def _train_vae(images: np.ndarray, cfg: PriorTrainConfig, work: Path, log: Log):
+def _step(opt: torch.optim.Optimizer, loss: Tensor, params: list, dist: DistEnv, clip: float | None = None) -> None:
+    """Backward, gradients summed over the ranks (data-parallel), optional norm clipping, optimizer step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if dist.distributed:
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        all_reduce_sum([p.grad for p in params])
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+
+
+def _train_vae(images: np.ndarray, cfg: PriorTrainConfig, work: Path, log: Log, dist: DistEnv):
     if cfg.init_from:
         return _pipeline_vae(Path(cfg.init_from))
     vae = build_vae(SIZES[cfg.size], images.shape[1])
@@ -143,30 +158,37 @@ def _train_vae(images: np.ndarray, cfg: PriorTrainConfig, work: Path, log: Log):
     while step < cfg.vae_steps:
         for g in opt.param_groups:
             g["lr"] = _lr(step, cfg.vae_steps, cfg.vae_lr)
-        x = images_to_tensor(images[torch.randint(0, len(images), (cfg.vae_batch,), generator=gen).numpy()])
+        pick = torch.randint(0, len(images), (cfg.vae_batch,), generator=gen)
+        lo, hi = shard_range(cfg.vae_batch, dist)  # the whole batch's draws on every rank, then this rank's share
+        x = images_to_tensor(images[pick[lo:hi].numpy()])
         post = vae.encode(x).latent_dist
-        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
-        rec = vae.decode(z).sample
+        eps = torch.randn((cfg.vae_batch, *post.mean.shape[1:]), generator=gen)[lo:hi]
+        rec = vae.decode(post.mean + post.std * eps).sample
         kl = post.kl().mean() / x[0].numel()
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + cfg.kl_weight * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _step(opt, loss * ((hi - lo) / cfg.vae_batch), list(vae.parameters()), dist)
         step += 1
-        if step % cfg.log_every == 0 or step == cfg.vae_steps:
+        if dist.writer and (step % cfg.log_every == 0 or step == cfg.vae_steps):
             log("vae", step, {"loss": loss.item(), "kl": kl.item(), "seconds": time.perf_counter() - t0})
-        if step % cfg.checkpoint_every == 0 or step == cfg.vae_steps:
+        if dist.writer and (step % cfg.checkpoint_every == 0 or step == cfg.vae_steps):
             _save(work / "vae.pt", {"model": vae.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
                                     "step": step})
     return vae.eval().requires_grad_(False)
 
 
 @torch.no_grad()
-def _encode_all(vae, images: np.ndarray, work: Path, chunk: int = 256, keep_scale: bool = False) -> Tensor:
+def _encode_all(vae, images: np.ndarray, work: Path, chunk: int = 256, keep_scale: bool = False,
+                dist: DistEnv | None = None) -> Tensor:
     """Posterior means of every image times the scaling factor 1/std (set in the VAE's config; with
-    `keep_scale` the VAE's own, as a fine-tuned UNet was trained with it), cached."""
+    `keep_scale` the VAE's own, as a fine-tuned UNet was trained with it), cached (data-parallel: rank 0
+    encodes and writes, the others read it)."""
     path = work / "latents.pt"
+    dist = dist or DistEnv()
+    if not dist.writer:
+        barrier()
     if (ck := _load(path)) is not None and ck["n"] == len(images):
+        if dist.writer:
+            barrier()
         vae.register_to_config(scaling_factor=float(ck["scale"]))
         return ck["latents"]
     lat = torch.cat([vae.encode(images_to_tensor(images[s: s + chunk])).latent_dist.mean
@@ -175,6 +197,7 @@ def _encode_all(vae, images: np.ndarray, work: Path, chunk: int = 256, keep_scal
     vae.register_to_config(scaling_factor=scale)
     lat = lat * scale
     _save(path, {"latents": lat, "scale": scale, "n": len(images)})
+    barrier()
     return lat
 
 
@@ -195,8 +218,8 @@ def _latent_weights(part_masks: np.ndarray | None, latent_size: int, part_weight
 
 
 def _train_unet(latents: Tensor, meta: list[dict], cfg: PriorTrainConfig, work: Path, tokenizer, log: Log,
-                part_masks: np.ndarray | None = None):
-    size = SIZES[cfg.size]
+                part_masks: np.ndarray | None = None, dist: DistEnv | None = None):
+    size, dist = SIZES[cfg.size], dist or DistEnv()
     if cfg.init_from:
         unet, text = _pipeline_denoiser(Path(cfg.init_from), cfg.size, tokenizer)
     else:
@@ -225,32 +248,30 @@ def _train_unet(latents: Tensor, meta: list[dict], cfg: PriorTrainConfig, work: 
     while step < cfg.unet_steps:
         for g in opt.param_groups:
             g["lr"] = _lr(step, cfg.unet_steps, cfg.unet_lr)
+        # the whole batch's draws on every rank (the same as one process), then this rank's contiguous share
         idx = torch.randint(0, len(latents), (cfg.batch,), generator=gen)
-        x0 = latents[idx]
         tok = ids[idx].clone()
         drop = torch.rand(cfg.batch, generator=gen) < cfg.cond_drop
         tok[drop] = empty[0]
         t = torch.randint(0, len(abar), (cfg.batch,), generator=gen)
-        noise = torch.randn(x0.shape, generator=gen)
+        noise = torch.randn(latents[idx].shape, generator=gen)
+        w = None if weights is None else weights[idx].float()
+        norm = noise.numel() * (1.0 if w is None else float(w.mean()))  # the whole batch's mean, on every rank
+        lo, hi = shard_range(cfg.batch, dist)
+        idx, tok, t, noise = idx[lo:hi], tok[lo:hi], t[lo:hi], noise[lo:hi]
         a = abar[t].reshape(-1, 1, 1, 1)
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        x_t = a.sqrt() * latents[idx] + (1 - a).sqrt() * noise
         pred = unet(x_t, t, text(tok)[0], class_labels=cams[idx]).sample
-        if weights is None:
-            loss = F.mse_loss(pred, noise)
-        else:
-            w = weights[idx].float()
-            loss = ((pred - noise) ** 2 * w).mean() / w.mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([*unet.parameters(), *text.parameters()], 1.0)
-        opt.step()
+        err = (pred - noise) ** 2
+        loss = (err if w is None else err * w[lo:hi]).sum() / norm
+        _step(opt, loss, [*unet.parameters(), *text.parameters()], dist, clip=1.0)
         decay = min(cfg.ema_decay, (1 + step) / (10 + step))
         _ema_update(ema_unet, unet, decay)
         _ema_update(ema_text, text, decay)
         step += 1
-        if step % cfg.log_every == 0 or step == cfg.unet_steps:
-            log("unet", step, {"loss": loss.item(), "seconds": time.perf_counter() - t0})
-        if step % cfg.checkpoint_every == 0 or step == cfg.unet_steps:
+        if dist.writer and (step % cfg.log_every == 0 or step == cfg.unet_steps):
+            log("unet", step, {"loss": loss.item() * dist.world_size, "seconds": time.perf_counter() - t0})
+        if dist.writer and (step % cfg.checkpoint_every == 0 or step == cfg.unet_steps):
             _save(work / "unet.pt", {"unet": unet.state_dict(), "text": text.state_dict(),
                                      "ema_unet": ema_unet.state_dict(), "ema_text": ema_text.state_dict(),
                                      "opt": opt.state_dict(), "gen": gen.get_state(), "step": step})
@@ -258,10 +279,12 @@ def _train_unet(latents: Tensor, meta: list[dict], cfg: PriorTrainConfig, work: 
 
 
 def train_prior(images: np.ndarray, meta: list[dict], work: Path, out: Path, cfg: PriorTrainConfig,
-                log: Log | None = None, part_masks: np.ndarray | None = None) -> Path:
+                log: Log | None = None, part_masks: np.ndarray | None = None, dist: DistEnv | None = None) -> Path:
     """Train (or resume) both stages on images uint8 [N,H,W,3] with metadata records (caption,
     elevation_deg, azimuth_deg, radius) and write the pipeline directory `out`. part_masks uint8
-    [N,H,W] (load_part_masks) are needed when cfg.part_weight > 0."""
+    [N,H,W] (load_part_masks) are needed when cfg.part_weight > 0. `dist` (under torchrun): data-parallel —
+    every rank draws the whole batch, computes its share, gradients are summed; rank 0 alone writes."""
+    dist = dist or DistEnv()
     cfg.validate()
     if len(images) != len(meta) or len(images) == 0:
         raise ConfigError(f"{len(images)} images but {len(meta)} metadata records")
@@ -275,14 +298,16 @@ def train_prior(images: np.ndarray, meta: list[dict], work: Path, out: Path, cfg
         changed = [k for k in ("size", "batch", "seed", "init_from") if old.get(k, "") != asdict(cfg)[k]]
         if changed:
             raise ConfigError(f"{work}: was started with other {', '.join(changed)}; use a new work folder")
-    cfg_path.write_text(json.dumps(asdict(cfg), indent=1))
+    barrier()  # every rank has compared the settings before rank 0 writes them
+    if dist.writer:
+        cfg_path.write_text(json.dumps(asdict(cfg), indent=1))
     log = log or (lambda stage, step, rec: None)
     with seeded_init(cfg.seed):  # its draws use the global RNG: scoped, so the caller's stays as it was
-        vae = _train_vae(images, cfg, work, log)
-        latents = _encode_all(vae, images, work, keep_scale=bool(cfg.init_from))
+        vae = _train_vae(images, cfg, work, log, dist)
+        latents = _encode_all(vae, images, work, keep_scale=bool(cfg.init_from), dist=dist)
         tokenizer = build_tokenizer(SIZES[cfg.size].max_words)
-        unet, text, sched = _train_unet(latents, meta, cfg, work, tokenizer, log, part_masks)
-    return save_pipeline(out, unet, text, tokenizer, sched, vae)
+        unet, text, sched = _train_unet(latents, meta, cfg, work, tokenizer, log, part_masks, dist)
+    return save_pipeline(out, unet, text, tokenizer, sched, vae) if dist.writer else Path(out)
 
 
 def export_checkpoint(work: Path, out: Path) -> tuple[Path, int]:
