@@ -25,6 +25,7 @@ def _register() -> None:
         bench,
         bench_gsv3d,
         bench_lucid,
+        bench_scale,
         convert,
         data,
         eval,
@@ -38,7 +39,7 @@ def _register() -> None:
         view,
     )
 
-    del bench_lucid, bench_gsv3d  # imported for their side effect: they register `bench lucid` / `gsv3d`
+    del bench_lucid, bench_gsv3d, bench_scale  # imported for their side effect: they register bench verbs
 
     fit.register(app)
     batch.register(app)
