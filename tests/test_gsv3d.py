@@ -213,6 +213,8 @@ def test_image_to_3d_writes_a_splats_run_that_exports(tiny, tmp_path, capsys):
         p.name for p in run.iterdir()}
     assert json.loads((run / "metrics.json").read_text())["gaussians"] > 0
     assert run_cli(["export", str(run), "--format", "splat", "--out", str(tmp_path / "x.splat")]) == 0
+    assert run_cli(["render", str(run), "--orbit", "3", "--size", "32", "--out", str(tmp_path / "o.gif")]) == 0
+    assert (tmp_path / "o.gif").stat().st_size > 0
     capsys.readouterr()
     assert run_cli(args) == 2  # the run exists: refused, untouched
     one_line_error(capsys, "already exists")
