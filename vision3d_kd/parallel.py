@@ -14,7 +14,8 @@ from typing import TypeVar
 import torch
 
 __all__ = ["DistEnv", "dist_env", "init_distributed", "device_for", "rank_generator", "shard", "shard_range",
-           "barrier", "all_reduce_mean", "all_reduce_sum", "broadcast_object", "gather_objects"]
+           "barrier", "all_reduce_mean", "all_reduce_sum", "all_reduce_gradients", "broadcast_object",
+           "gather_objects"]
 
 T = TypeVar("T")
 
@@ -117,6 +118,15 @@ def all_reduce_sum(tensors: list[torch.Tensor]) -> None:
     for t in tensors:
         t.copy_(flat[i:i + t.numel()].view_as(t))
         i += t.numel()
+
+
+def all_reduce_gradients(params: list[torch.Tensor], extra: list[torch.Tensor] | None = None) -> None:
+    """Sum the parameters' gradients over the ranks (a rank without a gradient for one contributes zeros), and
+    the `extra` tensors with them, in one all-reduce (data-parallel training: before the optimizer step)."""
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    all_reduce_sum([p.grad for p in params] + list(extra or []))
 
 
 def all_reduce_mean(tensors: list[torch.Tensor]) -> None:

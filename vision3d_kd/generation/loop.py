@@ -29,7 +29,7 @@ from ..guidance.prior import CameraCondition, DiffusionPrior
 from ..guidance.prompts import ViewPrompts
 from ..guidance.sds import SDS, ScoreDistillation
 from ..guidance.vsd import VSD
-from ..parallel import DistEnv, all_reduce_sum, rank_generator, shard_range
+from ..parallel import DistEnv, all_reduce_gradients, rank_generator, shard_range
 from ..render.shading import Shader
 from ..train.driver import StepResult, TrainTask, make_generator, seeded_init, train
 from ..train.loop import LoopConfig
@@ -137,7 +137,7 @@ class GenerateTask(TrainTask):
             s.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.dist.distributed:
-                _sum_gradients(s.optimizer)
+                all_reduce_gradients([p for group in s.optimizer.param_groups for p in group["params"]])
             s.optimizer.step()
             total += float(loss.detach())
             if k == 0:
@@ -180,15 +180,6 @@ def _check_data_parallel(setup: GenerationConfig, dist: DistEnv) -> None:
         raise ConfigError("--method vsd cannot run data-parallel yet (its LoRA trains inside the guidance)")
     if g.student == "splats":
         raise ConfigError("generate.student=splats cannot run data-parallel yet; use a field student")
-
-
-def _sum_gradients(opt: torch.optim.Optimizer) -> None:
-    """Sum the optimised tensors' gradients over the ranks (zeros where a rank has none), in one all-reduce."""
-    params = [p for group in opt.param_groups for p in group["params"]]
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    all_reduce_sum([p.grad for p in params])
 
 
 def generate(prompt: str, out: Path, setup: GenerationConfig, prior: DiffusionPrior, prior_path: str | None = None,

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..data.objects import COLOURS
 from ..errors import ConfigError
-from ..parallel import DistEnv, all_reduce_sum, barrier, shard_range
+from ..parallel import DistEnv, all_reduce_gradients, barrier, shard_range
 from ..train.driver import seeded_init
 from .bundled import SIZES, build_scheduler, build_text_encoder, build_tokenizer, build_unet, build_vae, save_pipeline
 from .prior import CameraCondition, camera_features
@@ -132,10 +132,7 @@ def _step(opt: torch.optim.Optimizer, loss: Tensor, params: list, dist: DistEnv,
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if dist.distributed:
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        all_reduce_sum([p.grad for p in params])
+        all_reduce_gradients(params)
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(params, clip)
     opt.step()

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import load_tensors
-from ..parallel import DistEnv, all_reduce_sum
+from ..parallel import DistEnv, all_reduce_gradients
 from ..render.occupancy import OccupancyGrid, density_for_opacity
 from ..render.volume import RenderConfig
 from ..runs import OCCUPANCY, save_field, save_occupancy
@@ -69,11 +69,8 @@ class FieldTask(TrainTask):
         """Sum every optimised tensor's gradient (zeros where a rank has none) and `n_samples` over the ranks
         in one all-reduce; returns the summed sample count."""
         params = [p for g in self.opt.param_groups for p in g["params"]]
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
         count = torch.tensor([float(n_samples)], device=params[0].device)
-        all_reduce_sum([p.grad for p in params] + [count])
+        all_reduce_gradients(params, [count])
         return int(count.item())
 
     def save(self, out: Path, meta: dict[str, Any]) -> None:

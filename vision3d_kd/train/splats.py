@@ -16,7 +16,7 @@ from ..errors import ConfigError, RunError
 from ..evaluate import held_out_metrics
 from ..fields.splats import GaussianSplats
 from ..metrics import ssim_tensor
-from ..parallel import DistEnv, all_reduce_sum, shard_range
+from ..parallel import DistEnv, all_reduce_gradients, all_reduce_sum, shard_range
 from ..render.image import ray_cos
 from ..render.splat import render_splats
 from ..render.volume import ray_background
@@ -170,7 +170,7 @@ class SplatsTask(TrainTask):
         for res in renders:
             self.density.accumulate(res["means2d"], res["visible"], cams.width, cams.height)
         if self.dist.distributed:
-            self._sync()
+            all_reduce_gradients([p for g in self.opt.param_groups for p in g["params"]])
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         changed = self.density.step(step + 1, splats, self.opt, gen,
@@ -181,14 +181,6 @@ class SplatsTask(TrainTask):
         if changed:
             rec["densify"] = changed
         return StepResult(rec, f"psnr {psnr_train:.2f}  gaussians {splats.n}", force_log=bool(changed))
-
-    def _sync(self) -> None:
-        """Sum the Gaussians' gradients over the ranks (one all-reduce; zeros where a rank has none)."""
-        params = [p for g in self.opt.param_groups for p in g["params"]]
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        all_reduce_sum([p.grad for p in params])
 
     def save(self, out: Path, meta: dict[str, Any]) -> None:
         save_train_state(out, self.opt, meta, self.gen)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError, NumericalError, RunError
-from ...parallel import DistEnv, all_reduce_sum, barrier, rank_generator, shard_range
+from ...parallel import DistEnv, all_reduce_gradients, barrier, rank_generator, shard_range
 from ...runs import update_metrics
 from ...train.driver import StepResult, TrainTask, make_generator, seeded_init, train
 from ...train.loop import LoopConfig
@@ -237,10 +237,7 @@ class EventDepthTask(TrainTask):
         self.opt.zero_grad(set_to_none=True)
         (loss * ((hi - lo) / cfg.batch) if self.dist.distributed else loss).backward()
         if self.dist.distributed:
-            for p in self.params:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-            all_reduce_sum([p.grad for p in self.params])
+            all_reduce_gradients(self.params)
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self._set_lr(step)
         self.opt.step()
