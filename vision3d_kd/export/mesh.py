@@ -26,8 +26,9 @@ from ..render.occupancy import OccupancyGrid
 from ..render.sampling import sample_along_rays
 from ..render.volume import RenderConfig, render_rays_chunked
 
-__all__ = ["Mesh", "opacity_crossing", "auto_level", "density_volume", "keep_large_components", "vertex_normals",
-           "surface_colors", "decimate", "mesh_from_volume", "extract_mesh"]
+__all__ = ["Mesh", "opacity_crossing", "auto_level", "box_levels", "box_regions", "density_volume",
+           "keep_large_components", "vertex_normals", "surface_colors", "decimate", "mesh_from_volume",
+           "extract_mesh"]
 
 Progress = Callable[[int, int], None]
 
@@ -86,6 +87,41 @@ def auto_level(field, grid: OccupancyGrid | None, settings: RenderConfig, cams: 
     return float(values.median()) if values.numel() else math.log(2.0) / settings.step_size
 
 
+def box_levels(field, grid: OccupancyGrid | None, settings: RenderConfig, cams: Cameras, boxes: list[list[float]],
+               fallback: float, min_rays: int = 16) -> list[float]:
+    """One iso-density per box [xmin,ymin,zmin,xmax,ymax,zmax]: the median of the field's density where the
+    rays of `cams` reach opacity 0.5 inside that box (as `auto_level`, per object); `fallback` for a box fewer
+    than `min_rays` rays reach. Objects made separately (a layout's) can differ in how soft their surfaces
+    are, and one level for all of them loses the softest."""
+    points, values = [], []
+    for i in range(len(cams)):
+        o, d = image_rays(cams, i)
+        depth, sigma = opacity_crossing(field, grid, settings, o, d)
+        hit = torch.isfinite(depth) & torch.isfinite(sigma)
+        points.append(o[hit] + d[hit] * depth[hit, None])
+        values.append(sigma[hit])
+    pts, vals = torch.cat(points).cpu(), torch.cat(values).cpu()
+    out = []
+    for box in boxes:
+        lo, hi = torch.tensor(box[:3]), torch.tensor(box[3:])
+        inside = ((pts >= lo) & (pts <= hi)).all(dim=1)
+        out.append(float(vals[inside].median()) if int(inside.sum()) >= min_rays else float(fallback))
+    return out
+
+
+def box_regions(aabb: Tensor, resolution: int, boxes: list[list[float]]) -> np.ndarray:
+    """Region id [R,R,R] int32 of the lattice points of `aabb`: k + 1 for the smallest of `boxes` holding the
+    point (an object resting on a larger one's box belongs to its own), 0 outside every box."""
+    axes, _ = _lattice(aabb, resolution)
+    grid = np.stack(np.meshgrid(*(a.numpy() for a in axes), indexing="ij"), axis=-1)
+    out = np.zeros((resolution,) * 3, dtype=np.int32)
+    order = sorted(range(len(boxes)), key=lambda k: -float(np.prod(np.subtract(boxes[k][3:], boxes[k][:3]))))
+    for k in order:  # largest first, so smaller boxes overwrite where they overlap
+        lo, hi = np.asarray(boxes[k][:3]), np.asarray(boxes[k][3:])
+        out[np.all((grid >= lo) & (grid <= hi), axis=-1)] = k + 1
+    return out
+
+
 def _lattice(aabb: Tensor, resolution: int) -> tuple[Tensor, Tensor]:
     """Per-axis coordinates [R] of the lattice points of `aabb` (corners included), x and the shared step."""
     lo, hi = aabb[0].cpu().double(), aabb[1].cpu().double()
@@ -120,16 +156,28 @@ def density_volume(field, grid: OccupancyGrid | None, resolution: int, chunk: in
     return vol
 
 
-def keep_large_components(inside: np.ndarray, min_fraction: float) -> tuple[np.ndarray, int]:
+def keep_large_components(inside: np.ndarray, min_fraction: float,
+                          regions: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Bool volume [R,R,R] -> (the voxels of 26-connected components with at least `min_fraction` of the
-    largest component's voxels, number of components dropped). Floaters are small components."""
+    largest component's voxels, number of components dropped). Floaters are small components. With `regions`
+    (int [R,R,R], `box_regions`), a component is measured against the largest one of its own region (where
+    most of its voxels are): a layout's small or broken-up object is not a floater of a big one."""
     from scipy import ndimage
 
     labels, n = ndimage.label(inside, structure=np.ones((3, 3, 3), dtype=bool))
     if n <= 1:
         return inside, 0
     sizes = np.bincount(labels.reshape(-1))[1:]
-    keep = np.concatenate([[False], sizes >= min_fraction * sizes.max()])
+    if regions is None:
+        ref = np.full(n, sizes.max())
+    else:
+        k = int(regions.max()) + 1
+        counts = np.bincount(labels.reshape(-1) * k + regions.reshape(-1), minlength=(n + 1) * k).reshape(n + 1, k)
+        home = counts[1:].argmax(axis=1)
+        largest = np.zeros(k, dtype=sizes.dtype)
+        np.maximum.at(largest, home, sizes)
+        ref = largest[home]
+    keep = np.concatenate([[False], sizes >= min_fraction * ref])
     return keep[labels], int(n - keep.sum())
 
 
@@ -185,17 +233,18 @@ def _check_options(resolution: int, min_component: float, target_faces: int | No
 
 
 def mesh_from_volume(vol: np.ndarray, level: float, aabb: Tensor, min_component: float = 0.05,
-                     target_faces: int | None = None, solid: np.ndarray | None = None) -> Mesh:
+                     target_faces: int | None = None, solid: np.ndarray | None = None,
+                     regions: np.ndarray | None = None) -> Mesh:
     """Marching cubes of a lattice volume [R,R,R] (corners at aabb's corners; larger values inside) at
-    `level` (solid [R,R,R]: voxels forced inside): components under min_component of the largest
-    dropped, closed cavities filled, then decimated to ~target_faces."""
+    `level` (solid [R,R,R]: voxels forced inside): components under min_component of the largest (of their
+    region, with `regions`) dropped, closed cavities filled, then decimated to ~target_faces."""
     import mcubes
     from scipy import ndimage
 
     inside = vol > level
     if solid is not None:  # e.g. hidden behind the surface from every view
         inside = inside | solid
-    kept, dropped = keep_large_components(inside, min_component) if min_component > 0 else (inside, 0)
+    kept, dropped = keep_large_components(inside, min_component, regions) if min_component > 0 else (inside, 0)
     floor, ceil = min(float(vol.min()), level - 1.0), max(float(vol.max()), level + 1.0)
     cavity = ndimage.binary_fill_holes(kept) & ~kept  # empty space no view can reach: no inner walls
     vol = np.where(kept | ~inside, vol, floor)  # floaters become empty space
@@ -214,17 +263,21 @@ def mesh_from_volume(vol: np.ndarray, level: float, aabb: Tensor, min_component:
 
 def extract_mesh(field, grid: OccupancyGrid | None, settings: RenderConfig, level: float, resolution: int = 256,
                  min_component: float = 0.05, target_faces: int | None = None, solid: np.ndarray | None = None,
-                 progress: Progress | None = None) -> Mesh:
+                 progress: Progress | None = None, regions: np.ndarray | None = None,
+                 region_levels: list[float] | None = None) -> Mesh:
     """Marching-cubes mesh (no colours) of a field's density (see the module docstring). level:
-    iso-density (1/scene-unit, e.g. auto_level); min_component: floaters below this fraction of
-    the largest component are dropped (0 keeps all); target_faces: decimate to about this many faces."""
+    iso-density (1/scene-unit, e.g. auto_level); min_component: floaters below this fraction of the largest
+    component are dropped (0 keeps all); target_faces: decimate to about this many faces. With `regions`
+    ([R,R,R], `box_regions`) and `region_levels` (one per region id, `level` for 0 if None): each region's
+    surface at its own level, and floaters judged within their region."""
     _check_options(resolution, min_component, target_faces)
-    if not (math.isfinite(level) and level > 0):
+    if level is None or not (math.isfinite(level) and level > 0):
         raise ConfigError(f"--level must be a positive density, got {level}")
-    if level is None:
-        raise ConfigError("extract_mesh needs an iso-level (see auto_level)")
     vol = density_volume(field, grid, resolution, progress=progress)
+    if regions is not None and region_levels is not None:  # density over the local level: the surface at 1
+        local = np.asarray(region_levels, dtype=np.float32)[regions]
+        vol, level = vol / np.maximum(local, 1e-6), 1.0
     if not (vol > level).any():
         raise RunError(f"the field's density never exceeds the iso-level {level:.3g} (max {vol.max():.3g}): "
                        "no surface to extract (lower --level, or fit longer)")
-    return mesh_from_volume(vol, level, field.aabb, min_component, target_faces, solid)
+    return mesh_from_volume(vol, level, field.aabb, min_component, target_faces, solid, regions)

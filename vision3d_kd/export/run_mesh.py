@@ -14,7 +14,16 @@ import torch
 
 from ..errors import ConfigError, RunError
 from ..runs import load_run, render_settings_from
-from .mesh import Mesh, auto_level, extract_mesh, mesh_from_volume, surface_colors, vertex_normals
+from .mesh import (
+    Mesh,
+    auto_level,
+    box_levels,
+    box_regions,
+    extract_mesh,
+    mesh_from_volume,
+    surface_colors,
+    vertex_normals,
+)
 from .rig import render_points, rig_cameras
 from .texture import bake_texture
 from .tsdf import hidden_volume, sample_tsdf, tsdf_fuse
@@ -44,6 +53,7 @@ class MeshConfig:
     views: int = 60
     method: str = "auto"
     fusion: str = "auto"
+    boxes: tuple | None = None  # density method, automatic level: one level per box [6] (a layout's objects)
 
 
 class _Stages:
@@ -88,15 +98,21 @@ def mesh_from_run(run: Path, opts: MeshConfig, device: torch.device | str = "cpu
 
     clock = _Stages()
     if method == "density":
-        level = opts.level
+        level, regions, region_levels = opts.level, None, None
+        rig = rig_cameras(cfg.get("render") or {}, 16, size=64)
         if level is None:
-            level = auto_level(model, grid, settings, rig_cameras(cfg.get("render") or {}, 16, size=64))
+            level = auto_level(model, grid, settings, rig)
+        if opts.boxes:  # a layout: each object's surface at its own level, its floaters judged among its parts
+            boxes = [list(b) for b in opts.boxes]
+            regions = box_regions(model.aabb.cpu(), opts.resolution, boxes)
+            if opts.level is None:
+                region_levels = [level, *box_levels(model, grid, settings, rig, boxes, level)]
         clock.lap("level")
         solid = hidden_volume(model, grid, settings, rig_cameras(cfg.get("render") or {}, opts.views, size=128),
                               model.aabb, opts.resolution, progress=tick("visibility"))
         clock.lap("visibility")
         mesh = extract_mesh(model, grid, settings, level, opts.resolution, opts.min_component, opts.faces, solid,
-                            progress=tick("density"))
+                            progress=tick("density"), regions=regions, region_levels=region_levels)
         clock.lap("lattice and marching cubes")
         step = float(((model.aabb[1] - model.aabb[0]) / (opts.resolution - 1)).max())
 

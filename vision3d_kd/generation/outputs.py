@@ -46,14 +46,17 @@ def prune_run(run: Path, keep_ratio: float = 0.1, views: int = 8, max_gap: float
 
 def write_outputs(run: Path, mesh_resolution: int = 256, video_frames: int = 48, video_size: int = 256,
                   mesh: bool = True, video: bool = True, prune: float | None = 0.1,
-                  max_gap: float = 0.0, min_component: float = 0.05) -> dict[str, Any]:
+                  max_gap: float = 0.0, min_component: float = 0.05,
+                  boxes: list[list[float]] | None = None) -> dict[str, Any]:
     """Join parts within `max_gap` of the main body and prune floaters (keep ratio `prune`; None: neither),
-    write RUN/mesh.glb (mesh parts below `min_component` of the largest one's size dropped) and
-    RUN/turntable.mp4; returns `prune_run`'s figures and {mesh_faces, mesh_vertices} (0 faces: empty)."""
+    write RUN/mesh.glb (mesh parts below `min_component` of the largest one's size dropped; with `boxes`, a
+    layout's, each box's surface at its own iso-level) and RUN/turntable.mp4; returns `prune_run`'s figures and
+    {mesh_faces, mesh_vertices} (0 faces: empty)."""
     run = Path(run)
     info: dict[str, Any] = prune_run(run, prune, max_gap=max_gap) if prune is not None else {}
     if mesh:
-        m = mesh_from_run(run, MeshConfig(resolution=mesh_resolution, views=24, min_component=min_component))
+        m = mesh_from_run(run, MeshConfig(resolution=mesh_resolution, views=24, min_component=min_component,
+                                          boxes=None if boxes is None else tuple(tuple(b) for b in boxes)))
         if len(m.faces):
             write_mesh(m, run / "mesh.glb")
         info.update(mesh_faces=int(len(m.faces)), mesh_vertices=int(len(m.vertices)))

@@ -131,7 +131,8 @@ def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
         cleared = clear_outside_boxes(out, layout)
         scales = [o.scale for o in layout.objects]
         outputs = write_outputs(out, g.mesh_resolution, g.video_frames, g.video_size, mesh, video, None,
-                                min_component=0.05 * (min(scales) / max(scales)) ** 3)
+                                min_component=0.05 * (min(scales) / max(scales)) ** 3,
+                                boxes=[list(o.box) for o in layout.objects])
         outputs["cells_cleared_outside_boxes"] = round(cleared, 6)
     return out, update_metrics(out, {**outputs, "total_seconds": round(time.perf_counter() - t0, 2),
                                      "prompt_notes": notes})
