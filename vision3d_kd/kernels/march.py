@@ -21,7 +21,7 @@ def march_rays(
     step_size: float,
     mask: OccupancyMask | None = None,
     near: float = 0.0,
-    jitter: bool = False,
+    jitter: bool | Tensor = False,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Packed samples (ray_indices [S] int64, t_starts [S], t_ends [S]) of rays [R,3] through `aabb` [2,3];

@@ -48,13 +48,16 @@ def cell_index(aabb: Tensor, resolution: int, x: Tensor) -> tuple[Tensor, Tensor
     return (ijk[:, 0] * r + ijk[:, 1]) * r + ijk[:, 2], inside
 
 
-def start_points(rays_o: Tensor, rays_d: Tensor, aabb: Tensor, step_size: float, near: float, jitter: bool,
-                 generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+def start_points(rays_o: Tensor, rays_d: Tensor, aabb: Tensor, step_size: float, near: float,
+                 jitter: bool | Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
     """Marching interval per ray: (t_start [R], t_end [R]); empty (t_end == t_start) where the box is missed.
-    `jitter` offsets each ray's first step by U[0, step) (training) to avoid banding."""
+    `jitter` offsets each ray's first step by U[0, step) (training) to avoid banding: True draws the offsets
+    from `generator`, a tensor [R] (or [R,k]: its first column) of uniforms in [0, 1) gives them."""
     t_near, t_far, hit = ray_aabb(rays_o, rays_d, aabb)
     t_near = t_near.clamp_min(near)
-    if jitter:
+    if isinstance(jitter, Tensor):
+        t_near = t_near + (jitter if jitter.dim() == 1 else jitter[:, 0]).to(t_near) * step_size
+    elif jitter:
         t_near = t_near + torch.rand(t_near.shape, generator=generator, device=t_near.device) * step_size
     t_far = torch.where(hit, t_far, t_near)
     return t_near.contiguous(), t_far.contiguous()
@@ -67,7 +70,7 @@ def march_rays_ref(
     step_size: float,
     mask: OccupancyMask | None = None,
     near: float = 0.0,
-    jitter: bool = False,
+    jitter: bool | Tensor = False,
     generator: torch.Generator | None = None,
     max_points: int = 1 << 22,
 ) -> tuple[Tensor, Tensor, Tensor]:

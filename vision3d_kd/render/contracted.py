@@ -108,7 +108,8 @@ def _pack(flat: Tensor, width: int, k: int, fg_ray: Tensor, n_rays: int) -> tupl
 
 
 def march_contracted(rays_o: Tensor, rays_d: Tensor, aabb: Tensor, step_size: float, grid=None, near: float = 0.0,
-                     jitter: bool = False, generator: torch.Generator | None = None, far_ratio: float = FAR_RATIO
+                     jitter: bool | Tensor = False, generator: torch.Generator | None = None,
+                     far_ratio: float = FAR_RATIO
                      ) -> tuple[Tensor, Tensor, Tensor]:
     """Packed samples (ray_indices [S] int64, t_starts [S], t_ends [S]; world units) of rays [R,3] (unit
     directions) from t = near to the far shell, through the foreground box `aabb` [2,3] and the space
@@ -117,8 +118,11 @@ def march_contracted(rays_o: Tensor, rays_d: Tensor, aabb: Tensor, step_size: fl
     bounded marcher's, and each ray's shells shift by U[0, 1) of a shell step."""
     dev, n = rays_o.device, rays_o.shape[0]
     centre, half = box_centre_half(aabb.to(rays_o))
-    j_fg = torch.rand(n, generator=generator, device=dev) if jitter else None
-    j_bg = torch.rand(n, generator=generator, device=dev) if jitter else None
+    if isinstance(jitter, Tensor):  # given uniforms [R,2]: foreground, shells
+        j_fg, j_bg = jitter[:, 0].to(dev), jitter[:, 1].to(dev)
+    else:
+        j_fg = torch.rand(n, generator=generator, device=dev) if jitter else None
+        j_bg = torch.rand(n, generator=generator, device=dev) if jitter else None
     rho = shell_levels(n, step_size, half, far_ratio, j_bg)  # [R, K]
     k = rho.shape[1]
     ones = torch.ones(n, 1, device=dev, dtype=rho.dtype)

@@ -20,7 +20,7 @@ from ..kernels.march import march_rays
 from .contracted import march_contracted
 from .occupancy import OccupancyGrid
 
-__all__ = ["RaySamples", "sample_along_rays", "visible_samples"]
+__all__ = ["RaySamples", "sample_along_rays", "ray_jitter", "visible_samples"]
 
 
 @dataclass
@@ -47,13 +47,23 @@ class RaySamples:
                                                              self.points)))
 
 
+def ray_jitter(n: int, contract: bool, generator: torch.Generator | None, device: torch.device | str = "cpu"
+               ) -> Tensor:
+    """The uniforms `sample_along_rays(jitter=True)` would draw for n rays from `generator`, drawn now: [n]
+    for bounded marching, [n,2] (foreground, shells) for contracted. Data-parallel ranks draw a whole batch's
+    and each passes its rows, so the samples do not depend on how the batch is shared out."""
+    if not contract:
+        return torch.rand(n, generator=generator, device=device)
+    return torch.stack([torch.rand(n, generator=generator, device=device) for _ in range(2)], dim=1)
+
+
 def sample_along_rays(rays_o: Tensor, rays_d: Tensor, aabb: Tensor, step_size: float,
-                      grid: OccupancyGrid | None = None, near: float = 0.0, jitter: bool = False,
+                      grid: OccupancyGrid | None = None, near: float = 0.0, jitter: bool | Tensor = False,
                       generator: torch.Generator | None = None, contract: bool = False,
                       foreground_only: bool = False, clip: Tensor | None = None) -> RaySamples:
     """Steps of `step_size` from max(near, box entry) to the box exit of rays [R,3], kept where `grid` is
     occupied (the grid's own box replaces `aabb` when given); `jitter` shifts each ray's first step by
-    U[0, step) (training).
+    U[0, step) (training): True draws from `generator`, a tensor gives the uniforms (`ray_jitter`).
 
     A contracted grid (or `contract` without a grid: a field with scene contraction) samples all of space
     instead (`contracted.py`): the same steps inside the box `aabb`, now the foreground, and steps uniform

@@ -49,7 +49,7 @@ def render_rays(
     grid: OccupancyGrid | None,
     background: Tensor,
     settings: RenderConfig,
-    jitter: bool = False,
+    jitter: bool | Tensor = False,
     generator: torch.Generator | None = None,
     distortion: bool = False,
     shader: Callable[..., tuple[Tensor, dict[str, Tensor]]] | None = None,

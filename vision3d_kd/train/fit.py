@@ -20,10 +20,11 @@ from ..data import held_out_split, load_dataset
 from ..errors import ConfigError
 from ..evaluate import held_out_metrics
 from ..fields import build_field
-from ..parallel import DistEnv, barrier, rank_generator, shard_range
+from ..parallel import DistEnv, barrier, shard_range
 from ..render.intrinsics_adjust import INTRINSICS_FILE, IntrinsicsAdjustment
 from ..render.occupancy import OccupancyGrid
 from ..render.pose_adjust import PoseAdjustment
+from ..render.sampling import ray_jitter
 from ..render.volume import RenderConfig, ray_background, render_rays
 from ..runs import load_field
 from .config import FitConfig
@@ -88,9 +89,6 @@ class FitTask(FieldTask):
         if self.intrinsics is not None:
             extra["intrinsics_delta"] = (self.intrinsics.delta, tc.pose_lr)
         super().__init__(f"fit {name}", field, grid, tc, generator, run_cfg, extra, dist)
-        # data-parallel: `gen` (the same on every rank) picks the global batch, backgrounds and grid updates;
-        # each rank jitters its own share of the samples with its own generator
-        self.jitter_gen = rank_generator(tc.seed + 1, self.dist, device) if self.dist.distributed else generator
         self.cams = train_ds.cameras.to(device)
         self.pixels_per_image = train_ds.cameras.width * train_ds.cameras.height
         self.test_ds, self.device = test_ds, device
@@ -116,16 +114,21 @@ class FitTask(FieldTask):
                    ) -> tuple[torch.Tensor, float, int]:
         """(loss, this rank's MSE, its samples) on the global batch of training pixels `idx` [R] with
         backgrounds [R,3]: this rank renders its contiguous share (all of it in one process) and its loss is
-        scaled by that share, so the ranks' gradients sum to the gradient of the whole batch's loss."""
+        scaled by that share, so the ranks' gradients sum to the gradient of the whole batch's loss. Every rank
+        draws the whole batch's sample jitter from the shared generator (`ray_jitter`, the draws one process
+        makes) and uses its rows: the samples do not depend on the number of ranks."""
         tc, n = self.tc, int(idx.numel())
+        offsets = ray_jitter(n, bool(self.field.contract), self.gen, self.device) if jitter else False
         lo, hi = shard_range(n, self.dist)
+        if jitter:
+            offsets = offsets[lo:hi]
         idx, bg = idx[lo:hi], bg[lo:hi]
         share = (hi - lo) / n
         # index_select: much faster than fancy indexing when the cores are shared
         a = self.opacity.index_select(0, idx)
         target = self.rgb.index_select(0, idx) * a + bg * (1 - a)
         ro, rd = self._rays(idx, frozen=progress >= tc.pose_refine_until)
-        res = render_rays(self.field, ro, rd, self.grid, bg, self.settings, jitter=jitter, generator=self.jitter_gen,
+        res = render_rays(self.field, ro, rd, self.grid, bg, self.settings, jitter=offsets,
                           distortion=tc.distortion > 0)
         mse = torch.mean((res["rgb"] - target) ** 2)
         loss = share * mse + self.field.regularization() / self.dist.world_size
