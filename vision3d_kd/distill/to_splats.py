@@ -12,6 +12,7 @@ import torch
 
 from ..data.dataset import Dataset
 from ..errors import ConfigError
+from ..parallel import DistEnv
 from ..runs import capture_transform, load_field, update_metrics
 from ..train.config import FitConfig
 from ..train.driver import make_generator
@@ -54,7 +55,7 @@ def convert_to_splats(teacher: Teacher, out: Path, cfg: ConvertConfig, fit_cfg: 
     if fit_cfg.field_name != "splats":
         raise ConfigError(f"convert_to_splats needs the splats fit settings, got {fit_cfg.field_name!r}")
     metrics = fit(ds, test_ds, out, fit_cfg, data_path=Path(data) if data else None, resume=resume,
-                  device=device, rank=rank, show_progress=show_progress, callback=callback)
+                  device=device, dist=DistEnv(rank=rank), show_progress=show_progress, callback=callback)
     if rank != 0:  # the run (and its evaluation) is rank 0's
         return metrics
     cams = eval_cameras(teacher, cfg)
