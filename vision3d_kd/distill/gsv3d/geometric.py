@@ -24,7 +24,7 @@ from ...errors import RunError
 from ...train.driver import LoopConfig, StepResult, train
 from .decoder import GaussianDecoder
 from .generator import MultiViewGenerator
-from .orbit_set import OrbitSet, render_loss
+from .orbit_set import OrbitSet, view_losses
 from .train import ModelTask, RenderSupervision, check_fresh, load_modules
 
 __all__ = ["LoraTrainConfig", "add_lora", "load_lora", "train_lora", "export_lora", "default_lora_path"]
@@ -94,17 +94,8 @@ class LoraTask(ModelTask):
         diffusion = F.mse_loss(eps, noise)
         ring = torch.arange(d.ring).expand(cfg.batch, d.ring)
         splats = self.decoder(g.x0_from_noise(x_t, eps, t), d.cameras(ids, ring), images)
-        n_views = d.azimuth.shape[1]
-        rendered, terms = x0.new_zeros(()), {"rgb": 0.0, "mask": 0.0, "depth": 0.0}
-        for j, i in enumerate(ids):
-            pick = torch.randperm(d.ring, generator=self.gen)[: cfg.ring_views]
-            novel = d.ring + torch.randperm(n_views - d.ring, generator=self.gen)[: cfg.novel_views]
-            views = torch.cat([pick, novel])
-            loss_j, t_j = render_loss(splats[j], d.cameras([i], views[None]), *d.targets(i, views), cfg.w_mask,
-                                      cfg.w_depth)
-            rendered = rendered + a[j] * loss_j / cfg.batch
-            for k in terms:
-                terms[k] += t_j[k] / cfg.batch
+        losses, terms = view_losses(splats, d, ids, cfg, self.gen)
+        rendered = sum(a[j] * loss_j for j, loss_j in enumerate(losses)) / cfg.batch
         loss = cfg.w_diffusion * diffusion + cfg.w_render * rendered
         self.apply(loss, step)
         self.last = {"loss": float(loss.detach()), "diffusion": float(diffusion.detach()), **terms}

@@ -16,7 +16,7 @@ from ...cameras import Cameras, camera_rays
 from ...data.object_orbits import load_orbit_dataset, orbit_cameras
 from ...render.splat import render_splats
 
-__all__ = ["OrbitSet", "ray_to_camera_z", "render_loss"]
+__all__ = ["OrbitSet", "ray_to_camera_z", "render_loss", "view_losses"]
 
 
 def ray_to_camera_z(cams: Cameras) -> Tensor:
@@ -96,3 +96,21 @@ class OrbitSet:
         rgb = torch.from_numpy(self.rgb[i, v].astype(np.float32) / 255.0)
         opacity = torch.from_numpy(self.opacity[i, v].astype(np.float32) / 255.0)
         return rgb, opacity, torch.from_numpy(self.depth[i, v].astype(np.float32))
+
+
+def view_losses(splats: list, data: OrbitSet, ids: list[int], cfg, generator: torch.Generator
+                ) -> tuple[list[Tensor], dict[str, float]]:
+    """`render_loss` of each object's Gaussians at `cfg.ring_views` random ring views and `cfg.novel_views`
+    random novel views (per object [B]), and its terms averaged over the objects (the trainers' supervision)."""
+    n_views = data.azimuth.shape[1]
+    losses, terms = [], {"rgb": 0.0, "mask": 0.0, "depth": 0.0}
+    for j, i in enumerate(ids):
+        pick = torch.randperm(data.ring, generator=generator)[: cfg.ring_views]
+        novel = data.ring + torch.randperm(n_views - data.ring, generator=generator)[: cfg.novel_views]
+        views = torch.cat([pick, novel])
+        loss, t = render_loss(splats[j], data.cameras([i], views[None]), *data.targets(i, views), cfg.w_mask,
+                              cfg.w_depth)
+        losses.append(loss)
+        for k in terms:
+            terms[k] += t[k] / len(ids)
+    return losses, terms

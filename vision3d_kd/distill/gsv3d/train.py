@@ -22,7 +22,7 @@ from ...train.driver import LoopConfig, StepResult, TrainTask, make_generator, s
 from ...train.state import load_train_state, save_train_state
 from .decoder import DecoderConfig, GaussianDecoder
 from .generator import MultiViewGenerator, generator_from_prior
-from .orbit_set import OrbitSet, render_loss
+from .orbit_set import OrbitSet, view_losses
 
 __all__ = ["TrainSettings", "RenderSupervision", "GeneratorTrainConfig", "DecoderTrainConfig", "ModelTask",
            "train_generator", "train_decoder", "export_generator", "export_decoder", "lr_at", "check_fresh",
@@ -189,16 +189,8 @@ class DecoderTask(ModelTask):
         lat = lat + sigma * torch.randn(lat.shape, generator=self.gen)
         ring = torch.arange(d.ring).expand(cfg.batch, d.ring)
         splats = self.decoder(lat, d.cameras(ids, ring), d.inputs(ids))
-        n_views = d.azimuth.shape[1]
-        loss, terms = lat.new_zeros(()), {"rgb": 0.0, "mask": 0.0, "depth": 0.0}
-        for j, i in enumerate(ids):
-            pick = torch.randperm(d.ring, generator=self.gen)[: cfg.ring_views]
-            novel = d.ring + torch.randperm(n_views - d.ring, generator=self.gen)[: cfg.novel_views]
-            views = torch.cat([pick, novel])
-            l, t = render_loss(splats[j], d.cameras([i], views[None]), *d.targets(i, views), cfg.w_mask, cfg.w_depth)
-            loss = loss + l / cfg.batch
-            for k in terms:
-                terms[k] += t[k] / cfg.batch
+        losses, terms = view_losses(splats, d, ids, cfg, self.gen)
+        loss = sum(losses) / cfg.batch
         self.apply(loss, step)
         self.last = {"loss": float(loss.detach()), **terms}
         return StepResult(dict(self.last), f"loss {self.last['loss']:.4f} rgb {terms['rgb']:.4f}")
