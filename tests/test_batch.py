@@ -139,7 +139,7 @@ def test_a_killed_job_is_retried_and_resumes_and_a_failing_one_is_reported(sd_pi
 
 def test_torchrun_engine_shares_jobs_over_two_ranks(sd_pipe, sequential, tmp_path):
     jobs = _jobs_file(tmp_path, sd_pipe)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
            "-m", "vision3d_kd.cli.main", "batch", str(jobs), "--engine", "torchrun"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]

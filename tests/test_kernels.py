@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-import time
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -311,11 +311,14 @@ def test_float64_and_disabled_use_reference(monkeypatch):
 
 
 def test_run_tuned_prefers_the_faster_thread_count(monkeypatch):
+    """A fake clock (one thread costs 3 units, two cost 1), so a loaded machine cannot reorder them."""
     seen: list[int] = []
+    clock = [0.0]
+    monkeypatch.setattr(dispatch, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
 
     def call(nt: int) -> int:
         seen.append(nt)
-        time.sleep(0.003 if nt == 1 else 0.0)
+        clock[0] += 3.0 if nt == 1 else 1.0
         return nt
 
     old = torch.get_num_threads()

@@ -13,8 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from vision3d_kd.parallel import DistEnv, dist_env, rank_generator, shard, shard_range
+from vision3d_kd.parallel import DistEnv, dist_env, leave_distributed, rank_generator, shard, shard_range
 from vision3d_kd.train.driver import make_generator
+
+# two ranks on this host; --standalone picks a free rendezvous port (tests may run side by side)
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "-m",
+            "vision3d_kd.cli.main"]
 
 
 def test_environment_sharding_and_generators(monkeypatch):
@@ -68,7 +72,7 @@ def _rank_gradients(rank: int, world: int, data: str, rendezvous: str, out: str)
     total = task.sync_gradients(n)
     if rank == 0:
         torch.save({"grads": [p.grad for p in task.field.parameters()], "samples": total}, out)
-    tdist.destroy_process_group()
+    leave_distributed()
 
 
 def test_two_gloo_ranks_sum_to_the_single_process_gradient(sphere_scene, tmp_path):
@@ -106,8 +110,7 @@ def test_two_rank_fit_under_torchrun_matches_one_rank(field, extra, sphere_scene
     one = subprocess.run([sys.executable, "-m", "vision3d_kd.cli.main", *base, "--out", str(tmp_path / "one")],
                          capture_output=True, text=True, env=env, timeout=600)
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          "29531", "-m", "vision3d_kd.cli.main", *base, "--out", str(tmp_path / "two")],
+    two = subprocess.run([*TORCHRUN, *base, "--out", str(tmp_path / "two")],
                          capture_output=True, text=True, env=env, timeout=600)
     assert two.returncode == 0, two.stderr[-2000:]
     m1, m2 = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("one", "two"))
@@ -122,8 +125,7 @@ def test_two_rank_generate_under_torchrun_writes_one_run(sd_pipe, tmp_path):
     args = ["generate", "a red mug", "--prior", str(sd_pipe), "--steps", "3", "--no-video", "--quiet",
             "--set", "generate.size=32", "--set", "generate.batch=2", "--set", "generate.mesh_resolution=32"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29537", "-m",
-           "vision3d_kd.cli.main"]
+    run = TORCHRUN
     done = subprocess.run([*run, *args, "--out", str(tmp_path / "g")], capture_output=True, text=True, env=env,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -145,7 +147,7 @@ def _prior_rank(rank: int, world: int, data: str, work: str, rendezvous: str) ->
     images, meta = load_prior_shards(Path(data))
     cfg = PriorTrainConfig(size="tiny", batch=4, vae_batch=4, vae_steps=2, unet_steps=3, checkpoint_every=3)
     train_prior(images, meta, Path(work), Path(work) / "prior", cfg, dist=DistEnv(rank, world))
-    tdist.destroy_process_group()
+    leave_distributed()
 
 
 def test_prior_training_on_two_ranks_matches_one_process(tmp_path):
@@ -171,8 +173,7 @@ def test_prior_training_on_two_ranks_matches_one_process(tmp_path):
 def test_event_distill_under_torchrun(event_runs, tmp_path):
     """`event-depth distill` on 2 ranks: the batch of clips shared out, one run written by rank 0."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           "29541", "-m", "vision3d_kd.cli.main", "event-depth", "distill", str(event_runs["train"]),
+    done = subprocess.run([*TORCHRUN, "event-depth", "distill", str(event_runs["train"]),
                            "--out", str(tmp_path / "run"), "--gt", "--steps", "4", "--batch", "2"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

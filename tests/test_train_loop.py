@@ -62,19 +62,24 @@ def test_resume_truncates_records_after_the_checkpoint(tmp_path):
     assert [r["step"] for r in _records(tmp_path)] == [5, 10, 11, 12]
 
 
-def test_snapshots_every_n_seconds_pause_the_clock(tmp_path):
-    import time
+def test_snapshots_every_n_seconds_pause_the_clock(tmp_path, monkeypatch):
+    """On a fake clock (a loaded machine cannot stretch it): 21 ms steps, 50 ms snapshot writes."""
+    from types import SimpleNamespace
 
+    from vision3d_kd.train import loop as loop_module
+
+    clock = [0.0]
+    monkeypatch.setattr(loop_module, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
     taken = []
 
     def snapshot(path):
         taken.append(path)
-        time.sleep(0.05)  # writing time is not training time
+        clock[0] += 0.05  # writing time is not training time
 
     with _loop(tmp_path, 6, lambda s, e: None, show_progress=False, snapshot=snapshot,
                    snapshot_every=0.02) as loop:
         while loop.running():
-            time.sleep(0.021)
+            clock[0] += 0.021
             loop.end_step({})
     assert len(taken) == 6 and all(p.parent == tmp_path / "snapshots" for p in taken)
     seconds = [float(p.name[:-1]) for p in taken]

@@ -10,6 +10,10 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install -q "${V3KD_TORCH:-torch==2.13.0}"
 fi
 .venv/bin/pip install -q -e ".[dev]"
+# build the fused C++/OpenMP kernels now (about a minute, once; cached in ~/.cache/vision3d_kd) rather than
+# inside the first command that renders; a machine without g++ gets the plain-PyTorch twins instead
+.venv/bin/python -c "from vision3d_kd.kernels import fused_available; fused_available()" \
+  || echo "setup: the fused kernels did not build; the plain-PyTorch twins will run" >&2
 # --test: also Ray (the optional engine of `v3kd batch`, so its test runs) and the other programs the tests open our exports with (gltf-validator, three.js,
 # GaussianSplats3D, splat-transform; npm, into tools/clients/node_modules). Without node/npm the tests
 # that need them skip with a reason.

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vision3d_kd.data.object_views import load_part_masks, load_prior_shards  # noqa: E402
 from vision3d_kd.guidance.prior_training import PriorTrainConfig, export_checkpoint, train_prior  # noqa: E402
-from vision3d_kd.parallel import dist_env, init_distributed  # noqa: E402
+from vision3d_kd.parallel import dist_env, init_distributed, leave_distributed  # noqa: E402
 
 
 def main() -> None:
@@ -64,6 +64,7 @@ def main() -> None:
 
     masks = load_part_masks(args.data) if cfg.part_weight > 0 else None
     out = train_prior(images, meta, args.work, args.out, cfg, log, masks, dist)
+    leave_distributed()
     if dist.writer:
         _provenance(out, args.work, cfg.unet_steps, args.data)
         print(f"wrote {out}")

@@ -13,8 +13,8 @@ from typing import TypeVar
 
 import torch
 
-__all__ = ["DistEnv", "dist_env", "init_distributed", "device_for", "rank_generator", "shard", "shard_range",
-           "barrier", "all_reduce_mean", "all_reduce_sum", "all_reduce_gradients", "broadcast_object",
+__all__ = ["DistEnv", "dist_env", "init_distributed", "leave_distributed", "device_for", "rank_generator", "shard",
+           "shard_range", "barrier", "all_reduce_mean", "all_reduce_sum", "all_reduce_gradients", "broadcast_object",
            "gather_objects"]
 
 T = TypeVar("T")
@@ -105,6 +105,15 @@ def barrier() -> None:
     d = _dist()
     if d is not None:
         d.barrier()
+
+
+def leave_distributed() -> None:
+    """Wait for every rank, then leave the process group (nothing when none was joined). The barrier keeps one
+    rank from tearing down its gloo pairs while another still talks to it, which aborts that rank."""
+    d = _dist()
+    if d is not None:
+        d.barrier()
+        d.destroy_process_group()
 
 
 def all_reduce_sum(tensors: list[torch.Tensor]) -> None:

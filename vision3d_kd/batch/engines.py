@@ -20,7 +20,7 @@ from typing import Any
 
 from ..checkpoint import atomic_write, write_json
 from ..errors import ConfigError
-from ..parallel import barrier, dist_env, init_distributed, shard
+from ..parallel import dist_env, init_distributed, leave_distributed, shard
 from .jobs import Job, read_jobs
 from .runner import JobRunner
 
@@ -48,7 +48,7 @@ def _torchrun(jobs: list[Job], runner: JobRunner) -> list[dict[str, Any]] | None
     init_distributed(env, backend="gloo")  # only barriers pass between ranks: gloo on any device
     for job in shard(jobs, env):
         runner.run(job, f"rank{env.rank}")
-    barrier()
+    leave_distributed()
     if not env.writer:
         return None
     return [{**(runner.record(j) or {"name": j.name, "status": "missing"})} for j in jobs]

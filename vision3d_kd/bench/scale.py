@@ -27,6 +27,7 @@ import torch
 import yaml
 
 from ..checkpoint import load_tensors
+from ..parallel import leave_distributed
 
 __all__ = ["run", "ddp_gradient_difference"]
 
@@ -63,7 +64,7 @@ def _rank(rank: int, world: int, data: str, rendezvous: str, out: str) -> None:
     grads = _gradients(Path(data), rank, world)
     if rank == 0:
         torch.save(grads, out)
-    tdist.destroy_process_group()
+    leave_distributed()
 
 
 def ddp_gradient_difference(data: Path, work: Path) -> float:
@@ -77,11 +78,11 @@ def ddp_gradient_difference(data: Path, work: Path) -> float:
     return max(float((a - b).abs().max()) for a, b in zip(got, ref, strict=True))
 
 
-def _fit(data: Path, out: Path, steps: int, ranks: int, threads: int, port: int) -> dict[str, Any]:
+def _fit(data: Path, out: Path, steps: int, ranks: int, threads: int) -> dict[str, Any]:
     args = ["fit", str(data), "--field", "hashgrid", "--steps", str(steps), "--out", str(out), "--no-progress",
             "--set", "train.max_seconds=0", "--set", "train.batch_rays=4096", "--set", "train.target_samples=0"]
     launcher = [sys.executable, "-m", "vision3d_kd.cli.main"] if ranks == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "--master_port", str(port),
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "--standalone",
         "-m", "vision3d_kd.cli.main"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
@@ -122,9 +123,9 @@ def run(quick: bool = False, steps: int | None = None, jobs: int = 4, job_steps:
         diff = ddp_gradient_difference(data, work)
         progress(f"DDP gradient check: max |2 ranks − 1 process| = {diff:.2e}")
         fits = {}
-        for name, ranks, threads, port in (("1 process x 1 thread", 1, 1, 0), ("1 process x 2 threads", 1, 2, 0),
-                                           ("2 ranks x 1 thread", 2, 1, 29555)):
-            fits[name] = _fit(data, work / name.replace(" ", "_"), steps, ranks, threads, port)
+        for name, ranks, threads in (("1 process x 1 thread", 1, 1), ("1 process x 2 threads", 1, 2),
+                                     ("2 ranks x 1 thread", 2, 1)):
+            fits[name] = _fit(data, work / name.replace(" ", "_"), steps, ranks, threads)
             rate = fits[name]["steps"] / fits[name]["train_seconds"]
             progress(f"fit, {name}: {fits[name]['psnr']:.2f} dB, {rate:.2f} steps/s")
         try:

@@ -106,7 +106,7 @@ def distill_command(
     """Train the event student: distilled from the teacher (output + STFD + CMFM + TCD by default). Under
     torchrun, data-parallel: the batch is shared out over the ranks and rank 0 writes the run."""
     from ..distill.event_vggt.train import DistillConfig, distill_events
-    from ..parallel import dist_env, init_distributed
+    from ..parallel import dist_env, init_distributed, leave_distributed
 
     chosen = {k: v for k, v in dict(init=init, stfd_mode=stfd_mode, w_stfd=w_stfd, w_cmfm=w_cmfm, w_tcd=w_tcd).items()
               if v is not None}
@@ -115,6 +115,7 @@ def distill_command(
     dist = dist_env()
     init_distributed(dist)
     metrics = distill_events(data, out, cfg, teacher, teacher_weights, resume, dist=dist, show_progress=dist.writer)
+    leave_distributed()
     if dist.writer:
         _report(out, cfg, metrics)
 

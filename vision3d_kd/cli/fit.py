@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from ..errors import ConfigError
-from ..parallel import device_for, dist_env, init_distributed
+from ..parallel import device_for, dist_env, init_distributed, leave_distributed
 from ..train.config import apply_overrides, load_fit_config, saved_fit_config
 from .common import pick_device
 
@@ -81,6 +81,7 @@ def fit_command(
     dev = pick_device(device) if not dist.distributed else device_for(dist, device)
     split, metrics = fit_dataset(data, out, cfg, resume=resume, device=dev, dist=dist,
                                  show_progress=progress, log=log if dist.writer else None)
+    leave_distributed()
     if not dist.writer:
         return
     line = f"{cfg.field_name}: {metrics['steps']} steps in {metrics['seconds']:.0f} s"

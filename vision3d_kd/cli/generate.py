@@ -59,7 +59,7 @@ def generate_command(
     from ..generation.config import load_generate_config
     from ..generation.lucid import pick_layout
     from ..generation.run import generate_run
-    from ..parallel import device_for, dist_env, init_distributed
+    from ..parallel import device_for, dist_env, init_distributed, leave_distributed
     from .common import pick_device
 
     chosen = pick_layout(layout, layout_from, llm)
@@ -80,6 +80,7 @@ def generate_command(
     out, metrics = generate_run(prompt or "", setup, out, prior, resume=resume, mesh=not no_mesh,
                                 video=not no_video, device=dev, show_progress=not quiet and dist.writer, dist=dist,
                                 allow_unknown_words=allow_unknown_words, layout=chosen)
+    leave_distributed()
     if not dist.writer:
         return
     parts = [f"{metrics['steps']} steps in {metrics['seconds']:.0f} s"]

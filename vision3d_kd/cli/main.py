@@ -19,7 +19,16 @@ app = typer.Typer(
 )
 
 
+_registered = False
+
+
 def _register() -> None:
+    """Add every verb to `app`, once: a second call would add each command again, and typer rebuilds the whole
+    command tree on every invocation (in-process callers such as the tests slowed down call after call)."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
     from . import (
         batch,
         bench,
