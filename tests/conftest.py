@@ -50,6 +50,18 @@ def sphere_scene(tmp_path_factory) -> Path:
     return write_scene("sphere", out, n_train=30, n_test=6, size=40, seed=0)
 
 
+@pytest.fixture(scope="session")
+def sphere_hashgrid_run(sphere_scene, tmp_path_factory) -> Path:
+    """A small hash grid fitted by `v3kd fit` on the sphere scene, 300 steps (about 29 dB on its held-out views):
+    test_fit checks it, the conversion tests take it as their teacher."""
+    run = tmp_path_factory.mktemp("fitted") / "hashgrid"
+    small = ["field.log2_table_size=14", "field.n_levels=8", "field.max_resolution=128", "train.batch_rays=1024",
+             "train.target_samples=0", "train.occ_resolution=32", "train.step_size=0.03"]
+    assert run_cli(["fit", str(sphere_scene), "--field", "hashgrid", "--out", str(run), "--steps", "300",
+                    "--no-progress", "--max-seconds", "0", *(a for kv in small for a in ("--set", kv))]) == 0
+    return run
+
+
 COLOR = (0.2, 0.6, 0.3)
 RENDER = {"step_size": 0.01, "radius": 4.0, "fov_y_deg": 40.0, "width": 64, "height": 64,
           "elevation_range_deg": [-30.0, 80.0]}

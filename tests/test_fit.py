@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from vision3d_kd.data import load_dataset
@@ -18,13 +20,13 @@ def _cfg(extra: list[str]):
     return apply_overrides(load_fit_config("hashgrid"), SMALL_HASH + extra)
 
 
-def test_fit_procedural_scene_reaches_psnr_on_held_out_views(sphere_scene, tmp_path):
-    train, test = load_dataset(sphere_scene, "train"), load_dataset(sphere_scene, "test")
-    m = fit(train, test, tmp_path / "run", _cfg(["train.steps=250", "train.lr=0.02"]), show_progress=False)
-    assert m["steps"] == 250
+def test_fit_procedural_scene_reaches_psnr_on_held_out_views(sphere_hashgrid_run):
+    """`v3kd fit`, 300 steps of a small hash grid (the suite's shared run): > 26 dB on the 6 held-out views."""
+    m = json.loads((sphere_hashgrid_run / "metrics.json").read_text())
+    assert m["steps"] == 300
     assert m["psnr_test"] > 26.0, m
     for name in ("config.json", "weights.safetensors", "metrics.json", "log.jsonl", "occupancy.safetensors"):
-        assert (tmp_path / "run" / name).is_file()
+        assert (sphere_hashgrid_run / name).is_file()
 
 
 def test_same_seed_same_result(sphere_scene, tmp_path):

@@ -113,7 +113,7 @@ def test_pose_refinement_stops_at_pose_refine_until(sphere_scene, tmp_path):
     train_ds = load_dataset(sphere_scene, "train")
     runs = {}
     for until in (1.0, 0.05):
-        overrides = [*FIELD, "train.steps=40", f"train.pose_refine_until={until}"]
+        overrides = [*FIELD, "train.steps=20", f"train.pose_refine_until={until}"]
         cfg = apply_overrides(load_fit_config("hashgrid"), overrides)
         runs[until] = fit(train_ds, None, tmp_path / f"u{until}", cfg, show_progress=False)
     assert 0 < runs[0.05]["pose_rot_deg_max"] < 0.2 * runs[1.0]["pose_rot_deg_max"]

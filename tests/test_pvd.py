@@ -20,9 +20,6 @@ from vision3d_kd.errors import ConfigError
 
 from .conftest import BAD_INPUTS, need_shared, one_line_error, run_cli
 
-TEACHER_FIT = ["--set", "field.log2_table_size=14", "--set", "field.n_levels=8", "--set", "field.max_resolution=128",
-               "--set", "train.batch_rays=1024", "--set", "train.target_samples=0", "--set",
-               "train.occ_resolution=32", "--set", "train.step_size=0.03", "--max-seconds", "0"]
 # Small students: fast on 2 cores, big enough to copy a 40x40 sphere.
 STUDENT = {
     "mlp": ["field.width=64", "field.depth=3", "field.xyz_freqs=6"],
@@ -35,14 +32,10 @@ COMMON = ["train.batch_rays=1024", "train.target_samples=0", "train.occ_resoluti
           "train.max_seconds=0", "convert.eval_size=40", "convert.eval_views=4"]
 
 
-@pytest.fixture(scope="module")
-def teacher_run(sphere_scene, tmp_path_factory):
-    """A small hashgrid fitted on the procedural sphere (the teacher of the conversion tests)."""
-    run = tmp_path_factory.mktemp("pvd") / "teacher"
-    assert run_cli(["fit", str(sphere_scene), "--field", "hashgrid", "--out", str(run), "--steps", "300",
-                    "--no-progress", *TEACHER_FIT]) == 0
-    assert json.loads((run / "metrics.json").read_text())["psnr_test"] > 20
-    return run
+@pytest.fixture
+def teacher_run(sphere_hashgrid_run: Path) -> Path:
+    """The conversions' teacher: the suite's hash grid fitted on the procedural sphere (tests/conftest.py)."""
+    return sphere_hashgrid_run
 
 
 def test_density_loss_clamps_the_target_one_sided():
