@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,14 @@ def sphere_scene(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("scenes") / "sphere"
     return write_scene("sphere", out, n_train=30, n_test=6, size=40, seed=0)
+
+
+# a small hash grid and its sampling: fast on 2 cores, enough for the 40 px sphere
+SMALL_HASHGRID = ["field.n_levels=8", "field.log2_table_size=14", "field.max_resolution=128", "field.base_resolution=8",
+                  "train.batch_rays=1024", "train.target_samples=0", "train.step_size=0.02", "train.occ_resolution=32"]
+# two ranks on this host under torchrun; --standalone picks a free rendezvous port (tests may run side by side)
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "-m",
+            "vision3d_kd.cli.main"]
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from vision3d_kd.batch.jobs import parse_jobs
 from vision3d_kd.checkpoint import load_tensors
 from vision3d_kd.errors import ConfigError
 
-from .conftest import one_line_error, run_cli
+from .conftest import TORCHRUN, one_line_error, run_cli
 
 FAST = ["--steps", "2", "--no-mesh", "--no-video", "--quiet", "--set", "generate.size=32"]
 
@@ -139,8 +138,7 @@ def test_a_killed_job_is_retried_and_resumes_and_a_failing_one_is_reported(sd_pi
 
 def test_torchrun_engine_shares_jobs_over_two_ranks(sd_pipe, sequential, tmp_path):
     jobs = _jobs_file(tmp_path, sd_pipe)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-           "-m", "vision3d_kd.cli.main", "batch", str(jobs), "--engine", "torchrun"]
+    cmd = [*TORCHRUN, "batch", str(jobs), "--engine", "torchrun"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((tmp_path / "jobs.batch" / "summary.json").read_text())

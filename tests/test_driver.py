@@ -19,6 +19,8 @@ from vision3d_kd.train.fit import fit
 from vision3d_kd.train.loop import LoopConfig
 from vision3d_kd.train.state import load_train_state, save_train_state
 
+from .conftest import SMALL_HASHGRID
+
 
 class LineTask(TrainTask):
     """Fit y = 2x + 1 from noisy random samples by SGD: a task small enough to compare bit for bit."""
@@ -94,9 +96,7 @@ def test_seeded_init_is_reproducible_and_leaves_the_global_rng_alone():
     assert torch.equal(a, b) and torch.equal(torch.random.get_rng_state(), before)
 
 
-FIELD = ["field.n_levels=8", "field.log2_table_size=14", "field.max_resolution=128", "field.base_resolution=8",
-         "train.batch_rays=1024", "train.target_samples=0", "train.step_size=0.02", "train.occ_resolution=32",
-         "train.occ_warmup_steps=32", "train.max_seconds=0"]
+FIELD = [*SMALL_HASHGRID, "train.occ_warmup_steps=32", "train.max_seconds=0"]
 SPLATS = ["train.init_points=3000", "train.refine_start=50", "train.refine_every=50", "train.refine_stop=250",
           "train.reset_every=0", "train.sh_degree_every=100", "train.max_seconds=0"]
 

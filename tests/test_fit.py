@@ -10,9 +10,9 @@ from vision3d_kd.data import load_dataset
 from vision3d_kd.train.config import apply_overrides, load_fit_config
 from vision3d_kd.train.fit import fit
 
-SMALL_HASH = ["field.n_levels=8", "field.log2_table_size=14", "field.max_resolution=128", "field.base_resolution=8",
-              "train.batch_rays=1024", "train.target_samples=0", "train.step_size=0.02", "train.occ_resolution=32",
-              "train.occ_warmup_steps=32", "train.checkpoint_every=1000",
+from .conftest import SMALL_HASHGRID
+
+SMALL_HASH = [*SMALL_HASHGRID, "train.occ_warmup_steps=32", "train.checkpoint_every=1000",
               "train.max_seconds=0"]  # no wall-clock budget: step-exact on a loaded machine
 
 

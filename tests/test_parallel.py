@@ -16,9 +16,7 @@ import torch
 from vision3d_kd.parallel import DistEnv, dist_env, leave_distributed, rank_generator, shard, shard_range
 from vision3d_kd.train.driver import make_generator
 
-# two ranks on this host; --standalone picks a free rendezvous port (tests may run side by side)
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "-m",
-            "vision3d_kd.cli.main"]
+from .conftest import SMALL_HASHGRID, TORCHRUN
 
 
 def test_environment_sharding_and_generators(monkeypatch):
@@ -96,10 +94,8 @@ def test_two_gloo_ranks_sum_to_the_single_process_gradient(sphere_scene, tmp_pat
 
 
 @pytest.mark.parametrize("field,steps,extra", [
-    ("hashgrid", 40, [a for kv in ("train.batch_rays=1024", "train.target_samples=0", "field.log2_table_size=14",
-                               "field.n_levels=8", "field.max_resolution=128", "field.base_resolution=8",
-                               "train.step_size=0.02", "train.occ_resolution=32", "train.occ_warmup_steps=16",
-                               "train.lr=0.02") for a in ("--set", kv)]),
+    ("hashgrid", 40, [a for kv in (*SMALL_HASHGRID, "train.occ_warmup_steps=16", "train.lr=0.02")
+                      for a in ("--set", kv)]),
     ("splats", 100, ["--set", "train.images_per_step=2", "--set", "train.refine_start=60", "--set",
                 "train.refine_every=60", "--set", "train.init_points=2000"]),
 ])
@@ -127,13 +123,12 @@ def test_two_rank_generate_under_torchrun_writes_one_run(sd_pipe, tmp_path):
     args = ["generate", "a red mug", "--prior", str(sd_pipe), "--steps", "3", "--no-video", "--quiet",
             "--set", "generate.size=32", "--set", "generate.batch=2", "--set", "generate.mesh_resolution=32"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = TORCHRUN
-    done = subprocess.run([*run, *args, "--out", str(tmp_path / "g")], capture_output=True, text=True, env=env,
+    done = subprocess.run([*TORCHRUN, *args, "--out", str(tmp_path / "g")], capture_output=True, text=True, env=env,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((tmp_path / "g" / "metrics.json").read_text())["steps"] == 3
     assert (tmp_path / "g" / "mesh.glb").is_file() and done.stdout.count("wrote ") == 1
-    vsd = subprocess.run([*run, *args, "--method", "vsd", "--out", str(tmp_path / "v")], capture_output=True,
+    vsd = subprocess.run([*TORCHRUN, *args, "--method", "vsd", "--out", str(tmp_path / "v")], capture_output=True,
                          text=True, env=env, timeout=600)
     assert vsd.returncode != 0 and "vsd cannot run data-parallel" in vsd.stderr and not (tmp_path / "v").exists()
 

@@ -21,9 +21,9 @@ from vision3d_kd.render.volume import RenderConfig
 from vision3d_kd.train.config import apply_overrides, load_fit_config
 from vision3d_kd.train.fit import fit
 
-FIELD = ["field.n_levels=8", "field.log2_table_size=14", "field.max_resolution=128", "field.base_resolution=8",
-         "train.batch_rays=1024", "train.target_samples=0", "train.step_size=0.02", "train.occ_resolution=32",
-         "train.occ_warmup_steps=32", "train.max_seconds=0", "train.refine_poses=true"]
+from .conftest import SMALL_HASHGRID
+
+FIELD = [*SMALL_HASHGRID, "train.occ_warmup_steps=32", "train.max_seconds=0", "train.refine_poses=true"]
 
 
 def test_so3_exp_matches_scipy_and_is_smooth_at_zero():

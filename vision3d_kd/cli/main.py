@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import typer
@@ -19,16 +20,10 @@ app = typer.Typer(
 )
 
 
-_registered = False
-
-
+@functools.cache
 def _register() -> None:
-    """Add every verb to `app`, once: a second call would add each command again, and typer rebuilds the whole
-    command tree on every invocation (in-process callers such as the tests slowed down call after call)."""
-    global _registered
-    if _registered:
-        return
-    _registered = True
+    """Add every verb to `app`, once (cached): a second call would add each command again, and typer rebuilds
+    the whole command tree on every invocation (in-process callers such as the tests slowed down call after call)."""
     from . import (
         batch,
         bench,

@@ -118,10 +118,8 @@ class FitTask(FieldTask):
         draws the whole batch's sample jitter from the shared generator (`ray_jitter`, the draws one process
         makes) and uses its rows: the samples do not depend on the number of ranks."""
         tc, n = self.tc, int(idx.numel())
-        offsets = ray_jitter(n, bool(self.field.contract), self.gen, self.device) if jitter else False
         lo, hi = shard_range(n, self.dist)
-        if jitter:
-            offsets = offsets[lo:hi]
+        offsets = ray_jitter(n, bool(self.field.contract), self.gen, self.device)[lo:hi] if jitter else False
         idx, bg = idx[lo:hi], bg[lo:hi]
         share = (hi - lo) / n
         # index_select: much faster than fancy indexing when the cores are shared
