@@ -204,33 +204,6 @@ def test_the_student_is_sized_to_the_layout():
     assert layout_setup(setup, lone).field == setup.field  # a lone unit object: a single generation's student
 
 
-def test_each_object_is_marched_at_its_own_scale(monkeypatch):
-    """The student's step is made for the smallest object; a larger object's rays take steps larger by the
-    ratio of scales (a lone object's samples per ray), the whole-scene term the student's."""
-    from vision3d_kd.cameras import cameras_from_spherical
-    from vision3d_kd.generation import students
-    from vision3d_kd.generation.config import load_generate_config
-    from vision3d_kd.generation.lucid import layout_setup
-    from vision3d_kd.guidance import lucid
-
-    monkeypatch.setattr(lucid, "ViewPrompts", lambda *a: None)  # no prior needed for the geometry
-    table = Layout((LayoutObject("a pink ball", (-0.3, -0.6, 0.3, 0.3, 0.0, 0.9)),
-                    LayoutObject("a brown table", (-0.6, -0.6, -0.9, 0.6, 0.6, 0.3))))
-    targets = lucid.layout_targets(None, table, ["a", "b"], None)
-    assert [t.step for t in targets] == pytest.approx([1.0, 2.0])
-    assert lucid.whole_target(None, table, "s", None, 0.8, 0.3).step == 1.0
-    setup = layout_setup(load_generate_config("sds", None, ["field.log2_table_size=10", "field.n_levels=2"]), table)
-    s = students.FieldStudent(setup, torch.device("cpu"))
-    seen = []
-    real = students.render_rays
-    monkeypatch.setattr(students, "render_rays", lambda *a, **k: seen.append(a[5].step_size) or real(*a, **k))
-    cams = cameras_from_spherical(torch.tensor([15.0]), torch.tensor([0.0]), torch.tensor([3.0]),
-                                  torch.tensor([40.0]), 8, 8, (0.0, 0.0, -0.3))
-    for t in targets:
-        s.render(cams, 0, None, torch.Generator(), t.box, t.step)
-    assert seen == pytest.approx([0.02 * 0.3, 0.02 * 0.6])  # each object: 0.02 per unit of its scale
-
-
 def test_the_true_composition_is_rendered_with_its_layout(tmp_path, capsys):
     from vision3d_kd.generation.layout_truth import mass_in_boxes, truth_scene
 

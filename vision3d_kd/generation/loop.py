@@ -104,7 +104,7 @@ class GenerateTask(TrainTask):
         whole batch's."""
         g, gen = self.g, self.local_gen
         lo, hi = shard_range(g.batch, self.dist)
-        views = [s.render(cams, i, shader, gen, target.box, target.step) for i in range(lo, hi)]
+        views = [s.render(cams, i, shader, gen, target.box) for i in range(lo, hi)]
         images = torch.stack([v["rgb"] for v in views]).permute(0, 3, 1, 2)
         opacity = torch.stack([v["opacity"] for v in views])
         if self.dist.distributed:

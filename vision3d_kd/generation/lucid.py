@@ -1,12 +1,12 @@
-"""LucidDreaming runs (`v3kd generate --layout`): the student sized to a layout, what the prior is told per object,
-and the occupancy grid kept to the boxes after the loop.
+"""LucidDreaming runs (`v3kd generate --layout`): the student sized to a layout, what the prior is told per
+object, and the occupancy grid kept to the boxes after the loop.
 
-The student is the single-object one scaled to the scene (`layout_setup`): its box holds every box; the marching
-step shrinks with the smallest object's scale (each object's term marches at its own scale's step,
-`guidance.lucid.Target.step`) and a hash grid's resolutions (and the occupancy grid's, up to 128) grow by the
-ratio of scene to smallest object, so each object gets the samples and cells a lone object gets; the hash table
-grows by 2·log2 of that ratio (at most 2^19 entries). Dense grids and TensoRF keep their resolution (their
-memory grows with its cube)."""
+The student is the single-object one scaled to the scene (`layout_setup`): its box holds every box; the
+marching step shrinks with the smallest object's scale and a hash grid's resolutions (and the occupancy
+grid's, up to 128) grow by the ratio of scene to smallest object, so each object gets the samples and cells
+a lone object gets; the hash table grows by 2·log2 of that ratio (at most 2^19 entries). Dense grids and
+TensoRF keep their resolution (their memory grows with its cube).
+"""
 
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ for a field, for splats the Gaussians whose centre is in it (so only they get th
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -57,16 +56,14 @@ class FieldStudent:
             self.grid.update(self.model.density, self.density_thr, warmup=step < 64, generator=generator)
 
     def render(self, cams: Cameras, i: int, shader: Shader | None, generator: torch.Generator,
-               clip: Tensor | None = None, step: float = 1.0) -> dict[str, Tensor]:
+               clip: Tensor | None = None) -> dict[str, Tensor]:
         """rgb [H,W,3], opacity [H,W] and the orientation penalty (scalar) of camera i (rays clipped to the
-        box `clip` [2,3] when given; marched with `step` times the student's step)."""
+        box `clip` [2,3] when given)."""
         o, d = image_rays(cams, i)
         bg = torch.tensor(WHITE, device=o.device).expand(o.shape[0], 3)
         if shader is not None:
             shader.field = self.model
-        settings = self.settings if step == 1.0 else dataclasses.replace(self.settings,
-                                                                         step_size=self.settings.step_size * step)
-        res = render_rays(self.model, o, d, self.grid, bg, settings, jitter=True, generator=generator,
+        res = render_rays(self.model, o, d, self.grid, bg, self.settings, jitter=True, generator=generator,
                           shader=shader, clip=None if clip is None else clip.to(o.device))
         h, w = cams.height, cams.width
         return {"rgb": res["rgb"].reshape(h, w, 3), "opacity": res["opacity"].reshape(h, w),
@@ -116,9 +113,7 @@ class SplatStudent:
         return None
 
     def render(self, cams: Cameras, i: int, shader: Shader | None, generator: torch.Generator,
-               clip: Tensor | None = None, step: float = 1.0) -> dict[str, Tensor]:
-        """rgb, opacity and a zero orientation penalty of camera i (only Gaussians centred in `clip`; `step`
-        is for fields and unused)."""
+               clip: Tensor | None = None) -> dict[str, Tensor]:
         model = self.model if clip is None else splat_view(self.model, clip)
         out = render_splats(model, cams[i], background=torch.tensor(WHITE, device=self.model.means.device))
         return {"rgb": out["rgb"], "opacity": out["opacity"], "orientation": out["rgb"].sum() * 0.0}

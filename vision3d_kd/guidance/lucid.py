@@ -1,17 +1,17 @@
 """LucidDreaming (arXiv 2312.00588): one score-distillation term per object of a layout, on clipped rays.
 
 Each step every object gets the step's random camera moved to orbit its box centre, its distance times the
-object's scale (so the object fills the view as a lone object fills the prior's images: the paper's code only
-moves the camera, which suits its 512³-canvas boxes and large priors, not a 64 px prior), rays clipped to its
-box (nothing outside it is sampled, so other objects neither show nor occlude), marched with a step that grows
-with the object's scale (the student's step is the smallest object's: a larger object gets the samples per ray a
-lone object gets, not more) and its own prompt; the terms are summed with weight 1, as in the paper's code. The
-prior is conditioned on the camera's angles and its unscaled distance: what the object looks like from there.
+object's scale (so the object fills the view as a lone object fills the prior's images: the paper's code
+only moves the camera, which suits its 512³-canvas boxes and large priors, not a 64 px prior), rays
+clipped to its box (nothing outside it is sampled, so other objects neither show nor occlude) and its own
+prompt; the terms are summed with weight 1, as in the paper's code. The prior is conditioned on the
+camera's angles and its unscaled distance: what the object looks like from there.
 
-The optional whole-scene pass (`harmonise` > 0) adds, for the last `harmonise` fraction of the run, one more
-term: a camera orbiting the centre of all boxes at the distance that frames them, rays clipped to their union,
-the scene's sentence as prompt and the timestep at most `harmonise_t_max` (as the paper's
-`global_guidance_start`: small-noise refinement of the composition, not a new layout)."""
+The optional whole-scene pass (`harmonise` > 0) adds, for the last `harmonise` fraction of the run, one
+more term: a camera orbiting the centre of all boxes at the distance that frames them, rays clipped to
+their union, the scene's sentence as prompt and the timestep at most `harmonise_t_max` (as the paper's
+`global_guidance_start`: small-noise refinement of the composition, not a new layout).
+"""
 
 from __future__ import annotations
 
@@ -30,15 +30,13 @@ __all__ = ["Target", "layout_targets", "whole_target"]
 @dataclass
 class Target:
     """One score-distillation term: its prompts, the point its cameras orbit (world), the factor on their
-    distance, the box its rays are clipped to ([2,3] world; None: not clipped), the factor on the student's
-    marching step for its rays, the progress from which it is active and its timestep cap (fraction of T;
-    None: the schedule's)."""
+    distance, the box its rays are clipped to ([2,3] world; None: not clipped), the progress from which it
+    is active and its timestep cap (fraction of T; None: the schedule's)."""
 
     prompts: ViewPrompts
     centre: tuple[float, float, float] = (0.0, 0.0, 0.0)
     scale: float = 1.0
     box: Tensor | None = None
-    step: float = 1.0
     start: float = 0.0
     t_max: float | None = None
     name: str = ""
@@ -58,12 +56,10 @@ def layout_targets(prior: DiffusionPrior, layout: Layout, prompts_said: list[str
     caption for the bundled prior, else the object's prompt)."""
     cache: dict[str, ViewPrompts] = {}
     out = []
-    finest = min(min(o.scale for o in layout.objects), 1.0)  # the student's step is made for this scale
     for k, (obj, said) in enumerate(zip(layout.objects, prompts_said, strict=True)):
         if said not in cache:  # repeated objects (three oranges) share their embeddings
             cache[said] = ViewPrompts(prior, said, negative, view_dependent)
-        out.append(Target(cache[said], obj.centre, obj.scale, obj.aabb(), min(obj.scale, 1.0) / finest,
-                          name=f"object {k}"))
+        out.append(Target(cache[said], obj.centre, obj.scale, obj.aabb(), name=f"object {k}"))
     return out
 
 
@@ -73,4 +69,4 @@ def whole_target(prior: DiffusionPrior, layout: Layout, said: str, negative: str
     its longest half-side, active from progress `start`, timesteps at most `t_max`."""
     box = layout.union()
     return Target(ViewPrompts(prior, said, negative, view_dependent), box.centre, layout.span_scale(), box.aabb(),
-                  start=start, t_max=t_max, name="scene")
+                  start, t_max, "scene")
