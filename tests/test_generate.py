@@ -185,6 +185,49 @@ def test_density_normals_point_outwards_on_a_ball():
     assert torch.allclose(pen["orientation"], torch.zeros(50))  # every normal faces its camera
 
 
+def test_light_samples_are_shaded_facing_the_camera_and_change_a_pixel_by_at_most_their_weight():
+    from vision3d_kd.data.procedural import Shading
+    from vision3d_kd.kernels import composite_weights
+    from vision3d_kd.render.sampling import sample_along_rays
+    from vision3d_kd.render.shading import Shader
+    from vision3d_kd.render.volume import RenderConfig, render_rays
+
+    class Fuzzy(torch.nn.Module):  # a ball with a soft edge: many samples of small weight in front of it
+        aabb = torch.tensor([[-1.0] * 3, [1.0] * 3])
+        evaluated = 0
+
+        def density(self, x):
+            Fuzzy.evaluated += x.shape[0]
+            return 30.0 * torch.sigmoid((0.5 - x.norm(dim=-1)) * 20.0)
+
+        def forward_rays(self, x, d, ray_i):
+            return self.density(x), 0.5 + 0.5 * torch.tanh(x)
+
+    g = torch.Generator().manual_seed(0)
+    o = torch.randn(64, 3, generator=g)
+    o = torch.nn.functional.normalize(o, dim=-1) * 2.5
+    d = torch.nn.functional.normalize(torch.randn(64, 3, generator=g) * 0.15 - o, dim=-1)
+    sh = Shader(Fuzzy(), "lambertian", Shading(light_dir=(0.3, 0.2, 1.0), ambient=0.3), fd_step=0.005)
+    bg = torch.ones(64, 3)
+    outs, counts = {}, {}
+    for w_min in (0.0, 1e-2):
+        Fuzzy.evaluated = 0
+        cfg = RenderConfig(step_size=0.01, opacity_min=0.0, shade_weight_min=w_min)
+        outs[w_min] = render_rays(Fuzzy(), o, d, None, bg, cfg, shader=sh)
+        counts[w_min] = Fuzzy.evaluated
+    s = sample_along_rays(o, d, Fuzzy.aabb, 0.01, None)
+    w = composite_weights(Fuzzy().density(s.points), s.t_starts, s.t_ends, s.ray_indices, 64)
+    light = torch.zeros(64).index_add_(0, s.ray_indices, torch.where(w < 1e-2, w, 0.0))
+    diff = (outs[1e-2]["rgb"] - outs[0.0]["rgb"]).abs().amax(-1)
+    assert (diff <= light + 1e-5).all() and diff.max() > 1e-4  # it changes something, within the bound
+    assert counts[1e-2] < 0.8 * counts[0.0]  # normals of the light samples were not evaluated
+    x = torch.tensor([[0.0, 0.0, 0.9]]).expand(3, 3)  # masked-out samples face their camera: n = −d, no penalty
+    rgb, pen = sh(x, Fuzzy().density(x), torch.full((3, 3), 0.8), -torch.eye(3), torch.arange(3),
+                  torch.zeros(3, dtype=torch.bool))
+    assert torch.allclose(rgb, sh.shading.shade(torch.full((3, 3), 0.8), torch.eye(3)))
+    assert not pen["orientation"].any()
+
+
 @pytest.mark.parametrize("args,name", [
     (["generate", "  ", "--out", "X"], "prompt"),
     (["generate", "a mug", "--method", "xyz", "--out", "X"], "xyz"),

@@ -190,6 +190,7 @@ def test_an_interrupted_layout_run_resumes_to_the_same_weights(sd_pipe, tmp_path
 
 
 def test_the_student_is_sized_to_the_layout():
+    from vision3d_kd.errors import ConfigError
     from vision3d_kd.generation.config import load_generate_config
     from vision3d_kd.generation.lucid import layout_setup, scene_ratio
 
@@ -202,6 +203,14 @@ def test_the_student_is_sized_to_the_layout():
     assert big.generate.occ_resolution == 128 and setup.generate.aabb == 1.0  # the given setup is unchanged
     lone = Layout((LayoutObject("a red mug", (-1, -1, -1, 1, 1, 1)),))
     assert layout_setup(setup, lone).field == setup.field  # a lone unit object: a single generation's student
+    # layouts prune light samples and shade only heavy ones (bench/TUNING.md); one object does neither
+    assert (big.generate.opacity_min, big.generate.shade_weight_min) == (1e-4, 1e-3)
+    assert (setup.generate.opacity_min, setup.generate.shade_weight_min) == (None, None)
+    mine = load_generate_config("sds", None, ["generate.opacity_min=0", "generate.shade_weight_min=0.01"])
+    given = layout_setup(mine, TWO).generate
+    assert (given.opacity_min, given.shade_weight_min) == (0, 0.01)
+    with pytest.raises(ConfigError, match="shade_weight_min"):
+        load_generate_config("sds", None, ["generate.shade_weight_min=1.5"])
 
 
 def test_the_true_composition_is_rendered_with_its_layout(tmp_path, capsys):

@@ -103,8 +103,12 @@ class BlobField(Field):
     def bias(self, x: Tensor) -> Tensor:
         """b(p) [N] for world positions x [N,3] (one blob, or the largest of the boxes' blobs)."""
         if len(self.box_centres):
-            u = (x[:, None, :] - self.box_centres.to(x)) / self.box_spread.to(x)  # [N, K, 3]
-            d = u.norm(dim=-1).amin(dim=-1)  # max over boxes of λ(1 − d_k/σ)
+            d2 = None  # max over boxes of λ(1 − d_k/σ): the nearest box in spread units (a loop: no [N, K, 3])
+            for c, s in zip(self.box_centres.to(x), self.box_spread.to(x), strict=True):
+                u = (x - c) / s
+                uk = (u * u).sum(-1)
+                d2 = uk if d2 is None else torch.minimum(d2, uk)
+            d = d2.sqrt()
         else:
             d = (x - self.centre.to(x)).norm(dim=-1)
         return self.config.blob_density * (1.0 - d / self.config.blob_radius)

@@ -5,7 +5,9 @@ The student is the single-object one scaled to the scene (`layout_setup`): its b
 marching step shrinks with the smallest object's scale and a hash grid's resolutions (and the occupancy
 grid's, up to 128) grow by the ratio of scene to smallest object, so each object gets the samples and cells
 a lone object gets; the hash table grows by 2·log2 of that ratio (at most 2^19 entries). Dense grids and
-TensoRF keep their resolution (their memory grows with its cube).
+TensoRF keep their resolution (their memory grows with its cube). Unless set, a layout's renders skip the
+gradient pass for samples of opacity < 1e-4 and give −∇σ normals only to samples of weight ≥ 1e-3 (the rest
+face the camera): a third less time on validation layouts (bench/TUNING.md).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = ["layout_setup", "baseline_setup", "scene_ratio", "clear_outside_boxes
 
 MAX_OCC_RESOLUTION = 128
 MAX_LOG2_TABLE = 19
+OPACITY_MIN, SHADE_WEIGHT_MIN = 1e-4, 1e-3  # generate.opacity_min, shade_weight_min with a layout (bench/TUNING.md)
 
 
 def scene_ratio(setup: GenerationConfig, layout: Layout) -> float:
@@ -42,6 +45,8 @@ def layout_setup(setup: GenerationConfig, layout: Layout) -> GenerationConfig:
     ratio = scene_ratio(setup, layout)
     smallest = min(o.scale for o in layout.objects)
     gen = dataclasses.replace(g, aabb=max(layout.extent() * 1.02, g.aabb), step_size=g.step_size * min(smallest, 1.0),
+                              opacity_min=OPACITY_MIN if g.opacity_min is None else g.opacity_min,
+                              shade_weight_min=SHADE_WEIGHT_MIN if g.shade_weight_min is None else g.shade_weight_min,
                               occ_resolution=min(MAX_OCC_RESOLUTION, max(g.occ_resolution,
                                                                          int(round(g.occ_resolution * ratio)))))
     field = dict(setup.field)

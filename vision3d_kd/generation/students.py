@@ -44,7 +44,8 @@ class FieldStudent:
         self.model = BlobField(inner=inner, blob_density=g.blob_density, blob_radius=g.blob_radius,
                                start_levels=g.start_levels, boxes=list(boxes or [])).to(device)
         self.grid = OccupancyGrid(self.model.aabb.cpu(), g.occ_resolution, contract=self.model.contract).to(device)
-        self.settings = RenderConfig(step_size=g.step_size, opacity_min=0.0)
+        self.settings = RenderConfig(step_size=g.step_size, opacity_min=g.opacity_min or 0.0,
+                                     shade_weight_min=g.shade_weight_min or 0.0)
         self.density_thr = density_for_opacity(0.01, g.step_size)
         self.optimizer = make_optimizer(self.model, g.lr)
         self.cfg = g

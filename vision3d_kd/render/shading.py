@@ -3,6 +3,9 @@ albedo, Lambertian-shaded albedo or a textureless (uniform grey albedo) Lamberti
 compositing, with normals n = −∇σ / ‖∇σ‖ from forward differences of the density (world units, step
 `fd_step`). A `Shader` also returns DreamFusion's orientation penalty per sample, max(0, n·d)² for the
 ray direction d (normals facing away from the camera), which `render_rays` weights and averages.
+Given a mask of the samples that matter (`render_rays`: weight ≥ `RenderConfig.shade_weight_min`), only
+those get −∇σ (three density evaluations each); the rest face the camera, n = −d (no penalty), which
+changes a pixel by at most their summed weight.
 
 Lambertian: c' = c · (ambient + (1 − ambient) · max(0, n·l)) with the light and ambient of a
 `data.procedural.Shading` (the shading the bundled prior's training images were rendered with).
@@ -49,13 +52,20 @@ class Shader:
         if self.mode not in MODES:
             raise ValueError(f"unknown shading {self.mode!r}; choose one of {', '.join(MODES)}")
 
-    def __call__(self, x: Tensor, sigma: Tensor, rgb: Tensor, rays_d: Tensor,
-                 ray_indices: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """(shaded rgb [S,3], {"orientation": [S]} or {})."""
+    def __call__(self, x: Tensor, sigma: Tensor, rgb: Tensor, rays_d: Tensor, ray_indices: Tensor,
+                 shaded: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """(shaded rgb [S,3], {"orientation": [S]} or {}); `shaded` [S] bool: the samples whose normals come
+        from the density (None: all; module docstring)."""
         need_normals = self.mode != "albedo" or self.orientation
         if not need_normals:
             return rgb, {}
-        n = density_normals(self.field, x, sigma, self.fd_step)
+        if shaded is None:
+            n = density_normals(self.field, x, sigma, self.fd_step)
+        else:
+            n = F.normalize(-rays_d[ray_indices], dim=-1)
+            idx = shaded.nonzero().flatten()
+            if idx.numel():
+                n = n.index_copy(0, idx, density_normals(self.field, x[idx], sigma[idx], self.fd_step))
         penalties = {}
         if self.orientation:
             penalties["orientation"] = (n * rays_d[ray_indices]).sum(-1).clamp_min(0.0) ** 2
