@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import RunError
 
-__all__ = ["ASSETS_DIR", "asset_path", "default_prior_path", "default_event_teacher_path"]
+__all__ = ["ASSETS_DIR", "asset_path", "default_prior_path", "is_bundled_prior", "default_event_teacher_path"]
 
 ASSETS_DIR = Path(__file__).resolve().parent
 
@@ -26,6 +26,11 @@ def asset_path(name: str) -> Path:
 def default_prior_path(path: Path | None = None) -> Path:
     """``path`` (e.g. --prior) when given, else the bundled prior (vision3d_kd/assets/prior)."""
     return Path(path) if path is not None else asset_path("prior")
+
+
+def is_bundled_prior(path: str | Path | None) -> bool:
+    """Whether `path` (None: the default) is the bundled prior's directory."""
+    return path is None or Path(path).resolve() == asset_path("prior").resolve()
 
 
 def default_event_teacher_path(path: Path | None = None) -> Path:

@@ -73,14 +73,19 @@ def check_settings(run_dir: Path, setup, end_step: bool = False) -> None:
     """Raise RunError when the run in `run_dir` was made with other generation settings than `setup` (read
     from its score.json's `settings`, else its config.json; a run with neither is new): a benchmark never
     reuses a run made under defaults that have changed since. `end_step`: the benchmark's runs also went
-    through what `generate_run` does after the loop (pruning, gaps closed), so its settings count too."""
+    through what `generate_run` does after the loop (pruning, gaps closed), so its settings count too. The
+    gray proxy's setting counts only for runs whose prior prompts name white (the only ones it acts on)."""
     from ..generation.config import changed_settings
+    from ..guidance.white_proxy import proxy_caption
 
-    saved = None
-    for name, key in (("score.json", "settings"), ("config.json", "generate")):
-        if saved is None and (run_dir / name).is_file():
-            saved = json.loads((run_dir / name).read_text()).get(key)
-    if saved is not None and (diff := changed_settings(saved, setup, end_step)):
+    files = {name: json.loads((run_dir / name).read_text()) for name in ("score.json", "config.json")
+             if (run_dir / name).is_file()}
+    saved = files.get("score.json", {}).get("settings") or files.get("config.json", {}).get("generate")
+    said = [r[k] for r in files.values() for k in ("prior_prompt", "prompt") if r.get(k)]
+    said += [p for r in files.values() for p in r.get("object_prompts", [])]
+    white = not said or any(proxy_caption(t) is not None for t in said)
+    ignore = frozenset() if white else frozenset({"generate.white_proxy"})
+    if saved is not None and (diff := changed_settings(saved, setup, end_step, ignore)):
         raise RunError(f"{run_dir}: made with other settings ({', '.join(diff[:4])}); use another --runs-dir "
                        "or delete the old runs")
 

@@ -34,6 +34,8 @@ def lucid_command(
     sets: list[str] = typer.Option(None, "--set", help="SECTION.KEY=VALUE override of every run's config "
                                    "(repeatable, as in `v3kd generate`); the runs folder and report are "
                                    "suffixed +KEY=VALUE."),
+    layouts: str = typer.Option(None, "--layouts", help="Comma-separated 1-based numbers of the split's layouts to "
+                                "run (default: all); the report is suffixed @NUMBERS."),
     runs_dir: Path = _bench_runs("lucid/SPLIT[+SETS]"),
     out_dir: Path = _OUT_DIR,
 ) -> None:
@@ -41,7 +43,7 @@ def lucid_command(
 
     Per object: share of its density mass inside its box, mask IoU against the true object in its box,
     colour error, asymmetric part; per run: every object in the exported GLB, minutes."""
-    from ..bench.lucid import METHODS, SPLITS, run, sets_suffix
+    from ..bench.lucid import METHODS, SPLITS, pick_layouts, run, sets_suffix
     from ..config import parse_overrides
     from ..generation.config import SECTIONS
 
@@ -49,6 +51,8 @@ def lucid_command(
     _at_least_one("--steps", steps)
     chosen = _split_and_methods(split, SPLITS, methods, METHODS)
     parse_overrides(list(sets or []), SECTIONS)
+    only = pick_layouts(split, layouts)
     result = run(quick=quick, prior_path=prior, runs_dir=runs_dir, seeds=seeds, steps=steps, methods=chosen,
-                 split=split, sets=list(sets or []))
-    _report(_split_name("lucid", split, quick) + sets_suffix(sets), result, out_dir)
+                 split=split, sets=list(sets or []), layouts=only)
+    subset = "@" + ",".join(str(k) for k in only) if only else ""
+    _report(_split_name("lucid", split, quick) + sets_suffix(sets) + subset, result, out_dir)

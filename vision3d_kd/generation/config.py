@@ -55,6 +55,8 @@ class GenerateConfig:
     #                                   None: 1e-4 with a layout, else 0
     shade_weight_min: float | None = None  # shaded renders: samples of weight below this face the camera
     #                                   instead of −∇σ (3 density evaluations fewer); None: 1e-3 with a layout, else 0
+    white_proxy: float | None = None  # chance a step shows white objects to the prior as gray
+    #                                   (guidance/white_proxy.py); None: 0.5 with the bundled prior, else 0
     lambda_sparsity: float = 0.0      # mean opacity
     lambda_opaque: float = 0.0        # binary entropy of the opacity (pushes it to 0 or 1)
     occ_update_every: int = 16        # steps between occupancy-grid refreshes
@@ -98,6 +100,8 @@ class GenerateConfig:
             v = getattr(self, name)
             if v is not None and not 0 <= v < 1:
                 raise ConfigError(f"generate.{name} must be in [0, 1), got {v}")
+        if self.white_proxy is not None and not 0 <= self.white_proxy <= 1:
+            raise ConfigError(f"generate.white_proxy must be in [0, 1], got {self.white_proxy}")
         if self.close_gaps < 0:
             raise ConfigError(f"generate.close_gaps must be >= 0, got {self.close_gaps}")
         if not 0 < self.floater_keep_ratio <= 1:
@@ -165,13 +169,16 @@ END_STEP = {"prune_floaters", "floater_keep_ratio", "close_gaps"}  # what `gener
 METHOD_ONLY = {"guidance.vsd_camera": "vsd", "guidance.lora_rank": "vsd", "guidance.lora_lr": "vsd",
                "guidance.lora_steps": "vsd", "guidance.camera_dropout": "vsd", "guidance.bsd_lambda": "bsd"}
 # settings added after runs were saved, with the value such runs were made with
-ADDED = {"guidance.vsd_camera": "angles", "generate.harmonise": 0.0, "generate.harmonise_t_max": 0.3}
+ADDED = {"guidance.vsd_camera": "angles", "generate.harmonise": 0.0, "generate.harmonise_t_max": 0.3,
+         "generate.white_proxy": 0.0}
 
 
-def changed_settings(saved: dict[str, Any], setup: GenerationConfig, end_step: bool = True) -> list[str]:
+def changed_settings(saved: dict[str, Any], setup: GenerationConfig, end_step: bool = True,
+                     ignore: frozenset[str] = frozenset()) -> list[str]:
     """Dotted names of the settings in which a run's saved `generate` section (its config.json) differs from
     `setup`, output-only ones ignored (and the END_STEP ones unless `end_step`: for runs that only ran the
-    loop); [] when the run was made with these settings."""
+    loop; `ignore`: dotted names that cannot have acted on this run); [] when the run was made with these
+    settings."""
     ignored = OUTPUT_ONLY | (set() if end_step else END_STEP)
     now = json.loads(json.dumps(setup.to_dict()))
 
@@ -183,5 +190,6 @@ def changed_settings(saved: dict[str, Any], setup: GenerationConfig, end_step: b
     a, b = {**ADDED, **flat(saved)}, flat(now)
     method = a.get("method")
     return sorted(k for k in a.keys() | b.keys()
-                  if a.get(k) != b.get(k) and not (k.startswith("generate.") and k.split(".", 1)[1] in ignored)
+                  if a.get(k) != b.get(k) and k not in ignore
+                  and not (k.startswith("generate.") and k.split(".", 1)[1] in ignored)
                   and METHOD_ONLY.get(k, method) == method)

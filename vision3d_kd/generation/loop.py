@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..assets import is_bundled_prior
 from ..cameras import RandomCameraSampler
 from ..data.layout import Layout
 from ..data.object_views import random_light
@@ -29,6 +30,7 @@ from ..guidance.prior import CameraCondition, DiffusionPrior
 from ..guidance.prompts import ViewPrompts
 from ..guidance.sds import SDS, ScoreDistillation
 from ..guidance.vsd import VSD
+from ..guidance.white_proxy import proxy_albedo_scale, proxy_caption
 from ..parallel import DistEnv, all_reduce_gradients, rank_generator, shard_range
 from ..render.shading import Shader
 from ..train.driver import StepResult, TrainTask, make_generator, seeded_init, train
@@ -38,8 +40,9 @@ from .config import GenerationConfig
 from .lucid import layout_setup
 from .students import build_student
 
-__all__ = ["generate", "GenerateTask", "build_guidance", "particle_dir"]
+__all__ = ["generate", "GenerateTask", "build_guidance", "particle_dir", "white_proxy_for", "WHITE_PROXY"]
 
+WHITE_PROXY = 0.5  # generate.white_proxy with the bundled prior (bench/TUNING.md)
 GUIDANCES: dict[str, type[ScoreDistillation]] = {"sds": SDS, "vsd": VSD, "bsd": BSD}
 
 
@@ -55,6 +58,26 @@ def particle_dir(out: Path, k: int) -> Path:
 def _pick_shading(g, rng: random.Random) -> str:
     u = rng.random()
     return "albedo" if u < g.p_albedo else "lambertian" if u < g.p_albedo + g.p_lambertian else "textureless"
+
+
+def _add_proxies(targets: list[Target], prior: DiffusionPrior, negative: str | None, view_dependent: bool) -> bool:
+    """Give every one-object target whose prompt names white its gray proxy's prompts (`guidance.white_proxy`;
+    not the whole-scene term, whose other objects the scale would darken); whether any got one."""
+    cache: dict[str, ViewPrompts] = {}
+    for t in targets:
+        said = None if t.name == "scene" else proxy_caption(t.prompts.prompt)
+        if said is not None:
+            if said not in cache:
+                cache[said] = ViewPrompts(prior, said, negative, view_dependent)
+            t.proxy = cache[said]
+    return bool(cache)
+
+
+def white_proxy_for(setup: GenerationConfig, prior_path: str | Path | None) -> float:
+    """generate.white_proxy as set, else WHITE_PROXY for the bundled prior (its world is all on white) and 0
+    for any other (a real pipeline has seen other backgrounds; its prompts are free text)."""
+    p = setup.generate.white_proxy
+    return float(p) if p is not None else WHITE_PROXY if is_bundled_prior(prior_path) else 0.0
 
 
 def _render_config(g, size: int) -> dict[str, Any]:
@@ -91,25 +114,31 @@ class GenerateTask(TrainTask):
             self.targets = layout_targets(prior, layout, object_prompts or [o.prompt for o in layout.objects], neg, vd)
             if g.harmonise > 0:
                 self.targets.append(whole_target(prior, layout, prompt, neg, 1.0 - g.harmonise, g.harmonise_t_max, vd))
+        # the proxy's draw is made only when some target names white: other runs keep their random stream
+        self.p_proxy = g.white_proxy if g.white_proxy and _add_proxies(self.targets, prior, neg, vd) else 0.0
         boxes = None if layout is None else [list(o.box) for o in layout.objects]
         with seeded_init(g.seed):
             self.guidance = build_guidance(setup.method, prior, setup)
             self.students = [build_student(setup, device, generator, boxes) for _ in range(g.particles)]
         self.device = device
 
-    def _term(self, s, target: Target, cams, shader: Shader | None, camera: CameraCondition, progress: float
-              ) -> tuple[torch.Tensor, dict[str, Any]]:
+    def _term(self, s, target: Target, cams, shader: Shader | None, camera: CameraCondition, progress: float,
+              proxy: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
         """One target's loss for student `s`: its renders of this rank's share of `cams` (all of them in one
         process), score distillation, regularisers; scaled by the share so the ranks' gradients sum to the
-        whole batch's."""
+        whole batch's. With `proxy` (and a target that has one, under a shading that shows the albedo) the
+        gray proxy's albedo scale and prompts instead (`guidance.white_proxy`)."""
         g, gen = self.g, self.local_gen
+        prompts = target.prompts
+        if proxy and target.proxy is not None and shader is not None and shader.mode != "textureless":
+            shader, prompts = dataclasses.replace(shader, albedo_scale=proxy_albedo_scale(self.device)), target.proxy
         lo, hi = shard_range(g.batch, self.dist)
         views = [s.render(cams, i, shader, gen, target.box) for i in range(lo, hi)]
         images = torch.stack([v["rgb"] for v in views]).permute(0, 3, 1, 2)
         opacity = torch.stack([v["opacity"] for v in views])
         if self.dist.distributed:
             camera = CameraCondition(camera.elevation_deg[lo:hi], camera.azimuth_deg[lo:hi], camera.radius[lo:hi])
-        loss, info = self.guidance.loss(images, target.prompts.for_cameras(camera), camera, progress, gen,
+        loss, info = self.guidance.loss(images, prompts.for_cameras(camera), camera, progress, gen,
                                         target.t_max)
         orient = torch.stack([v["orientation"] for v in views]).mean()
         loss = loss + g.lambda_orient * orient + g.lambda_sparsity * opacity.mean()
@@ -131,8 +160,9 @@ class GenerateTask(TrainTask):
             mode = _pick_shading(g, rng)
             light = dataclasses.replace(random_light(rng), ambient=rng.uniform(*g.ambient))
             shader = Shader(None, mode, light, fd_step=g.step_size * 0.5, orientation=g.lambda_orient > 0)
-            use = None if mode == "albedo" and not shader.orientation else shader
-            terms = [self._term(s, t, cams, use, camera, progress) for t, cams in active]
+            proxy = self.p_proxy > 0 and rng.random() < self.p_proxy
+            use = None if mode == "albedo" and not shader.orientation and not proxy else shader
+            terms = [self._term(s, t, cams, use, camera, progress, proxy) for t, cams in active]
             loss = sum(t[0] for t in terms)
             s.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -141,7 +171,7 @@ class GenerateTask(TrainTask):
             s.optimizer.step()
             total += float(loss.detach())
             if k == 0:
-                rec = {**terms[0][1], "shading": mode}
+                rec = {**terms[0][1], "shading": mode, **({"proxy": True} if proxy else {})}
                 if len(terms) > 1:
                     rec["terms"] = len(terms)
         rec["loss"] = total / len(self.students)
@@ -199,6 +229,8 @@ def generate(prompt: str, out: Path, setup: GenerationConfig, prior: DiffusionPr
     user = setup
     if layout is not None:
         setup = layout_setup(setup, layout)
+    proxy = white_proxy_for(setup, prior_path if prior_path is not None else getattr(prior, "path", None))
+    setup = dataclasses.replace(setup, generate=dataclasses.replace(setup.generate, white_proxy=proxy))
     g = setup.generate
     size = g.size or prior.image_size
     render_cfg = _render_config(g, size)

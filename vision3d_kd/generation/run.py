@@ -11,10 +11,11 @@ from typing import Any
 
 import torch
 
+from ..assets import is_bundled_prior
 from ..checkpoint import WEIGHTS, read_config
 from ..data.layout import Layout
 from ..errors import ConfigError, RunError
-from ..guidance.diffusers_prior import default_prior_path, load_prior
+from ..guidance.diffusers_prior import load_prior
 from ..guidance.pipeline_files import parse_dtype
 from ..guidance.prior import DiffusionPrior
 from ..guidance.prompt_words import refusal, understand
@@ -48,18 +49,13 @@ def saved_setup(run: Path, prompt: str, layout: Layout | None = None) -> tuple[G
     return setup, cfg["prompt"]
 
 
-def is_bundled(prior_path: str | Path | None) -> bool:
-    """Whether `prior_path` (None: the default) is the bundled prior."""
-    return prior_path is None or Path(prior_path).resolve() == default_prior_path(None).resolve()
-
-
 def prompt_for_prior(prompt: str, prior_path: str | Path | None, allow_unknown_words: bool = False
                      ) -> tuple[str, list[str]]:
     """(the text the prior is given, notes to show) for `prompt`. The bundled prior (`prior_path` None or its
     directory) gets its own caption of the prompt (`guidance.prompt_words.understand`); a prompt it cannot
     read is a ConfigError naming the unknown words, unless `allow_unknown_words` (then the prompt goes as
     typed, unknown words becoming [UNK]). Other priors get the prompt as typed."""
-    if not is_bundled(prior_path):
+    if not is_bundled_prior(prior_path):
         return prompt.strip(), []
     understood = understand(prompt)
     if understood.ok:
@@ -108,7 +104,7 @@ def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
         read = [prompt_for_prior(o.prompt, given, allow_unknown_words) for o in layout.objects]
         objects = [r[0] for r in read]
         notes = [f"object {k + 1}: {n}" for k, r in enumerate(read) for n in r[1]]
-        said = saved or (" and ".join(objects) if is_bundled(given) else prompt)
+        said = saved or (" and ".join(objects) if is_bundled_prior(given) else prompt)
     if isinstance(prior, DiffusionPrior):
         model, prior_path = prior, getattr(prior, "path", None)
     else:

@@ -31,7 +31,8 @@ __all__ = ["Target", "layout_targets", "whole_target"]
 class Target:
     """One score-distillation term: its prompts, the point its cameras orbit (world), the factor on their
     distance, the box its rays are clipped to ([2,3] world; None: not clipped), the progress from which it
-    is active and its timestep cap (fraction of T; None: the schedule's)."""
+    is active, its timestep cap (fraction of T; None: the schedule's) and, for a white object, the prompts of
+    its gray proxy (`white_proxy`; None: none)."""
 
     prompts: ViewPrompts
     centre: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -40,6 +41,7 @@ class Target:
     start: float = 0.0
     t_max: float | None = None
     name: str = ""
+    proxy: ViewPrompts | None = None
 
     def cameras(self, sampler: RandomCameraSampler, params: dict[str, Tensor]) -> Cameras:
         """The step's cameras (`sampler.sample_params`) moved to orbit `centre` at `scale` times their distance."""

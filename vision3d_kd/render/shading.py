@@ -5,7 +5,8 @@ compositing, with normals n = −∇σ / ‖∇σ‖ from forward differences of
 ray direction d (normals facing away from the camera), which `render_rays` weights and averages.
 Given a mask of the samples that matter (`render_rays`: weight ≥ `RenderConfig.shade_weight_min`), only
 those get −∇σ (three density evaluations each); the rest face the camera, n = −d (no penalty), which
-changes a pixel by at most their summed weight.
+changes a pixel by at most their summed weight. `albedo_scale` multiplies the field's colour before shading
+(the gray proxy of `guidance.white_proxy`).
 
 Lambertian: c' = c · (ambient + (1 − ambient) · max(0, n·l)) with the light and ambient of a
 `data.procedural.Shading` (the shading the bundled prior's training images were rendered with).
@@ -47,6 +48,7 @@ class Shader:
     shading: Shading = dc_field(default_factory=Shading)
     fd_step: float = 0.01
     orientation: bool = True
+    albedo_scale: Tensor | None = None  # [3] factor on the field's colour in albedo and Lambertian renders
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -56,6 +58,8 @@ class Shader:
                  shaded: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """(shaded rgb [S,3], {"orientation": [S]} or {}); `shaded` [S] bool: the samples whose normals come
         from the density (None: all; module docstring)."""
+        if self.albedo_scale is not None and self.mode != "textureless":
+            rgb = rgb * self.albedo_scale.to(rgb)
         need_normals = self.mode != "albedo" or self.orientation
         if not need_normals:
             return rgb, {}
