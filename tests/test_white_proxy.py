@@ -124,3 +124,48 @@ def test_a_benchmark_reuses_runs_the_setting_cannot_have_acted_on(tmp_path):
 def test_a_bad_value_is_a_one_line_error(capsys, tmp_path):
     code = run_cli(["generate", "a white mug", "--set", "generate.white_proxy=2", "--out", str(tmp_path / "x")])
     assert code == 2 and one_line_error(capsys, "white_proxy")
+
+
+def test_the_lucid_benchmark_remakes_white_runs_made_before_the_proxy(tmp_path):
+    from vision3d_kd.bench.lucid import _one
+    from vision3d_kd.errors import RunError
+    from vision3d_kd.generation.config import load_generate_config
+
+    for sentence, white in (("a red ball next to a blue cube", False), ("a white ball next to a blue cube", True)):
+        settings = load_generate_config("sds", None, ["generate.seed=0"]).to_dict()
+        del settings["generate"]["white_proxy"]  # scored before the setting existed
+        run = tmp_path / sentence.replace(" ", "_")
+        run.mkdir()
+        rec = {"sets": [], "steps": 600, "settings": settings, "object_prompts": sentence.split(" next to ")}
+        (run / "score.json").write_text(json.dumps(rec))
+        if white:
+            with pytest.raises(RunError, match="white_proxy"):
+                _one(sentence, "lucid", 0, run, None, "prior", None, [])
+        else:
+            assert _one(sentence, "lucid", 0, run, None, "prior", None, [])["steps"] == 600
+
+
+def test_a_splat_students_proxy_render_is_the_render_of_its_scaled_colours():
+    import copy
+
+    from vision3d_kd.cameras import cameras_from_spherical
+    from vision3d_kd.fields.splats import SH_C0, rgb_to_sh_dc
+    from vision3d_kd.generation.config import load_generate_config
+    from vision3d_kd.generation.students import build_student
+    from vision3d_kd.render.shading import Shader
+
+    setup = load_generate_config("sds", None, ["generate.student=splats", "generate.splats=300"])
+    student = build_student(setup, torch.device("cpu"), torch.Generator().manual_seed(0))
+    with torch.no_grad():  # varied colours, so the scale's per-channel factors show
+        student.model.sh_dc.copy_(rgb_to_sh_dc(torch.rand(300, 3, generator=torch.Generator().manual_seed(1)))[:, None])
+    cams = cameras_from_spherical(torch.tensor([20.0]), torch.tensor([30.0]), torch.tensor([3.5]), torch.tensor([40.0]),
+                                  32, 32)
+    k = proxy_albedo_scale()
+    got = student.render(cams, 0, Shader(None, "albedo", albedo_scale=k), torch.Generator())["rgb"]
+    scaled = copy.deepcopy(student)
+    with torch.no_grad():
+        rgb = scaled.model.sh_dc[:, 0] * SH_C0 + 0.5
+        scaled.model.sh_dc.copy_(rgb_to_sh_dc(rgb * k)[:, None])
+    want = scaled.render(cams, 0, None, torch.Generator())["rgb"]
+    plain = student.render(cams, 0, None, torch.Generator())["rgb"]
+    assert torch.allclose(got, want, atol=1e-5) and (got - plain).abs().max() > 0.05

@@ -87,17 +87,19 @@ def _one(sentence: str, method: str, seed: int, run_dir: Path, prior, prior_path
     from ..generation.lucid import baseline_setup
     from ..generation.run import generate_run
     from ..runs import load_run, render_settings_from
+    from .text_to_3d import check_settings
 
+    layout = layout_from_text(sentence)
+    setup = load_generate_config("sds", None, [f"generate.seed={seed}", *([f"generate.steps={steps}"] if steps else []),
+                                               *sets])
     score_file = run_dir / "score.json"
     if score_file.is_file():
         rec = json.loads(score_file.read_text())
         if rec.get("sets") != sets or (steps and rec.get("steps") != steps):
             raise RunError(f"{run_dir}: made with other settings ({rec.get('sets')}, {rec.get('steps')} steps); "
                            "use another --runs-dir")
+        check_settings(run_dir, setup if method == "lucid" else baseline_setup(setup, layout), end_step=True)
         return rec
-    layout = layout_from_text(sentence)
-    setup = load_generate_config("sds", None, [f"generate.seed={seed}", *([f"generate.steps={steps}"] if steps else []),
-                                               *sets])
     t0, c0 = time.perf_counter(), time.process_time()
     resume = (run_dir / "train_state.safetensors").is_file()
     if method == "lucid":
@@ -115,7 +117,9 @@ def _one(sentence: str, method: str, seed: int, run_dir: Path, prior, prior_path
     metrics = json.loads((run_dir / "metrics.json").read_text())
     rec = {"layout": sentence, "method": method, "seed": seed, "objects": objects, "n_objects": len(objects),
            "minutes": wall / 60.0, "cpu_minutes": cpu / 60.0, "train_minutes": metrics["seconds"] / 60.0,
-           "steps": metrics["steps"], "sets": sets, "prior": prior_path}
+           "steps": metrics["steps"], "sets": sets, "prior": prior_path,
+           "settings": (setup if method == "lucid" else baseline_setup(setup, layout)).to_dict(),
+           "prior_prompt": cfg.get("prior_prompt"), "object_prompts": cfg.get("object_prompts", [])}
     write_json(score_file, rec)
     return rec
 

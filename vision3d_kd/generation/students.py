@@ -115,9 +115,15 @@ class SplatStudent:
 
     def render(self, cams: Cameras, i: int, shader: Shader | None, generator: torch.Generator,
                clip: Tensor | None = None) -> dict[str, Tensor]:
+        """Splats are not shaded; a shader's `albedo_scale` (the gray proxy) scales their composited colour."""
         model = self.model if clip is None else splat_view(self.model, clip)
-        out = render_splats(model, cams[i], background=torch.tensor(WHITE, device=self.model.means.device))
-        return {"rgb": out["rgb"], "opacity": out["opacity"], "orientation": out["rgb"].sum() * 0.0}
+        bg = torch.tensor(WHITE, device=self.model.means.device)
+        out = render_splats(model, cams[i], background=bg)
+        rgb = out["rgb"]
+        if shader is not None and shader.albedo_scale is not None:  # colour and background composite linearly
+            behind = (1.0 - out["opacity"])[..., None] * bg
+            rgb = (rgb - behind) * shader.albedo_scale.to(rgb) + behind
+        return {"rgb": rgb, "opacity": out["opacity"], "orientation": out["rgb"].sum() * 0.0}
 
     def save(self, run: Path, extra: dict[str, Any]) -> None:
         save_field(run, self.model, extra)
