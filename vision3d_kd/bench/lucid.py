@@ -92,21 +92,22 @@ def _one(sentence: str, method: str, seed: int, run_dir: Path, prior, prior_path
     layout = layout_from_text(sentence)
     setup = load_generate_config("sds", None, [f"generate.seed={seed}", *([f"generate.steps={steps}"] if steps else []),
                                                *sets])
+    made = setup if method == "lucid" else baseline_setup(setup, layout)  # what the run is generated with
     score_file = run_dir / "score.json"
     if score_file.is_file():
         rec = json.loads(score_file.read_text())
         if rec.get("sets") != sets or (steps and rec.get("steps") != steps):
             raise RunError(f"{run_dir}: made with other settings ({rec.get('sets')}, {rec.get('steps')} steps); "
                            "use another --runs-dir")
-        check_settings(run_dir, setup if method == "lucid" else baseline_setup(setup, layout), end_step=True)
+        check_settings(run_dir, made, end_step=True)
         return rec
     t0, c0 = time.perf_counter(), time.process_time()
     resume = (run_dir / "train_state.safetensors").is_file()
     if method == "lucid":
-        generate_run("", setup, run_dir, prior, resume=resume, video=False, show_progress=False, layout=layout)
+        generate_run("", made, run_dir, prior, resume=resume, video=False, show_progress=False, layout=layout)
     else:
         joined = " and ".join(o.prompt for o in layout.objects)
-        generate_run(joined, baseline_setup(setup, layout), run_dir, prior, resume=resume, video=False,
+        generate_run(joined, made, run_dir, prior, resume=resume, video=False,
                      show_progress=False, allow_unknown_words=True)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     model, grid, cfg = load_run(run_dir)
@@ -118,7 +119,7 @@ def _one(sentence: str, method: str, seed: int, run_dir: Path, prior, prior_path
     rec = {"layout": sentence, "method": method, "seed": seed, "objects": objects, "n_objects": len(objects),
            "minutes": wall / 60.0, "cpu_minutes": cpu / 60.0, "train_minutes": metrics["seconds"] / 60.0,
            "steps": metrics["steps"], "sets": sets, "prior": prior_path,
-           "settings": (setup if method == "lucid" else baseline_setup(setup, layout)).to_dict(),
+           "settings": made.to_dict(),
            "prior_prompt": cfg.get("prior_prompt"), "object_prompts": cfg.get("object_prompts", [])}
     write_json(score_file, rec)
     return rec

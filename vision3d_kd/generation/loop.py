@@ -116,6 +116,7 @@ class GenerateTask(TrainTask):
                 self.targets.append(whole_target(prior, layout, prompt, neg, 1.0 - g.harmonise, g.harmonise_t_max, vd))
         # the proxy's draw is made only when some target names white: other runs keep their random stream
         self.p_proxy = g.white_proxy if g.white_proxy and _add_proxies(self.targets, prior, neg, vd) else 0.0
+        self.proxy_scale = proxy_albedo_scale(device) if self.p_proxy > 0 else None
         boxes = None if layout is None else [list(o.box) for o in layout.objects]
         with seeded_init(g.seed):
             self.guidance = build_guidance(setup.method, prior, setup)
@@ -131,7 +132,7 @@ class GenerateTask(TrainTask):
         g, gen = self.g, self.local_gen
         prompts = target.prompts
         if proxy and target.proxy is not None and shader is not None and shader.mode != "textureless":
-            shader, prompts = dataclasses.replace(shader, albedo_scale=proxy_albedo_scale(self.device)), target.proxy
+            shader, prompts = dataclasses.replace(shader, albedo_scale=self.proxy_scale), target.proxy
         lo, hi = shard_range(g.batch, self.dist)
         views = [s.render(cams, i, shader, gen, target.box) for i in range(lo, hi)]
         images = torch.stack([v["rgb"] for v in views]).permute(0, 3, 1, 2)
