@@ -114,6 +114,36 @@ def test_a_splat_gets_an_objects_gradient_only_when_its_centre_is_in_that_box():
     assert (g[~inside] == 0).all() and (g[inside] != 0).any()
 
 
+def test_objects_share_no_hash_entries_with_box_tables():
+    """A point in box k reads (and its loss writes) box k's table only; points outside every box the main one."""
+    from vision3d_kd.errors import ConfigError
+    from vision3d_kd.fields import build_field
+    from vision3d_kd.kernels import hash_encode
+
+    cfg = {"field": "hashgrid", "aabb": [[-2.0] * 3, [2.0] * 3], "n_levels": 4, "log2_table_size": 8,
+           "max_resolution": 64, "box_tables": [list(o.box) for o in TWO.objects]}
+    torch.manual_seed(0)
+    f = build_field(cfg)
+    x = torch.rand(4000, 3, generator=torch.Generator().manual_seed(1)) * 4 - 2
+    idx = f.table_index(x)
+    assert set(torch.bincount(idx).tolist()) and (torch.bincount(idx, minlength=3) > 0).all()
+    feat = f.encode(x)
+    for k, table in enumerate(f.tables()):  # each point's features are its own table's
+        m = idx == k
+        assert torch.allclose(feat[m], hash_encode(f.normalize(x[m]), table, f.resolutions))
+    sigma, rgb = f(x[idx == 2])  # a loss on the blue cube's points only
+    (sigma.sum() + rgb.sum()).backward()
+    grads = [t.grad for t in f.tables()]
+    assert grads[0] is None or (grads[0] == 0).all()
+    assert grads[1] is None or (grads[1] == 0).all()
+    assert (grads[2] != 0).any()
+    again = build_field(f.to_dict())  # saved with the field's config: a run reloads with its tables
+    again.load_state_dict(f.state_dict())
+    assert torch.equal(again.encode(x), feat)
+    with pytest.raises(ConfigError, match="box_tables"):
+        build_field({**cfg, "box_tables": [[0, 0, 0, 0, 1, 1]]})
+
+
 SMALL_HASH = ["field.log2_table_size=12", "field.n_levels=4", "field.max_resolution=64"]
 FAST = ["--set", "generate.size=32", "--set", "generate.mesh_resolution=48", "--set", "generate.video_frames=4",
         "--set", "generate.video_size=32", "--set", "generate.checkpoint_every=2", "--quiet"]
@@ -192,17 +222,22 @@ def test_an_interrupted_layout_run_resumes_to_the_same_weights(sd_pipe, tmp_path
 def test_the_student_is_sized_to_the_layout():
     from vision3d_kd.errors import ConfigError
     from vision3d_kd.generation.config import load_generate_config
-    from vision3d_kd.generation.lucid import layout_setup, scene_ratio
+    from vision3d_kd.generation.lucid import baseline_setup, layout_setup, scene_ratio
 
     setup = load_generate_config("sds")
     big = layout_setup(setup, TWO)
     ratio = scene_ratio(setup, TWO)
     assert ratio == pytest.approx(1.8 / 0.6)
     assert big.generate.aabb == pytest.approx(1.8 * 1.02) and big.generate.step_size == pytest.approx(0.02 * 0.6)
-    assert big.field["max_resolution"] == round(256 * ratio) and big.field["log2_table_size"] == 19
+    assert big.field["max_resolution"] == round(256 * ratio)
+    # a table per box of a lone object's size; without box tables one table grows (at most 2^19)
+    assert big.field["box_tables"] == [list(o.box) for o in TWO.objects] and big.field["log2_table_size"] == 16
+    shared = load_generate_config("sds", None, ["generate.box_tables=false"])
+    assert layout_setup(shared, TWO).field["log2_table_size"] == 19
+    assert "box_tables" not in layout_setup(shared, TWO).field and "box_tables" not in baseline_setup(setup, TWO).field
     assert big.generate.occ_resolution == 128 and setup.generate.aabb == 1.0  # the given setup is unchanged
     lone = Layout((LayoutObject("a red mug", (-1, -1, -1, 1, 1, 1)),))
-    assert layout_setup(setup, lone).field == setup.field  # a lone unit object: a single generation's student
+    assert layout_setup(shared, lone).field == shared.field  # a lone unit object: a single generation's student
     # layouts prune light samples and shade only heavy ones (bench/TUNING.md); one object does neither
     assert (big.generate.opacity_min, big.generate.shade_weight_min) == (1e-4, 1e-3)
     assert (setup.generate.opacity_min, setup.generate.shade_weight_min) == (None, None)

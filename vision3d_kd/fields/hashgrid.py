@@ -1,7 +1,15 @@
-"""Instant-NGP field: multiresolution hash encoding -> tiny density MLP -> SH-conditioned colour MLP."""
+"""Instant-NGP field: multiresolution hash encoding -> tiny density MLP -> SH-conditioned colour MLP.
+
+With `box_tables` (a LucidDreaming layout's boxes, world units) a point inside box k looks its features up
+in a hash table of its own (the first box holding it wins; points outside every box use the main table):
+objects in one field then share the MLPs but no hash entries, so one object's loss cannot write its colour
+into another's features through hash collisions (bench/TUNING.md: a white mug took its neighbour's red,
+blue or yellow). Every table has `2^log2_table_size` rows and the same level resolutions.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import bounded
+from ..errors import ConfigError
 from ..kernels import hash_encode
 from .base import ColorHeadConfig, Field
 from .encodings import mlp, trunc_exp
@@ -40,6 +49,7 @@ class HashGridConfig(ColorHeadConfig):
     init_scale: float = bounded(1e-4, lo=0.0)  # hash entries start uniform in [-init_scale, init_scale]
     hidden: int = bounded(64, 1, 4096)  # width of the density MLP's hidden layer
     mlp_weight_decay: float = bounded(1e-6, lo=0.0)
+    box_tables: list[list[float]] = dataclasses.field(default_factory=list)  # [xmin,ymin,zmin,xmax,ymax,zmax]
 
 
 class HashGridField(Field):
@@ -61,14 +71,46 @@ class HashGridField(Field):
         self.mlp_weight_decay = c.mlp_weight_decay
         # Plain attribute, not a buffer: the kernel wants it as int32 on the CPU whatever the device.
         self.resolutions = level_resolutions(c.n_levels, c.base_resolution, c.max_resolution)
-        table = torch.empty(c.n_levels, 1 << c.log2_table_size, c.n_features).uniform_(-c.init_scale, c.init_scale)
-        self.table = nn.Parameter(table)
+        boxes = torch.tensor(c.box_tables, dtype=torch.float32).reshape(-1, 6)
+        if len(boxes) and not (boxes[:, 3:] > boxes[:, :3]).all():
+            raise ConfigError("field.box_tables: every box needs max > min on each axis")
+        self.register_buffer("boxes", boxes, persistent=False)
+        shape = (c.n_levels, 1 << c.log2_table_size, c.n_features)
+        self.table = nn.Parameter(torch.empty(shape).uniform_(-c.init_scale, c.init_scale))
+        self.box_tables = nn.ParameterList(nn.Parameter(torch.empty(shape).uniform_(-c.init_scale, c.init_scale))
+                                           for _ in range(len(boxes)))
         self.density_net = mlp(c.n_levels * c.n_features, c.hidden, 1, 1 + c.geo_features)
         self._init_color_head(c)
 
+    def tables(self) -> list[Tensor]:
+        """The main table, then one per box of `box_tables` (each [L, T, F])."""
+        return [self.table, *self.box_tables]
+
+    def table_index(self, x: Tensor) -> Tensor:
+        """[N] long: 0 for world points x [N, 3] outside every box, else 1 + the first box holding them."""
+        idx = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        for k in range(len(self.boxes) - 1, -1, -1):  # backwards, so the first box holding a point wins
+            b = self.boxes[k].to(x)
+            inside = ((x >= b[:3]) & (x <= b[3:])).all(dim=-1)
+            idx = torch.where(inside, k + 1, idx)
+        return idx
+
     def encode(self, x: Tensor) -> Tensor:
-        """x: [N, 3] world -> [N, n_levels * n_features] interpolated hash-table features."""
-        return hash_encode(self.normalize(x), self.table, self.resolutions)
+        """x: [N, 3] world -> [N, n_levels * n_features] interpolated hash-table features (each point from
+        its own table, see the module docstring)."""
+        u = self.normalize(x)
+        if not len(self.box_tables) or x.shape[0] == 0:
+            return hash_encode(u, self.table, self.resolutions)
+        idx = self.table_index(x.detach())
+        first = idx[0]
+        tables = self.tables()
+        if bool((idx == first).all()):  # clipped rays: every sample in one box
+            return hash_encode(u, tables[int(first)], self.resolutions)
+        order = torch.argsort(idx, stable=True)
+        counts = torch.bincount(idx, minlength=len(tables)).tolist()
+        parts = [hash_encode(chunk, tables[k], self.resolutions)
+                 for k, chunk in enumerate(u[order].split(counts)) if counts[k]]
+        return torch.cat(parts).index_select(0, torch.argsort(order))
 
     def log_density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
         """feat: [N, L*F] -> log sigma [N] (the raw output), geo [N, geo_features]."""
@@ -84,6 +126,6 @@ class HashGridField(Field):
         """Hash table at `lr` without decay; both MLPs at `lr` with weight decay `mlp_weight_decay`."""
         nets = list(self.density_net.parameters()) + list(self.color_net.parameters())
         return [
-            {"params": [self.table], "lr": lr, "weight_decay": 0.0},
+            {"params": self.tables(), "lr": lr, "weight_decay": 0.0},
             {"params": nets, "lr": lr, "weight_decay": self.mlp_weight_decay},
         ]

@@ -74,6 +74,7 @@ class GenerateConfig:
     close_gaps: float = 0.08          # ... after joining parts this close to the main body (scene units; 0: not)
     harmonise: float = 0.0            # layouts: last fraction of the steps that adds the whole-scene term
     harmonise_t_max: float = 0.3      # ... with timesteps at most this fraction of T
+    box_tables: bool = True           # layouts, hash-grid student: a hash table per box (fields/hashgrid.py)
 
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
@@ -170,7 +171,7 @@ METHOD_ONLY = {"guidance.vsd_camera": "vsd", "guidance.lora_rank": "vsd", "guida
                "guidance.lora_steps": "vsd", "guidance.camera_dropout": "vsd", "guidance.bsd_lambda": "bsd"}
 # settings added after runs were saved, with the value such runs were made with
 ADDED = {"guidance.vsd_camera": "angles", "generate.harmonise": 0.0, "generate.harmonise_t_max": 0.3,
-         "generate.white_proxy": 0.0}
+         "generate.white_proxy": 0.0, "generate.box_tables": False}
 
 
 def changed_settings(saved: dict[str, Any], setup: GenerationConfig, end_step: bool = True,

@@ -4,7 +4,9 @@ object, and the occupancy grid kept to the boxes after the loop.
 The student is the single-object one scaled to the scene (`layout_setup`): its box holds every box; the
 marching step shrinks with the smallest object's scale and a hash grid's resolutions (and the occupancy
 grid's, up to 128) grow by the ratio of scene to smallest object, so each object gets the samples and cells
-a lone object gets; the hash table grows by 2·log2 of that ratio (at most 2^19 entries). Dense grids and
+a lone object gets; with `generate.box_tables` (the default) each box gets a hash table of its own of a lone
+object's size (so objects share no hash entries: no colour bleeds between them), else the one table grows by
+2·log2 of that ratio (at most 2^19 entries). Dense grids and
 TensoRF keep their resolution (their memory grows with its cube). Unless set, a layout's renders skip the
 gradient pass for samples of opacity < 1e-4 and give −∇σ normals only to samples of weight ≥ 1e-3 (the rest
 face the camera): a third less time on validation layouts (bench/TUNING.md).
@@ -54,14 +56,18 @@ def layout_setup(setup: GenerationConfig, layout: Layout) -> GenerationConfig:
         eff = build_field({**field, "field": "hashgrid"}).to_dict()
         field["base_resolution"] = int(round(eff["base_resolution"] * ratio))
         field["max_resolution"] = int(round(eff["max_resolution"] * ratio))
-        field["log2_table_size"] = min(MAX_LOG2_TABLE, eff["log2_table_size"] + int(round(2 * math.log2(ratio))))
+        if not g.box_tables:
+            field["log2_table_size"] = min(MAX_LOG2_TABLE, eff["log2_table_size"] + int(round(2 * math.log2(ratio))))
+    if g.student == "hashgrid" and g.box_tables:
+        field["box_tables"] = [list(o.box) for o in layout.objects]
     return dataclasses.replace(setup, generate=gen, field=field)
 
 
 def baseline_setup(setup: GenerationConfig, layout: Layout) -> GenerationConfig:
     """Plain SDS on a whole layout (the comparison LucidDreaming is measured against): the layout's student
     (`layout_setup`) with the single blob and the cameras' distances scaled to frame every box (`Layout.span_scale`)."""
-    big = layout_setup(setup, layout)
+    big = layout_setup(dataclasses.replace(setup, generate=dataclasses.replace(setup.generate, box_tables=False)),
+                       layout)
     k = layout.span_scale()
     g = dataclasses.replace(big.generate, radius=tuple(r * k for r in big.generate.radius),  # type: ignore[arg-type]
                             blob_radius=big.generate.blob_radius * k)
