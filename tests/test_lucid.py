@@ -128,9 +128,11 @@ def test_objects_share_no_hash_entries_with_box_tables():
     idx = f.table_index(x)
     assert set(torch.bincount(idx).tolist()) and (torch.bincount(idx, minlength=3) > 0).all()
     feat = f.encode(x)
-    for k, table in enumerate(f.tables()):  # each point's features are its own table's
+    width = 4 * f.config.n_features
+    for k, table in enumerate(f.tables()):  # each point's features are its own table's, then its one-hot
         m = idx == k
-        assert torch.allclose(feat[m], hash_encode(f.normalize(x[m]), table, f.resolutions))
+        assert torch.allclose(feat[m, :width], hash_encode(f.normalize(x[m]), table, f.resolutions))
+        assert (feat[m, width:] == torch.eye(3)[k]).all()
     sigma, rgb = f(x[idx == 2])  # a loss on the blue cube's points only
     (sigma.sum() + rgb.sum()).backward()
     grads = [t.grad for t in f.tables()]
@@ -140,6 +142,9 @@ def test_objects_share_no_hash_entries_with_box_tables():
     again = build_field(f.to_dict())  # saved with the field's config: a run reloads with its tables
     again.load_state_dict(f.state_dict())
     assert torch.equal(again.encode(x), feat)
+    blob = build_field({"field": "blob", "inner": cfg, "start_levels": 1})  # locked levels zeroed, the one-hot kept
+    masked = blob.encode(x)
+    assert (masked[:, f.config.n_features:width] == 0).all() and torch.equal(masked[:, width:], feat[:, width:])
     with pytest.raises(ConfigError, match="box_tables"):
         build_field({**cfg, "box_tables": [[0, 0, 0, 0, 1, 1]]})
 

@@ -115,9 +115,9 @@ class BlobField(Field):
 
     def encode(self, x: Tensor) -> Tensor:
         feat = self.inner.encode(x)
-        if self.n_levels and self.active_levels < self.n_levels:
-            keep = self.active_levels * self.level_features
-            feat = torch.cat([feat[:, :keep], torch.zeros_like(feat[:, keep:])], dim=1)
+        if self.n_levels and self.active_levels < self.n_levels:  # zero the locked levels, keep what follows them
+            keep, end = self.active_levels * self.level_features, self.n_levels * self.level_features
+            feat = torch.cat([feat[:, :keep], torch.zeros_like(feat[:, keep:end]), feat[:, end:]], dim=1)
         return feat
 
     def _preactivation(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,10 +1,12 @@
 """Instant-NGP field: multiresolution hash encoding -> tiny density MLP -> SH-conditioned colour MLP.
 
 With `box_tables` (a LucidDreaming layout's boxes, world units) a point inside box k looks its features up
-in a hash table of its own (the first box holding it wins; points outside every box use the main table):
-objects in one field then share the MLPs but no hash entries, so one object's loss cannot write its colour
-into another's features through hash collisions (bench/TUNING.md: a white mug took its neighbour's red,
-blue or yellow). Every table has `2^log2_table_size` rows and the same level resolutions.
+in a hash table of its own (the first box holding it wins; points outside every box use the main table),
+and the encoding ends in a one-hot of that table (K + 1 columns after the L·F hash features), so the MLPs
+know which object a point belongs to: objects in one field share no hash entries, and the colour head can
+give each its own colours (bench/TUNING.md: with shared features the colour head learnt one map from
+density to colour for the whole scene, so a white mug's dense points came out its red neighbour's colour).
+Every table has `2^log2_table_size` rows and the same level resolutions.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import bounded
@@ -79,7 +82,8 @@ class HashGridField(Field):
         self.table = nn.Parameter(torch.empty(shape).uniform_(-c.init_scale, c.init_scale))
         self.box_tables = nn.ParameterList(nn.Parameter(torch.empty(shape).uniform_(-c.init_scale, c.init_scale))
                                            for _ in range(len(boxes)))
-        self.density_net = mlp(c.n_levels * c.n_features, c.hidden, 1, 1 + c.geo_features)
+        n_codes = len(boxes) + 1 if len(boxes) else 0  # the one-hot of the table a point reads
+        self.density_net = mlp(c.n_levels * c.n_features + n_codes, c.hidden, 1, 1 + c.geo_features)
         self._init_color_head(c)
 
     def tables(self) -> list[Tensor]:
@@ -96,21 +100,23 @@ class HashGridField(Field):
         return idx
 
     def encode(self, x: Tensor) -> Tensor:
-        """x: [N, 3] world -> [N, n_levels * n_features] interpolated hash-table features (each point from
-        its own table, see the module docstring)."""
+        """x: [N, 3] world -> [N, n_levels * n_features] interpolated hash-table features; with box tables each
+        point's from its own table, followed by that table's one-hot [N, K + 1] (module docstring)."""
         u = self.normalize(x)
-        if not len(self.box_tables) or x.shape[0] == 0:
+        if not len(self.box_tables):
             return hash_encode(u, self.table, self.resolutions)
-        idx = self.table_index(x.detach())
-        first = idx[0]
         tables = self.tables()
-        if bool((idx == first).all()):  # clipped rays: every sample in one box
-            return hash_encode(u, tables[int(first)], self.resolutions)
-        order = torch.argsort(idx, stable=True)
-        counts = torch.bincount(idx, minlength=len(tables)).tolist()
-        parts = [hash_encode(chunk, tables[k], self.resolutions)
-                 for k, chunk in enumerate(u[order].split(counts)) if counts[k]]
-        return torch.cat(parts).index_select(0, torch.argsort(order))
+        idx = self.table_index(x.detach())
+        code = F.one_hot(idx, len(tables)).to(u.dtype)
+        if x.shape[0] == 0 or bool((idx == idx[0]).all()):  # clipped rays: every sample in one box
+            feat = hash_encode(u, tables[int(idx[0]) if x.shape[0] else 0], self.resolutions)
+        else:
+            order = torch.argsort(idx, stable=True)
+            counts = torch.bincount(idx, minlength=len(tables)).tolist()
+            parts = [hash_encode(chunk, tables[k], self.resolutions)
+                     for k, chunk in enumerate(u[order].split(counts)) if counts[k]]
+            feat = torch.cat(parts).index_select(0, torch.argsort(order))
+        return torch.cat([feat, code], dim=1)
 
     def log_density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
         """feat: [N, L*F] -> log sigma [N] (the raw output), geo [N, geo_features]."""
