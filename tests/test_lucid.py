@@ -145,6 +145,13 @@ def test_objects_share_no_hash_entries_with_box_tables():
     blob = build_field({"field": "blob", "inner": cfg, "start_levels": 1})  # locked levels zeroed, the one-hot kept
     masked = blob.encode(x)
     assert (masked[:, f.config.n_features:width] == 0).all() and torch.equal(masked[:, width:], feat[:, width:])
+    boxes = cfg["box_tables"]
+    empty = build_field({"field": "blob", "inner": cfg, "boxes": boxes, "empty_outside": True})
+    full = build_field({"field": "blob", "inner": cfg, "boxes": boxes})
+    full.load_state_dict(empty.state_dict())
+    with torch.no_grad():  # no density outside every box (the paper's −∞), the same inside
+        assert (empty.density(x[idx == 0]) == 0).all() and (full.density(x[idx == 0]) > 0).all()
+        assert torch.equal(empty.density(x[idx > 0]), full.density(x[idx > 0]))
     with pytest.raises(ConfigError, match="box_tables"):
         build_field({**cfg, "box_tables": [[0, 0, 0, 0, 1, 1]]})
 

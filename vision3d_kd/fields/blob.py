@@ -6,9 +6,10 @@ the blob, which distillation matches); the blob makes the initial field a soft b
 (positions in world units). With `boxes` (LucidDreaming's object-centric blobs) there is one blob per
 box instead, stretched per axis by its sides s_k: b(p) = max_k blob_density · (1 − ‖(p − c_k) ⊘ (r s_k)‖ /
 blob_radius), r = box_ratio (0.625), so each starts as a soft ellipsoid of semi-axes r·blob_radius·s_k
-(62.5 % of the half-box for the defaults). For a hash-grid inner field, only the first
-`active_levels` levels of the encoding are used (the rest are zeroed), so coarse levels settle before
-fine ones (`set_progress`). Colours are the inner field's.
+(62.5 % of the half-box for the defaults); with `empty_outside` the field has no density outside every
+box (b = −1e4 there: the paper's −∞), so nothing grows where no object's clipped rays look. For a
+hash-grid inner field, only the first `active_levels` levels of the encoding are used (the rest are
+zeroed), so coarse levels settle before fine ones (`set_progress`). Colours are the inner field's.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .encodings import log_softplus
 
 __all__ = ["BlobField", "BlobConfig", "BOX_RATIO"]
 
+OUTSIDE = -1e4  # b(p) outside every box with empty_outside: softplus gives 0 (the paper's −∞, kept finite)
 BOX_RATIO = 0.625  # LucidDreaming's blob per box: its axes are this share of the box's sides (times σ)
 
 
@@ -45,6 +47,7 @@ class BlobConfig(FieldConfig):
     centre: tuple[float, float, float] = (0.0, 0.0, 0.0)
     boxes: list[list[float]] = dataclasses.field(default_factory=list)  # [xmin,ymin,zmin,xmax,ymax,zmax] each
     box_ratio: float = bounded(BOX_RATIO, lo=1e-6)
+    empty_outside: bool = False  # with boxes: no density outside every box
     start_levels: int | None = bounded(None, lo=0)
     active_levels: int | None = bounded(None, lo=0)
 
@@ -77,6 +80,7 @@ class BlobField(Field):
             raise ConfigError("field.boxes: every box needs max > min on each axis")
         self.register_buffer("box_centres", 0.5 * (boxes[:, :3] + boxes[:, 3:]), persistent=False)
         self.register_buffer("box_spread", c.box_ratio * (boxes[:, 3:] - boxes[:, :3]), persistent=False)
+        self.register_buffer("boxes", boxes, persistent=False)
         self.n_levels = levels  # hash levels of the inner field (0: not a hash grid)
         # features per hash level, not the geo block width
         self.level_features = field.config.n_features if isinstance(field, HashGridField) else 1
@@ -111,7 +115,12 @@ class BlobField(Field):
             d = d2.sqrt()
         else:
             d = (x - self.centre.to(x)).norm(dim=-1)
-        return self.config.blob_density * (1.0 - d / self.config.blob_radius)
+        b = self.config.blob_density * (1.0 - d / self.config.blob_radius)
+        if self.config.empty_outside and len(self.boxes):
+            boxes = self.boxes.to(x)
+            inside = ((x[:, None] >= boxes[None, :, :3]) & (x[:, None] <= boxes[None, :, 3:])).all(-1).any(-1)
+            b = torch.where(inside, b, b.new_tensor(OUTSIDE))
+        return b
 
     def encode(self, x: Tensor) -> Tensor:
         feat = self.inner.encode(x)
