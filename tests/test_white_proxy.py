@@ -50,6 +50,37 @@ def test_the_shader_scales_the_albedo_except_in_textureless_renders(mode):
         assert torch.allclose(b, a * proxy_albedo_scale(), atol=1e-6) and not torch.allclose(a, b)
 
 
+def test_a_frozen_proxy_teaches_the_density_but_not_the_colour():
+    """white_proxy_colour=False: the proxy's scaled colour carries no gradient, its opacity still does."""
+    from vision3d_kd.cameras import cameras_from_spherical
+    from vision3d_kd.data.procedural import Shading
+    from vision3d_kd.generation.config import load_generate_config
+    from vision3d_kd.generation.students import FieldStudent, SplatStudent
+    from vision3d_kd.render.shading import Shader
+
+    cams = cameras_from_spherical(torch.tensor([15.0]), torch.tensor([0.0]), torch.tensor([3.5]),
+                                  torch.tensor([40.0]), 24, 24)
+    field_setup = load_generate_config("sds", None, ["field.log2_table_size=10", "field.n_levels=2"])
+    splat_setup = load_generate_config("sds", None, ["generate.student=splats", "generate.splats=200"])
+    for make, colour, density in [(lambda: FieldStudent(field_setup, torch.device("cpu")), "color_net", "table"),
+                                  (lambda: SplatStudent(splat_setup, torch.device("cpu"), torch.Generator()),
+                                   "sh_dc", "opacity_logits")]:
+        grads = []
+        for freeze in (False, True):
+            torch.manual_seed(0)
+            s = make()
+            shader = Shader(None, "albedo", Shading(), orientation=False, albedo_scale=proxy_albedo_scale(),
+                            freeze_albedo=freeze)
+            (1.0 - s.render(cams, 0, shader, torch.Generator().manual_seed(0))["rgb"]).sum().backward()
+            named = dict(s.model.named_parameters())
+            pick = [p.grad for n, p in named.items() if n.startswith(f"inner.{colour}") or n == colour]
+            dens = [p.grad for n, p in named.items() if n.endswith(density)]
+            grads.append((sum(float(g.abs().sum()) for g in pick if g is not None),
+                          sum(float(g.abs().sum()) for g in dens if g is not None)))
+        (c_free, d_free), (c_frozen, d_frozen) = grads
+        assert c_free > 0 and c_frozen == 0 and d_free > 0 and d_frozen > 0
+
+
 def _prompts_seen(sd_pipe, tmp_path, prompt: str, proxy: float | None, monkeypatch, steps: int = 4):
     """(prompts of every score-distillation term, the log records) of a short run on the tiny pipeline."""
     from vision3d_kd.generation.config import load_generate_config

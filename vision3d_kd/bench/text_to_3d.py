@@ -84,7 +84,7 @@ def check_settings(run_dir: Path, setup, end_step: bool = False) -> None:
     said = [r[k] for r in files.values() for k in ("prior_prompt", "prompt") if r.get(k)]
     said += [p for r in files.values() for p in r.get("object_prompts", [])]
     white = not said or any(proxy_caption(t) is not None for t in said)
-    ignore = frozenset() if white else frozenset({"generate.white_proxy"})
+    ignore = frozenset() if white else frozenset({"generate.white_proxy", "generate.white_proxy_colour"})
     if saved is not None and (diff := changed_settings(saved, setup, end_step, ignore)):
         raise RunError(f"{run_dir}: made with other settings ({', '.join(diff[:4])}); use another --runs-dir "
                        "or delete the old runs")

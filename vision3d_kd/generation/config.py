@@ -57,6 +57,7 @@ class GenerateConfig:
     #                                   instead of −∇σ (3 density evaluations fewer); None: 1e-3 with a layout, else 0
     white_proxy: float | None = None  # chance a step shows white objects to the prior as gray
     #                                   (guidance/white_proxy.py); None: 0.5 with the bundled prior, else 0
+    white_proxy_colour: bool = True   # gray-proxy steps teach the colour too (False: only the density)
     lambda_sparsity: float = 0.0      # mean opacity
     lambda_opaque: float = 0.0        # binary entropy of the opacity (pushes it to 0 or 1)
     occ_update_every: int = 16        # steps between occupancy-grid refreshes
@@ -171,7 +172,8 @@ METHOD_ONLY = {"guidance.vsd_camera": "vsd", "guidance.lora_rank": "vsd", "guida
                "guidance.lora_steps": "vsd", "guidance.camera_dropout": "vsd", "guidance.bsd_lambda": "bsd"}
 # settings added after runs were saved, with the value such runs were made with
 ADDED = {"guidance.vsd_camera": "angles", "generate.harmonise": 0.0, "generate.harmonise_t_max": 0.3,
-         "generate.white_proxy": 0.0, "generate.box_tables": False}
+         "generate.white_proxy": 0.0, "generate.box_tables": False,
+         "generate.white_proxy_colour": True}
 
 
 def changed_settings(saved: dict[str, Any], setup: GenerationConfig, end_step: bool = True,

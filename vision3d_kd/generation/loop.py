@@ -132,7 +132,8 @@ class GenerateTask(TrainTask):
         g, gen = self.g, self.local_gen
         prompts = target.prompts
         if proxy and target.proxy is not None and shader is not None and shader.mode != "textureless":
-            shader, prompts = dataclasses.replace(shader, albedo_scale=self.proxy_scale), target.proxy
+            shader = dataclasses.replace(shader, albedo_scale=self.proxy_scale, freeze_albedo=not g.white_proxy_colour)
+            prompts = target.proxy
         lo, hi = shard_range(g.batch, self.dist)
         views = [s.render(cams, i, shader, gen, target.box) for i in range(lo, hi)]
         images = torch.stack([v["rgb"] for v in views]).permute(0, 3, 1, 2)

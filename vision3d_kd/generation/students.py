@@ -19,7 +19,7 @@ from ..cameras import Cameras, image_rays
 from ..checkpoint import WEIGHTS, load_tensors, save_tensors
 from ..fields import BlobField, GaussianSplats, build_field
 from ..fields.blob import BOX_RATIO
-from ..fields.placed import splat_view
+from ..fields.placed import SplatView, splat_view
 from ..fields.splats import rgb_to_sh_dc
 from ..render.occupancy import OccupancyGrid, density_for_opacity
 from ..render.shading import Shader
@@ -118,6 +118,9 @@ class SplatStudent:
                clip: Tensor | None = None) -> dict[str, Tensor]:
         """Splats are not shaded; a shader's `albedo_scale` (the gray proxy) scales their composited colour."""
         model = self.model if clip is None else splat_view(self.model, clip)
+        if shader is not None and shader.albedo_scale is not None and shader.freeze_albedo:  # colours: no gradient
+            model = SplatView(model.means, model.quats, model.scales, model.opacities, model.sh.detach(),
+                              model.active_sh_degree, model.aabb)
         bg = torch.tensor(WHITE, device=self.model.means.device)
         out = render_splats(model, cams[i], background=bg)
         rgb = out["rgb"]

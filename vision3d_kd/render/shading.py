@@ -49,6 +49,7 @@ class Shader:
     fd_step: float = 0.01
     orientation: bool = True
     albedo_scale: Tensor | None = None  # [3] factor on the field's colour in albedo and Lambertian renders
+    freeze_albedo: bool = False  # with albedo_scale: the scaled colour carries no gradient (only the density learns)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -59,7 +60,7 @@ class Shader:
         """(shaded rgb [S,3], {"orientation": [S]} or {}); `shaded` [S] bool: the samples whose normals come
         from the density (None: all; module docstring)."""
         if self.albedo_scale is not None and self.mode != "textureless":
-            rgb = rgb * self.albedo_scale.to(rgb)
+            rgb = (rgb.detach() if self.freeze_albedo else rgb) * self.albedo_scale.to(rgb)
         need_normals = self.mode != "albedo" or self.orientation
         if not need_normals:
             return rgb, {}
