@@ -119,12 +119,12 @@ class HashGridField(Field):
         return torch.cat([feat, code], dim=1)
 
     def log_density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
-        """feat: [N, L*F] -> log sigma [N] (the raw output), geo [N, geo_features]."""
+        """feat: [N, L*F] (+ the box one-hot) -> log sigma [N] (the raw output), geo [N, geo_features]."""
         raw = self.density_net(feat)
         return raw[:, 0], raw[:, 1:]
 
     def density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
-        """feat: [N, L*F] -> sigma [N] (1/scene-unit), geo [N, geo_features]."""
+        """feat: [N, L*F] (+ the box one-hot) -> sigma [N] (1/scene-unit), geo [N, geo_features]."""
         raw = self.density_net(feat)
         return trunc_exp(raw[:, 0]), raw[:, 1:]
 
