@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_DIRECTION",
     "BLOCK_GEO_FEATURES",
     "log_scaled_softplus",
+    "points_in_boxes",
     "resolve_config",
     "config_from_dict",
     "jsonable",
@@ -100,6 +101,13 @@ def config_from_dict(klass: type[C], cfg: Any, name: str) -> C:
                 raise ConfigError(f"field.{old} is the old name of field.{new}; give only {new}")
             opts[new] = value
     return dataclass_from(klass, opts, "field")
+
+
+def points_in_boxes(x: Tensor, boxes: Tensor) -> Tensor:
+    """[N, K] bool: whether point x[n] (world, [N, 3]) lies in box k of `boxes` [K, 6] (xmin, ymin, zmin,
+    xmax, ymax, zmax; faces included)."""
+    boxes = boxes.to(x)
+    return ((x[:, None] >= boxes[None, :, :3]) & (x[:, None] <= boxes[None, :, 3:])).all(dim=-1)
 
 
 def log_scaled_softplus(z: Tensor, scale: float = 1.0) -> Tensor:

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..config import aabb_option, bounded
 from ..errors import ConfigError
-from .base import DEFAULT_DIRECTION, Aabb, Field, FieldConfig, resolve_config
+from .base import DEFAULT_DIRECTION, Aabb, Field, FieldConfig, points_in_boxes, resolve_config
 from .encodings import log_softplus
 
 __all__ = ["BlobField", "BlobConfig", "BOX_RATIO"]
@@ -117,9 +117,7 @@ class BlobField(Field):
             d = (x - self.centre.to(x)).norm(dim=-1)
         b = self.config.blob_density * (1.0 - d / self.config.blob_radius)
         if self.config.empty_outside and len(self.boxes):
-            boxes = self.boxes.to(x)
-            inside = ((x[:, None] >= boxes[None, :, :3]) & (x[:, None] <= boxes[None, :, 3:])).all(-1).any(-1)
-            b = torch.where(inside, b, b.new_tensor(OUTSIDE))
+            b = torch.where(points_in_boxes(x, self.boxes).any(dim=1), b, b.new_tensor(OUTSIDE))
         return b
 
     def encode(self, x: Tensor) -> Tensor:

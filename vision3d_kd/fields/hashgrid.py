@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ..config import bounded
 from ..errors import ConfigError
 from ..kernels import hash_encode
-from .base import ColorHeadConfig, Field
+from .base import ColorHeadConfig, Field, points_in_boxes
 from .encodings import mlp, trunc_exp
 
 __all__ = ["HashGridField", "HashGridConfig", "level_resolutions"]
@@ -92,12 +92,9 @@ class HashGridField(Field):
 
     def table_index(self, x: Tensor) -> Tensor:
         """[N] long: 0 for world points x [N, 3] outside every box, else 1 + the first box holding them."""
-        idx = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-        for k in range(len(self.boxes) - 1, -1, -1):  # backwards, so the first box holding a point wins
-            b = self.boxes[k].to(x)
-            inside = ((x >= b[:3]) & (x <= b[3:])).all(dim=-1)
-            idx = torch.where(inside, k + 1, idx)
-        return idx
+        inside = points_in_boxes(x, self.boxes)
+        first = inside.to(torch.uint8).argmax(dim=1)  # argmax returns the first of equal maxima
+        return torch.where(inside.any(dim=1), first + 1, 0)
 
     def encode(self, x: Tensor) -> Tensor:
         """x: [N, 3] world -> [N, n_levels * n_features] interpolated hash-table features; with box tables each

@@ -24,6 +24,7 @@ import torch
 from ..data.layout import Layout, read_layout
 from ..errors import ConfigError
 from ..fields import build_field
+from ..fields.base import points_in_boxes
 from ..runs import load_run, save_occupancy
 from .config import GenerationConfig
 
@@ -83,11 +84,7 @@ def clear_outside_boxes(run: Path, layout: Layout) -> float:
     if grid is None:
         return 0.0
     centres = grid.cell_centres().cpu()
-    keep = torch.zeros(len(centres), dtype=torch.bool)
-    for o in layout.objects:
-        box = o.aabb()
-        keep |= ((centres >= box[0]) & (centres <= box[1])).all(dim=-1)
-    keep = keep.to(grid.binary.device)
+    keep = points_in_boxes(centres, torch.tensor([o.box for o in layout.objects])).any(dim=1).to(grid.binary.device)
     cleared = grid.binary & ~keep
     grid.binary &= keep
     save_occupancy(run, grid)
