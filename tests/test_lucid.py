@@ -156,6 +156,49 @@ def test_objects_share_no_hash_entries_with_box_tables():
         build_field({**cfg, "box_tables": [[0, 0, 0, 0, 1, 1]]})
 
 
+def test_each_box_has_a_colour_head_of_its_own_with_box_heads():
+    """With box_heads a point's colour comes from its table's colour head alone (a loss on one object's colours
+    moves only that head), the same head through the blob and the packed-ray path, and the field reloads."""
+    from vision3d_kd.fields import build_field
+
+    cfg = {"field": "hashgrid", "aabb": [[-2.0] * 3, [2.0] * 3], "n_levels": 4, "log2_table_size": 8,
+           "max_resolution": 64, "box_tables": [list(o.box) for o in TWO.objects], "box_heads": True}
+    torch.manual_seed(0)
+    f = build_field(cfg)
+    assert len(f.box_color_nets) == 2 and f.geo_features == f.config.geo_features + 3
+    x = torch.rand(4000, 3, generator=torch.Generator().manual_seed(1)) * 4 - 2
+    d = torch.nn.functional.normalize(torch.randn(4000, 3, generator=torch.Generator().manual_seed(2)), dim=-1)
+    idx = f.table_index(x)
+    sigma, rgb = f(x, d)
+    heads = [f.color_net, *f.box_color_nets]
+    _, geo = f.density_head(f.encode(x))
+    for k, head in enumerate(heads):  # each point's colour is its own head's
+        m = idx == k
+        want = head(torch.cat([geo[m, :-3], f.encode_dirs(d[m])], dim=-1))
+        assert torch.allclose(rgb[m], want, atol=1e-6)
+        assert not torch.allclose(rgb[m], heads[(k + 1) % 3](torch.cat([geo[m, :-3], f.encode_dirs(d[m])], -1)))
+    rays_i = torch.arange(4000)
+    assert torch.allclose(f.forward_rays(x, d, rays_i)[1], rgb, atol=1e-6)
+    f.zero_grad()
+    f(x[idx == 1], d[idx == 1])[1].sum().backward()  # a colour loss on the red mug's points only
+    moved = [any(p.grad is not None and (p.grad != 0).any() for p in h.parameters()) for h in heads]
+    assert moved == [False, True, False]
+    again = build_field(f.to_dict())
+    again.load_state_dict(f.state_dict())
+    assert torch.equal(again(x, d)[1], rgb)
+    blob = build_field({"field": "blob", "inner": cfg, "boxes": cfg["box_tables"], "empty_outside": True})
+    inner = blob.inner
+    with torch.no_grad():
+        b_rgb = blob(x, d)[1]
+        _, b_geo = blob._preactivation(x)
+    for k, head in enumerate([inner.color_net, *inner.box_color_nets]):
+        m = idx == k
+        assert torch.allclose(b_rgb[m], head(torch.cat([b_geo[m, :-3], inner.encode_dirs(d[m])], -1)), atol=1e-6)
+    plain = build_field({**cfg, "box_heads": False})  # the option off: one head, geo of the block width
+    assert len(plain.box_color_nets) == 0 and plain.geo_features == plain.config.geo_features
+    assert build_field({**cfg, "box_tables": []}).geo_features == plain.config.geo_features  # no boxes: no heads
+
+
 SMALL_HASH = ["field.log2_table_size=12", "field.n_levels=4", "field.max_resolution=64"]
 FAST = ["--set", "generate.size=32", "--set", "generate.mesh_resolution=48", "--set", "generate.video_frames=4",
         "--set", "generate.video_size=32", "--set", "generate.checkpoint_every=2", "--quiet"]
@@ -244,6 +287,9 @@ def test_the_student_is_sized_to_the_layout():
     assert big.field["max_resolution"] == round(256 * ratio)
     # a table per box of a lone object's size; without box tables one table grows (at most 2^19)
     assert big.field["box_tables"] == [list(o.box) for o in TWO.objects] and big.field["log2_table_size"] == 16
+    assert big.field["box_heads"] is True  # and a colour head per box
+    one_head = load_generate_config("sds", None, ["generate.box_heads=false"])
+    assert layout_setup(one_head, TWO).field["box_heads"] is False
     shared = load_generate_config("sds", None, ["generate.box_tables=false"])
     assert layout_setup(shared, TWO).field["log2_table_size"] == 19
     assert "box_tables" not in layout_setup(shared, TWO).field and "box_tables" not in baseline_setup(setup, TWO).field

@@ -75,7 +75,7 @@ def check_settings(run_dir: Path, setup, end_step: bool = False) -> None:
     reuses a run made under defaults that have changed since. `end_step`: the benchmark's runs also went
     through what `generate_run` does after the loop (pruning, gaps closed), so its settings count too. The
     gray proxy's setting counts only for runs whose prior prompts name white (the only ones it acts on)."""
-    from ..generation.config import changed_settings
+    from ..generation.config import LAYOUT_ONLY, changed_settings
     from ..guidance.white_proxy import proxy_caption
 
     files = {name: json.loads((run_dir / name).read_text()) for name in ("score.json", "config.json")
@@ -85,6 +85,8 @@ def check_settings(run_dir: Path, setup, end_step: bool = False) -> None:
     said += [p for r in files.values() for p in r.get("object_prompts", [])]
     white = not said or any(proxy_caption(t) is not None for t in said)
     ignore = frozenset() if white else frozenset({"generate.white_proxy", "generate.white_proxy_colour"})
+    layout = any(r.get("object_prompts") or r.get("layout") for r in files.values())
+    ignore = ignore if layout else ignore | LAYOUT_ONLY
     if saved is not None and (diff := changed_settings(saved, setup, end_step, ignore)):
         raise RunError(f"{run_dir}: made with other settings ({', '.join(diff[:4])}); use another --runs-dir "
                        "or delete the old runs")

@@ -168,8 +168,12 @@ class Field(nn.Module):
         """The shared colour head: [geo (G), SH(d, sh_degree bands)] -> color_layers x color_hidden ReLU
         -> sigmoid rgb. Sets `geo_features`, `sh_degree` and the module `color_net`."""
         self.geo_features, self.sh_degree = c.geo_features, c.sh_degree
-        in_dim = c.geo_features + sh_encoding_dim(c.sh_degree)
-        self.color_net = mlp(in_dim, c.color_hidden, c.color_layers, 3, nn.Sigmoid())
+        self.color_net = self._color_mlp(c)
+
+    @staticmethod
+    def _color_mlp(c: ColorHeadConfig) -> nn.Module:
+        """A fresh colour MLP of config `c`: [geo (G), SH(d)] -> color_layers x color_hidden ReLU -> sigmoid rgb."""
+        return mlp(c.geo_features + sh_encoding_dim(c.sh_degree), c.color_hidden, c.color_layers, 3, nn.Sigmoid())
 
     def encode_dirs(self, d: Tensor) -> Tensor:
         """Unit view directions [R, 3] (world) -> real SH basis values [R, sh_degree**2].

@@ -2,17 +2,20 @@
 
 With `box_tables` (a LucidDreaming layout's boxes, world units) a point inside box k looks its features up
 in a hash table of its own (the first box holding it wins; points outside every box use the main table),
-and the encoding ends in a one-hot of that table (K + 1 columns after the L·F hash features), so the MLPs
-know which object a point belongs to: objects in one field share no hash entries, and the colour head can
-give each its own colours (bench/TUNING.md: with shared features the colour head learnt one map from
-density to colour for the whole scene, so a white mug's dense points came out its red neighbour's colour).
-Every table has `2^log2_table_size` rows and the same level resolutions.
+and the encoding ends in a one-hot of that table (K + 1 columns after the L·F hash features), so the density
+MLP knows which object a point belongs to and objects in one field share no hash entries. With `box_heads`
+as well, each table has a colour head of its own: the geometry features carry the one-hot on (G + K + 1
+columns) and pick the head, so no object's colours are learnt from another's samples (bench/TUNING.md: a
+shared colour head learnt one map from density to colour for the whole scene, so a white object's dense
+points came out its neighbours' colours, with or without box tables). Every table has `2^log2_table_size`
+rows and the same level resolutions.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +56,18 @@ class HashGridConfig(ColorHeadConfig):
     hidden: int = bounded(64, 1, 4096)  # width of the density MLP's hidden layer
     mlp_weight_decay: float = bounded(1e-6, lo=0.0)
     box_tables: list[list[float]] = dataclasses.field(default_factory=list)  # [xmin,ymin,zmin,xmax,ymax,zmax]
+    box_heads: bool = False  # with box_tables: a colour head per table (module docstring)
+
+
+def by_table(idx: Tensor, n: int, inp: Tensor, fn: Callable[[int, Tensor], Tensor]) -> Tensor:
+    """fn(k, rows of `inp` whose idx [N] is k) for each k < n, put back in row order: [N, ...]. One call when
+    every row has the same k (clipped rays: every sample in one box)."""
+    if inp.shape[0] == 0 or bool((idx == idx[0]).all()):
+        return fn(int(idx[0]) if inp.shape[0] else 0, inp)
+    order = torch.argsort(idx, stable=True)
+    counts = torch.bincount(idx, minlength=n).tolist()
+    parts = [fn(k, chunk) for k, chunk in enumerate(inp[order].split(counts)) if counts[k]]
+    return torch.cat(parts).index_select(0, torch.argsort(order))
 
 
 class HashGridField(Field):
@@ -82,9 +97,13 @@ class HashGridField(Field):
         self.table = nn.Parameter(torch.empty(shape).uniform_(-c.init_scale, c.init_scale))
         self.box_tables = nn.ParameterList(nn.Parameter(torch.empty(shape).uniform_(-c.init_scale, c.init_scale))
                                            for _ in range(len(boxes)))
-        n_codes = len(boxes) + 1 if len(boxes) else 0  # the one-hot of the table a point reads
-        self.density_net = mlp(c.n_levels * c.n_features + n_codes, c.hidden, 1, 1 + c.geo_features)
+        self.n_codes = len(boxes) + 1 if len(boxes) else 0  # the one-hot of the table a point reads
+        self.density_net = mlp(c.n_levels * c.n_features + self.n_codes, c.hidden, 1, 1 + c.geo_features)
         self._init_color_head(c)
+        self.box_heads = bool(c.box_heads and len(boxes))
+        self.box_color_nets = nn.ModuleList(self._color_mlp(c) for _ in range(len(boxes) if self.box_heads else 0))
+        if self.box_heads:
+            self.geo_features = c.geo_features + self.n_codes  # geo carries the one-hot to the colour heads
 
     def tables(self) -> list[Tensor]:
         """The main table, then one per box of `box_tables` (each [L, T, F])."""
@@ -105,29 +124,33 @@ class HashGridField(Field):
         tables = self.tables()
         idx = self.table_index(x.detach())
         code = F.one_hot(idx, len(tables)).to(u.dtype)
-        if x.shape[0] == 0 or bool((idx == idx[0]).all()):  # clipped rays: every sample in one box
-            feat = hash_encode(u, tables[int(idx[0]) if x.shape[0] else 0], self.resolutions)
-        else:
-            order = torch.argsort(idx, stable=True)
-            counts = torch.bincount(idx, minlength=len(tables)).tolist()
-            parts = [hash_encode(chunk, tables[k], self.resolutions)
-                     for k, chunk in enumerate(u[order].split(counts)) if counts[k]]
-            feat = torch.cat(parts).index_select(0, torch.argsort(order))
+        feat = by_table(idx, len(tables), u, lambda k, chunk: hash_encode(chunk, tables[k], self.resolutions))
         return torch.cat([feat, code], dim=1)
 
     def log_density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
-        """feat: [N, L*F] (+ the box one-hot) -> log sigma [N] (the raw output), geo [N, geo_features]."""
+        """feat: [N, L*F] (+ the box one-hot) -> log sigma [N] (the raw output), geo [N, geo_features]
+        (with `box_heads`, the one-hot is geo's last K + 1 columns)."""
         raw = self.density_net(feat)
-        return raw[:, 0], raw[:, 1:]
+        geo = torch.cat([raw[:, 1:], feat[:, -self.n_codes:]], dim=1) if self.box_heads else raw[:, 1:]
+        return raw[:, 0], geo
 
     def density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
         """feat: [N, L*F] (+ the box one-hot) -> sigma [N] (1/scene-unit), geo [N, geo_features]."""
-        raw = self.density_net(feat)
-        return trunc_exp(raw[:, 0]), raw[:, 1:]
+        log_sigma, geo = self.log_density_head(feat)
+        return trunc_exp(log_sigma), geo
+
+    def color_from_dirs(self, geo: Tensor, d_enc: Tensor) -> Tensor:
+        """geo [N, geo_features] and encoded directions [N, K] -> rgb [N, 3] in [0, 1]; with `box_heads` from
+        the colour head of the table named by geo's one-hot (its last K + 1 columns)."""
+        if not self.box_heads:
+            return super().color_from_dirs(geo, d_enc)
+        heads = [self.color_net, *self.box_color_nets]
+        inp = torch.cat([geo[:, :-self.n_codes], d_enc], dim=-1)
+        return by_table(geo[:, -self.n_codes:].argmax(dim=1), len(heads), inp, lambda k, chunk: heads[k](chunk))
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
-        """Hash table at `lr` without decay; both MLPs at `lr` with weight decay `mlp_weight_decay`."""
-        nets = list(self.density_net.parameters()) + list(self.color_net.parameters())
+        """Hash tables at `lr` without decay; the MLPs at `lr` with weight decay `mlp_weight_decay`."""
+        nets = [p for net in (self.density_net, self.color_net, self.box_color_nets) for p in net.parameters()]
         return [
             {"params": self.tables(), "lr": lr, "weight_decay": 0.0},
             {"params": nets, "lr": lr, "weight_decay": self.mlp_weight_decay},

@@ -76,6 +76,7 @@ class GenerateConfig:
     harmonise: float = 0.0            # layouts: last fraction of the steps that adds the whole-scene term
     harmonise_t_max: float = 0.3      # ... with timesteps at most this fraction of T
     box_tables: bool = True           # layouts, hash-grid student: a hash table per box (fields/hashgrid.py)
+    box_heads: bool = True            # ... and a colour head per box (with box_tables only)
 
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
@@ -170,10 +171,13 @@ END_STEP = {"prune_floaters", "floater_keep_ratio", "close_gaps"}  # what `gener
 # settings that one method alone reads: runs of the other methods were made with them whatever their values
 METHOD_ONLY = {"guidance.vsd_camera": "vsd", "guidance.lora_rank": "vsd", "guidance.lora_lr": "vsd",
                "guidance.lora_steps": "vsd", "guidance.camera_dropout": "vsd", "guidance.bsd_lambda": "bsd"}
+# settings that act on layouts (`generate --layout`) only: single-object runs were made with them whatever their values
+LAYOUT_ONLY = frozenset({"generate.harmonise", "generate.harmonise_t_max", "generate.box_tables",
+                         "generate.box_heads"})
 # settings added after runs were saved, with the value such runs were made with
 ADDED = {"guidance.vsd_camera": "angles", "generate.harmonise": 0.0, "generate.harmonise_t_max": 0.3,
          "generate.white_proxy": 0.0, "generate.box_tables": False,
-         "generate.white_proxy_colour": True}
+         "generate.white_proxy_colour": True, "generate.box_heads": False}
 
 
 def changed_settings(saved: dict[str, Any], setup: GenerationConfig, end_step: bool = True,

@@ -5,12 +5,13 @@ The student is the single-object one scaled to the scene (`layout_setup`): its b
 marching step shrinks with the smallest object's scale and a hash grid's resolutions (and the occupancy
 grid's, up to 128) grow by the ratio of scene to smallest object, so each object gets the samples and cells
 a lone object gets; with `generate.box_tables` (the default) each box gets a hash table of its own of a lone
-object's size and the MLPs a one-hot of the point's box (`fields/hashgrid.py`), and the field has no density
-outside every box (`fields/blob.py` empty_outside) — so objects share no hash entries and the colour head
-can tell them apart — else the one table grows by 2·log2 of that ratio (at most 2^19 entries). Dense grids and
-TensoRF keep their resolution (their memory grows with its cube). Unless set, a layout's renders skip the
-gradient pass for samples of opacity < 1e-4 and give −∇σ normals only to samples of weight ≥ 1e-3 (the rest
-face the camera): a third less time on validation layouts (bench/TUNING.md).
+object's size and the density MLP a one-hot of the point's box (`fields/hashgrid.py`), with
+`generate.box_heads` (the default) each box a colour head of its own, and the field has no density outside
+every box (`fields/blob.py` empty_outside) — so objects share no hash entries and no colour head — else
+the one table grows by 2·log2 of that ratio (at most 2^19 entries). Dense grids and TensoRF keep their
+resolution (their memory grows with its cube). Unless set, a layout's renders skip the gradient pass
+for samples of opacity < 1e-4 and give −∇σ normals only to samples of weight ≥ 1e-3 (the rest face the
+camera): a third less time on validation layouts (bench/TUNING.md).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def layout_setup(setup: GenerationConfig, layout: Layout) -> GenerationConfig:
             field["log2_table_size"] = min(MAX_LOG2_TABLE, eff["log2_table_size"] + int(round(2 * math.log2(ratio))))
     if g.student == "hashgrid" and g.box_tables:
         field["box_tables"] = [list(o.box) for o in layout.objects]
+        field["box_heads"] = bool(g.box_heads)
     return dataclasses.replace(setup, generate=gen, field=field)
 
 
