@@ -73,6 +73,38 @@ class Painted(Field):
         return torch.tensor([p.color for p in scene.primitives])[idx]
 
 
+class Bleached(Painted):
+    """`Painted` in pure white (1, 1, 1): brighter than the world's white (0.90, 0.90, 0.88), still white."""
+
+    def color_from_dirs(self, x, d_enc):
+        return torch.ones(x.shape[0], 3)
+
+
+def test_colour_names_judge_each_pixel_not_the_mean():
+    """Colour agreement names each pixel by its nearest world colour: a pure white house with a brown roof
+    is right, a gray one or one whose walls and roof swapped colours is wrong — the swap's colour error (of
+    the mean colours) is as small as the truth's own."""
+    from vision3d_kd.data.objects import ObjectSpec, build_object
+    from vision3d_kd.generation.layout_truth import SINGLE_RENDER
+    from vision3d_kd.generation.scoring import colour_agreement, score_run
+    from vision3d_kd.render.volume import RenderConfig
+
+    spec = ObjectSpec("house", "white", "brown")
+    settings = RenderConfig(step_size=0.02)
+    cases = {"true": Painted(build_object(spec)), "gray": Painted(build_object(ObjectSpec("house", "gray", "brown"))),
+             "swapped": Painted(build_object(ObjectSpec("house", "brown", "white")))}
+    scores = {k: score_run(m, None, settings, SINGLE_RENDER, spec, n_views=4) for k, m in cases.items()}
+    assert scores["true"]["colour_agreement"] > 0.9 and scores["true"]["colour_correct"]
+    for bad in ("gray", "swapped"):
+        assert scores[bad]["colour_agreement"] < 0.5 and not scores[bad]["colour_correct"], (bad, scores[bad])
+    assert scores["swapped"]["colour_error"] < 0.05
+    roof_only = Bleached(build_object(ObjectSpec("house", "white", "white")))
+    white = score_run(roof_only, None, settings, SINGLE_RENDER, ObjectSpec("house", "white", "white"), n_views=4)
+    assert white["colour_correct"] and white["colour_error"] > 0.05  # right colour, though 0.1 too bright
+    empty = torch.zeros(1, 4, 4, dtype=torch.bool)
+    assert math.isnan(colour_agreement(torch.ones(1, 3, 4, 4), torch.ones(1, 3, 4, 4), empty))
+
+
 def test_scoring_finds_the_snowman_nose_and_house_door_on_their_side():
     """The nose by shape, the door by colour: straight-on rays at its surface, where rays that miss the
     rotated object must not count as the part (background white once looked nearer the part colour)."""
@@ -224,6 +256,15 @@ def test_benchmarks_refuse_a_run_made_under_other_settings(tmp_path):
         check_settings(run, setup, end_step=True)  # the prompts bench runs it
     (run / "score.json").write_text(json.dumps({"settings": setup.to_dict()}))  # the score's record comes first
     check_settings(run, setup)
+    # settings that act on layouts only count for layout runs: a single object made before them is reused
+    before = json.loads(json.dumps(setup.to_dict()))
+    for key in ("box_tables", "box_heads", "harmonise"):
+        del before["generate"][key]
+    (run / "score.json").write_text(json.dumps({"settings": before}))
+    check_settings(run, setup)
+    (run / "score.json").write_text(json.dumps({"settings": before, "layout": "a red ball next to a blue cube"}))
+    with pytest.raises(RunError, match="generate.box_heads, generate.box_tables"):
+        check_settings(run, setup)
 
 
 def test_text_to_3d_test_prompts_share_no_object_with_what_was_tuned_on(monkeypatch):

@@ -8,8 +8,10 @@ cameras cover the whole scene (`baseline_setup`) and the prior hears the objects
 'and' (a sentence the bundled prior only partly knows: that is the point of the comparison).
 
 Per object (`generation.layout_truth`): mass_in_box, mask IoU against the true object in its box (8 views in
-its own frame), colour error, the asymmetric part's side; per LucidDreaming run: whether the exported GLB
-(read back with trimesh) has surface in every box, wall minutes and process CPU minutes. Runs live under
+its own frame), colour error, colour names (`generation.scoring`: agreement and right or wrong), the asymmetric part's
+side (a run scored before colour names were is rescored from its weights when they are there); per
+LucidDreaming run: whether the exported GLB (read back with trimesh) has surface in every box, wall minutes
+and process CPU minutes. Runs live under
 --runs-dir and a finished one (score.json) is reused.
 """
 
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import write_json
+from ..checkpoint import CONFIG, WEIGHTS, write_json
 from ..errors import RunError
 from ..generation.layout_words import layout_from_text
 
@@ -86,10 +88,8 @@ def _one(sentence: str, method: str, seed: int, run_dir: Path, prior, prior_path
          sets: list[str]) -> dict[str, Any]:
     """Generate (or reuse) one run and score its objects; cached in RUN/score.json."""
     from ..generation.config import load_generate_config
-    from ..generation.layout_truth import score_layout_run
     from ..generation.lucid import baseline_setup
     from ..generation.run import generate_run
-    from ..runs import load_run, render_settings_from
     from .text_to_3d import check_settings
 
     layout = layout_from_text(sentence)
@@ -103,6 +103,9 @@ def _one(sentence: str, method: str, seed: int, run_dir: Path, prior, prior_path
             raise RunError(f"{run_dir}: made with other settings ({rec.get('sets')}, {rec.get('steps')} steps); "
                            "use another --runs-dir")
         check_settings(run_dir, made, end_step=True)
+        if any("colour_agreement" not in o for o in rec.get("objects", [])) and (run_dir / WEIGHTS).is_file():
+            rec["objects"] = _score_objects(run_dir, layout)  # scored before colour names were
+            write_json(score_file, rec)
         return rec
     t0, c0 = time.perf_counter(), time.process_time()
     resume = (run_dir / "train_state.safetensors").is_file()
@@ -113,11 +116,8 @@ def _one(sentence: str, method: str, seed: int, run_dir: Path, prior, prior_path
         generate_run(joined, made, run_dir, prior, resume=resume, video=False,
                      show_progress=False, allow_unknown_words=True)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    model, grid, cfg = load_run(run_dir)
-    objects = score_layout_run(model, grid, render_settings_from(cfg), layout)
-    in_glb = glb_objects(run_dir / "mesh.glb", layout)
-    for o, seen in zip(objects, in_glb, strict=True):
-        o["in_glb"] = seen
+    objects = _score_objects(run_dir, layout)
+    cfg = json.loads((run_dir / CONFIG).read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     rec = {"layout": sentence, "method": method, "seed": seed, "objects": objects, "n_objects": len(objects),
            "minutes": wall / 60.0, "cpu_minutes": cpu / 60.0, "train_minutes": metrics["seconds"] / 60.0,
@@ -126,6 +126,18 @@ def _one(sentence: str, method: str, seed: int, run_dir: Path, prior, prior_path
            "prior_prompt": cfg.get("prior_prompt"), "object_prompts": cfg.get("object_prompts", [])}
     write_json(score_file, rec)
     return rec
+
+
+def _score_objects(run_dir: Path, layout) -> list[dict[str, Any]]:
+    """Per object of a finished layout run: `score_layout_run`'s scores and whether its GLB shows it."""
+    from ..generation.layout_truth import score_layout_run
+    from ..runs import load_run, render_settings_from
+
+    model, grid, cfg = load_run(run_dir)
+    objects = score_layout_run(model, grid, render_settings_from(cfg), layout)
+    for o, seen in zip(objects, glb_objects(run_dir / "mesh.glb", layout), strict=True):
+        o["in_glb"] = seen
+    return objects
 
 
 def sets_suffix(sets: list[str] | None) -> str:
@@ -189,6 +201,8 @@ def run(quick: bool = False, prior_path: Path | None = None, runs_dir: Path | No
                      "object_iou": _mean(o["iou"] for o in objs), "object_iou_seed_std": _seed_std(rs, "iou"),
                      "object_iou_min": min((o["iou"] for o in objs), default=math.nan),
                      "colour_error": _mean(o["colour_error"] for o in objs),
+                     "colour_correct": _mean(float(o["colour_correct"]) for o in objs if "colour_correct" in o),
+                     "colour_agreement": _mean(o.get("colour_agreement") for o in objs),
                      "part_correct_strict": _mean(float(o["part_correct_strict"]) for o in asym),
                      "part_correct_tolerant": _mean(float(o["part_correct"]) for o in asym),
                      "glb_has_every_object": _mean(float(all(o["in_glb"] for o in r["objects"])) for r in rs),
@@ -198,7 +212,8 @@ def run(quick: bool = False, prior_path: Path | None = None, runs_dir: Path | No
     for r in records:
         for o in r["objects"]:
             rows.append({"layout": r["layout"], "method": r["method"], "seed": r["seed"], "object": o["prompt"],
-                         **{k: o.get(k) for k in ("mass_in_box", "iou", "colour_error", "part_sides_strict",
+                         **{k: o.get(k) for k in ("mass_in_box", "iou", "colour_error",
+                                                  "colour_agreement", "saturation", "part_sides_strict",
                                                   "part_sides", "in_glb")}})
     main = next((row for row in rows if row.get("method") == "lucid" and "runs" in row), None)
     base = next((row for row in rows if row.get("method") == "joined" and "runs" in row), None)
@@ -208,6 +223,7 @@ def run(quick: bool = False, prior_path: Path | None = None, runs_dir: Path | No
         summary.update(mass_in_box=main["mass_in_box"], mass_in_box_min=main["mass_in_box_min"],
                        object_iou=main["object_iou"], object_iou_seed_std=main["object_iou_seed_std"],
                        object_iou_min=main["object_iou_min"], colour_error=main["colour_error"],
+                       colour_correct=main["colour_correct"], colour_agreement=main["colour_agreement"],
                        part_correct_strict=main["part_correct_strict"],
                        glb_has_every_object=main["glb_has_every_object"],
                        minutes=main["minutes_3_objects"] if main["minutes_3_objects"] == main["minutes_3_objects"]

@@ -3,7 +3,12 @@
 - Multi-view: the run and the true object are rendered from the same `n_views` cameras (elevation 15°,
   azimuths evenly spaced, radius 3.5, 64 px, white background; the truth unshaded, i.e. its albedo, as the
   student's renders are); mask IoU of opacity > 0.5, colour error (mean |Δ| of the mean colours inside the
-  two masks), mean HSV saturation inside the generated mask.
+  two masks), mean HSV saturation inside the generated mask, and colour names: each pixel inside both masks
+  is named by the world's colour (`data.objects.COLOURS`) nearest to it (Euclidean, linear RGB) in the
+  run's and in the truth's render; `colour_agreement` is the share of those pixels whose names agree and
+  `colour_correct` whether it is at least one half — colour error alone scores a white object rendered pure
+  white (1.0 against the world's 0.90) like a tinted one, and a mean colour hides a house whose roof and
+  walls swapped colours.
 - Asymmetric part (mug handle, chair back, arrow head, snowman nose: shape; house door, flush with its
   wall: colour): where the part is on the true object and where it would be after rotating the object
   by 90°, 180°, 270° about z. Shape parts: the fraction of points of the part's protruding region
@@ -29,7 +34,7 @@ from torch import Tensor
 
 from ..cameras import cameras_from_spherical
 from ..data.object_views import render_object
-from ..data.objects import ASYMMETRIC, ObjectSpec, build_object
+from ..data.objects import ASYMMETRIC, COLOURS, ObjectSpec, build_object
 from ..data.procedural import Shading
 from ..export.mesh import auto_level
 from ..export.rig import rig_cameras
@@ -37,7 +42,7 @@ from ..metrics import mask_iou, masked_color_error
 from ..render.image import render
 from ..render.volume import RenderConfig, render_rays_chunked
 
-__all__ = ["score_run", "saturation", "render_views_at", "COLOUR_PARTS", "SCORER", "PIXEL"]
+__all__ = ["score_run", "saturation", "colour_agreement", "render_views_at", "COLOUR_PARTS", "SCORER", "PIXEL"]
 
 COLOUR_PARTS = ("door",)  # the nose protrudes: scored by shape, so a red nose on a red snowman counts
 ROTATIONS = (0.0, 90.0, 180.0, 270.0)
@@ -61,6 +66,21 @@ def render_views_at(model, grid, settings: RenderConfig, n_views: int) -> tuple[
     outs = [render(model, cams, i, grid, settings, "white") for i in range(n_views)]
     return (torch.stack([o["rgb"] for o in outs]).permute(0, 3, 1, 2),
             torch.stack([o["opacity"] for o in outs]))
+
+
+def palette_index(rgb: Tensor) -> Tensor:
+    """Index into `COLOURS` of the world colour nearest (Euclidean, linear RGB) to each pixel of rgb [..., 3]."""
+    table = torch.tensor(list(COLOURS.values()), dtype=rgb.dtype, device=rgb.device)
+    return torch.cdist(rgb.reshape(-1, 3), table).argmin(dim=1).reshape(rgb.shape[:-1])
+
+
+def colour_agreement(rgb: Tensor, gt_rgb: Tensor, mask: Tensor) -> float:
+    """Share of the pixels in mask [V,H,W] where rgb and gt_rgb [V,3,H,W] have the same `palette_index`
+    (nan when the mask is empty)."""
+    if not mask.any():
+        return math.nan
+    same = palette_index(rgb.permute(0, 2, 3, 1)) == palette_index(gt_rgb.permute(0, 2, 3, 1))
+    return float(same[mask].float().mean())
 
 
 def saturation(rgb: Tensor, mask: Tensor) -> float:
@@ -181,7 +201,9 @@ def score_run(model, grid, settings: RenderConfig, render_cfg: dict[str, Any], s
     ious = [mask_iou(m_pred[i], m_true[i]) for i in range(n_views)]
     cerr = [masked_color_error(rgb[i], gt_rgb[i], m_pred[i], m_true[i]) for i in range(n_views)]
     out: dict[str, Any] = {"iou": sum(ious) / n_views, "colour_error": sum(cerr) / n_views,
-                           "saturation": saturation(rgb, m_pred), "rgb": rgb}
+                           "saturation": saturation(rgb, m_pred), "rgb": rgb,
+                           "colour_agreement": colour_agreement(rgb, gt_rgb, m_pred & m_true)}
+    out["colour_correct"] = out["colour_agreement"] >= 0.5
     if spec.family in ASYMMETRIC and getattr(model, "name", "") != "splats":
         level = auto_level(model, grid, settings, rig_cameras(render_cfg, 16, size=64))
         sides = part_sides(model, grid, settings, spec, level)
