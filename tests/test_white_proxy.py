@@ -189,7 +189,7 @@ def test_the_lucid_benchmark_rescores_runs_scored_before_colour_names(tmp_path, 
     fresh = [{"prompt": "a red ball", "iou": 0.9, "colour_agreement": 0.8}, {"prompt": "a blue cube", "iou": 0.8,
                                                                              "colour_agreement": 0.7}]
     calls = []
-    monkeypatch.setattr(lucid, "_score_objects", lambda run_dir, layout: calls.append(run_dir) or fresh)
+    monkeypatch.setattr(lucid, "_score_objects", lambda run_dir, layout: calls.append(run_dir) or (fresh, {}))
     settings = load_generate_config("sds", None, ["generate.seed=0"]).to_dict()
     old = [{"prompt": "a red ball", "iou": 0.9}, {"prompt": "a blue cube", "iou": 0.8}]
     for weights in (False, True):

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import CONFIG, WEIGHTS, write_json
+from ..checkpoint import WEIGHTS, write_json
 from ..errors import RunError
 from ..generation.layout_words import layout_from_text
 
@@ -104,7 +104,7 @@ def _one(sentence: str, method: str, seed: int, run_dir: Path, prior, prior_path
                            "use another --runs-dir")
         check_settings(run_dir, made, end_step=True)
         if any("colour_agreement" not in o for o in rec.get("objects", [])) and (run_dir / WEIGHTS).is_file():
-            rec["objects"] = _score_objects(run_dir, layout)  # scored before colour names were
+            rec["objects"] = _score_objects(run_dir, layout)[0]  # scored before colour names were
             write_json(score_file, rec)
         return rec
     t0, c0 = time.perf_counter(), time.process_time()
@@ -116,8 +116,7 @@ def _one(sentence: str, method: str, seed: int, run_dir: Path, prior, prior_path
         generate_run(joined, made, run_dir, prior, resume=resume, video=False,
                      show_progress=False, allow_unknown_words=True)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    objects = _score_objects(run_dir, layout)
-    cfg = json.loads((run_dir / CONFIG).read_text())
+    objects, cfg = _score_objects(run_dir, layout)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     rec = {"layout": sentence, "method": method, "seed": seed, "objects": objects, "n_objects": len(objects),
            "minutes": wall / 60.0, "cpu_minutes": cpu / 60.0, "train_minutes": metrics["seconds"] / 60.0,
@@ -128,8 +127,9 @@ def _one(sentence: str, method: str, seed: int, run_dir: Path, prior, prior_path
     return rec
 
 
-def _score_objects(run_dir: Path, layout) -> list[dict[str, Any]]:
-    """Per object of a finished layout run: `score_layout_run`'s scores and whether its GLB shows it."""
+def _score_objects(run_dir: Path, layout) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(per object of a finished layout run: `score_layout_run`'s scores and whether its GLB shows it; the
+    run's config)."""
     from ..generation.layout_truth import score_layout_run
     from ..runs import load_run, render_settings_from
 
@@ -137,7 +137,7 @@ def _score_objects(run_dir: Path, layout) -> list[dict[str, Any]]:
     objects = score_layout_run(model, grid, render_settings_from(cfg), layout)
     for o, seen in zip(objects, glb_objects(run_dir / "mesh.glb", layout), strict=True):
         o["in_glb"] = seen
-    return objects
+    return objects, cfg
 
 
 def sets_suffix(sets: list[str] | None) -> str:
