@@ -23,16 +23,23 @@ from .frame import check_frame
 __all__ = ["VIDEO_SUFFIXES", "write_video", "orbit_frames", "orbit_of_run", "render_orbit"]
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
+OTHER_MEDIA = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".avi", ".mov", ".mkv", ".webm", ".apng")
+
+
+def _is_folder(out: Path) -> bool:
+    """Whether `out` names a folder of PNG frames: anything but .mp4 / .gif (so "run-1.5" or "a+b=true" is a
+    folder); image and other video suffixes are refused by `_check_video_path`."""
+    return out.suffix.lower() not in VIDEO_SUFFIXES
 
 
 def _check_video_path(out: Path) -> None:
-    """ConfigError unless `out` is an .mp4, a .gif or a folder name (no suffix)."""
-    if out.suffix not in ("", *VIDEO_SUFFIXES):
+    """ConfigError when `out` has an image or video suffix other than .mp4 / .gif."""
+    if out.suffix.lower() in OTHER_MEDIA:
         raise ConfigError(f"{out}: unsupported output; use .mp4, .gif or a folder name")
 
 
 def write_video(frames: list[np.ndarray], out: Path, fps: int) -> None:
-    """Write uint8 frames [H,W,3] to .mp4/.gif, or to a folder of PNGs when `out` has no suffix.
+    """Write uint8 frames [H,W,3] to .mp4/.gif, or to a folder of PNGs otherwise (`_is_folder`).
 
     The encoder needs a file name, so this writes a temporary file (or folder) beside `out` and renames
     it into place; nothing is left behind on failure."""
@@ -41,7 +48,7 @@ def write_video(frames: list[np.ndarray], out: Path, fps: int) -> None:
     out = Path(out)
     _check_video_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == "":
+    if _is_folder(out):
         tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             for i, f in enumerate(frames):
@@ -54,7 +61,7 @@ def write_video(frames: list[np.ndarray], out: Path, fps: int) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
     os.close(fd)
     try:
-        if out.suffix == ".mp4":
+        if out.suffix.lower() == ".mp4":
             writer = imageio.get_writer(tmp, fps=fps, codec="libx264", quality=8, macro_block_size=1)
         else:
             writer = imageio.get_writer(tmp, mode="I", duration=1000 / fps, loop=0)
