@@ -91,3 +91,32 @@ def test_a_second_large_part_is_kept() -> None:
     assert grid.occupied(torch.stack(twin)).all()
     assert not grid.occupied(torch.tensor([SPECKS[0]])).any()
     assert floater_share(field, grid, cams, settings) > 0.02  # the metric counts all but the largest
+
+
+def test_each_box_of_a_layout_is_pruned_against_its_own_largest_part() -> None:
+    # a big ball (left box) and a small one (right box, ~1 % of its mass) with a speck beside the small one:
+    # pruned as one scene the small ball is a floater; per box it is its box's object and only the speck goes
+    field = Balls(speck=0.0)
+    field.centres = [((-0.5, 0.0, 0.0), 0.4), ((0.55, 0.0, 0.0), 0.1), ((0.85, 0.4, 0.4), 0.04)]
+    boxes = torch.tensor([[-1.0, -1.0, -1.0, 0.0, 1.0, 1.0], [0.0, -1.0, -1.0, 1.0, 1.0, 1.0]])
+    small, speck = torch.tensor([[0.55, 0.0, 0.0]]), torch.tensor([[0.85, 0.4, 0.4]])
+    grid, _, settings = _setup(field, 48)
+    prune_floaters(field, grid, settings.step_size)
+    assert not grid.occupied(small).any()  # the whole-scene rule takes the small object for a floater
+    grid, _, settings = _setup(field, 48)
+    stats = prune_floaters(field, grid, settings.step_size, boxes=boxes)
+    assert stats["components"] == 3 and stats["kept"] == 2
+    assert grid.occupied(small).all() and grid.occupied(torch.tensor([[-0.5, 0.0, 0.0]])).all()
+    assert not grid.occupied(speck).any()
+
+
+def test_a_part_near_the_main_body_is_kept_by_the_gap_rule() -> None:
+    # a ball and a piece split off it by a thin gap (a table's leg cut at a neck), ~2 % of its mass
+    field = Balls(speck=0.0)
+    field.centres = [((0.0, 0.0, 0.0), 0.45), ((0.0, 0.0, -0.62), 0.12)]
+    box = torch.tensor([[-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]])
+    piece = torch.tensor([[0.0, 0.0, -0.62]])
+    for gap, kept in ((0.0, False), (0.1, True)):
+        grid, _, settings = _setup(field, 48)
+        prune_floaters(field, grid, settings.step_size, boxes=box, box_gaps=[gap])
+        assert bool(grid.occupied(piece).all()) is kept, gap

@@ -91,6 +91,16 @@ def test_an_object_seen_in_its_own_frame_matches_its_clipped_object_camera():
     other = torch.tensor([TWO.objects[1].lo, TWO.objects[1].hi])
     c = render_rays_chunked(f, o, d, None, bg, RenderConfig(step_size=0.004, opacity_min=0.0), clip=other)
     assert c["opacity"].max() < 1e-3
+    # with the run's occupancy: cells marked empty hold no density (all, none, the upper half)
+    def seen(occupied):
+        placed = PlacedField(f, torch.tensor(obj.centre), obj.scale, box, occupied)
+        return render_rays_chunked(placed, o2, d2, None, bg, RenderConfig(step_size=0.004 / obj.scale,
+                                                                          opacity_min=0.0))["opacity"]
+
+    assert (seen(lambda w: torch.ones(len(w), dtype=torch.bool)) - b["opacity"]).abs().max() < 1e-6
+    assert seen(lambda w: torch.zeros(len(w), dtype=torch.bool)).max() == 0.0
+    lower = seen(lambda w: w[:, 2] < obj.centre[2])
+    assert (lower <= b["opacity"] + 1e-6).all() and 0.2 < lower.sum() / b["opacity"].sum() < 0.8
 
 
 def test_a_splat_gets_an_objects_gradient_only_when_its_centre_is_in_that_box():

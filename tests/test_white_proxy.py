@@ -179,9 +179,10 @@ def test_the_lucid_benchmark_remakes_white_runs_made_before_the_proxy(tmp_path):
             assert _one(sentence, "lucid", 0, run, None, "prior", None, [])["steps"] == 600
 
 
-def test_the_lucid_benchmark_rescores_runs_scored_before_colour_names(tmp_path, monkeypatch):
-    """A finished run whose score has no colour agreement is rescored from its weights (not remade) and the
-    score rewritten; without weights (a committed score) it is reported as it is."""
+def test_the_lucid_benchmark_rescores_runs_scored_by_older_rules(tmp_path, monkeypatch):
+    """A finished run scored by older rules (no colour agreement, objects scored without the run's grid: no
+    `scorer` in its score) is rescored from its weights (not remade) and the score rewritten with the current
+    `SCORER`; without weights (a committed score) it is reported as it is; a current score is not redone."""
     from vision3d_kd.bench import lucid
     from vision3d_kd.generation.config import load_generate_config
 
@@ -192,18 +193,20 @@ def test_the_lucid_benchmark_rescores_runs_scored_before_colour_names(tmp_path, 
     monkeypatch.setattr(lucid, "_score_objects", lambda run_dir, layout: calls.append(run_dir) or (fresh, {}))
     settings = load_generate_config("sds", None, ["generate.seed=0"]).to_dict()
     old = [{"prompt": "a red ball", "iou": 0.9}, {"prompt": "a blue cube", "iou": 0.8}]
-    for weights in (False, True):
-        run = tmp_path / f"run{weights}"
+    for weights, scorer in ((False, None), (True, None), (True, lucid.SCORER)):
+        run = tmp_path / f"run{weights}{scorer}"
         run.mkdir()
         rec = {"layout": sentence, "sets": [], "steps": 600, "settings": settings, "objects": old,
-               "object_prompts": ["a red ball", "a blue cube"]}
+               "object_prompts": ["a red ball", "a blue cube"], **({"scorer": scorer} if scorer else {})}
         (run / "score.json").write_text(json.dumps(rec))
         if weights:
             (run / "weights.safetensors").write_bytes(b"")
         got = lucid._one(sentence, "lucid", 0, run, None, "prior", None, [])
-        assert got["objects"] == (fresh if weights else old)
-        assert json.loads((run / "score.json").read_text())["objects"] == got["objects"]
-    assert calls == [tmp_path / "runTrue"]
+        redone = weights and scorer is None
+        assert got["objects"] == (fresh if redone else old)
+        saved = json.loads((run / "score.json").read_text())
+        assert saved["objects"] == got["objects"] and saved.get("scorer") == (lucid.SCORER if redone else scorer)
+    assert calls == [tmp_path / "runTrueNone"]
 
 
 def test_a_splat_students_proxy_render_is_the_render_of_its_scaled_colours():

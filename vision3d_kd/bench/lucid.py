@@ -8,8 +8,9 @@ cameras cover the whole scene (`baseline_setup`) and the prior hears the objects
 'and' (a sentence the bundled prior only partly knows: that is the point of the comparison).
 
 Per object (`generation.layout_truth`): mass_in_box, mask IoU against the true object in its box (8 views in
-its own frame), colour error, colour names (`generation.scoring`: agreement and right or wrong), the asymmetric part's
-side (a run scored before colour names were is rescored from its weights when they are there); per
+its own frame, with the run's occupancy grid as its renders show it), colour error, colour names
+(`generation.scoring`: agreement and right or wrong), the asymmetric part's side (a run scored by older
+rules — `SCORER`, kept in its score.json — is rescored from its weights when they are there); per
 LucidDreaming run: whether the exported GLB (read back with trimesh) has surface in every box, wall minutes
 and process CPU minutes. Runs live under
 --runs-dir and a finished one (score.json) is reused.
@@ -48,6 +49,7 @@ SPLITS = {
              "a white snowman to the right of a red chair, and a yellow mushroom behind the chair"],
 }
 METHODS = ("lucid", "joined")
+SCORER = 2  # 1: objects scored on the field alone; 2: with the run's occupancy grid (what its renders show)
 
 
 def pick_layouts(split: str, numbers: str | None) -> list[int] | None:
@@ -103,8 +105,8 @@ def _one(sentence: str, method: str, seed: int, run_dir: Path, prior, prior_path
             raise RunError(f"{run_dir}: made with other settings ({rec.get('sets')}, {rec.get('steps')} steps); "
                            "use another --runs-dir")
         check_settings(run_dir, made, end_step=True)
-        if any("colour_agreement" not in o for o in rec.get("objects", [])) and (run_dir / WEIGHTS).is_file():
-            rec["objects"] = _score_objects(run_dir, layout)[0]  # scored before colour names were
+        if rec.get("scorer", 1) < SCORER and (run_dir / WEIGHTS).is_file():
+            rec["objects"], rec["scorer"] = _score_objects(run_dir, layout)[0], SCORER  # scored by older rules
             write_json(score_file, rec)
         return rec
     t0, c0 = time.perf_counter(), time.process_time()
@@ -119,6 +121,7 @@ def _one(sentence: str, method: str, seed: int, run_dir: Path, prior, prior_path
     objects, cfg = _score_objects(run_dir, layout)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     rec = {"layout": sentence, "method": method, "seed": seed, "objects": objects, "n_objects": len(objects),
+           "scorer": SCORER,
            "minutes": wall / 60.0, "cpu_minutes": cpu / 60.0, "train_minutes": metrics["seconds"] / 60.0,
            "steps": metrics["steps"], "sets": sets, "prior": prior_path,
            "settings": made.to_dict(),
@@ -218,7 +221,8 @@ def run(quick: bool = False, prior_path: Path | None = None, runs_dir: Path | No
     main = next((row for row in rows if row.get("method") == "lucid" and "runs" in row), None)
     base = next((row for row in rows if row.get("method") == "joined" and "runs" in row), None)
     summary = {"split": split, "n_layouts": len(sentences), "n_seeds": n_seeds,
-               "steps": records[0]["steps"] if records else 0}
+               "steps": records[0]["steps"] if records else 0,
+               "scorers": sorted({r.get("scorer", 1) for r in records})}
     if main:
         summary.update(mass_in_box=main["mass_in_box"], mass_in_box_min=main["mass_in_box_min"],
                        object_iou=main["object_iou"], object_iou_seed_std=main["object_iou_seed_std"],

@@ -4,12 +4,15 @@ A canonical point p (the object's frame, where it fits [−1, 1]³) is the world
 shrink by s, so density is multiplied by s: a ray through the canonical view accumulates the same
 opacity as the matching world ray. Outside the box the density is 0, so what other objects put along a
 ray neither shows nor occludes — the object as its own score-distillation loss sees it (clipped rays).
+With the run's occupancy grid (`occupied`, any callable of world points), density is also 0 in the cells it
+marks empty: what every renderer and export of the run shows (pruned floaters gone).
 Used to score each object of a layout with the single-object scorers. `splat_view` is the same for
 Gaussian splats: the Gaussians whose centre lies in the box, optionally in the object's frame.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -19,15 +22,17 @@ __all__ = ["PlacedField", "SplatView", "splat_view"]
 
 
 class PlacedField(nn.Module):
-    """`field` inside `box` [2,3] (world) in the frame of an object centred at `centre` [3] with scale `scale`.
+    """`field` inside `box` [2,3] (world) in the frame of an object centred at `centre` [3] with scale `scale`,
+    where `occupied` (world points [N,3] -> [N] bool, e.g. `OccupancyGrid.occupied`; None: everywhere) holds.
     Exposes what the renderer and the scorers use: aabb (canonical box), density, forward, forward_rays."""
 
     name = "placed"
     contract = False
 
-    def __init__(self, field: nn.Module, centre: Tensor, scale: float, box: Tensor) -> None:
+    def __init__(self, field: nn.Module, centre: Tensor, scale: float, box: Tensor,
+                 occupied: Callable[[Tensor], Tensor] | None = None) -> None:
         super().__init__()
-        self.field, self.scale = field, float(scale)
+        self.field, self.scale, self.occupied = field, float(scale), occupied
         dev = field.aabb.device
         self.register_buffer("centre", torch.as_tensor(centre, dtype=torch.float32, device=dev).reshape(3))
         self.register_buffer("box", torch.as_tensor(box, dtype=torch.float32, device=dev).reshape(2, 3))
@@ -37,7 +42,7 @@ class PlacedField(nn.Module):
         """World points [N,3] of canonical x [N,3] and whether each lies in the box [N]."""
         w = self.centre + self.scale * x
         inside = ((w >= self.box[0]) & (w <= self.box[1])).all(dim=-1)
-        return w, inside
+        return w, inside if self.occupied is None else inside & self.occupied(w)
 
     def density(self, x: Tensor) -> Tensor:
         w, inside = self._world(x)

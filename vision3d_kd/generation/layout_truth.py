@@ -8,8 +8,8 @@ Scores of a generated layout run, per object k (box B_k, centre c_k, scale s_k):
   box: per cell 1 − exp(−σ · cell side)), the share inside B_k — stray density anywhere counts against the
   nearest object;
 - the text-to-3D scores (`scoring.score_run`: mask IoU over 8 views, colour error, the asymmetric part) of
-  the run's part inside B_k seen in the object's own frame (`fields.placed`: what its clipped rays see),
-  against the true object.
+  the run's part inside B_k seen in the object's own frame (`fields.placed`: what its clipped rays see) with
+  the run's occupancy grid (what its renders show, floaters pruned per box), against the true object.
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ def mass_in_boxes(model, layout: Layout, resolution: int = 96) -> list[float]:
 def score_layout_run(model, grid, settings: RenderConfig, layout: Layout, n_views: int = 8
                      ) -> list[dict[str, Any]]:
     """Per object: mass_in_box and `score_run`'s scores of the run's part in its box, in its frame (module
-    docstring). `grid` is not used for the per-object views (they march the box without skipping)."""
+    docstring), where the run's occupancy `grid` (None: everywhere) marks cells occupied — as a lone
+    object is scored, and as the run renders (pruned floaters gone); the views march the box without skipping."""
     specs = layout_specs(layout)
     masses = mass_in_boxes(model, layout) if getattr(model, "name", "") != "splats" else [math.nan] * len(specs)
     rows = []
@@ -104,7 +105,7 @@ def score_layout_run(model, grid, settings: RenderConfig, layout: Layout, n_view
         if getattr(model, "name", "") == "splats":
             view = splat_view(model, box, torch.tensor(o.centre), o.scale)
         else:
-            view = PlacedField(model, torch.tensor(o.centre), o.scale, box)
+            view = PlacedField(model, torch.tensor(o.centre), o.scale, box, None if grid is None else grid.occupied)
         step = RenderConfig(step_size=settings.step_size / o.scale, opacity_min=0.0)
         scores = score_run(view, None, step, SINGLE_RENDER, spec, n_views)
         scores.pop("rgb", None)

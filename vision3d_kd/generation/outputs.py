@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..checkpoint import WEIGHTS, save_tensors
 from ..export.mesh_io import write_mesh
 from ..export.run_mesh import MeshConfig, mesh_from_run
@@ -21,16 +23,27 @@ from .scoring import view_cameras
 __all__ = ["write_outputs", "prune_run"]
 
 
-def prune_run(run: Path, keep_ratio: float = 0.1, views: int = 8, max_gap: float = 0.0) -> dict[str, Any]:
+def prune_run(run: Path, keep_ratio: float = 0.1, views: int = 8, max_gap: float = 0.0,
+              boxes: list[list[float]] | None = None) -> dict[str, Any]:
     """Join RUN's parts within `max_gap` scene units of its main body (`close_gaps`; 0: not, else the
     weights are saved again), clear its occupancy grid outside the field's main components (`prune_floaters`)
     and save it; floater_share_before / _after (share of opacity over the `views` scoring cameras outside the
-    largest component), floater_components, floater_cells_cleared, gaps_closed, gap_sizes. {} for runs
-    without a grid (splats)."""
+    largest component), floater_components, floater_cells_cleared, gaps_closed, gap_sizes. With a layout's
+    `boxes` (world xmin..zmax): components per box, each at the marching step its object would have alone
+    (the run's step times the box's scale over the smallest one's); parts within `max_gap` of a box's main
+    body (in the object's frame, where it fits [−1, 1]³) are kept rather than joined, and no floater shares
+    are measured (a scene's other objects are not floaters). {} for runs without a grid (splats)."""
     model, grid, cfg = load_run(run)
     if grid is None:
         return {}
     settings = render_settings_from(cfg)
+    if boxes is not None:
+        scales = [min(b[3] - b[0], b[4] - b[1], b[5] - b[2]) for b in boxes]  # twice each object's scale
+        steps = [settings.step_size * s / min(scales) for s in scales]
+        stats = prune_floaters(model, grid, settings.step_size, keep_ratio, boxes=torch.tensor(boxes), box_steps=steps,
+                               box_gaps=[max_gap * s / 2 for s in scales])
+        save_occupancy(run, grid)
+        return {"floater_components": stats["components"], "floater_cells_cleared": round(stats["cells_cleared"], 6)}
     cams, _ = view_cameras(views)
     before = floater_share(model, grid, cams, settings)
     joined = close_gaps(model, grid, settings.step_size, max_gap) if max_gap > 0 else {}
@@ -50,10 +63,10 @@ def write_outputs(run: Path, mesh_resolution: int = 256, video_frames: int = 48,
                   boxes: list[list[float]] | None = None) -> dict[str, Any]:
     """Join parts within `max_gap` of the main body and prune floaters (keep ratio `prune`; None: neither),
     write RUN/mesh.glb (mesh parts below `min_component` of the largest one's size dropped; with `boxes`, a
-    layout's, each box's surface at its own iso-level) and RUN/turntable.mp4; returns `prune_run`'s figures and
-    {mesh_faces, mesh_vertices} (0 faces: empty)."""
+    layout's, floaters pruned per box and each box's surface at its own iso-level) and RUN/turntable.mp4;
+    returns `prune_run`'s figures and {mesh_faces, mesh_vertices} (0 faces: empty)."""
     run = Path(run)
-    info: dict[str, Any] = prune_run(run, prune, max_gap=max_gap) if prune is not None else {}
+    info: dict[str, Any] = prune_run(run, prune, max_gap=max_gap, boxes=boxes) if prune is not None else {}
     if mesh:
         m = mesh_from_run(run, MeshConfig(resolution=mesh_resolution, views=24, min_component=min_component,
                                           boxes=None if boxes is None else tuple(tuple(b) for b in boxes)))

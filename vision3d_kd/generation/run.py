@@ -120,13 +120,13 @@ def generate_run(prompt: str, setup: GenerationConfig, out: Path | None = None,
     if not dist.writer:
         return out, {}
     g = setup.generate
+    prune = g.floater_keep_ratio if g.prune_floaters else None
     if layout is None:
-        outputs = write_outputs(out, g.mesh_resolution, g.video_frames, g.video_size, mesh, video,
-                                g.floater_keep_ratio if g.prune_floaters else None, g.close_gaps)
+        outputs = write_outputs(out, g.mesh_resolution, g.video_frames, g.video_size, mesh, video, prune, g.close_gaps)
     else:
         cleared = clear_outside_boxes(out, layout)
         scales = [o.scale for o in layout.objects]
-        outputs = write_outputs(out, g.mesh_resolution, g.video_frames, g.video_size, mesh, video, None,
+        outputs = write_outputs(out, g.mesh_resolution, g.video_frames, g.video_size, mesh, video, prune, g.close_gaps,
                                 min_component=0.05 * (min(scales) / max(scales)) ** 3,
                                 boxes=[list(o.box) for o in layout.objects])
         outputs["cells_cleared_outside_boxes"] = round(cleared, 6)

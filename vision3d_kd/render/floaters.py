@@ -3,7 +3,8 @@
 A lattice of `resolution`³ cells over the occupancy grid's box is filled with the field's density (the max of
 a few points per cell; cells the grid marks empty hold 0), cells at or above `level` are solid, and solid
 cells are grouped by 26-connectivity. `prune_floaters` clears the grid's cells outside the kept components
-(grown by one cell, so the object's soft edge stays), which every renderer, mesh and export then skips.
+(grown by one cell, so the object's soft edge stays), which every renderer, mesh and export then skips; for a
+layout, each box separately (its own components, kept against its own largest).
 `floater_share` measures what is left: the share of rendered opacity (summed over views) that comes from
 outside the largest component, by rendering with and without the other components.
 """
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..cameras import Cameras
+from ..fields.base import points_in_boxes
 from .image import render
 from .occupancy import OccupancyGrid, density_for_opacity
 from .volume import RenderConfig
@@ -56,16 +58,25 @@ def label_solid(density: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarr
     return labels, mass
 
 
-def components(density: Tensor, level: float, keep_ratio: float = 1.0) -> tuple[Tensor, dict[str, float]]:
+def components(density: Tensor, level: float, keep_ratio: float = 1.0, near: float = 0.0,
+               near_share: float = 0.005) -> tuple[Tensor, dict[str, float]]:
     """Solid cells (density >= level) of [R,R,R] `density` grouped by 26-connectivity; ([R,R,R] bool of the
-    kept components, stats). Kept: the largest by mass (summed density) and any other with at least
-    `keep_ratio` of its mass (1.0: the largest only). Stats: components, kept, mass_share_outside (of the
-    solid mass, outside the kept components)."""
+    kept components, stats). Kept: the largest by mass (summed density), any other with at least
+    `keep_ratio` of its mass, and any with at least `near_share` of it whose gap to the largest is at most
+    `near` cells (a part split off by a thin neck, as `generation.bridge` joins them). Stats: components,
+    kept, mass_share_outside (of the solid mass, outside the kept components)."""
     labels, mass = label_solid(density.cpu().numpy(), level)
     n = len(mass)
     if n == 0:
         return torch.zeros_like(density, dtype=torch.bool), {"components": 0, "kept": 0, "mass_share_outside": 0.0}
-    kept = np.flatnonzero(mass >= keep_ratio * mass.max()) + 1
+    big = mass >= keep_ratio * mass.max()
+    if near > 0 and n > 1:
+        from scipy import ndimage
+
+        gap = ndimage.distance_transform_edt(labels != int(np.argmax(mass)) + 1) - 1.0  # cells between
+        closest = np.asarray(ndimage.minimum(gap, labels, index=np.arange(1, n + 1)))
+        big |= (closest <= near) & (mass >= near_share * mass.max())
+    kept = np.flatnonzero(big) + 1
     keep = np.isin(labels, kept)
     share = float(1.0 - mass[kept - 1].sum() / max(mass.sum(), 1e-30))
     return torch.from_numpy(keep).to(density.device), {"components": int(n), "kept": int(len(kept)),
@@ -92,18 +103,47 @@ def _grow(keep: Tensor, cells: int) -> Tensor:
 
 @torch.no_grad()
 def prune_floaters(field, grid: OccupancyGrid, step_size: float, keep_ratio: float = 0.1,
-                   opacity: float = FLOATER_OPACITY) -> dict[str, float]:
+                   opacity: float = FLOATER_OPACITY, boxes: Tensor | None = None,
+                   box_steps: list[float] | None = None, box_gaps: list[float] | None = None) -> dict[str, float]:
     """Clear `grid`'s cells outside the field's main components (in place): components of its own
     resolution's lattice at the density where one `step_size` step has `opacity`; kept: the largest and any
-    with at least `keep_ratio` of its mass, grown by one cell. Returns the `components` stats plus
-    cells_cleared (share of the occupied cells)."""
+    with at least `keep_ratio` of its mass, grown by one cell. With `boxes` [K,6] (a layout's, world
+    xmin..zmax), each box is its own scene: its components are found among the cells whose centre lies in
+    it, at the density where one `box_steps[k]` step (default `step_size`) has `opacity`, and kept against
+    its own largest one, so a small object is never a floater of a large one; parts within `box_gaps[k]`
+    (world units; default none) of a box's largest are kept too (`components`' near). Returns the `components`
+    stats (summed over boxes) plus cells_cleared (share of the occupied cells)."""
     density = lattice_density(field, grid, grid.resolution)
-    keep, stats = components(density, density_for_opacity(opacity, step_size), keep_ratio)
+    if boxes is None:
+        keep, stats = components(density, density_for_opacity(opacity, step_size), keep_ratio)
+    else:
+        keep, stats = _components_per_box(density, grid, boxes, box_steps or [step_size] * len(boxes),
+                                          box_gaps or [0.0] * len(boxes), keep_ratio, opacity)
     if stats["components"] == 0:
         return {**stats, "cells_cleared": 0.0}
     before = int(grid.binary.sum())
     grid.binary.copy_(_kept_cells(grid, _grow(keep, 1)))
     return {**stats, "cells_cleared": (before - int(grid.binary.sum())) / max(before, 1)}
+
+
+def _components_per_box(density: Tensor, grid: OccupancyGrid, boxes: Tensor, steps: list[float],
+                        gaps: list[float], keep_ratio: float, opacity: float) -> tuple[Tensor, dict[str, float]]:
+    """`components` run in each box separately (`prune_floaters`): the union of the kept cells; stats summed
+    (mass_share_outside weighted by each box's solid mass)."""
+    inside = points_in_boxes(grid.cell_centres(), torch.as_tensor(boxes, dtype=torch.float32))
+    keep = torch.zeros_like(density, dtype=torch.bool)
+    n = kept = 0
+    outside = total = 0.0
+    cell = float((grid.aabb[1] - grid.aabb[0]).max()) / grid.resolution
+    for k, (step, gap) in enumerate(zip(steps, gaps, strict=True)):
+        mine = torch.where(inside[:, k].reshape(density.shape).to(density.device), density, 0.0)
+        level = density_for_opacity(opacity, step)
+        keep_k, stats = components(mine, level, keep_ratio, near=gap / cell)
+        keep |= keep_k
+        mass = float(mine[mine >= level].sum())
+        n, kept = n + stats["components"], kept + stats["kept"]
+        outside, total = outside + stats["mass_share_outside"] * mass, total + mass
+    return keep, {"components": n, "kept": kept, "mass_share_outside": outside / total if total > 0 else 0.0}
 
 
 @torch.no_grad()
