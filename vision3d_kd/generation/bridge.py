@@ -22,14 +22,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..render.floaters import FLOATER_OPACITY, label_solid, lattice_density
+from ..render.floaters import FLOATER_OPACITY, NEAR_SHARE, gaps_to, label_solid, lattice_density
 from ..render.occupancy import OccupancyGrid, density_for_opacity
 
 __all__ = ["bridge_mask", "close_gaps"]
 
 
 def bridge_mask(density: np.ndarray, level: float, cell: float, max_gap: float,
-                min_share: float = 0.005) -> tuple[np.ndarray, list[float]]:
+                min_share: float = NEAR_SHARE) -> tuple[np.ndarray, list[float]]:
     """Empty cells of the [R,R,R] `density` lattice (cells of side `cell`, scene units) that join the largest
     solid component (density >= level, 26-connected, by mass) to each other component holding at least
     `min_share` of its mass whose gap to it is at most `max_gap`. Returns (bool [R,R,R], the joined gaps in
@@ -44,14 +44,14 @@ def bridge_mask(density: np.ndarray, level: float, cell: float, max_gap: float,
         return bridge, []
     order = np.argsort(-mass)
     main = labels == order[0] + 1
-    dist = ndimage.distance_transform_edt(~main)  # cells, centre to centre
+    between = gaps_to(labels, int(order[0]) + 1) * cell  # empty space between each part and the main body
     boxes = ndimage.find_objects(labels)
     gaps = []
     for k in order[1:]:
         if mass[k] < min_share * mass[order[0]]:
             break
         part = labels == k + 1
-        gap = (float(dist[part].min()) - 1.0) * cell  # empty space between the two, scene units
+        gap = float(between[k])
         if gap > max_gap:
             continue
         r = int(math.ceil(0.5 * gap / cell)) + 1
@@ -76,7 +76,7 @@ def _nearest_solid(solid: np.ndarray, cells: np.ndarray) -> np.ndarray:
     return np.ravel_multi_index(tuple(near), solid.shape)
 
 
-def close_gaps(field, grid: OccupancyGrid, step_size: float, max_gap: float = 0.08, min_share: float = 0.005,
+def close_gaps(field, grid: OccupancyGrid, step_size: float, max_gap: float = 0.08, min_share: float = NEAR_SHARE,
                steps: int = 150, lr: float = 1e-3, batch: int = 4096, seed: int = 0) -> dict[str, object]:
     """Join the parts of `field` that nearly touch its main body (module docstring), in place: fine-tunes the
     field and marks the bridge occupied in `grid`. `step_size`: the marching step (scene units) that sets the

@@ -21,9 +21,11 @@ from .image import render
 from .occupancy import OccupancyGrid, density_for_opacity
 from .volume import RenderConfig
 
-__all__ = ["lattice_density", "label_solid", "components", "prune_floaters", "floater_share", "FLOATER_OPACITY"]
+__all__ = ["lattice_density", "label_solid", "gaps_to", "components", "prune_floaters", "floater_share",
+           "FLOATER_OPACITY", "NEAR_SHARE"]
 
 FLOATER_OPACITY = 0.05  # a cell is solid when one marching step through it has at least this opacity
+NEAR_SHARE = 0.005  # share of the main body's mass from which a part near it is kept (or joined: generation.bridge)
 
 
 @torch.no_grad()
@@ -58,8 +60,17 @@ def label_solid(density: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarr
     return labels, mass
 
 
+def gaps_to(labels: np.ndarray, main: int) -> np.ndarray:
+    """Per component of `labels` (`label_solid`'s, components 1..n), the empty cells between it and component
+    `main` (centre-to-centre distance of the nearest cells minus one; −1 for `main` itself) [n]."""
+    from scipy import ndimage
+
+    dist = ndimage.distance_transform_edt(labels != main)
+    return np.asarray(ndimage.minimum(dist, labels, index=np.arange(1, int(labels.max()) + 1))) - 1.0
+
+
 def components(density: Tensor, level: float, keep_ratio: float = 1.0, near: float = 0.0,
-               near_share: float = 0.005) -> tuple[Tensor, dict[str, float]]:
+               near_share: float = NEAR_SHARE) -> tuple[Tensor, dict[str, float]]:
     """Solid cells (density >= level) of [R,R,R] `density` grouped by 26-connectivity; ([R,R,R] bool of the
     kept components, stats). Kept: the largest by mass (summed density), any other with at least
     `keep_ratio` of its mass, and any with at least `near_share` of it whose gap to the largest is at most
@@ -71,11 +82,7 @@ def components(density: Tensor, level: float, keep_ratio: float = 1.0, near: flo
         return torch.zeros_like(density, dtype=torch.bool), {"components": 0, "kept": 0, "mass_share_outside": 0.0}
     big = mass >= keep_ratio * mass.max()
     if near > 0 and n > 1:
-        from scipy import ndimage
-
-        gap = ndimage.distance_transform_edt(labels != int(np.argmax(mass)) + 1) - 1.0  # cells between
-        closest = np.asarray(ndimage.minimum(gap, labels, index=np.arange(1, n + 1)))
-        big |= (closest <= near) & (mass >= near_share * mass.max())
+        big |= (gaps_to(labels, int(np.argmax(mass)) + 1) <= near) & (mass >= near_share * mass.max())
     kept = np.flatnonzero(big) + 1
     keep = np.isin(labels, kept)
     share = float(1.0 - mass[kept - 1].sum() / max(mass.sum(), 1e-30))
