@@ -47,3 +47,34 @@ def test_scaled_box_density_is_off_by_default_and_saved_in_the_config():
     assert f.config.scale_box_density is False and f.box_peak is None
     g = build_field({"field": "blob", "inner": INNER, "boxes": BOXES, "scale_box_density": True})
     assert build_field(g.to_dict()).box_peak is not None
+
+
+@pytest.mark.parametrize("box_steps", [False, True])
+def test_box_steps_march_each_object_at_its_lone_step(box_steps, monkeypatch):
+    """With generate.box_steps an object's clipped rays use the step × min(s_k, 1) / min(s_min, 1): the large
+    box's object (scale 0.5) is marched 2.5 times coarser than the small one's (0.2); whole-scene rays and
+    the default keep the layout's step."""
+    from vision3d_kd.cameras import cameras_from_spherical
+    from vision3d_kd.generation import students
+    from vision3d_kd.generation.config import load_generate_config
+
+    small = [f"field.{k}={v}" for k, v in INNER.items() if k not in ("field", "aabb")]
+    setup = load_generate_config("sds", None, ["generate.aabb=2", "generate.step_size=0.01",
+                                               f"generate.box_steps={str(box_steps).lower()}", *small])
+    s = students.FieldStudent(setup, torch.device("cpu"), BOXES)
+    steps = []
+    real = students.render_rays
+
+    def spy(*args, **kwargs):
+        steps.append(args[5].step_size)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(students, "render_rays", spy)
+    cams = cameras_from_spherical(torch.tensor([15.0]), torch.tensor([0.0]), torch.tensor([3.0]),
+                                  torch.tensor([40.0]), 8, 8, (0.0, 0.0, 0.0))
+    for box in BOXES:
+        out = s.render(cams, 0, None, torch.Generator(), clip=torch.tensor(box).reshape(2, 3))
+        assert out["rgb"].shape == (8, 8, 3)
+    s.render(cams, 0, None, torch.Generator())
+    want = [0.025, 0.01, 0.01] if box_steps else [0.01, 0.01, 0.01]
+    assert steps == pytest.approx(want)

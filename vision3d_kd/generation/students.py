@@ -9,6 +9,7 @@ for a field, for splats the Gaussians whose centre is in it (so only they get th
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,11 @@ __all__ = ["FieldStudent", "SplatStudent", "build_student"]
 WHITE = (1.0, 1.0, 1.0)
 
 
+def _scale(box: list[float]) -> float:
+    """An object's scale in its box [xmin, ymin, zmin, xmax, ymax, zmax]: half the box's shortest side."""
+    return 0.5 * min(box[3] - box[0], box[4] - box[1], box[5] - box[2])
+
+
 class FieldStudent:
     """A BlobField over the method's field family (see the module docstring)."""
 
@@ -49,6 +55,9 @@ class FieldStudent:
         self.settings = RenderConfig(step_size=g.step_size, opacity_min=g.opacity_min or 0.0,
                                      shade_weight_min=g.shade_weight_min or 0.0)
         self.density_thr = density_for_opacity(0.01, g.step_size)
+        # generate.box_steps: an object's clipped rays marched at min(s_k, 1) / min(s_min, 1) times the step (the
+        # layout's step is a lone object's times min(s_min, 1)), i.e. at its own lone step in its object frame
+        self.smallest = min(min(_scale(b), 1.0) for b in boxes) if boxes and g.box_steps else None
         self.optimizer = make_optimizer(self.model, g.lr)
         self.cfg = g
 
@@ -66,7 +75,11 @@ class FieldStudent:
         bg = torch.tensor(WHITE, device=o.device).expand(o.shape[0], 3)
         if shader is not None:
             shader.field = self.model
-        res = render_rays(self.model, o, d, self.grid, bg, self.settings, jitter=True, generator=generator,
+        settings = self.settings
+        if clip is not None and self.smallest is not None:
+            k = min(_scale(clip.reshape(-1).tolist()), 1.0) / self.smallest
+            settings = dataclasses.replace(settings, step_size=settings.step_size * k)
+        res = render_rays(self.model, o, d, self.grid, bg, settings, jitter=True, generator=generator,
                           shader=shader, clip=None if clip is None else clip.to(o.device))
         h, w = cams.height, cams.width
         return {"rgb": res["rgb"].reshape(h, w, 3), "opacity": res["opacity"].reshape(h, w),
