@@ -23,7 +23,8 @@ from vision3d_kd.errors import ConfigError
 
 from .conftest import TORCHRUN, one_line_error, run_cli
 
-FAST = ["--steps", "2", "--no-mesh", "--no-video", "--quiet", "--set", "generate.size=32"]
+FAST = ["--steps", "2", "--no-mesh", "--no-video", "--quiet", "--set", "generate.size=32", "--set",
+        "generate.prune_floaters=false"]
 
 
 def _jobs_file(folder: Path, prior: Path, n: int = 4, steps: int = 2) -> Path:

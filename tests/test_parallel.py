@@ -94,7 +94,7 @@ def test_two_gloo_ranks_sum_to_the_single_process_gradient(sphere_scene, tmp_pat
 
 
 @pytest.mark.parametrize("field,steps,extra", [
-    ("hashgrid", 40, [a for kv in (*SMALL_HASHGRID, "train.occ_warmup_steps=16", "train.lr=0.02")
+    ("hashgrid", 20, [a for kv in (*SMALL_HASHGRID, "train.occ_warmup_steps=16", "train.lr=0.02")
                       for a in ("--set", kv)]),
     ("splats", 100, ["--set", "train.images_per_step=2", "--set", "train.refine_start=60", "--set",
                 "train.refine_every=60", "--set", "train.init_points=2000"]),
