@@ -42,6 +42,14 @@ def test_box_blob_peaks_and_depths(scaled):
         assert big == pytest.approx(3.125, rel=1e-3) and small == pytest.approx(1.25, rel=1e-3)
 
 
+def test_relative_box_density_keeps_the_largest_objects_peak():
+    f = build_field({"field": "blob", "inner": INNER, "boxes": BOXES, "scale_box_density": True,
+                     "box_density_largest": True})
+    with torch.no_grad():  # scales 0.5 and 0.2: peaks 10 and 10 · 0.5 / 0.2
+        assert torch.allclose(f.bias(torch.tensor([[-1.0, 0.0, 0.0], [1.2, 0.0, 0.0]])), torch.tensor([10.0, 25.0]))
+    assert _depth_through_centre(f, BOXES[1]) == pytest.approx(6.25 * 0.5, rel=1e-3)  # 0.625 · 25 · 0.2
+
+
 def test_scaled_box_density_is_off_by_default_and_saved_in_the_config():
     f = build_field({"field": "blob", "inner": INNER, "boxes": BOXES})
     assert f.config.scale_box_density is False and f.box_peak is None

@@ -8,7 +8,8 @@ box instead, stretched per axis by its sides a_k: b(p) = max_k λ_k · (1 − �
 blob_radius), r = box_ratio (0.625), so each starts as a soft ellipsoid of semi-axes r·blob_radius·a_k
 (62.5 % of the half-box for the defaults); λ_k = blob_density, or with `scale_box_density` blob_density / s_k
 (s_k: half the box's shortest side, its object's scale: a ray through a small object's blob is s_k times
-shorter, so this makes every blob start as dense in its object's own frame as a lone object's). With
+shorter, so this makes every blob start as dense in its object's own frame as a lone object's), and with
+`box_density_largest` as well blob_density · s_max / s_k (the largest object keeps blob_density). With
 `empty_outside` the field has no density outside every
 box (b = −1e4 there: the paper's −∞), so nothing grows where no object's clipped rays look. For a
 hash-grid inner field, only the first `active_levels` levels of the encoding are used (the rest are
@@ -52,6 +53,7 @@ class BlobConfig(FieldConfig):
     box_ratio: float = bounded(BOX_RATIO, lo=1e-6)
     empty_outside: bool = False  # with boxes: no density outside every box
     scale_box_density: bool = False  # with boxes: box k's peak density is blob_density / (half its shortest side)
+    box_density_largest: bool = False  # ... times the largest such half side (the largest box keeps blob_density)
     start_levels: int | None = bounded(None, lo=0)
     active_levels: int | None = bounded(None, lo=0)
 
@@ -85,7 +87,10 @@ class BlobField(Field):
         self.register_buffer("box_centres", 0.5 * (boxes[:, :3] + boxes[:, 3:]), persistent=False)
         self.register_buffer("box_spread", c.box_ratio * (boxes[:, 3:] - boxes[:, :3]), persistent=False)
         self.register_buffer("boxes", boxes, persistent=False)
-        peak = c.blob_density / (0.5 * (boxes[:, 3:] - boxes[:, :3]).amin(dim=1)) if c.scale_box_density else None
+        scale = 0.5 * (boxes[:, 3:] - boxes[:, :3]).amin(dim=1)  # each box's object scale s_k
+        peak = c.blob_density / scale if c.scale_box_density and len(boxes) else None
+        if peak is not None and c.box_density_largest:
+            peak = peak * scale.max()
         self.register_buffer("box_peak", peak, persistent=False)  # [K] per-box peaks, or None: blob_density
         self.n_levels = levels  # hash levels of the inner field (0: not a hash grid)
         # features per hash level, not the geo block width

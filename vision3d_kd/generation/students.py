@@ -50,7 +50,8 @@ class FieldStudent:
         self.model = BlobField(inner=inner, blob_density=g.blob_density, blob_radius=g.blob_radius,
                                start_levels=g.start_levels, boxes=list(boxes or []),
                                empty_outside=bool(setup.field.get("box_tables")),
-                               scale_box_density=bool(boxes) and g.box_blob_scaled).to(device)
+                               scale_box_density=bool(boxes) and (g.box_blob_scaled or g.box_blob_relative),
+                               box_density_largest=g.box_blob_relative).to(device)
         self.grid = OccupancyGrid(self.model.aabb.cpu(), g.occ_resolution, contract=self.model.contract).to(device)
         self.settings = RenderConfig(step_size=g.step_size, opacity_min=g.opacity_min or 0.0,
                                      shade_weight_min=g.shade_weight_min or 0.0)
