@@ -1,5 +1,6 @@
-"""LucidDreaming's object-centric blobs (`fields/blob.py` with boxes): each box's own ellipsoid, and with
-`scale_box_density` the same optical depth through every object's centre whatever its box's size."""
+"""LucidDreaming's object-centric blobs (`fields/blob.py` with boxes): each box's own ellipsoid, with
+`scale_box_density` the same optical depth through every object's centre whatever its box's size (with
+`box_density_largest`, the largest box's peak kept), and `generate.box_steps`' marching step per object."""
 
 from __future__ import annotations
 
