@@ -32,6 +32,7 @@ __all__ = [
     "BLOCK_GEO_FEATURES",
     "log_scaled_softplus",
     "points_in_boxes",
+    "box_scales",
     "resolve_config",
     "config_from_dict",
     "jsonable",
@@ -113,6 +114,13 @@ def points_in_boxes(x: Tensor, boxes: Tensor) -> Tensor:
     c0, c1, c2 = x.unbind(1)
     return torch.stack([(c0 >= b[0]) & (c0 <= b[3]) & (c1 >= b[1]) & (c1 <= b[4]) & (c2 >= b[2]) & (c2 <= b[5])
                         for b in boxes], dim=1)
+
+
+def box_scales(boxes: Tensor | list[list[float]]) -> Tensor:
+    """[K]: the scale of the object each box of `boxes` [K, 6] (xmin, ymin, zmin, xmax, ymax, zmax; world units)
+    holds, half the box's shortest side (what puts a [−1, 1]³ object inside it); nested lists in float64."""
+    b = boxes if isinstance(boxes, Tensor) else torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 6)
+    return 0.5 * (b[:, 3:] - b[:, :3]).amin(dim=1)
 
 
 def log_scaled_softplus(z: Tensor, scale: float = 1.0) -> Tensor:

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..config import aabb_option, bounded
 from ..errors import ConfigError
-from .base import DEFAULT_DIRECTION, Aabb, Field, FieldConfig, points_in_boxes, resolve_config
+from .base import DEFAULT_DIRECTION, Aabb, Field, FieldConfig, box_scales, points_in_boxes, resolve_config
 from .encodings import log_softplus
 
 __all__ = ["BlobField", "BlobConfig", "BOX_RATIO"]
@@ -87,7 +87,7 @@ class BlobField(Field):
         self.register_buffer("box_centres", 0.5 * (boxes[:, :3] + boxes[:, 3:]), persistent=False)
         self.register_buffer("box_spread", c.box_ratio * (boxes[:, 3:] - boxes[:, :3]), persistent=False)
         self.register_buffer("boxes", boxes, persistent=False)
-        scale = 0.5 * (boxes[:, 3:] - boxes[:, :3]).amin(dim=1)  # each box's object scale s_k
+        scale = box_scales(boxes)  # each box's object scale s_k
         peak = c.blob_density / scale if c.scale_box_density and len(boxes) else None
         if peak is not None and c.box_density_largest:
             peak = peak * scale.max()

@@ -15,6 +15,7 @@ from ..checkpoint import WEIGHTS, save_tensors
 from ..export.mesh_io import write_mesh
 from ..export.run_mesh import MeshConfig, mesh_from_run
 from ..export.video import render_orbit
+from ..fields.base import box_scales
 from ..render.floaters import floater_share, prune_floaters
 from ..runs import load_run, render_settings_from, save_occupancy
 from .bridge import close_gaps
@@ -38,10 +39,10 @@ def prune_run(run: Path, keep_ratio: float = 0.1, views: int = 8, max_gap: float
         return {}
     settings = render_settings_from(cfg)
     if boxes is not None:
-        scales = [min(b[3] - b[0], b[4] - b[1], b[5] - b[2]) for b in boxes]  # twice each object's scale
+        scales = box_scales(boxes).tolist()  # each object's scale
         steps = [settings.step_size * s / min(scales) for s in scales]
         stats = prune_floaters(model, grid, settings.step_size, keep_ratio, boxes=torch.tensor(boxes), box_steps=steps,
-                               box_gaps=[max_gap * s / 2 for s in scales])
+                               box_gaps=[max_gap * s for s in scales])
         save_occupancy(run, grid)
         return {"floater_components": stats["components"], "floater_cells_cleared": round(stats["cells_cleared"], 6)}
     cams, _ = view_cameras(views)

@@ -19,6 +19,7 @@ from torch import Tensor
 from ..cameras import Cameras, image_rays
 from ..checkpoint import WEIGHTS, load_tensors, save_tensors
 from ..fields import BlobField, GaussianSplats, build_field
+from ..fields.base import box_scales
 from ..fields.blob import BOX_RATIO
 from ..fields.placed import SplatView, splat_view
 from ..fields.splats import rgb_to_sh_dc
@@ -33,11 +34,6 @@ from .config import GenerationConfig
 __all__ = ["FieldStudent", "SplatStudent", "build_student"]
 
 WHITE = (1.0, 1.0, 1.0)
-
-
-def _scale(box: list[float]) -> float:
-    """An object's scale in its box [xmin, ymin, zmin, xmax, ymax, zmax]: half the box's shortest side."""
-    return 0.5 * min(box[3] - box[0], box[4] - box[1], box[5] - box[2])
 
 
 class FieldStudent:
@@ -58,7 +54,7 @@ class FieldStudent:
         self.density_thr = density_for_opacity(0.01, g.step_size)
         # generate.box_steps: an object's clipped rays marched at min(s_k, 1) / min(s_min, 1) times the step (the
         # layout's step is a lone object's times min(s_min, 1)), i.e. at its own lone step in its object frame
-        self.smallest = min(min(_scale(b), 1.0) for b in boxes) if boxes and g.box_steps else None
+        self.smallest = min(float(box_scales(boxes).min()), 1.0) if boxes and g.box_steps else None
         self.optimizer = make_optimizer(self.model, g.lr)
         self.cfg = g
 
@@ -78,7 +74,7 @@ class FieldStudent:
             shader.field = self.model
         settings = self.settings
         if clip is not None and self.smallest is not None:
-            k = min(_scale(clip.reshape(-1).tolist()), 1.0) / self.smallest
+            k = min(float(box_scales(clip.reshape(1, 6).tolist())[0]), 1.0) / self.smallest
             settings = dataclasses.replace(settings, step_size=settings.step_size * k)
         res = render_rays(self.model, o, d, self.grid, bg, settings, jitter=True, generator=generator,
                           shader=shader, clip=None if clip is None else clip.to(o.device))
