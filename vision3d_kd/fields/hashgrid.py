@@ -7,8 +7,9 @@ MLP knows which object a point belongs to and objects in one field share no hash
 as well, each table has a colour head of its own: the geometry features carry the one-hot on (G + K + 1
 columns) and pick the head, so no object's colours are learnt from another's samples (bench/TUNING.md: a
 shared colour head learnt one map from density to colour for the whole scene, so a white object's dense
-points came out its neighbours' colours, with or without box tables). Every table has `2^log2_table_size`
-rows and the same level resolutions.
+points came out its neighbours' colours, with or without box tables). With `box_density_heads` each table
+has a density MLP of its own too (it reads the L·F features alone; the one-hot only routes), so no two
+objects share a parameter. Every table has `2^log2_table_size` rows and the same level resolutions.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class HashGridConfig(ColorHeadConfig):
     mlp_weight_decay: float = bounded(1e-6, lo=0.0)
     box_tables: list[list[float]] = dataclasses.field(default_factory=list)  # [xmin,ymin,zmin,xmax,ymax,zmax]
     box_heads: bool = False  # with box_tables: a colour head per table (module docstring)
+    box_density_heads: bool = False  # with box_tables: a density MLP per table (module docstring)
 
 
 def by_table(idx: Tensor, n: int, inp: Tensor, fn: Callable[[int, Tensor], Tensor]) -> Tensor:
@@ -100,7 +102,11 @@ class HashGridField(Field):
         self.box_tables = nn.ParameterList(nn.Parameter(torch.empty(shape).uniform_(-c.init_scale, c.init_scale))
                                            for _ in range(len(boxes)))
         self.n_codes = len(boxes) + 1 if len(boxes) else 0  # the one-hot of the table a point reads
-        self.density_net = mlp(c.n_levels * c.n_features + self.n_codes, c.hidden, 1, 1 + c.geo_features)
+        own = bool(c.box_density_heads and len(boxes))  # per-table density MLPs read the hash features alone
+        n_in = c.n_levels * c.n_features + (0 if own else self.n_codes)
+        self.density_net = mlp(n_in, c.hidden, 1, 1 + c.geo_features)
+        self.box_density_nets = nn.ModuleList(mlp(n_in, c.hidden, 1, 1 + c.geo_features)
+                                              for _ in range(len(boxes) if own else 0))
         self._init_color_head(c)
         self.box_heads = bool(c.box_heads and len(boxes))
         self.box_color_nets = nn.ModuleList(self._color_mlp(c) for _ in range(len(boxes) if self.box_heads else 0))
@@ -131,8 +137,13 @@ class HashGridField(Field):
 
     def log_density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
         """feat: [N, L*F] (+ the box one-hot) -> log sigma [N] (the raw output), geo [N, geo_features]
-        (with `box_heads`, the one-hot is geo's last K + 1 columns)."""
-        raw = self.density_net(feat)
+        (with `box_heads`, the one-hot is geo's last K + 1 columns; with `box_density_heads` it picks the MLP)."""
+        if len(self.box_density_nets):
+            nets = [self.density_net, *self.box_density_nets]
+            hashed = feat[:, :-self.n_codes]
+            raw = by_table(feat[:, -self.n_codes:].argmax(dim=1), len(nets), hashed, lambda k, chunk: nets[k](chunk))
+        else:
+            raw = self.density_net(feat)
         geo = torch.cat([raw[:, 1:], feat[:, -self.n_codes:]], dim=1) if self.box_heads else raw[:, 1:]
         return raw[:, 0], geo
 
@@ -152,7 +163,8 @@ class HashGridField(Field):
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """Hash tables at `lr` without decay; the MLPs at `lr` with weight decay `mlp_weight_decay`."""
-        nets = [p for net in (self.density_net, self.color_net, self.box_color_nets) for p in net.parameters()]
+        nets = [p for net in (self.density_net, self.box_density_nets, self.color_net, self.box_color_nets)
+                for p in net.parameters()]
         return [
             {"params": self.tables(), "lr": lr, "weight_decay": 0.0},
             {"params": nets, "lr": lr, "weight_decay": self.mlp_weight_decay},

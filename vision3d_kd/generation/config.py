@@ -77,6 +77,7 @@ class GenerateConfig:
     harmonise_t_max: float = 0.3      # ... with timesteps at most this fraction of T
     box_tables: bool = True           # layouts, hash-grid student: a hash table per box (fields/hashgrid.py)
     box_heads: bool = True            # ... and a colour head per box (with box_tables only)
+    box_density_heads: bool = False   # ... and a density MLP per box (with box_tables only)
     box_blob_scaled: bool = False     # layouts, field students: box blob peaks / object scale (fields/blob.py)
     box_blob_relative: bool = False   # ... peaks × largest scale / object scale (the largest object keeps its)
     box_steps: bool = False           # layouts, field students: each object's rays at its own lone step
@@ -177,12 +178,13 @@ METHOD_ONLY = {"guidance.vsd_camera": "vsd", "guidance.lora_rank": "vsd", "guida
 # settings that act on layouts (`generate --layout`) only: single-object runs were made with them whatever their values
 LAYOUT_ONLY = frozenset({"generate.harmonise", "generate.harmonise_t_max", "generate.box_tables",
                          "generate.box_heads", "generate.box_blob_scaled",
-                         "generate.box_steps", "generate.box_blob_relative"})
+                         "generate.box_steps", "generate.box_blob_relative", "generate.box_density_heads"})
 # settings added after runs were saved, with the value such runs were made with
 ADDED = {"guidance.vsd_camera": "angles", "generate.harmonise": 0.0, "generate.harmonise_t_max": 0.3,
          "generate.white_proxy": 0.0, "generate.box_tables": False,
          "generate.white_proxy_colour": True, "generate.box_heads": False,
-         "generate.box_blob_scaled": False, "generate.box_steps": False, "generate.box_blob_relative": False}
+         "generate.box_blob_scaled": False, "generate.box_steps": False, "generate.box_blob_relative": False,
+         "generate.box_density_heads": False}
 
 
 def changed_settings(saved: dict[str, Any], setup: GenerationConfig, end_step: bool = True,

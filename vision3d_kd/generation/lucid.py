@@ -64,6 +64,7 @@ def layout_setup(setup: GenerationConfig, layout: Layout) -> GenerationConfig:
     if g.student == "hashgrid" and g.box_tables:
         field["box_tables"] = [list(o.box) for o in layout.objects]
         field["box_heads"] = bool(g.box_heads)
+        field["box_density_heads"] = bool(g.box_density_heads)
     return dataclasses.replace(setup, generate=gen, field=field)
 
 
