@@ -154,6 +154,27 @@ def test_hash_no_gradient_to_x_unless_asked(ext):
     assert x.grad is None and table.grad is not None
 
 
+
+def test_hash_backward_reads_strided_gradients_without_a_copy(ext):
+    """A gradient that is a column slice of a wider one (the features before a one-hot in a cat) is read in
+    place: the table's and the points' gradients equal those of the same gradient made contiguous."""
+    torch.manual_seed(2)
+    x = torch.rand(3000, 3, requires_grad=True)
+    table = torch.randn(3, 4096, 2, requires_grad=True)
+    res = torch.tensor([8, 40, 300], dtype=torch.int32)
+    wide = torch.randn(3000, 9)  # 6 feature columns, then 3 more
+    grads = []
+    for g in (wide[:, :6], wide[:, :6].contiguous()):
+        x.grad = table.grad = None
+        K.hash_encode(x, table, res).backward(g)
+        grads.append((table.grad.clone(), x.grad.clone()))
+    assert not wide[:, :6].is_contiguous()
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+    sums = [torch.autograd.grad(fn(x.detach(), table, res).sum(), table)[0]  # .sum(): an expanded gradient
+            for fn in (K.hash_encode, K.hash_encode_ref)]
+    _close(sums[0], sums[1])
+
+
 # ---- grid sampling -----------------------------------------------------------------------------
 
 

@@ -172,6 +172,11 @@ class Field(nn.Module):
         The block every family ends in; distillation matches it across families."""
         raise NotImplementedError
 
+    def log_density(self, feat: Tensor) -> Tensor:
+        """Features [N, E] -> log sigma [N] alone, equal to `log_density_head`'s first output (a family may skip
+        building its geometry features)."""
+        return self.log_density_head(feat)[0]
+
     def density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
         """Features [N, E] -> (sigma [N] >= 0 in 1/scene-unit, geometry features [N, G])."""
         log_sigma, geo = self.log_density_head(feat)

@@ -160,7 +160,7 @@ class BlobField(Field):
         raise TypeError("BlobField's density depends on the position: use block(x)")
 
     def density(self, x: Tensor) -> Tensor:
-        return F.softplus(self._preactivation(x)[0])
+        return F.softplus(self.inner.log_density(self.encode(x)).reshape(-1) + self.bias(x))
 
     def forward(self, x: Tensor, d: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if d is None:

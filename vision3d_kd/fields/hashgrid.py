@@ -135,17 +135,25 @@ class HashGridField(Field):
         feat = by_table(idx, len(tables), u, lambda k, chunk: hash_encode(chunk, tables[k], self.resolutions))
         return torch.cat([feat, code], dim=1)
 
+    def _raw(self, feat: Tensor) -> Tensor:
+        """The density MLP's raw output [N, 1 + geo_features] for feat [N, L*F] (+ the box one-hot); with
+        `box_density_heads` each row from its table's MLP."""
+        if not len(self.box_density_nets):
+            return self.density_net(feat)
+        nets = [self.density_net, *self.box_density_nets]
+        hashed = feat[:, :-self.n_codes]
+        return by_table(feat[:, -self.n_codes:].argmax(dim=1), len(nets), hashed, lambda k, chunk: nets[k](chunk))
+
     def log_density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
         """feat: [N, L*F] (+ the box one-hot) -> log sigma [N] (the raw output), geo [N, geo_features]
         (with `box_heads`, the one-hot is geo's last K + 1 columns; with `box_density_heads` it picks the MLP)."""
-        if len(self.box_density_nets):
-            nets = [self.density_net, *self.box_density_nets]
-            hashed = feat[:, :-self.n_codes]
-            raw = by_table(feat[:, -self.n_codes:].argmax(dim=1), len(nets), hashed, lambda k, chunk: nets[k](chunk))
-        else:
-            raw = self.density_net(feat)
+        raw = self._raw(feat)
         geo = torch.cat([raw[:, 1:], feat[:, -self.n_codes:]], dim=1) if self.box_heads else raw[:, 1:]
         return raw[:, 0], geo
+
+    def log_density(self, feat: Tensor) -> Tensor:
+        """log sigma [N] alone (no geometry features: the density-only passes skip their copy)."""
+        return self._raw(feat)[:, 0]
 
     def density_head(self, feat: Tensor) -> tuple[Tensor, Tensor]:
         """feat: [N, L*F] (+ the box one-hot) -> sigma [N] (1/scene-unit), geo [N, geo_features]."""

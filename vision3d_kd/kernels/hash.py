@@ -38,17 +38,19 @@ class _HashEncode(torch.autograd.Function):
         x, table, resolutions = ctx.saved_tensors
         grad_x = grad_table = None
         n_levels, table_size, n_feat = ctx.table_shape
-        g = grad_out.contiguous().to(torch.float32)
+        g = grad_out.to(torch.float32)
+        if g.stride(1) != 1 or g.stride(0) < g.shape[1]:  # rows may lie apart (a slice of a wider gradient), no more
+            g = g.contiguous()
         n = x.shape[0]
         if ctx.needs_input_grad[1]:
             grad_x = pooled_empty((n, 3))  # fully written by the kernel
-            args_x = (g.data_ptr(), x.data_ptr(), table.data_ptr(), resolutions.data_ptr(), n, n_levels, table_size,
-                      n_feat, grad_x.data_ptr())
+            args_x = (g.data_ptr(), g.stride(0), x.data_ptr(), table.data_ptr(), resolutions.data_ptr(), n, n_levels,
+                      table_size, n_feat, grad_x.data_ptr())
             run_tuned("hash_bwd_x", n * n_levels, 1 << 17, lambda nt: ctx.ext.hash_backward_x(*args_x, nt))
         if ctx.needs_input_grad[2]:
             scratch = pooled_empty((n_levels, n, n_feat))  # level-major copy of grad_out
             grad_table = pooled_empty((n_levels, table_size, n_feat))  # fully written by the kernel
-            args = (g.data_ptr(), x.data_ptr(), resolutions.data_ptr(), n, n_levels, table_size, n_feat,
+            args = (g.data_ptr(), g.stride(0), x.data_ptr(), resolutions.data_ptr(), n, n_levels, table_size, n_feat,
                     scratch.data_ptr(), grad_table.data_ptr())
             work = n * n_levels + grad_table.numel() // 8
             run_tuned("hash_bwd", work, 1 << 15, lambda nt: ctx.ext.hash_backward(*args, nt))

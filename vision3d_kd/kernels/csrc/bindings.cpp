@@ -10,10 +10,10 @@ namespace py = pybind11;
 namespace v3kd {
 void hash_forward(const float* x, const float* table, const int32_t* res, int64_t n, int64_t nl, int64_t ts,
                   int nf, float* out, int nt);
-void hash_backward(const float* grad_out, const float* x, const int32_t* res, int64_t n, int64_t nl, int64_t ts,
-                   int nf, float* scratch, float* grad_table, int nt);
-void hash_backward_x(const float* grad_out, const float* x, const float* table, const int32_t* res, int64_t n,
-                     int64_t nl, int64_t ts, int nf, float* grad_x, int nt);
+void hash_backward(const float* grad_out, int64_t g_stride, const float* x, const int32_t* res, int64_t n,
+                   int64_t nl, int64_t ts, int nf, float* scratch, float* grad_table, int nt);
+void hash_backward_x(const float* grad_out, int64_t g_stride, const float* x, const float* table, const int32_t* res,
+                     int64_t n, int64_t nl, int64_t ts, int nf, float* grad_x, int nt);
 void volume_sort(const float* x, int64_t n, int64_t d, int64_t h, int32_t* order, int64_t* starts, float* xs,
                  int nt);
 void volume_forward(const float* grid, int64_t d, int64_t h, int64_t w, int64_t c, const float* x,
@@ -77,15 +77,17 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       nogil);
   m.def(
       "hash_backward",
-      [](Addr g, Addr x, Addr res, int64_t n, int64_t nl, int64_t ts, int nf, Addr scratch, Addr gt, int nt) {
-        v3kd::hash_backward(ptr<const float>(g), ptr<const float>(x), ptr<const int32_t>(res), n, nl, ts, nf,
+      [](Addr g, int64_t gs, Addr x, Addr res, int64_t n, int64_t nl, int64_t ts, int nf, Addr scratch, Addr gt,
+         int nt) {
+        v3kd::hash_backward(ptr<const float>(g), gs, ptr<const float>(x), ptr<const int32_t>(res), n, nl, ts, nf,
                             ptr<float>(scratch), ptr<float>(gt), nt);
       },
       nogil);
   m.def(
       "hash_backward_x",
-      [](Addr g, Addr x, Addr table, Addr res, int64_t n, int64_t nl, int64_t ts, int nf, Addr gx, int nt) {
-        v3kd::hash_backward_x(ptr<const float>(g), ptr<const float>(x), ptr<const float>(table),
+      [](Addr g, int64_t gs, Addr x, Addr table, Addr res, int64_t n, int64_t nl, int64_t ts, int nf, Addr gx,
+         int nt) {
+        v3kd::hash_backward_x(ptr<const float>(g), gs, ptr<const float>(x), ptr<const float>(table),
                               ptr<const int32_t>(res), n, nl, ts, nf, ptr<float>(gx), nt);
       },
       nogil);

@@ -10,7 +10,8 @@
 // block (kBlock * L * F floats) stay in L2 while the levels fill them.
 // Backward: parallel over levels; each thread owns whole table blocks -> no atomics and a
 // deterministic result (points visited in order). grad_out [N, L*F] is first transposed to a
-// level-major scratch [L, N, F] so each level streams its own gradients.
+// level-major scratch [L, N, F] so each level streams its own gradients. grad_out's rows may be strided
+// (g_stride >= L*F floats apart: a slice of a wider gradient, no copy needed).
 // Backward to the points (camera-pose refinement): parallel over blocks of points, each point's
 // gradient a sum over levels and corners of <grad_out, row> times the corner weight's derivative.
 #include <omp.h>
@@ -214,15 +215,15 @@ void hash_forward(const float* x, const float* table, const int32_t* res, int64_
   }
 }
 
-// grad_table: [L, T, F] (any contents, fully overwritten); scratch: [L, N, F].
-void hash_backward(const float* grad_out, const float* x, const int32_t* res, int64_t n, int64_t nl, int64_t ts,
-                   int nf, float* scratch, float* grad_table, int nt) {
+// grad_table: [L, T, F] (any contents, fully overwritten); scratch: [L, N, F]; row i of grad_out at i * g_stride.
+void hash_backward(const float* grad_out, int64_t g_stride, const float* x, const int32_t* res, int64_t n,
+                   int64_t nl, int64_t ts, int nf, float* scratch, float* grad_table, int nt) {
 #pragma omp parallel num_threads(nt)
   {
     // [N, L*F] -> level-major [L, N, F] so each level streams its own gradients.
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
-      const float* g = grad_out + i * nl * nf;
+      const float* g = grad_out + i * g_stride;
       for (int64_t l = 0; l < nl; ++l) {
         float* s = scratch + (l * n + i) * nf;
         for (int f = 0; f < nf; ++f) s[f] = g[l * nf + f];
@@ -239,9 +240,10 @@ void hash_backward(const float* grad_out, const float* x, const int32_t* res, in
   }
 }
 
-// grad_x: [N, 3] (fully overwritten) = sum over levels of grad_out's level block through the weights.
-void hash_backward_x(const float* grad_out, const float* x, const float* table, const int32_t* res, int64_t n,
-                     int64_t nl, int64_t ts, int nf, float* grad_x, int nt) {
+// grad_x: [N, 3] (fully overwritten) = sum over levels of grad_out's level block through the weights; row i of
+// grad_out at i * g_stride.
+void hash_backward_x(const float* grad_out, int64_t g_stride, const float* x, const float* table, const int32_t* res,
+                     int64_t n, int64_t nl, int64_t ts, int nf, float* grad_x, int nt) {
   std::vector<Level> levels;
   for (int64_t l = 0; l < nl; ++l) levels.push_back(make_level(res[l], ts));
   const int64_t n_blocks = (n + kBlock - 1) / kBlock;
@@ -251,7 +253,7 @@ void hash_backward_x(const float* grad_out, const float* x, const float* table, 
     std::fill(grad_x + 3 * i0, grad_x + 3 * i1, 0.0f);
     for (int64_t l = 0; l < nl; ++l) {
       V3KD_DISPATCH_F(nf, block_backward_x, x, table + l * ts * nf, grad_out + l * nf, levels[l], i0, i1, nf,
-                      nl * nf, grad_x)
+                      g_stride, grad_x)
     }
   }
 }
