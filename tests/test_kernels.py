@@ -175,6 +175,25 @@ def test_hash_backward_reads_strided_gradients_without_a_copy(ext):
     _close(sums[0], sums[1])
 
 
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_hash_tail_columns_equal_a_cat(ext, fused):
+    """`tail` writes constant columns after the features in the same output: values and gradients equal
+    `torch.cat([hash_encode(...), tail], 1)`, for a [C] and an [N, C] tail, fused and on the reference path."""
+    torch.manual_seed(3)
+    x = torch.rand(2000, 3)
+    table = torch.randn(3, 2048, 2, requires_grad=True)
+    res = torch.tensor([8, 40, 300], dtype=torch.int32)
+    x_in = x if fused else x.double()  # float64 takes the reference path
+    tab = table if fused else table.double()
+    for tail in (torch.tensor([0.0, 1.0, 0.0]), torch.rand(2000, 4)):
+        (a,), (ga,) = _grads(lambda t=tail: K.hash_encode(x_in, tab, res, t), [table])
+        (b,), (gb,) = _grads(lambda t=tail: torch.cat([K.hash_encode(x_in, tab, res), t.to(tab).expand(2000, -1)], 1),
+                             [table])
+        assert a.shape == (2000, 6 + tail.shape[-1])
+        assert torch.equal(a, b) and torch.equal(ga, gb)
+
+
 # ---- grid sampling -----------------------------------------------------------------------------
 
 

@@ -92,6 +92,9 @@ class BlobField(Field):
         if peak is not None and c.box_density_largest:
             peak = peak * scale.max()
         self.register_buffer("box_peak", peak, persistent=False)  # [K] per-box peaks, or None: blob_density
+        # box tables on the same boxes and empty_outside: one box membership per evaluation serves both
+        self.share_inside = bool(c.empty_outside and len(boxes) and isinstance(field, HashGridField)
+                                 and torch.equal(field.boxes.cpu(), boxes))
         self.n_levels = levels  # hash levels of the inner field (0: not a hash grid)
         # features per hash level, not the geo block width
         self.level_features = field.config.n_features if isinstance(field, HashGridField) else 1
@@ -115,8 +118,9 @@ class BlobField(Field):
         """JSON-able config of the current state, the inner field's included (it may have grown)."""
         return {**super().to_dict(), "inner": self.inner.to_dict()}
 
-    def bias(self, x: Tensor) -> Tensor:
-        """b(p) [N] for world positions x [N,3] (one blob, or the largest of the boxes' blobs)."""
+    def bias(self, x: Tensor, inside: Tensor | None = None) -> Tensor:
+        """b(p) [N] for world positions x [N,3] (one blob, or the largest of the boxes' blobs; `inside` [N, K]:
+        `points_in_boxes(x, boxes)` when the caller has it)."""
         radius = self.config.blob_radius
         if len(self.box_centres):
             d2 = b = None  # max over boxes of λ_k(1 − d_k/σ) (a loop: no [N, K, 3]); one λ: the nearest box
@@ -133,11 +137,12 @@ class BlobField(Field):
         else:
             b = self.config.blob_density * (1.0 - (x - self.centre.to(x)).norm(dim=-1) / radius)
         if self.config.empty_outside and len(self.boxes):
-            b = torch.where(points_in_boxes(x, self.boxes).any(dim=1), b, b.new_tensor(OUTSIDE))
+            inside = points_in_boxes(x, self.boxes) if inside is None else inside
+            b = torch.where(inside.any(dim=1), b, b.new_tensor(OUTSIDE))
         return b
 
-    def encode(self, x: Tensor) -> Tensor:
-        feat = self.inner.encode(x)
+    def encode(self, x: Tensor, inside: Tensor | None = None) -> Tensor:
+        feat = self.inner.encode(x) if inside is None else self.inner.encode(x, inside)
         if self.n_levels and self.active_levels < self.n_levels:  # zero the locked levels, keep what follows them
             keep, end = self.active_levels * self.level_features, self.n_levels * self.level_features
             mask = feat.new_ones(feat.shape[1])
@@ -145,10 +150,15 @@ class BlobField(Field):
             feat = feat * mask
         return feat
 
+    def _inside(self, x: Tensor) -> Tensor | None:
+        """points_in_boxes(x, boxes) when the inner field's box tables and the bias both want it, else None."""
+        return points_in_boxes(x, self.boxes) if self.share_inside else None
+
     def _preactivation(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(raw(x) + b(x) [N], geometry features [N, G]) for world positions x [N, 3]."""
-        raw, geo = self.inner.log_density_head(self.encode(x))
-        return raw.reshape(-1) + self.bias(x), geo
+        inside = self._inside(x)
+        raw, geo = self.inner.log_density_head(self.encode(x, inside))
+        return raw.reshape(-1) + self.bias(x, inside), geo
 
     def block(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """World positions [N, 3] -> (log sigma [N] with sigma = softplus(raw + b(x)), geometry features)."""
@@ -160,7 +170,8 @@ class BlobField(Field):
         raise TypeError("BlobField's density depends on the position: use block(x)")
 
     def density(self, x: Tensor) -> Tensor:
-        return F.softplus(self.inner.log_density(self.encode(x)).reshape(-1) + self.bias(x))
+        inside = self._inside(x)
+        return F.softplus(self.inner.log_density(self.encode(x, inside)).reshape(-1) + self.bias(x, inside))
 
     def forward(self, x: Tensor, d: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if d is None:

@@ -117,20 +117,24 @@ class HashGridField(Field):
         """The main table, then one per box of `box_tables` (each [L, T, F])."""
         return [self.table, *self.box_tables]
 
-    def table_index(self, x: Tensor) -> Tensor:
-        """[N] long: 0 for world points x [N, 3] outside every box, else 1 + the first box holding them."""
-        inside = points_in_boxes(x, self.boxes)
+    def table_index(self, x: Tensor, inside: Tensor | None = None) -> Tensor:
+        """[N] long: 0 for world points x [N, 3] outside every box, else 1 + the first box holding them
+        (`inside` [N, K]: `points_in_boxes(x, boxes)` when the caller has it already)."""
+        inside = points_in_boxes(x, self.boxes) if inside is None else inside
         first = inside.to(torch.uint8).argmax(dim=1)  # argmax returns the first of equal maxima
         return torch.where(inside.any(dim=1), first + 1, 0)
 
-    def encode(self, x: Tensor) -> Tensor:
+    def encode(self, x: Tensor, inside: Tensor | None = None) -> Tensor:
         """x: [N, 3] world -> [N, n_levels * n_features] interpolated hash-table features; with box tables each
-        point's from its own table, followed by that table's one-hot [N, K + 1] (module docstring)."""
+        point's from its own table, followed by that table's one-hot [N, K + 1] (module docstring; `inside` as
+        in `table_index`)."""
         u = self.normalize(x)
         if not len(self.box_tables):
             return hash_encode(u, self.table, self.resolutions)
         tables = self.tables()
-        idx = self.table_index(x.detach())
+        idx = self.table_index(x.detach(), inside)
+        if len(idx) and bool((idx == idx[0]).all()):  # clipped rays: one table, its one-hot written beside
+            return hash_encode(u, tables[int(idx[0])], self.resolutions, F.one_hot(idx[0], len(tables)).to(u.dtype))
         code = F.one_hot(idx, len(tables)).to(u.dtype)
         feat = by_table(idx, len(tables), u, lambda k, chunk: hash_encode(chunk, tables[k], self.resolutions))
         return torch.cat([feat, code], dim=1)

@@ -22,12 +22,16 @@ class _HashEncode(torch.autograd.Function):
     """Autograd wrapper of the fused kernel; gradients w.r.t. ``table`` and (when it requires one) ``x``."""
 
     @staticmethod
-    def forward(ctx, ext, x: Tensor, table: Tensor, resolutions: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, ext, x: Tensor, table: Tensor, resolutions: Tensor,  # type: ignore[override]
+                tail: Tensor | None) -> Tensor:
         n_levels, table_size, n_feat = table.shape
-        n = x.shape[0]
-        out = pooled_empty((n, n_levels * n_feat))
-        args = (x.data_ptr(), table.data_ptr(), resolutions.data_ptr(), n, n_levels, table_size, n_feat)
-        run_tuned("hash_fwd", n * n_levels, 1 << 17, lambda nt: ext.hash_forward(*args, out.data_ptr(), nt))
+        n, width = x.shape[0], n_levels * n_feat
+        out = pooled_empty((n, width + (0 if tail is None else tail.shape[-1])))
+        args = (x.data_ptr(), table.data_ptr(), resolutions.data_ptr(), n, n_levels, table_size, n_feat, out.data_ptr(),
+                out.shape[1])
+        run_tuned("hash_fwd", n * n_levels, 1 << 17, lambda nt: ext.hash_forward(*args, nt))
+        if tail is not None:
+            out[:, width:] = tail
         ctx.ext = ext
         ctx.table_shape = (n_levels, table_size, n_feat)
         ctx.save_for_backward(x, table, resolutions)
@@ -38,7 +42,7 @@ class _HashEncode(torch.autograd.Function):
         x, table, resolutions = ctx.saved_tensors
         grad_x = grad_table = None
         n_levels, table_size, n_feat = ctx.table_shape
-        g = grad_out.to(torch.float32)
+        g = grad_out[:, :n_levels * n_feat].to(torch.float32)
         if g.stride(1) != 1 or g.stride(0) < g.shape[1]:  # rows may lie apart (a slice of a wider gradient), no more
             g = g.contiguous()
         n = x.shape[0]
@@ -54,30 +58,35 @@ class _HashEncode(torch.autograd.Function):
                     scratch.data_ptr(), grad_table.data_ptr())
             work = n * n_levels + grad_table.numel() // 8
             run_tuned("hash_bwd", work, 1 << 15, lambda nt: ctx.ext.hash_backward(*args, nt))
-        return None, grad_x, grad_table, None
+        return None, grad_x, grad_table, None, None
 
 
-def hash_encode(x: Tensor, table: Tensor, resolutions: Tensor) -> Tensor:
-    """Multiresolution hash encoding.
+def hash_encode(x: Tensor, table: Tensor, resolutions: Tensor, tail: Tensor | None = None) -> Tensor:
+    """Multiresolution hash encoding, optionally followed by constant columns.
 
     Args:
         x: ``[N, 3]`` points in ``[0, 1]^3`` (outside points extrapolate from the border cell).
             Differentiable (the trilinear weights; the cell index is piecewise constant).
         table: ``[L, T, F]`` float feature table.
         resolutions: ``[L]`` int32 CPU tensor, cells per axis of each level.
+        tail: ``[C]`` or ``[N, C]`` values (no gradient) for ``C`` columns after the features, written into the
+            same output (what ``torch.cat([features, tail], 1)`` gives, without the copy of the features).
 
     Returns:
-        ``[N, L * F]`` level-major features (columns ``l*F .. l*F+F-1`` are level ``l``),
+        ``[N, L * F (+ C)]`` level-major features (columns ``l*F .. l*F+F-1`` are level ``l``),
         differentiable w.r.t. ``table`` and ``x``. Level ``l`` is dense (``cx + cy*(R+1) + cz*(R+1)^2``) when
         ``(R+1)^3 <= T``, else hashed ``(cx ^ cy*2654435761 ^ cz*805459861) mod T`` in uint32.
         Uses the fused kernel for float32 CPU tensors, otherwise :func:`hash_encode_ref`.
     """
     if x.dim() != 2 or x.shape[1] != 3 or table.dim() != 3 or resolutions.numel() != table.shape[0]:
         return hash_encode_ref(x, table, resolutions)  # raises the shape error
+    if tail is not None:
+        tail = tail.detach().to(dtype=table.dtype, device=x.device).expand(x.shape[0], -1)
     ext = use_fused("hash", x, table)
     if ext is None or table.shape[2] > 64 or table.shape[1] > 2**32:
-        return hash_encode_ref(x, table, resolutions)
+        out = hash_encode_ref(x, table, resolutions)
+        return out if tail is None else torch.cat([out, tail], dim=1)
     res = resolutions.detach().to(device="cpu", dtype=torch.int32).contiguous()
     if res.numel() and int(res.min()) < 1:
         raise ValueError("resolutions must be >= 1")
-    return _HashEncode.apply(ext, x.contiguous(), table.contiguous(), res)
+    return _HashEncode.apply(ext, x.contiguous(), table.contiguous(), res, tail)

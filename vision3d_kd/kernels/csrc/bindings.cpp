@@ -9,7 +9,7 @@ namespace py = pybind11;
 
 namespace v3kd {
 void hash_forward(const float* x, const float* table, const int32_t* res, int64_t n, int64_t nl, int64_t ts,
-                  int nf, float* out, int nt);
+                  int nf, float* out, int64_t out_stride, int nt);
 void hash_backward(const float* grad_out, int64_t g_stride, const float* x, const int32_t* res, int64_t n,
                    int64_t nl, int64_t ts, int nf, float* scratch, float* grad_table, int nt);
 void hash_backward_x(const float* grad_out, int64_t g_stride, const float* x, const float* table, const int32_t* res,
@@ -70,9 +70,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   const auto nogil = py::call_guard<py::gil_scoped_release>();
   m.def(
       "hash_forward",
-      [](Addr x, Addr table, Addr res, int64_t n, int64_t nl, int64_t ts, int nf, Addr out, int nt) {
+      [](Addr x, Addr table, Addr res, int64_t n, int64_t nl, int64_t ts, int nf, Addr out, int64_t os, int nt) {
         v3kd::hash_forward(ptr<const float>(x), ptr<const float>(table), ptr<const int32_t>(res), n, nl, ts, nf,
-                           ptr<float>(out), nt);
+                           ptr<float>(out), os, nt);
       },
       nogil);
   m.def(

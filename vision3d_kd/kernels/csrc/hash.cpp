@@ -194,9 +194,9 @@ void block_backward_x(const float* x, const float* tab, const float* g, const Le
 
 namespace v3kd {
 
-// out: [N, L*F].
+// out: [N, L*F] in the first L*F columns of rows out_stride floats apart (>= L*F: the rest is the caller's).
 void hash_forward(const float* x, const float* table, const int32_t* res, int64_t n, int64_t nl, int64_t ts,
-                  int nf, float* out, int nt) {
+                  int nf, float* out, int64_t out_stride, int nt) {
   std::vector<Level> levels;
   for (int64_t l = 0; l < nl; ++l) levels.push_back(make_level(res[l], ts));
   const int64_t n_blocks = (n + kBlock - 1) / kBlock;
@@ -208,7 +208,7 @@ void hash_forward(const float* x, const float* table, const int32_t* res, int64_
     for (int64_t b = 0; b < n_blocks; ++b) {
       const int64_t i0 = b * kBlock, i1 = std::min(i0 + kBlock, n);
       for (int64_t l = 0; l < nl; ++l) {
-        V3KD_DISPATCH_F(nf, block_forward, x, table + l * ts * nf, levels[l], i0, i1, nf, nl * nf, out + l * nf,
+        V3KD_DISPATCH_F(nf, block_forward, x, table + l * ts * nf, levels[l], i0, i1, nf, out_stride, out + l * nf,
                         idx.data(), wt.data())
       }
     }
