@@ -194,6 +194,28 @@ def test_hash_tail_columns_equal_a_cat(ext, fused):
         assert torch.equal(a, b) and torch.equal(ga, gb)
 
 
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("levels", [0, 2, 3, 7])
+def test_hash_levels_zero_the_locked_levels_as_a_mask_does(ext, fused, levels):
+    """`levels` looks up only the first levels: values, table and point gradients equal the full encoding
+    times a 0/1 column mask (the locked levels' rows get exactly zero gradient), with a tail after them."""
+    torch.manual_seed(4)
+    dtype = torch.float32 if fused else torch.float64  # float64 takes the reference path
+    x = torch.rand(1500, 3, dtype=dtype, requires_grad=True)
+    table = torch.randn(3, 2048, 2, dtype=dtype, requires_grad=True)
+    res = torch.tensor([8, 40, 300], dtype=torch.int32)
+    mask = (torch.arange(6) < 2 * min(levels, 3)).to(dtype)
+    tail = torch.tensor([1.0, 0.0], dtype=dtype)
+    (a,), (ga_t, ga_x) = _grads(lambda: K.hash_encode(x, table, res, tail, levels=levels), [table, x])
+    (b,), (gb_t, gb_x) = _grads(lambda: torch.cat([K.hash_encode(x, table, res) * mask, tail.expand(1500, 2)], 1),
+                                [table, x])
+    assert torch.equal(a, b)
+    _close(ga_t, gb_t)
+    _close(ga_x, gb_x)
+    assert (ga_t[min(levels, 3):] == 0).all()
+
+
 # ---- grid sampling -----------------------------------------------------------------------------
 
 

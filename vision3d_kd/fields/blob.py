@@ -96,8 +96,6 @@ class BlobField(Field):
         self.share_inside = bool(c.empty_outside and len(boxes) and isinstance(field, HashGridField)
                                  and torch.equal(field.boxes.cpu(), boxes))
         self.n_levels = levels  # hash levels of the inner field (0: not a hash grid)
-        # features per hash level, not the geo block width
-        self.level_features = field.config.n_features if isinstance(field, HashGridField) else 1
         self.start_levels = start
         self.sh_degree, self.geo_features = field.sh_degree, field.geo_features
 
@@ -142,13 +140,10 @@ class BlobField(Field):
         return b
 
     def encode(self, x: Tensor, inside: Tensor | None = None) -> Tensor:
-        feat = self.inner.encode(x) if inside is None else self.inner.encode(x, inside)
-        if self.n_levels and self.active_levels < self.n_levels:  # zero the locked levels, keep what follows them
-            keep, end = self.active_levels * self.level_features, self.n_levels * self.level_features
-            mask = feat.new_ones(feat.shape[1])
-            mask[keep:end] = 0.0
-            feat = feat * mask
-        return feat
+        """The inner field's features of x [N, 3] (world); a hash grid's locked levels read 0 (not looked up)."""
+        if self.n_levels:
+            return self.inner.encode(x, inside, levels=self.active_levels)
+        return self.inner.encode(x)
 
     def _inside(self, x: Tensor) -> Tensor | None:
         """points_in_boxes(x, boxes) when the inner field's box tables and the bias both want it, else None."""

@@ -124,19 +124,21 @@ class HashGridField(Field):
         first = inside.to(torch.uint8).argmax(dim=1)  # argmax returns the first of equal maxima
         return torch.where(inside.any(dim=1), first + 1, 0)
 
-    def encode(self, x: Tensor, inside: Tensor | None = None) -> Tensor:
+    def encode(self, x: Tensor, inside: Tensor | None = None, levels: int | None = None) -> Tensor:
         """x: [N, 3] world -> [N, n_levels * n_features] interpolated hash-table features; with box tables each
         point's from its own table, followed by that table's one-hot [N, K + 1] (module docstring; `inside` as
-        in `table_index`)."""
+        in `table_index`; `levels`: only the first `levels` levels are looked up, the rest read 0)."""
         u = self.normalize(x)
         if not len(self.box_tables):
-            return hash_encode(u, self.table, self.resolutions)
+            return hash_encode(u, self.table, self.resolutions, levels=levels)
         tables = self.tables()
         idx = self.table_index(x.detach(), inside)
         if len(idx) and bool((idx == idx[0]).all()):  # clipped rays: one table, its one-hot written beside
-            return hash_encode(u, tables[int(idx[0])], self.resolutions, F.one_hot(idx[0], len(tables)).to(u.dtype))
+            code = F.one_hot(idx[0], len(tables)).to(u.dtype)
+            return hash_encode(u, tables[int(idx[0])], self.resolutions, code, levels)
         code = F.one_hot(idx, len(tables)).to(u.dtype)
-        feat = by_table(idx, len(tables), u, lambda k, chunk: hash_encode(chunk, tables[k], self.resolutions))
+        feat = by_table(idx, len(tables), u,
+                        lambda k, chunk: hash_encode(chunk, tables[k], self.resolutions, levels=levels))
         return torch.cat([feat, code], dim=1)
 
     def _raw(self, feat: Tensor) -> Tensor:

@@ -23,16 +23,17 @@ class _HashEncode(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, ext, x: Tensor, table: Tensor, resolutions: Tensor,  # type: ignore[override]
-                tail: Tensor | None) -> Tensor:
+                tail: Tensor | None, active: int) -> Tensor:
         n_levels, table_size, n_feat = table.shape
         n, width = x.shape[0], n_levels * n_feat
         out = pooled_empty((n, width + (0 if tail is None else tail.shape[-1])))
-        args = (x.data_ptr(), table.data_ptr(), resolutions.data_ptr(), n, n_levels, table_size, n_feat, out.data_ptr(),
+        args = (x.data_ptr(), table.data_ptr(), resolutions.data_ptr(), n, active, table_size, n_feat, out.data_ptr(),
                 out.shape[1])
         run_tuned("hash_fwd", n * n_levels, 1 << 17, lambda nt: ext.hash_forward(*args, nt))
+        out[:, active * n_feat:width] = 0.0  # levels past `active` are not looked up
         if tail is not None:
             out[:, width:] = tail
-        ctx.ext = ext
+        ctx.ext, ctx.active = ext, active
         ctx.table_shape = (n_levels, table_size, n_feat)
         ctx.save_for_backward(x, table, resolutions)
         return out
@@ -42,26 +43,29 @@ class _HashEncode(torch.autograd.Function):
         x, table, resolutions = ctx.saved_tensors
         grad_x = grad_table = None
         n_levels, table_size, n_feat = ctx.table_shape
-        g = grad_out[:, :n_levels * n_feat].to(torch.float32)
+        active = ctx.active  # the kernels see the first `active` levels; the others' table gradient is zero
+        g = grad_out[:, :active * n_feat].to(torch.float32)
         if g.stride(1) != 1 or g.stride(0) < g.shape[1]:  # rows may lie apart (a slice of a wider gradient), no more
             g = g.contiguous()
         n = x.shape[0]
         if ctx.needs_input_grad[1]:
             grad_x = pooled_empty((n, 3))  # fully written by the kernel
-            args_x = (g.data_ptr(), g.stride(0), x.data_ptr(), table.data_ptr(), resolutions.data_ptr(), n, n_levels,
+            args_x = (g.data_ptr(), g.stride(0), x.data_ptr(), table.data_ptr(), resolutions.data_ptr(), n, active,
                       table_size, n_feat, grad_x.data_ptr())
             run_tuned("hash_bwd_x", n * n_levels, 1 << 17, lambda nt: ctx.ext.hash_backward_x(*args_x, nt))
         if ctx.needs_input_grad[2]:
-            scratch = pooled_empty((n_levels, n, n_feat))  # level-major copy of grad_out
-            grad_table = pooled_empty((n_levels, table_size, n_feat))  # fully written by the kernel
-            args = (g.data_ptr(), g.stride(0), x.data_ptr(), resolutions.data_ptr(), n, n_levels, table_size, n_feat,
+            scratch = pooled_empty((active, n, n_feat))  # level-major copy of grad_out
+            grad_table = pooled_empty((n_levels, table_size, n_feat))  # active levels written by the kernel
+            grad_table[active:] = 0.0
+            args = (g.data_ptr(), g.stride(0), x.data_ptr(), resolutions.data_ptr(), n, active, table_size, n_feat,
                     scratch.data_ptr(), grad_table.data_ptr())
             work = n * n_levels + grad_table.numel() // 8
             run_tuned("hash_bwd", work, 1 << 15, lambda nt: ctx.ext.hash_backward(*args, nt))
-        return None, grad_x, grad_table, None, None
+        return None, grad_x, grad_table, None, None, None
 
 
-def hash_encode(x: Tensor, table: Tensor, resolutions: Tensor, tail: Tensor | None = None) -> Tensor:
+def hash_encode(x: Tensor, table: Tensor, resolutions: Tensor, tail: Tensor | None = None,
+                levels: int | None = None) -> Tensor:
     """Multiresolution hash encoding, optionally followed by constant columns.
 
     Args:
@@ -71,6 +75,8 @@ def hash_encode(x: Tensor, table: Tensor, resolutions: Tensor, tail: Tensor | No
         resolutions: ``[L]`` int32 CPU tensor, cells per axis of each level.
         tail: ``[C]`` or ``[N, C]`` values (no gradient) for ``C`` columns after the features, written into the
             same output (what ``torch.cat([features, tail], 1)`` gives, without the copy of the features).
+        levels: only the first ``levels`` levels are looked up; the others' columns are 0 and their table rows
+            get a zero gradient (a coarse-to-fine schedule's locked levels, without their cost). None: all.
 
     Returns:
         ``[N, L * F (+ C)]`` level-major features (columns ``l*F .. l*F+F-1`` are level ``l``),
@@ -82,11 +88,15 @@ def hash_encode(x: Tensor, table: Tensor, resolutions: Tensor, tail: Tensor | No
         return hash_encode_ref(x, table, resolutions)  # raises the shape error
     if tail is not None:
         tail = tail.detach().to(dtype=table.dtype, device=x.device).expand(x.shape[0], -1)
+    active = table.shape[0] if levels is None else max(0, min(int(levels), table.shape[0]))
     ext = use_fused("hash", x, table)
     if ext is None or table.shape[2] > 64 or table.shape[1] > 2**32:
         out = hash_encode_ref(x, table, resolutions)
+        keep = active * table.shape[2]
+        if keep < out.shape[1]:
+            out = torch.cat([out[:, :keep], out.new_zeros(len(out), out.shape[1] - keep)], dim=1)
         return out if tail is None else torch.cat([out, tail], dim=1)
     res = resolutions.detach().to(device="cpu", dtype=torch.int32).contiguous()
     if res.numel() and int(res.min()) < 1:
         raise ValueError("resolutions must be >= 1")
-    return _HashEncode.apply(ext, x.contiguous(), table.contiguous(), res, tail)
+    return _HashEncode.apply(ext, x.contiguous(), table.contiguous(), res, tail, active)
