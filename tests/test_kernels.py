@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from types import SimpleNamespace
 
@@ -454,3 +455,41 @@ def test_hidden_update_matches_reference(ext):
             # float32 rounding may put a point on the other side of a pixel edge: at most a handful
             assert int((a != b).sum()) <= 5, int((a != b).sum())
         assert int(masks["f"][0].sum()) > 1000 and int((masks["f"][0] & ~masks["f"][1]).sum()) > 100
+
+
+def test_keep_heap_memory_reuses_freed_blocks(monkeypatch):
+    """With glibc, keep_heap_memory takes its settings: an 8 MiB block then comes from the heap (the memory
+    glibc has mapped for single blocks does not grow; with default settings it does), a 600 MiB one still gets a
+    map of its own (the probe sees maps); V3KD_KEEP_HEAP=0 leaves malloc alone."""
+    import ctypes
+    import platform
+
+    from vision3d_kd.kernels.pool import keep_heap_memory
+
+    monkeypatch.setenv("V3KD_KEEP_HEAP", "0")
+    assert keep_heap_memory() is False
+    monkeypatch.delenv("V3KD_KEEP_HEAP")
+    if not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"):
+        pytest.skip("glibc only")
+    assert keep_heap_memory() is True
+
+    class Info(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                          "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL("libc.so.6")
+    if not hasattr(libc, "mallinfo2"):
+        pytest.skip("glibc < 2.33: no mallinfo2")
+    libc.mallinfo2.restype = Info
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+
+    def mapped_growth(nbytes: int) -> int:
+        before = libc.mallinfo2().hblkhd
+        block = libc.malloc(nbytes)
+        grown = libc.mallinfo2().hblkhd - before
+        libc.free(block)
+        return grown
+
+    assert mapped_growth(8 << 20) == 0
+    assert mapped_growth(600 << 20) >= 600 << 20  # more than the heap keeps free (256 MiB): mapped, untouched

@@ -8,6 +8,7 @@ import sys
 import typer
 
 from ..errors import V3KDError
+from ..kernels.pool import keep_heap_memory
 
 __all__ = ["app", "main"]
 
@@ -62,6 +63,7 @@ def _register() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors print one line `error: ...` on stderr and exit with status 2."""
+    keep_heap_memory()  # a training step's tensors reuse the last step's memory (kernels/pool.py)
     _register()
     try:
         app(args=argv, standalone_mode=True)

@@ -9,6 +9,12 @@ is gone). Autograd stores a returned gradient as ``param.grad`` without a copy, 
 that sets ``grad = None`` each step reuses the same memory.
 
 ``V3KD_GRAD_POOL_MB`` caps the pooled memory (default 1024; ``0`` disables the pool).
+
+Every other tensor comes from glibc's malloc, which serves blocks over a threshold (128 KiB, growing with
+use up to 32 MiB) from fresh memory maps and trims freed heap tops back to the system, so a training step's
+activations fault their pages in again every step. `keep_heap_memory` (called by the CLI) keeps blocks up to
+32 MiB in the heap and freed memory in the process: on a layout's 60 generation steps, system time 5.7 s ->
+1.2 s for the same user time. ``V3KD_KEEP_HEAP=0`` leaves malloc as it is.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import threading
 import torch
 from torch import Tensor
 
-__all__ = ["pooled_empty", "clear_pool", "pooled_bytes", "POOL_MIN_BYTES"]
+__all__ = ["pooled_empty", "clear_pool", "pooled_bytes", "POOL_MIN_BYTES", "keep_heap_memory"]
 
 POOL_MIN_BYTES = 4 << 20  # smaller outputs use torch.empty: their page faults are cheap
 _LOCK = threading.Lock()
@@ -91,3 +97,23 @@ def pooled_empty(shape: tuple[int, ...] | list[int]) -> Tensor:
         _MAPS.remove(mm)  # most recently used last
         _MAPS.append(mm)
         return torch.frombuffer(mm, dtype=torch.float32, count=numel).view(tuple(shape))
+
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc mallopt parameters (malloc.h)
+
+
+def keep_heap_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse (module docstring); True if it took the settings
+    (False on other C libraries, or with V3KD_KEEP_HEAP=0)."""
+    if os.environ.get("V3KD_KEEP_HEAP", "1").strip() == "0" or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    settings = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 256 << 20))
+    return all(mallopt(ctypes.c_int(k), ctypes.c_int(v)) == 1 for k, v in settings)
