@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vision3d_kd.fields import build_field
+from vision3d_kd.fields.base import box_scales
 
 INNER = {"field": "hashgrid", "aabb": [[-2.0] * 3, [2.0] * 3], "n_levels": 2, "log2_table_size": 8,
          "max_resolution": 16, "init_scale": 0.0}
@@ -87,3 +88,19 @@ def test_box_steps_march_each_object_at_its_lone_step(box_steps, monkeypatch):
     s.render(cams, 0, None, torch.Generator())
     want = [0.025, 0.01, 0.01] if box_steps else [0.01, 0.01, 0.01]
     assert steps == pytest.approx(want)
+
+
+@pytest.mark.parametrize("sets", [[], ["generate.box_blob_scaled=false"]])
+def test_a_layout_student_scales_its_box_blobs_by_default(sets):
+    """A layout's field student starts each box's blob at λ / s_k unless generate.box_blob_scaled=false
+    (bench/TUNING.md: chosen with a density MLP per box on validation layouts 3 and 7)."""
+    from vision3d_kd.generation import students
+    from vision3d_kd.generation.config import load_generate_config
+
+    small = [f"field.{k}={v}" for k, v in INNER.items() if k not in ("field", "aabb")]
+    setup = load_generate_config("sds", None, ["generate.aabb=2", *small, *sets])
+    blob = students.FieldStudent(setup, torch.device("cpu"), BOXES).model
+    if sets:
+        assert blob.box_peak is None
+    else:
+        assert blob.config.scale_box_density and torch.allclose(blob.box_peak, 10.0 / box_scales(BOXES).float())

@@ -343,9 +343,9 @@ def test_the_student_is_sized_to_the_layout():
     assert big.field["box_heads"] is True  # and a colour head per box
     one_head = load_generate_config("sds", None, ["generate.box_heads=false"])
     assert layout_setup(one_head, TWO).field["box_heads"] is False
-    assert big.field["box_density_heads"] is False  # one density MLP unless asked
-    own = load_generate_config("sds", None, ["generate.box_density_heads=true"])
-    assert layout_setup(own, TWO).field["box_density_heads"] is True
+    assert big.field["box_density_heads"] is True  # and a density MLP per box
+    shared_mlp = load_generate_config("sds", None, ["generate.box_density_heads=false"])
+    assert layout_setup(shared_mlp, TWO).field["box_density_heads"] is False
     shared = load_generate_config("sds", None, ["generate.box_tables=false"])
     assert layout_setup(shared, TWO).field["log2_table_size"] == 19
     assert "box_tables" not in layout_setup(shared, TWO).field and "box_tables" not in baseline_setup(setup, TWO).field

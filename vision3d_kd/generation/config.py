@@ -77,8 +77,8 @@ class GenerateConfig:
     harmonise_t_max: float = 0.3      # ... with timesteps at most this fraction of T
     box_tables: bool = True           # layouts, hash-grid student: a hash table per box (fields/hashgrid.py)
     box_heads: bool = True            # ... and a colour head per box (with box_tables only)
-    box_density_heads: bool = False   # ... and a density MLP per box (with box_tables only)
-    box_blob_scaled: bool = False     # layouts, field students: box blob peaks / object scale (fields/blob.py)
+    box_density_heads: bool = True    # ... and a density MLP per box (with box_tables only)
+    box_blob_scaled: bool = True      # layouts, field students: box blob peaks / object scale (fields/blob.py)
     box_blob_relative: bool = False   # ... peaks × largest scale / object scale (the largest object keeps its)
     box_steps: bool = False           # layouts, field students: each object's rays at its own lone step
 

@@ -5,9 +5,10 @@ The student is the single-object one scaled to the scene (`layout_setup`): its b
 marching step shrinks with the smallest object's scale and a hash grid's resolutions (and the occupancy
 grid's, up to 128) grow by the ratio of scene to smallest object, so each object gets the samples and cells
 a lone object gets; with `generate.box_tables` (the default) each box gets a hash table of its own of a lone
-object's size and the density MLP a one-hot of the point's box (`fields/hashgrid.py`), with
-`generate.box_heads` (the default) each box a colour head of its own, and the field has no density outside
-every box (`fields/blob.py` empty_outside) — so objects share no hash entries and no colour head — else
+object's size, a one-hot of the point's box after its features, and with `generate.box_density_heads` and
+`generate.box_heads` (the defaults) a density MLP and a colour head of its own (`fields/hashgrid.py`), and
+the field has no density outside every box (`fields/blob.py` empty_outside) — so objects share no
+parameter — else
 the one table grows by 2·log2 of that ratio (at most 2^19 entries). Dense grids and TensoRF keep their
 resolution (their memory grows with its cube). Unless set, a layout's renders skip the gradient pass
 for samples of opacity < 1e-4 and give −∇σ normals only to samples of weight ≥ 1e-3 (the rest face the
