@@ -16,6 +16,23 @@ LEGO = SHARED_DATA / "nerf_synthetic_lego_200"
 BAD_INPUTS = SHARED_DATA / "bad_inputs"
 
 
+@pytest.fixture(scope="module")
+def ext():
+    """The built C++ extension of the fused kernels; skips (with the reason) where it cannot be built."""
+    import warnings
+
+    from vision3d_kd.kernels import build, dispatch
+
+    if build.extensions_disabled():
+        pytest.skip("fused kernels disabled by V3KD_NO_EXT=1")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = dispatch.get_extension("hash")
+    if module is None:
+        pytest.skip(f"C++ extension failed to build: {[str(w.message) for w in caught]}")
+    return module
+
+
 def need_shared(path: Path) -> Path:
     """Skip the calling test when shared data is not beside the repository (users' fresh clones)."""
     if not path.exists():

@@ -10,6 +10,8 @@ import torch
 from vision3d_kd.fields import build_field
 from vision3d_kd.fields.base import box_scales
 
+from .test_lucid import TWO
+
 INNER = {"field": "hashgrid", "aabb": [[-2.0] * 3, [2.0] * 3], "n_levels": 2, "log2_table_size": 8,
          "max_resolution": 16, "init_scale": 0.0}
 BOXES = [[-1.5, -0.5, -0.5, -0.5, 0.5, 0.5],  # a cube of side 1: scale 0.5
@@ -104,3 +106,45 @@ def test_a_layout_student_scales_its_box_blobs_by_default(sets):
         assert blob.box_peak is None
     else:
         assert blob.config.scale_box_density and torch.allclose(blob.box_peak, 10.0 / box_scales(BOXES).float())
+
+
+def test_each_box_has_a_density_mlp_of_its_own_with_box_density_heads():
+    """With box_density_heads a point's density comes from its table's density MLP on its hash features
+    alone (a density loss on one object's points moves only that MLP and that table), through the blob too,
+    the one-hot still picks the colour head, and the field reloads; off, one MLP reads features + one-hot."""
+    from vision3d_kd.fields import build_field
+
+    cfg = {"field": "hashgrid", "aabb": [[-2.0] * 3, [2.0] * 3], "n_levels": 4, "log2_table_size": 8,
+           "max_resolution": 64, "box_tables": [list(o.box) for o in TWO.objects], "box_heads": True,
+           "box_density_heads": True}
+    torch.manual_seed(0)
+    f = build_field(cfg)
+    nets = [f.density_net, *f.box_density_nets]
+    assert len(nets) == 3 and all(n[0].in_features == 4 * 2 for n in nets)
+    x = torch.rand(4000, 3, generator=torch.Generator().manual_seed(1)) * 4 - 2
+    idx = f.table_index(x)
+    assert all((idx == k).sum() > 50 for k in range(3))
+    feat = f.encode(x)
+    log_sigma, geo = f.log_density_head(feat)
+    for k, net in enumerate(nets):  # each point's density and geometry are its own MLP's
+        m = idx == k
+        raw = net(feat[m, :8])
+        assert torch.allclose(log_sigma[m], raw[:, 0], atol=1e-6) and torch.allclose(geo[m, :-3], raw[:, 1:], atol=1e-6)
+        assert torch.equal(geo[m, -3:].argmax(dim=1), idx[m])  # the one-hot rides on to the colour heads
+        assert not torch.allclose(log_sigma[m], nets[(k + 1) % 3](feat[m, :8])[:, 0])
+    f.zero_grad()
+    f.density(x[idx == 2]).sum().backward()  # a density loss on the blue cube's points only
+    moved = [any(p.grad is not None and (p.grad != 0).any() for p in n.parameters()) for n in nets]
+    assert moved == [False, False, True]
+    tables = [t.grad is not None and bool((t.grad != 0).any()) for t in f.tables()]
+    assert tables == [False, False, True]
+    again = build_field(f.to_dict())
+    again.load_state_dict(f.state_dict())
+    assert torch.equal(again.density(x), f.density(x))
+    blob = build_field({"field": "blob", "inner": cfg, "boxes": cfg["box_tables"], "empty_outside": True})
+    with torch.no_grad():
+        z, _ = blob._preactivation(x)
+        inner_raw, _ = blob.inner.log_density_head(blob.encode(x))
+    assert torch.allclose(z, inner_raw + blob.bias(x))
+    shared = build_field({**cfg, "box_density_heads": False})  # off: one MLP over features + one-hot
+    assert len(shared.box_density_nets) == 0 and shared.density_net[0].in_features == 8 + 3
