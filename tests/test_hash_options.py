@@ -109,3 +109,35 @@ def test_keep_heap_memory_reuses_freed_blocks(monkeypatch):
 
     assert mapped_growth(8 << 20) == 0
     assert mapped_growth(600 << 20) >= 600 << 20  # more than the heap keeps free (256 MiB): mapped, untouched
+
+
+def test_a_build_killed_midway_does_not_hang_the_next(tmp_path):
+    """torch's lock file left by a killed build (nothing holds it) no longer makes the next build wait
+    forever: a tiny extension builds and loads in a fresh process with the stale lock in its build folder."""
+    import subprocess
+    import textwrap
+
+    from vision3d_kd.kernels import build
+
+    if build.extensions_disabled():
+        pytest.skip("fused kernels disabled by V3KD_NO_EXT=1")
+    src = tmp_path / "tiny.cpp"
+    src.write_text("#include <pybind11/pybind11.h>\nint answer() { return 42; }\n"
+                   "PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def(\"answer\", &answer); }\n")
+    cache = tmp_path / "cache"
+    env = {**__import__("os").environ, "V3KD_CACHE": str(cache)}
+    key = subprocess.run([sys.executable, "-c", f"from vision3d_kd.kernels import build; import pathlib; "
+                          f"print(build._build_key([pathlib.Path({str(src)!r})]))"],
+                         env=env, capture_output=True, text=True, check=True).stdout.strip()
+    folder = cache / "torch_extensions" / f"tiny_{key}"
+    folder.mkdir(parents=True)
+    (folder / "lock").touch()  # what a build killed midway leaves
+    code = textwrap.dedent(f"""
+        import pathlib
+        from vision3d_kd.kernels import build
+        m = build.load_extension("tiny", [pathlib.Path({str(src)!r})])
+        print(m.answer())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=150)
+    assert out.stdout.strip() == "42", out.stderr[-2000:]
+    assert not (folder / "lock").exists()

@@ -5,10 +5,15 @@ hash covers the source text, the torch and Python versions, the compiler flags a
 ``-march=native``) the CPU model, so a changed source or machine never reuses a stale binary.
 A failed build (or ``V3KD_NO_EXT=1``) returns ``None`` and warns once; callers then fall back to
 their plain-PyTorch reference.
+
+Processes that build the same extension take turns through an OS file lock (``fcntl.flock``, released when
+its holder dies). torch's own lock is a file that a killed build (Ctrl-C, an OOM kill) leaves behind, after
+which every later build waits for it forever; whoever holds the OS lock knows that file is stale and removes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pathlib
@@ -17,6 +22,7 @@ import shutil
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 from types import ModuleType
 
 import torch
@@ -80,6 +86,24 @@ def _ensure_ninja_on_path() -> None:
             return
 
 
+@contextlib.contextmanager
+def _build_turn(build_dir: pathlib.Path) -> Iterator[None]:
+    """Hold `build_dir`'s OS lock (module docstring) and remove torch's lock file, which only a dead build can
+    have left while we hold it; without fcntl (Windows) torch's lock alone."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(build_dir / ".v3kd-build.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            (build_dir / "lock").unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _warn_once(name: str, message: str) -> None:
     if name not in _WARNED:
         _WARNED.add(name)
@@ -112,14 +136,15 @@ def load_extension(name: str, sources: list[pathlib.Path]) -> ModuleType | None:
             build_dir = extension_cache_dir() / f"{name}_{key}"
             build_dir.mkdir(parents=True, exist_ok=True)
             _ensure_ninja_on_path()
-            module = cpp_extension.load(
-                name=f"v3kd_{name}_{key}",
-                sources=[str(s) for s in sources],
-                extra_cflags=list(CFLAGS),
-                extra_ldflags=list(LDFLAGS),
-                build_directory=str(build_dir),
-                verbose=os.environ.get("V3KD_EXT_VERBOSE", "") == "1",
-            )
+            with _build_turn(build_dir):
+                module = cpp_extension.load(
+                    name=f"v3kd_{name}_{key}",
+                    sources=[str(s) for s in sources],
+                    extra_cflags=list(CFLAGS),
+                    extra_ldflags=list(LDFLAGS),
+                    build_directory=str(build_dir),
+                    verbose=os.environ.get("V3KD_EXT_VERBOSE", "") == "1",
+                )
         except Exception as exc:  # any build failure means "use the reference"
             module = None
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
