@@ -114,6 +114,7 @@ def test_keep_heap_memory_reuses_freed_blocks(monkeypatch):
 def test_a_build_killed_midway_does_not_hang_the_next(tmp_path):
     """torch's lock file left by a killed build (nothing holds it) no longer makes the next build wait
     forever: a tiny extension builds and loads in a fresh process with the stale lock in its build folder."""
+    import os
     import subprocess
     import textwrap
 
@@ -125,7 +126,7 @@ def test_a_build_killed_midway_does_not_hang_the_next(tmp_path):
     src.write_text("#include <pybind11/pybind11.h>\nint answer() { return 42; }\n"
                    "PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def(\"answer\", &answer); }\n")
     cache = tmp_path / "cache"
-    env = {**__import__("os").environ, "V3KD_CACHE": str(cache)}
+    env = {**os.environ, "V3KD_CACHE": str(cache)}
     key = subprocess.run([sys.executable, "-c", f"from vision3d_kd.kernels import build; import pathlib; "
                           f"print(build._build_key([pathlib.Path({str(src)!r})]))"],
                          env=env, capture_output=True, text=True, check=True).stdout.strip()
