@@ -61,35 +61,40 @@ def test_scaled_box_density_is_off_by_default_and_saved_in_the_config():
     assert build_field(g.to_dict()).box_peak is not None
 
 
-@pytest.mark.parametrize("box_steps", [False, True])
-def test_box_steps_march_each_object_at_its_lone_step(box_steps, monkeypatch):
+@pytest.mark.parametrize("option", ["", "box_steps", "box_own_scale"])
+def test_box_steps_march_each_object_at_its_lone_step(option, monkeypatch):
     """With generate.box_steps an object's clipped rays use the step × min(s_k, 1) / min(s_min, 1): the large
-    box's object (scale 0.5) is marched 2.5 times coarser than the small one's (0.2); whole-scene rays and
-    the default keep the layout's step."""
+    box's object (scale 0.5) is marched 2.5 times coarser than the small one's (0.2); with box_own_scale its
+    normals' finite-difference step too; whole-scene rays and the default keep the layout's step."""
     from vision3d_kd.cameras import cameras_from_spherical
     from vision3d_kd.generation import students
     from vision3d_kd.generation.config import load_generate_config
+    from vision3d_kd.render.shading import Shader
 
     small = [f"field.{k}={v}" for k, v in INNER.items() if k not in ("field", "aabb")]
-    setup = load_generate_config("sds", None, ["generate.aabb=2", "generate.step_size=0.01",
-                                               f"generate.box_steps={str(box_steps).lower()}", *small])
+    sets = [f"generate.{option}=true"] if option else []
+    setup = load_generate_config("sds", None, ["generate.aabb=2", "generate.step_size=0.01", *sets, *small])
     s = students.FieldStudent(setup, torch.device("cpu"), BOXES)
-    steps = []
+    steps, fd = [], []
     real = students.render_rays
 
     def spy(*args, **kwargs):
         steps.append(args[5].step_size)
+        fd.append(kwargs["shader"].fd_step)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(students, "render_rays", spy)
     cams = cameras_from_spherical(torch.tensor([15.0]), torch.tensor([0.0]), torch.tensor([3.0]),
                                   torch.tensor([40.0]), 8, 8, (0.0, 0.0, 0.0))
+    shader = Shader(None, "lambertian", fd_step=0.005)
     for box in BOXES:
-        out = s.render(cams, 0, None, torch.Generator(), clip=torch.tensor(box).reshape(2, 3))
+        out = s.render(cams, 0, shader, torch.Generator(), clip=torch.tensor(box).reshape(2, 3))
         assert out["rgb"].shape == (8, 8, 3)
-    s.render(cams, 0, None, torch.Generator())
-    want = [0.025, 0.01, 0.01] if box_steps else [0.01, 0.01, 0.01]
+    s.render(cams, 0, shader, torch.Generator())
+    want = [0.025, 0.01, 0.01] if option else [0.01, 0.01, 0.01]
     assert steps == pytest.approx(want)
+    assert fd == pytest.approx([0.0125, 0.005, 0.005] if option == "box_own_scale" else [0.005] * 3)
+    assert shader.fd_step == 0.005  # the step's shader is not changed for the other objects
 
 
 @pytest.mark.parametrize("sets", [[], ["generate.box_blob_scaled=false"]])
@@ -148,3 +153,47 @@ def test_each_box_has_a_density_mlp_of_its_own_with_box_density_heads():
     assert torch.allclose(z, inner_raw + blob.bias(x))
     shared = build_field({**cfg, "box_density_heads": False})  # off: one MLP over features + one-hot
     assert len(shared.box_density_nets) == 0 and shared.density_net[0].in_features == 8 + 3
+
+
+def test_a_box_table_can_be_coarser_than_the_main_table():
+    """box_resolution_scale [k]: box table k looks its features up at the main base/max resolutions × that
+    factor (the kernel's own answer with those levels), mixed batches too, and reloads; bad factors → ConfigError;
+    generate.box_own_scale gives each object the ratio of its own scale (its table as fine as a lone
+    object's), where the default gives every table the smallest object's."""
+    from vision3d_kd.data.layout import Layout, LayoutObject
+    from vision3d_kd.errors import ConfigError
+    from vision3d_kd.fields.hashgrid import level_resolutions
+    from vision3d_kd.generation.config import load_generate_config
+    from vision3d_kd.generation.lucid import layout_setup, scene_ratio
+    from vision3d_kd.kernels import hash_encode
+
+    cfg = {"field": "hashgrid", "aabb": [[-2.0] * 3, [2.0] * 3], "n_levels": 4, "log2_table_size": 10,
+           "base_resolution": 8, "max_resolution": 64, "init_scale": 0.5,
+           "box_tables": [list(o.box) for o in TWO.objects], "box_resolution_scale": [1.0, 0.5]}
+    f = build_field(cfg)
+    assert f.table_resolutions[2].tolist() == level_resolutions(4, 4, 32).tolist() != f.resolutions.tolist()
+    x = torch.rand(3000, 3, generator=torch.Generator().manual_seed(2)) * 4 - 2
+    idx = f.table_index(x)
+    feat = f.encode(x)[:, :8]
+    for k in range(3):
+        m = idx == k
+        assert m.sum() > 50
+        want = hash_encode(f.normalize(x[m]), f.tables()[k], f.table_resolutions[k])
+        assert torch.allclose(feat[m], want, atol=1e-6)
+    coarse = hash_encode(f.normalize(x[idx == 2]), f.tables()[2], f.resolutions)
+    assert not torch.allclose(feat[idx == 2], coarse, atol=1e-3)
+    alone = f.encode(x[idx == 2])[:, :8]  # clipped rays: the one-table path
+    assert torch.allclose(alone, feat[idx == 2], atol=1e-6)
+    again = build_field(f.to_dict())
+    again.load_state_dict(f.state_dict())
+    assert torch.equal(again.encode(x), f.encode(x))
+    for bad in ([0.5], [1.0, 0.0], [1.0, float("nan")]):
+        with pytest.raises(ConfigError, match="box_resolution_scale"):
+            build_field({**cfg, "box_resolution_scale": bad})
+    layout = Layout((TWO.objects[0], LayoutObject("a blue cube", (-1.5, 0.0, -1.5, 1.5, 3.0, 1.5))))  # scale 1.5
+    plain = load_generate_config("sds", None, [])
+    own = load_generate_config("sds", None, ["generate.box_own_scale=true"])
+    assert "box_resolution_scale" not in layout_setup(plain, layout).field
+    ratio = scene_ratio(own, layout)
+    got = layout_setup(own, layout).field["box_resolution_scale"]
+    assert ratio > 1 and got == pytest.approx([1.0, scene_ratio(own, layout, 1.5) / ratio]) and got[1] < 1

@@ -9,7 +9,9 @@ columns) and pick the head, so no object's colours are learnt from another's sam
 shared colour head learnt one map from density to colour for the whole scene, so a white object's dense
 points came out its neighbours' colours, with or without box tables). With `box_density_heads` each table
 has a density MLP of its own too (it reads the L·F features alone; the one-hot only routes), so no two
-objects share a parameter. Every table has `2^log2_table_size` rows and the same level resolutions.
+objects share a parameter. Every table has `2^log2_table_size` rows; box table k's level resolutions are
+the main table's base and max resolutions times `box_resolution_scale[k]` (all 1 when it is empty), so a
+large object's table can be as coarse in its own frame as a lone object's.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class HashGridConfig(ColorHeadConfig):
     box_tables: list[list[float]] = dataclasses.field(default_factory=list)  # [xmin,ymin,zmin,xmax,ymax,zmax]
     box_heads: bool = False  # with box_tables: a colour head per table (module docstring)
     box_density_heads: bool = False  # with box_tables: a density MLP per table (module docstring)
+    box_resolution_scale: list[float] = dataclasses.field(default_factory=list)  # per box table; [] = all 1
 
 
 def by_table(idx: Tensor, n: int, inp: Tensor, fn: Callable[[int, Tensor], Tensor]) -> Tensor:
@@ -97,6 +100,15 @@ class HashGridField(Field):
         if len(boxes) and not (boxes[:, 3:] > boxes[:, :3]).all():
             raise ConfigError("field.box_tables: every box needs max > min on each axis")
         self.register_buffer("boxes", boxes, persistent=False)
+        scales = list(c.box_resolution_scale) or [1.0] * len(boxes)
+        if len(scales) != len(boxes) or not all(math.isfinite(f) and f > 0 for f in scales):
+            raise ConfigError(f"field.box_resolution_scale: one positive factor per box table ({len(boxes)}), "
+                              f"got {c.box_resolution_scale}")
+        # per table (main first): the kernel's int32 level resolutions, the same object when a factor is 1
+        self.table_resolutions = [self.resolutions] + [
+            self.resolutions if f == 1.0 else level_resolutions(
+                c.n_levels, max(1, round(c.base_resolution * f)), max(1, round(c.max_resolution * f)))
+            for f in scales]
         shape = (c.n_levels, 1 << c.log2_table_size, c.n_features)
         self.table = nn.Parameter(torch.empty(shape).uniform_(-c.init_scale, c.init_scale))
         self.box_tables = nn.ParameterList(nn.Parameter(torch.empty(shape).uniform_(-c.init_scale, c.init_scale))
@@ -135,10 +147,10 @@ class HashGridField(Field):
         idx = self.table_index(x.detach(), inside)
         if len(idx) and bool((idx == idx[0]).all()):  # clipped rays: one table, its one-hot written beside
             code = F.one_hot(idx[0], len(tables)).to(u.dtype)
-            return hash_encode(u, tables[int(idx[0])], self.resolutions, code, levels)
+            return hash_encode(u, tables[int(idx[0])], self.table_resolutions[int(idx[0])], code, levels)
         code = F.one_hot(idx, len(tables)).to(u.dtype)
         feat = by_table(idx, len(tables), u,
-                        lambda k, chunk: hash_encode(chunk, tables[k], self.resolutions, levels=levels))
+                        lambda k, chunk: hash_encode(chunk, tables[k], self.table_resolutions[k], levels=levels))
         return torch.cat([feat, code], dim=1)
 
     def _raw(self, feat: Tensor) -> Tensor:

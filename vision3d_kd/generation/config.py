@@ -81,6 +81,7 @@ class GenerateConfig:
     box_blob_scaled: bool = True      # layouts, field students: box blob peaks / object scale (fields/blob.py)
     box_blob_relative: bool = False   # ... peaks × largest scale / object scale (the largest object keeps its)
     box_steps: bool = False           # layouts, field students: each object's rays at its own lone step
+    box_own_scale: bool = False       # ... and its normals' differences and (box tables) hash levels as a lone one's
 
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
@@ -178,13 +179,14 @@ METHOD_ONLY = {"guidance.vsd_camera": "vsd", "guidance.lora_rank": "vsd", "guida
 # settings that act on layouts (`generate --layout`) only: single-object runs were made with them whatever their values
 LAYOUT_ONLY = frozenset({"generate.harmonise", "generate.harmonise_t_max", "generate.box_tables",
                          "generate.box_heads", "generate.box_blob_scaled",
-                         "generate.box_steps", "generate.box_blob_relative", "generate.box_density_heads"})
+                         "generate.box_steps", "generate.box_blob_relative", "generate.box_density_heads",
+                         "generate.box_own_scale"})
 # settings added after runs were saved, with the value such runs were made with
 ADDED = {"guidance.vsd_camera": "angles", "generate.harmonise": 0.0, "generate.harmonise_t_max": 0.3,
          "generate.white_proxy": 0.0, "generate.box_tables": False,
          "generate.white_proxy_colour": True, "generate.box_heads": False,
          "generate.box_blob_scaled": False, "generate.box_steps": False, "generate.box_blob_relative": False,
-         "generate.box_density_heads": False}
+         "generate.box_density_heads": False, "generate.box_own_scale": False}
 
 
 def changed_settings(saved: dict[str, Any], setup: GenerationConfig, end_step: bool = True,

@@ -38,11 +38,11 @@ MAX_LOG2_TABLE = 19
 OPACITY_MIN, SHADE_WEIGHT_MIN = 1e-4, 1e-3  # generate.opacity_min, shade_weight_min with a layout (bench/TUNING.md)
 
 
-def scene_ratio(setup: GenerationConfig, layout: Layout) -> float:
-    """How many times finer the student must be than a single generation's: (scene half-side / smallest
-    object scale) / (setup's box half-side / 1), at least 1."""
-    smallest = min(o.scale for o in layout.objects)
-    return max(1.0, (layout.extent() / smallest) / setup.generate.aabb)
+def scene_ratio(setup: GenerationConfig, layout: Layout, scale: float | None = None) -> float:
+    """How many times finer the student must be than a single generation's: (scene half-side / object
+    scale) / (setup's box half-side / 1), at least 1; `scale` None: the smallest object's."""
+    scale = min(o.scale for o in layout.objects) if scale is None else scale
+    return max(1.0, (layout.extent() / scale) / setup.generate.aabb)
 
 
 def layout_setup(setup: GenerationConfig, layout: Layout) -> GenerationConfig:
@@ -66,6 +66,8 @@ def layout_setup(setup: GenerationConfig, layout: Layout) -> GenerationConfig:
         field["box_tables"] = [list(o.box) for o in layout.objects]
         field["box_heads"] = bool(g.box_heads)
         field["box_density_heads"] = bool(g.box_density_heads)
+        if g.box_own_scale:  # each table at its own object's ratio, not the smallest object's
+            field["box_resolution_scale"] = [scene_ratio(setup, layout, o.scale) / ratio for o in layout.objects]
     return dataclasses.replace(setup, generate=gen, field=field)
 
 

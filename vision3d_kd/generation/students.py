@@ -53,8 +53,11 @@ class FieldStudent:
                                      shade_weight_min=g.shade_weight_min or 0.0)
         self.density_thr = density_for_opacity(0.01, g.step_size)
         # generate.box_steps: an object's clipped rays marched at min(s_k, 1) / min(s_min, 1) times the step (the
-        # layout's step is a lone object's times min(s_min, 1)), i.e. at its own lone step in its object frame
-        self.smallest = min(float(box_scales(boxes).min()), 1.0) if boxes and g.box_steps else None
+        # layout's step is a lone object's times min(s_min, 1)), i.e. at its own lone step in its object frame;
+        # generate.box_own_scale: that, and its normals' finite differences at that ratio too
+        own = bool(boxes) and (g.box_steps or g.box_own_scale)
+        self.smallest = min(float(box_scales(boxes).min()), 1.0) if own else None
+        self.own_fd = bool(boxes) and g.box_own_scale
         self.optimizer = make_optimizer(self.model, g.lr)
         self.cfg = g
 
@@ -76,6 +79,8 @@ class FieldStudent:
         if clip is not None and self.smallest is not None:
             k = min(float(box_scales(clip.reshape(1, 6).tolist())[0]), 1.0) / self.smallest
             settings = dataclasses.replace(settings, step_size=settings.step_size * k)
+            if self.own_fd and shader is not None:
+                shader = dataclasses.replace(shader, fd_step=shader.fd_step * k)
         res = render_rays(self.model, o, d, self.grid, bg, settings, jitter=True, generator=generator,
                           shader=shader, clip=None if clip is None else clip.to(o.device))
         h, w = cams.height, cams.width
