@@ -197,3 +197,26 @@ def test_a_box_table_can_be_coarser_than_the_main_table():
     ratio = scene_ratio(own, layout)
     got = layout_setup(own, layout).field["box_resolution_scale"]
     assert ratio > 1 and got == pytest.approx([1.0, scene_ratio(own, layout, 1.5) / ratio]) and got[1] < 1
+
+
+def test_box_blob_ratio_sizes_every_students_box_blobs():
+    """generate.box_blob_ratio r: a field student's box blobs have axes r × the box's sides (× blob_radius at
+    b = 0) and a splat student's Gaussians start inside ellipsoids of the same axes; r ≤ 0 is refused."""
+    from vision3d_kd.errors import ConfigError
+    from vision3d_kd.generation import students
+    from vision3d_kd.generation.config import load_generate_config
+
+    small = [f"field.{k}={v}" for k, v in INNER.items() if k not in ("field", "aabb")]
+    sides = torch.tensor(BOXES)[:, 3:] - torch.tensor(BOXES)[:, :3]
+    for r in (0.625, 0.4):
+        setup = load_generate_config("sds", None, ["generate.aabb=2", f"generate.box_blob_ratio={r}", *small])
+        blob = students.FieldStudent(setup, torch.device("cpu"), BOXES).model
+        assert torch.allclose(blob.box_spread, r * sides)
+        splats = students.SplatStudent(setup, torch.device("cpu"), torch.Generator().manual_seed(0), BOXES).model
+        centres = 0.5 * (torch.tensor(BOXES)[:, :3] + torch.tensor(BOXES)[:, 3:])
+        which = torch.arange(len(splats.means)) % len(BOXES)
+        u = (splats.means.detach() - centres[which]) / (r * sides[which] * setup.generate.blob_radius)
+        assert float(u.norm(dim=1).max()) <= 1.0 + 1e-5
+        assert float(u.norm(dim=1).max()) > 0.9  # they fill it, not a smaller ball
+    with pytest.raises(ConfigError, match="box_blob_ratio"):
+        load_generate_config("sds", None, ["generate.box_blob_ratio=0"]).validate()

@@ -80,6 +80,7 @@ class GenerateConfig:
     box_density_heads: bool = True    # ... and a density MLP per box (with box_tables only)
     box_blob_scaled: bool = True      # layouts, field students: box blob peaks / object scale (fields/blob.py)
     box_blob_relative: bool = False   # ... peaks × largest scale / object scale (the largest object keeps its)
+    box_blob_ratio: float = 0.625     # ... each box's blob axes: this share of its sides × blob_radius (the paper's r)
     box_steps: bool = False           # layouts, field students: each object's rays at its own lone step
     box_own_scale: bool = False       # ... and its normals' differences and (box tables) hash levels as a lone one's
 
@@ -90,6 +91,8 @@ class GenerateConfig:
             vals = v if isinstance(v, tuple) else (v,)
             if any(isinstance(x, float) and not math.isfinite(x) for x in vals):
                 raise ConfigError(f"generate.{f.name} must be finite, got {v}")
+        if self.box_blob_ratio <= 0:
+            raise ConfigError(f"generate.box_blob_ratio must be > 0, got {self.box_blob_ratio}")
         for name in ("steps", "batch", "particles", "occ_update_every", "occ_resolution", "checkpoint_every",
                      "log_every", "mesh_resolution", "video_frames", "video_size", "splats"):
             if getattr(self, name) < 1:
@@ -180,13 +183,15 @@ METHOD_ONLY = {"guidance.vsd_camera": "vsd", "guidance.lora_rank": "vsd", "guida
 LAYOUT_ONLY = frozenset({"generate.harmonise", "generate.harmonise_t_max", "generate.box_tables",
                          "generate.box_heads", "generate.box_blob_scaled",
                          "generate.box_steps", "generate.box_blob_relative", "generate.box_density_heads",
-                         "generate.box_own_scale"})
+                         "generate.box_own_scale",
+                         "generate.box_blob_ratio"})
 # settings added after runs were saved, with the value such runs were made with
 ADDED = {"guidance.vsd_camera": "angles", "generate.harmonise": 0.0, "generate.harmonise_t_max": 0.3,
          "generate.white_proxy": 0.0, "generate.box_tables": False,
          "generate.white_proxy_colour": True, "generate.box_heads": False,
          "generate.box_blob_scaled": False, "generate.box_steps": False, "generate.box_blob_relative": False,
-         "generate.box_density_heads": False, "generate.box_own_scale": False}
+         "generate.box_density_heads": False, "generate.box_own_scale": False,
+         "generate.box_blob_ratio": 0.625}
 
 
 def changed_settings(saved: dict[str, Any], setup: GenerationConfig, end_step: bool = True,

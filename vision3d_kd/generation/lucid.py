@@ -8,8 +8,10 @@ a lone object gets; with `generate.box_tables` (the default) each box gets a has
 object's size, a one-hot of the point's box after its features, and with `generate.box_density_heads` and
 `generate.box_heads` (the defaults) a density MLP and a colour head of its own (`fields/hashgrid.py`), and
 the field has no density outside every box (`fields/blob.py` empty_outside) — so objects share no
-parameter — else
-the one table grows by 2·log2 of that ratio (at most 2^19 entries). Dense grids and TensoRF keep their
+parameter; without box tables the one table grows by 2·log2 of that ratio (at most 2^19 entries).
+`generate.box_own_scale` (off) sizes each object by its own scale instead of the smallest one's: its box
+table's resolutions at its own ratio (`field.box_resolution_scale`), and the student marches and differences
+its clipped rays at its own lone step (`students.FieldStudent`). Dense grids and TensoRF keep their
 resolution (their memory grows with its cube). Unless set, a layout's renders skip the gradient pass
 for samples of opacity < 1e-4 and give −∇σ normals only to samples of weight ≥ 1e-3 (the rest face the
 camera): a third less time on validation layouts (bench/TUNING.md).

@@ -20,7 +20,6 @@ from ..cameras import Cameras, image_rays
 from ..checkpoint import WEIGHTS, load_tensors, save_tensors
 from ..fields import BlobField, GaussianSplats, build_field
 from ..fields.base import box_scales
-from ..fields.blob import BOX_RATIO
 from ..fields.placed import SplatView, splat_view
 from ..fields.splats import rgb_to_sh_dc
 from ..render.occupancy import OccupancyGrid, density_for_opacity
@@ -44,7 +43,7 @@ class FieldStudent:
         box = [[-g.aabb] * 3, [g.aabb] * 3]
         inner = {**setup.field, "field": g.student, "aabb": box}
         self.model = BlobField(inner=inner, blob_density=g.blob_density, blob_radius=g.blob_radius,
-                               start_levels=g.start_levels, boxes=list(boxes or []),
+                               start_levels=g.start_levels, boxes=list(boxes or []), box_ratio=g.box_blob_ratio,
                                empty_outside=bool(setup.field.get("box_tables")),
                                scale_box_density=bool(boxes) and (g.box_blob_scaled or g.box_blob_relative),
                                box_density_largest=g.box_blob_relative).to(device)
@@ -111,7 +110,7 @@ class SplatStudent:
         if boxes:
             b = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 6)
             which = torch.arange(n) % len(b)
-            centre, spread = 0.5 * (b[which, :3] + b[which, 3:]), BOX_RATIO * (b[which, 3:] - b[which, :3])
+            centre, spread = 0.5 * (b[which, :3] + b[which, 3:]), g.box_blob_ratio * (b[which, 3:] - b[which, :3])
         self.model = GaussianSplats(aabb=[[-g.aabb] * 3, [g.aabb] * 3], n=n, sh_degree=0)
         with torch.no_grad():
             self.model.means.copy_(centre + dirs * r * spread)
