@@ -217,3 +217,20 @@ def test_prior_cost_builds_the_real_models_shapes_and_refuses_unknown_ones(tmp_p
         assert run_cli(["bench", "prior-cost", *args, "--out-dir", str(tmp_path / "out")]) == 2
         one_line_error(capsys, name)
     assert not (tmp_path / "out").exists()
+
+
+def test_bench_lucid_reuses_a_run_whatever_the_order_of_its_sets(tmp_path, monkeypatch):
+    """A finished `bench lucid` run is reused when asked for with the same --set options in another order (its
+    folder name sorts them), and refused with other options."""
+    from vision3d_kd.bench import lucid, text_to_3d
+    from vision3d_kd.errors import RunError
+
+    monkeypatch.setattr(text_to_3d, "check_settings", lambda *a, **k: None)
+    sets = ["generate.box_density_heads=true", "generate.box_blob_scaled=true"]
+    rec = {"sets": sets, "steps": 600, "scorer": lucid.SCORER, "objects": []}
+    (tmp_path / "score.json").write_text(json.dumps(rec))
+    sentence = lucid.SPLITS["validation"][0]
+    got = lucid._one(sentence, "lucid", 0, tmp_path, None, "", None, sets[::-1])
+    assert got["sets"] == sets
+    with pytest.raises(RunError, match="other settings"):
+        lucid._one(sentence, "lucid", 0, tmp_path, None, "", None, sets[:1])

@@ -104,7 +104,8 @@ def _one(sentence: str, method: str, seed: int, run_dir: Path, prior, prior_path
     score_file = run_dir / "score.json"
     if score_file.is_file():
         rec = json.loads(score_file.read_text())
-        if rec.get("sets") != sets or (steps and rec.get("steps") != steps):
+        # the --set options' order is free (the runs folder's name sorts them)
+        if sorted(rec.get("sets") or []) != sorted(sets) or (steps and rec.get("steps") != steps):
             raise RunError(f"{run_dir}: made with other settings ({rec.get('sets')}, {rec.get('steps')} steps); "
                            "use another --runs-dir")
         check_settings(run_dir, made, end_step=True)
