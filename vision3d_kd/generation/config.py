@@ -16,6 +16,7 @@ from typing import Any
 
 from ..config import CONFIG_DIR, dataclass_from, parse_overrides, read_sections
 from ..errors import ConfigError
+from ..fields.blob import BOX_RATIO
 from ..guidance.pipeline_files import DTYPES
 from ..guidance.sds import METHODS, GuidanceConfig
 
@@ -80,7 +81,7 @@ class GenerateConfig:
     box_density_heads: bool = True    # ... and a density MLP per box (with box_tables only)
     box_blob_scaled: bool = True      # layouts, field students: box blob peaks / object scale (fields/blob.py)
     box_blob_relative: bool = False   # ... peaks × largest scale / object scale (the largest object keeps its)
-    box_blob_ratio: float = 0.625     # ... each box's blob axes: this share of its sides × blob_radius (the paper's r)
+    box_blob_ratio: float = BOX_RATIO  # ... each box's blob axes: this share of its sides × blob_radius (the paper's r)
     box_steps: bool = False           # layouts, field students: each object's rays at its own lone step
     box_own_scale: bool = False       # ... and its normals' differences and (box tables) hash levels as a lone one's
 
