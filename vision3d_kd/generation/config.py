@@ -61,6 +61,8 @@ class GenerateConfig:
     white_proxy_colour: bool = True   # gray-proxy steps teach the colour too (False: only the density)
     lambda_sparsity: float = 0.0      # mean opacity
     lambda_opaque: float = 0.0        # binary entropy of the opacity (pushes it to 0 or 1)
+    lambda_albedo_smooth: float = 0.0  # field students: L1 between a sample's colour and its colour a
+    albedo_smooth_step: float = 0.02  # ... random offset of this std away (world units; × smallest scale in a layout)
     occ_update_every: int = 16        # steps between occupancy-grid refreshes
     occ_resolution: int = 64
     view_dependent_prompt: bool = True
@@ -84,6 +86,7 @@ class GenerateConfig:
     box_blob_ratio: float = BOX_RATIO  # ... each box's blob axes: this share of its sides × blob_radius (the paper's r)
     box_steps: bool = False           # layouts, field students: each object's rays at its own lone step
     box_own_scale: bool = False       # ... and its normals' differences and (box tables) hash levels as a lone one's
+    box_albedo_smooth: float = 0.0    # layouts, field students: lambda_albedo_smooth of a layout's run (replaces it)
 
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
@@ -106,8 +109,11 @@ class GenerateConfig:
             lo, hi = getattr(self, name)
             if lo > hi:
                 raise ConfigError(f"generate.{name} must be (low, high) with low <= high, got {(lo, hi)}")
-        if min(self.lambda_orient, self.lambda_sparsity, self.lambda_opaque) < 0:
-            raise ConfigError("generate.lambda_* must be >= 0")
+        if min(self.lambda_orient, self.lambda_sparsity, self.lambda_opaque, self.lambda_albedo_smooth,
+               self.box_albedo_smooth) < 0:
+            raise ConfigError("generate.lambda_* and box_albedo_smooth must be >= 0")
+        if self.albedo_smooth_step <= 0:
+            raise ConfigError(f"generate.albedo_smooth_step must be > 0, got {self.albedo_smooth_step}")
         for name in ("opacity_min", "shade_weight_min"):
             v = getattr(self, name)
             if v is not None and not 0 <= v < 1:
@@ -185,14 +191,15 @@ LAYOUT_ONLY = frozenset({"generate.harmonise", "generate.harmonise_t_max", "gene
                          "generate.box_heads", "generate.box_blob_scaled",
                          "generate.box_steps", "generate.box_blob_relative", "generate.box_density_heads",
                          "generate.box_own_scale",
-                         "generate.box_blob_ratio"})
+                         "generate.box_blob_ratio", "generate.box_albedo_smooth"})
 # settings added after runs were saved, with the value such runs were made with
 ADDED = {"guidance.vsd_camera": "angles", "generate.harmonise": 0.0, "generate.harmonise_t_max": 0.3,
          "generate.white_proxy": 0.0, "generate.box_tables": False,
          "generate.white_proxy_colour": True, "generate.box_heads": False,
          "generate.box_blob_scaled": False, "generate.box_steps": False, "generate.box_blob_relative": False,
          "generate.box_density_heads": False, "generate.box_own_scale": False,
-         "generate.box_blob_ratio": 0.625}
+         "generate.box_blob_ratio": 0.625, "generate.lambda_albedo_smooth": 0.0, "generate.albedo_smooth_step": 0.02,
+         "generate.box_albedo_smooth": 0.0}
 
 
 def changed_settings(saved: dict[str, Any], setup: GenerationConfig, end_step: bool = True,

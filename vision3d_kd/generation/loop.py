@@ -5,6 +5,9 @@ run directory holds the student, the occupancy grid, optimizer moments, the RNG 
 
 Particles beyond the first are written to RUN/particles/<k>/ (each a run directory of its own).
 
+`generate.lambda_albedo_smooth` adds the colour-smoothness penalty of field students' renders
+(`render.shading`, against colour speckle).
+
 With a layout (LucidDreaming, `guidance.lucid`) each step has one term per object — its cameras orbiting its
 box, rays clipped to it, its own prompt — plus the optional whole-scene term; the terms (each with its
 regularisers) are summed before the Adam step."""
@@ -144,6 +147,8 @@ class GenerateTask(TrainTask):
                                         target.t_max)
         orient = torch.stack([v["orientation"] for v in views]).mean()
         loss = loss + g.lambda_orient * orient + g.lambda_sparsity * opacity.mean()
+        if g.lambda_albedo_smooth > 0 and "albedo_smooth" in views[0]:
+            loss = loss + g.lambda_albedo_smooth * torch.stack([v["albedo_smooth"] for v in views]).mean()
         if g.lambda_opaque > 0:
             o = opacity.clamp(1e-4, 1 - 1e-4)
             loss = loss - g.lambda_opaque * (o * o.log() + (1 - o) * (1 - o).log()).mean()
@@ -161,9 +166,11 @@ class GenerateTask(TrainTask):
             s.before_step(step, progress, gen)
             mode = _pick_shading(g, rng)
             light = dataclasses.replace(random_light(rng), ambient=rng.uniform(*g.ambient))
-            shader = Shader(None, mode, light, fd_step=g.step_size * 0.5, orientation=g.lambda_orient > 0)
+            smooth = g.albedo_smooth_step if g.lambda_albedo_smooth > 0 else 0.0
+            shader = Shader(None, mode, light, fd_step=g.step_size * 0.5, orientation=g.lambda_orient > 0,
+                            smooth_step=smooth, generator=self.local_gen)
             proxy = self.p_proxy > 0 and rng.random() < self.p_proxy
-            use = None if mode == "albedo" and not shader.orientation and not proxy else shader
+            use = None if mode == "albedo" and not shader.orientation and not proxy and not smooth else shader
             terms = [self._term(s, t, cams, use, camera, progress, proxy) for t, cams in active]
             loss = sum(t[0] for t in terms)
             s.optimizer.zero_grad(set_to_none=True)

@@ -2,19 +2,20 @@
 object, and the occupancy grid kept to the boxes after the loop.
 
 The student is the single-object one scaled to the scene (`layout_setup`): its box holds every box; the
-marching step shrinks with the smallest object's scale and a hash grid's resolutions (and the occupancy
-grid's, up to 128) grow by the ratio of scene to smallest object, so each object gets the samples and cells
-a lone object gets; with `generate.box_tables` (the default) each box gets a hash table of its own of a lone
-object's size, a one-hot of the point's box after its features, and with `generate.box_density_heads` and
-`generate.box_heads` (the defaults) a density MLP and a colour head of its own (`fields/hashgrid.py`), and
-the field has no density outside every box (`fields/blob.py` empty_outside) — so objects share no
-parameter; without box tables the one table grows by 2·log2 of that ratio (at most 2^19 entries).
-`generate.box_own_scale` (off) sizes each object by its own scale instead of the smallest one's: its box
-table's resolutions at its own ratio (`field.box_resolution_scale`), and the student marches and differences
-its clipped rays at its own lone step (`students.FieldStudent`). Dense grids and TensoRF keep their
-resolution (their memory grows with its cube). Unless set, a layout's renders skip the gradient pass
+marching step (and the colour-smoothness offset) shrinks with the smallest object's scale and a hash grid's
+resolutions (and the occupancy grid's, up to 128) grow by the ratio of scene to smallest object, so each
+object gets the samples and cells a lone object gets; with `generate.box_tables` (the default) each box gets a
+hash table of its own of a lone object's size, a one-hot of the point's box after its features, and with
+`generate.box_density_heads` and `generate.box_heads` (the defaults) a density MLP and a colour head of its
+own (`fields/hashgrid.py`), and the field has no density outside every box (`fields/blob.py` empty_outside) —
+so objects share no parameter; without box tables the one table grows by 2·log2 of that ratio (at most 2^19
+entries). `generate.box_own_scale` (off) sizes each object by its own scale instead of the smallest one's: its
+box table's resolutions at its own ratio (`field.box_resolution_scale`), and the student marches and
+differences its clipped rays at its own lone step (`students.FieldStudent`). Dense grids and TensoRF keep
+their resolution (their memory grows with its cube). Unless set, a layout's renders skip the gradient pass
 for samples of opacity < 1e-4 and give −∇σ normals only to samples of weight ≥ 1e-3 (the rest face the
-camera): a third less time on validation layouts (bench/TUNING.md).
+camera): a third less time on validation layouts (bench/TUNING.md). A layout's colour-smoothness weight
+(`render.shading`) is `generate.box_albedo_smooth`, not a lone run's `generate.lambda_albedo_smooth`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def layout_setup(setup: GenerationConfig, layout: Layout) -> GenerationConfig:
     ratio = scene_ratio(setup, layout)
     smallest = min(o.scale for o in layout.objects)
     gen = dataclasses.replace(g, aabb=max(layout.extent() * 1.02, g.aabb), step_size=g.step_size * min(smallest, 1.0),
+                              albedo_smooth_step=g.albedo_smooth_step * min(smallest, 1.0),
+                              lambda_albedo_smooth=g.box_albedo_smooth,
                               opacity_min=OPACITY_MIN if g.opacity_min is None else g.opacity_min,
                               shade_weight_min=SHADE_WEIGHT_MIN if g.shade_weight_min is None else g.shade_weight_min,
                               occ_resolution=min(MAX_OCC_RESOLUTION, max(g.occ_resolution,
@@ -75,12 +78,14 @@ def layout_setup(setup: GenerationConfig, layout: Layout) -> GenerationConfig:
 
 def baseline_setup(setup: GenerationConfig, layout: Layout) -> GenerationConfig:
     """Plain SDS on a whole layout (the comparison LucidDreaming is measured against): the layout's student
-    (`layout_setup`) with the single blob and the cameras' distances scaled to frame every box (`Layout.span_scale`)."""
+    (`layout_setup`) with the single blob, the cameras' distances scaled to frame every box (`Layout.span_scale`)
+    and a single object's colour-smoothness weight (`generate.box_albedo_smooth` is LucidDreaming's)."""
     big = layout_setup(dataclasses.replace(setup, generate=dataclasses.replace(setup.generate, box_tables=False)),
                        layout)
     k = layout.span_scale()
     g = dataclasses.replace(big.generate, radius=tuple(r * k for r in big.generate.radius),  # type: ignore[arg-type]
-                            blob_radius=big.generate.blob_radius * k)
+                            blob_radius=big.generate.blob_radius * k,
+                            lambda_albedo_smooth=setup.generate.lambda_albedo_smooth)
     return dataclasses.replace(big, generate=g)
 
 

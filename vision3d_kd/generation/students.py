@@ -68,8 +68,9 @@ class FieldStudent:
 
     def render(self, cams: Cameras, i: int, shader: Shader | None, generator: torch.Generator,
                clip: Tensor | None = None) -> dict[str, Tensor]:
-        """rgb [H,W,3], opacity [H,W] and the orientation penalty (scalar) of camera i (rays clipped to the
-        box `clip` [2,3] when given)."""
+        """rgb [H,W,3], opacity [H,W], the orientation penalty (scalar) and, when the shader asks for it, the
+        colour-smoothness one ("albedo_smooth", scalar) of camera i (rays clipped to the box `clip` [2,3] when
+        given)."""
         o, d = image_rays(cams, i)
         bg = torch.tensor(WHITE, device=o.device).expand(o.shape[0], 3)
         if shader is not None:
@@ -79,12 +80,13 @@ class FieldStudent:
             k = min(float(box_scales(clip.reshape(1, 6).tolist())[0]), 1.0) / self.smallest
             settings = dataclasses.replace(settings, step_size=settings.step_size * k)
             if self.own_fd and shader is not None:
-                shader = dataclasses.replace(shader, fd_step=shader.fd_step * k)
+                shader = dataclasses.replace(shader, fd_step=shader.fd_step * k, smooth_step=shader.smooth_step * k)
         res = render_rays(self.model, o, d, self.grid, bg, settings, jitter=True, generator=generator,
                           shader=shader, clip=None if clip is None else clip.to(o.device))
         h, w = cams.height, cams.width
         return {"rgb": res["rgb"].reshape(h, w, 3), "opacity": res["opacity"].reshape(h, w),
-                "orientation": res.get("orientation", res["rgb"].sum() * 0.0)}
+                "orientation": res.get("orientation", res["rgb"].sum() * 0.0),
+                **({"albedo_smooth": res["albedo_smooth"]} if "albedo_smooth" in res else {})}
 
     def save(self, run: Path, extra: dict[str, Any]) -> None:
         save_field(run, self.model, extra)

@@ -6,7 +6,11 @@ ray direction d (normals facing away from the camera), which `render_rays` weigh
 Given a mask of the samples that matter (`render_rays`: weight ≥ `RenderConfig.shade_weight_min`), only
 those get −∇σ (three density evaluations each); the rest face the camera, n = −d (no penalty), which
 changes a pixel by at most their summed weight. `albedo_scale` multiplies the field's colour before shading
-(the gray proxy of `guidance.white_proxy`).
+(the gray proxy of `guidance.white_proxy`). With `smooth_step` > 0 a Shader also returns the colour-smoothness
+penalty per sample (those samples only), ‖logit c(x) − logit c(x + δ)‖₁ / 3 for the field's colour c in (0, 1)
+(clamped to [1e-4, 1 − 1e-4]) and a random offset δ ~ N(0, smooth_step² I) (world units): Fantasia3D's albedo
+smoothness, against colour speckle, taken on the colour head's logits because on the colours themselves a
+saturated colour pays nothing (a screening run went pure white; bench/TUNING.md).
 
 Lambertian: c' = c · (ambient + (1 − ambient) · max(0, n·l)) with the light and ambient of a
 `data.procedural.Shading` (the shading the bundled prior's training images were rendered with).
@@ -27,6 +31,11 @@ __all__ = ["Shader", "density_normals", "MODES", "TEXTURELESS_ALBEDO"]
 
 MODES = ("albedo", "lambertian", "textureless")
 TEXTURELESS_ALBEDO = 0.75
+LOGIT_EPS = 1e-4  # colours are clamped to [eps, 1 − eps] before the smoothness penalty's logit
+
+
+def _logit(c: Tensor) -> Tensor:
+    return torch.logit(c.clamp(LOGIT_EPS, 1.0 - LOGIT_EPS))
 
 
 def density_normals(field, x: Tensor, sigma: Tensor, fd_step: float) -> Tensor:
@@ -50,6 +59,8 @@ class Shader:
     orientation: bool = True
     albedo_scale: Tensor | None = None  # [3] factor on the field's colour in albedo and Lambertian renders
     freeze_albedo: bool = False  # with albedo_scale: the scaled colour carries no gradient (only the density learns)
+    smooth_step: float = 0.0  # > 0: also the colour-smoothness penalty at offsets of this std (world units)
+    generator: torch.Generator | None = None  # draws the smoothness offsets
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -57,13 +68,17 @@ class Shader:
 
     def __call__(self, x: Tensor, sigma: Tensor, rgb: Tensor, rays_d: Tensor, ray_indices: Tensor,
                  shaded: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """(shaded rgb [S,3], {"orientation": [S]} or {}); `shaded` [S] bool: the samples whose normals come
-        from the density (None: all; module docstring)."""
+        """(shaded rgb [S,3], penalties {"orientation": [S], "albedo_smooth": [S]}, each when asked for);
+        `shaded` [S] bool: the samples whose normals come from the density and whose colour is smoothed (None:
+        all; module docstring)."""
+        penalties = {}
+        if self.smooth_step > 0:
+            penalties["albedo_smooth"] = self._smoothness(x, rgb, rays_d, ray_indices, shaded)
         if self.albedo_scale is not None and self.mode != "textureless":
             rgb = (rgb.detach() if self.freeze_albedo else rgb) * self.albedo_scale.to(rgb)
         need_normals = self.mode != "albedo" or self.orientation
         if not need_normals:
-            return rgb, {}
+            return rgb, penalties
         if shaded is None:
             n = density_normals(self.field, x, sigma, self.fd_step)
         else:
@@ -71,10 +86,22 @@ class Shader:
             idx = shaded.nonzero().flatten()
             if idx.numel():
                 n = n.index_copy(0, idx, density_normals(self.field, x[idx], sigma[idx], self.fd_step))
-        penalties = {}
         if self.orientation:
             penalties["orientation"] = (n * rays_d[ray_indices]).sum(-1).clamp_min(0.0) ** 2
         if self.mode == "albedo":
             return rgb, penalties
         albedo = rgb if self.mode == "lambertian" else torch.full_like(rgb, TEXTURELESS_ALBEDO)
         return self.shading.shade(albedo, n), penalties
+
+    def _smoothness(self, x: Tensor, rgb: Tensor, rays_d: Tensor, ray_indices: Tensor, shaded: Tensor | None
+                    ) -> Tensor:
+        """‖logit c(x) − logit c(x + δ)‖₁ / 3 [S] for the samples in `shaded` (all when None; 0 for the rest),
+        with the field's colours `rgb` [S,3] at x and δ ~ N(0, smooth_step² I) (world units)."""
+        idx = None if shaded is None else shaded.nonzero().flatten()
+        xs, ri, c = (x, ray_indices, rgb) if idx is None else (x[idx], ray_indices[idx], rgb[idx])
+        if xs.shape[0] == 0:
+            return rgb.new_zeros(rgb.shape[0])
+        delta = torch.randn(xs.shape, generator=self.generator, device=xs.device, dtype=xs.dtype) * self.smooth_step
+        _, c2 = self.field.forward_rays(xs + delta, rays_d, ri)
+        p = (_logit(c) - _logit(c2)).abs().mean(-1)
+        return p if idx is None else rgb.new_zeros(rgb.shape[0]).index_copy(0, idx, p)
