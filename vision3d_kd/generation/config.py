@@ -86,7 +86,8 @@ class GenerateConfig:
     box_blob_ratio: float = BOX_RATIO  # ... each box's blob axes: this share of its sides × blob_radius (the paper's r)
     box_steps: bool = False           # layouts, field students: each object's rays at its own lone step
     box_own_scale: bool = False       # ... and its normals' differences and (box tables) hash levels as a lone one's
-    box_albedo_smooth: float = 0.0    # layouts, field students: lambda_albedo_smooth of a layout's run (replaces it)
+    box_albedo_smooth: float = 1000.0  # layouts, field students: lambda_albedo_smooth of a layout's run (replaces
+    #                                   it; chosen on validation, bench/TUNING.md)
 
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
