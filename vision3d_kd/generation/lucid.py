@@ -52,9 +52,9 @@ def layout_setup(setup: GenerationConfig, layout: Layout) -> GenerationConfig:
     """`setup` for a student of `layout` (module docstring): box, step, occupancy and hash resolutions."""
     g = setup.generate
     ratio = scene_ratio(setup, layout)
-    smallest = min(o.scale for o in layout.objects)
-    gen = dataclasses.replace(g, aabb=max(layout.extent() * 1.02, g.aabb), step_size=g.step_size * min(smallest, 1.0),
-                              albedo_smooth_step=g.albedo_smooth_step * min(smallest, 1.0),
+    shrink = min(min(o.scale for o in layout.objects), 1.0)  # the smallest object's scale, at most 1
+    gen = dataclasses.replace(g, aabb=max(layout.extent() * 1.02, g.aabb), step_size=g.step_size * shrink,
+                              albedo_smooth_step=g.albedo_smooth_step * shrink,
                               lambda_albedo_smooth=g.box_albedo_smooth,
                               opacity_min=OPACITY_MIN if g.opacity_min is None else g.opacity_min,
                               shade_weight_min=SHADE_WEIGHT_MIN if g.shade_weight_min is None else g.shade_weight_min,

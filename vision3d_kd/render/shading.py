@@ -71,19 +71,19 @@ class Shader:
         """(shaded rgb [S,3], penalties {"orientation": [S], "albedo_smooth": [S]}, each when asked for);
         `shaded` [S] bool: the samples whose normals come from the density and whose colour is smoothed (None:
         all; module docstring)."""
+        idx = None if shaded is None else shaded.nonzero().flatten()  # the samples to smooth and to give −∇σ
         penalties = {}
         if self.smooth_step > 0:
-            penalties["albedo_smooth"] = self._smoothness(x, rgb, rays_d, ray_indices, shaded)
+            penalties["albedo_smooth"] = self._smoothness(x, rgb, rays_d, ray_indices, idx)
         if self.albedo_scale is not None and self.mode != "textureless":
             rgb = (rgb.detach() if self.freeze_albedo else rgb) * self.albedo_scale.to(rgb)
         need_normals = self.mode != "albedo" or self.orientation
         if not need_normals:
             return rgb, penalties
-        if shaded is None:
+        if idx is None:
             n = density_normals(self.field, x, sigma, self.fd_step)
         else:
             n = F.normalize(-rays_d[ray_indices], dim=-1)
-            idx = shaded.nonzero().flatten()
             if idx.numel():
                 n = n.index_copy(0, idx, density_normals(self.field, x[idx], sigma[idx], self.fd_step))
         if self.orientation:
@@ -93,11 +93,10 @@ class Shader:
         albedo = rgb if self.mode == "lambertian" else torch.full_like(rgb, TEXTURELESS_ALBEDO)
         return self.shading.shade(albedo, n), penalties
 
-    def _smoothness(self, x: Tensor, rgb: Tensor, rays_d: Tensor, ray_indices: Tensor, shaded: Tensor | None
+    def _smoothness(self, x: Tensor, rgb: Tensor, rays_d: Tensor, ray_indices: Tensor, idx: Tensor | None
                     ) -> Tensor:
-        """‖logit c(x) − logit c(x + δ)‖₁ / 3 [S] for the samples in `shaded` (all when None; 0 for the rest),
+        """‖logit c(x) − logit c(x + δ)‖₁ / 3 [S] for the samples `idx` (indices; all when None; 0 for the rest),
         with the field's colours `rgb` [S,3] at x and δ ~ N(0, smooth_step² I) (world units)."""
-        idx = None if shaded is None else shaded.nonzero().flatten()
         xs, ri, c = (x, ray_indices, rgb) if idx is None else (x[idx], ray_indices[idx], rgb[idx])
         if xs.shape[0] == 0:
             return rgb.new_zeros(rgb.shape[0])
