@@ -218,3 +218,29 @@ def test_image_to_3d_writes_a_splats_run_that_exports(tiny, tmp_path, capsys):
     capsys.readouterr()
     assert run_cli(args) == 2  # the run exists: refused, untouched
     one_line_error(capsys, "already exists")
+
+
+def test_generator_training_can_continue_from_a_saved_generator(tiny):
+    """--init: the run starts from the saved generator's weights (at lr 0 its export is that generator, here
+    one whose conv_in and image encoder were moved away from what the prior would give), and a wrong image
+    size is refused."""
+    from vision3d_kd.distill.gsv3d import train as tr
+
+    root = tiny["root"]
+    old = load_generator(tiny["gen"])
+    with torch.no_grad():
+        old.unet.conv_in.weight.add_(0.5)
+        old.encoder.pos.fill_(1.0)
+    old.save(root / "gen_moved")
+    cfg = tr.GeneratorTrainConfig(steps=1, batch=1, lr=0.0)
+    tr.train_generator(tiny["data"], root / "gen_cont", cfg, tiny["prior"], show_progress=False,
+                       init=root / "gen_moved")
+    tr.export_generator(root / "gen_cont", tiny["prior"], root / "gen_cont_out")
+    old, new = load_generator(root / "gen_moved"), load_generator(root / "gen_cont_out")
+    for a, b in ((old.unet, new.unet), (old.encoder, new.encoder)):
+        for (k, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+            assert torch.allclose(x, y, atol=1e-3), k
+    assert json.loads((root / "gen_cont" / "config.json").read_text())["init"] == str(root / "gen_moved")
+    other = write_orbit_dataset(root / "data16", 1, ring=2, novel=1, size=16)
+    with pytest.raises(Exception, match="32-px views"):
+        tr.train_generator(other, root / "gen_bad", cfg, tiny["prior"], show_progress=False, init=tiny["gen"])

@@ -2,7 +2,7 @@
 prior), the Gaussian decoder, and the geometric-distillation LoRA; each written to vision3d_kd/assets/.
 
     python tools/train_gsv3d.py data --out ~/gsv3d/data --objects 2000 [--worker 0/2]
-    python tools/train_gsv3d.py generator --data ~/gsv3d/data --work ~/gsv3d/generator
+    python tools/train_gsv3d.py generator --data ~/gsv3d/data --work ~/gsv3d/generator [--init GENERATOR_DIR]
     python tools/train_gsv3d.py decoder --data ~/gsv3d/data --work ~/gsv3d/decoder
     python tools/train_gsv3d.py lora --data ~/gsv3d/data --work ~/gsv3d/lora
 
@@ -73,6 +73,9 @@ def main() -> None:
         p.add_argument("--prior", type=Path, default=default_prior_path(None))
         p.add_argument("--generator", type=Path, default=None, help="generator folder (default: the bundled one)")
         p.add_argument("--decoder", type=Path, default=None, help="decoder folder (default: the bundled one)")
+        if name == "generator":
+            p.add_argument("--init", type=Path, default=None,
+                           help="start from this generator folder (e.g. the bundled one) instead of the prior")
         p.add_argument("--export-only", action="store_true")
         _add_config(p, cls)
     args = ap.parse_args()
@@ -99,7 +102,7 @@ def main() -> None:
 
 def _train(args, cfg, resume: bool) -> None:
     if args.cmd == "generator":
-        tr.train_generator(args.data, args.work, cfg, args.prior, resume=resume)
+        tr.train_generator(args.data, args.work, cfg, args.prior, resume=resume, init=args.init)
     elif args.cmd == "decoder":
         tr.train_decoder(args.data, args.work, cfg, gen.load_generator(args.generator), str(args.generator or
                          "bundled"), resume=resume)

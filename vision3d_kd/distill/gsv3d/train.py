@@ -210,16 +210,21 @@ def orbit_image_size(data: Path) -> int:
 
 
 def train_generator(data: Path, out: Path, cfg: GeneratorTrainConfig, prior: Path, resume: bool = False,
-                    show_progress: bool = True) -> dict[str, Any]:
-    """Fine-tune a multi-view generator from the text prior at `prior` on the orbit set `data`; RUN `out`."""
+                    show_progress: bool = True, init: Path | None = None) -> dict[str, Any]:
+    """Fine-tune a multi-view generator on the orbit set `data`, starting from the text prior at `prior` or,
+    with `init`, from the generator saved there (training continued with a fresh optimiser); RUN `out`."""
     from ...data.object_orbits import ORBIT_RADIUS
+    from .generator import load_generator
 
     check_fresh(out, resume)
+    size = orbit_image_size(data)
     with seeded_init(cfg.seed):
-        model = generator_from_prior(prior, ORBIT_RADIUS, orbit_image_size(data))
+        model = generator_from_prior(prior, ORBIT_RADIUS, size) if init is None else load_generator(init)
+    if model.size != size:
+        raise ConfigError(f"{init}: a generator for {model.size}-px views; the orbit set {data} has {size} px")
     orbits = OrbitSet(data, model)
     task = GeneratorTask(cfg, orbits, model, {"data": str(data), "prior": str(prior), "objects": orbits.n,
-                                              "image_size": orbits.size})
+                                              "image_size": orbits.size, "init": str(init) if init else None})
     return train(task, out, LoopConfig.of(cfg), resume=resume, show_progress=show_progress)
 
 
