@@ -10,7 +10,9 @@ turns each into Gaussians.
   gt = the true views (the metric's floor).
 - chamfer_* : surface points of the Gaussians' renders at the ring and novel views against the true surface
   seen from the same views (scene units).
-- psnr_novel_* / ssim_novel_*: renders at novel views off the ring against the truth.
+- psnr_novel_* / ssim_novel_*: renders at novel views off the ring against the truth; psnr_novel_true_latents:
+  the decoder fed the true views' latents (VAE-encoded) instead of the generator's — the decoder's ceiling, so
+  the gap to it is the generator's share of the error.
 - seconds_per_image: CPU seconds of the whole `image-to-3d` (loading, sampling, decoding, splats.ply, mesh.glb,
   turntable) on the first objects, seed 0.
 Validation objects choose defaults; test objects are run once."""
@@ -37,7 +39,7 @@ SPLITS = {"validation": 8, "test": 8}
 NOVEL = 8
 METRICS = ("consistency_gt", "consistency_raw", "consistency_decoder", "consistency_lora", "consistency_lora_frames",
            "chamfer_decoder", "chamfer_lora", "psnr_novel_decoder", "psnr_novel_lora", "ssim_novel_decoder",
-           "ssim_novel_lora", "psnr_ring_raw", "psnr_ring_lora")
+           "ssim_novel_lora", "psnr_ring_raw", "psnr_ring_lora", "psnr_novel_true_latents")
 
 
 def _novel_views(split: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,6 +71,9 @@ def _score(obj, split: str, index: int, seed: int, models: dict, views: int, ste
     rec: dict[str, Any] = {"object": index, "family": obj.spec.family, "colour": obj.spec.colour, "seed": seed,
                            "unseen_pair": (obj.spec.family, obj.spec.colour) in HELD_OUT}
     rec["consistency_gt"] = reprojection_error(gt["rgb"], ring_cams, gt["opacity"], gt["depth"])
+    true_lat = models["raw"].encode(gt["rgb"].permute(0, 3, 1, 2))[None]
+    rec["psnr_novel_true_latents"] = psnr(_renders(models["decoder"](true_lat, ring_cams, image)[0], novel_cams)["rgb"],
+                                          gt_novel["rgb"])
     for name, g in (("raw", models["raw"]), ("lora", models["lora"])):
         lat = g.sample(image, torch.tensor([obj.elevation]), az, steps, guidance, torch.Generator().manual_seed(seed))
         frames = g.decode(lat[0]).permute(0, 2, 3, 1)
