@@ -21,7 +21,7 @@ from ...errors import ConfigError, DataError, NumericalError, RunError
 from ...train.driver import LoopConfig, StepResult, TrainTask, make_generator, seeded_init, train
 from ...train.state import load_train_state, save_train_state
 from .decoder import DecoderConfig, GaussianDecoder
-from .generator import MultiViewGenerator, generator_from_prior
+from .generator import MultiViewGenerator, generator_from_prior, load_generator
 from .orbit_set import OrbitSet, view_losses
 
 __all__ = ["TrainSettings", "RenderSupervision", "GeneratorTrainConfig", "DecoderTrainConfig", "ModelTask",
@@ -214,7 +214,6 @@ def train_generator(data: Path, out: Path, cfg: GeneratorTrainConfig, prior: Pat
     """Fine-tune a multi-view generator on the orbit set `data`, starting from the text prior at `prior` or,
     with `init`, from the generator saved there (training continued with a fresh optimiser); RUN `out`."""
     from ...data.object_orbits import ORBIT_RADIUS
-    from .generator import load_generator
 
     check_fresh(out, resume)
     size = orbit_image_size(data)
