@@ -28,6 +28,7 @@ import torch
 
 from ..data.object_orbits import NOVEL_ELEVATION_RANGE, orbit_cameras, render_views, ring_azimuths, split_objects
 from ..data.objects import HELD_OUT
+from ..distill.gsv3d.generator import DEFAULT_GUIDANCE
 from ..errors import RunError
 from ..metrics import psnr, ssim
 from ..render.splat import render_splats
@@ -116,8 +117,8 @@ def _beyond(a: tuple[float, float], b: tuple[float, float], lower_is_better: boo
 
 
 def run(quick: bool = False, split: str = "validation", seeds: int | None = None, views: int = 16, steps: int = 30,
-        guidance: float = 2.0, generator: Path | None = None, decoder: Path | None = None, lora: Path | None = None,
-        timed: int = 3, progress=print) -> dict[str, Any]:
+        guidance: float = DEFAULT_GUIDANCE, generator: Path | None = None, decoder: Path | None = None,
+        lora: Path | None = None, timed: int = 3, progress=print) -> dict[str, Any]:
     """Every object of `split` × seed (quick: 2 objects, 1 seed, 8 views, 5 steps, 1 timed image)."""
     from ..distill.gsv3d.decoder import load_decoder
     from ..distill.gsv3d.generator import load_generator
@@ -146,7 +147,7 @@ def run(quick: bool = False, split: str = "validation", seeds: int | None = None
     per_seed = {m: [sum(r[m] for r in records if r["seed"] == s) / n for s in range(n_seeds)] for m in METRICS}
     stats = {m: mean_std(v) for m, v in per_seed.items()}
     rows = [{"metric": m, "mean": stats[m][0], "seed_std": stats[m][1]} for m in METRICS] + records
-    summary = {"split": split, "objects": n, "seeds": n_seeds, "views": views, "steps": steps,
+    summary = {"split": split, "objects": n, "seeds": n_seeds, "views": views, "steps": steps, "guidance": guidance,
                **{m: stats[m][0] for m in METRICS}, **{f"{m}_std": stats[m][1] for m in METRICS},
                "psnr_novel": stats["psnr_novel_lora"][0], "seconds_per_image": sum(cpu) / len(cpu),
                "lora_more_consistent_than_raw": _beyond(stats["consistency_lora"], stats["consistency_raw"], True),

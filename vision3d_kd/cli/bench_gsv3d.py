@@ -20,7 +20,8 @@ def gsv3d_command(
     seeds: int = typer.Option(None, "--seeds", help="Sampling seeds per object (default 3; with --quick 1)."),
     views: int = typer.Option(16, "--views", help="Views on the ring (the bundled models were trained with 16)."),
     steps: int = typer.Option(30, "--steps", help="DDIM sampling steps."),
-    guidance: float = typer.Option(2.0, "--guidance", help="Classifier-free guidance scale."),
+    guidance: float = typer.Option(None, "--guidance", help="Classifier-free guidance scale (default 4, chosen on "
+                                   "validation)."),
     generator: Path = typer.Option(None, "--generator", help="Generator folder (default: bundled)."),
     decoder: Path = typer.Option(None, "--decoder", help="Decoder folder (default: bundled)."),
     lora: Path = typer.Option(None, "--lora-path", help="LoRA folder (default: bundled)."),
@@ -37,6 +38,6 @@ def gsv3d_command(
         from ..errors import ConfigError
 
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    result = run(quick=quick, split=split, seeds=seeds, views=views, steps=steps, guidance=guidance,
-                 generator=generator, decoder=decoder, lora=lora)
+    result = run(quick=quick, split=split, seeds=seeds, views=views, steps=steps, generator=generator,
+                 decoder=decoder, lora=lora, **({} if guidance is None else {"guidance": guidance}))
     _report(_split_name("gsv3d", split, quick), result, out_dir)

@@ -27,7 +27,11 @@ from ...errors import RunError
 from ...guidance.prior import CameraCondition, camera_features
 
 __all__ = ["MultiViewAttention", "ImageEncoder", "MultiViewGenerator", "ddpm_alphas_cumprod", "load_generator",
-           "default_generator_path", "generator_from_prior"]
+           "default_generator_path", "generator_from_prior", "DEFAULT_GUIDANCE"]
+
+
+# classifier-free guidance of sampling: 4 was chosen over 2 on the validation objects (bench/TUNING.md, GSV3D)
+DEFAULT_GUIDANCE = 4.0
 
 
 def ddpm_alphas_cumprod(steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> Tensor:
@@ -125,7 +129,7 @@ class MultiViewGenerator(nn.Module):
 
     @torch.no_grad()
     def sample(self, images: Tensor, elevation_deg: Tensor, azimuth_deg: Tensor, steps: int = 30,
-               guidance: float = 2.0, generator: torch.Generator | None = None,
+               guidance: float = DEFAULT_GUIDANCE, generator: torch.Generator | None = None,
                progress: Callable[[int, int], None] | None = None) -> Tensor:
         """Latents [B,V,4,h,w] of the V views at relative azimuths [V] on the ring at elevation [B] (degrees)
         of input images [B,3,S,S]: DDIM (η = 0) over `steps` evenly spaced timesteps, classifier-free guidance

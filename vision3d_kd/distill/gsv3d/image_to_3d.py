@@ -24,7 +24,7 @@ from ...data.object_orbits import orbit_cameras, ring_azimuths
 from ...errors import ConfigError
 from ...runs import save_field
 from .decoder import DecodedSplats, GaussianDecoder, load_decoder
-from .generator import MultiViewGenerator, load_generator
+from .generator import DEFAULT_GUIDANCE, MultiViewGenerator, load_generator
 
 __all__ = ["ImageTo3DConfig", "GSV3D", "image_to_3d"]
 
@@ -37,7 +37,7 @@ class ImageTo3DConfig:
     views: int = 16
     elevation: float = 20.0
     steps: int = 30
-    guidance: float = 2.0
+    guidance: float = DEFAULT_GUIDANCE
     seed: int = 0
     lora: bool = True
     recentre: float | None = None
