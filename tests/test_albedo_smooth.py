@@ -1,7 +1,8 @@
 """The colour-smoothness penalty (`generate.lambda_albedo_smooth`, a layout's `generate.box_albedo_smooth`,
 `render.shading.Shader.smooth_step`): zero on a field of one colour, the expected L1 of the logits on a colour
-ramp (saturated colours pay too), only on the samples that matter, a gradient into the colour, its offset scaled
-with a layout's smallest object, and the loop asking for it."""
+ramp (saturated colours pay too), only on the samples that matter, a gradient into the colour (with
+`albedo_smooth_colour_only`, into the colour head alone), its offset scaled with a layout's smallest object, and
+the loop asking for it."""
 
 from __future__ import annotations
 
@@ -71,6 +72,37 @@ def test_render_rays_weights_the_penalty_and_it_pulls_the_colour_flat():
     assert float(out["albedo_smooth"].detach()) == pytest.approx(covered * 0.05 * (2 / torch.pi) ** 0.5, rel=0.15)
     out["albedo_smooth"].backward()
     assert float(field.slope.grad) > 0  # descending it flattens the ramp
+
+
+def test_colour_only_smoothing_trains_the_colour_heads_and_leaves_the_geometry_alone():
+    """`smooth_colour_only` on a layout's field (box tables, colour heads and density MLPs): the same penalty
+    value as the plain one for the same offsets, a gradient in the colour heads and none in the hash tables or
+    density MLPs; the plain one reaches those too."""
+    from vision3d_kd.fields import BlobField
+
+    boxes = [[-0.9, -0.9, -0.9, 0.0, 0.9, 0.9], [0.0, -0.9, -0.9, 0.9, 0.9, 0.9]]
+    inner = {"field": "hashgrid", "aabb": [[-1.0] * 3, [1.0] * 3], "n_levels": 2, "log2_table_size": 8,
+             "max_resolution": 16, "box_tables": boxes, "box_heads": True, "box_density_heads": True}
+    torch.manual_seed(0)
+    field = BlobField(inner=inner, boxes=boxes)
+    x = _points(200)
+    d, ri = -torch.nn.functional.normalize(x, dim=-1), torch.arange(len(x))
+    values, grads = [], []
+    for only in (False, True):
+        field.zero_grad()
+        sigma, rgb = field.forward_rays(x, d, ri)
+        sh = Shader(field, "albedo", orientation=False, smooth_step=0.05, smooth_colour_only=only,
+                    generator=torch.Generator().manual_seed(0))
+        _, pen = sh(x, sigma, rgb, d, ri)
+        pen["albedo_smooth"].sum().backward()
+        values.append(pen["albedo_smooth"].detach())
+        grads.append({n: (p.grad is not None and bool(p.grad.abs().sum() > 0)) for n, p in field.named_parameters()})
+    assert torch.allclose(values[0], values[1], atol=1e-5) and float(values[0].mean()) > 0
+    geometry = [n for n in grads[0] if "table" in n or "density_net" in n]
+    colour = [n for n in grads[0] if "color_net" in n]
+    assert geometry and colour
+    assert all(grads[1][n] for n in colour if grads[0][n]) and any(grads[1][n] for n in colour)
+    assert not any(grads[1][n] for n in geometry) and any(grads[0][n] for n in geometry)
 
 
 def test_a_layout_scales_the_offset_with_its_smallest_object_and_has_its_own_weight():

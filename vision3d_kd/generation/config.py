@@ -63,6 +63,8 @@ class GenerateConfig:
     lambda_opaque: float = 0.0        # binary entropy of the opacity (pushes it to 0 or 1)
     lambda_albedo_smooth: float = 0.0  # field students: L1 between a sample's colour and its colour a
     albedo_smooth_step: float = 0.02  # ... random offset of this std away (world units; × smallest scale in a layout)
+    albedo_smooth_colour_only: bool = False  # ... its gradient reaches the colour head only (geometry features
+    #                                   detached, so it cannot reshape the density; render/shading.py)
     occ_update_every: int = 16        # steps between occupancy-grid refreshes
     occ_resolution: int = 64
     view_dependent_prompt: bool = True
@@ -200,7 +202,7 @@ ADDED = {"guidance.vsd_camera": "angles", "generate.harmonise": 0.0, "generate.h
          "generate.box_blob_scaled": False, "generate.box_steps": False, "generate.box_blob_relative": False,
          "generate.box_density_heads": False, "generate.box_own_scale": False,
          "generate.box_blob_ratio": 0.625, "generate.lambda_albedo_smooth": 0.0, "generate.albedo_smooth_step": 0.02,
-         "generate.box_albedo_smooth": 0.0}
+         "generate.box_albedo_smooth": 0.0, "generate.albedo_smooth_colour_only": False}
 
 
 def changed_settings(saved: dict[str, Any], setup: GenerationConfig, end_step: bool = True,

@@ -168,7 +168,8 @@ class GenerateTask(TrainTask):
             light = dataclasses.replace(random_light(rng), ambient=rng.uniform(*g.ambient))
             smooth = g.albedo_smooth_step if g.lambda_albedo_smooth > 0 else 0.0
             shader = Shader(None, mode, light, fd_step=g.step_size * 0.5, orientation=g.lambda_orient > 0,
-                            smooth_step=smooth, generator=self.local_gen)
+                            smooth_step=smooth, smooth_colour_only=g.albedo_smooth_colour_only,
+                            generator=self.local_gen)
             proxy = self.p_proxy > 0 and rng.random() < self.p_proxy
             use = None if mode == "albedo" and not shader.orientation and not proxy and not smooth else shader
             terms = [self._term(s, t, cams, use, camera, progress, proxy) for t, cams in active]

@@ -10,7 +10,9 @@ changes a pixel by at most their summed weight. `albedo_scale` multiplies the fi
 penalty per sample (those samples only), ‖logit c(x) − logit c(x + δ)‖₁ / 3 for the field's colour c in (0, 1)
 (clamped to [1e-4, 1 − 1e-4]) and a random offset δ ~ N(0, smooth_step² I) (world units): Fantasia3D's albedo
 smoothness, against colour speckle, taken on the colour head's logits because on the colours themselves a
-saturated colour pays nothing (a screening run went pure white; bench/TUNING.md).
+saturated colour pays nothing (a screening run went pure white; bench/TUNING.md). With `smooth_colour_only` both
+colours come from geometry features computed without gradient, so the penalty trains the colour head alone and
+cannot reshape the density through the features the density shares.
 
 Lambertian: c' = c · (ambient + (1 − ambient) · max(0, n·l)) with the light and ambient of a
 `data.procedural.Shading` (the shading the bundled prior's training images were rendered with).
@@ -60,6 +62,7 @@ class Shader:
     albedo_scale: Tensor | None = None  # [3] factor on the field's colour in albedo and Lambertian renders
     freeze_albedo: bool = False  # with albedo_scale: the scaled colour carries no gradient (only the density learns)
     smooth_step: float = 0.0  # > 0: also the colour-smoothness penalty at offsets of this std (world units)
+    smooth_colour_only: bool = False  # the penalty's gradient reaches the colour head only (module docstring)
     generator: torch.Generator | None = None  # draws the smoothness offsets
 
     def __post_init__(self) -> None:
@@ -101,6 +104,12 @@ class Shader:
         if xs.shape[0] == 0:
             return rgb.new_zeros(rgb.shape[0])
         delta = torch.randn(xs.shape, generator=self.generator, device=xs.device, dtype=xs.dtype) * self.smooth_step
-        _, c2 = self.field.forward_rays(xs + delta, rays_d, ri)
+        if self.smooth_colour_only:
+            with torch.no_grad():
+                _, geo = self.field.block(torch.cat([xs, xs + delta]))
+            d_enc = self.field.encode_dirs(rays_d)[torch.cat([ri, ri])]
+            c, c2 = self.field.color_from_dirs(geo, d_enc).chunk(2)
+        else:
+            _, c2 = self.field.forward_rays(xs + delta, rays_d, ri)
         p = (_logit(c) - _logit(c2)).abs().mean(-1)
         return p if idx is None else rgb.new_zeros(rgb.shape[0]).index_copy(0, idx, p)
