@@ -257,3 +257,55 @@ def test_bench_gsv3d_quick_reports_every_figure_with_the_bundled_models(tmp_path
         assert math.isfinite(s[key]), key
     assert s["consistency_gt"] < s["consistency_raw"]
     assert s["psnr_novel_true_latents"] > s["psnr_novel_decoder"]
+
+
+def test_sample_set_holds_the_generators_rings_and_the_decoder_trains_on_them(tiny, monkeypatch):
+    """`write_sample_set` in two workers stores each object's ring as `sample` gives it (seed + object index),
+    refuses other settings, an unfinished set and another generator; `train_decoder --init --samples` starts
+    from the saved decoder and, at rate 1, decodes only the set's rings."""
+    from vision3d_kd.distill.gsv3d import train as tr
+    from vision3d_kd.distill.gsv3d.orbit_set import OrbitSet
+    from vision3d_kd.distill.gsv3d.sample_set import load_sample_set, write_sample_set
+    from vision3d_kd.errors import ConfigError, DataError
+
+    root, g = tiny["root"], load_generator(tiny["gen"])
+    out = root / "samples"
+    write_sample_set(tiny["data"], g, "gen", out, 3, steps=2, seed=5, worker=(1, 2), save_every=1)
+    with pytest.raises(DataError, match="worker 0/2 has sampled 0 of 2"):
+        load_sample_set(out, g)
+    write_sample_set(tiny["data"], g, "gen", out, 3, steps=2, seed=5, worker=(0, 2), save_every=1)
+    lat, info = load_sample_set(out, g)
+    orbits = OrbitSet(tiny["data"], g)
+    want = g.sample(orbits.inputs([2]), orbits.elevation[2, :1], orbits.azimuth[2, :4], 2, info["guidance"],
+                    torch.Generator().manual_seed(7))
+    assert lat.shape == (3, 4, *orbits.latents.shape[2:])
+    assert torch.allclose(lat[2], want[0], rtol=2e-3, atol=1e-2)  # stored as float16
+    assert not torch.allclose(lat[1], lat[2], rtol=0.05, atol=0.1)
+    with pytest.raises(ConfigError, match="other settings"):
+        write_sample_set(tiny["data"], g, "gen", out, 3, steps=3, seed=5, worker=(0, 2))
+    moved = load_generator(tiny["gen"])
+    with torch.no_grad():
+        moved.unet.conv_in.weight.add_(0.1)
+    with pytest.raises(ConfigError, match="another generator"):
+        load_sample_set(out, moved)
+
+    cfg = tr.DecoderTrainConfig(steps=1, batch=2, ring_views=1, novel_views=1, decoder=TINY_DECODER, lr=0.0,
+                                generated=1.0)
+    with pytest.raises(ConfigError, match="go together"):
+        tr.train_decoder(tiny["data"], root / "dec_x", cfg, g, "gen", show_progress=False, init=tiny["dec"])
+    tr.train_decoder(tiny["data"], root / "dec_own", cfg, g, "gen", show_progress=False, init=tiny["dec"],
+                     samples=out)
+    tr.export_decoder(root / "dec_own", root / "dec_own_out")
+    for (k, x), y in zip(load_decoder(tiny["dec"]).state_dict().items(),
+                         load_decoder(root / "dec_own_out").state_dict().values(), strict=True):
+        assert torch.allclose(x, y, atol=1e-6), k
+    seen: list[torch.Tensor] = []
+    forward = GaussianDecoder.forward
+    monkeypatch.setattr(GaussianDecoder, "forward", lambda self, lat, *a: seen.append(lat.detach()) or
+                        forward(self, lat, *a))
+    for k in (0, 1):
+        part = out / f"part_{k}_of_2.npy"
+        np.save(part, np.full_like(np.load(part), 7.0))
+    tr.train_decoder(tiny["data"], root / "dec_seven", cfg, g, "gen", show_progress=False, init=tiny["dec"],
+                     samples=out)
+    assert seen and all(bool((lat == 7.0).all()) for lat in seen)  # at rate 1 every ring is the set's

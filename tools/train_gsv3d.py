@@ -4,6 +4,9 @@ prior), the Gaussian decoder, and the geometric-distillation LoRA; each written 
     python tools/train_gsv3d.py data --out ~/gsv3d/data --objects 2000 [--worker 0/2]
     python tools/train_gsv3d.py generator --data ~/gsv3d/data --work ~/gsv3d/generator [--init GENERATOR_DIR]
     python tools/train_gsv3d.py decoder --data ~/gsv3d/data --work ~/gsv3d/decoder
+    python tools/train_gsv3d.py samples --data ~/gsv3d/data --out ~/gsv3d/samples --objects 400 [--worker 0/2]
+    python tools/train_gsv3d.py decoder --data ~/gsv3d/data --work ~/gsv3d/decoder2 --init DECODER_DIR \
+        --samples ~/gsv3d/samples --generated 0.5          # the decoder on the generator's own rings
     python tools/train_gsv3d.py lora --data ~/gsv3d/data --work ~/gsv3d/lora
 
 Training runs are resumable: rerunning the same command continues from the last checkpoint in --work
@@ -27,6 +30,7 @@ from vision3d_kd.distill.gsv3d import decoder as dec  # noqa: E402
 from vision3d_kd.distill.gsv3d import generator as gen  # noqa: E402
 from vision3d_kd.distill.gsv3d import geometric as geo  # noqa: E402
 from vision3d_kd.distill.gsv3d import train as tr  # noqa: E402
+from vision3d_kd.distill.gsv3d.sample_set import write_sample_set  # noqa: E402
 
 CONFIGS = {"generator": tr.GeneratorTrainConfig, "decoder": tr.DecoderTrainConfig, "lora": geo.LoraTrainConfig}
 OUTS = {"generator": gen.default_generator_path(), "decoder": dec.default_decoder_path(),
@@ -65,6 +69,15 @@ def main() -> None:
     d.add_argument("--novel", type=int, default=4)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--worker", default="0/1", help="K/N: render shards s with s %% N == K")
+    s = sub.add_parser("samples", help="sample the generator's rings of an orbit set's first objects")
+    s.add_argument("--data", type=Path, required=True, help="orbit set from `data`")
+    s.add_argument("--out", type=Path, required=True, help="sample set folder (resumed if it exists)")
+    s.add_argument("--generator", type=Path, default=None, help="generator folder (default: the bundled one)")
+    s.add_argument("--objects", type=int, default=400, help="how many of the set's first objects (default 400)")
+    s.add_argument("--steps", type=int, default=30, help="DDIM steps (as image-to-3d)")
+    s.add_argument("--guidance", type=float, default=gen.DEFAULT_GUIDANCE, help="guidance scale (as image-to-3d)")
+    s.add_argument("--seed", type=int, default=0, help="object i is sampled with seed SEED+i")
+    s.add_argument("--worker", default="0/1", help="K/N: sample objects i with i %% N == K")
     for name, cls in CONFIGS.items():
         p = sub.add_parser(name, help=f"train the {name}")
         p.add_argument("--data", type=Path, help="orbit set from `data`")
@@ -73,9 +86,13 @@ def main() -> None:
         p.add_argument("--prior", type=Path, default=default_prior_path(None))
         p.add_argument("--generator", type=Path, default=None, help="generator folder (default: the bundled one)")
         p.add_argument("--decoder", type=Path, default=None, help="decoder folder (default: the bundled one)")
-        if name == "generator":
+        if name in ("generator", "decoder"):
             p.add_argument("--init", type=Path, default=None,
-                           help="start from this generator folder (e.g. the bundled one) instead of the prior")
+                           help=f"start from this {name} folder (e.g. the bundled one) instead of "
+                                f"{'the prior' if name == 'generator' else 'scratch'}")
+        if name == "decoder":
+            p.add_argument("--samples", type=Path, default=None,
+                           help="sample set from `samples` (made by --generator) to mix in at --generated")
         p.add_argument("--export-only", action="store_true")
         _add_config(p, cls)
     args = ap.parse_args()
@@ -84,6 +101,13 @@ def main() -> None:
         write_orbit_dataset(args.out, args.objects, args.ring, args.novel, seed=args.seed, worker=(k, n),
                             progress=lambda i, t: print(f"\r{i}/{t}", end="", flush=True))
         print()
+        return
+    if args.cmd == "samples":
+        k, n = (int(x) for x in args.worker.split("/"))
+        write_sample_set(args.data, gen.load_generator(args.generator), str(args.generator or "bundled"), args.out,
+                         args.objects, args.steps, args.guidance, args.seed, (k, n),
+                         progress=lambda i, t: print(f"\r{i}/{t}", end="", flush=True))
+        print(f"\nwrote {args.out}")
         return
     fields = {f.name for f in dataclasses.fields(CONFIGS[args.cmd])} - {"decoder"}
     cfg = CONFIGS[args.cmd](**{k: getattr(args, k) for k in fields})
@@ -105,7 +129,7 @@ def _train(args, cfg, resume: bool) -> None:
         tr.train_generator(args.data, args.work, cfg, args.prior, resume=resume, init=args.init)
     elif args.cmd == "decoder":
         tr.train_decoder(args.data, args.work, cfg, gen.load_generator(args.generator), str(args.generator or
-                         "bundled"), resume=resume)
+                         "bundled"), resume=resume, init=args.init, samples=args.samples)
     else:
         names = {"generator": str(args.generator or "bundled"), "decoder": str(args.decoder or "bundled")}
         geo.train_lora(args.data, args.work, cfg, gen.load_generator(args.generator), dec.load_decoder(args.decoder),

@@ -64,10 +64,12 @@ class RenderSupervision(TrainSettings):
 @dataclass
 class DecoderTrainConfig(RenderSupervision):
     """Decoder training; latent noise (std, drawn per object up to `latent_noise`) so it tolerates a
-    generator's latents."""
+    generator's latents; with a sample set, each object is with probability `generated` one of the set's,
+    decoded from the generator's own ring instead of its true latents."""
 
     lr: float = 3e-4
     latent_noise: float = 0.1
+    generated: float = 0.0
     decoder: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
 
 
@@ -176,8 +178,9 @@ class DecoderTask(ModelTask):
     """One step: `batch` objects' ring latents (plus noise) decoded to Gaussians, rendered at `ring_views`
     random ring views and `novel_views` novel views, `render_loss` against the truth."""
 
-    def __init__(self, cfg: DecoderTrainConfig, data: OrbitSet, decoder: GaussianDecoder, info: dict) -> None:
-        self.decoder, self.data = decoder, data
+    def __init__(self, cfg: DecoderTrainConfig, data: OrbitSet, decoder: GaussianDecoder, info: dict,
+                 samples: torch.Tensor | None = None) -> None:
+        self.decoder, self.data, self.samples = decoder, data, samples
         super().__init__("gs-decoder", cfg, {"decoder": decoder}, list(decoder.parameters()), info)
         decoder.train()
 
@@ -187,6 +190,12 @@ class DecoderTask(ModelTask):
         lat = d.latents[ids]
         sigma = torch.rand(cfg.batch, 1, 1, 1, 1, generator=self.gen) * cfg.latent_noise
         lat = lat + sigma * torch.randn(lat.shape, generator=self.gen)
+        if self.samples is not None:
+            own = torch.rand(cfg.batch, generator=self.gen) < cfg.generated
+            drawn = torch.randint(len(self.samples), (cfg.batch,), generator=self.gen)
+            for j in torch.nonzero(own).flatten().tolist():
+                ids[j] = int(drawn[j])
+                lat[j] = self.samples[ids[j]]
         ring = torch.arange(d.ring).expand(cfg.batch, d.ring)
         splats = self.decoder(lat, d.cameras(ids, ring), d.inputs(ids))
         losses, terms = view_losses(splats, d, ids, cfg, self.gen)
@@ -228,13 +237,30 @@ def train_generator(data: Path, out: Path, cfg: GeneratorTrainConfig, prior: Pat
 
 
 def train_decoder(data: Path, out: Path, cfg: DecoderTrainConfig, generator: MultiViewGenerator,
-                  generator_name: str, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
-    """Train a Gaussian decoder on the orbit set `data` (latents by `generator`'s VAE); RUN `out`."""
+                  generator_name: str, resume: bool = False, show_progress: bool = True, init: Path | None = None,
+                  samples: Path | None = None) -> dict[str, Any]:
+    """Train a Gaussian decoder on the orbit set `data` (latents by `generator`'s VAE) — from scratch or, with
+    `init`, on from the decoder saved there — with, given `samples`, the generator's own rings of that set's
+    objects (`sample_set`; sampled by `generator`) mixed in at rate `cfg.generated`; RUN `out`."""
+    from .decoder import load_decoder
+    from .sample_set import load_sample_set
+
     check_fresh(out, resume)
+    if (samples is None) != (cfg.generated == 0):
+        raise ConfigError("a sample set and --generated > 0 go together")
     with seeded_init(cfg.seed):
-        decoder = GaussianDecoder(cfg.decoder)
+        decoder = GaussianDecoder(cfg.decoder) if init is None else load_decoder(init)
+    if init is not None and dataclasses.asdict(decoder.config) != dataclasses.asdict(cfg.decoder):
+        raise ConfigError(f"{init}: a decoder of another architecture than the settings ask for")
     orbits = OrbitSet(data, generator)
-    task = DecoderTask(cfg, orbits, decoder, {"data": str(data), "generator": generator_name, "objects": orbits.n})
+    own = None
+    if samples is not None:
+        own, _ = load_sample_set(samples, generator)
+        if own.shape[1:] != orbits.latents.shape[1:] or len(own) > orbits.n:
+            raise ConfigError(f"{samples}: its rings do not fit the orbit set {data}")
+    info = {"data": str(data), "generator": generator_name, "objects": orbits.n,
+            "init": str(init) if init else None, "samples": str(samples) if samples else None}
+    task = DecoderTask(cfg, orbits, decoder, info, own)
     return train(task, out, LoopConfig.of(cfg), resume=resume, show_progress=show_progress)
 
 
