@@ -270,17 +270,20 @@ def test_sample_set_holds_the_generators_rings_and_the_decoder_trains_on_them(ti
 
     root, g = tiny["root"], load_generator(tiny["gen"])
     out = root / "samples"
-    write_sample_set(tiny["data"], g, "gen", out, 3, steps=2, seed=5, worker=(1, 2), save_every=1)
+    write_sample_set(tiny["data"], g, "gen", out, 3, steps=4, seed=5, worker=(1, 2), save_every=1)
     with pytest.raises(DataError, match="worker 0/2 has sampled 0 of 2"):
         load_sample_set(out, g)
-    write_sample_set(tiny["data"], g, "gen", out, 3, steps=2, seed=5, worker=(0, 2), save_every=1)
+    write_sample_set(tiny["data"], g, "gen", out, 3, steps=4, seed=5, worker=(0, 2), save_every=1)
     lat, info = load_sample_set(out, g)
     orbits = OrbitSet(tiny["data"], g)
-    want = g.sample(orbits.inputs([2]), orbits.elevation[2, :1], orbits.azimuth[2, :4], 2, info["guidance"],
-                    torch.Generator().manual_seed(7))
-    assert lat.shape == (3, 4, *orbits.latents.shape[2:])
-    assert torch.allclose(lat[2], want[0], rtol=2e-3, atol=1e-2)  # stored as float16
-    assert not torch.allclose(lat[1], lat[2], rtol=0.05, atol=0.1)
+    states: dict[int, torch.Tensor] = {}
+    want = g.sample(orbits.inputs([2]), orbits.elevation[2, :1], orbits.azimuth[2, :4], 4, info["guidance"],
+                    torch.Generator().manual_seed(7), trace=lambda t, x: states.__setitem__(t, x[0]))
+    assert info["state_t"] == [666, 333, 0]  # 1/4, 1/2, 3/4 down [999, 666, 333, 0]
+    assert lat.shape == (3, 4, 4, *orbits.latents.shape[2:])
+    for got, true in zip(lat[2], [want[0]] + [states[t] for t in info["state_t"]], strict=True):
+        assert torch.allclose(got, true, rtol=2e-3, atol=1e-2)  # stored as float16
+    assert not torch.allclose(lat[1, 0], lat[2, 0], rtol=0.05, atol=0.1)
     with pytest.raises(ConfigError, match="other settings"):
         write_sample_set(tiny["data"], g, "gen", out, 3, steps=3, seed=5, worker=(0, 2))
     moved = load_generator(tiny["gen"])

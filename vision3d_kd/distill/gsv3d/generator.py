@@ -130,10 +130,11 @@ class MultiViewGenerator(nn.Module):
     @torch.no_grad()
     def sample(self, images: Tensor, elevation_deg: Tensor, azimuth_deg: Tensor, steps: int = 30,
                guidance: float = DEFAULT_GUIDANCE, generator: torch.Generator | None = None,
-               progress: Callable[[int, int], None] | None = None) -> Tensor:
+               progress: Callable[[int, int], None] | None = None,
+               trace: Callable[[int, Tensor], None] | None = None) -> Tensor:
         """Latents [B,V,4,h,w] of the V views at relative azimuths [V] on the ring at elevation [B] (degrees)
         of input images [B,3,S,S]: DDIM (η = 0) over `steps` evenly spaced timesteps, classifier-free guidance
-        `guidance` (1 = none)."""
+        `guidance` (1 = none); `trace(t, x_t)` sees the chain's state entering each step."""
         b, v = images.shape[0], len(azimuth_deg)
         cond, tokens = self.condition(images)
         cams = self.cameras(elevation_deg.reshape(b), azimuth_deg.reshape(1, v).expand(b, v))
@@ -142,6 +143,8 @@ class MultiViewGenerator(nn.Module):
         ts = torch.linspace(len(self.alphas_cumprod) - 1, 0, steps).round().long()
         guided = guidance != 1.0
         for i, t in enumerate(ts.tolist()):
+            if trace is not None:
+                trace(t, x)
             tt = torch.full((b,), t, dtype=torch.long)
             if guided:
                 eps_c, eps_u = self.predict_noise(torch.cat([x, x]), torch.cat([tt, tt]),

@@ -3,10 +3,14 @@ input view (ring frame 0, the object's elevation and ring azimuths) as `image-to
 beside the truth so the decoder can learn to turn what the generator makes — not only true latents — into
 the true object.
 
+The chain's states x_t at a few of its timesteps (`info["state_t"]`) are kept too, for training on what the
+generator meets while it samples rather than on noised truth.
+
 Layout of a sample set folder: `info.json` (generator name and weight hash, orbit set, objects, DDIM steps,
-guidance, seed, workers) and, per worker k of n, `part_k_of_n.npy` float16 [M,V,4,h,w] with the objects
-i ≡ k (mod n) in order, and `part_k_of_n.json` {"done": M}. Writing is resumable (a part is saved every
-`save_every` objects under a temporary name, then renamed); loading needs every part complete."""
+guidance, seed, workers, state timesteps) and, per worker k of n, `part_k_of_n.npy` float16 [M,1+T,V,4,h,w]
+(the sampled ring, then the T states) with the objects i ≡ k (mod n) in order, and `part_k_of_n.json`
+{"done": M}. Writing is resumable (a part is saved every `save_every` objects under a temporary name, then
+renamed); loading needs every part complete."""
 
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from ...errors import ConfigError, DataError
 from .generator import DEFAULT_GUIDANCE, MultiViewGenerator
 from .orbit_set import OrbitSet
 
-__all__ = ["write_sample_set", "load_sample_set", "weights_hash"]
+__all__ = ["write_sample_set", "load_sample_set", "weights_hash", "state_steps"]
 
 
 def weights_hash(model: torch.nn.Module) -> str:
@@ -35,6 +39,12 @@ def weights_hash(model: torch.nn.Module) -> str:
         digest.update(k.encode())
         digest.update(t.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()[:12]
+
+
+def state_steps(steps: int) -> list[int]:
+    """Indices of the DDIM steps whose entering states a sample set keeps: a quarter, half and three quarters
+    of the way down the chain."""
+    return sorted({steps // 4, steps // 2, (3 * steps) // 4} - {0}) if steps >= 4 else []
 
 
 def _part(out: Path, k: int, n: int) -> tuple[Path, Path]:
@@ -55,9 +65,11 @@ def write_sample_set(data: Path, generator: MultiViewGenerator, generator_name: 
         raise ConfigError(f"{data}: has {orbits.n} objects, {objects} asked for")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    keep = state_steps(steps)
+    ts = torch.linspace(len(generator.alphas_cumprod) - 1, 0, steps).round().long()
     info = {"data": str(data), "generator": generator_name, "generator_hash": weights_hash(generator.unet),
             "objects": objects, "ring": orbits.ring, "steps": steps, "guidance": guidance, "seed": seed,
-            "workers": n}
+            "workers": n, "state_t": [int(ts[j]) for j in keep]}
     info_path = out / "info.json"
     if info_path.is_file() and json.loads(info_path.read_text()) != info:
         raise ConfigError(f"{out}: holds samples made with other settings (see its info.json); use a new folder")
@@ -69,9 +81,11 @@ def write_sample_set(data: Path, generator: MultiViewGenerator, generator_name: 
     for j in range(done, len(mine)):
         i = mine[j]
         gen = torch.Generator().manual_seed(seed + i)
+        states: dict[int, Tensor] = {}
         lat = generator.sample(orbits.inputs([i]), orbits.elevation[i, :1], orbits.azimuth[i, : orbits.ring],
-                               steps, guidance, gen)
-        parts.append(lat.to(torch.float16))
+                               steps, guidance, gen, trace=lambda t, x: states.__setitem__(t, x[0].clone()))
+        chain = [lat[0]] + [states[t] for t in info["state_t"]]
+        parts.append(torch.stack(chain)[None].to(torch.float16))
         if (j + 1) % save_every == 0 or j + 1 == len(mine):
             tmp = arr_path.with_suffix(".tmp.npy")
             np.save(tmp, torch.cat(parts).numpy())
@@ -83,8 +97,8 @@ def write_sample_set(data: Path, generator: MultiViewGenerator, generator_name: 
 
 
 def load_sample_set(folder: Path, generator: MultiViewGenerator | None = None) -> tuple[Tensor, dict]:
-    """(latents float32 [objects,V,4,h,w] in orbit-set order, info) of a complete sample set; with
-    `generator`, refuse a set sampled by another generator."""
+    """(latents float32 [objects,1+T,V,4,h,w] in orbit-set order: the sampled ring, then the chain's states at
+    info["state_t"]; info) of a complete sample set; with `generator`, refuse a set sampled by another one."""
     folder = Path(folder)
     if not (folder / "info.json").is_file():
         raise DataError(f"{folder}: no sample set here (make one with `python tools/train_gsv3d.py samples`)")

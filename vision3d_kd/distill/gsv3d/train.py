@@ -255,7 +255,7 @@ def train_decoder(data: Path, out: Path, cfg: DecoderTrainConfig, generator: Mul
     orbits = OrbitSet(data, generator)
     own = None
     if samples is not None:
-        own, _ = load_sample_set(samples, generator)
+        own = load_sample_set(samples, generator)[0][:, 0]  # the sampled rings
         if own.shape[1:] != orbits.latents.shape[1:] or len(own) > orbits.n:
             raise ConfigError(f"{samples}: its rings do not fit the orbit set {data}")
     info = {"data": str(data), "generator": generator_name, "objects": orbits.n,
