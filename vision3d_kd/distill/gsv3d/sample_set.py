@@ -78,10 +78,10 @@ def write_sample_set(data: Path, generator: MultiViewGenerator, generator_name: 
     arr_path, done_path = _part(out, k, n)
     done = json.loads(done_path.read_text())["done"] if done_path.is_file() else 0
     parts = [torch.from_numpy(np.load(arr_path)[:done])] if done else []
+    states: dict[int, Tensor] = {}
     for j in range(done, len(mine)):
         i = mine[j]
         gen = torch.Generator().manual_seed(seed + i)
-        states: dict[int, Tensor] = {}
         lat = generator.sample(orbits.inputs([i]), orbits.elevation[i, :1], orbits.azimuth[i, : orbits.ring],
                                steps, guidance, gen, trace=lambda t, x: states.__setitem__(t, x[0].clone()))
         chain = [lat[0]] + [states[t] for t in info["state_t"]]
