@@ -312,3 +312,30 @@ def test_sample_set_holds_the_generators_rings_and_the_decoder_trains_on_them(ti
     tr.train_decoder(tiny["data"], root / "dec_seven", cfg, g, "gen", show_progress=False, init=tiny["dec"],
                      samples=out)
     assert seen and all(bool((lat == 7.0).all()) for lat in seen)  # at rate 1 every ring is the set's
+
+
+def test_lora_on_policy_renders_the_generators_own_chain_states(tiny, monkeypatch):
+    """`train_lora --samples --on-policy 1`: every step's render term starts from a state the sample set's chain
+    kept (here all 7.0), at the timestep it was kept at, guided (both branches); without a set it is refused."""
+    from vision3d_kd.distill.gsv3d import geometric as geo
+    from vision3d_kd.distill.gsv3d.generator import MultiViewGenerator
+    from vision3d_kd.distill.gsv3d.sample_set import write_sample_set
+    from vision3d_kd.errors import ConfigError
+
+    root = tiny["root"]
+    out = write_sample_set(tiny["data"], load_generator(tiny["gen"]), "gen", root / "chains", 2, steps=4)
+    part = out / "part_0_of_1.npy"
+    np.save(part, np.full_like(np.load(part), 7.0))
+    cfg = geo.LoraTrainConfig(steps=2, rank=2, ring_views=1, novel_views=1, on_policy=1.0)
+    args = (tiny["data"], root / "lora_own", cfg, load_generator(tiny["gen"]), load_decoder(tiny["dec"]), {})
+    with pytest.raises(ConfigError, match="go together"):
+        geo.train_lora(*args, show_progress=False)
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    predict = MultiViewGenerator.predict_noise
+    monkeypatch.setattr(MultiViewGenerator, "predict_noise", lambda self, x_t, t, *a: calls.append(
+        (x_t.detach(), t)) or predict(self, x_t, t, *a))
+    geo.train_lora(*args, show_progress=False, samples=out)
+    own = [(x, t) for x, t in calls if bool((x == 7.0).all())]
+    assert len(own) == 2 and len(calls) == 4  # per step: the ε-loss on noised truth, then one guided own state
+    for x, t in own:
+        assert x.shape[0] == 2 and int(t[0]) in (666, 333, 0)

@@ -7,7 +7,7 @@ prior), the Gaussian decoder, and the geometric-distillation LoRA; each written 
     python tools/train_gsv3d.py samples --data ~/gsv3d/data --out ~/gsv3d/samples --objects 400 [--worker 0/2]
     python tools/train_gsv3d.py decoder --data ~/gsv3d/data --work ~/gsv3d/decoder2 --init DECODER_DIR \
         --samples ~/gsv3d/samples --generated 0.5          # the decoder on the generator's own rings
-    python tools/train_gsv3d.py lora --data ~/gsv3d/data --work ~/gsv3d/lora
+    python tools/train_gsv3d.py lora --data ~/gsv3d/data --work ~/gsv3d/lora [--samples ~/gsv3d/samples --on-policy 0.5]
 
 Training runs are resumable: rerunning the same command continues from the last checkpoint in --work
 (--steps may grow). When a run ends its result is exported to --out (default: the bundled asset folder) with a
@@ -90,9 +90,10 @@ def main() -> None:
             p.add_argument("--init", type=Path, default=None,
                            help=f"start from this {name} folder (e.g. the bundled one) instead of "
                                 f"{'the prior' if name == 'generator' else 'scratch'}")
-        if name == "decoder":
+        if name in ("decoder", "lora"):
+            rate = "--generated" if name == "decoder" else "--on-policy"
             p.add_argument("--samples", type=Path, default=None,
-                           help="sample set from `samples` (made by --generator) to mix in at --generated")
+                           help=f"sample set from `samples` (made by --generator) to train on at {rate}")
         p.add_argument("--export-only", action="store_true")
         _add_config(p, cls)
     args = ap.parse_args()
@@ -133,7 +134,7 @@ def _train(args, cfg, resume: bool) -> None:
     else:
         names = {"generator": str(args.generator or "bundled"), "decoder": str(args.decoder or "bundled")}
         geo.train_lora(args.data, args.work, cfg, gen.load_generator(args.generator), dec.load_decoder(args.decoder),
-                       names, resume=resume)
+                       names, resume=resume, samples=args.samples)
 
 
 def _export(args) -> None:

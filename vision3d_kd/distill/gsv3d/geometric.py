@@ -7,7 +7,12 @@ and so x̂₀ = (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t for all ring frames toget
 Gaussians, which are rendered at some ring views and at novel views off the ring and compared with the truth
 (RGB, mask, depth: `orbit_set.render_loss`), weighted by ᾱ_t (x̂₀ is noise-dominated early in the chain, and
 1/√ᾱ_t would blow its gradient up); the generator's own ε-loss is kept beside it so it still samples well.
-The paper does not say which timesteps, views or weights it uses; these are ours (README)."""
+The paper does not say which timesteps, views or weights it uses; these are ours (README).
+
+On policy (`on_policy` > 0, with a sample set of the generator's own chains, `sample_set.py`): with that
+probability a step's render term is taken instead at a state x_t the generator itself reached while sampling a
+set object's ring (not the truth noised), its x̂₀ guided as sampling guides it, so the LoRA learns to pull the
+generator's own inconsistent intermediate rings toward the true object."""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ...checkpoint import load_tensors, save_tensors, write_json
-from ...errors import RunError
+from ...errors import ConfigError, RunError
 from ...train.driver import LoopConfig, StepResult, train
 from .decoder import GaussianDecoder
 from .generator import MultiViewGenerator
@@ -41,6 +46,8 @@ class LoraTrainConfig(RenderSupervision):
     rank: int = 8
     w_render: float = 1.0
     w_diffusion: float = 1.0
+    on_policy: float = 0.0
+    guidance: float = 4.0
 
 
 def add_lora(generator: MultiViewGenerator, rank: int) -> None:
@@ -74,8 +81,9 @@ class LoraTask(ModelTask):
     """One geometric-distillation step (module docstring)."""
 
     def __init__(self, cfg: LoraTrainConfig, data: OrbitSet, generator: MultiViewGenerator, decoder: GaussianDecoder,
-                 info: dict) -> None:
+                 info: dict, chains: tuple[torch.Tensor, list[int]] | None = None) -> None:
         self.g, self.decoder, self.data = generator, decoder.requires_grad_(False).eval(), data
+        self.chains = chains
         generator.encoder.requires_grad_(False)  # only the LoRA trains
         params = [p for p in generator.unet.parameters() if p.requires_grad]
         super().__init__("gsv3d-lora", cfg, {"unet": generator.unet}, params, info)
@@ -92,8 +100,12 @@ class LoraTask(ModelTask):
         cams = g.cameras(d.elevation[ids, 0], d.azimuth[ids, : d.ring])
         eps = g.predict_noise(x_t, t, x0[:, 0], g.encoder(images), cams)
         diffusion = F.mse_loss(eps, noise)
+        x0_hat = g.x0_from_noise(x_t, eps, t)
+        if self.chains is not None and float(torch.rand((), generator=self.gen)) < cfg.on_policy:
+            ids, t, x0_hat = self._own_state(cfg.batch)
+            a, images = g.alphas_cumprod[t], d.inputs(ids)
         ring = torch.arange(d.ring).expand(cfg.batch, d.ring)
-        splats = self.decoder(g.x0_from_noise(x_t, eps, t), d.cameras(ids, ring), images)
+        splats = self.decoder(x0_hat, d.cameras(ids, ring), images)
         losses, terms = view_losses(splats, d, ids, cfg, self.gen)
         rendered = sum(a[j] * loss_j for j, loss_j in enumerate(losses)) / cfg.batch
         loss = cfg.w_diffusion * diffusion + cfg.w_render * rendered
@@ -101,15 +113,43 @@ class LoraTask(ModelTask):
         self.last = {"loss": float(loss.detach()), "diffusion": float(diffusion.detach()), **terms}
         return StepResult(dict(self.last), f"loss {self.last['loss']:.4f} rgb {terms['rgb']:.4f}")
 
+    def _own_state(self, batch: int) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        """(object ids [B], timesteps [B], guided x̂₀ [B,V,4,h,w]) at states x_t of the sample set's chains."""
+        states, state_t = self.chains
+        g, d = self.g, self.data
+        ids = torch.randint(len(states), (batch,), generator=self.gen).tolist()
+        k = torch.randint(len(state_t), (batch,), generator=self.gen)
+        x_t = torch.stack([states[i, 1 + int(k[j])] for j, i in enumerate(ids)])
+        t = torch.tensor([state_t[int(j)] for j in k])
+        cond, tokens = d.latents[ids][:, 0], g.encoder(d.inputs(ids))
+        cams = g.cameras(d.elevation[ids, 0], d.azimuth[ids, : d.ring])
+        eps_c, eps_u = g.predict_noise(torch.cat([x_t, x_t]), torch.cat([t, t]),
+                                       torch.cat([cond, torch.zeros_like(cond)]),
+                                       torch.cat([tokens, torch.zeros_like(tokens)]), torch.cat([cams, cams])).chunk(2)
+        return ids, t, g.x0_from_noise(x_t, eps_u + self.cfg.guidance * (eps_c - eps_u), t)
+
 
 def train_lora(data: Path, out: Path, cfg: LoraTrainConfig, generator: MultiViewGenerator, decoder: GaussianDecoder,
-               names: dict[str, str], resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
-    """Geometric distillation of `generator` (LoRA added here) through `decoder` on the orbit set `data`;
-    `names` records which generator and decoder (RUN/config.json). RUN `out`."""
+               names: dict[str, str], resume: bool = False, show_progress: bool = True,
+               samples: Path | None = None) -> dict[str, Any]:
+    """Geometric distillation of `generator` (LoRA added here) through `decoder` on the orbit set `data`, on
+    policy at rate `cfg.on_policy` with the sample set `samples` (made by `generator`); `names` records which
+    generator and decoder (RUN/config.json). RUN `out`."""
+    from .sample_set import load_sample_set
+
     check_fresh(out, resume)
+    if (samples is None) != (cfg.on_policy == 0):
+        raise ConfigError("a sample set and --on-policy > 0 go together")
     orbits = OrbitSet(data, generator)
+    chains = None
+    if samples is not None:
+        states, info = load_sample_set(samples, generator)
+        if not info["state_t"] or states.shape[2:] != orbits.latents.shape[1:] or len(states) > orbits.n:
+            raise ConfigError(f"{samples}: its chains do not fit the orbit set {data}")
+        chains = (states, [int(t) for t in info["state_t"]])
     add_lora(generator, cfg.rank)
-    task = LoraTask(cfg, orbits, generator, decoder, {"data": str(data), **names, "objects": orbits.n})
+    task = LoraTask(cfg, orbits, generator, decoder, {"data": str(data), **names, "objects": orbits.n,
+                                                      "samples": str(samples) if samples else None}, chains)
     return train(task, out, LoopConfig.of(cfg), resume=resume, show_progress=show_progress)
 
 
