@@ -286,6 +286,11 @@ def test_sample_set_holds_the_generators_rings_and_the_decoder_trains_on_them(ti
     assert not torch.allclose(lat[1, 0], lat[2, 0], rtol=0.05, atol=0.1)
     with pytest.raises(ConfigError, match="other settings"):
         write_sample_set(tiny["data"], g, "gen", out, 3, steps=3, seed=5, worker=(0, 2))
+    with pytest.raises(ConfigError, match="only --objects may grow"):
+        write_sample_set(tiny["data"], g, "gen", out, 2, steps=4, seed=5, worker=(0, 2))
+    write_sample_set(tiny["data"], g, "gen", out, 4, steps=4, seed=5, worker=(1, 2))  # adds object 3
+    grown, _ = load_sample_set(out, g)  # worker 0's objects 0 and 2 were all it has to do
+    assert len(grown) == 4 and torch.equal(grown[:3], lat)
     moved = load_generator(tiny["gen"])
     with torch.no_grad():
         moved.unet.conv_in.weight.add_(0.1)

@@ -10,7 +10,7 @@ Layout of a sample set folder: `info.json` (generator name and weight hash, orbi
 guidance, seed, workers, state timesteps) and, per worker k of n, `part_k_of_n.npy` float16 [M,1+T,V,4,h,w]
 (the sampled ring, then the T states) with the objects i ≡ k (mod n) in order, and `part_k_of_n.json`
 {"done": M}. Writing is resumable (a part is saved every `save_every` objects under a temporary name, then
-renamed); loading needs every part complete."""
+renamed) and the set may grow (more objects, the same settings); loading needs every part complete."""
 
 from __future__ import annotations
 
@@ -71,8 +71,11 @@ def write_sample_set(data: Path, generator: MultiViewGenerator, generator_name: 
             "objects": objects, "ring": orbits.ring, "steps": steps, "guidance": guidance, "seed": seed,
             "workers": n, "state_t": [int(ts[j]) for j in keep]}
     info_path = out / "info.json"
-    if info_path.is_file() and json.loads(info_path.read_text()) != info:
-        raise ConfigError(f"{out}: holds samples made with other settings (see its info.json); use a new folder")
+    if info_path.is_file():
+        old = json.loads(info_path.read_text())
+        if {**old, "objects": objects} != info or old["objects"] > objects:
+            raise ConfigError(f"{out}: holds samples made with other settings (see its info.json; only --objects "
+                              "may grow); use a new folder")
     write_json(info_path, info)
     mine = list(range(k, objects, n))
     arr_path, done_path = _part(out, k, n)
