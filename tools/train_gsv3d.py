@@ -46,6 +46,12 @@ def _add_config(ap: argparse.ArgumentParser, cls) -> None:
                         help=f"(default {default})")
 
 
+def _worker(text: str) -> tuple[int, int]:
+    """(k, n) of a --worker K/N."""
+    k, n = text.split("/")
+    return int(k), int(n)
+
+
 def _provenance(out: Path, work: Path, what: str) -> None:
     """out/TRAINING.md: the commands (each start or resume), the run's settings and last log line, the commit."""
     root = Path(__file__).resolve().parents[1]
@@ -98,15 +104,13 @@ def main() -> None:
         _add_config(p, cls)
     args = ap.parse_args()
     if args.cmd == "data":
-        k, n = (int(x) for x in args.worker.split("/"))
-        write_orbit_dataset(args.out, args.objects, args.ring, args.novel, seed=args.seed, worker=(k, n),
+        write_orbit_dataset(args.out, args.objects, args.ring, args.novel, seed=args.seed, worker=_worker(args.worker),
                             progress=lambda i, t: print(f"\r{i}/{t}", end="", flush=True))
         print()
         return
     if args.cmd == "samples":
-        k, n = (int(x) for x in args.worker.split("/"))
         write_sample_set(args.data, gen.load_generator(args.generator), str(args.generator or "bundled"), args.out,
-                         args.objects, args.steps, args.guidance, args.seed, (k, n),
+                         args.objects, args.steps, args.guidance, args.seed, _worker(args.worker),
                          progress=lambda i, t: print(f"\r{i}/{t}", end="", flush=True))
         print(f"\nwrote {args.out}")
         return

@@ -19,7 +19,12 @@ from .pipeline_files import parse_dtype
 from .prior import CameraCondition, DiffusionPrior
 from .prompts import view_prompt
 
-__all__ = ["ddim_sample", "write_samples", "write_image_strip"]
+__all__ = ["ddim_sample", "ddim_timesteps", "write_samples", "write_image_strip"]
+
+
+def ddim_timesteps(train_steps: int, steps: int) -> Tensor:
+    """The `steps` evenly spaced integer timesteps [steps] a DDIM chain visits, from train_steps − 1 down to 0."""
+    return torch.linspace(train_steps - 1, 0, steps).round().long()
 
 
 @torch.no_grad()
@@ -33,7 +38,7 @@ def ddim_sample(prior: DiffusionPrior, prompts: list[str], camera: CameraConditi
     abar = prior.alphas_cumprod.float()
     b = len(prompts)
     x = torch.randn(b, prior.channels, prior.sample_size, prior.sample_size, generator=generator)
-    ts = torch.linspace(len(abar) - 1, 0, steps).round().long()
+    ts = ddim_timesteps(len(abar), steps)
     x0 = x
     for i, t in enumerate(ts.tolist()):
         a = abar[t]

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ...checkpoint import load_tensors, save_tensors, write_json
 from ...errors import RunError
 from ...guidance.prior import CameraCondition, camera_features
+from ...guidance.sampling import ddim_timesteps
 
 __all__ = ["MultiViewAttention", "ImageEncoder", "MultiViewGenerator", "ddpm_alphas_cumprod", "load_generator",
            "default_generator_path", "generator_from_prior", "DEFAULT_GUIDANCE"]
@@ -122,6 +123,22 @@ class MultiViewGenerator(nn.Module):
                         class_labels=cams.flatten(0, 1)).sample
         return out.reshape(b, v, *out.shape[1:])
 
+    def guided_noise(self, x_t: Tensor, t: Tensor, cond: Tensor, tokens: Tensor, cams: Tensor,
+                     guidance: float) -> Tensor:
+        """Classifier-free guided ε̂ = ε̂_u + guidance·(ε̂_c − ε̂_u) (inputs as `predict_noise`; the unconditional
+        branch zeroes the input latent and tokens); guidance 1 is the conditional ε̂ alone."""
+        if guidance == 1.0:
+            return self.predict_noise(x_t, t, cond, tokens, cams)
+        eps_c, eps_u = self.predict_noise(torch.cat([x_t, x_t]), torch.cat([t, t]),
+                                          torch.cat([cond, torch.zeros_like(cond)]),
+                                          torch.cat([tokens, torch.zeros_like(tokens)]),
+                                          torch.cat([cams, cams])).chunk(2)
+        return eps_u + guidance * (eps_c - eps_u)
+
+    def timesteps(self, steps: int) -> Tensor:
+        """The `steps` DDIM timesteps `sample` visits, from the last training timestep down to 0 [steps]."""
+        return ddim_timesteps(len(self.alphas_cumprod), steps)
+
     def x0_from_noise(self, x_t: Tensor, eps: Tensor, t: Tensor) -> Tensor:
         """x̂₀ = (x_t − √(1−ᾱ_t) ε̂) / √ᾱ_t with t [B] broadcast over [B,V,C,h,w]."""
         a = self.alphas_cumprod.to(x_t.device)[t].reshape(-1, 1, 1, 1, 1)
@@ -140,20 +157,12 @@ class MultiViewGenerator(nn.Module):
         cams = self.cameras(elevation_deg.reshape(b), azimuth_deg.reshape(1, v).expand(b, v))
         h = cond.shape[-1]
         x = torch.randn(b, v, cond.shape[1], h, h, generator=generator).to(cond)
-        ts = torch.linspace(len(self.alphas_cumprod) - 1, 0, steps).round().long()
-        guided = guidance != 1.0
+        ts = self.timesteps(steps)
         for i, t in enumerate(ts.tolist()):
             if trace is not None:
                 trace(t, x)
             tt = torch.full((b,), t, dtype=torch.long)
-            if guided:
-                eps_c, eps_u = self.predict_noise(torch.cat([x, x]), torch.cat([tt, tt]),
-                                                  torch.cat([cond, torch.zeros_like(cond)]),
-                                                  torch.cat([tokens, torch.zeros_like(tokens)]),
-                                                  torch.cat([cams, cams])).chunk(2)
-                eps = eps_u + guidance * (eps_c - eps_u)
-            else:
-                eps = self.predict_noise(x, tt, cond, tokens, cams)
+            eps = self.guided_noise(x, tt, cond, tokens, cams, guidance)
             x0 = self.x0_from_noise(x, eps, tt)
             a_prev = self.alphas_cumprod[int(ts[i + 1])] if i + 1 < len(ts) else torch.tensor(1.0)
             x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps

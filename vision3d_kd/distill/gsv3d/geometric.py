@@ -30,6 +30,7 @@ from ...train.driver import LoopConfig, StepResult, train
 from .decoder import GaussianDecoder
 from .generator import MultiViewGenerator
 from .orbit_set import OrbitSet, view_losses
+from .sample_set import load_sample_set
 from .train import ModelTask, RenderSupervision, check_fresh, load_modules
 
 __all__ = ["LoraTrainConfig", "add_lora", "load_lora", "train_lora", "export_lora", "default_lora_path"]
@@ -121,12 +122,9 @@ class LoraTask(ModelTask):
         k = torch.randint(len(state_t), (batch,), generator=self.gen)
         x_t = torch.stack([states[i, 1 + int(k[j])] for j, i in enumerate(ids)])
         t = torch.tensor([state_t[int(j)] for j in k])
-        cond, tokens = d.latents[ids][:, 0], g.encoder(d.inputs(ids))
         cams = g.cameras(d.elevation[ids, 0], d.azimuth[ids, : d.ring])
-        eps_c, eps_u = g.predict_noise(torch.cat([x_t, x_t]), torch.cat([t, t]),
-                                       torch.cat([cond, torch.zeros_like(cond)]),
-                                       torch.cat([tokens, torch.zeros_like(tokens)]), torch.cat([cams, cams])).chunk(2)
-        return ids, t, g.x0_from_noise(x_t, eps_u + self.cfg.guidance * (eps_c - eps_u), t)
+        eps = g.guided_noise(x_t, t, d.latents[ids][:, 0], g.encoder(d.inputs(ids)), cams, self.cfg.guidance)
+        return ids, t, g.x0_from_noise(x_t, eps, t)
 
 
 def train_lora(data: Path, out: Path, cfg: LoraTrainConfig, generator: MultiViewGenerator, decoder: GaussianDecoder,
@@ -135,17 +133,15 @@ def train_lora(data: Path, out: Path, cfg: LoraTrainConfig, generator: MultiView
     """Geometric distillation of `generator` (LoRA added here) through `decoder` on the orbit set `data`, on
     policy at rate `cfg.on_policy` with the sample set `samples` (made by `generator`); `names` records which
     generator and decoder (RUN/config.json). RUN `out`."""
-    from .sample_set import load_sample_set
-
     check_fresh(out, resume)
     if (samples is None) != (cfg.on_policy == 0):
         raise ConfigError("a sample set and --on-policy > 0 go together")
     orbits = OrbitSet(data, generator)
     chains = None
     if samples is not None:
-        states, info = load_sample_set(samples, generator)
-        if not info["state_t"] or states.shape[2:] != orbits.latents.shape[1:] or len(states) > orbits.n:
-            raise ConfigError(f"{samples}: its chains do not fit the orbit set {data}")
+        states, info = load_sample_set(samples, generator, orbits)
+        if not info["state_t"]:
+            raise ConfigError(f"{samples}: kept no chain states (sampled with fewer than 4 steps)")
         chains = (states, [int(t) for t in info["state_t"]])
     add_lora(generator, cfg.rank)
     task = LoraTask(cfg, orbits, generator, decoder, {"data": str(data), **names, "objects": orbits.n,

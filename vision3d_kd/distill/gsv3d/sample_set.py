@@ -66,7 +66,7 @@ def write_sample_set(data: Path, generator: MultiViewGenerator, generator_name: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     keep = state_steps(steps)
-    ts = torch.linspace(len(generator.alphas_cumprod) - 1, 0, steps).round().long()
+    ts = generator.timesteps(steps)
     info = {"data": str(data), "generator": generator_name, "generator_hash": weights_hash(generator.unet),
             "objects": objects, "ring": orbits.ring, "steps": steps, "guidance": guidance, "seed": seed,
             "workers": n, "state_t": [int(ts[j]) for j in keep]}
@@ -99,9 +99,11 @@ def write_sample_set(data: Path, generator: MultiViewGenerator, generator_name: 
     return out
 
 
-def load_sample_set(folder: Path, generator: MultiViewGenerator | None = None) -> tuple[Tensor, dict]:
+def load_sample_set(folder: Path, generator: MultiViewGenerator | None = None,
+                    orbits: OrbitSet | None = None) -> tuple[Tensor, dict]:
     """(latents float32 [objects,1+T,V,4,h,w] in orbit-set order: the sampled ring, then the chain's states at
-    info["state_t"]; info) of a complete sample set; with `generator`, refuse a set sampled by another one."""
+    info["state_t"]; info) of a complete sample set; with `generator`, refuse a set sampled by another one, with
+    `orbits`, one whose rings do not fit that orbit set (ring size, latent shape, object count)."""
     folder = Path(folder)
     if not (folder / "info.json").is_file():
         raise DataError(f"{folder}: no sample set here (make one with `python tools/train_gsv3d.py samples`)")
@@ -121,4 +123,6 @@ def load_sample_set(folder: Path, generator: MultiViewGenerator | None = None) -
             out = torch.empty(objects, *part.shape[1:])
         out[k::n] = part
     assert out is not None
+    if orbits is not None and (out.shape[2:] != orbits.latents.shape[1:] or objects > orbits.n):
+        raise ConfigError(f"{folder}: its rings do not fit the orbit set it is used with")
     return out, info

@@ -20,9 +20,10 @@ from ...checkpoint import load_tensors, save_tensors, write_json
 from ...errors import ConfigError, DataError, NumericalError, RunError
 from ...train.driver import LoopConfig, StepResult, TrainTask, make_generator, seeded_init, train
 from ...train.state import load_train_state, save_train_state
-from .decoder import DecoderConfig, GaussianDecoder
+from .decoder import DecoderConfig, GaussianDecoder, load_decoder
 from .generator import MultiViewGenerator, generator_from_prior, load_generator
 from .orbit_set import OrbitSet, view_losses
+from .sample_set import load_sample_set
 
 __all__ = ["TrainSettings", "RenderSupervision", "GeneratorTrainConfig", "DecoderTrainConfig", "ModelTask",
            "train_generator", "train_decoder", "export_generator", "export_decoder", "lr_at", "check_fresh",
@@ -242,9 +243,6 @@ def train_decoder(data: Path, out: Path, cfg: DecoderTrainConfig, generator: Mul
     """Train a Gaussian decoder on the orbit set `data` (latents by `generator`'s VAE) — from scratch or, with
     `init`, on from the decoder saved there — with, given `samples`, the generator's own rings of that set's
     objects (`sample_set`; sampled by `generator`) mixed in at rate `cfg.generated`; RUN `out`."""
-    from .decoder import load_decoder
-    from .sample_set import load_sample_set
-
     check_fresh(out, resume)
     if (samples is None) != (cfg.generated == 0):
         raise ConfigError("a sample set and --generated > 0 go together")
@@ -253,11 +251,7 @@ def train_decoder(data: Path, out: Path, cfg: DecoderTrainConfig, generator: Mul
     if init is not None and dataclasses.asdict(decoder.config) != dataclasses.asdict(cfg.decoder):
         raise ConfigError(f"{init}: a decoder of another architecture than the settings ask for")
     orbits = OrbitSet(data, generator)
-    own = None
-    if samples is not None:
-        own = load_sample_set(samples, generator)[0][:, 0]  # the sampled rings
-        if own.shape[1:] != orbits.latents.shape[1:] or len(own) > orbits.n:
-            raise ConfigError(f"{samples}: its rings do not fit the orbit set {data}")
+    own = None if samples is None else load_sample_set(samples, generator, orbits)[0][:, 0]  # the sampled rings
     info = {"data": str(data), "generator": generator_name, "objects": orbits.n,
             "init": str(init) if init else None, "samples": str(samples) if samples else None}
     task = DecoderTask(cfg, orbits, decoder, info, own)
