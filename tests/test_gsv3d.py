@@ -201,11 +201,33 @@ def test_training_resumes_and_lora_round_trips(tiny):
     assert json.loads((tiny["lora"] / "lora.json").read_text())["rank"] == 2
 
 
+def test_sample_rings_averages_rings_drawn_in_turn_and_keeps_the_input_view(tiny, tmp_path, capsys):
+    """One ring is `sample`'s; K rings are the mean of K samples drawn one after another from the same random
+    stream; keep_input puts the input's own latent at azimuth 0 only; a bad --average is one line, exit 2."""
+    gen = load_generator(tiny["gen"])
+    img, el, az = torch.rand(1, 3, 32, 32), torch.tensor([20.0]), ring_azimuths(4)
+    one = gen.sample(img, el, az, 2, 2.0, torch.Generator().manual_seed(5))
+    first, same = gen.sample_rings(img, el, az, 2, 2.0, torch.Generator().manual_seed(5))
+    assert torch.equal(first, one) and torch.equal(same, one)
+    g = torch.Generator().manual_seed(5)
+    a, b = gen.sample(img, el, az, 2, 2.0, g), gen.sample(img, el, az, 2, 2.0, g)
+    assert not torch.allclose(a, b)
+    first, mean = gen.sample_rings(img, el, az, 2, 2.0, torch.Generator().manual_seed(5), rings=2, keep_input=True)
+    assert torch.equal(first, a)
+    assert torch.allclose(mean[:, 1:], (a + b)[:, 1:] / 2, atol=1e-6)
+    assert torch.allclose(mean[:, 0], gen.encode(img), atol=1e-6) and not torch.allclose(mean[:, 0], a[:, 0])
+    bad = ["image-to-3d", str(LOCAL_BAD / IMAGE_BAD[0]), "--out", str(tmp_path / "run"), "--average", "0"]
+    assert run_cli(bad) == 2
+    one_line_error(capsys, "--average")
+    assert not (tmp_path / "run").exists()
+
+
 def test_image_to_3d_writes_a_splats_run_that_exports(tiny, tmp_path, capsys):
     obj = split_objects("validation", 1)[0]
     gt = render_views(obj, torch.tensor([obj.elevation]), torch.zeros(1), 48)
     Image.fromarray((gt["rgb"][0].numpy() * 255).astype(np.uint8)).save(tmp_path / "in.png")
     args = ["image-to-3d", str(tmp_path / "in.png"), "--out", str(tmp_path / "run"), "--views", "4", "--steps", "2",
+            "--average", "2", "--keep-input",
             "--generator", str(tiny["gen"]), "--decoder", str(tiny["dec"]), "--lora-path", str(tiny["lora"]),
             "--no-video", "--no-progress", "--elevation", f"{obj.elevation:.1f}"]
     assert run_cli(args) == 0

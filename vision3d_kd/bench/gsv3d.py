@@ -4,7 +4,8 @@ decoder and the decoder with the geometric-distillation LoRA, several sampling s
 Objects: `data.object_orbits.split_objects(split, n)` — half of them (family, colour) pairs never seen in
 training, all in new turns and lights; the input is the true 64-px view at azimuth 0 on the object's ring. Per
 object and seed: the generator samples the ring's views without and with the LoRA (same noise); the decoder
-turns each into Gaussians.
+turns each into Gaussians — of the mean of `average` rings, with the input's own latent at the input camera if
+`keep_input`, as `image-to-3d` does; the raw figures (consistency_raw, psnr_ring_*) are of the first ring.
 - consistency_* (`scores.reprojection_error`, true depth): raw = the generator's own views (VAE-decoded),
   decoder / lora = the decoded Gaussians rendered at those views; lora_frames = the LoRA generator's views;
   gt = the true views (the metric's floor).
@@ -55,7 +56,8 @@ def _renders(splats, cams) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def _score(obj, split: str, index: int, seed: int, models: dict, views: int, steps: int, guidance: float) -> dict:
+def _score(obj, split: str, index: int, seed: int, models: dict, views: int, steps: int, guidance: float,
+           average: int, keep_input: bool) -> dict:
     from ..distill.gsv3d.scores import chamfer, reprojection_error, surface_points
 
     az = ring_azimuths(views)
@@ -76,8 +78,9 @@ def _score(obj, split: str, index: int, seed: int, models: dict, views: int, ste
     rec["psnr_novel_true_latents"] = psnr(_renders(models["decoder"](true_lat, ring_cams, image)[0], novel_cams)["rgb"],
                                           gt_novel["rgb"])
     for name, g in (("raw", models["raw"]), ("lora", models["lora"])):
-        lat = g.sample(image, torch.tensor([obj.elevation]), az, steps, guidance, torch.Generator().manual_seed(seed))
-        frames = g.decode(lat[0]).permute(0, 2, 3, 1)
+        first, lat = g.sample_rings(image, torch.tensor([obj.elevation]), az, steps, guidance,
+                                    torch.Generator().manual_seed(seed), average, keep_input)
+        frames = g.decode(first[0]).permute(0, 2, 3, 1)
         key = "raw" if name == "raw" else "lora_frames"
         rec[f"consistency_{key}"] = reprojection_error(frames, ring_cams, gt["opacity"], gt["depth"])
         rec[f"psnr_ring_{name}"] = psnr(frames[1:], gt["rgb"][1:])
@@ -93,7 +96,8 @@ def _score(obj, split: str, index: int, seed: int, models: dict, views: int, ste
     return rec
 
 
-def _cpu_seconds(objs: list, models: dict, views: int, steps: int, guidance: float) -> list[float]:
+def _cpu_seconds(objs: list, models: dict, views: int, steps: int, guidance: float, average: int,
+                 keep_input: bool) -> list[float]:
     """CPU seconds of the whole image_to_3d (bundled-path loading included) for each object's input view."""
     from PIL import Image
 
@@ -105,7 +109,8 @@ def _cpu_seconds(objs: list, models: dict, views: int, steps: int, guidance: flo
             gt = render_views(obj, torch.tensor([obj.elevation]), torch.zeros(1), 64)
             path = Path(tmp) / f"in{i}.png"
             Image.fromarray((gt["rgb"][0].numpy() * 255 + 0.5).clip(0, 255).astype("uint8")).save(path)
-            cfg = ImageTo3DConfig(views=views, elevation=obj.elevation, steps=steps, guidance=guidance)
+            cfg = ImageTo3DConfig(views=views, elevation=obj.elevation, steps=steps, guidance=guidance,
+                                  average=average, keep_input=keep_input)
             out.append(image_to_3d(path, Path(tmp) / f"run{i}", cfg, models.get("paths"))["cpu_seconds"])
     return out
 
@@ -118,13 +123,19 @@ def _beyond(a: tuple[float, float], b: tuple[float, float], lower_is_better: boo
 
 def run(quick: bool = False, split: str = "validation", seeds: int | None = None, views: int = 16, steps: int = 30,
         guidance: float = DEFAULT_GUIDANCE, generator: Path | None = None, decoder: Path | None = None,
-        lora: Path | None = None, timed: int = 3, progress=print) -> dict[str, Any]:
-    """Every object of `split` × seed (quick: 2 objects, 1 seed, 8 views, 5 steps, 1 timed image)."""
+        lora: Path | None = None, average: int | None = None, keep_input: bool | None = None, timed: int = 3,
+        progress=print) -> dict[str, Any]:
+    """Every object of `split` × seed (quick: 2 objects, 1 seed, 8 views, 5 steps, 1 timed image); `average` and
+    `keep_input` as `image-to-3d` takes them (None: its defaults)."""
     from ..distill.gsv3d.decoder import load_decoder
     from ..distill.gsv3d.generator import load_generator
     from ..distill.gsv3d.geometric import load_lora
-    from ..distill.gsv3d.image_to_3d import GSV3D
+    from ..distill.gsv3d.image_to_3d import GSV3D, ImageTo3DConfig
 
+    defaults = ImageTo3DConfig()
+    average = defaults.average if average is None else average
+    keep_input = defaults.keep_input if keep_input is None else keep_input
+    ImageTo3DConfig(views=views, steps=steps, guidance=guidance, average=average).check()
     if split not in SPLITS:
         raise RunError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     n, n_seeds = (2, 1) if quick else (SPLITS[split], seeds or 3)
@@ -138,16 +149,17 @@ def run(quick: bool = False, split: str = "validation", seeds: int | None = None
     records = []
     for i, obj in enumerate(objs):
         for s in range(n_seeds):
-            rec = _score(obj, split, i, s, models, views, steps, guidance)
+            rec = _score(obj, split, i, s, models, views, steps, guidance, average, keep_input)
             records.append(rec)
             progress(f"{obj.spec.colour} {obj.spec.family} seed {s}: consistency raw {rec['consistency_raw']:.4f} "
                      f"lora {rec['consistency_lora']:.4f}; chamfer decoder {rec['chamfer_decoder']:.4f} lora "
                      f"{rec['chamfer_lora']:.4f}; novel PSNR {rec['psnr_novel_lora']:.2f} dB")
-    cpu = _cpu_seconds(objs[:timed], models, views, steps, guidance)
+    cpu = _cpu_seconds(objs[:timed], models, views, steps, guidance, average, keep_input)
     per_seed = {m: [sum(r[m] for r in records if r["seed"] == s) / n for s in range(n_seeds)] for m in METRICS}
     stats = {m: mean_std(v) for m, v in per_seed.items()}
     rows = [{"metric": m, "mean": stats[m][0], "seed_std": stats[m][1]} for m in METRICS] + records
     summary = {"split": split, "objects": n, "seeds": n_seeds, "views": views, "steps": steps, "guidance": guidance,
+               "average": average, "keep_input": keep_input,
                **{m: stats[m][0] for m in METRICS}, **{f"{m}_std": stats[m][1] for m in METRICS},
                "psnr_novel": stats["psnr_novel_lora"][0], "seconds_per_image": sum(cpu) / len(cpu),
                "lora_more_consistent_than_raw": _beyond(stats["consistency_lora"], stats["consistency_raw"], True),

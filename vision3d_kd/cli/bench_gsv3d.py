@@ -22,6 +22,10 @@ def gsv3d_command(
     steps: int = typer.Option(30, "--steps", help="DDIM sampling steps."),
     guidance: float = typer.Option(None, "--guidance", help="Classifier-free guidance scale (default 4, chosen on "
                                    "validation)."),
+    average: int = typer.Option(None, "--average", help="Rings averaged before decoding (as image-to-3d; default "
+                                "its default)."),
+    keep_input: bool = typer.Option(None, "--keep-input/--no-keep-input", help="The input's own latent at the "
+                                    "input camera (as image-to-3d; default its default)."),
     generator: Path = typer.Option(None, "--generator", help="Generator folder (default: bundled)."),
     decoder: Path = typer.Option(None, "--decoder", help="Decoder folder (default: bundled)."),
     lora: Path = typer.Option(None, "--lora-path", help="LoRA folder (default: bundled)."),
@@ -39,5 +43,6 @@ def gsv3d_command(
 
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     result = run(quick=quick, split=split, seeds=seeds, views=views, steps=steps, generator=generator,
-                 decoder=decoder, lora=lora, **({} if guidance is None else {"guidance": guidance}))
+                 decoder=decoder, lora=lora, average=average, keep_input=keep_input,
+                 **({} if guidance is None else {"guidance": guidance}))
     _report(_split_name("gsv3d", split, quick), result, out_dir)

@@ -20,6 +20,11 @@ def image_to_3d_command(
     guidance: float = typer.Option(None, "--guidance", help="Classifier-free guidance scale (1 = none; default 4, "
                                    "chosen on the benchmark's validation objects)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    average: int = typer.Option(None, "--average", help="Rings sampled and averaged before decoding (1-8; each "
+                                "costs one more sampling; default chosen on the benchmark's validation objects)."),
+    keep_input: bool = typer.Option(None, "--keep-input/--no-keep-input", help="Decode the input picture's own "
+                                    "latent at the input camera instead of the generated frame (default chosen on "
+                                    "the benchmark's validation objects)."),
     lora: bool = typer.Option(True, "--lora/--no-lora", help="Use the geometric-distillation LoRA."),
     recentre: float = typer.Option(None, "--recentre", help="Crop to the object and pad so it fills this share "
                                    "of the picture's side (e.g. 0.55; default: keep the framing)."),
@@ -36,8 +41,9 @@ def image_to_3d_command(
     from ..distill.gsv3d.image_to_3d import GSV3D, ImageTo3DConfig, image_to_3d
     from .common import stage_bars
 
+    given = {"guidance": guidance, "average": average, "keep_input": keep_input}
     cfg = ImageTo3DConfig(views=views, elevation=elevation, steps=steps, seed=seed, lora=lora, recentre=recentre,
-                          **({} if guidance is None else {"guidance": guidance}))
+                          **{k: v for k, v in given.items() if v is not None})
     cfg.check()
     models = None
     if generator is not None or decoder is not None or lora_path is not None:

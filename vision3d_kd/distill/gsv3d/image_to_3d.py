@@ -32,13 +32,17 @@ __all__ = ["ImageTo3DConfig", "GSV3D", "image_to_3d"]
 @dataclass
 class ImageTo3DConfig:
     """Views on the ring (the models were trained with 16), the input view's elevation (degrees), DDIM steps,
-    guidance scale, seed, whether the geometric-distillation LoRA is used, optional re-centring fill."""
+    guidance scale, seed, rings averaged and whether the input view's own latent replaces its generated frame
+    (`MultiViewGenerator.sample_rings`), whether the geometric-distillation LoRA is used, optional re-centring
+    fill."""
 
     views: int = 16
     elevation: float = 20.0
     steps: int = 30
     guidance: float = DEFAULT_GUIDANCE
     seed: int = 0
+    average: int = 1
+    keep_input: bool = False
     lora: bool = True
     recentre: float | None = None
 
@@ -51,6 +55,8 @@ class ImageTo3DConfig:
             raise ConfigError(f"--steps must be in [1, 1000], got {self.steps}")
         if not 1.0 <= self.guidance <= 20.0:
             raise ConfigError(f"--guidance must be in [1, 20], got {self.guidance}")
+        if not 1 <= self.average <= 8:
+            raise ConfigError(f"--average must be in [1, 8], got {self.average}")
 
 
 class GSV3D:
@@ -76,8 +82,8 @@ class GSV3D:
         """(latents [V,4,h,w], Gaussians) of an input image [3,S,S] in [0,1] on white."""
         az = ring_azimuths(cfg.views)
         gen = torch.Generator().manual_seed(int(cfg.seed))
-        lat = self.generator.sample(image[None], torch.tensor([cfg.elevation]), az, cfg.steps, cfg.guidance, gen,
-                                    progress)
+        _, lat = self.generator.sample_rings(image[None], torch.tensor([cfg.elevation]), az, cfg.steps, cfg.guidance,
+                                             gen, cfg.average, cfg.keep_input, progress)
         g = self.generator
         cams = orbit_cameras(torch.full((cfg.views,), float(cfg.elevation)), az, g.size, g.radius, g.fov_deg)
         return lat[0], self.decoder(lat, cams, image[None])[0]
