@@ -207,6 +207,24 @@ def test_bench_prior_runs_end_to_end_on_a_prior_directory(tiny_bundled, tmp_path
     assert Image.open(tmp_path / "grid.png").size == (3 * 32, 2 * 32)  # truth over sample, one column per pair
 
 
+def test_bench_prior_on_chosen_objects_reports_each_and_refuses_unknown_words(tiny_bundled, tmp_path, capsys):
+    """--objects: pairs cycle over the named objects (rows per object, with the share of samples under IoU
+    0.6); a word outside the world is one line, exit 2, before any model loads."""
+    from vision3d_kd.bench.prior import chosen_pairs, run
+
+    todo = chosen_pairs(["brown table", "red house"], 4)
+    assert [(p[0].colour, p[0].family) for p in todo] == [("brown", "table"), ("red", "house")] * 2
+    assert todo[1][0].colour2 is not None
+    result = run(prior_path=tiny_bundled, n_pairs=2, steps=1, batch=2, objects=["brown table", "gray cube"])
+    rows = {r["object"]: r for r in result["rows"]}
+    assert set(rows) == {"brown table", "gray cube"}
+    assert all(r["pairs"] == 1 and r["iou_under_0.6"] in (0.0, 1.0) for r in rows.values())
+    for bad in ("brown tabel", "table", "plaid table"):
+        assert run_cli(["bench", "prior", "--objects", bad, "--out-dir", str(tmp_path)]) == 2
+        one_line_error(capsys, "table" if bad != "plaid table" else "plaid")
+    assert not list(tmp_path.iterdir())
+
+
 def test_bench_prior_view_check_compares_with_the_object_turned_around():
     from vision3d_kd.bench.prior import _truth, score_sample
     from vision3d_kd.data.objects import ObjectSpec

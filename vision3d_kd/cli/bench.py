@@ -221,14 +221,28 @@ def mesh_command(
 
 
 @bench_app.command("prior")
-def prior_command(quick: bool = _QUICK, prior: Path = _PRIOR, out_dir: Path = _OUT_DIR) -> None:
+def prior_command(
+    quick: bool = _QUICK,
+    prior: Path = _PRIOR,
+    objects: str = typer.Option(None, "--objects", help="Comma-separated 'COLOUR FAMILY' objects to sample (e.g. "
+                                "'brown table,gray table'; rows per object, report prior-objects) instead of the "
+                                "held-out pairs."),
+    n_pairs: int = typer.Option(None, "--pairs", help="Samples in all (default 60; --quick 10)."),
+    out_dir: Path = _OUT_DIR,
+) -> None:
     """Diffusion prior samples vs true renders: IoU, colour, view.
 
     Mask IoU, colour error and view correctness on 60 held-out prompt x view pairs (--quick: 10).
     The samples also go to OUT_DIR/prior_samples.png."""
-    from ..bench.prior import run
+    from ..bench.prior import chosen_pairs, run
 
-    _report("prior", run(quick=quick, prior_path=prior, grid_path=out_dir / "prior_samples.png"), out_dir)
+    _at_least_one("--pairs", n_pairs)
+    chosen = [o.strip() for o in objects.split(",") if o.strip()] if objects is not None else None
+    if chosen is not None:
+        chosen_pairs(chosen, 1)  # a bad object is one line before any model loads
+    name = "prior-objects" if chosen else "prior"
+    _report(name, run(quick=quick, prior_path=prior, n_pairs=n_pairs, objects=chosen,
+                      grid_path=out_dir / f"{name}_samples.png"), out_dir)
 
 
 @bench_app.command("prior-cost")
