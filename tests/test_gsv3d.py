@@ -339,6 +339,13 @@ def test_sample_set_holds_the_generators_rings_and_the_decoder_trains_on_them(ti
     tr.train_decoder(tiny["data"], root / "dec_seven", cfg, g, "gen", show_progress=False, init=tiny["dec"],
                      samples=out)
     assert seen and all(bool((lat == 7.0).all()) for lat in seen)  # at rate 1 every ring is the set's
+    seen.clear()
+    keep = tr.DecoderTrainConfig(**{**cfg.__dict__, "keep_input": True})
+    tr.train_decoder(tiny["data"], root / "dec_keep", keep, g, "gen", show_progress=False, init=tiny["dec"],
+                     samples=out)
+    true_inputs = orbits.latents[:, 0]  # --keep-input: frame 0 is the true input latent, the rest the set's
+    assert seen and all(bool((lat[:, 1:] == 7.0).all()) and any(torch.equal(f, t) for t in true_inputs)
+                        for lat in seen for f in lat[:, 0])
 
 
 def test_lora_on_policy_renders_the_generators_own_chain_states(tiny, monkeypatch):

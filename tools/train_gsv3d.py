@@ -42,6 +42,10 @@ def _add_config(ap: argparse.ArgumentParser, cls) -> None:
         if f.name == "decoder":
             continue
         default = getattr(cls(), f.name)
+        if isinstance(default, bool):
+            ap.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction,
+                            default=default, help=f"(default {default})")
+            continue
         ap.add_argument("--" + f.name.replace("_", "-"), type=type(default), default=default,
                         help=f"(default {default})")
 

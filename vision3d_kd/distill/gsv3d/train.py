@@ -66,11 +66,13 @@ class RenderSupervision(TrainSettings):
 class DecoderTrainConfig(RenderSupervision):
     """Decoder training; latent noise (std, drawn per object up to `latent_noise`) so it tolerates a
     generator's latents; with a sample set, each object is with probability `generated` one of the set's,
-    decoded from the generator's own ring instead of its true latents."""
+    decoded from the generator's own ring instead of its true latents; `keep_input`: the input view's frame
+    (ring view 0) is always its true latent, noise-free, as `image-to-3d --keep-input` decodes it."""
 
     lr: float = 3e-4
     latent_noise: float = 0.1
     generated: float = 0.0
+    keep_input: bool = False
     decoder: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
 
 
@@ -197,6 +199,8 @@ class DecoderTask(ModelTask):
             for j in torch.nonzero(own).flatten().tolist():
                 ids[j] = int(drawn[j])
                 lat[j] = self.samples[ids[j]]
+        if cfg.keep_input:
+            lat[:, 0] = d.latents[ids, 0]
         ring = torch.arange(d.ring).expand(cfg.batch, d.ring)
         splats = self.decoder(lat, d.cameras(ids, ring), d.inputs(ids))
         losses, terms = view_losses(splats, d, ids, cfg, self.gen)
