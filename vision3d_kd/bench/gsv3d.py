@@ -124,9 +124,9 @@ def _beyond(a: tuple[float, float], b: tuple[float, float], lower_is_better: boo
 def run(quick: bool = False, split: str = "validation", seeds: int | None = None, views: int = 16, steps: int = 30,
         guidance: float = DEFAULT_GUIDANCE, generator: Path | None = None, decoder: Path | None = None,
         lora: Path | None = None, average: int | None = None, keep_input: bool | None = None, timed: int = 3,
-        progress=print) -> dict[str, Any]:
-    """Every object of `split` × seed (quick: 2 objects, 1 seed, 8 views, 5 steps, 1 timed image); `average` and
-    `keep_input` as `image-to-3d` takes them (None: its defaults)."""
+        first_seed: int = 0, progress=print) -> dict[str, Any]:
+    """Every object of `split` × seed first_seed, first_seed + 1, … (quick: 2 objects, 1 seed, 8 views, 5 steps,
+    1 timed image); `average` and `keep_input` as `image-to-3d` takes them (None: its defaults)."""
     from ..distill.gsv3d.decoder import load_decoder
     from ..distill.gsv3d.generator import load_generator
     from ..distill.gsv3d.geometric import load_lora
@@ -148,17 +148,19 @@ def run(quick: bool = False, split: str = "validation", seeds: int | None = None
         models["paths"] = GSV3D(models["lora"], models["decoder"])
     records = []
     for i, obj in enumerate(objs):
-        for s in range(n_seeds):
+        for s in range(first_seed, first_seed + n_seeds):
             rec = _score(obj, split, i, s, models, views, steps, guidance, average, keep_input)
             records.append(rec)
             progress(f"{obj.spec.colour} {obj.spec.family} seed {s}: consistency raw {rec['consistency_raw']:.4f} "
                      f"lora {rec['consistency_lora']:.4f}; chamfer decoder {rec['chamfer_decoder']:.4f} lora "
                      f"{rec['chamfer_lora']:.4f}; novel PSNR {rec['psnr_novel_lora']:.2f} dB")
     cpu = _cpu_seconds(objs[:timed], models, views, steps, guidance, average, keep_input)
-    per_seed = {m: [sum(r[m] for r in records if r["seed"] == s) / n for s in range(n_seeds)] for m in METRICS}
+    seed_ids = range(first_seed, first_seed + n_seeds)
+    per_seed = {m: [sum(r[m] for r in records if r["seed"] == s) / n for s in seed_ids] for m in METRICS}
     stats = {m: mean_std(v) for m, v in per_seed.items()}
     rows = [{"metric": m, "mean": stats[m][0], "seed_std": stats[m][1]} for m in METRICS] + records
-    summary = {"split": split, "objects": n, "seeds": n_seeds, "views": views, "steps": steps, "guidance": guidance,
+    summary = {"split": split, "objects": n, "seeds": n_seeds, "first_seed": first_seed, "views": views,
+               "steps": steps, "guidance": guidance,
                "average": average, "keep_input": keep_input,
                **{m: stats[m][0] for m in METRICS}, **{f"{m}_std": stats[m][1] for m in METRICS},
                "psnr_novel": stats["psnr_novel_lora"][0], "seconds_per_image": sum(cpu) / len(cpu),

@@ -18,6 +18,8 @@ def gsv3d_command(
     split: str = typer.Option("validation", "--split", help="validation (defaults are chosen on it) or test (run "
                               "once defaults are chosen)."),
     seeds: int = typer.Option(None, "--seeds", help="Sampling seeds per object (default 3; with --quick 1)."),
+    first_seed: int = typer.Option(0, "--first-seed", help="First sampling seed (seeds FIRST … FIRST + SEEDS - 1; "
+                                   "fresh seeds check a choice made on others)."),
     views: int = typer.Option(16, "--views", help="Views on the ring (the bundled models were trained with 16)."),
     steps: int = typer.Option(30, "--steps", help="DDIM sampling steps."),
     guidance: float = typer.Option(None, "--guidance", help="Classifier-free guidance scale (default 4, chosen on "
@@ -35,14 +37,15 @@ def gsv3d_command(
     generator, the decoder and the decoder + LoRA; Chamfer to the true surface; novel-view PSNR / SSIM; CPU
     seconds per image."""
     from ..bench.gsv3d import SPLITS, run
+    from ..errors import ConfigError
 
     _at_least_one("--seeds", seeds)
     _at_least_one("--steps", steps)
+    if first_seed < 0:
+        raise ConfigError(f"--first-seed must be >= 0, got {first_seed}")
     if split not in SPLITS:
-        from ..errors import ConfigError
-
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     result = run(quick=quick, split=split, seeds=seeds, views=views, steps=steps, generator=generator,
-                 decoder=decoder, lora=lora, average=average, keep_input=keep_input,
+                 decoder=decoder, lora=lora, average=average, keep_input=keep_input, first_seed=first_seed,
                  **({} if guidance is None else {"guidance": guidance}))
     _report(_split_name("gsv3d", split, quick), result, out_dir)
