@@ -103,7 +103,11 @@ def test_bad_option_values_are_one_line_errors_before_any_work(args, name, capsy
       "methods": ["pvd", "al"]}),
     (["mesh", "--field", "grid"], "mesh", {"quick": False, "budget_s": None, "field": "grid", "keep_dir": None}),
     (["mesh", "--fields", "mlp"], "mesh", {"quick": False, "budget_s": None, "field": "mlp", "keep_dir": None}),
-    (["prior", "--prior", "P"], "prior", {"quick": False, "prior_path": "P", "grid_path": "OUT/prior_samples.png"}),
+    (["prior", "--prior", "P"], "prior", {"quick": False, "prior_path": "P", "n_pairs": None, "objects": None,
+                                          "grid_path": "OUT/prior_samples.png"}),
+    (["prior", "--objects", "brown table, gray cube", "--pairs", "8"], "prior",
+     {"quick": False, "prior_path": None, "n_pairs": 8, "objects": ["brown table", "gray cube"],
+      "grid_path": "OUT/prior-objects_samples.png"}),
     (["text-to-3d", "--seeds", "2", "--methods", "vsd,bsd", "--set", "guidance.bsd_lambda=18"], "text_to_3d",
      {"quick": False, "prior_path": None, "runs_dir": None, "seeds": 2, "steps": None, "methods": ["vsd", "bsd"],
       "sets": ["guidance.bsd_lambda=18"], "split": "validation"}),
@@ -137,6 +141,8 @@ def test_each_subcommand_passes_its_options_to_its_run(args, module, expected, m
     assert calls == [expected]
     split = expected.get("split")  # a bench's test split keeps its plain name, other splits are suffixed
     name = args[0] if split in (None, "test") else f"{args[0]}-{split}"
+    if expected.get("objects"):  # the prior's chosen objects report apart from its held-out pairs
+        name += "-objects"
     if expected.get("variant"):  # a variant's report carries its settings
         name += "+" + ",".join(f"{k}={v}" for k, v in sorted(expected["variant"].items()))
     assert json.loads((tmp_path / f"{name}.json").read_text())["summary"] == {"best": 1.5}
