@@ -179,19 +179,17 @@ class MultiViewGenerator(nn.Module):
         `rings` rings sampled one after another from `generator` (an estimate of the generator's mean ring);
         with `keep_input` the frames at relative azimuth 0 (mod 360°, the input camera) hold the input view's own
         latent instead, since that view is known exactly."""
-        total = rings * steps
-        first, acc = None, None
-        for k in range(rings):
-            tick = None if progress is None else (lambda i, n, k=k: progress(k * steps + i, total))
-            x = self.sample(images, elevation_deg, azimuth_deg, steps, guidance, generator, tick)
-            first = x if first is None else first
-            acc = x.clone() if acc is None else acc.add_(x)
-        out = acc / rings
+        def tick(k: int) -> Callable[[int, int], None] | None:
+            return None if progress is None else (lambda i, n: progress(k * steps + i, rings * steps))
+
+        drawn = [self.sample(images, elevation_deg, azimuth_deg, steps, guidance, generator, tick(k))
+                 for k in range(rings)]
+        out = torch.stack(drawn).mean(0)
         if keep_input:
             d = torch.remainder(azimuth_deg.to(torch.float64), 360.0)
             at_input = torch.minimum(d, 360.0 - d) < 1e-3
             out[:, at_input] = self.encode(images)[:, None]
-        return first, out
+        return drawn[0], out
 
     def save(self, out: Path, info: dict | None = None) -> None:
         """Write the generator directory: unet/ (diffusers, float16), vae/, encoder.safetensors, generator.json."""
