@@ -284,9 +284,10 @@ def test_bench_gsv3d_quick_reports_every_figure_with_the_bundled_models(tmp_path
 
 
 def test_sample_set_holds_the_generators_rings_and_the_decoder_trains_on_them(tiny, monkeypatch):
-    """`write_sample_set` in two workers stores each object's ring as `sample` gives it (seed + object index),
-    refuses other settings, an unfinished set and another generator; `train_decoder --init --samples` starts
-    from the saved decoder and, at rate 1, decodes only the set's rings."""
+    """`write_sample_set` in two workers stores each object's ring as `sample` gives it (seed + object index;
+    with `average` 2, the mean of two rings as `sample_rings` gives it), refuses other settings, an unfinished
+    set and another generator; `train_decoder --init --samples` starts from the saved decoder and, at rate 1,
+    decodes only the set's rings."""
     from vision3d_kd.distill.gsv3d import train as tr
     from vision3d_kd.distill.gsv3d.orbit_set import OrbitSet
     from vision3d_kd.distill.gsv3d.sample_set import load_sample_set, write_sample_set
@@ -315,6 +316,11 @@ def test_sample_set_holds_the_generators_rings_and_the_decoder_trains_on_them(ti
     write_sample_set(tiny["data"], g, "gen", out, 4, steps=4, seed=5, worker=(1, 2))  # adds object 3
     grown, _ = load_sample_set(out, g)  # worker 0's objects 0 and 2 were all it has to do
     assert len(grown) == 4 and torch.equal(grown[:3], lat)
+    two, _ = load_sample_set(write_sample_set(tiny["data"], g, "gen", root / "two", 1, steps=4, average=2), g)
+    first2, mean2 = g.sample_rings(orbits.inputs([0]), orbits.elevation[0, :1], orbits.azimuth[0, :4], 4,
+                                   info["guidance"], torch.Generator().manual_seed(0), 2)
+    assert torch.allclose(two[0, 0], mean2[0], rtol=2e-3, atol=1e-2)
+    assert not torch.allclose(two[0, 0], first2[0], rtol=0.05, atol=0.1)  # not one ring
     moved = load_generator(tiny["gen"])
     with torch.no_grad():
         moved.unet.conv_in.weight.add_(0.1)

@@ -87,6 +87,8 @@ def main() -> None:
     s.add_argument("--steps", type=int, default=30, help="DDIM steps (as image-to-3d)")
     s.add_argument("--guidance", type=float, default=gen.DEFAULT_GUIDANCE, help="guidance scale (as image-to-3d)")
     s.add_argument("--seed", type=int, default=0, help="object i is sampled with seed SEED+i")
+    s.add_argument("--average", type=int, default=1,
+                   help="store the mean of K rings per object, as image-to-3d --average K decodes (default 1)")
     s.add_argument("--worker", default="0/1", help="K/N: sample objects i with i %% N == K")
     for name, cls in CONFIGS.items():
         p = sub.add_parser(name, help=f"train the {name}")
@@ -115,7 +117,7 @@ def main() -> None:
     if args.cmd == "samples":
         write_sample_set(args.data, gen.load_generator(args.generator), str(args.generator or "bundled"), args.out,
                          args.objects, args.steps, args.guidance, args.seed, _worker(args.worker),
-                         progress=lambda i, t: print(f"\r{i}/{t}", end="", flush=True))
+                         average=args.average, progress=lambda i, t: print(f"\r{i}/{t}", end="", flush=True))
         print(f"\nwrote {args.out}")
         return
     fields = {f.name for f in dataclasses.fields(CONFIGS[args.cmd])} - {"decoder"}

@@ -173,17 +173,17 @@ class MultiViewGenerator(nn.Module):
     @torch.no_grad()
     def sample_rings(self, images: Tensor, elevation_deg: Tensor, azimuth_deg: Tensor, steps: int = 30,
                      guidance: float = DEFAULT_GUIDANCE, generator: torch.Generator | None = None, rings: int = 1,
-                     keep_input: bool = False,
-                     progress: Callable[[int, int], None] | None = None) -> tuple[Tensor, Tensor]:
+                     keep_input: bool = False, progress: Callable[[int, int], None] | None = None,
+                     trace: Callable[[int, Tensor], None] | None = None) -> tuple[Tensor, Tensor]:
         """(the first ring [B,V,4,h,w], exactly what `sample` gives, and the latents to decode): the mean of
         `rings` rings sampled one after another from `generator` (an estimate of the generator's mean ring);
         with `keep_input` the frames at relative azimuth 0 (mod 360°, the input camera) hold the input view's own
-        latent instead, since that view is known exactly."""
+        latent instead, since that view is known exactly; `trace` sees the first ring's chain as in `sample`."""
         def tick(k: int) -> Callable[[int, int], None] | None:
             return None if progress is None else (lambda i, n: progress(k * steps + i, rings * steps))
 
-        drawn = [self.sample(images, elevation_deg, azimuth_deg, steps, guidance, generator, tick(k))
-                 for k in range(rings)]
+        drawn = [self.sample(images, elevation_deg, azimuth_deg, steps, guidance, generator, tick(k),
+                             trace if k == 0 else None) for k in range(rings)]
         out = torch.stack(drawn).mean(0)
         if keep_input:
             d = torch.remainder(azimuth_deg.to(torch.float64), 360.0)

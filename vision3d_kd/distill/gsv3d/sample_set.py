@@ -4,7 +4,9 @@ beside the truth so the decoder can learn to turn what the generator makes — n
 the true object.
 
 The chain's states x_t at a few of its timesteps (`info["state_t"]`) are kept too, for training on what the
-generator meets while it samples rather than on noised truth.
+generator meets while it samples rather than on noised truth. With `average` K > 1 the stored ring is the mean
+of K rings drawn one after another from the object's seed, as `image-to-3d --average K` decodes them (the
+states are the first ring's).
 
 Layout of a sample set folder: `info.json` (generator name and weight hash, orbit set, objects, DDIM steps,
 guidance, seed, workers, state timesteps) and, per worker k of n, `part_k_of_n.npy` float16 [M,1+T,V,4,h,w]
@@ -53,13 +55,14 @@ def _part(out: Path, k: int, n: int) -> tuple[Path, Path]:
 
 def write_sample_set(data: Path, generator: MultiViewGenerator, generator_name: str, out: Path, objects: int,
                      steps: int = 30, guidance: float = DEFAULT_GUIDANCE, seed: int = 0,
-                     worker: tuple[int, int] = (0, 1), save_every: int = 16,
+                     worker: tuple[int, int] = (0, 1), save_every: int = 16, average: int = 1,
                      progress: Callable[[int, int], None] | None = None) -> Path:
-    """Sample the rings of the first `objects` objects of the orbit set `data` (object i with seed `seed`+i)
-    into the sample set `out`; this process does the objects i ≡ k (mod n) of `worker` (k, n)."""
+    """Sample the rings of the first `objects` objects of the orbit set `data` (object i with seed `seed`+i;
+    each the mean of `average` rings) into the sample set `out`; this process does the objects i ≡ k (mod n)
+    of `worker` (k, n)."""
     k, n = worker
-    if objects < 1 or steps < 1 or not 0 <= k < n:
-        raise ConfigError("need objects >= 1, steps >= 1 and a worker k/n with 0 <= k < n")
+    if objects < 1 or steps < 1 or average < 1 or not 0 <= k < n:
+        raise ConfigError("need objects >= 1, steps >= 1, average >= 1 and a worker k/n with 0 <= k < n")
     orbits = OrbitSet(data, generator)
     if objects > orbits.n:
         raise ConfigError(f"{data}: has {orbits.n} objects, {objects} asked for")
@@ -69,10 +72,10 @@ def write_sample_set(data: Path, generator: MultiViewGenerator, generator_name: 
     ts = generator.timesteps(steps)
     info = {"data": str(data), "generator": generator_name, "generator_hash": weights_hash(generator.unet),
             "objects": objects, "ring": orbits.ring, "steps": steps, "guidance": guidance, "seed": seed,
-            "workers": n, "state_t": [int(ts[j]) for j in keep]}
+            "workers": n, "state_t": [int(ts[j]) for j in keep], "average": average}
     info_path = out / "info.json"
     if info_path.is_file():
-        old = json.loads(info_path.read_text())
+        old = {"average": 1, **json.loads(info_path.read_text())}  # sets from before `average` hold one ring
         if {**old, "objects": objects} != info or old["objects"] > objects:
             raise ConfigError(f"{out}: holds samples made with other settings (see its info.json; only --objects "
                               "may grow); use a new folder")
@@ -85,8 +88,9 @@ def write_sample_set(data: Path, generator: MultiViewGenerator, generator_name: 
     for j in range(done, len(mine)):
         i = mine[j]
         gen = torch.Generator().manual_seed(seed + i)
-        lat = generator.sample(orbits.inputs([i]), orbits.elevation[i, :1], orbits.azimuth[i, : orbits.ring],
-                               steps, guidance, gen, trace=lambda t, x: states.__setitem__(t, x[0].clone()))
+        _, lat = generator.sample_rings(orbits.inputs([i]), orbits.elevation[i, :1], orbits.azimuth[i, : orbits.ring],
+                                        steps, guidance, gen, average,
+                                        trace=lambda t, x: states.__setitem__(t, x[0].clone()))
         chain = [lat[0]] + [states[t] for t in info["state_t"]]
         parts.append(torch.stack(chain)[None].to(torch.float16))
         if (j + 1) % save_every == 0 or j + 1 == len(mine):
