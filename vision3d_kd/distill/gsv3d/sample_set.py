@@ -9,10 +9,10 @@ of K rings drawn one after another from the object's seed, as `image-to-3d --ave
 states are the first ring's).
 
 Layout of a sample set folder: `info.json` (generator name and weight hash, orbit set, objects, DDIM steps,
-guidance, seed, workers, state timesteps) and, per worker k of n, `part_k_of_n.npy` float16 [M,1+T,V,4,h,w]
-(the sampled ring, then the T states) with the objects i ≡ k (mod n) in order, and `part_k_of_n.json`
-{"done": M}. Writing is resumable (a part is saved every `save_every` objects under a temporary name, then
-renamed) and the set may grow (more objects, the same settings); loading needs every part complete."""
+guidance, seed, workers, state timesteps, rings averaged) and, per worker k of n, `part_k_of_n.npy` float16
+[M,1+T,V,4,h,w] (the sampled ring, then the T states) with the objects i ≡ k (mod n) in order, and
+`part_k_of_n.json` {"done": M}. Writing is resumable (a part is saved every `save_every` objects under a temporary
+name, then renamed) and the set may grow (more objects, the same settings); loading needs every part complete."""
 
 from __future__ import annotations
 
