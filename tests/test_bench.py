@@ -91,6 +91,12 @@ def test_bad_option_values_are_one_line_errors_before_any_work(args, name, capsy
     assert not list(tmp_path.iterdir())
 
 
+def test_bench_gsv3d_refuses_a_negative_first_seed_before_loading_models(capsys, tmp_path):
+    assert run_cli(["bench", "gsv3d", "--first-seed", "-1", "--out-dir", str(tmp_path / "out")]) == 2
+    one_line_error(capsys, "--first-seed")
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("args, module, expected", [
     (["kernels", "--quick"], "kernels", {"quick": True}),
     (["rasterizer"], "rasterizer", {"quick": False}),

@@ -146,22 +146,21 @@ def run(quick: bool = False, split: str = "validation", seeds: int | None = None
               "decoder": load_decoder(decoder)}
     if generator or decoder or lora:
         models["paths"] = GSV3D(models["lora"], models["decoder"])
+    seed_ids = range(first_seed, first_seed + n_seeds)
     records = []
     for i, obj in enumerate(objs):
-        for s in range(first_seed, first_seed + n_seeds):
+        for s in seed_ids:
             rec = _score(obj, split, i, s, models, views, steps, guidance, average, keep_input)
             records.append(rec)
             progress(f"{obj.spec.colour} {obj.spec.family} seed {s}: consistency raw {rec['consistency_raw']:.4f} "
                      f"lora {rec['consistency_lora']:.4f}; chamfer decoder {rec['chamfer_decoder']:.4f} lora "
                      f"{rec['chamfer_lora']:.4f}; novel PSNR {rec['psnr_novel_lora']:.2f} dB")
     cpu = _cpu_seconds(objs[:timed], models, views, steps, guidance, average, keep_input)
-    seed_ids = range(first_seed, first_seed + n_seeds)
     per_seed = {m: [sum(r[m] for r in records if r["seed"] == s) / n for s in seed_ids] for m in METRICS}
     stats = {m: mean_std(v) for m, v in per_seed.items()}
     rows = [{"metric": m, "mean": stats[m][0], "seed_std": stats[m][1]} for m in METRICS] + records
     summary = {"split": split, "objects": n, "seeds": n_seeds, "first_seed": first_seed, "views": views,
-               "steps": steps, "guidance": guidance,
-               "average": average, "keep_input": keep_input,
+               "steps": steps, "guidance": guidance, "average": average, "keep_input": keep_input,
                **{m: stats[m][0] for m in METRICS}, **{f"{m}_std": stats[m][1] for m in METRICS},
                "psnr_novel": stats["psnr_novel_lora"][0], "seconds_per_image": sum(cpu) / len(cpu),
                "lora_more_consistent_than_raw": _beyond(stats["consistency_lora"], stats["consistency_raw"], True),

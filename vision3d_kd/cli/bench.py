@@ -50,9 +50,10 @@ def _positive(option: str, value: float | None) -> None:
         raise ConfigError(f"{option} must be > 0 (got {value:g})")
 
 
-def _at_least_one(option: str, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise ConfigError(f"{option} must be >= 1 (got {value})")
+def _at_least(option: str, value: int | None, least: int = 1) -> None:
+    """A one-line ConfigError unless `value` (None: not given) is at least `least`."""
+    if value is not None and value < least:
+        raise ConfigError(f"{option} must be >= {least} (got {value})")
 
 
 def _known(option: str, names: list[str], known, what: str) -> list[str]:
@@ -192,8 +193,8 @@ def pvd_al_command(
     from ..bench.pvd_al import METHODS, SPLITS, run
 
     _positive("--budget", budget)
-    _at_least_one("--seeds", seeds)
-    _at_least_one("--steps", steps)
+    _at_least("--seeds", seeds)
+    _at_least("--steps", steps)
     chosen = _split_and_methods(split, SPLITS, methods, METHODS)
     result = run(quick=quick, split=split, data=data, keep_dir=runs_dir, seeds=seeds, steps=steps, budget_s=budget,
                  methods=chosen)
@@ -236,7 +237,7 @@ def prior_command(
     The samples also go to OUT_DIR/prior_samples.png."""
     from ..bench.prior import chosen_pairs, run
 
-    _at_least_one("--pairs", n_pairs)
+    _at_least("--pairs", n_pairs)
     chosen = [o.strip() for o in objects.split(",") if o.strip()] if objects is not None else None
     if chosen is not None:
         chosen_pairs(chosen, 1)  # a bad object is one line before any model loads
@@ -289,8 +290,8 @@ def text_to_3d_command(
     from ..generation.config import SECTIONS
     from ..guidance.sds import METHODS
 
-    _at_least_one("--seeds", seeds)
-    _at_least_one("--steps", steps)
+    _at_least("--seeds", seeds)
+    _at_least("--steps", steps)
     chosen = _name_list("--methods", methods, METHODS, "method(s)")
     parse_overrides(list(sets or []), SECTIONS)  # a malformed --set fails here, before any run starts
     from ..bench.text_to_3d import SPLITS
@@ -313,7 +314,7 @@ def exports_command(
     three.js and GaussianSplats3D in headless Chromium against our own renders."""
     from ..bench.exports import run
 
-    _at_least_one("--resolution", resolution)
+    _at_least("--resolution", resolution)
     _report("exports" + ("-quick" if quick else ""), run(quick, data, runs_dir, resolution), out_dir)
 
 
@@ -340,7 +341,7 @@ def capture_command(
     from ..bench.capture import METHODS, SPLITS, run
 
     _positive("--budget", budget)
-    _at_least_one("--seeds", seeds)
+    _at_least("--seeds", seeds)
     chosen = _split_and_methods(split, SPLITS, methods, METHODS)
     result = run(quick=quick, split=split, budget_s=budget, seeds=seeds, runs_dir=runs_dir, methods=chosen, sfm=sfm,
                  progress=print)
@@ -364,8 +365,8 @@ def prompts_command(
     unknown-word prompts refused, and the floater share of rendered opacity before and after pruning."""
     from ..bench.prompts import SPLITS, run
 
-    _at_least_one("--seeds", seeds)
-    _at_least_one("--steps", steps)
+    _at_least("--seeds", seeds)
+    _at_least("--steps", steps)
     _known("--split", [split], list(SPLITS), "split")
     result = run(quick=quick, split=split, seeds=seeds, steps=steps, runs_dir=runs_dir, progress=print)
     _report(_split_name("prompts", split, quick), result, out_dir)
@@ -394,8 +395,8 @@ def event_vggt_command(
     training minutes. Students are trained once per seed and scored on either split."""
     from ..bench.event_vggt import ROWS, SPLITS, VARIANT_KEYS, run, variant_suffix
 
-    _at_least_one("--steps", steps)
-    _at_least_one("--seeds", seeds)
+    _at_least("--steps", steps)
+    _at_least("--seeds", seeds)
     _known("--split", [split], list(SPLITS), "split")
     picked = _name_list("--rows", rows, [folder for _, folder, _ in ROWS], "row(s)")
     variant = _variant(sets or [], VARIANT_KEYS)

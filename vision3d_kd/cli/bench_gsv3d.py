@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .bench import _OUT_DIR, _QUICK, _at_least_one, _report, _split_name, bench_app
+from .bench import _OUT_DIR, _QUICK, _at_least, _report, _split_name, bench_app
 
 __all__ = ["gsv3d_command"]
 
@@ -39,10 +39,9 @@ def gsv3d_command(
     from ..bench.gsv3d import SPLITS, run
     from ..errors import ConfigError
 
-    _at_least_one("--seeds", seeds)
-    _at_least_one("--steps", steps)
-    if first_seed < 0:
-        raise ConfigError(f"--first-seed must be >= 0, got {first_seed}")
+    _at_least("--seeds", seeds)
+    _at_least("--steps", steps)
+    _at_least("--first-seed", first_seed, 0)
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     result = run(quick=quick, split=split, seeds=seeds, views=views, steps=steps, generator=generator,

@@ -10,7 +10,7 @@ from .bench import (
     _OUT_DIR,
     _PRIOR,
     _QUICK,
-    _at_least_one,
+    _at_least,
     _bench_runs,
     _report,
     _split_and_methods,
@@ -47,8 +47,8 @@ def lucid_command(
     from ..config import parse_overrides
     from ..generation.config import SECTIONS
 
-    _at_least_one("--seeds", seeds)
-    _at_least_one("--steps", steps)
+    _at_least("--seeds", seeds)
+    _at_least("--steps", steps)
     chosen = _split_and_methods(split, SPLITS, methods, METHODS)
     parse_overrides(list(sets or []), SECTIONS)
     only = pick_layouts(split, layouts)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .bench import _OUT_DIR, _QUICK, _at_least_one, _report, bench_app
+from .bench import _OUT_DIR, _QUICK, _at_least, _report, bench_app
 
 __all__ = ["scale_command"]
 
@@ -24,6 +24,6 @@ def scale_command(
     step all-reduces, and jobs per hour of a batch on the local and Ray engines."""
     from ..bench.scale import run
 
-    _at_least_one("--steps", steps)
-    _at_least_one("--jobs", jobs)
+    _at_least("--steps", steps)
+    _at_least("--jobs", jobs)
     _report("scale" + ("-quick" if quick else ""), run(quick=quick, steps=steps, jobs=jobs), out_dir)
