@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from .gsv3d_tiny import tiny  # noqa: F401 (the GSV3D tests' shared fixture)
+
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 REPO = Path(__file__).resolve().parents[1]

@@ -23,40 +23,15 @@ from vision3d_kd.data.object_orbits import (
     write_orbit_dataset,
 )
 from vision3d_kd.data.objects import HELD_OUT
-from vision3d_kd.distill.gsv3d.decoder import DecoderConfig, GaussianDecoder, load_decoder
+from vision3d_kd.distill.gsv3d.decoder import GaussianDecoder, load_decoder
 from vision3d_kd.distill.gsv3d.generator import generator_from_prior, load_generator
 from vision3d_kd.distill.gsv3d.scores import chamfer, reprojection_error, surface_points
 from vision3d_kd.errors import DataError
 
 from .conftest import BAD_INPUTS, need_shared, one_line_error, run_cli
+from .gsv3d_tiny import TINY_DECODER
 
 LOCAL_BAD = Path(__file__).parent / "bad_inputs"
-TINY_DECODER = DecoderConfig(dim=32, depth=1, heads=2, image_size=32)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Path]:
-    """A 32-px orbit set (4 objects, ring 4, 2 novel views), a tiny camera-conditioned SD prior, and a
-    generator, decoder and LoRA trained 2 steps each on them (exported like the bundled ones)."""
-    from tests.tiny_pipelines import save_tiny_sd
-    from vision3d_kd.distill.gsv3d import geometric as geo
-    from vision3d_kd.distill.gsv3d import train as tr
-
-    root = tmp_path_factory.mktemp("gsv3d")
-    data = write_orbit_dataset(root / "data", 4, ring=4, novel=2, size=32, shard_size=3)
-    prior = save_tiny_sd(root, camera=True)
-    tr.train_generator(data, root / "gen_run", tr.GeneratorTrainConfig(steps=2, batch=2), prior, show_progress=False)
-    tr.export_generator(root / "gen_run", prior, root / "gen")
-    dec_cfg = tr.DecoderTrainConfig(steps=2, batch=2, ring_views=1, novel_views=1, decoder=TINY_DECODER)
-    tr.train_decoder(data, root / "dec_run", dec_cfg, load_generator(root / "gen"), "gen", show_progress=False)
-    tr.export_decoder(root / "dec_run", root / "dec")
-    lora_cfg = geo.LoraTrainConfig(steps=2, rank=2, ring_views=1, novel_views=1)
-    geo.train_lora(data, root / "lora_run", lora_cfg, load_generator(root / "gen"), load_decoder(root / "dec"),
-                   {"generator": "gen", "decoder": "dec"}, show_progress=False)
-    geo.export_lora(root / "lora_run", load_generator(root / "gen"), root / "lora")
-    return {"root": root, "data": data, "prior": prior, "gen": root / "gen", "dec": root / "dec", "lora": root / "lora"}
-
-
 def test_orbit_views_and_splits():
     obj = split_objects("validation", 4)[0]
     r = render_views(obj, torch.full((3,), 20.0), torch.tensor([0.0, 90.0, 180.0]), 24)
@@ -354,30 +329,3 @@ def test_sample_set_holds_the_generators_rings_and_the_decoder_trains_on_them(ti
     true_inputs = orbits.latents[:, 0]  # --keep-input: frame 0 is the true input latent, the rest the set's
     assert seen and all(bool((lat[:, 1:] == 7.0).all()) and any(torch.equal(f, t) for t in true_inputs)
                         for lat in seen for f in lat[:, 0])
-
-
-def test_lora_on_policy_renders_the_generators_own_chain_states(tiny, monkeypatch):
-    """`train_lora --samples --on-policy 1`: every step's render term starts from a state the sample set's chain
-    kept (here all 7.0), at the timestep it was kept at, guided (both branches); without a set it is refused."""
-    from vision3d_kd.distill.gsv3d import geometric as geo
-    from vision3d_kd.distill.gsv3d.generator import MultiViewGenerator
-    from vision3d_kd.distill.gsv3d.sample_set import write_sample_set
-    from vision3d_kd.errors import ConfigError
-
-    root = tiny["root"]
-    out = write_sample_set(tiny["data"], load_generator(tiny["gen"]), "gen", root / "chains", 2, steps=4)
-    part = out / "part_0_of_1.npy"
-    np.save(part, np.full_like(np.load(part), 7.0))
-    cfg = geo.LoraTrainConfig(steps=2, rank=2, ring_views=1, novel_views=1, on_policy=1.0)
-    args = (tiny["data"], root / "lora_own", cfg, load_generator(tiny["gen"]), load_decoder(tiny["dec"]), {})
-    with pytest.raises(ConfigError, match="go together"):
-        geo.train_lora(*args, show_progress=False)
-    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
-    predict = MultiViewGenerator.predict_noise
-    monkeypatch.setattr(MultiViewGenerator, "predict_noise", lambda self, x_t, t, *a: calls.append(
-        (x_t.detach(), t)) or predict(self, x_t, t, *a))
-    geo.train_lora(*args, show_progress=False, samples=out)
-    own = [(x, t) for x, t in calls if bool((x == 7.0).all())]
-    assert len(own) == 2 and len(calls) == 4  # per step: the ε-loss on noised truth, then one guided own state
-    for x, t in own:
-        assert x.shape[0] == 2 and int(t[0]) in (666, 333, 0)

@@ -5,8 +5,10 @@ in 3D.
 One step: an object's ring latents are noised at a uniform timestep t; the generator (with LoRA) predicts ε̂
 and so x̂₀ = (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t for all ring frames together; the frozen decoder turns x̂₀ into
 Gaussians, which are rendered at some ring views and at novel views off the ring and compared with the truth
-(RGB, mask, depth: `orbit_set.render_loss`), weighted by ᾱ_t (x̂₀ is noise-dominated early in the chain, and
-1/√ᾱ_t would blow its gradient up); the generator's own ε-loss is kept beside it so it still samples well.
+(RGB, mask, depth: `orbit_set.render_loss`), weighted by ᾱ_t (`render_weight` "alpha": x̂₀ is noise-dominated
+early in the chain, and 1/√ᾱ_t would blow its gradient up) or by √ᾱ_t ("sqrt-alpha": the gradient reaching ε̂
+is then at most √(1−ᾱ_t), bounded at every t, so the noisy states that decide an object's shape count too); the
+generator's own ε-loss is kept beside it so it still samples well.
 The paper does not say which timesteps, views or weights it uses; these are ours (README).
 
 On policy (`on_policy` > 0, with a sample set of the generator's own chains, `sample_set.py`): with that
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +38,7 @@ from .train import ModelTask, RenderSupervision, check_fresh, load_modules
 __all__ = ["LoraTrainConfig", "add_lora", "load_lora", "train_lora", "export_lora", "default_lora_path"]
 
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+RENDER_WEIGHTS = ("alpha", "sqrt-alpha")
 
 
 @dataclass
@@ -49,6 +52,13 @@ class LoraTrainConfig(RenderSupervision):
     w_diffusion: float = 1.0
     on_policy: float = 0.0
     guidance: float = 4.0
+    render_weight: str = "alpha"
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"render_weight": RENDER_WEIGHTS}
+
+    def check(self) -> None:
+        """ConfigError for a render weighting that is not one of RENDER_WEIGHTS."""
+        if self.render_weight not in RENDER_WEIGHTS:
+            raise ConfigError(f"--render-weight must be one of {', '.join(RENDER_WEIGHTS)}, got {self.render_weight!r}")
 
 
 def add_lora(generator: MultiViewGenerator, rank: int) -> None:
@@ -108,7 +118,8 @@ class LoraTask(ModelTask):
         ring = torch.arange(d.ring).expand(cfg.batch, d.ring)
         splats = self.decoder(x0_hat, d.cameras(ids, ring), images)
         losses, terms = view_losses(splats, d, ids, cfg, self.gen)
-        rendered = sum(a[j] * loss_j for j, loss_j in enumerate(losses)) / cfg.batch
+        weight = a if cfg.render_weight == "alpha" else a.sqrt()
+        rendered = sum(weight[j] * loss_j for j, loss_j in enumerate(losses)) / cfg.batch
         loss = cfg.w_diffusion * diffusion + cfg.w_render * rendered
         self.apply(loss, step)
         self.last = {"loss": float(loss.detach()), "diffusion": float(diffusion.detach()), **terms}
@@ -134,6 +145,7 @@ def train_lora(data: Path, out: Path, cfg: LoraTrainConfig, generator: MultiView
     policy at rate `cfg.on_policy` with the sample set `samples` (made by `generator`); `names` records which
     generator and decoder (RUN/config.json). RUN `out`."""
     check_fresh(out, resume)
+    cfg.check()
     if (samples is None) != (cfg.on_policy == 0):
         raise ConfigError("a sample set and --on-policy > 0 go together")
     orbits = OrbitSet(data, generator)
