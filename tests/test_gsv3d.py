@@ -176,6 +176,39 @@ def test_training_resumes_and_lora_round_trips(tiny):
     assert json.loads((tiny["lora"] / "lora.json").read_text())["rank"] == 2
 
 
+def test_a_decoder_deepened_computes_the_same_and_trains_on_from_init(tiny):
+    """`deepened(d)`: the added blocks start as identities (the same Gaussians up to float rounding);
+    `train_decoder --init` with more blocks trains on from the deepened decoder; fewer blocks is refused."""
+    import dataclasses
+
+    from vision3d_kd.distill.gsv3d import train as tr
+    from vision3d_kd.errors import ConfigError
+
+    base = load_decoder(tiny["dec"])
+    deep = base.deepened(base.config.depth + 2)
+    torch.manual_seed(0)
+    lat, img = torch.randn(1, 4, 4, 8, 8), torch.rand(1, 3, 32, 32)
+    cams = orbit_cameras(torch.full((4,), 20.0), ring_azimuths(4), 32)
+    a, b = base(lat, cams, img)[0], deep(lat, cams, img)[0]
+    for key in ("means", "log_scales", "quats", "opacity_logits", "rgb"):
+        assert torch.allclose(getattr(a, key), getattr(b, key), atol=1e-6)
+    assert len(deep.blocks) == base.config.depth + 2 and not torch.equal(a.rgb, torch.zeros_like(a.rgb))
+    with pytest.raises(ValueError, match="only be deepened"):
+        base.deepened(0)
+
+    def train(depth: int) -> Path:
+        cfg = tr.DecoderTrainConfig(steps=1, batch=1, ring_views=1, novel_views=1,
+                                    decoder=dataclasses.replace(TINY_DECODER, depth=depth))
+        run = tiny["root"] / f"deep_{depth}"
+        tr.train_decoder(tiny["data"], run, cfg, load_generator(tiny["gen"]), "gen", init=tiny["dec"],
+                         show_progress=False)
+        return tr.export_decoder(run, tiny["root"] / f"deep_{depth}_out")
+
+    assert load_decoder(train(base.config.depth + 1)).config.depth == base.config.depth + 1
+    with pytest.raises(ConfigError, match="only more blocks"):
+        train(base.config.depth - 1)
+
+
 def test_sample_rings_averages_rings_drawn_in_turn_and_keeps_the_input_view(tiny, tmp_path, capsys):
     """One ring is `sample`'s; K rings are the mean of K samples drawn one after another from the same random
     stream; keep_input puts the input's own latent at azimuth 0 only; a bad --average is one line, exit 2."""

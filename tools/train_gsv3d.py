@@ -102,6 +102,10 @@ def main() -> None:
             p.add_argument("--init", type=Path, default=None,
                            help=f"start from this {name} folder (e.g. the bundled one) instead of "
                                 f"{'the prior' if name == 'generator' else 'scratch'}")
+        if name == "decoder":
+            p.add_argument("--decoder-depth", type=int, default=dec.DecoderConfig().depth,
+                           help="transformer blocks (default %(default)s); more than --init's adds blocks that start "
+                                "as identities")
         if name in ("decoder", "lora"):
             rate = "--generated" if name == "decoder" else "--on-policy"
             p.add_argument("--samples", type=Path, default=None,
@@ -122,6 +126,8 @@ def main() -> None:
         return
     fields = {f.name for f in dataclasses.fields(CONFIGS[args.cmd])} - {"decoder"}
     cfg = CONFIGS[args.cmd](**{k: getattr(args, k) for k in fields})
+    if args.cmd == "decoder":
+        cfg.decoder = dec.DecoderConfig(depth=args.decoder_depth)
     if not args.export_only:
         if args.data is None:
             ap.error("--data is required unless --export-only")

@@ -162,6 +162,22 @@ class GaussianDecoder(nn.Module):
         means = origins + dist * dirs
         return [DecodedSplats(means[i], log_scales[i], quats[i], out[i, :, 8], rgb[i]) for i in range(b)]
 
+    def deepened(self, depth: int) -> GaussianDecoder:
+        """A decoder of `depth` blocks (at least this one's) that computes exactly what this one does: these
+        weights, and each added block (appended after the others) an identity at first, its attention and MLP
+        output projections zero, so that training goes on from this decoder's output with more capacity."""
+        if depth < self.config.depth:
+            raise ValueError(f"a decoder can only be deepened: {depth} < {self.config.depth} blocks")
+        out = GaussianDecoder(dataclasses.replace(self.config, depth=depth))
+        out.load_state_dict(self.state_dict(), strict=False)
+        with torch.no_grad():
+            for blk in out.blocks[self.config.depth:]:
+                outs = [blk.attn.out_proj, blk.mlp[2]] + ([blk.xattn.out_proj] if blk.cross else [])
+                for layer in outs:
+                    layer.weight.zero_()
+                    layer.bias.zero_()
+        return out.train(self.training)
+
     def save(self, out: Path, info: dict | None = None) -> None:
         """Write the decoder directory: decoder.safetensors and decoder.json (config + info)."""
         out = Path(out)

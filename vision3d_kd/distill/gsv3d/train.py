@@ -245,15 +245,20 @@ def train_decoder(data: Path, out: Path, cfg: DecoderTrainConfig, generator: Mul
                   generator_name: str, resume: bool = False, show_progress: bool = True, init: Path | None = None,
                   samples: Path | None = None) -> dict[str, Any]:
     """Train a Gaussian decoder on the orbit set `data` (latents by `generator`'s VAE) — from scratch or, with
-    `init`, on from the decoder saved there — with, given `samples`, the generator's own rings of that set's
-    objects (`sample_set`; sampled by `generator`) mixed in at rate `cfg.generated`; RUN `out`."""
+    `init`, on from the decoder saved there (deepened to `cfg.decoder.depth` blocks if that is more) — with,
+    given `samples`, the generator's own rings of that set's objects (`sample_set`; sampled by `generator`)
+    mixed in at rate `cfg.generated`; RUN `out`."""
     check_fresh(out, resume)
     if (samples is None) != (cfg.generated == 0):
         raise ConfigError("a sample set and --generated > 0 go together")
     with seeded_init(cfg.seed):
         decoder = GaussianDecoder(cfg.decoder) if init is None else load_decoder(init)
-    if init is not None and dataclasses.asdict(decoder.config) != dataclasses.asdict(cfg.decoder):
-        raise ConfigError(f"{init}: a decoder of another architecture than the settings ask for")
+    if init is not None and decoder.config != cfg.decoder:
+        if dataclasses.replace(cfg.decoder, depth=decoder.config.depth) != decoder.config or \
+                cfg.decoder.depth < decoder.config.depth:
+            raise ConfigError(f"{init}: a decoder of another architecture than the settings ask for (only more "
+                              f"blocks can be added: --decoder-depth ≥ {decoder.config.depth})")
+        decoder = decoder.deepened(cfg.decoder.depth)
     orbits = OrbitSet(data, generator)
     own = None if samples is None else load_sample_set(samples, generator, orbits)[0][:, 0]  # the sampled rings
     info = {"data": str(data), "generator": generator_name, "objects": orbits.n,
