@@ -53,7 +53,8 @@ def test_lora_render_weight_is_alpha_or_its_root(tiny, monkeypatch):
         geo.train_lora(tiny["data"], tiny["root"] / f"weight_{weight}", cfg, load_generator(tiny["gen"]),
                        load_decoder(tiny["dec"]), {}, show_progress=False)
 
-    run("alpha"), run("sqrt-alpha")
+    run("alpha")
+    run("sqrt-alpha")
     assert 0.0 < losses["alpha"] < 1.0 and losses["sqrt-alpha"] == pytest.approx(losses["alpha"] ** 0.5, rel=1e-5)
     with pytest.raises(ConfigError, match="render-weight"):
         run("cube")

@@ -169,7 +169,8 @@ class GaussianDecoder(nn.Module):
         if depth < self.config.depth:
             raise ValueError(f"a decoder can only be deepened: {depth} < {self.config.depth} blocks")
         out = GaussianDecoder(dataclasses.replace(self.config, depth=depth))
-        out.load_state_dict(self.state_dict(), strict=False)
+        unexpected = out.load_state_dict(self.state_dict(), strict=False).unexpected_keys
+        assert not unexpected, unexpected  # every weight of this decoder has its place in the deeper one
         with torch.no_grad():
             for blk in out.blocks[self.config.depth:]:
                 outs = [blk.attn.out_proj, blk.mlp[2]] + ([blk.xattn.out_proj] if blk.cross else [])
