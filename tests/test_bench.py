@@ -33,6 +33,18 @@ def test_bench_json_names_paths_relative_to_the_repository(tmp_path, monkeypatch
     assert json.loads(jpath.read_text())["command"] == "v3kd bench pvd --data ../shared/d --runs-dir r"
 
 
+def test_repo_path_keeps_a_symlinked_data_folder_beside_the_repository(tmp_path, monkeypatch):
+    """`../shared` may itself be a symlink (a git worktree beside a link to the data): still written relative."""
+    box = tmp_path / "box"
+    (box / "repo").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "data").mkdir(parents=True)
+    (box / "shared").symlink_to(tmp_path / "elsewhere")
+    monkeypatch.setattr("vision3d_kd.bench.report.REPO", box / "repo")
+    assert repo_path(box / "shared" / "data") == "../shared/data"
+    assert repo_path(box / "repo" / ".." / "shared" / "data") == "../shared/data"
+    assert repo_path(tmp_path / "elsewhere" / "data") == str(tmp_path / "elsewhere" / "data")
+
+
 def test_markdown_table_columns_in_first_seen_order():
     assert markdown_table([{"a": 1}, {"b": 2.0}]).splitlines()[0] == "| a | b |"
 

@@ -24,12 +24,10 @@ def repo_path(path: Path | str) -> str:
     p = Path(path)
     if not p.is_absolute() and not p.exists():
         return str(path)
-    p = p.resolve()
-    for base, prefix in ((REPO, ""), (REPO.parent, "../")):
-        try:
-            return prefix + str(p.relative_to(base))
-        except ValueError:
-            continue
+    for q in (Path(os.path.abspath(p)), p.resolve()):  # as written first: a symlinked ../shared stays ../shared
+        for base, prefix in ((REPO, ""), (REPO.parent, "../")):
+            if q.is_relative_to(base):
+                return prefix + str(q.relative_to(base))
     return str(path)
 
 
