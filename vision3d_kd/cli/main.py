@@ -28,6 +28,7 @@ def _register() -> None:
     from . import (
         batch,
         bench,
+        bench_event_vggt,
         bench_gsv3d,
         bench_lucid,
         bench_scale,
@@ -44,7 +45,7 @@ def _register() -> None:
         view,
     )
 
-    del bench_lucid, bench_gsv3d, bench_scale  # imported for their side effect: they register bench verbs
+    del bench_event_vggt, bench_lucid, bench_gsv3d, bench_scale  # imported for their side effect: bench verbs
 
     fit.register(app)
     batch.register(app)
