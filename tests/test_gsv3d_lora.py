@@ -59,3 +59,65 @@ def test_lora_render_weight_is_alpha_or_its_root(tiny, monkeypatch):
     with pytest.raises(ConfigError, match="render-weight"):
         run("cube")
     assert not (tiny["root"] / "weight_cube").exists()
+
+
+def test_trainers_take_only_the_sample_objects_asked_for(tiny, monkeypatch):
+    """`--samples-from 1 --samples-to 3`: the decoder decodes, and the LoRA starts its render term from, only
+    sample-set objects 1 and 2 (their rings filled with 1 + the object's index), each beside its own object's truth
+    (the decoder's kept input frame, the LoRA's conditioning latent); a range without a set, or outside it, is one
+    ConfigError with nothing written."""
+    from vision3d_kd.distill.gsv3d import geometric as geo
+    from vision3d_kd.distill.gsv3d import train as tr
+    from vision3d_kd.distill.gsv3d.decoder import GaussianDecoder
+    from vision3d_kd.distill.gsv3d.generator import MultiViewGenerator
+    from vision3d_kd.distill.gsv3d.orbit_set import OrbitSet
+    from vision3d_kd.distill.gsv3d.sample_set import write_sample_set
+    from vision3d_kd.errors import ConfigError
+
+    from .gsv3d_tiny import TINY_DECODER
+
+    root, g = tiny["root"], load_generator(tiny["gen"])
+    out = write_sample_set(tiny["data"], g, "gen", root / "ranged", 4, steps=4)
+    part = out / "part_0_of_1.npy"
+    rings = np.load(part)
+    np.save(part, (np.arange(4, dtype=rings.dtype) + 1).reshape(4, 1, 1, 1, 1, 1) + 0 * rings)
+    true_inputs = OrbitSet(tiny["data"], g).latents[:, 0]
+    ranged = {"samples_from": 1, "samples_to": 3}
+
+    def owner(frames: torch.Tensor) -> int:
+        """The object whose sample-set value fills these frames (1 + its index)."""
+        value = float(frames.flatten()[0])
+        assert bool((frames == value).all()) and value in (2.0, 3.0)
+        return int(value) - 1
+
+    seen: list[torch.Tensor] = []
+    forward = GaussianDecoder.forward
+    monkeypatch.setattr(GaussianDecoder, "forward", lambda self, lat, *a: seen.append(lat.detach()) or
+                        forward(self, lat, *a))
+    cfg = tr.DecoderTrainConfig(steps=3, batch=2, ring_views=1, novel_views=1, decoder=TINY_DECODER, lr=0.0,
+                                generated=1.0, keep_input=True, **ranged)
+    tr.train_decoder(tiny["data"], root / "dec_ranged", cfg, g, "gen", show_progress=False, init=tiny["dec"],
+                     samples=out)
+    assert len(seen) == 3 and all(torch.equal(lat[0], true_inputs[owner(lat[1:])]) for b in seen for lat in b)
+
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    predict = MultiViewGenerator.predict_noise
+    monkeypatch.setattr(MultiViewGenerator, "predict_noise", lambda self, x_t, t, cond, *a: calls.append(
+        (x_t.detach(), cond.detach())) or predict(self, x_t, t, cond, *a))
+    lora = geo.LoraTrainConfig(steps=3, rank=2, ring_views=1, novel_views=1, on_policy=1.0, **ranged)
+    geo.train_lora(tiny["data"], root / "lora_ranged", lora, load_generator(tiny["gen"]), load_decoder(tiny["dec"]),
+                   {}, show_progress=False, samples=out)
+    own = [(x, c) for x, c in calls if float(x.flatten()[0]) in (2.0, 3.0)]
+    assert len(own) == 3 and all(torch.equal(c[0], true_inputs[owner(x[0])]) for x, c in own)
+
+    bad = [(tr.DecoderTrainConfig(generated=1.0, samples_to=5), out), (tr.DecoderTrainConfig(samples_from=1), None),
+           (geo.LoraTrainConfig(on_policy=1.0, samples_from=4), out)]
+    for k, (cfg_bad, samples) in enumerate(bad):
+        run = root / f"bad_range_{k}"
+        with pytest.raises(ConfigError, match="samples-from"):
+            if isinstance(cfg_bad, tr.DecoderTrainConfig):
+                tr.train_decoder(tiny["data"], run, cfg_bad, g, "gen", show_progress=False, samples=samples)
+            else:
+                geo.train_lora(tiny["data"], run, cfg_bad, load_generator(tiny["gen"]), load_decoder(tiny["dec"]),
+                               {}, show_progress=False, samples=samples)
+        assert not run.exists() or not any(run.iterdir())

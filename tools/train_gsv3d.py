@@ -47,7 +47,8 @@ def _add_config(ap: argparse.ArgumentParser, cls) -> None:
                             default=default, help=f"(default {default})")
             continue
         ap.add_argument("--" + f.name.replace("_", "-"), type=type(default), default=default,
-                        choices=getattr(cls, "CHOICES", {}).get(f.name), help=f"(default {default})")
+                        choices=getattr(cls, "CHOICES", {}).get(f.name),
+                        help=f.metadata.get("help", f"(default {default})"))
 
 
 def _worker(text: str) -> tuple[int, int]:

@@ -14,7 +14,9 @@ The paper does not say which timesteps, views or weights it uses; these are ours
 On policy (`on_policy` > 0, with a sample set of the generator's own chains, `sample_set.py`): with that
 probability a step's render term is taken instead at a state x_t the generator itself reached while sampling a
 set object's ring (not the truth noised), its x̂₀ guided as sampling guides it, so the LoRA learns to pull the
-generator's own inconsistent intermediate rings toward the true object."""
+generator's own inconsistent intermediate rings toward the true object. `samples_from` / `samples_to` pick the
+set's objects: a decoder taught a set's generated rings renders them almost as well as true latents (bench/TUNING.md,
+twenty-second session), so a LoRA learning through it should take its states from objects outside that part."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from .decoder import GaussianDecoder
 from .generator import MultiViewGenerator
 from .orbit_set import OrbitSet, view_losses
 from .sample_set import load_sample_set
-from .train import ModelTask, RenderSupervision, check_fresh, load_modules
+from .train import ModelTask, RenderSupervision, SampleObjects, check_fresh, load_modules
 
 __all__ = ["LoraTrainConfig", "add_lora", "load_lora", "train_lora", "export_lora", "default_lora_path"]
 
@@ -42,7 +44,7 @@ RENDER_WEIGHTS = ("alpha", "sqrt-alpha")
 
 
 @dataclass
-class LoraTrainConfig(RenderSupervision):
+class LoraTrainConfig(RenderSupervision, SampleObjects):
     """Geometric distillation: LoRA rank and the weights of the render and diffusion terms."""
 
     steps: int = 1500
@@ -92,7 +94,9 @@ class LoraTask(ModelTask):
     """One geometric-distillation step (module docstring)."""
 
     def __init__(self, cfg: LoraTrainConfig, data: OrbitSet, generator: MultiViewGenerator, decoder: GaussianDecoder,
-                 info: dict, chains: tuple[torch.Tensor, list[int]] | None = None) -> None:
+                 info: dict, chains: tuple[torch.Tensor, list[int], int] | None = None) -> None:
+        """`chains`: (the sample set's rings and states [M,1+T,V,4,h,w] of orbit-set objects first … first + M − 1,
+        their timesteps [T], first)."""
         self.g, self.decoder, self.data = generator, decoder.requires_grad_(False).eval(), data
         self.chains = chains
         generator.encoder.requires_grad_(False)  # only the LoRA trains
@@ -127,11 +131,12 @@ class LoraTask(ModelTask):
 
     def _own_state(self, batch: int) -> tuple[list[int], torch.Tensor, torch.Tensor]:
         """(object ids [B], timesteps [B], guided x̂₀ [B,V,4,h,w]) at states x_t of the sample set's chains."""
-        states, state_t = self.chains
+        states, state_t, first = self.chains
         g, d = self.g, self.data
-        ids = torch.randint(len(states), (batch,), generator=self.gen).tolist()
+        rows = torch.randint(len(states), (batch,), generator=self.gen).tolist()
         k = torch.randint(len(state_t), (batch,), generator=self.gen)
-        x_t = torch.stack([states[i, 1 + int(k[j])] for j, i in enumerate(ids)])
+        x_t = torch.stack([states[i, 1 + int(k[j])] for j, i in enumerate(rows)])
+        ids = [first + i for i in rows]
         t = torch.tensor([state_t[int(j)] for j in k])
         cams = g.cameras(d.elevation[ids, 0], d.azimuth[ids, : d.ring])
         eps = g.guided_noise(x_t, t, d.latents[ids][:, 0], g.encoder(d.inputs(ids)), cams, self.cfg.guidance)
@@ -142,19 +147,22 @@ def train_lora(data: Path, out: Path, cfg: LoraTrainConfig, generator: MultiView
                names: dict[str, str], resume: bool = False, show_progress: bool = True,
                samples: Path | None = None) -> dict[str, Any]:
     """Geometric distillation of `generator` (LoRA added here) through `decoder` on the orbit set `data`, on
-    policy at rate `cfg.on_policy` with the sample set `samples` (made by `generator`); `names` records which
+    policy at rate `cfg.on_policy` with the sample set `samples` (made by `generator`; its objects in
+    `cfg.sample_range`); `names` records which
     generator and decoder (RUN/config.json). RUN `out`."""
     check_fresh(out, resume)
     cfg.check()
     if (samples is None) != (cfg.on_policy == 0):
         raise ConfigError("a sample set and --on-policy > 0 go together")
+    cfg.check_samples(samples)
     orbits = OrbitSet(data, generator)
     chains = None
     if samples is not None:
         states, info = load_sample_set(samples, generator, orbits)
         if not info["state_t"]:
             raise ConfigError(f"{samples}: kept no chain states (sampled with fewer than 4 steps)")
-        chains = (states, [int(t) for t in info["state_t"]])
+        first, end = cfg.sample_range(len(states))
+        chains = (states[first:end], [int(t) for t in info["state_t"]], first)
     add_lora(generator, cfg.rank)
     task = LoraTask(cfg, orbits, generator, decoder, {"data": str(data), **names, "objects": orbits.n,
                                                       "samples": str(samples) if samples else None}, chains)

@@ -25,9 +25,9 @@ from .generator import MultiViewGenerator, generator_from_prior, load_generator
 from .orbit_set import OrbitSet, view_losses
 from .sample_set import load_sample_set
 
-__all__ = ["TrainSettings", "RenderSupervision", "GeneratorTrainConfig", "DecoderTrainConfig", "ModelTask",
-           "train_generator", "train_decoder", "export_generator", "export_decoder", "lr_at", "check_fresh",
-           "load_modules", "orbit_image_size"]
+__all__ = ["TrainSettings", "RenderSupervision", "SampleObjects", "GeneratorTrainConfig", "DecoderTrainConfig",
+           "ModelTask", "train_generator", "train_decoder", "export_generator", "export_decoder", "lr_at",
+           "check_fresh", "load_modules", "orbit_image_size"]
 
 
 @dataclass
@@ -63,11 +63,37 @@ class RenderSupervision(TrainSettings):
 
 
 @dataclass
-class DecoderTrainConfig(RenderSupervision):
+class SampleObjects:
+    """Which objects of a sample set a trainer takes its generated rings from: the set's objects (= orbit-set
+    objects) `samples_from` ≤ i < `samples_to` (0: to the set's end) — so that, say, a LoRA learns on objects
+    whose generated rings the decoder it trains through was never taught."""
+
+    samples_from: int = dataclasses.field(default=0, metadata={"help": "take the sample set's objects from this "
+                                                                      "index on (default 0)"})
+    samples_to: int = dataclasses.field(default=0, metadata={"help": "and up to, not including, this index (default 0: "
+                                                                    "the set's end)"})
+
+    def check_samples(self, samples: Path | None) -> None:
+        """ConfigError for a range of sample-set objects without a sample set."""
+        if samples is None and (self.samples_from or self.samples_to):
+            raise ConfigError("--samples-from / --samples-to pick objects of a sample set: give --samples")
+
+    def sample_range(self, n: int) -> tuple[int, int]:
+        """(first, end) of the objects taken from a set of `n`; ConfigError for an empty or out-of-set range."""
+        end = self.samples_to or n
+        if not 0 <= self.samples_from < end <= n:
+            raise ConfigError(f"--samples-from {self.samples_from} / --samples-to {self.samples_to}: not a range of "
+                              f"objects of a sample set of {n}")
+        return self.samples_from, end
+
+
+@dataclass
+class DecoderTrainConfig(RenderSupervision, SampleObjects):
     """Decoder training; latent noise (std, drawn per object up to `latent_noise`) so it tolerates a
-    generator's latents; with a sample set, each object is with probability `generated` one of the set's,
-    decoded from the generator's own ring instead of its true latents; `keep_input`: the input view's frame
-    (ring view 0) is always its true latent, noise-free, as `image-to-3d --keep-input` decodes it."""
+    generator's latents; with a sample set, each object is with probability `generated` one of the set's (those
+    in `sample_range`), decoded from the generator's own ring instead of its true latents; `keep_input`: the
+    input view's frame (ring view 0) is always its true latent, noise-free, as `image-to-3d --keep-input`
+    decodes it."""
 
     lr: float = 3e-4
     latent_noise: float = 0.1
@@ -182,8 +208,9 @@ class DecoderTask(ModelTask):
     random ring views and `novel_views` novel views, `render_loss` against the truth."""
 
     def __init__(self, cfg: DecoderTrainConfig, data: OrbitSet, decoder: GaussianDecoder, info: dict,
-                 samples: torch.Tensor | None = None) -> None:
-        self.decoder, self.data, self.samples = decoder, data, samples
+                 samples: torch.Tensor | None = None, first: int = 0) -> None:
+        """`samples` [M,V,4,h,w]: the generated rings of orbit-set objects first … first + M − 1."""
+        self.decoder, self.data, self.samples, self.first = decoder, data, samples, first
         super().__init__("gs-decoder", cfg, {"decoder": decoder}, list(decoder.parameters()), info)
         decoder.train()
 
@@ -197,8 +224,8 @@ class DecoderTask(ModelTask):
             own = torch.rand(cfg.batch, generator=self.gen) < cfg.generated
             drawn = torch.randint(len(self.samples), (cfg.batch,), generator=self.gen)
             for j in torch.nonzero(own).flatten().tolist():
-                ids[j] = int(drawn[j])
-                lat[j] = self.samples[ids[j]]
+                ids[j] = self.first + int(drawn[j])
+                lat[j] = self.samples[int(drawn[j])]
         if cfg.keep_input:
             lat[:, 0] = d.latents[ids, 0]
         ring = torch.arange(d.ring).expand(cfg.batch, d.ring)
@@ -251,6 +278,7 @@ def train_decoder(data: Path, out: Path, cfg: DecoderTrainConfig, generator: Mul
     check_fresh(out, resume)
     if (samples is None) != (cfg.generated == 0):
         raise ConfigError("a sample set and --generated > 0 go together")
+    cfg.check_samples(samples)
     with seeded_init(cfg.seed):
         decoder = GaussianDecoder(cfg.decoder) if init is None else load_decoder(init)
     if init is not None and decoder.config != cfg.decoder:
@@ -260,10 +288,14 @@ def train_decoder(data: Path, out: Path, cfg: DecoderTrainConfig, generator: Mul
                               f"blocks can be added: --decoder-depth ≥ {decoder.config.depth})")
         decoder = decoder.deepened(cfg.decoder.depth)
     orbits = OrbitSet(data, generator)
-    own = None if samples is None else load_sample_set(samples, generator, orbits)[0][:, 0]  # the sampled rings
+    own, first = None, 0
+    if samples is not None:
+        own = load_sample_set(samples, generator, orbits)[0][:, 0]  # the sampled rings
+        first, end = cfg.sample_range(len(own))
+        own = own[first:end]
     info = {"data": str(data), "generator": generator_name, "objects": orbits.n,
             "init": str(init) if init else None, "samples": str(samples) if samples else None}
-    task = DecoderTask(cfg, orbits, decoder, info, own)
+    task = DecoderTask(cfg, orbits, decoder, info, own, first)
     return train(task, out, LoopConfig.of(cfg), resume=resume, show_progress=show_progress)
 
 
