@@ -294,7 +294,8 @@ def test_bench_gsv3d_quick_reports_every_figure_with_the_bundled_models(tmp_path
 def test_sample_set_holds_the_generators_rings_and_the_decoder_trains_on_them(tiny, monkeypatch):
     """`write_sample_set` in two workers stores each object's ring as `sample` gives it (seed + object index;
     with `average` 2, the mean of two rings as `sample_rings` gives it), refuses other settings, an unfinished
-    set and another generator; `train_decoder --init --samples` starts from the saved decoder and, at rate 1,
+    set (unless only its finished first objects are asked for) and another generator; `train_decoder --init
+    --samples` starts from the saved decoder and, at rate 1,
     decodes only the set's rings."""
     from vision3d_kd.distill.gsv3d import train as tr
     from vision3d_kd.distill.gsv3d.orbit_set import OrbitSet
@@ -304,10 +305,23 @@ def test_sample_set_holds_the_generators_rings_and_the_decoder_trains_on_them(ti
     root, g = tiny["root"], load_generator(tiny["gen"])
     out = root / "samples"
     write_sample_set(tiny["data"], g, "gen", out, 3, steps=4, seed=5, worker=(1, 2), save_every=1)
-    with pytest.raises(DataError, match="worker 0/2 has sampled 0 of 2"):
+    with pytest.raises(DataError, match="worker 0/2 has sampled 0 of the 2 objects"):
         load_sample_set(out, g)
-    write_sample_set(tiny["data"], g, "gen", out, 3, steps=4, seed=5, worker=(0, 2), save_every=1)
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # worker 0 stopped after its first object (saved), owing object 2
+        write_sample_set(tiny["data"], g, "gen", out, 3, steps=4, seed=5, worker=(0, 2), save_every=1,
+                         progress=interrupt)
+    with pytest.raises(DataError, match="sampled 1 of the 2"):
+        load_sample_set(out, g)
+    first_two = load_sample_set(out, g, upto=2)[0]  # objects 0 and 1 are done: usable while the set grows
+    with pytest.raises(ConfigError, match="first 4 asked for"):
+        load_sample_set(out, g, upto=4)
+    write_sample_set(tiny["data"], g, "gen", out, 3, steps=4, seed=5, worker=(0, 2), save_every=1)  # resumes
     lat, info = load_sample_set(out, g)
+    assert torch.equal(first_two, lat[:2])
     orbits = OrbitSet(tiny["data"], g)
     states: dict[int, torch.Tensor] = {}
     want = g.sample(orbits.inputs([2]), orbits.elevation[2, :1], orbits.azimuth[2, :4], 4, info["guidance"],

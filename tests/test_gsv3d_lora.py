@@ -64,8 +64,8 @@ def test_lora_render_weight_is_alpha_or_its_root(tiny, monkeypatch):
 def test_trainers_take_only_the_sample_objects_asked_for(tiny, monkeypatch):
     """`--samples-from 1 --samples-to 3`: the decoder decodes, and the LoRA starts its render term from, only
     sample-set objects 1 and 2 (their rings filled with 1 + the object's index), each beside its own object's truth
-    (the decoder's kept input frame, the LoRA's conditioning latent); a range without a set, or outside it, is one
-    ConfigError with nothing written."""
+    (the decoder's kept input frame, the LoRA's conditioning latent), though the set is still unfinished beyond
+    them; an empty range, or one without a set, is one ConfigError with nothing written."""
     from vision3d_kd.distill.gsv3d import geometric as geo
     from vision3d_kd.distill.gsv3d import train as tr
     from vision3d_kd.distill.gsv3d.decoder import GaussianDecoder
@@ -76,11 +76,17 @@ def test_trainers_take_only_the_sample_objects_asked_for(tiny, monkeypatch):
 
     from .gsv3d_tiny import TINY_DECODER
 
-    root, g = tiny["root"], load_generator(tiny["gen"])
-    out = write_sample_set(tiny["data"], g, "gen", root / "ranged", 4, steps=4)
+    root, g, out = tiny["root"], load_generator(tiny["gen"]), tiny["root"] / "ranged"
+
+    def stop_after_three(done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # the set still owes object 3: objects 0-2 are usable all the same
+        write_sample_set(tiny["data"], g, "gen", out, 4, steps=4, save_every=1, progress=stop_after_three)
     part = out / "part_0_of_1.npy"
     rings = np.load(part)
-    np.save(part, (np.arange(4, dtype=rings.dtype) + 1).reshape(4, 1, 1, 1, 1, 1) + 0 * rings)
+    np.save(part, (np.arange(3, dtype=rings.dtype) + 1).reshape(3, 1, 1, 1, 1, 1) + 0 * rings)
     true_inputs = OrbitSet(tiny["data"], g).latents[:, 0]
     ranged = {"samples_from": 1, "samples_to": 3}
 
@@ -110,8 +116,9 @@ def test_trainers_take_only_the_sample_objects_asked_for(tiny, monkeypatch):
     own = [(x, c) for x, c in calls if float(x.flatten()[0]) in (2.0, 3.0)]
     assert len(own) == 3 and all(torch.equal(c[0], true_inputs[owner(x[0])]) for x, c in own)
 
-    bad = [(tr.DecoderTrainConfig(generated=1.0, samples_to=5), out), (tr.DecoderTrainConfig(samples_from=1), None),
-           (geo.LoraTrainConfig(on_policy=1.0, samples_from=4), out)]
+    bad = [(tr.DecoderTrainConfig(generated=1.0, samples_from=3, samples_to=3), out),
+           (tr.DecoderTrainConfig(samples_from=1), None),
+           (geo.LoraTrainConfig(on_policy=1.0, samples_from=2, samples_to=1), out)]
     for k, (cfg_bad, samples) in enumerate(bad):
         run = root / f"bad_range_{k}"
         with pytest.raises(ConfigError, match="samples-from"):

@@ -158,7 +158,7 @@ def train_lora(data: Path, out: Path, cfg: LoraTrainConfig, generator: MultiView
     orbits = OrbitSet(data, generator)
     chains = None
     if samples is not None:
-        states, info = load_sample_set(samples, generator, orbits)
+        states, info = load_sample_set(samples, generator, orbits, cfg.samples_to or None)
         if not info["state_t"]:
             raise ConfigError(f"{samples}: kept no chain states (sampled with fewer than 4 steps)")
         first, end = cfg.sample_range(len(states))

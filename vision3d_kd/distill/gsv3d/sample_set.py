@@ -12,7 +12,8 @@ Layout of a sample set folder: `info.json` (generator name and weight hash, orbi
 guidance, seed, workers, state timesteps, rings averaged) and, per worker k of n, `part_k_of_n.npy` float16
 [M,1+T,V,4,h,w] (the sampled ring, then the T states) with the objects i ≡ k (mod n) in order, and
 `part_k_of_n.json` {"done": M}. Writing is resumable (a part is saved every `save_every` objects under a temporary
-name, then renamed) and the set may grow (more objects, the same settings); loading needs every part complete."""
+name, then renamed) and the set may grow (more objects, the same settings); loading needs every part complete, or
+as far as the first objects asked for (`upto`)."""
 
 from __future__ import annotations
 
@@ -104,10 +105,11 @@ def write_sample_set(data: Path, generator: MultiViewGenerator, generator_name: 
 
 
 def load_sample_set(folder: Path, generator: MultiViewGenerator | None = None,
-                    orbits: OrbitSet | None = None) -> tuple[Tensor, dict]:
+                    orbits: OrbitSet | None = None, upto: int | None = None) -> tuple[Tensor, dict]:
     """(latents float32 [objects,1+T,V,4,h,w] in orbit-set order: the sampled ring, then the chain's states at
-    info["state_t"]; info) of a complete sample set; with `generator`, refuse a set sampled by another one, with
-    `orbits`, one whose rings do not fit that orbit set (ring size, latent shape, object count)."""
+    info["state_t"]; info) of a complete sample set — or, with `upto`, of its first `upto` objects, which may be
+    done while the set still grows; with `generator`, refuse a set sampled by another one, with `orbits`, one
+    whose rings do not fit that orbit set (ring size, latent shape, object count)."""
     folder = Path(folder)
     if not (folder / "info.json").is_file():
         raise DataError(f"{folder}: no sample set here (make one with `python tools/train_gsv3d.py samples`)")
@@ -115,13 +117,18 @@ def load_sample_set(folder: Path, generator: MultiViewGenerator | None = None,
     if generator is not None and weights_hash(generator.unet) != info["generator_hash"]:
         raise ConfigError(f"{folder}: sampled by another generator ({info['generator']})")
     n, objects = int(info["workers"]), int(info["objects"])
+    if upto is not None:
+        if not 0 < upto <= objects:
+            raise ConfigError(f"{folder}: holds {objects} objects; its first {upto} asked for")
+        objects = upto
     out: Tensor | None = None
     for k in range(n):
         arr_path, done_path = _part(folder, k, n)
         mine = range(k, objects, n)
         done = json.loads(done_path.read_text())["done"] if done_path.is_file() else 0
         if done < len(mine):
-            raise DataError(f"{folder}: worker {k}/{n} has sampled {done} of {len(mine)} objects; finish it")
+            raise DataError(f"{folder}: worker {k}/{n} has sampled {done} of the {len(mine)} objects needed; "
+                            "finish it")
         part = torch.from_numpy(np.load(arr_path)[: len(mine)].astype(np.float32))
         if out is None:
             out = torch.empty(objects, *part.shape[1:])

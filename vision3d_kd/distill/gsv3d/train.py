@@ -290,7 +290,7 @@ def train_decoder(data: Path, out: Path, cfg: DecoderTrainConfig, generator: Mul
     orbits = OrbitSet(data, generator)
     own, first = None, 0
     if samples is not None:
-        own = load_sample_set(samples, generator, orbits)[0][:, 0]  # the sampled rings
+        own = load_sample_set(samples, generator, orbits, cfg.samples_to or None)[0][:, 0]  # the sampled rings
         first, end = cfg.sample_range(len(own))
         own = own[first:end]
     info = {"data": str(data), "generator": generator_name, "objects": orbits.n,
