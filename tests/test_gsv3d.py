@@ -304,9 +304,6 @@ def test_sample_set_holds_the_generators_rings_and_the_decoder_trains_on_them(ti
 
     root, g = tiny["root"], load_generator(tiny["gen"])
     out = root / "samples"
-    write_sample_set(tiny["data"], g, "gen", out, 3, steps=4, seed=5, worker=(1, 2), save_every=1)
-    with pytest.raises(DataError, match="worker 0/2 has sampled 0 of the 2 objects"):
-        load_sample_set(out, g)
 
     def interrupt(done: int, total: int) -> None:
         raise KeyboardInterrupt
@@ -314,9 +311,14 @@ def test_sample_set_holds_the_generators_rings_and_the_decoder_trains_on_them(ti
     with pytest.raises(KeyboardInterrupt):  # worker 0 stopped after its first object (saved), owing object 2
         write_sample_set(tiny["data"], g, "gen", out, 3, steps=4, seed=5, worker=(0, 2), save_every=1,
                          progress=interrupt)
-    with pytest.raises(DataError, match="sampled 1 of the 2"):
+    first = load_sample_set(out, g, upto=1)[0]  # object 0 is done, and worker 1 (no part yet) owes none of these
+    with pytest.raises(DataError, match="worker 1/2 has sampled 0 of the 1 objects"):
+        load_sample_set(out, g, upto=2)
+    write_sample_set(tiny["data"], g, "gen", out, 3, steps=4, seed=5, worker=(1, 2), save_every=1)
+    with pytest.raises(DataError, match="worker 0/2 has sampled 1 of the 2"):
         load_sample_set(out, g)
     first_two = load_sample_set(out, g, upto=2)[0]  # objects 0 and 1 are done: usable while the set grows
+    assert torch.equal(first, first_two[:1])
     with pytest.raises(ConfigError, match="first 4 asked for"):
         load_sample_set(out, g, upto=4)
     write_sample_set(tiny["data"], g, "gen", out, 3, steps=4, seed=5, worker=(0, 2), save_every=1)  # resumes

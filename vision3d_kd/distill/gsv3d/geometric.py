@@ -148,8 +148,7 @@ def train_lora(data: Path, out: Path, cfg: LoraTrainConfig, generator: MultiView
                samples: Path | None = None) -> dict[str, Any]:
     """Geometric distillation of `generator` (LoRA added here) through `decoder` on the orbit set `data`, on
     policy at rate `cfg.on_policy` with the sample set `samples` (made by `generator`; its objects in
-    `cfg.sample_range`); `names` records which
-    generator and decoder (RUN/config.json). RUN `out`."""
+    `cfg.sample_range`); `names` records which generator and decoder (RUN/config.json). RUN `out`."""
     check_fresh(out, resume)
     cfg.check()
     if (samples is None) != (cfg.on_policy == 0):

@@ -125,6 +125,8 @@ def load_sample_set(folder: Path, generator: MultiViewGenerator | None = None,
     for k in range(n):
         arr_path, done_path = _part(folder, k, n)
         mine = range(k, objects, n)
+        if not mine:  # `upto` below the number of workers: this one holds none of the objects asked for
+            continue
         done = json.loads(done_path.read_text())["done"] if done_path.is_file() else 0
         if done < len(mine):
             raise DataError(f"{folder}: worker {k}/{n} has sampled {done} of the {len(mine)} objects needed; "
