@@ -34,7 +34,6 @@ from ...train.driver import LoopConfig, StepResult, train
 from .decoder import GaussianDecoder
 from .generator import MultiViewGenerator
 from .orbit_set import OrbitSet, view_losses
-from .sample_set import load_sample_set
 from .train import ModelTask, RenderSupervision, SampleObjects, check_fresh, load_modules
 
 __all__ = ["LoraTrainConfig", "add_lora", "load_lora", "train_lora", "export_lora", "default_lora_path"]
@@ -157,11 +156,10 @@ def train_lora(data: Path, out: Path, cfg: LoraTrainConfig, generator: MultiView
     orbits = OrbitSet(data, generator)
     chains = None
     if samples is not None:
-        states, info = load_sample_set(samples, generator, orbits, cfg.samples_to or None)
+        states, info, first = cfg.load_samples(samples, generator, orbits)
         if not info["state_t"]:
             raise ConfigError(f"{samples}: kept no chain states (sampled with fewer than 4 steps)")
-        first, end = cfg.sample_range(len(states))
-        chains = (states[first:end], [int(t) for t in info["state_t"]], first)
+        chains = (states, [int(t) for t in info["state_t"]], first)
     add_lora(generator, cfg.rank)
     task = LoraTask(cfg, orbits, generator, decoder, {"data": str(data), **names, "objects": orbits.n,
                                                       "samples": str(samples) if samples else None}, chains)

@@ -86,6 +86,14 @@ class SampleObjects:
                               f"objects of a sample set of {n}")
         return self.samples_from, end
 
+    def load_samples(self, samples: Path, generator: MultiViewGenerator, orbits: OrbitSet
+                     ) -> tuple[torch.Tensor, dict, int]:
+        """(the set's rings and states [M,1+T,V,4,h,w] of orbit-set objects first … first + M − 1, its info,
+        first) for the objects in `sample_range`; only those need to be sampled yet (`load_sample_set`'s upto)."""
+        states, info = load_sample_set(samples, generator, orbits, self.samples_to or None)
+        first, end = self.sample_range(len(states))
+        return states[first:end], info, first
+
 
 @dataclass
 class DecoderTrainConfig(RenderSupervision, SampleObjects):
@@ -290,9 +298,8 @@ def train_decoder(data: Path, out: Path, cfg: DecoderTrainConfig, generator: Mul
     orbits = OrbitSet(data, generator)
     own, first = None, 0
     if samples is not None:
-        own = load_sample_set(samples, generator, orbits, cfg.samples_to or None)[0][:, 0]  # the sampled rings
-        first, end = cfg.sample_range(len(own))
-        own = own[first:end]
+        states, _, first = cfg.load_samples(samples, generator, orbits)
+        own = states[:, 0]  # the sampled rings
     info = {"data": str(data), "generator": generator_name, "objects": orbits.n,
             "init": str(init) if init else None, "samples": str(samples) if samples else None}
     task = DecoderTask(cfg, orbits, decoder, info, own, first)
